@@ -1,0 +1,3 @@
+from hpa_experiments.cli import main
+
+main()

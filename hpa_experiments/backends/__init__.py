@@ -1,0 +1,1 @@
+"""Backends: where an experiment runs (a Kubernetes cluster, or the digital twin)."""

@@ -1,0 +1,137 @@
+"""The one small interface between the runner/monitor and a place to run experiments.
+
+The runner and the monitor use nothing else, so the Kubernetes backend and the
+simulation backend (the digital twin) are interchangeable.  Times are seconds since
+the Unix epoch (UTC) on the backend's own clock: the wall clock for Kubernetes, a
+virtual clock for the simulation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Clock(ABC):
+    """Time source of a backend."""
+
+    virtual: bool = False
+
+    @abstractmethod
+    def now(self) -> float:
+        """Current time, seconds since the epoch."""
+
+    @abstractmethod
+    def sleep_until(self, t: float) -> None:
+        """Block until `t` (a virtual clock advances the simulation to `t` instead)."""
+
+
+@dataclass(frozen=True)
+class HpaMetricReading:
+    """One metric of the HPA as its status reports it (values already parsed from quantities)."""
+
+    name: str  # metric name as in the HPA spec, e.g. "num_requests_waiting"
+    source_type: str  # "Pods" | "Object" | "External" | "Resource" | "ContainerResource"
+    target_type: str  # "AverageValue" | "Value" | "Utilization"
+    target: float | None
+    current: float | None  # None when the HPA status has no value (e.g. <unknown>)
+
+
+@dataclass(frozen=True)
+class ScalingSnapshot:
+    """HPA spec targets and status, and the scale target's replica counts, at one moment."""
+
+    taken_at: float
+    hpa_found: bool
+    current_replicas: int | None = None
+    desired_replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    metrics: tuple[HpaMetricReading, ...] = ()
+    last_scale_time: str | None = None
+    conditions: tuple[dict[str, str], ...] = ()
+    deployment_replicas: int | None = None  # Deployment spec.replicas
+    ready_replicas: int | None = None  # Deployment status.readyReplicas
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the backend knows of one Job this run created."""
+
+    name: str
+    exists: bool
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failure: str | None = None  # human-readable reason when the Job or its pod failed
+
+
+@dataclass(frozen=True)
+class InstantSample:
+    labels: dict[str, str]
+    value: float  # may be NaN, as Prometheus may return it
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    labels: dict[str, str]
+    points: list[tuple[float, float]] = field(default_factory=list)  # (unix time, value)
+
+
+@dataclass(frozen=True)
+class JobLaunch:
+    """Everything a backend needs to start one load-generator Job of the plan."""
+
+    job_name: str  # the name in the experiment config, e.g. "phase-1-high-load"
+    resource_name: str  # unique Kubernetes name for this run, e.g. "phase-1-high-load-r20261123t0416"
+    manifest: dict[str, Any]  # fully rendered batch/v1 Job
+    rate: float | None  # offered requests per second, when known
+    duration: float  # planned seconds until the runner stops it
+    values: dict[str, Any] = field(default_factory=dict)  # template values (max_concurrency, ...)
+
+
+class QueryError(Exception):
+    """A PromQL query failed (server unreachable, bad query, timeout)."""
+
+
+class Backend(ABC):
+    """Where an experiment runs. One instance serves one run."""
+
+    name: str  # "kubernetes" | "simulation"
+    clock: Clock
+
+    @abstractmethod
+    def start_job(self, launch: JobLaunch) -> None:
+        """Create the Job. Must not create a second Job if it already exists for this run."""
+
+    @abstractmethod
+    def stop_job(self, resource_name: str) -> None:
+        """Delete the Job (and its pods, background propagation). Idempotent."""
+
+    @abstractmethod
+    def job_states(self) -> dict[str, JobState]:
+        """States of the Jobs this run created, keyed by resource name."""
+
+    @abstractmethod
+    def scaling_snapshot(self) -> ScalingSnapshot:
+        """HPA status and Deployment readiness, now."""
+
+    @abstractmethod
+    def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
+        """Instant PromQL query at time `at` (now when None). Raises QueryError."""
+
+    @abstractmethod
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
+        """Range PromQL query. Raises QueryError."""
+
+    def leftover_jobs(self) -> list[str]:
+        """Jobs of this run still present (checked by label at the end of a run)."""
+        return [name for name, state in self.job_states().items() if state.exists]
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about where the run happened (cluster or model parameters)."""
+        return {"backend": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release connections; called once at the end of a run."""

@@ -1,0 +1,89 @@
+"""The `hpa-exp` command line: one typer app, commands registered from small modules.
+
+Each module in this package exposes `register(app)`; the command logic itself lives in
+the library modules (runner, analysis, ...), so the CLI stays thin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from hpa_experiments import __version__
+from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
+
+# Modules that add commands; each has `register(app: typer.Typer) -> None`.
+COMMAND_MODULES = [
+
+]
+
+app = typer.Typer(
+    name="hpa-exp",
+    help=(
+        "Reproducible HPA load experiments for LLM inference (vLLM) on Kubernetes, "
+        "or on the built-in digital twin (no cluster needed).\n\n"
+        "Start with:  hpa-exp run experiment-configs/high-load-hpa.yaml --backend sim"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hpa-exp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Reproducible HPA load experiments for LLM inference on Kubernetes."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: errors become one message and an exit code, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except HpaExpError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except _click_usage_error() as exc:
+        exc.show()
+        sys.exit(EXIT_INVALID)
+    except Exception as exc:  # last resort: a bug, still no traceback unless asked for
+        if os.environ.get("HPA_EXP_DEBUG"):
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "(set HPA_EXP_DEBUG=1 to see the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _click_usage_error() -> type[Exception]:
+    import click
+
+    return click.ClickException

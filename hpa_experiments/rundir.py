@@ -1,0 +1,248 @@
+"""The run-directory format: one folder per run, written as the run goes, readable by analysis.
+
+```
+run.json               id, status, backend, versions, resolved config, backend facts, UTC start/end
+metrics.csv            one row per grid tick (columns below); an empty cell means "no value"
+phases.csv             one row per job: planned and actual start/end (s since t0), outcome
+events.csv             elapsed_s, time, kind, detail
+summary.json           KPIs (written by analysis)
+experiment-config.yaml the config file exactly as given
+```
+
+Rows are flushed as they are written, so a killed process leaves complete rows on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# The original system's columns, same names and meanings, in its order.
+LEGACY_COLUMNS = [
+    "timestamp",
+    "replicas",
+    "desired_replicas",
+    "num_requests_waiting",
+    "num_requests_waiting_target",
+    "kv_cache_usage_perc",
+    "kv_cache_usage_target",
+    "ttft_ms",
+    "itl_ms",
+    "request_rate_per_min",
+    "active_jobs",
+]
+
+# Columns added by hpa-exp, after the legacy ones.  Percentile columns depend on the
+# config (`metrics.percentiles`) and extra PromQL columns on `metrics.prometheus`.
+ADDED_COLUMNS = [
+    "elapsed_s",
+    "phase",
+    "offered_rps",
+    "ready_replicas",
+    "prom_requests_running",
+    "prom_requests_waiting",
+    "prom_kv_cache_usage_avg",
+    "prom_kv_cache_usage_max",
+    "sample_lag_ms",
+]
+
+RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+
+EVENT_KINDS = (
+    "run_started",
+    "job_started",
+    "job_stopped",
+    "job_failed",
+    "scale_up",
+    "scale_down",
+    "cooldown_started",
+    "warning",
+    "error",
+    "run_finished",
+)
+
+PHASE_COLUMNS = [
+    "job",
+    "resource_name",
+    "rate",
+    "planned_start_s",
+    "planned_end_s",
+    "actual_start_s",
+    "actual_end_s",
+    "outcome",
+]
+EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
+
+
+def percentile_label(q: float) -> str:
+    """0.5 -> 'p50', 0.99 -> 'p99', 0.999 -> 'p99.9'."""
+    text = f"{q * 100:.4f}".rstrip("0").rstrip(".")
+    return f"p{text}"
+
+
+def percentile_columns(percentiles: Iterable[float]) -> list[str]:
+    labels = [percentile_label(q) for q in percentiles]
+    return [f"ttft_{p}_ms" for p in labels] + [f"itl_{p}_ms" for p in labels]
+
+
+def metrics_columns(
+    percentiles: Iterable[float],
+    extra_hpa_metrics: Iterable[str] = (),
+    extra_queries: Iterable[str] = (),
+) -> list[str]:
+    """All columns of metrics.csv for a run, in file order."""
+    cols = LEGACY_COLUMNS + ADDED_COLUMNS + percentile_columns(percentiles)
+    for name in extra_hpa_metrics:
+        cols += [f"hpa_{name}", f"hpa_{name}_target"]
+    cols += [f"query_{name}" for name in extra_queries]
+    return cols
+
+
+def utc_iso(t: float) -> str:
+    """Unix seconds -> '2026-11-23T04:16:55.123Z'."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def format_cell(value: Any) -> str:
+    """Empty for missing/NaN, integers without a decimal point, floats with up to 6 decimals."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ""
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def run_dir_name(name: str, started_at: float) -> str:
+    stamp = datetime.fromtimestamp(started_at, tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}"
+
+
+class _CsvStream:
+    """A CSV file that is flushed and fsync'ed row by row."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.columns = columns
+        self._fh = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh, lineterminator="\n")
+        self._write([*columns])
+
+    def _write(self, cells: list[str]) -> None:
+        self._writer.writerow(cells)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self._write([format_cell(row.get(c)) for c in self.columns])
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+@dataclass
+class RunInfo:
+    """Everything run.json holds.  `status` moves running -> completed | interrupted | failed."""
+
+    id: str
+    name: str
+    backend: str
+    status: str
+    started_at: float
+    t0: float
+    interval: float
+    config: dict[str, Any]
+    backend_info: dict[str, Any]
+    versions: dict[str, str]
+    ended_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "backend": self.backend,
+            "start_utc": utc_iso(self.started_at),
+            "end_utc": utc_iso(self.ended_at) if self.ended_at is not None else None,
+            "t0_unix": self.t0,
+            "interval_s": self.interval,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "pid": self.pid,
+            "versions": self.versions,
+            "backend_info": self.backend_info,
+            "config": self.config,
+        }
+
+
+class RunWriter:
+    """Creates a run directory and streams its files; safe to stop at any point."""
+
+    def __init__(self, directory: Path, info: RunInfo, metrics_cols: list[str], config_source: Path | None):
+        self.dir = directory
+        self.info = info
+        directory.mkdir(parents=True, exist_ok=False)
+        if config_source is not None:
+            shutil.copyfile(config_source, directory / "experiment-config.yaml")
+        self.write_run_json()
+        self.metrics = _CsvStream(directory / "metrics.csv", metrics_cols)
+        self.events = _CsvStream(directory / "events.csv", EVENT_COLUMNS)
+        self._phases: dict[str, dict[str, Any]] = {}
+
+    def write_run_json(self) -> None:
+        atomic_write_json(self.dir / "run.json", self.info.to_json())
+
+    def metric_row(self, row: Mapping[str, Any]) -> None:
+        self.metrics.write(row)
+
+    def event(self, t: float, kind: str, detail: str) -> None:
+        self.events.write(
+            {"elapsed_s": round(t - self.info.t0, 3), "time": utc_iso(t), "kind": kind, "detail": detail}
+        )
+
+    def phase(self, job: str, **fields: Any) -> None:
+        """Update one job's row of phases.csv (the whole small file is rewritten atomically)."""
+        self._phases.setdefault(job, {"job": job}).update(fields)
+        lines = [PHASE_COLUMNS] + [
+            [format_cell(r.get(c)) for c in PHASE_COLUMNS] for r in self._phases.values()
+        ]
+        tmp = self.dir / "phases.csv.tmp"
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "phases.csv")
+
+    def finish(self, status: str, ended_at: float, exit_code: int, reason: str | None = None) -> None:
+        self.info.status = status
+        self.info.ended_at = ended_at
+        self.info.exit_code = exit_code
+        self.info.reason = reason
+        self.write_run_json()
+        self.metrics.close()
+        self.events.close()
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
