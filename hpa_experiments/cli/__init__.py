@@ -17,7 +17,7 @@ from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
 
 # Modules that add commands; each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
-
+    "hpa_experiments.cli.config_cmds",
 ]
 
 app = typer.Typer(
@@ -56,7 +56,7 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: errors become one message and an exit code, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except HpaExpError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _click_usage_error() -> type[Exception]:

@@ -1,0 +1,56 @@
+"""`hpa-exp validate` and `hpa-exp plan`: check configs and show timelines; nothing is applied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from hpa_experiments.config import load_config
+from hpa_experiments.errors import EXIT_INVALID, ConfigError
+from hpa_experiments.plan import build_plan, render_timeline
+
+
+def validate(
+    configs: list[Path] = typer.Argument(..., help="Experiment config files (YAML).", show_default=False),
+) -> None:
+    """Check experiment configs: keys, types, durations, job manifests, the HPA manifest.
+
+    Prints one line per file; exits 2 if any file is invalid.
+    """
+    failed = 0
+    for path in configs:
+        try:
+            config = load_config(path)
+            plan = build_plan(config)
+        except ConfigError as exc:
+            failed += 1
+            typer.echo(f"✗ {exc}", err=True)
+            continue
+        typer.echo(
+            f"✓ {path}: {len(config.jobs)} jobs, {plan.mode}, {plan.total:g} s, peak {plan.peak_rps:g} req/s"
+        )
+        for warning in plan.warnings:
+            typer.echo(f"  warning: {warning}")
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def plan(
+    config: Path = typer.Argument(..., help="Experiment config file (YAML).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON for machines."),
+) -> None:
+    """Show an experiment's timeline: one bar per job, load per segment, peak, cooldown, total."""
+    experiment = load_config(config)
+    timeline = build_plan(experiment)
+    if as_json:
+        typer.echo(json.dumps({"name": experiment.name, **timeline.to_json()}, indent=2))
+    else:
+        typer.echo(f"{experiment.name}: {experiment.description}".rstrip(": "))
+        typer.echo(render_timeline(timeline))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(plan)

@@ -1,0 +1,364 @@
+"""The experiment config: pydantic models, `load_config(path)`, and messages people can act on.
+
+The original shell system's files load unchanged; what it lacked (Prometheus URL, a gap
+between sequential jobs, per-job rate and template values, backend choice, SLOs, the
+simulation section) is added with defaults.  Relative paths resolve against the config
+file's folder.  Every problem names the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from hpa_experiments.durations import is_prometheus_duration, parse_duration
+from hpa_experiments.errors import ConfigError
+from hpa_experiments.manifests import (
+    ManifestError,
+    check_job_manifest,
+    hpa_problems,
+    load_hpa_manifest,
+    parse_single_document,
+    read_text,
+    render_template,
+    template_placeholders,
+)
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HpaConfig(_Section):
+    enabled: bool = True
+    manifest: Path | None = None
+    name: str | None = Field(None, description="HPA name; defaults to the manifest's metadata.name")
+    apply: bool = Field(True, description="apply the manifest before the run (kubernetes backend)")
+    remove_after: bool = Field(True, description="delete the HPA after the run if this run created it")
+
+
+class JobConfig(_Section):
+    name: str
+    manifest: Path | None = None
+    duration: Seconds = Field(gt=0)
+    start_delay: Seconds = Field(0.0, ge=0)
+    rate: float | None = Field(None, gt=0, description="offered load in requests per second")
+    values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _kubernetes_name(cls, v: str) -> str:
+        if len(v) > MAX_JOB_NAME:
+            raise ValueError(f"must be at most {MAX_JOB_NAME} characters (a run id is appended)")
+        if not K8S_NAME.match(v):
+            raise ValueError("must be a Kubernetes name: lower-case letters, digits and '-'")
+        return v
+
+
+class CooldownConfig(_Section):
+    enabled: bool = False
+    duration: Seconds = Field(0.0, ge=0)
+
+
+class PromQuery(_Section):
+    query: str
+
+
+class MetricsConfig(_Section):
+    interval: Seconds = Field(5.0, gt=0)
+    rate_window: str = "1m"
+    percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
+    prometheus: dict[str, PromQuery] = Field(default_factory=dict)
+    log_level: str | None = Field(None, description="accepted from the original configs; unused")
+
+    @field_validator("rate_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if not is_prometheus_duration(v):
+            raise ValueError(f"must be a PromQL duration such as '1m' or '30s' (got {v!r})")
+        return v
+
+    @field_validator("percentiles")
+    @classmethod
+    def _quantiles(cls, v: list[float]) -> list[float]:
+        bad = [q for q in v if not 0 < q < 1]
+        if bad:
+            raise ValueError(f"each percentile must be between 0 and 1, exclusive (got {bad[0]})")
+        return v
+
+    @field_validator("prometheus")
+    @classmethod
+    def _query_names(cls, v: dict[str, PromQuery]) -> dict[str, PromQuery]:
+        for name in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"query name {name!r} must be letters, digits and '_' (it names a column)")
+        return v
+
+
+class PrometheusConfig(_Section):
+    url: str | None = None
+    token_env: str | None = Field(None, description="environment variable holding a bearer token")
+    token_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    verify_tls: bool = True
+    ca_file: Path | None = None
+
+
+class SloConfig(_Section):
+    ttft_ms: float | None = Field(None, gt=0)
+    itl_ms: float | None = Field(None, gt=0)
+
+
+class SimulationConfig(_Section):
+    seed: int = 42
+    profile: str = "llama-3.1-8b-h100"
+    parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
+    initial_replicas: int = Field(1, ge=1)
+    scrape_interval: Seconds = Field(15.0, gt=0)
+
+
+class OutputConfig(_Section):
+    base_dir: Path = Path("experiment-data")
+    include_pod_logs: bool = Field(False, description="accepted from the original configs; unused")
+    include_events: bool = Field(True, description="accepted from the original configs; unused")
+
+
+class ExperimentConfig(_Section):
+    name: str
+    description: str = ""
+    namespace: str = "hpa-exp"
+    deployment: str = "vllm"
+    model_name: str = "meta-llama/Llama-3.1-8B"
+    backend: Literal["kubernetes", "simulation"] = "simulation"
+    mode: str | None = Field(None, description="accepted from the original configs; unused")
+    hpa: HpaConfig = Field(default_factory=HpaConfig)
+    jobs: list[JobConfig] = Field(min_length=1)
+    gap: Seconds = Field(30.0, ge=0, description="seconds between sequential jobs")
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
+    on_job_failure: Literal["abort", "continue"] = "abort"
+    values: dict[str, Any] = Field(default_factory=dict, description="template values for every job")
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    # Filled by load_config, not read from the file.
+    source: Path | None = Field(None, exclude=True)
+    hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, v: str) -> str:
+        if not RUN_NAME.match(v) or len(v) > 80:
+            raise ValueError("must be letters, digits, '.', '_' or '-' (it names the run folder)")
+        return v
+
+    @field_validator("namespace", "deployment")
+    @classmethod
+    def _k8s(cls, v: str) -> str:
+        if not K8S_NAME.match(v) or len(v) > 63:
+            raise ValueError("must be a Kubernetes name: lower-case letters, digits and '-'")
+        return v
+
+    @property
+    def hpa_name(self) -> str | None:
+        if self.hpa.name:
+            return self.hpa.name
+        return ((self.hpa_manifest or {}).get("metadata") or {}).get("name")
+
+    @property
+    def base_dir(self) -> Path:
+        return self.output.base_dir
+
+    def job_template_values(self, job: JobConfig, rate: float | None) -> dict[str, Any]:
+        """Values a job template may use: defaults < config `values` < job `values` < computed."""
+        values: dict[str, Any] = {
+            "model": self.model_name,
+            "namespace": self.namespace,
+            "base_url": "http://vllm:8000",
+            "max_concurrency": 512,
+            "output_len": 1024,
+            "seed": 12345,
+            "image": "vllm/vllm-openai:latest",
+            "dataset_url": (
+                "https://huggingface.co/datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
+                "resolve/main/ShareGPT_V3_unfiltered_cleaned_split.json"
+            ),
+        }
+        values.update(self.values)
+        values.update(job.values)
+        values["duration"] = job.duration
+        if rate is not None:
+            values["rate"] = rate
+            values.setdefault("num_prompts", max(1, round(rate * job.duration)))
+        return values
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The config with defaults filled in and paths made absolute, for run.json."""
+        return self.model_dump(mode="json", exclude={"source", "hpa_manifest"})
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read, validate and resolve an experiment config. Raises ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the file: {exc}", source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}", source) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of keys (name, jobs, ...)", source)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()], source) from None
+    _resolve_paths(config, path.resolve().parent)
+    problems = _check_files(config)
+    if problems:
+        raise ConfigError(problems, source)
+    config.source = path.resolve()
+    return config
+
+
+def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+    config.hpa.manifest = resolve(config.hpa.manifest)
+    for job in config.jobs:
+        job.manifest = resolve(job.manifest) if job.manifest else resolve(Path(DEFAULT_JOB_TEMPLATE))
+    config.prometheus.token_file = resolve(config.prometheus.token_file)
+    config.prometheus.ca_file = resolve(config.prometheus.ca_file)
+    config.output.base_dir = resolve(config.output.base_dir)  # type: ignore[assignment]
+
+
+# A job without `manifest` uses the shipped template (relative to the config's folder).
+DEFAULT_JOB_TEMPLATE = "../workloads/vllm-bench-serve.yaml"
+
+
+def _check_files(config: ExperimentConfig) -> list[str]:
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, job in enumerate(config.jobs):
+        if job.name in seen:
+            problems.append(f"jobs[{i}].name: '{job.name}' is already used by jobs[{seen[job.name]}]")
+        seen.setdefault(job.name, i)
+        problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job)]
+    if config.hpa.enabled and config.hpa.manifest is not None:
+        try:
+            config.hpa_manifest = load_hpa_manifest(config.hpa.manifest)
+        except ManifestError as exc:
+            problems.append(f"hpa.manifest: {exc}")
+        else:
+            problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+    elif config.hpa.enabled and not config.hpa.name:
+        problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
+    if config.prometheus.token_env and config.prometheus.token_file:
+        problems.append("prometheus: give token_env or token_file, not both")
+    return problems
+
+
+def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]:
+    """Check that the job's manifest exists and renders to a batch/v1 Job."""
+    assert job.manifest is not None
+    try:
+        text = read_text(job.manifest)
+        if template_placeholders(text):
+            rate = job.rate
+            if rate is None and "rate" in template_placeholders(text) and "rate" not in job.values:
+                return ["the template needs a request rate: set 'rate' on this job"]
+            text = render_template(text, config.job_template_values(job, rate))
+        check_job_manifest(parse_single_document(text, str(job.manifest)), str(job.manifest))
+    except ManifestError as exc:
+        return [str(exc)]
+    return []
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Known keys of the section a location points into (for 'did you mean')."""
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return [n for n, f in model.model_fields.items() if not f.exclude]
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc, kind, given = tuple(err["loc"]), err["type"], err.get("input")
+    where = _path(loc)
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{where}: unknown key{hint}"
+    if kind == "missing":
+        return f"{where}: is required"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            kind
+        ]
+        bound = next(iter(ctx.values()))
+        return f"{where}: must be {op} {bound} (got {given!r})"
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        return f"{where}: must be a number (got {given!r})"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{where}: must be true or false (got {given!r})"
+    if kind in ("string_type",):
+        return f"{where}: must be a text string (got {given!r})"
+    if kind in ("list_type",):
+        return f"{where}: must be a list (got {type(given).__name__})"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{where}: must be a mapping of keys (got {type(given).__name__})"
+    if kind == "too_short":
+        return f"{where}: must not be empty"
+    if kind == "literal_error":
+        return f"{where}: must be one of {ctx.get('expected')} (got {given!r})"
+    if kind == "value_error":
+        return f"{where}: {ctx.get('error', err['msg'])!s}"
+    if kind == "path_type":
+        return f"{where}: must be a file path (got {given!r})"
+    return f"{where}: {err['msg']}"

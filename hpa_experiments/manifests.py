@@ -1,0 +1,140 @@
+"""Reading Kubernetes manifests named by a config: Job templates and the HPA.
+
+Job manifests may be templates: `${name}` placeholders (Python `string.Template`) filled
+from the config's values, so one file serves every rate.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing, unreadable, or not the kind of object expected."""
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def template_placeholders(text: str) -> set[str]:
+    """Names used as ${name} (or $name) in a manifest template."""
+    return {
+        m.group("named") or m.group("braced")
+        for m in string.Template.pattern.finditer(text)
+        if m.group("named") or m.group("braced")
+    }
+
+
+def render_template(text: str, values: Mapping[str, Any]) -> str:
+    """Fill the placeholders; a missing value is a ManifestError naming it."""
+    missing = sorted(template_placeholders(text) - set(values))
+    if missing:
+        raise ManifestError("template needs values for: " + ", ".join(missing))
+    try:
+        return string.Template(text).substitute({k: _yaml_scalar(v) for k, v in values.items()})
+    except ValueError as exc:  # a lone '$' or '${' that is not a placeholder
+        raise ManifestError(f"template: {exc} (write $$ for a literal dollar sign)") from None
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parse_single_document(text: str, source: str) -> dict[str, Any]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise ManifestError(f"{source}: must hold exactly one Kubernetes object (found {len(docs)})")
+    return docs[0]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+def check_job_manifest(doc: Mapping[str, Any], source: str) -> None:
+    """Only batch/v1 Jobs may be applied as load generators."""
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    if api != "batch/v1" or kind != "Job":
+        raise ManifestError(f"{source}: must be a batch/v1 Job (found {api or '?'} {kind or '?'})")
+    containers = (doc.get("spec") or {}).get("template", {}).get("spec", {}).get("containers")
+    if not containers:
+        raise ManifestError(f"{source}: the Job has no spec.template.spec.containers")
+
+
+def load_hpa_manifest(path: Path) -> dict[str, Any]:
+    return parse_single_document(read_text(path), str(path))
+
+
+def hpa_problems(doc: Mapping[str, Any], deployment: str) -> list[str]:
+    """What makes `doc` unusable as the experiment's HPA (empty when fine)."""
+    problems = []
+    if doc.get("apiVersion") != "autoscaling/v2" or doc.get("kind") != "HorizontalPodAutoscaler":
+        problems.append(
+            "must be an autoscaling/v2 HorizontalPodAutoscaler "
+            f"(found {doc.get('apiVersion') or '?'} {doc.get('kind') or '?'})"
+        )
+        return problems
+    if not (doc.get("metadata") or {}).get("name"):
+        problems.append("metadata.name is required")
+    spec = doc.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    if target.get("kind") != "Deployment" or target.get("name") != deployment:
+        problems.append(
+            f"spec.scaleTargetRef must be the Deployment '{deployment}' "
+            f"(found {target.get('kind') or '?'} '{target.get('name') or '?'}')"
+        )
+    lo, hi = spec.get("minReplicas", 1), spec.get("maxReplicas")
+    if not isinstance(hi, int) or hi < 1:
+        problems.append("spec.maxReplicas must be a positive integer")
+    elif not isinstance(lo, int) or lo < 0 or lo > hi:
+        problems.append(f"spec.minReplicas must be between 0 and maxReplicas ({hi})")
+    if not spec.get("metrics"):
+        problems.append("spec.metrics is empty: the HPA would scale on CPU, which says nothing about vLLM")
+    return problems
+
+
+def scale_down_stabilization_s(hpa: Mapping[str, Any] | None) -> float:
+    """behavior.scaleDown.stabilizationWindowSeconds, or the controller default (300 s)."""
+    if not hpa:
+        return DEFAULT_SCALE_DOWN_STABILIZATION_S
+    window = (((hpa.get("spec") or {}).get("behavior") or {}).get("scaleDown") or {}).get(
+        "stabilizationWindowSeconds"
+    )
+    return float(window) if isinstance(window, (int, float)) else DEFAULT_SCALE_DOWN_STABILIZATION_S
+
+
+_RATE_ARG = re.compile(r"--request-rate[= ]+([0-9.]+)")
+
+
+def request_rate_from_job(doc: Mapping[str, Any]) -> float | None:
+    """The `--request-rate R` of a `vllm bench serve` Job, if its args carry one."""
+    spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+    for container in spec.get("containers") or []:
+        words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+        match = _RATE_ARG.search(" ".join(words))
+        if match:
+            return float(match.group(1))
+    return None
