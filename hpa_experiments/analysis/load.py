@@ -1,0 +1,242 @@
+"""Read a run directory (from any backend, or imported from the original system) into memory.
+
+Only the files of the run-directory format are read (see `hpa_experiments.rundir`); nothing
+here knows which backend produced the run.  Empty CSV cells become NaN, so "no value" stays
+distinguishable from 0 all the way to the KPIs and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hpa_experiments.errors import UsageError
+from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS
+
+DEFAULT_DATA_DIR = Path("experiment-data")
+TEXT_COLUMNS = ("timestamp", "phase")
+
+
+@dataclass
+class Run:
+    """One run directory, loaded: run.json as a dict, the three CSV files as frames."""
+
+    path: Path
+    info: dict[str, Any]
+    metrics: pd.DataFrame
+    phases: pd.DataFrame
+    events: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return str(self.info.get("id") or self.path.name)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name") or self.path.name)
+
+    @property
+    def backend(self) -> str:
+        return str(self.info.get("backend") or "unknown")
+
+    @property
+    def status(self) -> str:
+        return str(self.info.get("status") or "unknown")
+
+    @property
+    def label(self) -> str:
+        """Short human label used in titles and legends."""
+        return f"{self.run_id} ({self.backend})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = self.info.get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def slo(self) -> dict[str, float]:
+        """SLO thresholds from the config (`slo.ttft_ms`, `slo.itl_ms`); only those set."""
+        raw = self.config.get("slo")
+        if not isinstance(raw, dict):
+            return {}
+        found: dict[str, float] = {}
+        for key in ("ttft_ms", "itl_ms"):
+            value = _as_float(raw.get(key))
+            if value is not None:
+                found[key] = value
+        return found
+
+    @property
+    def interval_s(self) -> float | None:
+        """The sampling interval: run.json's `interval_s`, else the median spacing of samples."""
+        declared = _as_float(self.info.get("interval_s"))
+        if declared is not None and declared > 0:
+            return declared
+        elapsed = self.metrics["elapsed_s"].dropna()
+        if len(elapsed) < 2:
+            return None
+        spacing = float(elapsed.diff().median())
+        return spacing if spacing > 0 else None
+
+    @property
+    def start_time(self) -> datetime | None:
+        return start_time_of(self.info)
+
+    @property
+    def elapsed(self) -> pd.Series:
+        return self.metrics["elapsed_s"]
+
+    def series(self, column: str) -> pd.Series | None:
+        """A numeric column (NaN = no value), or None when the column is absent or entirely empty."""
+        if column not in self.metrics.columns:
+            return None
+        values = self.metrics[column]
+        if values.notna().sum() == 0:
+            return None
+        return values
+
+
+def start_time_of(info: dict[str, Any]) -> datetime | None:
+    """Start time for ordering runs: UTC when known, else the recorded local time."""
+    for key in ("start_utc", "start_local"):
+        text = info.get(key)
+        if isinstance(text, str) and text:
+            parsed = parse_iso(text)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def parse_iso(text: str) -> datetime | None:
+    """'2026-11-23T04:16:55.123Z' or a naive local ISO time -> naive datetime (for ordering only)."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=None)
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def read_run_json(directory: Path) -> dict[str, Any]:
+    path = directory / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        hint = ""
+        if (directory / "metrics.csv").exists() and (directory / "scaling-events.log").exists():
+            hint = f" (it looks like a run of the original system: try `hpa-exp import-legacy {directory}`)"
+        raise UsageError(f"{directory}: not a run directory, run.json is missing{hint}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read run.json: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: run.json must hold a JSON object")
+    return data
+
+
+def _read_csv(path: Path, columns: list[str], text_columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: _empty_column(c, text_columns) for c in columns})
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype={c: "string" for c in text_columns},
+            keep_default_na=False,
+            na_values=[""],
+            on_bad_lines="skip",
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = _empty_column(column, text_columns)
+    return frame
+
+
+def _empty_column(column: str, text_columns: tuple[str, ...]) -> pd.Series:
+    return pd.Series(dtype="object" if column in text_columns else "float64")
+
+
+def _numeric(frame: pd.DataFrame, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    for column in frame.columns:
+        if column not in text_columns and not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def load_run(path: Path | str) -> Run:
+    """Load a run directory; raises UsageError with the file name when it is not one."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such run directory")
+    info = read_run_json(directory)
+    metrics_path = directory / "metrics.csv"
+    if not metrics_path.exists():
+        raise UsageError(f"{metrics_path}: missing (the run recorded no samples)")
+    metrics = _numeric(_read_csv(metrics_path, ["timestamp", "elapsed_s"], TEXT_COLUMNS), TEXT_COLUMNS)
+    if "elapsed_s" not in metrics.columns or metrics["elapsed_s"].isna().all():
+        metrics["elapsed_s"] = _elapsed_from_timestamps(metrics["timestamp"], info)
+    metrics = metrics.dropna(subset=["elapsed_s"]).sort_values("elapsed_s", kind="stable")
+    metrics = metrics.reset_index(drop=True)
+    phases = _numeric(
+        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome")),
+        ("job", "resource_name", "outcome"),
+    )
+    events = _numeric(_read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail")),
+                      ("time", "kind", "detail"))
+    return Run(path=directory, info=info, metrics=metrics, phases=phases, events=events)
+
+
+def _elapsed_from_timestamps(timestamps: pd.Series, info: dict[str, Any]) -> pd.Series:
+    """Seconds since t0 (run.json `t0_unix`), else since the first sample."""
+    parsed = pd.to_datetime(timestamps, errors="coerce", utc=True)
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    t0 = _as_float(info.get("t0_unix"))
+    origin = t0 if t0 is not None else seconds.min()
+    return seconds - origin
+
+
+def resolve_run_path(ref: str | Path, data_dir: Path = DEFAULT_DATA_DIR) -> Path:
+    """A run given as a path, or as a run name (directory name) under the data dir."""
+    candidate = Path(ref)
+    if candidate.is_dir():
+        return candidate
+    under_data = data_dir / str(ref)
+    if under_data.is_dir():
+        return under_data
+    raise UsageError(f"run {ref!r} not found (neither a directory nor a run under {data_dir})")
+
+
+def run_directories(data_dir: Path) -> list[Path]:
+    """Subdirectories of the data dir that hold a run.json (unsorted)."""
+    if not data_dir.is_dir():
+        return []
+    return [p for p in data_dir.iterdir() if p.is_dir() and (p / "run.json").is_file()]
+
+
+def newest_run_path(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
+    """The run with the latest start time in run.json (not the last name in sort order)."""
+    candidates: list[tuple[datetime, Path]] = []
+    for directory in run_directories(data_dir):
+        try:
+            info = read_run_json(directory)
+        except UsageError:
+            continue
+        candidates.append((start_time_of(info) or datetime.min, directory))
+    if not candidates:
+        raise UsageError(f"no runs found under {data_dir}")
+    return max(candidates, key=lambda item: item[0])[1]

@@ -1,0 +1,162 @@
+"""KPIs on hand-built run directories whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from hpa_experiments.analysis import compute_kpis, load_run
+from hpa_experiments.analysis.kpis import latency_stats, load_increases
+from hpa_experiments.analysis.synthetic import write_run
+from hpa_experiments.errors import UsageError
+
+
+def step_rows(n: int = 240, up_at: int = 90, down_at: int = 170, ttft: bool = True) -> list[dict]:
+    """1 replica, 4 from `up_at` (desired 10 s earlier), back to 1 from `down_at`; 1 s samples."""
+    rows = []
+    for t in range(n):
+        replicas = 4 if up_at <= t < down_at else 1
+        desired = 4 if up_at - 10 <= t < down_at else 1
+        rows.append({
+            "elapsed_s": t,
+            "replicas": replicas,
+            "desired_replicas": desired,
+            "num_requests_waiting": 5 if 60 <= t < 100 else 0,
+            "ttft_ms": (1000.0 if 60 <= t < 90 else 100.0) if ttft else None,
+            "itl_ms": None,
+        })
+    return rows
+
+
+PHASES = [{"job": "load", "rate": 20, "planned_start_s": 60, "planned_end_s": 150,
+           "actual_start_s": 60, "actual_end_s": 150, "outcome": "succeeded"}]
+
+
+@pytest.fixture
+def step_run(tmp_path: Path):
+    write_run(tmp_path / "step", step_rows(), phases=PHASES,
+              config={"name": "step", "slo": {"ttft_ms": 500, "itl_ms": 30}})
+    return load_run(tmp_path / "step")
+
+
+def test_scale_up_times_after_a_known_step(step_run):
+    (increase,) = compute_kpis(step_run)["load_increases"]
+    assert increase["at_s"] == 60
+    assert increase["offered_rps_before"] == 0 and increase["offered_rps_after"] == 20
+    assert increase["baseline_replicas"] == 1
+    assert increase["time_to_first_scale_up_s"] == 20  # desired rises at t=80
+    assert increase["steady_replicas"] == 4
+    assert increase["time_to_steady_s"] == 30  # replicas reach 4 at t=90 and hold
+
+
+def test_replica_seconds_peak_and_oscillation(step_run):
+    replicas = compute_kpis(step_run)["kpis"]["replicas"]
+    # 80 s at 4 replicas and 160 s at 1 (each 1 s sample holds for one interval)
+    assert replicas["replica_seconds"] == 80 * 4 + 160 * 1
+    assert replicas["gpu_hours"] == pytest.approx(480 / 3600)
+    assert replicas["peak"] == 4 and replicas["peak_at_s"] == 90
+    assert replicas["min"] == 1
+    assert replicas["direction_changes"] == 1  # up, then down
+    mean = 480 / 240
+    assert replicas["mean"] == pytest.approx(mean)
+    assert replicas["std"] == pytest.approx(math.sqrt((80 * (4 - mean) ** 2 + 160 * (1 - mean) ** 2) / 240))
+
+
+def test_scale_down_completion_after_last_job(step_run):
+    down = compute_kpis(step_run)["kpis"]["scale_down"]
+    assert down["load_end_s"] == 150
+    assert down["from_replicas"] == 4 and down["to_replicas"] == 1
+    assert down["completed_after_s"] == 20  # replicas back at 1 at t=170
+
+
+def test_scale_down_never_completed_is_none(tmp_path):
+    write_run(tmp_path / "r", step_rows(down_at=10_000), phases=PHASES)
+    assert compute_kpis(load_run(tmp_path / "r"))["kpis"]["scale_down"]["completed_after_s"] is None
+
+
+def test_latency_stats_and_slo_shares(step_run):
+    summary = compute_kpis(step_run)
+    kpis = summary["kpis"]
+    assert kpis["ttft_ms"]["samples"] == 240
+    assert kpis["ttft_ms"]["mean"] == pytest.approx((30 * 1000 + 210 * 100) / 240)
+    assert kpis["ttft_ms"]["p50"] == 100
+    assert kpis["ttft_ms"]["p99"] == 1000
+    assert kpis["ttft_over_slo_share"] == pytest.approx(30 / 240)
+    assert kpis["waiting_share"] == pytest.approx(40 / 240)
+    (load, cooldown) = summary["phases"]
+    assert (load["phase"], load["start_s"], load["end_s"], load["basis"]) == ("load", 60, 150, "actual")
+    assert load["ttft_over_slo_share"] == pytest.approx(30 / 90)
+    assert load["waiting_share"] == pytest.approx(40 / 90)
+    assert load["ttft_ms"]["p90"] == 1000
+    assert cooldown["phase"] == "cooldown" and cooldown["ttft_over_slo_share"] == 0
+    assert summary["slo"] == {"ttft_ms": 500, "itl_ms": 30}
+
+
+def test_missing_data_is_none_never_zero(tmp_path):
+    write_run(tmp_path / "r", step_rows(ttft=False), phases=PHASES,
+              config={"name": "r", "slo": {"ttft_ms": 500}})
+    summary = compute_kpis(load_run(tmp_path / "r"))
+    kpis = summary["kpis"]
+    for column in ("ttft_ms", "itl_ms"):
+        assert kpis[column] == {"samples": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    assert kpis["ttft_over_slo_share"] is None
+    assert summary["data_coverage"]["ttft_ms"] == 0
+    # and it survives JSON as null
+    assert json.loads(json.dumps(summary))["kpis"]["ttft_ms"]["mean"] is None
+
+
+def test_no_slo_means_no_slo_keys(tmp_path):
+    write_run(tmp_path / "r", step_rows(), phases=PHASES)
+    assert not any(key.endswith("_over_slo_share") for key in compute_kpis(load_run(tmp_path / "r"))["kpis"])
+
+
+def test_no_scale_up_when_replicas_never_rise(tmp_path):
+    rows = [{"elapsed_s": t, "replicas": 2, "desired_replicas": 2} for t in range(100)]
+    write_run(tmp_path / "r", rows, phases=PHASES)
+    (increase,) = compute_kpis(load_run(tmp_path / "r"))["load_increases"]
+    assert increase["time_to_first_scale_up_s"] is None
+    assert increase["time_to_steady_s"] is None
+    assert increase["steady_replicas"] == 2
+
+
+def test_only_rising_planned_load_counts_as_increase(tmp_path):
+    phases = [
+        {"job": "a", "rate": 10, "planned_start_s": 0, "planned_end_s": 100},
+        {"job": "b", "rate": 5, "planned_start_s": 100, "planned_end_s": 200},  # load falls 10 -> 5
+        {"job": "c", "rate": 20, "planned_start_s": 150, "planned_end_s": 250},  # rises 5 -> 25
+    ]
+    write_run(tmp_path / "r", [{"elapsed_s": t, "replicas": 1} for t in range(0, 260, 5)],
+              phases=phases, interval=5)
+    increases = load_increases(load_run(tmp_path / "r"))
+    assert [(i.at_s, i.offered_before, i.offered_after) for i in increases] == [(0, 0, 10), (150, 5, 25)]
+
+
+def test_increases_from_offered_column_without_phases(tmp_path):
+    rows = [{"elapsed_s": t, "replicas": 1, "offered_rps": 5 if t < 50 else 15} for t in range(100)]
+    write_run(tmp_path / "r", rows)
+    increases = load_increases(load_run(tmp_path / "r"))
+    assert [(i.at_s, i.offered_before, i.offered_after) for i in increases] == [(50, 5, 15)]
+
+
+def test_oscillation_counts_direction_changes(tmp_path):
+    pattern = [1, 2, 3, 2, 2, 3, 1, 1]  # up, down, up, down -> 3 direction changes
+    write_run(tmp_path / "r", [{"elapsed_s": t, "replicas": r} for t, r in enumerate(pattern)])
+    assert compute_kpis(load_run(tmp_path / "r"))["kpis"]["replicas"]["direction_changes"] == 3
+
+
+def test_latency_stats_percentiles():
+    import numpy as np
+
+    stats = latency_stats(np.array([np.nan, 1.0, 2.0, 3.0, 4.0, np.nan]))
+    assert stats["samples"] == 4 and stats["mean"] == 2.5 and stats["p50"] == 2.5
+    assert stats["p90"] == pytest.approx(3.7)
+
+
+def test_load_run_rejects_a_folder_without_run_json(tmp_path):
+    (tmp_path / "metrics.csv").write_text("timestamp,replicas\n")
+    (tmp_path / "scaling-events.log").write_text("")
+    with pytest.raises(UsageError, match="import-legacy"):
+        load_run(tmp_path)
