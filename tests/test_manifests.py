@@ -165,9 +165,10 @@ def test_adapter_is_wired_to_prometheus_and_registered_as_custom_metrics_api():
 def _pod_template(path: Path) -> dict[str, Any]:
     deployment = find(path, "Deployment")
     assert _name(deployment) == "vllm" and deployment["metadata"]["namespace"] == NAMESPACE
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"][
-        "metadata"
-    ]["labels"].items()
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
     return deployment["spec"]["template"]
 
 
