@@ -1,0 +1,93 @@
+"""Aggregation operators (sum, avg, min, max, count, group, stddev, stdvar, quantile,
+topk, bottomk) with `by` / `without` grouping, as Prometheus 2.x computes them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hpa_experiments.promql_engine.functions import quantile, variance
+from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector
+
+SUPPORTED = frozenset(
+    {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk"}
+)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    without: bool
+    labels: frozenset[str]
+
+    def key(self, labels: Labels) -> Labels:
+        if self.without:
+            return tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in self.labels)
+        return tuple(pair for pair in labels if pair[0] in self.labels)
+
+
+def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | None) -> Vector:
+    groups: dict[Labels, list[tuple[Labels, float]]] = {}
+    for labels, value in vector:
+        groups.setdefault(grouping.key(labels), []).append((labels, value))
+    if op in ("topk", "bottomk"):
+        assert param is not None
+        return _select_k(op, groups, param)
+    return [(key, _reduce(op, [value for _, value in members], param)) for key, members in groups.items()]
+
+
+def _reduce(op: str, values: list[float], param: float | None) -> float:
+    if op == "sum":
+        total = values[0]
+        for value in values[1:]:
+            total += value
+        return total
+    if op == "avg":
+        return _mean(values)
+    if op == "max":
+        result = values[0]
+        for value in values[1:]:
+            if result < value or math.isnan(result):
+                result = value
+        return result
+    if op == "min":
+        result = values[0]
+        for value in values[1:]:
+            if result > value or math.isnan(result):
+                result = value
+        return result
+    if op == "count":
+        return float(len(values))
+    if op == "group":
+        return 1.0
+    if op == "stdvar":
+        return variance(values)
+    if op == "stddev":
+        return math.sqrt(variance(values))
+    assert op == "quantile" and param is not None
+    return quantile(param, values)
+
+
+def _mean(values: list[float]) -> float:
+    """Incremental mean as Prometheus' avg (avoids overflow, keeps an infinite mean)."""
+    mean = values[0]
+    for count, value in enumerate(values[1:], start=2):
+        if math.isinf(mean) and (
+            (math.isinf(value) and (mean > 0) == (value > 0)) or not (math.isinf(value) or math.isnan(value))
+        ):
+            continue
+        mean += value / count - mean / count
+    return mean
+
+
+def _select_k(op: str, groups: dict[Labels, list[tuple[Labels, float]]], param: float) -> Vector:
+    k = int(param) if math.isfinite(param) else (0 if param < 0 or math.isnan(param) else 2**31)
+    if k < 1:
+        return []
+    out: Vector = []
+    for members in groups.values():
+        if op == "topk":
+            ranked = sorted(members, key=lambda s: (not math.isnan(s[1]), s[1]), reverse=True)
+        else:
+            ranked = sorted(members, key=lambda s: (math.isnan(s[1]), s[1]))
+        out.extend(ranked[:k])
+    return out

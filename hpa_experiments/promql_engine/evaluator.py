@@ -1,0 +1,446 @@
+"""PromQL evaluation over a TimeSeriesDB, with Prometheus 2.x semantics.
+
+A query string is parsed once by `promql_parser` and compiled into a small tree of
+nodes (cached per query string); evaluating a node at a time gives a scalar, a
+vector, a range vector or a string.  A range query is an instant evaluation at
+every step, as in Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import promql_parser as pp
+
+from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
+from hpa_experiments.promql_engine import aggregation, binary, functions
+from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
+from hpa_experiments.promql_engine.values import (
+    METRIC_NAME,
+    Labels,
+    Matrix,
+    RangeSample,
+    Vector,
+    drop_metric_name,
+    ensure_unique_labelsets,
+)
+
+
+class Context:
+    """One evaluation instant, plus the query's start/end for `@ start()` / `@ end()`."""
+
+    __slots__ = ("db", "end_ms", "lookback_ms", "start_ms", "t_ms")
+
+    def __init__(self, db: TimeSeriesDB, t_ms: int, start_ms: int, end_ms: int, lookback_ms: int):
+        self.db = db
+        self.t_ms = t_ms
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.lookback_ms = lookback_ms
+
+    def at(self, t_ms: int) -> Context:
+        return Context(self.db, t_ms, self.start_ms, self.end_ms, self.lookback_ms)
+
+
+class Node:
+    kind: str  # "scalar" | "vector" | "matrix" | "string"
+
+    def evaluate(self, ctx: Context) -> Any:
+        raise NotImplementedError
+
+
+# --- leaves -----------------------------------------------------------------------------
+
+
+class Constant(Node):
+    def __init__(self, value: float | str):
+        self.value = value
+        self.kind = "string" if isinstance(value, str) else "scalar"
+
+    def evaluate(self, ctx: Context) -> float | str:
+        return self.value
+
+
+class TimeShift:
+    """`offset` and `@` of a selector or subquery: which instant it is evaluated at."""
+
+    def __init__(self, offset: timedelta | None, at: Any):
+        self.offset_ms = _duration_ms(offset) if offset is not None else 0
+        self.at_kind: str | None = None
+        self.at_ms = 0
+        if at is not None:
+            if at.type == pp.AtModifierType.Start:
+                self.at_kind = "start"
+            elif at.type == pp.AtModifierType.End:
+                self.at_kind = "end"
+            else:
+                self.at_kind = "at"
+                self.at_ms = seconds_to_ms(at.at.timestamp())
+
+    def reference_ms(self, ctx: Context) -> int:
+        if self.at_kind is None:
+            base = ctx.t_ms
+        elif self.at_kind == "start":
+            base = ctx.start_ms
+        elif self.at_kind == "end":
+            base = ctx.end_ms
+        else:
+            base = self.at_ms
+        return base - self.offset_ms
+
+
+class Selection:
+    """The series a selector matches, cached until the database creates or drops a series."""
+
+    def __init__(self, node: pp.VectorSelector):
+        if node.matchers.or_matchers:
+            raise QueryError("unsupported PromQL: 'or' inside a label selector")
+        matchers = [_compile_matcher(m) for m in node.matchers.matchers]
+        if node.name:
+            matchers.insert(0, LabelMatcher(METRIC_NAME, MatchType.EQUAL, node.name))
+        if all(m.matches("") for m in matchers):
+            raise QueryError("vector selector must contain at least one non-empty matcher")
+        self.matchers = matchers
+        self.shift = TimeShift(node.offset, node.at)
+        self._cache_key: tuple[int, int] | None = None
+        self._series: list[Series] = []
+
+    def series(self, db: TimeSeriesDB) -> list[Series]:
+        key = (id(db), db.generation)
+        if key != self._cache_key:
+            self._series = db.select(self.matchers)
+            self._cache_key = key
+        return self._series
+
+
+class VectorSelectorNode(Node):
+    kind = "vector"
+
+    def __init__(self, node: pp.VectorSelector):
+        self.selection = Selection(node)
+
+    def evaluate(self, ctx: Context) -> Vector:
+        t_ms = self.selection.shift.reference_ms(ctx)
+        out: Vector = []
+        for series in self.selection.series(ctx.db):
+            value = series.latest_at(t_ms, ctx.lookback_ms)
+            if value is not None:
+                out.append((series.labels, value))
+        return out
+
+
+class MatrixSelectorNode(Node):
+    kind = "matrix"
+
+    def __init__(self, node: pp.MatrixSelector):
+        self.selection = Selection(node.vector_selector)
+        self.range_ms = _duration_ms(node.range)
+
+    def evaluate(self, ctx: Context) -> Matrix:
+        end_ms = self.selection.shift.reference_ms(ctx)
+        start_ms = end_ms - self.range_ms
+        out: Matrix = []
+        for series in self.selection.series(ctx.db):
+            times, values = series.window(start_ms, end_ms)
+            if times:
+                out.append(RangeSample(series.labels, times, values, start_ms, end_ms))
+        return out
+
+
+class SubqueryNode(Node):
+    """`expr[range:step]`: the inner expression at step-aligned instants inside the window."""
+
+    kind = "matrix"
+
+    def __init__(self, node: pp.SubqueryExpr, default_step_ms: int):
+        self.inner = _compile(node.expr, default_step_ms)
+        if self.inner.kind not in ("vector", "scalar"):
+            raise QueryError("subquery is only allowed on instant vector or scalar expressions")
+        self.shift = TimeShift(node.offset, node.at)
+        self.range_ms = _duration_ms(node.range)
+        self.step_ms = _duration_ms(node.step) if node.step else default_step_ms
+
+    def evaluate(self, ctx: Context) -> Matrix:
+        end_ms = self.shift.reference_ms(ctx)
+        start_ms = end_ms - self.range_ms
+        first = -(-start_ms // self.step_ms) * self.step_ms  # first step-aligned instant >= start
+        collected: dict[Labels, tuple[list[int], list[float]]] = {}
+        for t_ms in range(first, end_ms + 1, self.step_ms):
+            for labels, value in _as_vector(self.inner.evaluate(ctx.at(t_ms))):
+                times, values = collected.setdefault(labels, ([], []))
+                times.append(t_ms)
+                values.append(value)
+        return [RangeSample(labels, ts, vs, start_ms, end_ms) for labels, (ts, vs) in collected.items()]
+
+
+# --- operators ------------------------------------------------------------------------
+
+
+class UnaryMinusNode(Node):
+    def __init__(self, operand: Node):
+        self.operand = operand
+        self.kind = operand.kind
+
+    def evaluate(self, ctx: Context) -> float | Vector:
+        value = self.operand.evaluate(ctx)
+        if isinstance(value, float):
+            return -value
+        return ensure_unique_labelsets([(drop_metric_name(labels), -v) for labels, v in value])
+
+
+class BinaryNode(Node):
+    def __init__(self, node: pp.BinaryExpr, default_step_ms: int):
+        self.op = str(node.op)
+        if self.op not in binary.ARITHMETIC.keys() | binary.COMPARISON.keys() | binary.SET_OPERATORS:
+            raise QueryError(f"unsupported PromQL binary operator {self.op!r}")
+        self.lhs = _compile(node.lhs, default_step_ms)
+        self.rhs = _compile(node.rhs, default_step_ms)
+        modifier = node.modifier
+        self.return_bool = bool(modifier and modifier.return_bool)
+        self.matching = _matching(modifier, self.op)
+        self.kind = "scalar" if self.lhs.kind == "scalar" and self.rhs.kind == "scalar" else "vector"
+
+    def evaluate(self, ctx: Context) -> float | Vector:
+        lhs = self.lhs.evaluate(ctx)
+        rhs = self.rhs.evaluate(ctx)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            return binary.scalar_binop(self.op, lhs, rhs)
+        if isinstance(rhs, float):
+            return binary.vector_scalar_binop(self.op, lhs, rhs, False, self.return_bool)
+        if isinstance(lhs, float):
+            return binary.vector_scalar_binop(self.op, rhs, lhs, True, self.return_bool)
+        if self.op in binary.SET_OPERATORS:
+            return binary.set_binop(self.op, lhs, rhs, self.matching)
+        return binary.vector_binop(self.op, lhs, rhs, self.matching, self.return_bool)
+
+
+class AggregateNode(Node):
+    kind = "vector"
+
+    def __init__(self, node: pp.AggregateExpr, default_step_ms: int):
+        self.op = str(node.op)
+        if self.op not in aggregation.SUPPORTED:
+            raise QueryError(f"unsupported PromQL aggregation {self.op!r}")
+        self.expr = _compile(node.expr, default_step_ms)
+        self.param = _compile(node.param, default_step_ms) if node.param is not None else None
+        modifier = node.modifier
+        if modifier is None:
+            self.grouping = aggregation.Grouping(False, frozenset())
+        else:
+            self.grouping = aggregation.Grouping(
+                modifier.type == pp.AggModifierType.Without, frozenset(modifier.labels)
+            )
+
+    def evaluate(self, ctx: Context) -> Vector:
+        vector = self.expr.evaluate(ctx)
+        param = self.param.evaluate(ctx) if self.param is not None else None
+        if not vector:
+            return []
+        return aggregation.aggregate(self.op, vector, self.grouping, param)
+
+
+# --- function calls ---------------------------------------------------------------------
+
+
+class RangeFunctionNode(Node):
+    """rate(), increase(), *_over_time() ...: one value per series window."""
+
+    kind = "vector"
+
+    def __init__(self, name: str, args: list[Node]):
+        self.function, self.keeps_name = functions.RANGE_FUNCTIONS[name]
+        self.matrix = next(arg for arg in args if arg.kind == "matrix")
+        self.scalars = [arg for arg in args if arg.kind == "scalar"]
+
+    def evaluate(self, ctx: Context) -> Vector:
+        scalars = [arg.evaluate(ctx) for arg in self.scalars]
+        out: Vector = []
+        for window in self.matrix.evaluate(ctx):
+            value = self.function(window, scalars)
+            if value is not None:
+                out.append((window.labels if self.keeps_name else drop_metric_name(window.labels), value))
+        return ensure_unique_labelsets(out)
+
+
+class InstantFunctionNode(Node):
+    """Functions of an instant vector and scalar parameters."""
+
+    kind = "vector"
+
+    def __init__(self, name: str, args: list[Node]):
+        self.name = name
+        self.args = args
+
+    def evaluate(self, ctx: Context) -> Vector:
+        values = [arg.evaluate(ctx) for arg in self.args]
+        if self.name == "histogram_quantile":
+            result = functions.histogram_quantile(values[0], values[1])
+        elif self.name == "sort":
+            return sorted(values[0], key=lambda s: (not math.isnan(s[1]), s[1]))
+        elif self.name == "sort_desc":
+            return sorted(values[0], key=lambda s: (not math.isnan(s[1]), s[1]), reverse=True)
+        else:
+            result = functions.apply_elementwise(self.name, values[0], values[1:])
+        return ensure_unique_labelsets(result)
+
+
+class ScalarFunctionNode(Node):
+    """scalar(v), time() and vector(s)."""
+
+    def __init__(self, name: str, args: list[Node]):
+        self.name = name
+        self.args = args
+        self.kind = "vector" if name == "vector" else "scalar"
+
+    def evaluate(self, ctx: Context) -> float | Vector:
+        if self.name == "time":
+            return ctx.t_ms / 1000
+        value = self.args[0].evaluate(ctx)
+        if self.name == "vector":
+            return [((), value)]
+        return value[0][1] if len(value) == 1 else math.nan
+
+
+_INSTANT_FUNCTIONS = frozenset(functions.ELEMENTWISE_FUNCTIONS) | {
+    "clamp",
+    "histogram_quantile",
+    "sort",
+    "sort_desc",
+}
+
+
+def _compile_call(node: pp.Call, default_step_ms: int) -> Node:
+    name = node.func.name
+    args = [_compile(arg, default_step_ms) for arg in node.args]
+    if name in functions.RANGE_FUNCTIONS:
+        return RangeFunctionNode(name, args)
+    if name in _INSTANT_FUNCTIONS:
+        return InstantFunctionNode(name, args)
+    if name in ("scalar", "vector", "time"):
+        return ScalarFunctionNode(name, args)
+    raise QueryError(f"unsupported PromQL function {name!r}")
+
+
+# --- compilation ----------------------------------------------------------------------
+
+
+def _compile(node: Any, default_step_ms: int) -> Node:
+    compilers: dict[type, Callable[[Any], Node]] = {
+        pp.NumberLiteral: lambda n: Constant(float(n.val)),
+        pp.StringLiteral: lambda n: Constant(str(n.val)),
+        pp.VectorSelector: VectorSelectorNode,
+        pp.MatrixSelector: MatrixSelectorNode,
+        pp.ParenExpr: lambda n: _compile(n.expr, default_step_ms),
+        pp.UnaryExpr: lambda n: UnaryMinusNode(_compile(n.expr, default_step_ms)),
+        pp.BinaryExpr: lambda n: BinaryNode(n, default_step_ms),
+        pp.AggregateExpr: lambda n: AggregateNode(n, default_step_ms),
+        pp.Call: lambda n: _compile_call(n, default_step_ms),
+        pp.SubqueryExpr: lambda n: SubqueryNode(n, default_step_ms),
+    }
+    compiler = compilers.get(type(node))
+    if compiler is None:
+        raise QueryError(f"unsupported PromQL expression {type(node).__name__}")
+    return compiler(node)
+
+
+def _compile_matcher(matcher: pp.Matcher) -> LabelMatcher:
+    types = {
+        pp.MatchOp.Equal: MatchType.EQUAL,
+        pp.MatchOp.NotEqual: MatchType.NOT_EQUAL,
+        pp.MatchOp.Re: MatchType.REGEX,
+        pp.MatchOp.NotRe: MatchType.NOT_REGEX,
+    }
+    try:
+        return LabelMatcher(matcher.name, types[matcher.op], matcher.value)
+    except Exception as exc:  # re.error and friends
+        raise QueryError(f"invalid label matcher {matcher}: {exc}") from exc
+
+
+def _matching(modifier: Any, op: str) -> binary.Matching:
+    if modifier is None:
+        return binary.Matching(cardinality="many-to-many" if op in binary.SET_OPERATORS else "one-to-one")
+    cardinality = next(
+        name
+        for card, name in (
+            (pp.VectorMatchCardinality.OneToOne, "one-to-one"),
+            (pp.VectorMatchCardinality.ManyToOne, "many-to-one"),
+            (pp.VectorMatchCardinality.OneToMany, "one-to-many"),
+            (pp.VectorMatchCardinality.ManyToMany, "many-to-many"),
+        )
+        if modifier.card == card
+    )
+    matching = modifier.matching
+    return binary.Matching(
+        on=matching is not None and matching.type == pp.LabelModifierType.Include,
+        labels=frozenset(matching.labels) if matching is not None else frozenset(),
+        cardinality=cardinality,
+        include=tuple(modifier.group_labels or ()),
+    )
+
+
+def _duration_ms(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _as_vector(value: float | Vector) -> Vector:
+    return [((), value)] if isinstance(value, float) else value
+
+
+# --- public engine ----------------------------------------------------------------------
+
+
+class PromQLEngine:
+    """Answers PromQL strings from a TimeSeriesDB the way Prometheus 2.x would."""
+
+    _PLAN_CACHE_SIZE = 512
+
+    def __init__(self, db: TimeSeriesDB, lookback_delta: float = 300.0, default_subquery_step: float = 60.0):
+        self.db = db
+        self.lookback_ms = seconds_to_ms(lookback_delta)
+        self.default_step_ms = seconds_to_ms(default_subquery_step)
+        self._plans: dict[str, Node] = {}
+
+    def compile(self, query: str) -> Node:
+        plan = self._plans.get(query)
+        if plan is None:
+            try:
+                ast = pp.parse(query)
+            except ValueError as exc:
+                raise QueryError(f"cannot parse PromQL {query!r}: {exc}") from exc
+            plan = _compile(ast, self.default_step_ms)
+            if len(self._plans) >= self._PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[query] = plan
+        return plan
+
+    def instant(self, query: str, t: float) -> list[InstantSample]:
+        plan = self.compile(query)
+        t_ms = seconds_to_ms(t)
+        value = self._evaluate(plan, Context(self.db, t_ms, t_ms, t_ms, self.lookback_ms))
+        return [InstantSample(dict(labels), v) for labels, v in value]
+
+    def range(self, query: str, start: float, end: float, step: float) -> list[RangeSeries]:
+        plan = self.compile(query)
+        start_ms, end_ms, step_ms = seconds_to_ms(start), seconds_to_ms(end), seconds_to_ms(step)
+        if step_ms <= 0:
+            raise QueryError("zero or negative query resolution step widths are not accepted")
+        if end_ms < start_ms:
+            raise QueryError("end timestamp must not be before start time")
+        points: dict[Labels, list[tuple[float, float]]] = {}
+        ctx = Context(self.db, start_ms, start_ms, end_ms, self.lookback_ms)
+        for t_ms in range(start_ms, end_ms + 1, step_ms):
+            ctx.t_ms = t_ms
+            for labels, value in self._evaluate(plan, ctx):
+                points.setdefault(labels, []).append((t_ms / 1000, value))
+        return [RangeSeries(dict(labels), series_points) for labels, series_points in points.items()]
+
+    @staticmethod
+    def _evaluate(plan: Node, ctx: Context) -> Vector:
+        if plan.kind == "matrix":
+            raise QueryError("a range vector cannot be the result of a query here; apply a function to it")
+        if plan.kind == "string":
+            raise QueryError("string results are not supported")
+        return _as_vector(plan.evaluate(ctx))

@@ -1,0 +1,303 @@
+"""PromQL functions with Prometheus 2.x semantics (float samples only).
+
+Range-vector functions take one series' samples inside its window and return a value
+or None (no output sample).  Instant-vector functions map a vector to a vector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from itertools import pairwise
+
+from hpa_experiments.promql_engine.values import (
+    METRIC_NAME,
+    Labels,
+    RangeSample,
+    Vector,
+    drop_metric_name,
+    label_value,
+)
+
+NAN = math.nan
+INF = math.inf
+
+
+# --- range-vector functions ---------------------------------------------------------
+
+
+def extrapolated_rate(window: RangeSample, is_counter: bool, is_rate: bool) -> float | None:
+    """rate/increase/delta: Prometheus' extrapolatedRate, including counter resets."""
+    times, values = window.times, window.values
+    if len(times) < 2:
+        return None
+    result = values[-1] - values[0]
+    if is_counter:
+        previous = values[0]
+        for current in values[1:]:
+            if current < previous:
+                result += previous
+            previous = current
+    duration_to_start = (times[0] - window.start_ms) / 1000
+    duration_to_end = (window.end_ms - times[-1]) / 1000
+    sampled_interval = (times[-1] - times[0]) / 1000
+    average_between_samples = sampled_interval / (len(times) - 1)
+    if is_counter and result > 0 and values[0] >= 0:
+        # Do not extrapolate the counter to below zero.
+        duration_to_zero = sampled_interval * (values[0] / result)
+        duration_to_start = min(duration_to_start, duration_to_zero)
+    threshold = average_between_samples * 1.1
+    extrapolate_to = sampled_interval
+    extrapolate_to += duration_to_start if duration_to_start < threshold else average_between_samples / 2
+    extrapolate_to += duration_to_end if duration_to_end < threshold else average_between_samples / 2
+    factor = extrapolate_to / sampled_interval
+    if is_rate:
+        factor /= (window.end_ms - window.start_ms) / 1000
+    return result * factor
+
+
+def instant_value(window: RangeSample, is_rate: bool) -> float | None:
+    """irate/idelta from the last two samples."""
+    times, values = window.times, window.values
+    if len(times) < 2:
+        return None
+    last, previous = values[-1], values[-2]
+    result = last if is_rate and last < previous else last - previous
+    interval_ms = times[-1] - times[-2]
+    if interval_ms == 0:
+        return None
+    return result / (interval_ms / 1000) if is_rate else result
+
+
+def avg_over_time(values: list[float]) -> float:
+    mean, count = 0.0, 0
+    for value in values:
+        count += 1
+        if math.isinf(mean) and (
+            (math.isinf(value) and (mean > 0) == (value > 0)) or not (math.isinf(value) or math.isnan(value))
+        ):
+            continue
+        mean += value / count - mean / count
+    return mean
+
+
+def max_over_time(values: list[float]) -> float:
+    result = values[0]
+    for value in values[1:]:
+        if value > result or math.isnan(result):
+            result = value
+    return result
+
+
+def min_over_time(values: list[float]) -> float:
+    result = values[0]
+    for value in values[1:]:
+        if value < result or math.isnan(result):
+            result = value
+    return result
+
+
+def variance(values: list[float]) -> float:
+    """Population variance by Welford's method, as Prometheus computes it."""
+    count, mean, aux = 0, 0.0, 0.0
+    for value in values:
+        count += 1
+        delta = value - mean
+        mean += delta / count
+        aux += delta * (value - mean)
+    return aux / count
+
+
+def quantile(q: float, values: list[float]) -> float:
+    """The φ-quantile with linear interpolation between closest ranks (quantile, quantile_over_time)."""
+    if not values or math.isnan(q):
+        return NAN
+    if q < 0:
+        return -INF
+    if q > 1:
+        return INF
+    ordered = sorted(values, key=_nan_first)
+    rank = q * (len(ordered) - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(len(ordered) - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[lower] * (1 - weight) + ordered[upper] * weight
+
+
+def _nan_first(value: float) -> tuple[bool, float]:
+    return (not math.isnan(value), value)
+
+
+def _changes(values: list[float]) -> float:
+    return float(sum(1 for a, b in pairwise(values) if not (a == b or (math.isnan(a) and math.isnan(b)))))
+
+
+def _resets(values: list[float]) -> float:
+    return float(sum(1 for a, b in pairwise(values) if b < a))
+
+
+RangeFunction = Callable[[RangeSample, list[float]], float | None]
+
+# name -> (function of (window, scalar arguments), keeps the metric name)
+RANGE_FUNCTIONS: dict[str, tuple[RangeFunction, bool]] = {
+    "rate": (lambda w, _: extrapolated_rate(w, True, True), False),
+    "increase": (lambda w, _: extrapolated_rate(w, True, False), False),
+    "delta": (lambda w, _: extrapolated_rate(w, False, False), False),
+    "irate": (lambda w, _: instant_value(w, True), False),
+    "idelta": (lambda w, _: instant_value(w, False), False),
+    "avg_over_time": (lambda w, _: avg_over_time(w.values), False),
+    "sum_over_time": (lambda w, _: math.fsum(w.values) if _all_finite(w.values) else sum(w.values), False),
+    "max_over_time": (lambda w, _: max_over_time(w.values), False),
+    "min_over_time": (lambda w, _: min_over_time(w.values), False),
+    "count_over_time": (lambda w, _: float(len(w.values)), False),
+    "last_over_time": (lambda w, _: w.values[-1], True),
+    "present_over_time": (lambda w, _: 1.0, False),
+    "stdvar_over_time": (lambda w, _: variance(w.values), False),
+    "stddev_over_time": (lambda w, _: math.sqrt(variance(w.values)), False),
+    "quantile_over_time": (lambda w, args: quantile(args[0], w.values), False),
+    "changes": (lambda w, _: _changes(w.values), False),
+    "resets": (lambda w, _: _resets(w.values), False),
+}
+
+
+def _all_finite(values: list[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+# --- Go float semantics ---------------------------------------------------------------
+
+
+def go_max(a: float, b: float) -> float:
+    if a == INF or b == INF:
+        return INF
+    if math.isnan(a) or math.isnan(b):
+        return NAN
+    return a if a > b else b
+
+
+def go_min(a: float, b: float) -> float:
+    if a == -INF or b == -INF:
+        return -INF
+    if math.isnan(a) or math.isnan(b):
+        return NAN
+    return a if a < b else b
+
+
+def _go_exp(value: float) -> float:
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return INF
+
+
+def _go_log(function: Callable[[float], float], value: float) -> float:
+    """Logarithm returning -Inf for 0 and NaN for negatives, as Go does, instead of raising."""
+    if value == 0:
+        return -INF
+    if value < 0:
+        return NAN
+    return function(value)
+
+
+def _round(value: float, to_nearest: float) -> float:
+    inverse = 1.0 / to_nearest
+    try:
+        return math.floor(value * inverse + 0.5) / inverse
+    except (ValueError, OverflowError):
+        return value
+
+
+# name -> function of (value, scalar arguments); all of these drop the metric name.
+ELEMENTWISE_FUNCTIONS: dict[str, Callable[[float, list[float]], float]] = {
+    "abs": lambda v, _: abs(v),
+    "ceil": lambda v, _: float(math.ceil(v)) if math.isfinite(v) else v,
+    "floor": lambda v, _: float(math.floor(v)) if math.isfinite(v) else v,
+    "exp": lambda v, _: _go_exp(v),
+    "sqrt": lambda v, _: math.sqrt(v) if v >= 0 or math.isnan(v) else NAN,
+    "ln": lambda v, _: _go_log(math.log, v),
+    "log2": lambda v, _: _go_log(math.log2, v),
+    "log10": lambda v, _: _go_log(math.log10, v),
+    "clamp_min": lambda v, args: go_max(v, args[0]),
+    "clamp_max": lambda v, args: go_min(v, args[0]),
+    "round": lambda v, args: _round(v, args[0] if args else 1.0),
+}
+
+
+def apply_elementwise(name: str, vector: Vector, args: list[float]) -> Vector:
+    if name == "clamp":
+        low, high = args
+        if high < low:
+            return []
+        return [(drop_metric_name(labels), go_max(low, go_min(high, value))) for labels, value in vector]
+    function = ELEMENTWISE_FUNCTIONS[name]
+    return [(drop_metric_name(labels), function(value, args)) for labels, value in vector]
+
+
+# --- histogram_quantile ----------------------------------------------------------------
+
+
+def histogram_quantile(q: float, vector: Vector) -> Vector:
+    """Quantile from classic `le` buckets, per label set without `le` and `__name__`."""
+    groups: dict[Labels, list[tuple[float, float]]] = {}
+    for labels, value in vector:
+        try:
+            upper_bound = float(label_value(labels, "le"))
+        except ValueError:
+            continue  # no or unparsable `le`: Prometheus ignores the sample
+        key = tuple(pair for pair in labels if pair[0] not in ("le", METRIC_NAME))
+        groups.setdefault(key, []).append((upper_bound, value))
+    return [(key, bucket_quantile(q, buckets)) for key, buckets in groups.items()]
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' bucketQuantile: linear interpolation inside the bucket holding the rank."""
+    if math.isnan(q):
+        return NAN
+    if q < 0:
+        return -INF
+    if q > 1:
+        return INF
+    buckets = sorted(buckets, key=lambda bucket: bucket[0])
+    if not (math.isinf(buckets[-1][0]) and buckets[-1][0] > 0):
+        return NAN
+    buckets = _coalesce(buckets)
+    _ensure_monotonic(buckets)
+    if len(buckets) < 2:
+        return NAN
+    observations = buckets[-1][1]
+    if observations == 0:
+        return NAN
+    rank = q * observations
+    index = next((i for i in range(len(buckets) - 1) if buckets[i][1] >= rank), len(buckets) - 1)
+    if index == len(buckets) - 1:
+        return buckets[-2][0]
+    if index == 0 and buckets[0][0] <= 0:
+        return buckets[0][0]
+    bucket_start = 0.0
+    bucket_end, count = buckets[index]
+    if index > 0:
+        bucket_start = buckets[index - 1][0]
+        count -= buckets[index - 1][1]
+        rank -= buckets[index - 1][1]
+    return bucket_start + (bucket_end - bucket_start) * (rank / count)
+
+
+def _coalesce(buckets: list[tuple[float, float]]) -> list[list[float]]:
+    """Merge buckets with the same upper bound (e.g. `le="1"` and `le="1.0"`)."""
+    merged: list[list[float]] = []
+    for upper_bound, count in buckets:
+        if merged and merged[-1][0] == upper_bound:
+            merged[-1][1] += count
+        else:
+            merged.append([upper_bound, count])
+    return merged
+
+
+def _ensure_monotonic(buckets: list[list[float]]) -> None:
+    """Raise bucket counts that dip below an earlier bucket (precision loss, scrape races)."""
+    highest = -INF
+    for bucket in buckets:
+        if bucket[1] > highest:
+            highest = bucket[1]
+        elif bucket[1] < highest:
+            bucket[1] = highest

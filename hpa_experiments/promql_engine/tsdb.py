@@ -1,0 +1,202 @@
+"""In-memory time-series store with bounded retention, indexed by metric name.
+
+Samples of one series live in two parallel Python lists (millisecond timestamps and
+float values): windows are small (a 15 s scrape keeps ~60 samples per series for a
+15 min retention), so bisect plus list slicing beats numpy's per-call overhead here.
+Memory is bounded: samples older than the newest appended time minus the retention
+are dropped, and series left without samples are removed.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, make_labels
+
+
+class MatchType(Enum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+@dataclass(frozen=True)
+class LabelMatcher:
+    """One label matcher; regexes are anchored at both ends as in Prometheus."""
+
+    name: str
+    type: MatchType
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
+            object.__setattr__(self, "_regex", re.compile(self.value))
+
+    def matches(self, label_value: str) -> bool:
+        if self.type is MatchType.EQUAL:
+            return label_value == self.value
+        if self.type is MatchType.NOT_EQUAL:
+            return label_value != self.value
+        found = self._regex.fullmatch(label_value) is not None  # type: ignore[attr-defined]
+        return found if self.type is MatchType.REGEX else not found
+
+
+class Series:
+    """One series: its interned label set and its samples in time order."""
+
+    __slots__ = ("label_map", "labels", "times", "values")
+
+    def __init__(self, labels: Labels):
+        self.labels = labels
+        self.label_map = dict(labels)
+        self.times: list[int] = []
+        self.values: list[float] = []
+
+    def latest_at(self, t_ms: int, lookback_ms: int) -> float | None:
+        """Value of the newest sample at or before t_ms and not older than t_ms - lookback_ms."""
+        index = bisect_right(self.times, t_ms) - 1
+        if index < 0 or self.times[index] < t_ms - lookback_ms:
+            return None
+        return self.values[index]
+
+    def window(self, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
+        """Samples with start_ms <= t <= end_ms."""
+        lo = bisect_left(self.times, start_ms)
+        hi = bisect_right(self.times, end_ms)
+        return self.times[lo:hi], self.values[lo:hi]
+
+    def drop_before(self, cutoff_ms: int) -> None:
+        count = bisect_left(self.times, cutoff_ms)
+        if count:
+            del self.times[:count]
+            del self.values[:count]
+
+
+def seconds_to_ms(t: float) -> int:
+    return round(t * 1000)
+
+
+class TimeSeriesDB:
+    """Append-only store of float samples keyed by label sets (which include `__name__`)."""
+
+    def __init__(self, retention_seconds: float = 900.0):
+        if retention_seconds <= 0:
+            raise ValueError("retention_seconds must be positive")
+        self.retention_ms = seconds_to_ms(retention_seconds)
+        self._series: dict[Labels, Series] = {}
+        self._by_name: dict[str, dict[Labels, Series]] = {}
+        self._key_cache: dict[tuple[tuple[str, str], ...], Series] = {}
+        self._newest_ms: int | None = None
+        self._next_sweep_ms: int | None = None
+        # Bumped whenever a series is created or removed, so selectors can cache matches.
+        self.generation = 0
+
+    # --- writing -------------------------------------------------------------------
+
+    def append(self, labels: Mapping[str, str], t: float, value: float) -> None:
+        """Add one sample; timestamps must not go backwards within a series."""
+        t_ms = seconds_to_ms(t)
+        self._append_to(self._series_for(labels), t_ms, float(value))
+        self._advance(t_ms)
+
+    def append_many(self, t: float, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        """Add one scrape: many samples sharing the timestamp t."""
+        t_ms = seconds_to_ms(t)
+        for labels, value in samples:
+            self._append_to(self._series_for(labels), t_ms, float(value))
+        self._advance(t_ms)
+
+    def _series_for(self, labels: Mapping[str, str]) -> Series:
+        raw = tuple(labels.items())
+        series = self._key_cache.get(raw)
+        if series is not None:
+            return series
+        key = make_labels(raw)
+        series = self._series.get(key)
+        if series is None:
+            if METRIC_NAME not in labels or not labels[METRIC_NAME]:
+                raise ValueError(f"series labels need a {METRIC_NAME!r}: {dict(labels)}")
+            series = Series(key)
+            self._series[key] = series
+            self._by_name.setdefault(labels[METRIC_NAME], {})[key] = series
+            self.generation += 1
+        if len(self._key_cache) > 4 * len(self._series) + 1024:
+            self._key_cache.clear()
+        self._key_cache[raw] = series
+        return series
+
+    @staticmethod
+    def _append_to(series: Series, t_ms: int, value: float) -> None:
+        times = series.times
+        if times and t_ms <= times[-1]:
+            if t_ms == times[-1]:
+                series.values[-1] = value
+                return
+            raise ValueError(
+                f"out-of-order sample for {dict(series.labels)}: t={t_ms / 1000} < last {times[-1] / 1000}"
+            )
+        times.append(t_ms)
+        series.values.append(value)
+
+    def _advance(self, t_ms: int) -> None:
+        if self._newest_ms is None or t_ms > self._newest_ms:
+            self._newest_ms = t_ms
+        if self._next_sweep_ms is None:
+            self._next_sweep_ms = t_ms + self.retention_ms // 4
+        elif t_ms >= self._next_sweep_ms:
+            self._sweep()
+            self._next_sweep_ms = t_ms + self.retention_ms // 4
+
+    def _sweep(self) -> None:
+        """Drop samples older than the retention, and series left empty."""
+        assert self._newest_ms is not None
+        cutoff = self._newest_ms - self.retention_ms
+        emptied = []
+        for key, series in self._series.items():
+            series.drop_before(cutoff)
+            if not series.times:
+                emptied.append(key)
+        for key in emptied:
+            series = self._series.pop(key)
+            name = series.label_map[METRIC_NAME]
+            del self._by_name[name][key]
+            if not self._by_name[name]:
+                del self._by_name[name]
+        if emptied:
+            self._key_cache.clear()
+            self.generation += 1
+
+    # --- reading -------------------------------------------------------------------
+
+    def select(self, matchers: Iterable[LabelMatcher]) -> list[Series]:
+        """Series whose labels satisfy every matcher (a missing label counts as the empty string)."""
+        matchers = list(matchers)
+        name_equal = next((m for m in matchers if m.name == METRIC_NAME and m.type is MatchType.EQUAL), None)
+        if name_equal is not None:
+            candidates: Iterable[Series] = self._by_name.get(name_equal.value, {}).values()
+        else:
+            name_matchers = [m for m in matchers if m.name == METRIC_NAME]
+            candidates = [
+                series
+                for name, group in self._by_name.items()
+                if all(m.matches(name) for m in name_matchers)
+                for series in group.values()
+            ]
+        return [
+            series
+            for series in candidates
+            if all(m.matches(series.label_map.get(m.name, "")) for m in matchers)
+        ]
+
+    @property
+    def series_count(self) -> int:
+        return len(self._series)
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(series.times) for series in self._series.values())
