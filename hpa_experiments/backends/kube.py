@@ -1,0 +1,423 @@
+"""The Kubernetes backend: the official `kubernetes` client for Jobs, HPA and Deployment, and
+prometheus-api-client for PromQL (see prom.py).  Wall clock.
+
+Every API call goes through `retry.call_with_retry` (bounded, logged through `on_warning`).
+Responses are read as plain JSON (`_preload_content=False`) so that the exact quantity strings
+reach `quantity.parse_quantity` and a field the typed models do not know cannot break a read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from hpa_experiments.backends import kube_objects
+from hpa_experiments.backends.base import (
+    Backend,
+    Clock,
+    InstantSample,
+    JobLaunch,
+    JobState,
+    QueryError,
+    RangeSeries,
+    ScalingSnapshot,
+)
+from hpa_experiments.backends.prom import PromClient, PromSettings
+from hpa_experiments.errors import BackendError, PreflightError
+from hpa_experiments.retry import RetryPolicy, call_with_retry
+
+_log = logging.getLogger(__name__)
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "hpa-exp"
+RUN_LABEL = "hpa-exp/run"
+JOB_LABEL = "hpa-exp/job"
+
+DEFAULT_API_RETRY = RetryPolicy(max_attempts=6, max_elapsed=60.0, base_delay=0.5, max_delay=8.0)
+
+
+class ApiCall(NamedTuple):
+    """One kind of request the backend makes, as RBAC sees it."""
+
+    api_group: str  # "" is the core group
+    resource: str
+    verb: str
+    why: str
+
+
+API_CALLS: tuple[ApiCall, ...] = (
+    ApiCall("batch", "jobs", "create", "start a load-generator Job"),
+    ApiCall("batch", "jobs", "get", "inspect a Job whose name is taken (adopt it if it is this run's)"),
+    ApiCall("batch", "jobs", "list", "job states and leftover check, by label hpa-exp/run"),
+    ApiCall("batch", "jobs", "delete", "stop a Job (background propagation deletes its pods)"),
+    ApiCall("", "pods", "list", "find why a Job's pod is stuck (image pull, crash loop)"),
+    ApiCall("autoscaling", "horizontalpodautoscalers", "get", "HPA targets and status"),
+    ApiCall("autoscaling", "horizontalpodautoscalers", "create", "apply the experiment's HPA manifest"),
+    ApiCall("autoscaling", "horizontalpodautoscalers", "patch", "update an existing HPA to the manifest"),
+    ApiCall("autoscaling", "horizontalpodautoscalers", "delete", "remove the HPA the run applied"),
+    ApiCall("apps", "deployments", "get", "Deployment replicas and readiness"),
+    ApiCall("", "namespaces", "get", "preflight: the namespace exists"),
+)
+"""Every (apiGroup, resource, verb) the backend uses; manifests/rbac must grant all of them."""
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """How to reach the cluster.
+
+    kubeconfig: the argument, else $KUBECONFIG, else ~/.kube/config.  In-cluster config is used
+    when `in_cluster` is True, or when it is None and we run in a pod (KUBERNETES_SERVICE_HOST
+    set) with no kubeconfig given or found.
+    """
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool | None = None
+    request_timeout: float = 15.0
+
+    def use_in_cluster(self) -> bool:
+        if self.in_cluster is not None:
+            return self.in_cluster
+        if self.kubeconfig or os.environ.get("KUBECONFIG"):
+            return False
+        if Path("~/.kube/config").expanduser().exists():
+            return False
+        return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+class WallClock(Clock):
+    """Real time; `sleep_until` sleeps in short steps so a signal handler runs promptly."""
+
+    virtual = False
+    step = 0.2
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep_until(self, t: float) -> None:
+        while (remaining := t - time.time()) > 0:
+            time.sleep(min(remaining, self.step))
+
+
+def connect(settings: KubeSettings) -> tuple[client.ApiClient, str]:
+    """An API client and the name of the context it uses. Raises PreflightError with a clear message."""
+    configuration = client.Configuration()
+    try:
+        if settings.use_in_cluster():
+            config.load_incluster_config(client_configuration=configuration)
+            context = "in-cluster"
+        else:
+            config.load_kube_config(
+                config_file=settings.kubeconfig,
+                context=settings.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+            _, active = config.list_kube_config_contexts(config_file=settings.kubeconfig)
+            context = settings.context or (active or {}).get("name", "")
+    except (ConfigException, OSError, ValueError) as exc:
+        source = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        where = "in-cluster config" if settings.use_in_cluster() else f"kubeconfig {source}"
+        raise PreflightError([f"cannot load {where}: {exc}"]) from None
+    # Our own retries (bounded, logged) replace urllib3's silent ones, which also retry on 429.
+    configuration.retries = urllib3.Retry(
+        total=0, redirect=0, respect_retry_after_header=False, raise_on_status=False
+    )
+    return client.ApiClient(configuration), context
+
+
+class KubeBackend(Backend):
+    """Runs an experiment on a real cluster: one instance per run."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        settings: KubeSettings,
+        prom: PromSettings | None,
+        *,
+        namespace: str,
+        deployment: str,
+        hpa_name: str,
+        run_id: str,
+        retry: RetryPolicy = DEFAULT_API_RETRY,
+        on_warning: Callable[[str], None] | None = None,
+    ):
+        self.settings = settings
+        self.namespace = namespace
+        self.deployment = deployment
+        self.hpa_name = hpa_name
+        self.run_id = run_id
+        self.clock = WallClock()
+        self.retry = retry
+        self._warn = on_warning or _log.warning
+        self.api_client, self.context = connect(settings)
+        self.batch = client.BatchV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.autoscaling = client.AutoscalingV2Api(self.api_client)
+        self.version_api = client.VersionApi(self.api_client)
+        self.prom = PromClient(prom, on_retry=self._warn) if prom is not None else None
+        self._job_namespaces: dict[str, str] = {}  # resource name -> namespace, for Jobs we started
+        self._hpa_namespaces: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"KubeBackend(context={self.context!r}, namespace={self.namespace!r}, "
+            f"deployment={self.deployment!r}, hpa={self.hpa_name!r}, run_id={self.run_id!r}, "
+            f"prom={self.prom!r})"
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def call_json(
+        self,
+        what: str,
+        method: Callable[..., Any],
+        *args: Any,
+        tolerate: tuple[int, ...] = (),
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        """Call an API method with retries and return the JSON answer.
+
+        Returns None when the answer's status is one of `tolerate` (e.g. 404 on a delete).
+        """
+
+        def attempt() -> dict[str, Any] | None:
+            try:
+                response = method(
+                    *args, _preload_content=False, _request_timeout=self.settings.request_timeout, **kwargs
+                )
+            except ApiException as exc:
+                if exc.status in tolerate:
+                    return None
+                raise
+            try:
+                return json.loads(response.data or b"{}")
+            finally:
+                response.release_conn()
+
+        return call_with_retry(attempt, what=what, policy=retry or self.retry, on_retry=self._warn)
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def start_job(self, launch: JobLaunch) -> None:
+        manifest = launch.manifest
+        meta = manifest.get("metadata") or {}
+        name = launch.resource_name
+        namespace = meta.get("namespace") or self.namespace
+        labels = meta.get("labels") or {}
+        if meta.get("name") != name:
+            raise BackendError(f"Job manifest for {launch.job_name}: metadata.name is not {name!r}")
+        if labels.get(RUN_LABEL) != self.run_id:
+            raise BackendError(
+                f"Job manifest for {launch.job_name}: label {RUN_LABEL} must be {self.run_id!r} "
+                "(Jobs are tracked and cleaned up by it)"
+            )
+        what = f"create Job {namespace}/{name}"
+        created = self.call_json(what, self.batch.create_namespaced_job, namespace, manifest, tolerate=(409,))
+        self._job_namespaces[name] = namespace
+        if created is None:
+            self._adopt_existing(namespace, name, launch.job_name)
+
+    def _adopt_existing(self, namespace: str, name: str, job_name: str) -> None:
+        """A 409 on create: the Job is ours when it carries this run's labels (an earlier attempt made it)."""
+        what = f"read Job {namespace}/{name}"
+        existing = self.call_json(what, self.batch.read_namespaced_job, name, namespace)
+        labels = (existing or {}).get("metadata", {}).get("labels") or {}
+        if labels.get(RUN_LABEL) == self.run_id and labels.get(JOB_LABEL, job_name) == job_name:
+            self._warn(f"Job {namespace}/{name} exists with this run's labels: adopted, not recreated")
+            return
+        owner = labels.get(RUN_LABEL)
+        raise BackendError(
+            f"cannot create Job {namespace}/{name}: a Job with that name already exists and "
+            + (f"belongs to run {owner!r}" if owner else "was not created by hpa-exp")
+            + "; delete it or use another run id"
+        )
+
+    def stop_job(self, resource_name: str) -> None:
+        namespace = self._job_namespaces.get(resource_name, self.namespace)
+        self.call_json(
+            f"delete Job {namespace}/{resource_name}",
+            self.batch.delete_namespaced_job,
+            resource_name,
+            namespace,
+            propagation_policy="Background",
+            tolerate=(404,),
+        )
+
+    def _namespaces(self) -> list[str]:
+        return sorted({self.namespace, *self._job_namespaces.values()})
+
+    def job_states(self) -> dict[str, JobState]:
+        states: dict[str, JobState] = {}
+        selector = f"{RUN_LABEL}={self.run_id}"
+        for namespace in self._namespaces():
+            listing = self.call_json(
+                f"list Jobs of run {self.run_id} in {namespace}",
+                self.batch.list_namespaced_job,
+                namespace,
+                label_selector=selector,
+            )
+            jobs = (listing or {}).get("items") or []
+            unfinished = [j["metadata"]["name"] for j in jobs if not kube_objects.job_finished(j)]
+            pods = self._pods_of(namespace, unfinished)
+            for job in jobs:
+                job_name = job["metadata"]["name"]
+                states[job_name] = kube_objects.job_state(job, pods.get(job_name, []))
+        for name in self._job_namespaces:
+            states.setdefault(name, JobState(name=name, exists=False))
+        return states
+
+    def _pods_of(self, namespace: str, job_names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Pods of the given Jobs, found by either job-name label (old and new Job controllers)."""
+        if not job_names:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        names = ",".join(sorted(job_names))
+        for label in kube_objects.JOB_NAME_LABELS:
+            listing = self.call_json(
+                f"list pods of Jobs in {namespace}",
+                self.core.list_namespaced_pod,
+                namespace,
+                label_selector=f"{label} in ({names})",
+            )
+            for pod in (listing or {}).get("items") or []:
+                found[pod["metadata"]["name"]] = pod
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in found.values():
+            job_name = kube_objects.job_name_of_pod(pod)
+            if job_name is not None:
+                by_job.setdefault(job_name, []).append(pod)
+        return by_job
+
+    # --- scaling --------------------------------------------------------------------------------
+
+    def read_hpa(self) -> dict[str, Any] | None:
+        return self.call_json(
+            f"read HPA {self.namespace}/{self.hpa_name}",
+            self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+            self.hpa_name,
+            self.namespace,
+            tolerate=(404,),
+        )
+
+    def read_deployment(self) -> dict[str, Any] | None:
+        return self.call_json(
+            f"read Deployment {self.namespace}/{self.deployment}",
+            self.apps.read_namespaced_deployment,
+            self.deployment,
+            self.namespace,
+            tolerate=(404,),
+        )
+
+    def scaling_snapshot(self) -> ScalingSnapshot:
+        taken_at = self.clock.now()
+        hpa = self.read_hpa()
+        deployment = self.read_deployment() or {}
+        deployment_fields: dict[str, Any] = {
+            "deployment_replicas": deployment.get("spec", {}).get("replicas"),
+            "ready_replicas": kube_objects.replica_count(deployment.get("status") or {}, "readyReplicas"),
+        }
+        if hpa is None:
+            return ScalingSnapshot(taken_at=taken_at, hpa_found=False, **deployment_fields)
+        spec, status = hpa.get("spec") or {}, hpa.get("status") or {}
+        return ScalingSnapshot(
+            taken_at=taken_at,
+            hpa_found=True,
+            current_replicas=kube_objects.replica_count(status, "currentReplicas"),
+            desired_replicas=kube_objects.replica_count(status, "desiredReplicas"),
+            min_replicas=spec.get("minReplicas", 1),
+            max_replicas=spec.get("maxReplicas"),
+            metrics=kube_objects.hpa_metric_readings(hpa),
+            last_scale_time=status.get("lastScaleTime"),
+            conditions=kube_objects.hpa_conditions(hpa),
+            **deployment_fields,
+        )
+
+    def apply_hpa(self, manifest: dict[str, Any]) -> bool:
+        """Create the HPA; if one of that name exists, merge-patch its spec to the manifest's (like
+        `kubectl apply`) and return False so the run does not delete an HPA it did not create."""
+        name = manifest.get("metadata", {}).get("name") or self.hpa_name
+        namespace = manifest.get("metadata", {}).get("namespace") or self.namespace
+        what = f"create HPA {namespace}/{name}"
+        api = self.autoscaling
+        created = self.call_json(
+            what, api.create_namespaced_horizontal_pod_autoscaler, namespace, manifest, tolerate=(409,)
+        )
+        self._hpa_namespaces[name] = namespace
+        if created is not None:
+            return True
+        self.call_json(
+            f"patch HPA {namespace}/{name}",
+            api.patch_namespaced_horizontal_pod_autoscaler,
+            name,
+            namespace,
+            {"spec": manifest.get("spec", {})},
+        )
+        self._warn(
+            f"HPA {namespace}/{name} already existed: its spec was updated to the manifest and it is kept"
+        )
+        return False
+
+    def delete_hpa(self, name: str) -> None:
+        namespace = self._hpa_namespaces.get(name, self.namespace)
+        self.call_json(
+            f"delete HPA {namespace}/{name}",
+            self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
+            name,
+            namespace,
+            tolerate=(404,),
+        )
+
+    # --- Prometheus -----------------------------------------------------------------------------
+
+    def _prometheus(self) -> PromClient:
+        if self.prom is None:
+            raise QueryError("Prometheus is not configured (metrics.prometheus.url)")
+        return self.prom
+
+    def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
+        return self._prometheus().query(promql, at)
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
+        return self._prometheus().query_range(promql, start, end, step)
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def server_version(self, retry: RetryPolicy | None = None) -> str:
+        info = self.call_json("read server version", self.version_api.get_code, retry=retry) or {}
+        return str(info.get("gitVersion", "unknown"))
+
+    def describe(self) -> dict[str, Any]:
+        try:
+            version = self.server_version()
+        except BackendError as exc:
+            version = f"unknown ({exc})"
+        return {
+            "backend": self.name,
+            "server_version": version,
+            "context": self.context,
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "hpa": self.hpa_name,
+            "run_id": self.run_id,
+            "prometheus": self.prom.describe() if self.prom is not None else None,
+        }
+
+    def close(self) -> None:
+        if self.prom is not None:
+            self.prom.close()
+        self.api_client.close()
