@@ -1,0 +1,250 @@
+"""The vLLM Deployment's pods and the router in front of them, on virtual time.
+
+Pods: Pending (`pod_pending_s`: scheduling, image already on the node) -> Loading (container
+running, engine starting: weights, compile, CUDA graphs; normal(`pod_load_mean_s`,
+`pod_load_spread_s`) clamped at 0; no metrics, not ready) -> Ready at the first readiness probe
+(`readiness_initial_delay_s` after the container start, then every `readiness_period_s`) that
+finds the engine up.  Only Ready (and draining) pods have an engine and expose metrics.
+
+Scale-down removes pods like the ReplicaSet controller: not-ready first (Pending before Loading),
+then the newest.  Default `scale_down="abort"`: the pod gets SIGTERM and its in-flight requests
+fail at once (the client sees a broken connection) - the simple, pessimistic choice.  With
+`"drain"` the pod leaves the router immediately but finishes its requests for up to
+`drain_grace_s` (terminationGracePeriodSeconds), then the rest fail.
+
+Routing of each new request among Ready pods: `round_robin` (a plain Service) or
+`least_loaded` (the llm-d gateway: fewest running + waiting requests, ties broken by KV usage,
+then in rotating order).  While no pod is Ready, requests wait at the gateway (FIFO, still
+counted by the client as in flight) and are routed when a pod becomes Ready.
+
+All events - request sends, engine steps that change a batch, pod transitions - are processed
+in time order, so completions free client slots at the right moment.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.backends.sim.serving import Replica, Request
+
+PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
+_DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}
+
+
+@dataclass
+class Pod:
+    name: str
+    created_t: float
+    running_t: float  # container started (Pending -> Loading)
+    ready_t: float  # first successful readiness probe (Loading -> Ready)
+    state: str = PENDING
+    engine: Replica | None = None  # exists while Ready or Terminating
+    deleted_t: float | None = None
+    transitions: list[tuple[float, str]] = field(default_factory=list)
+
+    def set_state(self, state: str, t: float) -> None:
+        self.state = state
+        self.transitions.append((t, state))
+
+
+class Fleet:
+    """Pods of one Deployment, the router, and the load generators that send to it."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        seed: int = 0,
+        start_t: float = 0.0,
+        initial_replicas: int = 1,
+        pod_prefix: str = "vllm",
+    ) -> None:
+        """The Deployment starts with `initial_replicas` pods already Ready at `start_t`."""
+        self.profile = profile
+        self.t = start_t
+        self._rng = np.random.default_rng(seed)
+        self._prefix = pod_prefix
+        self._pod_counter = 0
+        self.pods: list[Pod] = []  # live pods (not yet gone), in creation order
+        self.jobs: dict[str, LoadGenerator] = {}
+        self._gateway: deque[Request] = deque()
+        self._lifecycle: list[tuple[float, int, Pod, str]] = []  # (time, seq, pod, next state)
+        self._lifecycle_seq = 0
+        self._ready: list[Pod] = []  # routable pods in creation order
+        self._serving: list[Pod] = []  # pods with an engine (Ready or draining)
+        self._rr = 0
+        self.aborted_by_scale_down = 0
+        for _ in range(initial_replicas):
+            pod = self._new_pod(start_t)
+            pod.running_t = pod.ready_t = start_t
+            self._make_ready(pod, start_t)
+
+    # ------------------------------------------------------------------ control
+    @property
+    def replicas(self) -> int:
+        """Pods that count towards the Deployment's replicas (not terminating)."""
+        return sum(1 for p in self.pods if p.state != TERMINATING)
+
+    @property
+    def ready_replicas(self) -> int:
+        return len(self._ready)
+
+    def scale_to(self, n: int, t: float) -> None:
+        """Set the Deployment's replicas at `t`: create pods, or delete not-ready then newest."""
+        self.advance_to(t)
+        current = [p for p in self.pods if p.state != TERMINATING]
+        for _ in range(n - len(current)):
+            self._new_pod(t)
+        if n < len(current):
+            victims = sorted(current, key=lambda p: (_DELETE_ORDER[p.state], -p.created_t, -self._index(p)))
+            for pod in victims[: len(current) - n]:
+                self._delete(pod, t)
+
+    def add_job(self, job: LoadGenerator) -> None:
+        if job.name in self.jobs:
+            raise ValueError(f"job {job.name!r} already exists")
+        self.jobs[job.name] = job
+
+    def stop_job(self, name: str, t: float) -> int:
+        """Delete a Job at `t`: its in-flight requests are aborted; returns how many."""
+        self.advance_to(t)
+        job = self.jobs[name]
+        gone = job.stop()
+        if gone:
+            gone_ids = {r.uid for r in gone}
+            self._gateway = deque(r for r in self._gateway if r.uid not in gone_ids)
+            for pod in self._serving:
+                assert pod.engine is not None
+                pod.engine.abort(gone, t)
+        return len(gone)
+
+    # ------------------------------------------------------------------ time
+    def advance_to(self, t: float) -> None:
+        """Process every event up to `t` in time order."""
+        jobs = [j for j in self.jobs.values() if not j.stopped]
+        while True:
+            t_send, sender = math.inf, None
+            for job in jobs:
+                ts = job.next_send_time()
+                if ts < t_send:
+                    t_send, sender = ts, job
+            t_engine, engine_pod = math.inf, None
+            for pod in self._serving:
+                te = pod.engine.next_event_t  # type: ignore[union-attr]
+                if te < t_engine:
+                    t_engine, engine_pod = te, pod
+            t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
+            t_next = min(t_send, t_engine, t_life)
+            if t_next > t:
+                break
+            if t_engine == t_next:
+                assert engine_pod is not None and engine_pod.engine is not None
+                engine_pod.engine.advance_to(t_next)
+                if engine_pod.state == TERMINATING and engine_pod.engine.idle:
+                    self._gone(engine_pod, t_next)
+            elif t_life == t_next:
+                self._lifecycle_event()
+            else:
+                assert sender is not None
+                self._route(sender.pop_send(t_next), t_next)
+        self.t = max(self.t, t)
+
+    # ------------------------------------------------------------------ pods
+    def _index(self, pod: Pod) -> int:
+        return int(pod.name.rsplit("-", 1)[1])
+
+    def _new_pod(self, t: float) -> Pod:
+        p = self.profile
+        running_t = t + p.pod_pending_s
+        engine_up = running_t + max(0.0, float(self._rng.normal(p.pod_load_mean_s, p.pod_load_spread_s)))
+        first_probe = running_t + p.readiness_initial_delay_s
+        probes = max(0, math.ceil((engine_up - first_probe) / p.readiness_period_s - 1e-9))
+        ready_t = first_probe + probes * p.readiness_period_s
+        pod = Pod(f"{self._prefix}-{self._pod_counter}", t, running_t, ready_t)
+        self._pod_counter += 1
+        pod.set_state(PENDING, t)
+        self.pods.append(pod)
+        self._schedule(pod.running_t, pod, LOADING)
+        self._schedule(pod.ready_t, pod, READY)
+        return pod
+
+    def _schedule(self, t: float, pod: Pod, state: str) -> None:
+        self._lifecycle_seq += 1
+        heapq.heappush(self._lifecycle, (t, self._lifecycle_seq, pod, state))
+
+    def _lifecycle_event(self) -> None:
+        t, _, pod, state = heapq.heappop(self._lifecycle)
+        if pod.deleted_t is not None and state != "Gone":
+            return  # deleted before it got there
+        if state == LOADING and pod.state == PENDING:
+            pod.set_state(LOADING, t)
+        elif state == READY and pod.state == LOADING:
+            self._make_ready(pod, t)
+        elif state == "Gone" and pod in self.pods:
+            self._gone(pod, t)
+
+    def _make_ready(self, pod: Pod, t: float) -> None:
+        pod.engine = Replica(self.profile, start_t=t, on_finished=_tell_client)
+        pod.set_state(READY, t)
+        self._ready.append(pod)
+        self._serving.append(pod)
+        while self._gateway:
+            self._route(self._gateway.popleft(), t)
+
+    def _delete(self, pod: Pod, t: float) -> None:
+        pod.deleted_t = t
+        if pod in self._ready:
+            self._ready.remove(pod)
+        if pod.engine is None:
+            self._gone(pod, t)
+        elif self.profile.scale_down == "drain" and not pod.engine.idle:
+            pod.set_state(TERMINATING, t)
+            self._schedule(t + self.profile.drain_grace_s, pod, "Gone")
+        else:
+            self._gone(pod, t)
+
+    def _gone(self, pod: Pod, t: float) -> None:
+        """The pod's process ends: whatever it still holds fails."""
+        if pod.engine is not None:
+            pod.engine.advance_to(t)
+            for req in pod.engine.take_all():
+                self.aborted_by_scale_down += 1
+                _tell_client(req, t, False)
+            self._serving.remove(pod)
+        pod.set_state("Gone", t)
+        self.pods.remove(pod)
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, req: Request, t: float) -> None:
+        ready = self._ready
+        if not ready:
+            self._gateway.append(req)
+            return
+        n = len(ready)
+        start = self._rr % n
+        self._rr += 1
+        if self.profile.routing == "round_robin":
+            chosen = ready[start]
+        else:
+            chosen, best = None, None
+            for i in range(n):
+                pod = ready[(start + i) % n]
+                engine = pod.engine
+                assert engine is not None
+                key = (engine.load, engine.used_blocks)
+                if best is None or key < best:
+                    chosen, best = pod, key
+        assert chosen is not None and chosen.engine is not None
+        chosen.engine.submit(req, t)
+
+
+def _tell_client(req: Request, t: float, ok: bool) -> None:
+    if req.client is not None:
+        req.client.on_finished(req, t, ok)
