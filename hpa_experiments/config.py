@@ -327,6 +327,13 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return [n for n, f in model.model_fields.items() if not f.exclude]
 
 
+def _show(value: Any) -> str:
+    """Numbers as written (5, not 5.0); anything else as its repr."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
 def _describe(err: dict[str, Any]) -> str:
     loc, kind, given = tuple(err["loc"]), err["type"], err.get("input")
     where = _path(loc)
@@ -342,7 +349,7 @@ def _describe(err: dict[str, Any]) -> str:
             kind
         ]
         bound = next(iter(ctx.values()))
-        return f"{where}: must be {op} {bound} (got {given!r})"
+        return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{where}: must be a number (got {given!r})"
     if kind in ("bool_parsing", "bool_type"):

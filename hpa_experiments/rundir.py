@@ -134,6 +134,16 @@ def run_dir_name(name: str, started_at: float) -> str:
     return f"{name}-{stamp}"
 
 
+def new_run_dir_path(base: Path, name: str, started_at: float) -> Path:
+    """<base>/<name>-<UTC stamp>, with -2, -3, ... when runs start within the same second."""
+    first = base / run_dir_name(name, started_at)
+    candidate, n = first, 1
+    while candidate.exists():
+        n += 1
+        candidate = first.with_name(f"{first.name}-{n}")
+    return candidate
+
+
 class _CsvStream:
     """A CSV file that is flushed and fsync'ed row by row."""
 

@@ -125,6 +125,13 @@ class Backend(ABC):
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         """Range PromQL query. Raises QueryError."""
 
+    def apply_hpa(self, manifest: dict[str, Any]) -> bool:
+        """Make the HPA of `manifest` exist; True if this call created it (so the run removes it)."""
+        return False
+
+    def delete_hpa(self, name: str) -> None:  # noqa: B027 - only backends that apply HPAs need it
+        """Delete an HPA this run created."""
+
     def leftover_jobs(self) -> list[str]:
         """Jobs of this run still present (checked by label at the end of a run)."""
         return [name for name, state in self.job_states().items() if state.exists]

@@ -1,0 +1,163 @@
+"""One metrics.csv row per grid tick: HPA and Deployment state plus the PromQL columns.
+
+Every tick is taken at `t0 + k * interval` (absolute times, so there is no drift), and
+PromQL is evaluated at exactly that time.  On a wall clock the queries of one tick run
+concurrently in a thread pool, so a slow query delays neither the next tick nor a Job
+start; on the simulation's virtual clock everything is synchronous.  A value that could
+not be obtained stays empty (None), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpa_experiments.backends.base import Backend, HpaMetricReading, JobState, QueryError, ScalingSnapshot
+from hpa_experiments.rundir import utc_iso
+
+QUEUE_SUFFIX = "num_requests_waiting"
+KV_SUFFIXES = ("kv_cache_usage_perc", "gpu_cache_usage_perc")
+
+
+def hpa_metric_column(metric_name: str) -> str:
+    """The metrics.csv column for an HPA metric: the two standard ones, else hpa_<name>."""
+    if metric_name.endswith(QUEUE_SUFFIX):
+        return "num_requests_waiting"
+    if metric_name.endswith(KV_SUFFIXES):
+        return "kv_cache_usage_perc"
+    return f"hpa_{metric_name}"
+
+
+def _target_column(column: str) -> str:
+    return "kv_cache_usage_target" if column == "kv_cache_usage_perc" else f"{column}_target"
+
+
+def extra_hpa_metrics(readings: Iterable[HpaMetricReading]) -> list[str]:
+    """HPA metrics that need their own hpa_<name> columns."""
+    return [r.name for r in readings if hpa_metric_column(r.name).startswith("hpa_")]
+
+
+@dataclass
+class TickResult:
+    """What one tick produced: the row, the job states seen, and query failures."""
+
+    k: int
+    row: dict[str, Any]
+    job_states: dict[str, JobState] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # column -> error text
+    snapshot: ScalingSnapshot | None = None
+
+
+class Monitor:
+    """Takes samples on the grid; the runner decides when to call `tick`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        queries: Mapping[str, str],
+        t0: float,
+        interval: float,
+        phase_at: Callable[[float], str],
+        offered_rps_at: Callable[[float], float | None],
+        query_timeout_workers: int = 16,
+    ):
+        self.backend = backend
+        self.queries = dict(queries)
+        self.t0 = t0
+        self.interval = interval
+        self.phase_at = phase_at
+        self.offered_rps_at = offered_rps_at
+        self._pool = None if backend.clock.virtual else ThreadPoolExecutor(query_timeout_workers, "monitor")
+
+    def tick_time(self, k: int) -> float:
+        return self.t0 + k * self.interval
+
+    def tick(self, k: int) -> Future[TickResult]:
+        """Start sample k; the Future resolves when all its parts are in."""
+        if self._pool is None:
+            done: Future[TickResult] = Future()
+            done.set_result(self._sample(k, _now_call))
+            return done
+        return self._pool.submit(self._sample, k, self._pool_call)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- one sample -----------------------------------------------------------------
+
+    def _pool_call(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        assert self._pool is not None
+        return self._pool.submit(fn, *args)
+
+    def _sample(self, k: int, call: Callable[..., Future[Any]]) -> TickResult:
+        at = self.tick_time(k)
+        snapshot_f = call(self.backend.scaling_snapshot)
+        jobs_f = call(self.backend.job_states)
+        query_f = {col: call(self.backend.query, q, at) for col, q in self.queries.items()}
+        result = TickResult(k=k, row=self._base_row(k, at))
+        try:
+            result.snapshot = snapshot_f.result()
+            self._fill_scaling(result.row, result.snapshot, at)
+        except Exception as exc:  # the backend already retried; record and go on
+            result.failures["hpa"] = _short(exc)
+        try:
+            result.job_states = jobs_f.result()
+            result.row["active_jobs"] = sum(
+                1 for s in result.job_states.values() if s.exists and s.active > 0
+            )
+        except Exception as exc:
+            result.failures["jobs"] = _short(exc)
+        for col, future in query_f.items():
+            try:
+                result.row[col] = single_value(future.result())
+            except QueryError as exc:
+                result.failures[col] = _short(exc)
+        return result
+
+    def _base_row(self, k: int, at: float) -> dict[str, Any]:
+        elapsed = round(k * self.interval, 6)
+        return {
+            "timestamp": utc_iso(at),
+            "elapsed_s": elapsed,
+            "phase": self.phase_at(elapsed),
+            "offered_rps": self.offered_rps_at(elapsed),
+        }
+
+    @staticmethod
+    def _fill_scaling(row: dict[str, Any], snap: ScalingSnapshot, at: float) -> None:
+        row["sample_lag_ms"] = round(max(0.0, snap.taken_at - at) * 1000, 1)
+        row["ready_replicas"] = snap.ready_replicas
+        if not snap.hpa_found:
+            return
+        row["replicas"] = snap.current_replicas
+        row["desired_replicas"] = snap.desired_replicas
+        for reading in snap.metrics:
+            column = hpa_metric_column(reading.name)
+            row[column] = reading.current
+            row[_target_column(column)] = reading.target
+
+
+def single_value(samples: list[Any]) -> float | None:
+    """The value of a one-series result; None for no series or NaN (no data, e.g. no traffic)."""
+    if not samples:
+        return None
+    value = float(samples[0].value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _now_call(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,448 @@
+"""Executes a Plan on a Backend: start and stop Jobs on time, sample on the grid, clean up.
+
+The same code serves the Kubernetes backend (wall clock) and the digital twin (virtual
+clock).  Everything happens in one loop over absolute instants (job stops, job starts,
+ticks), so nothing drifts.  SIGINT/SIGTERM, a failed Job or a broken backend all lead to
+the same cleanup: delete the Jobs this run created, flush the files, mark the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hpa_experiments import __version__
+from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
+from hpa_experiments.config import ExperimentConfig
+from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
+from hpa_experiments.plan import Plan, PlannedJob
+from hpa_experiments.promql import MetricNames, standard_queries
+from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
+from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
+
+
+class RunObserver(Protocol):
+    """Receives progress; the console and the menu implement it."""
+
+    def on_start(self, runner: Runner) -> None: ...
+    def on_row(self, row: dict[str, Any]) -> None: ...
+    def on_event(self, elapsed: float, kind: str, detail: str) -> None: ...
+    def on_finish(self, result: RunResult) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str  # completed | interrupted | failed
+    exit_code: int
+    reason: str | None = None
+    leftover_jobs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _JobRun:
+    planned: PlannedJob
+    resource: str
+    started: bool = False
+    stopped: bool = False
+    failed: str | None = None
+
+
+class Runner:
+    """One run of one experiment. Call `run()` once."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        plan: Plan,
+        backend: Backend,
+        *,
+        base_dir: Path | None = None,
+        metric_names: MetricNames | None = None,
+        keep_jobs: bool = False,
+        observer: RunObserver | None = None,
+        handle_signals: bool = True,
+        run_id: str | None = None,
+    ):
+        self.config = config
+        self.plan = plan
+        self.backend = backend
+        self.base_dir = Path(base_dir or config.output.base_dir)
+        self.metric_names = metric_names or MetricNames()
+        self.keep_jobs = keep_jobs
+        self.observer = observer
+        self.handle_signals = handle_signals
+        self.run_id = run_id
+        self.clock = backend.clock
+        self._stop_reason: str | None = None
+        self._failure: str | None = None
+        self.writer: RunWriter | None = None
+        self.monitor: Monitor | None = None
+        self.t0 = 0.0
+        self._pending: deque[Future[TickResult]] = deque()
+        self._last_replicas: int | None = None
+        self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
+        self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
+
+    # -- control from outside (signals, the menu) ------------------------------------
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Ask the run to stop at the next moment it can; cleanup follows."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock.now() - self.t0
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        with self._signals():
+            # Run id, folder name and start/end in run.json are wall-clock; rows and events use
+            # the backend's clock (virtual for the twin, so a seed gives byte-identical rows).
+            started = time.time()
+            self.t0 = self.clock.now()
+            run_id = self.run_id or new_run_id(started)
+            self.run_id = run_id
+            jobs = [_JobRun(j, job_resource_name(j.name, run_id)) for j in self.plan.jobs]
+            launches = {j.resource: self._launch(j, run_id) for j in jobs}  # render all before applying
+            first = self.backend.scaling_snapshot()
+            queries = standard_queries(
+                self.metric_names,
+                self.config.model_name,
+                self.config.namespace,
+                self.config.metrics.rate_window,
+                self.config.metrics.percentiles,
+            )
+            queries.update({f"query_{n}": q.query for n, q in self.config.metrics.prometheus.items()})
+            columns = metrics_columns(
+                self.config.metrics.percentiles,
+                extra_hpa_metrics(first.metrics),
+                self.config.metrics.prometheus,
+            )
+            info = RunInfo(
+                id=run_id,
+                name=self.config.name,
+                backend=self.backend.name,
+                status="running",
+                started_at=started,
+                t0=self.t0,
+                interval=self.config.metrics.interval,
+                config=self.config.resolved_dict(),
+                backend_info=self.backend.describe(),
+                versions=_versions(),
+                pid=os.getpid(),
+            )
+            info.config["plan"] = self.plan.to_json()
+            info.config["metric_names"] = self.metric_names.__dict__
+            self.writer = RunWriter(
+                new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
+            )
+            self.monitor = Monitor(
+                self.backend,
+                queries,
+                self.t0,
+                self.config.metrics.interval,
+                self.plan.phase_at,
+                self.plan.offered_rps_at,
+            )
+            self._event("run_started", f"run {run_id} on {self.backend.name}; plan {self.plan.total:g} s")
+            if self.observer:
+                self.observer.on_start(self)
+            created_hpa = False
+            try:
+                created_hpa = self._prepare_hpa()
+                self._loop(jobs, launches)
+            except HpaExpError as exc:
+                self._failure = self._failure or str(exc)
+                self._event("error", str(exc))
+            finally:
+                leftover = self._cleanup(jobs, created_hpa)
+            return self._finish(leftover)
+
+    def _launch(self, job: _JobRun, run_id: str) -> JobLaunch:
+        values = self.config.job_template_values(self.config.jobs[job.planned.index], job.planned.rate)
+        return JobLaunch(
+            job_name=job.planned.name,
+            resource_name=job.resource,
+            manifest=render_job(self.config, job.planned, run_id),
+            rate=job.planned.rate,
+            duration=job.planned.end - job.planned.start,
+            values=values,
+        )
+
+    def _prepare_hpa(self) -> bool:
+        manifest = self.config.hpa_manifest
+        if not (self.config.hpa.enabled and self.config.hpa.apply and manifest):
+            return False
+        created = self.backend.apply_hpa(manifest)
+        if created:
+            self._event("hpa_applied", f"created HPA {manifest['metadata']['name']}")
+        return created
+
+    def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
+        """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick."""
+        events: list[tuple[float, int, str, Any]] = []
+        for job in jobs:
+            events.append((job.planned.start, 1, "start", job))
+            events.append((job.planned.end, 0, "stop", job))
+        if self.plan.cooldown:
+            events.append((self.plan.load_end, 0, "cooldown", None))
+        interval = self.config.metrics.interval
+        for k in range(math.floor(self.plan.total / interval + 1e-9) + 1):
+            events.append((k * interval, 2, "tick", k))
+        return sorted(
+            ((at, order, seq, kind, p) for seq, (at, order, kind, p) in enumerate(events)),
+            key=lambda e: e[:3],
+        )
+
+    def _loop(self, jobs: list[_JobRun], launches: dict[str, JobLaunch]) -> None:
+        pending = self._pending
+        assert self.monitor is not None
+        for at, _, _, kind, payload in self._schedule(jobs):
+            if not self._wait_until(self.t0 + at):
+                break
+            if kind == "start":
+                self._start(payload, launches[payload.resource])
+            elif kind == "stop":
+                self._stop(payload, "completed")
+            elif kind == "cooldown":
+                self._event("cooldown_started", f"{self.plan.cooldown:g} s of cooldown")
+            else:
+                pending.append(self.monitor.tick(payload))
+            self._drain(pending, jobs, block=False)
+            if self._stop_reason or self._failure:
+                break
+
+    def _wait_until(self, t: float) -> bool:
+        """Sleep until t in short steps so a stop request is seen promptly; False if stopping."""
+        while not (self._stop_reason or self._failure):
+            now = self.clock.now()
+            if now >= t:
+                return True
+            self.clock.sleep_until(t if self.clock.virtual else min(t, now + 0.1))
+        return False
+
+    def _start(self, job: _JobRun, launch: JobLaunch) -> None:
+        self.backend.start_job(launch)
+        job.started = True
+        actual = self.elapsed
+        assert self.writer is not None
+        self.writer.phase(
+            job.planned.name,
+            resource_name=job.resource,
+            rate=job.planned.rate,
+            planned_start_s=job.planned.start,
+            planned_end_s=job.planned.end,
+            actual_start_s=round(actual, 3),
+            outcome="running",
+        )
+        rate = f"{job.planned.rate:g} req/s" if job.planned.rate is not None else "rate unknown"
+        self._event("job_started", f"{job.planned.name} as {job.resource} ({rate})")
+
+    def _stop(self, job: _JobRun, outcome: str) -> None:
+        if not job.started or job.stopped:
+            return
+        self.backend.stop_job(job.resource)
+        job.stopped = True
+        assert self.writer is not None
+        final = f"failed: {job.failed}" if job.failed else outcome
+        self.writer.phase(job.planned.name, actual_end_s=round(self.elapsed, 3), outcome=final)
+        self._event("job_stopped", f"{job.planned.name} ({final})")
+
+    # -- samples ---------------------------------------------------------------------
+
+    def _drain(self, pending: deque[Future[TickResult]], jobs: list[_JobRun], block: bool) -> None:
+        while pending and (block or pending[0].done()):
+            self._record(pending.popleft().result(), jobs)
+
+    def _record(self, result: TickResult, jobs: list[_JobRun]) -> None:
+        assert self.writer is not None
+        row = result.row
+        self._note_scaling(row)
+        self._note_failures(result)
+        for job in jobs:
+            state = result.job_states.get(job.resource)
+            if state and state.failure and not job.failed and job.started:
+                job.failed = state.failure
+                self._event("job_failed", f"{job.planned.name}: {state.failure}")
+                if self.config.on_job_failure == "abort":
+                    self._failure = f"job {job.planned.name} failed: {state.failure}"
+        self.writer.metric_row(row)
+        if self.observer:
+            self.observer.on_row(row)
+
+    def _note_scaling(self, row: dict[str, Any]) -> None:
+        previous, current = self._last_replicas, row.get("replicas")
+        if current is not None and previous is not None and current != previous:
+            kind = "scale_up" if current > previous else "scale_down"
+            self._event(kind, f"{previous} -> {current} (desired {row.get('desired_replicas')})", row)
+        if current is not None:
+            self._last_replicas = current
+
+    def _note_failures(self, result: TickResult) -> None:
+        """Warn when a value starts failing and when it recovers, not on every tick."""
+        failing = self._failing
+        for column, error in result.failures.items():
+            self._missed.setdefault(column, set()).add(result.k)
+            if column not in failing:
+                what = {"hpa": "HPA/Deployment state", "jobs": "Job states"}.get(column, column)
+                self._event("warning", f"{what}: not obtained ({error}); cells stay empty", result.row)
+            failing[column] = failing.get(column, 0) + 1
+        for column in [c for c in failing if c not in result.failures]:
+            self._event(
+                "warning", f"{column}: obtained again after {failing.pop(column)} missed tick(s)", result.row
+            )
+
+    # -- the end ---------------------------------------------------------------------
+
+    def _cleanup(self, jobs: list[_JobRun], created_hpa: bool) -> list[str]:
+        """Stop what this run started, whatever happened; returns Jobs still present."""
+        outcome = "interrupted" if self._stop_reason else ("aborted" if self._failure else "completed")
+        for job in jobs:
+            if job.started and not job.stopped:
+                if self.keep_jobs:
+                    assert self.writer is not None
+                    self.writer.phase(job.planned.name, outcome=f"kept ({outcome})")
+                    continue
+                with self._errors_as_events():
+                    self._stop(job, outcome)
+        self._drain(self._pending, jobs, block=True)
+        if self.monitor is not None:
+            self.monitor.close()
+            self._fill_from_range_queries(self.monitor)
+        if created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
+            with self._errors_as_events():
+                self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
+                self._event("hpa_removed", "deleted the HPA this run created")
+        if self.keep_jobs:
+            return []
+        leftover: list[str] = []
+        with self._errors_as_events():
+            leftover = self.backend.leftover_jobs()
+            for name in leftover:
+                self.backend.stop_job(name)
+            leftover = self.backend.leftover_jobs()
+        if leftover:
+            self._event("error", "Jobs still present after cleanup: " + ", ".join(leftover))
+        return leftover
+
+    @contextlib.contextmanager
+    def _errors_as_events(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            self._failure = self._failure or f"cleanup: {exc}"
+            self._event("error", f"cleanup: {exc}")
+
+    def _fill_from_range_queries(self, monitor: Monitor) -> None:
+        """Fill PromQL cells the live poll missed from one range query per column."""
+        missed = {c: ks for c, ks in self._missed.items() if c in monitor.queries}
+        if not missed or self.writer is None:
+            return
+        interval = self.config.metrics.interval
+        last_k = max(k for ks in missed.values() for k in ks)
+        filled: dict[tuple[int, str], float] = {}
+        for column, ks in missed.items():
+            try:
+                series = self.backend.query_range(
+                    monitor.queries[column], self.t0, self.t0 + last_k * interval, interval
+                )
+            except QueryError as exc:
+                self._event("warning", f"range query for {column} failed: {exc}")
+                continue
+            for t, value in series[0].points if series else []:
+                k = round((t - self.t0) / interval)
+                if k in ks and math.isfinite(value):
+                    filled[(k, column)] = value
+        if filled:
+            _rewrite_metrics(self.writer.dir / "metrics.csv", interval, filled)
+        total = sum(len(ks) for ks in missed.values())
+        self._event("range_fill", f"range queries filled {len(filled)} of {total} missed cells")
+
+    def _finish(self, leftover: list[str]) -> RunResult:
+        assert self.writer is not None
+        if self._stop_reason:
+            status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
+        elif self._failure or leftover:
+            status, code = "failed", EXIT_FAILED
+            reason = self._failure or f"Jobs left behind: {', '.join(leftover)}"
+        else:
+            status, code, reason = "completed", EXIT_OK, None
+        self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
+        self.writer.finish(status, time.time(), code, reason)
+        self.backend.close()
+        result = RunResult(self.writer.dir, status, code, reason, leftover)
+        if self.observer:
+            self.observer.on_finish(result)
+        return result
+
+    def _event(self, kind: str, detail: str, row: dict[str, Any] | None = None) -> None:
+        if self.writer is None:
+            return
+        t = self.t0 + row["elapsed_s"] if row is not None else self.clock.now()
+        self.writer.event(t, kind, detail)
+        if self.observer:
+            self.observer.on_event(t - self.t0, kind, detail)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_reason:
+                return  # cleanup is already under way; let it finish
+            self.request_stop(f"interrupted by {name}")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _rewrite_metrics(path: Path, interval: float, filled: dict[tuple[int, str], float]) -> None:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    index = {c: i for i, c in enumerate(header)}
+    for row in rows[1:]:
+        k = round(float(row[index["elapsed_s"]]) / interval)
+        for column in index:
+            value = filled.get((k, column))
+            if value is not None and row[index[column]] == "":
+                row[index[column]] = format_cell(value)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"hpa-exp": __version__, "python": platform.python_version()}
+    for package in ("kubernetes", "prometheus-api-client", "numpy", "pandas"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[package] = version(package)
+    return out
