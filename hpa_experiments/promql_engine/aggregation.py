@@ -4,14 +4,13 @@ topk, bottomk) with `by` / `without` grouping, as Prometheus 2.x computes them."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpa_experiments.promql_engine.functions import quantile, variance
 from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector
 
-SUPPORTED = frozenset(
-    {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk"}
-)
+SUPPORTED = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk"})
 
 
 @dataclass(frozen=True)
@@ -80,14 +79,47 @@ def _mean(values: list[float]) -> float:
 
 
 def _select_k(op: str, groups: dict[Labels, list[tuple[Labels, float]]], param: float) -> Vector:
-    k = int(param) if math.isfinite(param) else (0 if param < 0 or math.isnan(param) else 2**31)
-    if k < 1:
+    """topk/bottomk with Prometheus' bounded heap, so that ties pick the same series."""
+    if math.isnan(param) or param < 1:
         return []
+    k = int(min(param, 2**62))
+    top = op == "topk"
+
+    def less(a: float, b: float) -> bool:  # heap order: the root is the one to evict first
+        return math.isnan(a) or (a < b if top else a > b)
+
     out: Vector = []
     for members in groups.values():
-        if op == "topk":
-            ranked = sorted(members, key=lambda s: (not math.isnan(s[1]), s[1]), reverse=True)
-        else:
-            ranked = sorted(members, key=lambda s: (math.isnan(s[1]), s[1]))
-        out.extend(ranked[:k])
+        heap = [members[0]]
+        for sample in members[1:]:
+            if len(heap) < k:
+                heap.append(sample)
+                _sift_up(heap, len(heap) - 1, less)
+            elif less(heap[0][1], sample[1]) and not math.isnan(sample[1]):
+                heap[0] = sample
+                if k > 1 and not _sift_down(heap, 0, less):
+                    _sift_up(heap, 0, less)
+        out.extend(heap)
     return out
+
+
+def _sift_up(heap: list[tuple[Labels, float]], j: int, less: Callable[[float, float], bool]) -> None:
+    while j > 0:
+        parent = (j - 1) // 2
+        if not less(heap[j][1], heap[parent][1]):
+            break
+        heap[parent], heap[j] = heap[j], heap[parent]
+        j = parent
+
+
+def _sift_down(heap: list[tuple[Labels, float]], i0: int, less: Callable[[float, float], bool]) -> bool:
+    i, n = i0, len(heap)
+    while 2 * i + 1 < n:
+        j = 2 * i + 1
+        if j + 1 < n and less(heap[j + 1][1], heap[j][1]):
+            j += 1
+        if not less(heap[j][1], heap[i][1]):
+            break
+        heap[i], heap[j] = heap[j], heap[i]
+        i = j
+    return i > i0

@@ -93,9 +93,7 @@ def scalar_binop(op: str, lhs: float, rhs: float) -> float:
     return ARITHMETIC[op](lhs, rhs)
 
 
-def vector_scalar_binop(
-    op: str, vector: Vector, scalar: float, scalar_on_left: bool, return_bool: bool
-) -> Vector:
+def vector_scalar_binop(op: str, vector: Vector, scalar: float, scalar_on_left: bool, return_bool: bool) -> Vector:
     out: Vector = []
     if op in COMPARISON:
         compare = COMPARISON[op]
@@ -168,8 +166,7 @@ def vector_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching, return_b
         if matching.cardinality == "one-to-one":
             if sig in matched:
                 raise QueryError(
-                    "multiple matches for labels: many-to-one matching must be explicit "
-                    "(group_left/group_right)"
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                 )
             matched[sig] = None
         else:

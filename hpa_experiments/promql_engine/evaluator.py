@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import promql_parser as pp
 
@@ -27,6 +27,8 @@ from hpa_experiments.promql_engine.values import (
     drop_metric_name,
     ensure_unique_labelsets,
 )
+
+T = TypeVar("T")
 
 
 class Context:
@@ -347,14 +349,17 @@ def _compile(node: Any, default_step_ms: int) -> Node:
 
 
 def _compile_matcher(matcher: pp.Matcher) -> LabelMatcher:
-    types = {
-        pp.MatchOp.Equal: MatchType.EQUAL,
-        pp.MatchOp.NotEqual: MatchType.NOT_EQUAL,
-        pp.MatchOp.Re: MatchType.REGEX,
-        pp.MatchOp.NotRe: MatchType.NOT_REGEX,
-    }
+    match_type = _translate(
+        matcher.op,
+        (
+            (pp.MatchOp.Equal, MatchType.EQUAL),
+            (pp.MatchOp.NotEqual, MatchType.NOT_EQUAL),
+            (pp.MatchOp.Re, MatchType.REGEX),
+            (pp.MatchOp.NotRe, MatchType.NOT_REGEX),
+        ),
+    )
     try:
-        return LabelMatcher(matcher.name, types[matcher.op], matcher.value)
+        return LabelMatcher(matcher.name, match_type, matcher.value)
     except Exception as exc:  # re.error and friends
         raise QueryError(f"invalid label matcher {matcher}: {exc}") from exc
 
@@ -362,15 +367,14 @@ def _compile_matcher(matcher: pp.Matcher) -> LabelMatcher:
 def _matching(modifier: Any, op: str) -> binary.Matching:
     if modifier is None:
         return binary.Matching(cardinality="many-to-many" if op in binary.SET_OPERATORS else "one-to-one")
-    cardinality = next(
-        name
-        for card, name in (
+    cardinality = _translate(
+        modifier.card,
+        (
             (pp.VectorMatchCardinality.OneToOne, "one-to-one"),
             (pp.VectorMatchCardinality.ManyToOne, "many-to-one"),
             (pp.VectorMatchCardinality.OneToMany, "one-to-many"),
             (pp.VectorMatchCardinality.ManyToMany, "many-to-many"),
-        )
-        if modifier.card == card
+        ),
     )
     matching = modifier.matching
     return binary.Matching(
@@ -379,6 +383,14 @@ def _matching(modifier: Any, op: str) -> binary.Matching:
         cardinality=cardinality,
         include=tuple(modifier.group_labels or ()),
     )
+
+
+def _translate(value: Any, table: tuple[tuple[Any, T], ...]) -> T:
+    """Look up a promql_parser enum member (they compare equal but are not hashable)."""
+    for member, result in table:
+        if value == member:
+            return result
+    raise QueryError(f"unsupported PromQL construct {value}")
 
 
 def _duration_ms(delta: timedelta) -> int:

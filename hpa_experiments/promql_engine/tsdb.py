@@ -187,11 +187,12 @@ class TimeSeriesDB:
                 if all(m.matches(name) for m in name_matchers)
                 for series in group.values()
             ]
-        return [
-            series
-            for series in candidates
-            if all(m.matches(series.label_map.get(m.name, "")) for m in matchers)
+        selected = [
+            series for series in candidates if all(m.matches(series.label_map.get(m.name, "")) for m in matchers)
         ]
+        # Prometheus returns series sorted by label set; some results (topk ties) depend on it.
+        selected.sort(key=lambda series: series.labels)
+        return selected
 
     @property
     def series_count(self) -> int:
