@@ -1,0 +1,76 @@
+"""`hpa-exp cluster up | down | status`: the local kind cluster kit (see hpa_experiments/cluster.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hpa_experiments import cluster
+from hpa_experiments.errors import UsageError
+
+cluster_app = typer.Typer(
+    help="A local kind cluster with a model server, Prometheus, prometheus-adapter and an HPA.",
+    no_args_is_help=True,
+)
+
+NAME_OPTION = typer.Option("hpa-exp", "--name", help="kind cluster name (kubectl context kind-NAME).")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print every command, in order, and run nothing.")
+
+
+@cluster_app.command()
+def up(
+    variant: str = typer.Option(
+        "emulator", "--variant", help="Model server: emulator (CPU, llm-d-inference-sim) or vllm (GPU)."
+    ),
+    name: str = NAME_OPTION,
+    hpa: str = typer.Option("queue", "--hpa", help="HPA to apply: queue, kvcache, combined or none."),
+    manifests: Path | None = typer.Option(
+        None, "--manifests", help="Manifests folder (default: ./manifests, else the repository's)."
+    ),
+    hpa_timeout: float = typer.Option(
+        cluster.HPA_METRICS_TIMEOUT_S, "--hpa-timeout", help="Seconds to wait for the HPA's metric values."
+    ),
+    dry_run: bool = DRY_RUN_OPTION,
+) -> None:
+    """Create the kind cluster and install everything; end when the HPA sees its metrics.
+
+    Needs docker, kind and kubectl.  Safe to rerun: an existing cluster is reused and
+    the manifests are applied again.
+    """
+    _check_choice("--variant", variant, ("emulator", "vllm"))
+    _check_choice("--hpa", hpa, ("queue", "kvcache", "combined", "none"))
+    spec = cluster.KitSpec(
+        manifests=cluster.find_manifests(manifests),
+        name=name,
+        variant=variant,  # type: ignore[arg-type]
+        hpa=hpa,  # type: ignore[arg-type]
+        hpa_timeout_s=hpa_timeout,
+    )
+    cluster.up(spec, dry_run=dry_run)
+
+
+@cluster_app.command()
+def down(name: str = NAME_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
+    """Delete the kind cluster (and everything in it)."""
+    cluster.down(cluster.KitSpec(manifests=Path("manifests"), name=name), dry_run=dry_run)
+
+
+@cluster_app.command()
+def status(
+    name: str = NAME_OPTION,
+    context: str | None = typer.Option(
+        None, "--context", help="kubectl context of another cluster (default: kind-NAME)."
+    ),
+) -> None:
+    """Show context, nodes, model-server pods, Prometheus/adapter readiness and HPAs."""
+    cluster.status(name, context=context)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cluster_app, name="cluster")
