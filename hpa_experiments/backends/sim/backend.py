@@ -1,0 +1,261 @@
+"""The digital twin behind the Backend interface: same runner, same monitor, virtual time.
+
+Pieces and how they meet, in virtual-time order:
+- `Fleet` (fleet.py): the Deployment's pods, vLLM engines (serving.py) and load generators.
+- Prometheus: every `scrape_interval` each serving pod's metrics are appended to an in-memory
+  TSDB with `namespace` and `pod` labels (as the kit's scrape config adds them).
+- prometheus-adapter: at each HPA sync, per-pod values come from an instant PromQL query
+  `avg(vllm:<metric>{namespace=..,pod=~..}) by (pod)`, as the kit's adapter rules do.
+- `HpaController` (hpa.py): the real algorithm; its desired replicas scale the Fleet.
+- The monitor's PromQL runs on the same TSDB through `PromQLEngine`, so simulated columns
+  mean what real ones mean.
+
+Virtual time starts at a fixed epoch so the same config and seed give byte-identical rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any
+
+import numpy as np
+
+from hpa_experiments.backends.base import (
+    Backend,
+    Clock,
+    InstantSample,
+    JobLaunch,
+    JobState,
+    QueryError,
+    RangeSeries,
+    ScalingSnapshot,
+)
+from hpa_experiments.backends.sim.fleet import LOADING, PENDING, TERMINATING, Fleet
+from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
+from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.backends.sim.profiles import Profile, load_profile
+from hpa_experiments.config import ExperimentConfig
+from hpa_experiments.plan import Plan
+from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+
+VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated runs are timestamped from here
+
+
+class VirtualClock(Clock):
+    virtual = True
+
+    def __init__(self, twin: SimBackend, start: float):
+        self._twin = twin
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep_until(self, t: float) -> None:
+        if t > self.t:
+            self._twin.advance_to(t)
+            self.t = t
+
+
+class AdapterMetrics:
+    """prometheus-adapter as the HPA sees it: per-pod values from an instant query at sync time."""
+
+    def __init__(self, engine: PromQLEngine, namespace: str, now: float):
+        self.engine, self.namespace, self.now = engine, namespace, now
+
+    def pods_metric(self, metric_name: str, pods: list[str]) -> dict[str, float]:
+        if not pods:
+            return {}
+        pod_re = "|".join(pods)
+        query = f'avg(vllm:{metric_name}{{namespace="{self.namespace}",pod=~"{pod_re}"}}) by (pod)'
+        return {s.labels["pod"]: s.value for s in self.engine.instant(query, self.now)}
+
+    def object_metric(self, metric_name: str, described_object: dict[str, Any]) -> float | None:
+        return None  # the kit exposes per-pod metrics only
+
+    def external_metric(self, metric_name: str, selector: dict[str, Any] | None) -> list[float] | None:
+        return None
+
+
+class SimBackend(Backend):
+    """One simulated experiment: the fleet, the HPA, Prometheus and the adapter, on virtual time."""
+
+    name = "simulation"
+
+    def __init__(self, config: ExperimentConfig, plan: Plan):
+        sim = config.simulation
+        self.config = config
+        self.seed = sim.seed
+        profile = load_profile(sim.profile, sim.parameters)
+        self.profile: Profile = dataclasses.replace(profile, model_name=config.model_name)
+        self.namespace = config.namespace
+        self.scrape_interval = sim.scrape_interval
+        phases = np.random.default_rng([sim.seed, 7]).uniform(0.0, 1.0, size=2)
+        self.fleet = Fleet(
+            self.profile,
+            seed=sim.seed,
+            start_t=VIRTUAL_EPOCH,
+            initial_replicas=sim.initial_replicas,
+            pod_prefix=config.deployment,
+        )
+        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * _window_seconds(config.metrics.rate_window)))
+        self.engine = PromQLEngine(self.tsdb)
+        self.clock = VirtualClock(self, VIRTUAL_EPOCH)
+        self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
+        self.hpa: HpaController | None = None
+        self.hpa_status: HpaStatus | None = None
+        if config.hpa.enabled and config.hpa_manifest:
+            self.hpa = HpaController(config.hpa_manifest, created_at=VIRTUAL_EPOCH - phases[1] * 15.0)
+        self.jobs: dict[str, LoadGenerator] = {}
+        self._scraped_pods: set[str] = set()
+
+    # -- time ------------------------------------------------------------------------
+
+    def advance_to(self, t: float) -> None:
+        """Run the fleet, scrapes and HPA syncs in time order up to `t`."""
+        while True:
+            next_sync = self.hpa.next_sync_at if self.hpa else float("inf")
+            step = min(self.next_scrape, next_sync)
+            if step > t:
+                break
+            self.fleet.advance_to(step)
+            if step == self.next_scrape:
+                self._scrape(step)
+                self.next_scrape += self.scrape_interval
+            if step == next_sync:
+                self._sync_hpa(step)
+        self.fleet.advance_to(t)
+
+    def _scrape(self, t: float) -> None:
+        samples = []
+        present = set()
+        for pod in self.fleet.pods:
+            if pod.engine is None:
+                continue
+            present.add(pod.name)
+            extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
+            for name, labels, value in pod.engine.metric_families(t):
+                samples.append(({"__name__": name, **labels, **extra}, value))
+        self.tsdb.append_many(t, samples)
+        self._scraped_pods = present
+
+    def _sync_hpa(self, t: float) -> None:
+        assert self.hpa is not None
+        pods = [_pod_view(p) for p in self.fleet.pods]
+        self.hpa_status = self.hpa.reconcile(
+            t, self.fleet.replicas, pods, AdapterMetrics(self.engine, self.namespace, t)
+        )
+        if self.hpa_status.desired_replicas != self.fleet.replicas:
+            self.fleet.scale_to(self.hpa_status.desired_replicas, t)
+
+    # -- Backend ---------------------------------------------------------------------
+
+    def start_job(self, launch: JobLaunch) -> None:
+        if launch.resource_name in self.jobs:
+            return
+        if launch.rate is None:
+            raise QueryError(f"job {launch.job_name}: the simulation needs a rate")
+        values = launch.values
+        now = self.clock.now()
+        job_seed = [self.seed, zlib.crc32(launch.job_name.encode())]
+        output_len = values.get("output_len", -1)
+        generator = LoadGenerator(
+            launch.resource_name,
+            self.profile,
+            launch.rate,
+            now,
+            seed=int(np.random.SeedSequence(job_seed).generate_state(1)[0]),
+            max_concurrency=int(values.get("max_concurrency", 512)),
+            burstiness=float(values.get("burstiness", 1.0)),
+            num_prompts=int(values["num_prompts"]) if "num_prompts" in values else None,
+            output_len=int(output_len) if output_len not in (None, -1) else output_len,
+        )
+        self.fleet.add_job(generator)
+        self.jobs[launch.resource_name] = generator
+
+    def stop_job(self, resource_name: str) -> None:
+        job = self.jobs.get(resource_name)
+        if job is not None and not job.stopped:
+            self.fleet.stop_job(resource_name, self.clock.now())
+
+    def job_states(self) -> dict[str, JobState]:
+        return {
+            name: JobState(
+                name=name,
+                exists=not job.stopped,
+                active=0 if job.stopped or job.finished else 1,
+                succeeded=1 if job.finished else 0,
+            )
+            for name, job in self.jobs.items()
+        }
+
+    def scaling_snapshot(self) -> ScalingSnapshot:
+        now = self.clock.now()
+        fleet = self.fleet
+        status = self.hpa_status
+        if self.hpa is None:
+            return ScalingSnapshot(now, False, deployment_replicas=fleet.replicas, ready_replicas=fleet.ready_replicas)
+        spec = self.hpa.spec
+        if status is None:  # before the first sync the status holds only the replica count
+            return ScalingSnapshot(
+                now,
+                True,
+                current_replicas=fleet.replicas,
+                desired_replicas=fleet.replicas,
+                min_replicas=spec.min_replicas,
+                max_replicas=spec.max_replicas,
+                deployment_replicas=fleet.replicas,
+                ready_replicas=fleet.ready_replicas,
+            )
+        return ScalingSnapshot(
+            taken_at=now,
+            hpa_found=True,
+            current_replicas=status.current_replicas,
+            desired_replicas=status.desired_replicas,
+            min_replicas=spec.min_replicas,
+            max_replicas=spec.max_replicas,
+            metrics=status.current_metrics,
+            last_scale_time=None if status.last_scale_time is None else str(status.last_scale_time),
+            conditions=status.conditions,
+            deployment_replicas=fleet.replicas,
+            ready_replicas=fleet.ready_replicas,
+        )
+
+    def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
+        return self.engine.instant(promql, self.clock.now() if at is None else at)
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
+        return self.engine.range(promql, start, end, step)
+
+    def describe(self) -> dict[str, Any]:
+        hpa = self.hpa
+        return {
+            "backend": self.name,
+            "seed": self.seed,
+            "virtual_epoch_utc": "2026-01-01T00:00:00Z",
+            "profile": dataclasses.asdict(self.profile),
+            "prometheus": {"scrape_interval_s": self.scrape_interval, "lookback_s": 300},
+            "hpa_controller": None
+            if hpa is None
+            else {
+                "sync_period_s": hpa.sync_period,
+                "tolerance": self.hpa.tolerances.scale_up if hpa else None,
+                "downscale_stabilization_s": hpa.downscale_stabilization,
+            },
+            "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time",
+        }
+
+
+def _pod_view(pod: Any) -> PodView:
+    if pod.state == PENDING:
+        return PodView(pod.name, "Pending", False, created_at=pod.created_t)
+    if pod.state == LOADING:
+        return PodView(pod.name, "Running", False, created_at=pod.created_t)
+    return PodView(pod.name, "Running", True, deleting=pod.state == TERMINATING, created_at=pod.created_t)
+
+
+def _window_seconds(window: str) -> float:
+    from hpa_experiments.durations import parse_duration
+
+    return parse_duration(window)
