@@ -253,3 +253,53 @@ def test_in_cluster_job_runs_hpa_exp_under_the_runner_account():
     runner_subject = {"kind": "ServiceAccount", "name": "hpa-exp-runner", "namespace": NAMESPACE}
     assert binding["subjects"] == [runner_subject]
     assert binding["roleRef"]["name"] == _name(find(MANIFESTS / "rbac" / "hpa-exp-runner.yaml", "Role"))
+
+
+# --- the runner's RBAC against what the Kubernetes backend does --------------------------
+
+RUNNER_RBAC = MANIFESTS / "rbac" / "hpa-exp-runner.yaml"
+
+
+def _granted(rules: list[dict[str, Any]], namespace_name: str | None = None) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples; resourceNames-limited rules only count for that name."""
+    granted = set()
+    for rule in rules:
+        if "resourceNames" in rule and namespace_name not in rule["resourceNames"]:
+            continue
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.update((group, resource, verb) for verb in rule["verbs"])
+    return granted
+
+
+def _runner_permissions() -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
+    role = find(RUNNER_RBAC, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    cluster_role = find(RUNNER_RBAC, "ClusterRole")
+    binding = find(RUNNER_RBAC, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == _name(cluster_role)
+    assert binding["subjects"] == find(RUNNER_RBAC, "RoleBinding")["subjects"]
+    return _granted(role["rules"]), _granted(cluster_role["rules"], namespace_name=NAMESPACE)
+
+
+def test_role_covers_backend_api_calls():
+    """Every request the Kubernetes backend makes is granted, so the in-cluster Job cannot
+    fail for lack of a permission (GET /version is open to every authenticated user)."""
+    from hpa_experiments.backends.kube import API_CALLS
+
+    namespaced, cluster_wide = _runner_permissions()
+    missing = [
+        f"{call.verb} {call.api_group or 'core'}/{call.resource} ({call.why})"
+        for call in API_CALLS
+        if (call.api_group, call.resource, call.verb)
+        not in (cluster_wide if call.resource == "namespaces" else namespaced)
+    ]
+    assert not missing, "manifests/rbac/hpa-exp-runner.yaml lacks: " + "; ".join(missing)
+
+
+def test_role_grants_nothing_the_backend_does_not_use():
+    from hpa_experiments.backends.kube import API_CALLS
+
+    namespaced, cluster_wide = _runner_permissions()
+    used = {(call.api_group, call.resource, call.verb) for call in API_CALLS}
+    assert (namespaced | cluster_wide) - used == set()
