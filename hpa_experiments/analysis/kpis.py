@@ -169,11 +169,9 @@ def load_increases(run: Run) -> list[LoadIncrease]:
         """Planned load at t, or just before t (jobs ending at t still count, those starting don't)."""
         total = 0.0
         for _, start, end, rate in jobs:
-            if just_before:
-                active = start < t and (end is None or t <= end)
-            else:
-                active = start <= t and (end is None or t < end)
-            total += (rate or 0.0) if active else 0.0
+            started = start < t if just_before else start <= t
+            running = end is None or (t <= end if just_before else t < end)
+            total += (rate or 0.0) if started and running else 0.0
         return total
 
     increases = []

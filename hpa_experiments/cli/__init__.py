@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "hpa_experiments.cli.config_cmds",
     "hpa_experiments.cli.cluster",
     "hpa_experiments.cli.run",
+    "hpa_experiments.cli.analysis",
 ]
 
 app = typer.Typer(

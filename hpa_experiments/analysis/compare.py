@@ -1,0 +1,168 @@
+"""Compare runs: overlay plots on experiment time and a KPI table with deltas vs the first run."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.load import Run
+from hpa_experiments.analysis.plots import COMPARE_FILE, compare_figure, save_figure
+from hpa_experiments.analysis.report import NO_DATA, fmt, html_page, html_table, png_data_uri
+from hpa_experiments.rundir import atomic_write_json
+
+COMPARE_HTML = "compare.html"
+COMPARE_JSON = "compare.json"
+
+
+@dataclass(frozen=True)
+class Kpi:
+    label: str
+    unit: str
+    digits: int
+    pick: Callable[[dict[str, Any]], float | None]
+    lower_is_better: bool | None  # None: neither direction is "better"
+
+
+def _first_increase(summary: dict[str, Any], key: str) -> float | None:
+    """The KPI of the first load increase that caused a scale-up."""
+    rows = (row for row in summary["load_increases"] if row["time_to_first_scale_up_s"] is not None)
+    return next((row[key] for row in rows), None)
+
+
+def _share(value: float | None) -> float | None:
+    return None if value is None else value * 100
+
+
+KPIS = [
+    Kpi("duration", " s", 0, lambda s: s["kpis"]["duration_s"], None),
+    Kpi("peak replicas", "", 0, lambda s: s["kpis"]["replicas"]["peak"], None),
+    Kpi("mean replicas", "", 2, lambda s: s["kpis"]["replicas"]["mean"], True),
+    Kpi("GPU-hours", "", 3, lambda s: s["kpis"]["replicas"]["gpu_hours"], True),
+    Kpi("first scale-up after a load increase", " s", 0,
+        lambda s: _first_increase(s, "time_to_first_scale_up_s"), True),
+    Kpi("time to steady replicas", " s", 0, lambda s: _first_increase(s, "time_to_steady_s"), True),
+    Kpi("scale-down completion", " s", 0, lambda s: s["kpis"]["scale_down"]["completed_after_s"], True),
+    Kpi("replica direction changes", "", 0, lambda s: s["kpis"]["replicas"]["direction_changes"], True),
+    Kpi("replica std", "", 2, lambda s: s["kpis"]["replicas"]["std"], None),
+    Kpi("time with waiting > 0", " %", 1, lambda s: _share(s["kpis"]["waiting_share"]), True),
+    Kpi("TTFT mean", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
+    Kpi("TTFT p90", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
+    Kpi("TTFT p99", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
+    Kpi("ITL mean", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
+    Kpi("ITL p90", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
+    Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
+    Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
+    Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
+]
+
+
+def delta_text(value: float | None, base: float | None, kpi: Kpi) -> str:
+    """'+12.5 s (+25%)' relative to the first run; "no data" when either side is missing."""
+    if value is None or base is None:
+        return NO_DATA
+    delta = value - base
+    text = f"{delta:+,.{kpi.digits}f}{kpi.unit}"
+    if base != 0:
+        text += f" ({delta / abs(base) * 100:+.0f}%)"
+    return text
+
+
+def delta_verdict(value: float | None, base: float | None, kpi: Kpi) -> str | None:
+    """'better', 'worse' or None (no direction, no data, or equal)."""
+    if value is None or base is None or kpi.lower_is_better is None or value == base:
+        return None
+    return "better" if (value < base) == kpi.lower_is_better else "worse"
+
+
+@dataclass
+class Comparison:
+    runs: list[Run]
+    summaries: list[dict[str, Any]]
+
+    def headers(self) -> list[str]:
+        first = self.runs[0].label
+        headers = ["KPI", first]
+        for run in self.runs[1:]:
+            headers += [run.label, f"Δ vs {first}"]
+        return headers
+
+    def rows(self) -> list[list[tuple[str, str | None]]]:
+        """Cells as (text, verdict) so that HTML can colour better/worse deltas."""
+        table = []
+        for kpi in KPIS:
+            values = [kpi.pick(s) for s in self.summaries]
+            if all(v is None for v in values):
+                continue
+            base = values[0]
+            row: list[tuple[str, str | None]] = [(kpi.label, None), (fmt(base, kpi.unit, kpi.digits), None)]
+            for value in values[1:]:
+                row.append((fmt(value, kpi.unit, kpi.digits), None))
+                row.append((delta_text(value, base, kpi), delta_verdict(value, base, kpi)))
+            table.append(row)
+        return table
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path)}
+                     for r in self.runs],
+            "kpis": [{"kpi": k.label, "unit": k.unit.strip(), "values": [k.pick(s) for s in self.summaries]}
+                     for k in KPIS],
+        }
+
+
+def compare(runs: Sequence[Run]) -> Comparison:
+    return Comparison(list(runs), [compute_kpis(run) for run in runs])
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    table = Table(title="KPI comparison (deltas vs the first run)", title_justify="left")
+    for header in comparison.headers():
+        table.add_column(header, overflow="fold")
+    styles = {"better": "green", "worse": "red", None: None}
+    for row in comparison.rows():
+        table.add_row(*[f"[{styles[v]}]{text}[/]" if styles[v] else text for text, v in row])
+    return table
+
+
+def comparison_html(comparison: Comparison, image: Path) -> str:
+    table = html_table(comparison.headers(), comparison.rows())
+    runs = "".join(f"<li>{html.escape(r.label)}: {html.escape(str(r.path))}</li>" for r in comparison.runs)
+    image_tag = f'<img alt="comparison" src="{png_data_uri(image)}">'
+    return html_page(
+        "Run comparison",
+        " vs ".join(r.label for r in comparison.runs),
+        ["<h2>Runs</h2>", f"<ul>{runs}</ul>", "<h2>KPIs</h2>", table,
+         "<h2>Overlay (aligned on experiment time)</h2>", image_tag],
+    )
+
+
+def default_output_dir(data_dir: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return data_dir / "comparisons" / f"compare-{stamp}"
+
+
+@dataclass
+class CompareFiles:
+    comparison: Comparison
+    png: Path
+    html: Path
+    json: Path
+
+
+def write_comparison(runs: Sequence[Run], output_dir: Path) -> CompareFiles:
+    """compare.png, compare.html and compare.json in `output_dir`."""
+    comparison = compare(runs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    png = save_figure(compare_figure(comparison.runs), output_dir / COMPARE_FILE)
+    html_path = output_dir / COMPARE_HTML
+    html_path.write_text(comparison_html(comparison, png), encoding="utf-8")
+    json_path = output_dir / COMPARE_JSON
+    atomic_write_json(json_path, comparison.to_json())
+    return CompareFiles(comparison, png, html_path, json_path)

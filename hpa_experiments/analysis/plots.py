@@ -1,0 +1,357 @@
+"""The standard figure of a run, and the overlay figure of several runs (matplotlib).
+
+One time axis for everything, phases shaded and labelled, and a panel without data says
+"no data" instead of drawing a flat 0.  Long runs are thinned for drawing only: step series
+keep exactly their change points, other series a min/max envelope per bucket (peaks survive).
+Figures are built with the object API (no pyplot), so no GUI backend or global state is
+involved; `savefig` renders with Agg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from hpa_experiments.analysis.kpis import phase_windows
+from hpa_experiments.analysis.load import Run
+
+MAX_POINTS = 4000
+PLOTS_DIR = "plots"
+OVERVIEW_FILE = "overview.png"
+COMPARE_FILE = "compare.png"
+DPI = 110
+COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "borderaxespad": 0.0}
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Seconds, minutes or hours, whichever keeps the tick labels short."""
+
+    divisor: float
+    unit: str
+
+    @classmethod
+    def for_span(cls, span_s: float) -> TimeAxis:
+        if span_s > 6 * 3600:
+            return cls(3600.0, "h")
+        if span_s > 20 * 60:
+            return cls(60.0, "min")
+        return cls(1.0, "s")
+
+    def scale(self, seconds: np.ndarray | float) -> np.ndarray | float:
+        return seconds / self.divisor
+
+    @property
+    def label(self) -> str:
+        return f"experiment time ({self.unit})"
+
+
+def thin_steps(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first sample, every change (including to/from missing) and the last sample."""
+    if len(t) <= 2:
+        return t, y
+    same = (y[1:] == y[:-1]) | (np.isnan(y[1:]) & np.isnan(y[:-1]))
+    keep = np.concatenate(([True], ~same))
+    keep[-1] = True
+    return t[keep], y[keep]
+
+
+def thin_envelope(
+    t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` points: each bucket's minimum and maximum, in time order."""
+    if len(t) <= max_points:
+        return t, y
+    buckets = max_points // 2
+    edges = np.linspace(0, len(t), buckets + 1).astype(int)
+    out_t, out_y = [], []
+    for lo, hi in pairwise(edges):
+        chunk = y[lo:hi]
+        if np.isnan(chunk).all():
+            out_t.append(t[lo])
+            out_y.append(np.nan)
+            continue
+        i_min, i_max = lo + int(np.nanargmin(chunk)), lo + int(np.nanargmax(chunk))
+        for i in sorted({i_min, i_max}):
+            out_t.append(t[i])
+            out_y.append(y[i])
+    return np.asarray(out_t), np.asarray(out_y)
+
+
+def _values(run: Run, column: str) -> np.ndarray | None:
+    series = run.series(column)
+    return None if series is None else series.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"{what}: no data", transform=ax.transAxes, ha="center", va="center",
+            fontsize=11, color="0.45", style="italic")
+    ax.set_yticks([])
+
+
+def _line(ax: Axes, axis: TimeAxis, t: np.ndarray, y: np.ndarray, *, step: bool = False, **style) -> None:
+    tt, yy = thin_steps(t, y) if step else thin_envelope(t, y)
+    if step:
+        ax.step(axis.scale(tt), yy, where="post", **style)
+    else:
+        ax.plot(axis.scale(tt), yy, **style)
+
+
+def _planned_load(run: Run, t: np.ndarray) -> np.ndarray | None:
+    """Sum of the planned rates of the jobs active at each time (None when rates are unknown)."""
+    windows = phase_windows(run)
+    if not windows or any(w.rate is None for w in windows):
+        return None
+    load = np.zeros(len(t))
+    for w in windows:
+        load += np.where((t >= w.start_s) & (t < w.end_s), w.rate, 0.0)
+    return load
+
+
+def _shade_phases(axes: Sequence[Axes], run: Run, axis: TimeAxis) -> None:
+    windows = phase_windows(run)
+    for i, w in enumerate(windows):
+        color = COLORS[i % len(COLORS)]
+        for ax in axes:
+            ax.axvspan(axis.scale(w.start_s), axis.scale(w.end_s), color=color, alpha=0.07, lw=0)
+            ax.axvline(axis.scale(w.start_s), color=color, lw=0.8, ls=":", alpha=0.8)
+    if windows:
+        last_end = max(w.end_s for w in windows)
+        for ax in axes:
+            ax.axvline(axis.scale(last_end), color="0.3", lw=0.8, ls="--", alpha=0.6)
+
+
+def _phase_lanes(run: Run) -> list[list[int]]:
+    """Greedy lanes so that overlapping jobs (parallel mode) sit on separate rows."""
+    windows = phase_windows(run)
+    lanes: list[list[int]] = []
+    ends: list[float] = []
+    for i in sorted(range(len(windows)), key=lambda k: windows[k].start_s):
+        for lane, end in enumerate(ends):
+            if windows[i].start_s >= end:
+                lanes[lane].append(i)
+                ends[lane] = windows[i].end_s
+                break
+        else:
+            lanes.append([i])
+            ends.append(windows[i].end_s)
+    return lanes
+
+
+def _draw_timeline(ax: Axes, run: Run, axis: TimeAxis) -> None:
+    windows = phase_windows(run)
+    if not windows:
+        _no_data(ax, "phases")
+        return
+    lanes = _phase_lanes(run)
+    for row, members in enumerate(lanes):
+        for i in members:
+            w = windows[i]
+            color = COLORS[i % len(COLORS)]
+            left, width = axis.scale(w.start_s), axis.scale(w.end_s - w.start_s)
+            ax.barh(row, width, left=left, height=0.7, color=color, alpha=0.35, edgecolor=color)
+            rate = f" · {w.rate:g} rps" if w.rate is not None else ""
+            ax.text(left + width * 0.01, row, f"{w.name}{rate}", va="center", ha="left", fontsize=8,
+                    clip_on=True)
+    last_end = max(w.end_s for w in windows)
+    ax.axvline(axis.scale(last_end), color="0.3", lw=0.8, ls="--", alpha=0.6)
+    ax.text(axis.scale(last_end), len(lanes) - 0.55, " load ends", fontsize=8, color="0.3", va="bottom")
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    ax.set_yticks([])
+    ax.set_ylabel("phases", fontsize=9)
+
+
+def _draw_load(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
+    offered = _values(run, "offered_rps")
+    label = "offered load (req/s)"
+    if offered is None:
+        offered, label = _planned_load(run, t), "planned offered load (req/s)"
+    jobs = _values(run, "active_jobs")
+    if offered is None and jobs is None:
+        _no_data(ax, "offered load and active jobs")
+        return
+    handles = []
+    if offered is not None:
+        _line(ax, axis, t, offered, step=True, color="tab:blue", lw=1.6, label=label)
+        ax.set_ylabel("req/s")
+        handles += ax.get_legend_handles_labels()[0]
+    else:
+        ax.text(0.01, 0.85, "offered load: no data", transform=ax.transAxes, fontsize=9, color="0.45")
+    if jobs is not None:
+        twin = ax.twinx()
+        _line(twin, axis, t, jobs, step=True, color="tab:gray", lw=1.2, ls="--", label="active jobs")
+        twin.set_ylabel("jobs")
+        twin.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(jobs))) * 1.25)
+        handles += twin.get_legend_handles_labels()[0]
+    else:
+        ax.text(0.01, 0.7, "active jobs: no data", transform=ax.transAxes, fontsize=9, color="0.45")
+    ax.legend(handles=handles, **LEGEND)
+
+
+def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
+    drawn = False
+    for column, style in (
+        ("replicas", {"color": "tab:blue", "lw": 2.0, "label": "current"}),
+        ("desired_replicas", {"color": "tab:orange", "lw": 1.3, "ls": "--", "label": "desired"}),
+        ("ready_replicas", {"color": "tab:green", "lw": 1.3, "ls": ":", "label": "ready"}),
+    ):
+        values = _values(run, column)
+        if values is not None:
+            _line(ax, axis, t, values, step=True, **style)
+            drawn = True
+    if not drawn:
+        _no_data(ax, "replicas")
+        return
+    _mark_scale_events(ax, run, axis, t)
+    ax.set_ylabel("replicas")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(**LEGEND)
+
+
+def _mark_scale_events(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
+    replicas = _values(run, "replicas")
+    events = run.events
+    if replicas is None or events.empty:
+        return
+    for kind, marker, color, label in (("scale_up", "^", "tab:green", "scale up"),
+                                       ("scale_down", "v", "tab:red", "scale down")):
+        times = events.loc[events["kind"] == kind, "elapsed_s"].dropna().to_numpy(dtype=float)
+        if len(times) == 0:
+            continue
+        index = np.clip(np.searchsorted(t, times, side="right") - 1, 0, len(t) - 1)
+        ax.scatter(axis.scale(times), replicas[index], marker=marker, color=color, s=36, zorder=5,
+                   label=label, edgecolor="black", linewidth=0.4)
+
+
+def _draw_against_target(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, title: str,
+                         series: Sequence[tuple[str, str, str]], target: str, unit: str) -> None:
+    drawn = False
+    for column, label, color in series:
+        values = _values(run, column)
+        if values is not None:
+            _line(ax, axis, t, values, color=color, lw=1.4, label=label)
+            drawn = True
+    if not drawn:
+        _no_data(ax, title)
+        return
+    target_values = _values(run, target)
+    if target_values is not None:
+        targets = np.unique(target_values[~np.isnan(target_values)])
+        label = f"HPA target {targets[0]:g}" if len(targets) == 1 else "HPA target"
+        _line(ax, axis, t, target_values, step=True, color="black", lw=1.1, ls="--", label=label)
+    ax.set_ylabel(unit)
+    ax.set_ylim(bottom=0)
+    ax.legend(**LEGEND)
+
+
+def _draw_latency(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, metric: str) -> None:
+    name = metric.upper()
+    drawn = False
+    for column, label, style in (
+        (f"{metric}_ms", f"{name} mean", {"color": "tab:purple", "lw": 1.5}),
+        (f"{metric}_p90_ms", f"{name} p90", {"color": "tab:purple", "lw": 0.9, "alpha": 0.55, "ls": "--"}),
+        (f"{metric}_p99_ms", f"{name} p99", {"color": "tab:purple", "lw": 0.8, "alpha": 0.4, "ls": ":"}),
+    ):
+        values = _values(run, column)
+        if values is not None:
+            _line(ax, axis, t, values, label=label, **style)
+            drawn = True
+    if not drawn:
+        _no_data(ax, name)
+        return
+    slo = run.slo.get(f"{metric}_ms")
+    if slo is not None:
+        ax.axhline(slo, color="tab:red", lw=1.2, ls="--", label=f"SLO {slo:g} ms")
+    ax.set_ylabel(f"{name} (ms)")
+    ax.set_ylim(bottom=0)
+    ax.legend(**LEGEND)
+
+
+def standard_figure(run: Run) -> Figure:
+    """Load, replicas, queue, KV cache, TTFT and ITL over one time axis, phases shaded."""
+    t = run.elapsed.to_numpy(dtype=float)
+    end = max(float(t[-1]) if len(t) else 0.0, max((w.end_s for w in phase_windows(run)), default=0.0))
+    start = min(0.0, float(t[0])) if len(t) else 0.0
+    axis = TimeAxis.for_span(end - start)
+    lanes = max(1, len(_phase_lanes(run)))
+    ratios = [0.35 + 0.22 * min(lanes, 6), 1.1, 1.4, 1.1, 1.1, 1.1, 1.1]
+    fig = Figure(figsize=(13, 15), layout="constrained")
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    timeline, load, replicas, queue, kv, ttft, itl = axes
+    _draw_timeline(timeline, run, axis)
+    _draw_load(load, run, axis, t)
+    _draw_replicas(replicas, run, axis, t)
+    _draw_against_target(queue, run, axis, t, "queue (waiting requests)",
+                         [("num_requests_waiting", "waiting, per pod (HPA view)", "tab:blue"),
+                          ("prom_requests_waiting", "waiting, all pods (Prometheus)", "tab:cyan")],
+                         "num_requests_waiting_target", "requests")
+    _draw_against_target(kv, run, axis, t, "KV cache usage",
+                         [("kv_cache_usage_perc", "KV cache, per pod (HPA view)", "tab:brown"),
+                          ("prom_kv_cache_usage_max", "KV cache, max pod (Prometheus)", "tab:olive")],
+                         "kv_cache_usage_target", "fraction")
+    _draw_latency(ttft, run, axis, t, "ttft")
+    _draw_latency(itl, run, axis, t, "itl")
+    _shade_phases(axes[1:], run, axis)
+    for ax in axes[1:]:
+        ax.grid(True, alpha=0.3)
+    itl.set_xlabel(axis.label)
+    itl.set_xlim(axis.scale(start), axis.scale(max(end, start + 1.0)))
+    status = "" if run.status == "completed" else f" [{run.status}]"
+    fig.suptitle(f"{run.name} · backend: {run.backend}{status}\n{run.run_id}", fontsize=13)
+    return fig
+
+
+def compare_figure(runs: Sequence[Run]) -> Figure:
+    """The key series of several runs overlaid on experiment time (elapsed_s)."""
+    spans = [float(r.elapsed.max()) for r in runs if len(r.elapsed)]
+    axis = TimeAxis.for_span(max(spans, default=0.0))
+    panels = [
+        ("offered load (req/s)", ["offered_rps"], True),
+        ("replicas (current)", ["replicas"], True),
+        ("waiting requests (HPA view)", ["num_requests_waiting", "prom_requests_waiting"], False),
+        ("KV cache usage (HPA view)", ["kv_cache_usage_perc", "prom_kv_cache_usage_max"], False),
+        ("TTFT mean (ms)", ["ttft_ms"], False),
+        ("ITL mean (ms)", ["itl_ms"], False),
+    ]
+    fig = Figure(figsize=(13, 2.3 * len(panels) + 1), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (title, columns, step) in zip(axes, panels, strict=True):
+        drawn = False
+        for i, run in enumerate(runs):
+            values = next((v for c in columns if (v := _values(run, c)) is not None), None)
+            if values is None:
+                continue
+            t = run.elapsed.to_numpy(dtype=float)
+            _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4, label=run.label)
+            drawn = True
+        ax.set_ylabel(title, fontsize=9)
+        if not drawn:
+            _no_data(ax, title)
+            continue
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(**LEGEND)
+    axes[-1].set_xlabel(axis.label)
+    title = "Run comparison (aligned on experiment time)\n" + " vs ".join(r.label for r in runs)
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def write_standard_plots(run: Run) -> list[Path]:
+    """<run>/plots/overview.png; returns the files written."""
+    return [save_figure(standard_figure(run), run.path / PLOTS_DIR / OVERVIEW_FILE)]

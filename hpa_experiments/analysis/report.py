@@ -1,0 +1,228 @@
+"""The report of one run: summary.json, plots, a terminal table and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.load import Run, load_run
+from hpa_experiments.analysis.plots import write_standard_plots
+from hpa_experiments.rundir import atomic_write_json
+
+SUMMARY_FILE = "summary.json"
+HTML_FILE = "report.html"
+NO_DATA = "no data"
+
+
+def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    """A KPI for people: None reads "no data", never 0."""
+    if value is None:
+        return NO_DATA
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:,.0f}"
+        return f"{text}{unit}"
+    return f"{value}{unit}"
+
+
+def pct(value: float | None) -> str:
+    return NO_DATA if value is None else f"{value * 100:.1f}%"
+
+
+def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(section, KPI, value) rows: shared by the terminal table and the HTML page."""
+    k = summary["kpis"]
+    rep = k["replicas"]
+    down = k["scale_down"]
+    rows = [
+        ("run", "backend / status", f"{summary['run']['backend']} / {summary['run']['status']}"),
+        ("run", "duration", fmt(k["duration_s"], " s", 0)),
+        ("run", "samples (interval)", f"{k['samples']} ({fmt(k['interval_s'], ' s', 2)})"),
+        ("replicas", "peak (at)", f"{fmt(rep['peak'], '', 0)} (at {fmt(rep['peak_at_s'], ' s', 0)})"),
+        ("replicas", "mean ± std", f"{fmt(rep['mean'], '', 2)} ± {fmt(rep['std'], '', 2)}"),
+        ("replicas", "direction changes", fmt(rep["direction_changes"])),
+        ("replicas", "replica-seconds", fmt(rep["replica_seconds"], "", 0)),
+        ("replicas", "GPU-hours (1 GPU/replica)", fmt(rep["gpu_hours"], "", 3)),
+    ]
+    for inc in summary["load_increases"]:
+        load = "" if inc["offered_rps_after"] is None else (
+            f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
+        rows.append(("scale-up", f"load increase at {fmt(inc['at_s'], ' s', 0)}{load}", _scale_up_text(inc)))
+    rows.append(("scale-down", f"after load end at {fmt(down['load_end_s'], ' s', 0)}",
+                 f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} replicas after "
+                 f"{fmt(down['completed_after_s'], ' s', 0)}"
+                 if down["completed_after_s"] is not None or down["load_end_s"] is None
+                 else "not back at the minimum before the run ended"))
+    for metric in ("ttft_ms", "itl_ms"):
+        stats = k[metric]
+        name = metric.removesuffix("_ms").upper()
+        rows.append(("latency", f"{name} mean / p50 / p90 / p99", _latency_text(stats)))
+    rows.append(("queue", "time with waiting requests > 0", pct(k["waiting_share"])))
+    for metric, threshold in summary["slo"].items():
+        name = metric.removesuffix("_ms")
+        rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
+                     pct(k.get(f"{name}_over_slo_share"))))
+    return rows
+
+
+def _scale_up_text(inc: dict[str, Any]) -> str:
+    if inc["baseline_replicas"] is None:
+        return NO_DATA
+    if inc["time_to_first_scale_up_s"] is None:
+        return f"no scale-up before the next increase (stayed at {fmt(inc['steady_replicas'], '', 0)})"
+    if inc["time_to_steady_s"] is None:
+        steady = "no steady replica count before the next increase"
+    else:
+        steady = (f"steady at {fmt(inc['steady_replicas'], '', 0)} replicas "
+                  f"after {fmt(inc['time_to_steady_s'], ' s', 0)}")
+    return f"first scale-up after {fmt(inc['time_to_first_scale_up_s'], ' s', 0)}; {steady}"
+
+
+def _latency_text(stats: dict[str, Any]) -> str:
+    if not stats["samples"]:
+        return NO_DATA
+    return " / ".join(fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
+
+
+PHASE_HEADERS = ["phase", "window (s)", "replicas mean / max", "TTFT p90", "ITL p90", "waiting > 0"]
+
+
+def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
+    slo_keys = [f"{m.removesuffix('_ms')}_over_slo_share" for m in summary["slo"]]
+    rows = []
+    for phase in summary["phases"]:
+        rate = "" if phase["rate"] is None else f" ({fmt(phase['rate'])} rps)"
+        rows.append([
+            f"{phase['phase']}{rate}",
+            f"{fmt(phase['start_s'], '', 0)}–{fmt(phase['end_s'], '', 0)} ({phase['basis']})",
+            f"{fmt(phase['replicas_mean'], '', 2)} / {fmt(phase['replicas_max'], '', 0)}",
+            fmt(phase["ttft_ms"]["p90"], " ms"),
+            fmt(phase["itl_ms"]["p90"], " ms"),
+            pct(phase["waiting_share"]),
+            *[pct(phase.get(key)) for key in slo_keys],
+        ])
+    return rows
+
+
+def phase_headers(summary: dict[str, Any]) -> list[str]:
+    return PHASE_HEADERS + [f"{m.removesuffix('_ms').upper()} > SLO" for m in summary["slo"]]
+
+
+def kpi_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"{summary['run']['name']} · {summary['run']['id']}", title_justify="left")
+    table.add_column("", style="bold cyan")
+    table.add_column("KPI")
+    table.add_column("value", overflow="fold")
+    previous = None
+    for section, label, value in kpi_rows(summary):
+        table.add_row(section if section != previous else "", label, value,
+                      style="dim" if value == NO_DATA else None)
+        previous = section
+    return table
+
+
+def phase_table(summary: dict[str, Any]) -> Table | None:
+    rows = phase_table_rows(summary)
+    if not rows:
+        return None
+    table = Table(title="per phase", title_justify="left")
+    for header in phase_headers(summary):
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_report(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(kpi_table(summary))
+    phases = phase_table(summary)
+    if phases is not None:
+        console.print(phases)
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } .sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.section { font-weight: bold; color: #246; }
+td.nodata { color: #999; font-style: italic; } td.num { text-align: right; }
+td.better { color: #1a7f37; } td.worse { color: #b42318; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
+"""
+
+
+Cell = str | tuple[str, str | None]  # text, or (text, CSS class)
+
+
+def _html_cell(cell: Cell) -> str:
+    text, css = cell if isinstance(cell, tuple) else (cell, None)
+    css = css or ("nodata" if text == NO_DATA else None)
+    attribute = f' class="{css}"' if css else ""
+    return f"<td{attribute}>{html.escape(text)}</td>"
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class=\"sub\">{html.escape(subtitle)}</p>"
+        + "\n".join(sections) + "</body></html>\n"
+    )
+
+
+def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
+    run = summary["run"]
+    kpis = html_table(["", "KPI", "value"], kpi_rows(summary))
+    phases = html_table(phase_headers(summary), phase_table_rows(summary)) if summary["phases"] else ""
+    figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
+    start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
+                                      if run.get("start_local") else "unknown start")
+    return html_page(
+        f"{run['name']} · backend: {run['backend']}",
+        f"run {run['id']} · started {start} · status {run['status']}",
+        ["<h2>KPIs</h2>", kpis, "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures],
+    )
+
+
+@dataclass
+class ReportFiles:
+    summary: dict[str, Any]
+    summary_path: Path
+    plots: list[Path]
+    html_path: Path
+
+
+def write_summary(run: Run) -> tuple[dict[str, Any], Path]:
+    summary = compute_kpis(run)
+    path = run.path / SUMMARY_FILE
+    atomic_write_json(path, summary)
+    return summary, path
+
+
+def build_report(run_or_path: Run | Path) -> ReportFiles:
+    """summary.json, plots/*.png and report.html in the run directory."""
+    run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
+    summary, summary_path = write_summary(run)
+    plots = write_standard_plots(run)
+    html_path = run.path / HTML_FILE
+    html_path.write_text(html_report(summary, plots), encoding="utf-8")
+    return ReportFiles(summary, summary_path, plots, html_path)

@@ -1,0 +1,117 @@
+"""List the runs under a data directory, newest first, with status and headline KPIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from hpa_experiments.analysis.kpis import compute_kpis, headline
+from hpa_experiments.analysis.load import load_run, read_run_json, run_directories, start_time_of
+from hpa_experiments.analysis.report import SUMMARY_FILE, fmt
+from hpa_experiments.errors import UsageError
+
+# A "running" run whose metrics.csv has not grown for this long (or 10 intervals) is incomplete.
+STALE_AFTER_S = 120.0
+
+
+@dataclass
+class RunListing:
+    path: Path
+    info: dict[str, Any]
+    status: str
+    started: datetime | None
+    headline: dict[str, Any] | None
+    problem: str | None = None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def effective_status(directory: Path, info: dict[str, Any], now: float | None = None) -> str:
+    """run.json's status, except that a "running" run nobody is writing any more is "incomplete"."""
+    status = str(info.get("status") or "unknown")
+    if status != "running":
+        return status
+    pid = info.get("pid")
+    if isinstance(pid, int) and not process_alive(pid):
+        return "incomplete"
+    metrics = directory / "metrics.csv"
+    interval = info.get("interval_s") if isinstance(info.get("interval_s"), (int, float)) else 0.0
+    stale_after = max(STALE_AFTER_S, 10 * float(interval))
+    last_write = metrics.stat().st_mtime if metrics.exists() else (directory / "run.json").stat().st_mtime
+    if (now if now is not None else time.time()) - last_write > stale_after:
+        return "incomplete"
+    return "running"
+
+
+def _cached_summary(directory: Path) -> dict[str, Any] | None:
+    """summary.json when it is newer than metrics.csv (so it describes the data as it is)."""
+    summary, metrics = directory / SUMMARY_FILE, directory / "metrics.csv"
+    if not summary.exists() or not metrics.exists() or summary.stat().st_mtime < metrics.stat().st_mtime:
+        return None
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and "kpis" in data else None
+
+
+def list_runs(data_dir: Path) -> list[RunListing]:
+    listings = []
+    for directory in run_directories(data_dir):
+        try:
+            info = read_run_json(directory)
+        except UsageError as exc:
+            listings.append(RunListing(directory, {}, "unreadable", None, None, str(exc)))
+            continue
+        status = effective_status(directory, info)
+        problem = None
+        try:
+            summary = _cached_summary(directory) or compute_kpis(load_run(directory))
+            numbers = headline(summary)
+        except (UsageError, KeyError, ValueError) as exc:
+            numbers, problem = None, str(exc)
+        listings.append(RunListing(directory, info, status, start_time_of(info), numbers, problem))
+    return sorted(listings, key=lambda r: r.started or datetime.min, reverse=True)
+
+
+STATUS_STYLE = {"completed": "green", "running": "cyan", "incomplete": "yellow", "interrupted": "yellow",
+                "failed": "red", "unreadable": "red"}
+
+
+def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
+    table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
+    table.add_column("run", overflow="fold", min_width=44)
+    for header in ("backend", "status", "started", "duration", "peak replicas", "GPU-h",
+                   "first scale-up", "scale-down", "TTFT p90"):
+        table.add_column(header)
+    for item in listings:
+        started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
+        if item.started:
+            started += " UTC" if item.info.get("start_utc") else " (local)"
+        h = item.headline or {}
+        style = STATUS_STYLE.get(item.status)
+        table.add_row(
+            item.path.name, str(item.info.get("backend", "?")),
+            f"[{style}]{item.status}[/]" if style else item.status, started,
+            fmt(h.get("duration_s"), " s", 0), fmt(h.get("peak_replicas"), "", 0), fmt(h.get("gpu_hours"), "", 3),
+            fmt(h.get("first_scale_up_s"), " s", 0), fmt(h.get("scale_down_s"), " s", 0),
+            fmt(h.get("ttft_p90_ms"), " ms", 0),
+        )
+    return table

@@ -1,0 +1,169 @@
+"""Analysis commands: `runs`, `report`, `compare`, `import-legacy`, `notebook`.
+
+The work is done by `hpa_experiments.analysis` and `hpa_experiments.legacy`; these commands
+only parse arguments and print.  Heavy imports (pandas, matplotlib) happen inside the
+commands so that the rest of the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from hpa_experiments.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+DATA_DIR_HELP = "Folder holding the run directories."
+DEFAULT_DATA_DIR = Path("experiment-data")
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+ANALYZE_NOTEBOOK = "analyze-hpa-experiment.ipynb"
+COMPARE_NOTEBOOK = "compare-runs.ipynb"
+RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
+RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
+
+
+def _console() -> Console:
+    """Rich console; wide when the output is not a terminal, so tables are not squeezed in files."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _data_dir_option() -> Path:
+    return typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help=DATA_DIR_HELP)
+
+
+def runs(data_dir: Path = _data_dir_option()) -> None:
+    """List the runs under the data folder, newest first (by start time in run.json).
+
+    A run still marked "running" whose process is gone, or whose metrics stopped long ago,
+    shows as "incomplete".
+    """
+    from hpa_experiments.analysis.runs import list_runs, runs_table
+
+    if not data_dir.is_dir():
+        raise UsageError(f"{data_dir}: no such data folder (use --data-dir)")
+    listings = list_runs(data_dir)
+    console = _console()
+    if not listings:
+        console.print(f"no runs under {data_dir}")
+        return
+    console.print(runs_table(listings, data_dir))
+    for item in listings:
+        if item.problem:
+            console.print(f"[yellow]{item.path.name}: {item.problem}[/]")
+
+
+def report(
+    run: str = typer.Argument(..., metavar="RUN", help="A run directory, or a run name under the data folder."),
+    data_dir: Path = _data_dir_option(),
+) -> None:
+    """Summarise one run: terminal table, summary.json, plots/overview.png and report.html.
+
+    Example:  hpa-exp report experiment-data/high-load-hpa-20261123-041655
+    """
+    from hpa_experiments.analysis.load import load_run, resolve_run_path
+    from hpa_experiments.analysis.report import build_report, print_report
+
+    files = build_report(load_run(resolve_run_path(run, data_dir)))
+    console = _console()
+    print_report(files.summary, console)
+    console.print(f"summary: {files.summary_path}")
+    for plot in files.plots:
+        console.print(f"plot:    {plot}")
+    console.print(f"report:  {files.html_path}")
+
+
+def compare(
+    run_refs: list[str] = typer.Argument(..., metavar="RUN_A RUN_B [...]", help="Two or more runs."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Folder for compare.png/.html/.json. Default: <data>/comparisons/compare-<UTC>."
+    ),
+    data_dir: Path = _data_dir_option(),
+) -> None:
+    """Compare runs: overlay plots aligned on experiment time and KPI deltas vs the first run."""
+    from hpa_experiments.analysis.compare import comparison_table, default_output_dir, write_comparison
+    from hpa_experiments.analysis.load import load_run, resolve_run_path
+
+    if len(run_refs) < 2:
+        raise UsageError("compare needs at least two runs")
+    loaded = [load_run(resolve_run_path(ref, data_dir)) for ref in run_refs]
+    files = write_comparison(loaded, output or default_output_dir(data_dir))
+    console = _console()
+    console.print(comparison_table(files.comparison))
+    console.print(f"plot:   {files.png}\nreport: {files.html}\ndata:   {files.json}")
+
+
+def import_legacy(
+    sources: list[Path] = typer.Argument(
+        ..., metavar="DIR...", help="Run folder(s) of the original system (metrics.csv, scaling-events.log, ...)."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of the original local timestamps (e.g. Europe/Rome); converts to UTC."
+    ),
+    output_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--output-dir", "-o", help="Data folder to import into."),
+) -> None:
+    """Import runs of the original shell-based system as hpa-exp run directories.
+
+    Repairs the known defects: milli-unit queue values (60250 -> 60.25), never-collected
+    columns (ttft_ms, itl_ms, request_rate_per_min, active_jobs) become empty instead of 0.
+    Timestamps stay local time (zone recorded as unknown) unless --tz is given.
+    """
+    from hpa_experiments.legacy import import_legacy as run_import
+
+    for source in sources:
+        result = run_import(source, output_dir, tz=tz)
+        fixed = f", {len(result.corrections)} milli-unit value(s) corrected" if result.corrections else ""
+        typer.echo(f"imported {source} -> {result.directory} ({result.rows} rows{fixed})")
+    typer.echo("next: hpa-exp report <run directory>")
+
+
+def notebook_command(run_dirs: list[Path], notebook: Path) -> tuple[list[str], dict[str, str]]:
+    """The `jupyter lab` argument list and the environment variables for these runs."""
+    if len(run_dirs) == 1:
+        env = {RUN_DIR_ENV: str(run_dirs[0].resolve())}
+    elif run_dirs:
+        env = {RUN_DIRS_ENV: os.pathsep.join(str(p.resolve()) for p in run_dirs)}
+    else:
+        env = {}
+    return [sys.executable, "-m", "jupyter", "lab", str(notebook)], env
+
+
+def notebook(
+    run_refs: list[str] = typer.Argument(
+        None, metavar="[RUN...]", help="One run (analysis notebook) or several (comparison). Default: newest."
+    ),
+    data_dir: Path = _data_dir_option(),
+    print_only: bool = typer.Option(False, "--print-only", help="Print the command instead of starting Jupyter."),
+) -> None:
+    """Open the analysis notebook in Jupyter Lab on a run (or the comparison notebook on several)."""
+    from hpa_experiments.analysis.load import newest_run_path, resolve_run_path
+
+    refs = run_refs or []
+    run_dirs = [resolve_run_path(ref, data_dir) for ref in refs] or [newest_run_path(data_dir)]
+    path = NOTEBOOKS_DIR / (COMPARE_NOTEBOOK if len(run_dirs) > 1 else ANALYZE_NOTEBOOK)
+    if not path.exists():
+        raise UsageError(f"{path}: notebook not found (run from a source checkout of hpa-exp)")
+    command, env = notebook_command(run_dirs, path)
+    if print_only:
+        typer.echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command))
+        return
+    completed = subprocess.run(command, env={**os.environ, **env}, check=False)
+    if completed.returncode:
+        raise typer.Exit(completed.returncode)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs)
+    app.command("report")(report)
+    app.command("compare")(compare)
+    app.command("import-legacy")(import_legacy)
+    app.command("notebook")(notebook)
