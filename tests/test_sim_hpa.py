@@ -8,11 +8,14 @@ created at t=0 is first synced one period later).
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpa_experiments.backends.sim.hpa import (
     HpaController,
@@ -25,6 +28,7 @@ from hpa_experiments.backends.sim.hpa import (
 from hpa_experiments.backends.sim.hpa_replicas import adapter_milli, group_pods
 
 REPO = Path(__file__).resolve().parent.parent
+EPOCH_LIKE = 1_767_225_600.0 - 7.3  # a creation time like the twin's virtual clock uses
 
 # The reference HPA of the original H100 runs (reference-runs/hpa-vllm-combined.yaml).
 REFERENCE_HPA = yaml.safe_load(
@@ -141,8 +145,8 @@ def condition(status: HpaStatus, condition_type: str) -> tuple[str, str]:
 class Cluster:
     """Drives a controller like the twin does: sync every 15 s, apply desired_replicas, all pods Running."""
 
-    def __init__(self, manifest: dict[str, Any], replicas: int, **options: Any):
-        self.controller = HpaController(manifest, created_at=0.0, **options)
+    def __init__(self, manifest: dict[str, Any], replicas: int, *, created_at: float = 0.0, **options: Any):
+        self.controller = HpaController(manifest, created_at=created_at, **options)
         self.replicas = replicas
 
     def sync(self, per_pod: dict[str, float]) -> HpaStatus:
@@ -392,17 +396,16 @@ def test_object_and_external_metrics() -> None:
 # --- legacy path (no spec.behavior) ---------------------------------------------------------------------
 
 
-def test_legacy_initial_recommendation_holds_scale_down_for_five_minutes() -> None:
+@pytest.mark.parametrize("created_at", [0.0, EPOCH_LIKE])
+def test_legacy_initial_recommendation_holds_scale_down_for_five_minutes(created_at: float) -> None:
     # First sync at t=15 records 4 (the size at creation). Load is low (desired 1) from then on; the 4 from
-    # t=15 leaves the 300 s window at t=315, the first sync where the maximum is 1.
-    cluster = Cluster(hpa(), replicas=4)
-    timeline = []
-    for _ in range(21):
-        status = cluster.sync({WAITING: 1})
-        timeline.append((cluster.controller.next_sync_at - 15, status.desired_replicas))
-    assert [d for t, d in timeline if t < 315] == [4] * 20
-    assert timeline[-1] == (315, 1)
-    assert condition(status, "AbleToScale") == ("True", "SucceededRescale")
+    # t=15 leaves the 300 s window at t=315, the first sync where the maximum is 1. The same holds on an
+    # epoch-sized clock with a fractional phase (float noise must not move the window edge).
+    cluster = Cluster(hpa(), replicas=4, created_at=created_at)
+    sizes = [cluster.sync({WAITING: 1}) for _ in range(21)]
+    assert [s.desired_replicas for s in sizes] == [4] * 20 + [1]
+    assert sizes[-1].last_scale_time == created_at + 315
+    assert condition(sizes[-1], "AbleToScale") == ("True", "SucceededRescale")
 
 
 def test_legacy_scale_down_is_stabilized_to_the_highest_recent_recommendation() -> None:
@@ -467,9 +470,10 @@ def test_reference_hpa_scales_down_one_pod_per_period() -> None:
     assert condition(last, "ScalingLimited") == ("True", "TooFewReplicas")
 
 
-def test_scale_up_events_count_within_a_sliding_period() -> None:
+@pytest.mark.parametrize("created_at", [0.0, EPOCH_LIKE])
+def test_scale_up_events_count_within_a_sliding_period(created_at: float) -> None:
     behavior = {"scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}}
-    cluster = Cluster(hpa(behavior=behavior), replicas=2)
+    cluster = Cluster(hpa(behavior=behavior), replicas=2, created_at=created_at)
     sizes = [cluster.sync({WAITING: 400}).desired_replicas for _ in range(5)]  # t=15, 30, 45, 60, 75
     # t=15: 2 + 2 = 4. t=30..60: the +2 of t=15 is inside the 60 s period: start 2, limit 4.
     # t=75: it is a full period old: start 4, limit 6.
@@ -681,3 +685,37 @@ def test_validation_problems(mutate: Any, expected: str) -> None:
     manifest = copy.deepcopy(REFERENCE_HPA)
     mutate(manifest)
     assert expected in validate_hpa_manifest(manifest)
+
+
+# --- invariants over arbitrary load sequences ---------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=2000, allow_nan=False), min_size=1, max_size=30))
+def test_reference_hpa_respects_bounds_and_rate_limits(loads: list[float]) -> None:
+    cluster = Cluster(REFERENCE_HPA, replicas=1)
+    last_rescale = None
+    for load in loads:
+        before, now = cluster.replicas, cluster.controller.next_sync_at
+        status = cluster.sync({WAITING: load, KV: 0.1})
+        after = status.desired_replicas
+        assert 1 <= after <= 10
+        assert after <= max(before + 4, 2 * before)  # Max of Pods 4 and Percent 100 per 15 s
+        assert after >= before - 1  # Pods 1 per 15 s, selectPolicy Min
+        assert status.rescaled == (after != before)
+        last_rescale = now if status.rescaled else last_rescale
+        assert status.last_scale_time == last_rescale
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=200_000))
+def test_without_pending_or_missing_pods_the_result_is_the_plain_formula(replicas: int, milli: int) -> None:
+    pods = running(replicas)
+    adapter = FakeAdapter({WAITING: {p.name: milli / 1000 for p in pods}})
+    status = HpaController(hpa(behavior=UNHINDERED, max_replicas=1000), created_at=0).reconcile(
+        15, replicas, pods, adapter
+    )
+    ratio = adapter_milli(milli / 1000) / 20000
+    expected = replicas if 0.9 <= ratio <= 1.1 else max(1, math.ceil(ratio * replicas))
+    expected = min(expected, max(replicas + 4, 2 * replicas))  # default scale-up policies
+    assert status.desired_replicas == expected

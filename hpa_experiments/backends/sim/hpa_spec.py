@@ -61,12 +61,16 @@ def scale_down_stabilization_seconds(
 ) -> float:
     """behavior.scaleDown.stabilizationWindowSeconds if set, else the controller default (300 s).
 
-    Without `behavior` the legacy path applies the same controller default window.
+    Without `behavior` the legacy path applies the same controller default window. Tolerates
+    unvalidated manifests: anything malformed yields the default.
     """
-    spec = manifest.get("spec") or {}
-    scale_down = (spec.get("behavior") or {}).get("scaleDown") or {}
-    window = scale_down.get("stabilizationWindowSeconds")
-    return default if window is None else float(window)
+    spec = manifest.get("spec") if isinstance(manifest, Mapping) else None
+    behavior = spec.get("behavior") if isinstance(spec, Mapping) else None
+    scale_down = behavior.get("scaleDown") if isinstance(behavior, Mapping) else None
+    window = scale_down.get("stabilizationWindowSeconds") if isinstance(scale_down, Mapping) else None
+    if isinstance(window, bool) or not isinstance(window, (int, float)):
+        return default
+    return float(window)
 
 
 def _positive_quantity_problem(value: Any, path: str) -> str | None:
