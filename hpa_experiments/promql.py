@@ -1,16 +1,16 @@
-"""The PromQL behind metrics.csv's Prometheus columns, and which vLLM metric names a server has.
+"""The PromQL behind metrics.csv's Prometheus columns.
 
 A Prometheus 2.x server scraping a recent `prometheus_client` stores `vllm:foo` as
-`vllm_foo`; older vLLM versions call ITL `time_per_output_token_seconds`.  The names are
-detected once per run (`detect_metric_names`) and the queries built from what exists.
+`vllm_foo`; older vLLM versions call ITL `time_per_output_token_seconds`.  The Kubernetes
+preflight detects which names the server has (backends/kube_preflight.py) and the queries
+are built from those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from hpa_experiments.backends.base import InstantSample, QueryError
 from hpa_experiments.rundir import percentile_label
 
 
@@ -25,12 +25,6 @@ class MetricNames:
     waiting: str = "vllm:num_requests_waiting"
     kv_cache: str = "vllm:kv_cache_usage_perc"
 
-    def with_prefix(self, prefix: str) -> MetricNames:
-        """The same names with 'vllm:' replaced by `prefix` ('vllm_' on escaping servers)."""
-        return MetricNames(**{k: prefix + v.split(":", 1)[1] for k, v in self.__dict__.items()})
-
-
-LEGACY_ITL = "time_per_output_token_seconds"
 
 
 def selector(model_name: str, namespace: str) -> str:
@@ -67,30 +61,3 @@ def standard_queries(
         queries[f"ttft_{label}_ms"] = quantile_ms(names.ttft, q)
         queries[f"itl_{label}_ms"] = quantile_ms(names.itl, q)
     return queries
-
-
-_LATENCY_HISTOGRAMS = "time_to_first_token_seconds|inter_token_latency_seconds|time_per_output_token_seconds"
-_PROBE = f'{{__name__=~"vllm[:_]({_LATENCY_HISTOGRAMS})_count"}}'
-
-
-def detect_metric_names(query: Callable[[str], list[InstantSample]]) -> tuple[MetricNames, list[str]]:
-    """Which name style and ITL metric the server has; notes for the user.
-
-    `query` runs an instant PromQL query.  When nothing vLLM-like exists yet, the standard
-    `vllm:` names are kept and a note says so.
-    """
-    try:
-        found = {s.labels.get("__name__", "") for s in query(f"group by (__name__) ({_PROBE})")}
-    except QueryError as exc:
-        return MetricNames(), [f"could not look up vLLM metric names: {exc}"]
-    if not found:
-        return MetricNames(), ["no vLLM latency metrics on the server yet; assuming 'vllm:' names"]
-    prefix = "vllm:" if any(n.startswith("vllm:") for n in found) else "vllm_"
-    names = MetricNames().with_prefix(prefix)
-    notes = []
-    if prefix == "vllm_":
-        notes.append("the server stores vLLM metrics as 'vllm_*' (colon escaped); queries use those names")
-    if f"{prefix}inter_token_latency_seconds_count" not in found and any(LEGACY_ITL in n for n in found):
-        names = replace(names, itl=f"{prefix}{LEGACY_ITL}")
-        notes.append(f"no inter_token_latency_seconds; ITL from the older {prefix}{LEGACY_ITL}")
-    return names, notes

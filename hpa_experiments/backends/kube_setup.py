@@ -1,0 +1,60 @@
+"""Connecting the Kubernetes backend for a run: settings from config and flags, then preflight."""
+
+from __future__ import annotations
+
+import sys
+
+from hpa_experiments.backends.factory import BackendOptions
+from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube_preflight import preflight
+from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.config import ExperimentConfig
+from hpa_experiments.errors import PreflightError
+from hpa_experiments.plan import Plan
+from hpa_experiments.promql import MetricNames, standard_queries
+
+
+def connect_and_preflight(
+    config: ExperimentConfig, plan: Plan, run_id: str, options: BackendOptions, prometheus_url: str | None
+) -> tuple[KubeBackend, MetricNames]:
+    """A KubeBackend that passed every preflight check; raises PreflightError listing all problems."""
+    out = options.output or sys.stderr
+    if not prometheus_url:
+        raise PreflightError(
+            ["no Prometheus URL: set prometheus.url in the config, --prometheus-url, or HPA_EXP_PROMETHEUS_URL"]
+        )
+    prom = config.prometheus
+    backend = KubeBackend(
+        KubeSettings(kubeconfig=options.kubeconfig, context=options.context),
+        PromSettings(
+            url=prometheus_url,
+            token_env=prom.token_env,
+            token_file=str(prom.token_file) if prom.token_file else None,
+            verify_tls=prom.verify_tls,
+            ca_file=str(prom.ca_file) if prom.ca_file else None,
+            headers=dict(prom.headers),
+        ),
+        namespace=config.namespace,
+        deployment=config.deployment,
+        hpa_name=config.hpa_name or "",
+        run_id=run_id,
+        on_warning=lambda text: print(f"warning: {text}", file=out),
+    )
+    queries = standard_queries(
+        MetricNames(), config.model_name, config.namespace, config.metrics.rate_window, config.metrics.percentiles
+    )
+    queries.update({f"query_{n}": q.query for n, q in config.metrics.prometheus.items()})
+    will_apply = bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
+    report = preflight(backend, queries=queries, will_apply_hpa=will_apply)
+    for warning in report.warnings:
+        print(f"preflight: {warning}", file=out)
+    if not report.ok:
+        backend.close()
+        raise PreflightError(report.problems)
+    names = MetricNames(**report.metric_names.names) if report.metric_names else MetricNames()
+    print(
+        f"preflight passed: cluster {report.server_version} ({backend.context}), namespace {config.namespace}, "
+        f"Prometheus {prometheus_url}",
+        file=out,
+    )
+    return backend, names
