@@ -676,6 +676,19 @@ def test_validation_names_the_field_path() -> None:
             "spec.behavior.scaleDown.stabilizationWindowSeconds must be an integer from 0 to 3600, got 4000",
         ),
         (
+            lambda m: m["spec"]["metrics"][1]["pods"]["metric"].pop("name"),
+            "spec.metrics[1].pods.metric.name is required",
+        ),
+        (
+            lambda m: m["spec"]["metrics"].append(
+                {
+                    "type": "External",
+                    "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": 1, "averageValue": 1}},
+                }
+            ),
+            "spec.metrics[2].external.target must set exactly one of value and averageValue",
+        ),
+        (
             lambda m: m["spec"]["behavior"]["scaleDown"].update(tolerance="-0.1"),
             "spec.behavior.scaleDown.tolerance must not be negative, got '-0.1'",
         ),

@@ -21,6 +21,7 @@ SOURCE_KEYS = {
     "Resource": "resource",
     "ContainerResource": "containerResource",
 }
+RESOURCE_SOURCE_TYPES = ("Resource", "ContainerResource")
 TARGET_TYPES = ("Utilization", "Value", "AverageValue")
 MAX_POLICY_PERIOD_SECONDS = 1800
 MAX_STABILIZATION_WINDOW_SECONDS = 3600
@@ -97,16 +98,13 @@ def _metric_problems(metric: Any, path: str) -> list[str]:
         return [f"{path}.{key} is required for a {source_type} metric"]
     path = f"{path}.{key}"
     problems: list[str] = []
-    name = (
-        source.get("name")
-        if source_type in ("Resource", "ContainerResource")
-        else (source.get("metric") or {}).get("name")
-    )
+    if source_type in RESOURCE_SOURCE_TYPES:
+        name_field, name = "name", source.get("name")
+    else:
+        identifier = source.get("metric")
+        name_field, name = "metric.name", identifier.get("name") if isinstance(identifier, Mapping) else None
     if not name:
-        problems.append(
-            f"{path}.{'name' if source_type in ('Resource', 'ContainerResource') else 'metric.name'}"
-            " is required"
-        )
+        problems.append(f"{path}.{name_field} is required")
     target = source.get("target")
     if not isinstance(target, Mapping):
         return [*problems, f"{path}.target is required"]
@@ -120,7 +118,9 @@ def _metric_problems(metric: Any, path: str) -> list[str]:
             problems.append(f"{path}.target.averageValue is required for a Pods metric")
         elif target_type != "AverageValue":
             problems.append(f"{path}.target.type must be AverageValue for a Pods metric, got {target_type!r}")
-    elif source_type == "Object":
+    if source_type in ("Object", "External") and target_type == "Utilization":
+        problems.append(f"{path}.target.type must be Value or AverageValue for an {source_type} metric")
+    if source_type == "Object":
         described = source.get("describedObject")
         if not isinstance(described, Mapping) or not described.get("kind") or not described.get("name"):
             problems.append(f"{path}.describedObject.kind and .name are required for an Object metric")
@@ -165,22 +165,23 @@ def _rules_problems(rules: Any, path: str) -> list[str]:
             problems.append(f"{where} must be a mapping")
             continue
         if policy.get("type") not in POLICY_TYPES:
-            problems.append(
-                f"{where}.type must be one of {', '.join(POLICY_TYPES)}, got {policy.get('type')!r}"
-            )
+            problems.append(f"{where}.type must be one of {', '.join(POLICY_TYPES)}, got {policy.get('type')!r}")
         if not (_is_int(policy.get("value")) and policy["value"] > 0):
             problems.append(f"{where}.value must be a positive integer, got {policy.get('value')!r}")
         period = policy.get("periodSeconds")
         if not (_is_int(period) and 0 < period <= MAX_POLICY_PERIOD_SECONDS):
             problems.append(
-                f"{where}.periodSeconds must be an integer from 1 to {MAX_POLICY_PERIOD_SECONDS}, "
-                f"got {period!r}"
+                f"{where}.periodSeconds must be an integer from 1 to {MAX_POLICY_PERIOD_SECONDS}, got {period!r}"
             )
     return problems
 
 
 def validate_hpa_manifest(manifest: Any) -> list[str]:
-    """Problems that would make the API server reject the HPA (or the twin unable to run it)."""
+    """Problems that would make the API server reject the HPA, each naming its field path.
+
+    Resource (CPU/memory) metrics are valid here; the twin accepts them but cannot compute them
+    (see hpa.py).
+    """
     if not isinstance(manifest, Mapping):
         return ["the HPA manifest must be a mapping"]
     problems: list[str] = []
@@ -199,15 +200,12 @@ def validate_hpa_manifest(manifest: Any) -> list[str]:
     max_replicas = spec.get("maxReplicas")
     min_replicas = spec.get("minReplicas", 1)
     if not (_is_int(max_replicas) and max_replicas >= 1):
-        problems.append(
-            f"spec.maxReplicas is required and must be an integer of at least 1, got {max_replicas!r}"
-        )
+        problems.append(f"spec.maxReplicas is required and must be an integer of at least 1, got {max_replicas!r}")
     if not (_is_int(min_replicas) and min_replicas >= 1):
         problems.append(f"spec.minReplicas must be an integer of at least 1, got {min_replicas!r}")
     elif _is_int(max_replicas) and min_replicas > max_replicas:
         problems.append(
-            f"spec.minReplicas ({min_replicas}) must be less than or equal to "
-            f"spec.maxReplicas ({max_replicas})"
+            f"spec.minReplicas ({min_replicas}) must be less than or equal to spec.maxReplicas ({max_replicas})"
         )
     metrics = spec.get("metrics")
     if metrics is not None and not isinstance(metrics, list):
@@ -227,7 +225,7 @@ def _metric_spec(index: int, metric: Mapping[str, Any]) -> MetricSpec:
     source_type = metric["type"]
     source = metric[SOURCE_KEYS[source_type]]
     target = source["target"]
-    if source_type in ("Resource", "ContainerResource"):
+    if source_type in RESOURCE_SOURCE_TYPES:
         return MetricSpec(index, source_type, source["name"], target["type"], None)
     identifier = source["metric"]
     if source_type == "External":  # computeStatusForExternalMetric checks averageValue first
