@@ -113,27 +113,31 @@ class WallClock(Clock):
 def connect(settings: KubeSettings) -> tuple[client.ApiClient, str]:
     """An API client and the name of the context it uses. Raises PreflightError with a clear message."""
     configuration = client.Configuration()
-    try:
-        if settings.use_in_cluster():
+    if settings.use_in_cluster():
+        try:
             config.load_incluster_config(client_configuration=configuration)
-            context = "in-cluster"
-        else:
+        except ConfigException as exc:
+            raise PreflightError([f"cannot load the in-cluster config: {exc}"]) from None
+        context = "in-cluster"
+    else:
+        # Resolved here, not by the client: it reads $KUBECONFIG once, at import time.
+        source = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        paths = [Path(p).expanduser() for p in source.split(os.pathsep) if p]
+        if not any(p.is_file() for p in paths):
+            raise PreflightError([f"kubeconfig {source} not found (use --kubeconfig or set KUBECONFIG)"])
+        try:
             config.load_kube_config(
-                config_file=settings.kubeconfig,
+                config_file=source,
                 context=settings.context,
                 client_configuration=configuration,
                 persist_config=False,
             )
-            _, active = config.list_kube_config_contexts(config_file=settings.kubeconfig)
-            context = settings.context or (active or {}).get("name", "")
-    except (ConfigException, OSError, ValueError) as exc:
-        source = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        where = "in-cluster config" if settings.use_in_cluster() else f"kubeconfig {source}"
-        raise PreflightError([f"cannot load {where}: {exc}"]) from None
+            _, active = config.list_kube_config_contexts(config_file=source)
+        except (ConfigException, OSError, ValueError) as exc:
+            raise PreflightError([f"cannot load kubeconfig {source}: {exc}"]) from None
+        context = settings.context or (active or {}).get("name", "")
     # Our own retries (bounded, logged) replace urllib3's silent ones, which also retry on 429.
-    configuration.retries = urllib3.Retry(
-        total=0, redirect=0, respect_retry_after_header=False, raise_on_status=False
-    )
+    configuration.retries = urllib3.Retry(total=0, redirect=0, respect_retry_after_header=False, raise_on_status=False)
     return client.ApiClient(configuration), context
 
 
@@ -367,9 +371,7 @@ class KubeBackend(Backend):
             namespace,
             {"spec": manifest.get("spec", {})},
         )
-        self._warn(
-            f"HPA {namespace}/{name} already existed: its spec was updated to the manifest and it is kept"
-        )
+        self._warn(f"HPA {namespace}/{name} already existed: its spec was updated to the manifest and it is kept")
         return False
 
     def delete_hpa(self, name: str) -> None:
