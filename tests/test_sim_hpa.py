@@ -356,6 +356,8 @@ def test_resource_metrics_are_reported_as_not_modelled() -> None:
     found = status.condition("ScalingActive")
     assert found is not None and (found["status"], found["reason"]) == ("False", "InvalidMetricSourceType")
     assert "does not model Resource metrics" in found["message"]
+    assert (status.current_metrics[0].name, status.current_metrics[0].target) == ("cpu", 60.0)
+    assert status.current_metrics[0].current is None
     assert status.desired_replicas == 2
     # With a working Pods metric next to it, scale-up still happens: ceil(2.0 * 2) = 4.
     status = HpaController(hpa([cpu, pods_metric(WAITING, "20")]), created_at=0).reconcile(

@@ -42,7 +42,7 @@ class MetricSpec:
     source_type: str  # "Pods" | "Object" | "External" | "Resource" | "ContainerResource"
     name: str  # metric name (the resource name for Resource metrics)
     target_type: str  # the target the controller uses: "AverageValue" | "Value" | "Utilization" | ""
-    target_milli: int | None  # target quantity in milli-units (Quantity.MilliValue, rounded up)
+    target_milli: int | None  # target in milli-units (Quantity.MilliValue, rounded up; percent for Utilization)
     described_object: dict[str, Any] | None = None  # Object metrics
     selector: dict[str, Any] | None = None  # metric.selector (label selector) if set
 
@@ -225,8 +225,13 @@ def _metric_spec(index: int, metric: Mapping[str, Any]) -> MetricSpec:
     source_type = metric["type"]
     source = metric[SOURCE_KEYS[source_type]]
     target = source["target"]
-    if source_type in RESOURCE_SOURCE_TYPES:
-        return MetricSpec(index, source_type, source["name"], target["type"], None)
+    if source_type in RESOURCE_SOURCE_TYPES:  # reported only; the twin does not compute them
+        target_milli = None
+        if target.get("averageUtilization") is not None:
+            target_milli = int(target["averageUtilization"]) * 1000
+        elif target.get("averageValue") is not None:
+            target_milli = to_milli(target["averageValue"])
+        return MetricSpec(index, source_type, source["name"], target["type"], target_milli)
     identifier = source["metric"]
     if source_type == "External":  # computeStatusForExternalMetric checks averageValue first
         target_type = "AverageValue" if target.get("averageValue") is not None else "Value"
