@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from hpa_experiments.backends.base import HpaMetricReading
 from hpa_experiments.backends.sim.hpa_behavior import (
+    Behavior,
     ScalingHistory,
     behavior_from_spec,
     normalize_legacy,
@@ -111,6 +112,14 @@ class MetricProposal:
     label: str  # e.g. "pods metric num_requests_waiting"
 
 
+def tolerances_for_hpa(behavior: Behavior | None, flag: float) -> Tolerances:
+    """tolerancesForHpa (§1.7): behavior.<direction>.tolerance where set, else the controller flag."""
+    if behavior is None:
+        return Tolerances(flag, flag)
+    down, up = behavior.scale_down.tolerance, behavior.scale_up.tolerance
+    return Tolerances(scale_down=flag if down is None else down, scale_up=flag if up is None else up)
+
+
 def _selector_text(selector: Mapping[str, Any] | None) -> str:
     """Roughly Go's %+v of a *metav1.LabelSelector, as it appears in external metric names."""
     if selector is None:
@@ -137,25 +146,15 @@ class HpaController:
         sync_period: float = DEFAULT_SYNC_PERIOD,
     ):
         self.spec = parse_hpa_spec(manifest)
-        self.behavior = behavior_from_spec(
-            self.spec.behavior, downscale_stabilization=downscale_stabilization
-        )
+        self.behavior = behavior_from_spec(self.spec.behavior, downscale_stabilization=downscale_stabilization)
         self.downscale_stabilization = downscale_stabilization
         self.sync_period = sync_period
         self.created_at = created_at
         self.next_sync_at = created_at + sync_period
-        self.tolerances = Tolerances(
-            scale_down=self._tolerance_or(self.behavior and self.behavior.scale_down.tolerance, tolerance),
-            scale_up=self._tolerance_or(self.behavior and self.behavior.scale_up.tolerance, tolerance),
-        )
+        self.tolerances = tolerances_for_hpa(self.behavior, tolerance)
         self.history = ScalingHistory()
         self.last_scale_time: float | None = None
         self._conditions: list[dict[str, str]] = []
-
-    @staticmethod
-    def _tolerance_or(configured: float | None, flag: float) -> float:
-        """tolerancesForHpa: behavior.<direction>.tolerance if set, else the controller flag (§1.7)."""
-        return flag if configured is None else configured
 
     def _set_condition(self, condition_type: str, status: str, reason: str, message: str) -> None:
         """setCondition: replaces the condition of that type, keeping the others from earlier syncs."""
@@ -275,9 +274,7 @@ class HpaController:
         failures: list[MetricFailure] = []
         for metric in self.spec.metrics:
             try:
-                proposal = self.compute_replicas_for_metric(
-                    metric, spec_replicas, status_replicas, pods, metrics
-                )
+                proposal = self.compute_replicas_for_metric(metric, spec_replicas, status_replicas, pods, metrics)
             except MetricFailure as failure:
                 failures.append(failure)
                 readings.append(self._reading(metric, None))
@@ -354,13 +351,9 @@ class HpaController:
             if not samples:
                 raise ValueError("no metrics returned from custom metrics API")
         except ValueError as error:
-            raise MetricFailure(
-                "FailedGetPodsMetric", f"unable to get metric {metric.name}: {error}"
-            ) from error
+            raise MetricFailure("FailedGetPodsMetric", f"unable to get metric {metric.name}: {error}") from error
         try:
-            replicas, usage = plain_metric_replicas(
-                samples, pods, spec_replicas, metric.target_milli, self.tolerances
-            )
+            replicas, usage = plain_metric_replicas(samples, pods, spec_replicas, metric.target_milli, self.tolerances)
         except ValueError as error:
             raise MetricFailure("FailedGetPodsMetric", str(error)) from error
         return MetricProposal(replicas, usage, f"pods metric {metric.name}")
@@ -395,9 +388,7 @@ class HpaController:
             )
         usage = adapter_milli(value)
         if metric.target_type == "AverageValue":
-            replicas, usage = per_pod_metric_replicas(
-                usage, status_replicas, metric.target_milli, self.tolerances
-            )
+            replicas, usage = per_pod_metric_replicas(usage, status_replicas, metric.target_milli, self.tolerances)
             return MetricProposal(replicas, usage, label)
         try:
             replicas = usage_ratio_replica_count(
@@ -433,9 +424,7 @@ class HpaController:
             )
         total = sum(adapter_milli(v) for v in values)
         if metric.target_type == "AverageValue":
-            replicas, usage = per_pod_metric_replicas(
-                total, status_replicas, metric.target_milli, self.tolerances
-            )
+            replicas, usage = per_pod_metric_replicas(total, status_replicas, metric.target_milli, self.tolerances)
             return MetricProposal(replicas, usage, label)
         try:
             replicas = usage_ratio_replica_count(
