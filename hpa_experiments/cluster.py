@@ -9,6 +9,7 @@ whatever cluster the user's current context points at.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -60,6 +61,9 @@ class Step:
     timeout_s: float = 120
     hint: str = ""
     skip_if_cluster_exists: bool = False
+    # text for the command's stdin, built only when it runs (it may hold a secret)
+    stdin: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    stdin_note: str = ""
 
     def command(self) -> str:
         return shlex.join(self.argv)
@@ -74,6 +78,7 @@ class KitSpec:
     variant: Variant = "emulator"
     hpa: HpaVariant = "queue"
     hpa_timeout_s: float = HPA_METRICS_TIMEOUT_S
+    hf_token: bool = False  # $HF_TOKEN is set: store it as secret hf-token for gated models
 
     @property
     def context(self) -> str:
@@ -89,9 +94,7 @@ class KitSpec:
 
 def find_manifests(explicit: Path | None = None) -> Path:
     """The manifests folder: --manifests, else ./manifests, else the one next to the package."""
-    candidates = (
-        [explicit] if explicit else [Path("manifests"), Path(__file__).resolve().parents[1] / "manifests"]
-    )
+    candidates = [explicit] if explicit else [Path("manifests"), Path(__file__).resolve().parents[1] / "manifests"]
     for candidate in candidates:
         if (candidate / "kind" / "cluster.yaml").is_file():
             return candidate
@@ -115,9 +118,7 @@ def _kubectl(spec: KitSpec, *args: str) -> tuple[str, ...]:
 def _rollout(spec: KitSpec, namespace: str, deployment: str, timeout_s: int, hint: str) -> Step:
     return Step(
         f"Wait for deployment/{deployment} in {namespace}",
-        _kubectl(
-            spec, "-n", namespace, "rollout", "status", f"deployment/{deployment}", f"--timeout={timeout_s}s"
-        ),
+        _kubectl(spec, "-n", namespace, "rollout", "status", f"deployment/{deployment}", f"--timeout={timeout_s}s"),
         timeout_s=timeout_s + 30,
         hint=hint,
     )
@@ -150,11 +151,11 @@ def up_steps(spec: KitSpec) -> list[Step]:
                 "120s",
             ),
             timeout_s=600,
-            hint="see kind's message above; `kind delete cluster --name "
-            f"{spec.name}` removes a half-created cluster.",
+            hint=f"see kind's message above; `kind delete cluster --name {spec.name}` removes a half-created cluster.",
             skip_if_cluster_exists=True,
         ),
         Step("Create the namespace", _kubectl(spec, "apply", "-f", spec.path("namespace.yaml"))),
+        *([hf_token_step(spec)] if spec.hf_token else []),
         Step(
             f"Install the model server ({spec.variant})",
             _kubectl(spec, "apply", "-f", spec.path("model-server/service.yaml"), "-f", model_server),
@@ -206,6 +207,29 @@ def up_steps(spec: KitSpec) -> list[Step]:
     return steps
 
 
+def hf_token_secret(token: str) -> str:
+    """Secret hf-token (key `token`), read by the model servers for gated Hugging Face models."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hf-token", "namespace": NAMESPACE},
+            "type": "Opaque",
+            "stringData": {"token": token},
+        }
+    )
+
+
+def hf_token_step(spec: KitSpec) -> Step:
+    # through stdin, so the token never appears in a command line, the process list or --dry-run
+    return Step(
+        "Store $HF_TOKEN as secret hf-token",
+        _kubectl(spec, "apply", "-f", "-"),
+        stdin=lambda: hf_token_secret(os.environ["HF_TOKEN"]),
+        stdin_note="   (stdin: Secret hf-token built from $HF_TOKEN)",
+    )
+
+
 def hpa_check_step(spec: KitSpec) -> Step:
     return Step(
         f"Check that {spec.hpa_name} reports its metrics",
@@ -231,14 +255,17 @@ class Console:
 def run_step(step: Step, capture: bool = False) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            step.argv, capture_output=capture, text=True, timeout=step.timeout_s, check=False
+            step.argv,
+            input=step.stdin() if step.stdin else None,
+            capture_output=capture,
+            text=True,
+            timeout=step.timeout_s,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise StepFailed(f"{step.title}: timed out after {step.timeout_s:g} s: {step.command()}") from None
     except FileNotFoundError:
-        raise ClusterKitError(
-            f"{step.argv[0]} not found on PATH. {INSTALL_HINTS.get(step.argv[0], '')}"
-        ) from None
+        raise ClusterKitError(f"{step.argv[0]} not found on PATH. {INSTALL_HINTS.get(step.argv[0], '')}") from None
 
 
 def kind_clusters() -> list[str]:
@@ -246,19 +273,21 @@ def kind_clusters() -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def run_steps(steps: Sequence[Step], console: Console, cluster_name: str) -> None:
+def run_steps(steps: Sequence[Step], console: Console, cluster_name: str, total: int | None = None) -> None:
+    """Run steps in order, stopping at the first failure; `total` counts steps that follow."""
+    total = total or len(steps)
     for number, step in enumerate(steps, 1):
-        console.write(f"[{number}/{len(steps)}] {step.title}")
+        console.write(f"[{number}/{total}] {step.title}")
         if step.skip_if_cluster_exists and cluster_name in kind_clusters():
             console.write(f"  kind cluster {cluster_name} already exists: skipped")
             continue
-        console.write(f"  $ {step.command()}")
+        console.write(f"  $ {step.command()}{step.stdin_note}")
         sys.stdout.flush()
         result = run_step(step)
         if result.returncode != 0:
             hint = f"\n  what to try: {step.hint}" if step.hint else ""
             raise StepFailed(
-                f"step {number}/{len(steps)} '{step.title}' failed (exit code {result.returncode}):\n"
+                f"step {number}/{total} '{step.title}' failed (exit code {result.returncode}):\n"
                 f"  {step.command()}{hint}"
             )
 
@@ -270,7 +299,7 @@ def print_plan(steps: Sequence[Step], console: Console, cluster_name: str, extra
         if step is extra:
             note = " (repeated until the HPA reports every metric)"
         console.write(f"[{number}/{len(everything)}] {step.title}{note}")
-        console.write(f"  $ {step.command()}")
+        console.write(f"  $ {step.command()}{step.stdin_note}")
 
 
 def up(spec: KitSpec, dry_run: bool = False, console: Console | None = None) -> None:
@@ -278,23 +307,31 @@ def up(spec: KitSpec, dry_run: bool = False, console: Console | None = None) -> 
     steps = up_steps(spec)
     check = hpa_check_step(spec) if spec.hpa != "none" else None
     if dry_run:
-        console.write(
-            f"Dry run: the steps of `hpa-exp cluster up` for kind cluster {spec.name} (nothing runs)."
-        )
+        console.write(f"Dry run: the steps of `hpa-exp cluster up` for kind cluster {spec.name} (nothing runs).")
         print_plan(steps, console, spec.name, check)
+        _notes(spec, console)
         return
     require_tools(["docker", "kind", "kubectl"])
-    if spec.variant == "vllm":
-        console.write(
-            "note: the vllm variant needs GPUs on the kind node (e.g. nvkind) and, for Llama, "
-            f"a secret: kubectl -n {NAMESPACE} create secret generic hf-token --from-literal=token=hf_..."
-        )
-    run_steps(steps, console, spec.name)
+    _notes(spec, console)
+    total = len(steps) + (1 if check else 0)
+    run_steps(steps, console, spec.name, total)
     if check:
-        console.write(f"[{len(steps) + 1}/{len(steps) + 1}] {check.title}")
+        console.write(f"[{total}/{total}] {check.title}")
         wait_for_hpa_metrics(spec, check, console)
     console.write(f"Cluster {spec.name} is ready (kubectl context {spec.context}).")
     console.write("Prometheus: http://127.0.0.1:9090   Next: docs/kind-quickstart.md")
+
+
+def _notes(spec: KitSpec, console: Console) -> None:
+    if not spec.hf_token:
+        console.write(
+            "note: $HF_TOKEN is not set, so no hf-token secret is stored.  Llama models are gated on "
+            "Hugging Face (vLLM needs the weights, the emulator the tokenizer): export HF_TOKEN=hf_... and "
+            f"rerun `hpa-exp cluster up`, then `kubectl --context {spec.context} -n {NAMESPACE} "
+            "rollout restart deployment/vllm`."
+        )
+    if spec.variant == "vllm":
+        console.write("note: the vllm variant needs a GPU on the kind node (e.g. a cluster made with nvkind).")
 
 
 def down(spec: KitSpec, dry_run: bool = False, console: Console | None = None) -> None:
@@ -321,15 +358,11 @@ def hpa_metric_problems(hpa: dict[str, Any]) -> list[str]:
     """
     wanted = [_metric_name(m) for m in hpa.get("spec", {}).get("metrics", [])]
     current = {_metric_name(m): m for m in hpa.get("status", {}).get("currentMetrics") or []}
-    problems = [
-        f"{name}: no current value (kubectl shows <unknown>)" for name in wanted if name not in current
-    ]
+    problems = [f"{name}: no current value (kubectl shows <unknown>)" for name in wanted if name not in current]
     if problems:
         for condition in hpa.get("status", {}).get("conditions") or []:
             if condition.get("status") == "False":
-                problems.append(
-                    f"{condition['type']}: {condition.get('reason')}: {condition.get('message', '')}"
-                )
+                problems.append(f"{condition['type']}: {condition.get('reason')}: {condition.get('message', '')}")
     return problems
 
 
@@ -344,9 +377,7 @@ def describe_current_metrics(hpa: dict[str, Any]) -> list[str]:
     lines = []
     for metric in hpa.get("status", {}).get("currentMetrics") or []:
         source = metric.get(metric["type"].lower(), {})
-        value = (source.get("current") or {}).get("averageValue") or (source.get("current") or {}).get(
-            "value"
-        )
+        value = (source.get("current") or {}).get("averageValue") or (source.get("current") or {}).get("value")
         lines.append(f"{_metric_name(metric)} = {value}")
     return lines
 
@@ -397,9 +428,7 @@ def wait_for_hpa_metrics(
 
 
 def kubectl_json(context: str, *args: str) -> dict[str, Any]:
-    step = Step(
-        f"kubectl {' '.join(args)}", ("kubectl", "--context", context, *args, "-o", "json"), timeout_s=30
-    )
+    step = Step(f"kubectl {' '.join(args)}", ("kubectl", "--context", context, *args, "-o", "json"), timeout_s=30)
     result = run_step(step, capture=True)
     if result.returncode != 0:
         raise ClusterKitError(f"{step.command()} failed: {result.stderr.strip()}")
@@ -426,8 +455,7 @@ def pod_lines(pods: dict[str, Any]) -> list[str]:
         variant = pod["metadata"].get("labels", {}).get("hpa-exp/model-server", "?")
         ready = "ready" if _ready(status.get("conditions")) else "not ready"
         lines.append(
-            f"  {pod['metadata']['name']} ({variant}): {status.get('phase', '?')}, {ready}, "
-            f"{restarts} restarts"
+            f"  {pod['metadata']['name']} ({variant}): {status.get('phase', '?')}, {ready}, {restarts} restarts"
         )
     return lines or ["  none (apply manifests/model-server/ or run `hpa-exp cluster up`)"]
 
@@ -486,9 +514,7 @@ def status(name: str, context: str | None = None, console: Console | None = None
         console.write(deployment_line(deployments, name_))
     try:
         api = kubectl_json(context, "get", CUSTOM_METRICS_API)
-        available = (
-            "available" if _ready(api.get("status", {}).get("conditions"), "Available") else "NOT available"
-        )
+        available = "available" if _ready(api.get("status", {}).get("conditions"), "Available") else "NOT available"
     except ClusterKitError:
         available = "not registered"
     console.write(f"  custom metrics API: {available}")

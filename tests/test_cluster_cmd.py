@@ -68,8 +68,11 @@ FAKE_TOOL = """\
 # Stand-in for docker/kind/kubectl: records argv, answers from FAKE_RESPONSES.
 import json, os, sys
 argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+stdin = sys.stdin.read() if argv[-2:] == ["-f", "-"] else None
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(argv) + "\\n")
+    if stdin is not None:
+        log.write(json.dumps({"stdin": stdin}) + "\\n")
 command = " ".join(argv)
 responses = json.load(open(os.environ["FAKE_RESPONSES"]))
 for needle, answer in responses:
@@ -92,7 +95,8 @@ def run_cli(*args: str, path: str, cwd: Path = ROOT, env: dict[str, str] | None 
 
 
 def dry_run_commands(output: str) -> list[list[str]]:
-    return [shlex.split(line.strip()[2:]) for line in output.splitlines() if line.strip().startswith("$ ")]
+    lines = [line.strip()[2:] for line in output.splitlines() if line.strip().startswith("$ ")]
+    return [shlex.split(line.split("   (stdin:")[0]) for line in lines]
 
 
 def touches_an_hpa(argv: list[str]) -> bool:
@@ -106,7 +110,7 @@ def fake_tools(tmp_path, monkeypatch):
     bin_dir.mkdir()
     for tool in ("docker", "kind", "kubectl"):
         script = bin_dir / tool
-        script.write_text(FAKE_TOOL.format(python=sys.executable))
+        script.write_text(FAKE_TOOL.replace("{python}", sys.executable))
         script.chmod(0o755)
     log, responses = tmp_path / "calls.jsonl", tmp_path / "responses.json"
     monkeypatch.setenv("PATH", str(bin_dir))
@@ -164,6 +168,18 @@ def test_dry_run_for_vllm_without_hpa_waits_longer_and_applies_no_hpa(tmp_path):
     assert commands[-1][-2:] == ["deployment/vllm", "--timeout=1800s"]
     assert not any(touches_an_hpa(c) for c in commands)
     assert all(c[:3] == ["kubectl", "--context", "kind-gpu"] for c in commands[2:])
+
+
+def test_hf_token_goes_to_a_secret_through_stdin_never_the_command_line(tmp_path):
+    result = run_cli("cluster", "up", "--dry-run", path=str(tmp_path), env={"HF_TOKEN": "hf_secret_value"})
+    assert result.returncode == 0, result.stderr
+    assert "hf_secret_value" not in result.stdout + result.stderr
+    commands = dry_run_commands(result.stdout)
+    assert commands[3] == [*CTX, "apply", "-f", "-"]
+    assert "(stdin: Secret hf-token built from $HF_TOKEN)" in result.stdout
+    assert commands[:3] + commands[4:] == EXPECTED_UP_EMULATOR
+    without = run_cli("cluster", "up", "--dry-run", path=str(tmp_path))
+    assert "note: $HF_TOKEN is not set" in without.stdout
 
 
 def test_down_dry_run(tmp_path):
@@ -251,7 +267,7 @@ def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     with pytest.raises(cluster.StepFailed) as failure:
         cluster.up(spec(), console=Lines())
     message = str(failure.value)
-    assert "step 11/12 'Wait for deployment/vllm in hpa-exp' failed (exit code 1)" in message
+    assert "step 11/13 'Wait for deployment/vllm in hpa-exp' failed (exit code 1)" in message
     assert "describe pod -l app.kubernetes.io/name=vllm" in message
     assert failure.value.exit_code == 1
     assert not any(touches_an_hpa(c) for c in calls())  # stopped there
@@ -267,6 +283,21 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
     assert "num_requests_waiting: no current value (kubectl shows <unknown>)" in message
     assert "ScalingActive: FailedGetPodsMetric" in message
     assert '/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/num_requests_waiting"' in message
+
+
+def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
+    respond, calls = fake_tools
+    respond([("get hpa", {"stdout": json.dumps(HPA_WITH_METRICS)})])
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    cluster.up(spec(hf_token=True), console=Lines())
+    recorded = calls()
+    position = recorded.index([*CTX, "apply", "-f", "-"])
+    secret = json.loads(recorded[position + 1]["stdin"])
+    assert secret["metadata"] == {"name": "hf-token", "namespace": "hpa-exp"}
+    assert secret["stringData"] == {"token": "hf_secret_value"}
+    assert all("hf_secret_value" not in arg for call in recorded if isinstance(call, list) for arg in call)
+    # before the model server, whose pods read it at start
+    assert "manifests/model-server/emulator.yaml" in recorded[position + 2]
 
 
 def test_down_without_the_cluster_does_nothing(fake_tools):

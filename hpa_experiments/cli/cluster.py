@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -46,6 +47,7 @@ def up(
         variant=variant,  # type: ignore[arg-type]
         hpa=hpa,  # type: ignore[arg-type]
         hpa_timeout_s=hpa_timeout,
+        hf_token=bool(os.environ.get("HF_TOKEN")),
     )
     cluster.up(spec, dry_run=dry_run)
 
