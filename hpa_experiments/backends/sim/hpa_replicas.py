@@ -19,7 +19,7 @@ class PodView:
     phase: str  # "Pending" | "Running" | "Failed"
     ready: bool
     deleting: bool = False
-    created_at: float = 0.0
+    created_at: float = 0.0  # informational: start-time readiness rules apply only to CPU metrics
 
 
 @dataclass(frozen=True)
