@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hpa_experiments.promql_engine.functions import quantile, variance
 from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector
@@ -17,11 +17,20 @@ SUPPORTED = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "
 class Grouping:
     without: bool
     labels: frozenset[str]
+    # label set -> group key; the same series come back at every evaluation
+    _memo: dict[Labels, Labels] = field(default_factory=dict, compare=False, repr=False)
 
     def key(self, labels: Labels) -> Labels:
-        if self.without:
-            return tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in self.labels)
-        return tuple(pair for pair in labels if pair[0] in self.labels)
+        key = self._memo.get(labels)
+        if key is None:
+            if self.without:
+                key = tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in self.labels)
+            else:
+                key = tuple(pair for pair in labels if pair[0] in self.labels)
+            if len(self._memo) >= 10_000:
+                self._memo.clear()
+            self._memo[labels] = key
+        return key
 
 
 def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | None) -> Vector:

@@ -39,8 +39,11 @@ def make_labels(pairs: Iterable[tuple[str, str]]) -> Labels:
 
 
 def drop_metric_name(labels: Labels) -> Labels:
-    if labels and any(name == METRIC_NAME for name, _ in labels):
-        return tuple(pair for pair in labels if pair[0] != METRIC_NAME)
+    for index, (name, _) in enumerate(labels):  # sorted: stop at the first name after __name__
+        if name == METRIC_NAME:
+            return labels[:index] + labels[index + 1 :]
+        if name > METRIC_NAME:
+            break
     return labels
 
 
