@@ -374,3 +374,15 @@ def test_hpa_metric_problems():
     assert problems[0] == "num_requests_waiting: no current value (kubectl shows <unknown>)"
     assert problems[1].startswith("ScalingActive: FailedGetPodsMetric: unable to get metric")
     assert len(problems) == 2  # conditions that are True are not problems
+
+
+def test_a_missing_manifests_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(cluster.ClusterKitError, match=r"no manifests folder found .*pass --manifests DIR"):
+        cluster.find_manifests(tmp_path / "nowhere")
+    assert cluster.find_manifests(ROOT / "manifests") == ROOT / "manifests"
+
+
+def test_an_unknown_variant_is_a_usage_error(tmp_path):
+    result = run_cli("cluster", "up", "--dry-run", "--variant", "tpu", path=str(tmp_path))
+    assert result.returncode == 2
+    assert "--variant must be one of emulator, vllm, not 'tpu'" in result.stderr
