@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hpa_experiments.backends.base import QueryError
+from hpa_experiments.promql_engine.functions import go_divide
 from hpa_experiments.promql_engine.values import (
     METRIC_NAME,
     Labels,
@@ -17,14 +18,6 @@ from hpa_experiments.promql_engine.values import (
     ensure_unique_labelsets,
     format_labels,
 )
-
-
-def _divide(a: float, b: float) -> float:
-    if b == 0:
-        if a == 0 or math.isnan(a):
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-    return a / b
 
 
 def _modulo(a: float, b: float) -> float:
@@ -54,7 +47,7 @@ ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "+": operator.add,
     "-": operator.sub,
     "*": operator.mul,
-    "/": _divide,
+    "/": go_divide,
     "%": _modulo,
     "^": _power,
     "atan2": math.atan2,

@@ -69,16 +69,42 @@ def instant_value(window: RangeSample, is_rate: bool) -> float | None:
     return result / (interval_ms / 1000) if is_rate else result
 
 
-def avg_over_time(values: list[float]) -> float:
-    mean, count = 0.0, 0
+def kahan_add(increment: float, total: float, compensation: float) -> tuple[float, float]:
+    """One step of Kahan-Neumaier summation (Prometheus' kahanSumInc)."""
+    new_total = total + increment
+    if abs(total) >= abs(increment):
+        compensation += (total - new_total) + increment
+    else:
+        compensation += (increment - new_total) + total
+    return new_total, compensation
+
+
+def sum_over_time(values: list[float]) -> float:
+    total, compensation = 0.0, 0.0
     for value in values:
-        count += 1
+        total, compensation = kahan_add(value, total, compensation)
+    return total if math.isinf(total) else total + compensation
+
+
+def avg_over_time(values: list[float]) -> float:
+    mean, compensation = 0.0, 0.0
+    for count, value in enumerate(values, start=1):
         if math.isinf(mean) and (
             (math.isinf(value) and (mean > 0) == (value > 0)) or not (math.isinf(value) or math.isnan(value))
         ):
             continue
-        mean += value / count - mean / count
-    return mean
+        mean, compensation = kahan_add(value / count - mean / count, mean, compensation)
+    return mean if math.isinf(mean) else mean + compensation
+
+
+def variance_over_time(values: list[float]) -> float:
+    """Population variance by Welford's method with Kahan-compensated sums."""
+    mean, mean_c, aux, aux_c = 0.0, 0.0, 0.0, 0.0
+    for count, value in enumerate(values, start=1):
+        delta = value - (mean + mean_c)
+        mean, mean_c = kahan_add(delta / count, mean, mean_c)
+        aux, aux_c = kahan_add(delta * (value - (mean + mean_c)), aux, aux_c)
+    return (aux + aux_c) / len(values)
 
 
 def max_over_time(values: list[float]) -> float:
@@ -146,22 +172,18 @@ RANGE_FUNCTIONS: dict[str, tuple[RangeFunction, bool]] = {
     "irate": (lambda w, _: instant_value(w, True), False),
     "idelta": (lambda w, _: instant_value(w, False), False),
     "avg_over_time": (lambda w, _: avg_over_time(w.values), False),
-    "sum_over_time": (lambda w, _: math.fsum(w.values) if _all_finite(w.values) else sum(w.values), False),
+    "sum_over_time": (lambda w, _: sum_over_time(w.values), False),
     "max_over_time": (lambda w, _: max_over_time(w.values), False),
     "min_over_time": (lambda w, _: min_over_time(w.values), False),
     "count_over_time": (lambda w, _: float(len(w.values)), False),
     "last_over_time": (lambda w, _: w.values[-1], True),
     "present_over_time": (lambda w, _: 1.0, False),
-    "stdvar_over_time": (lambda w, _: variance(w.values), False),
-    "stddev_over_time": (lambda w, _: math.sqrt(variance(w.values)), False),
+    "stdvar_over_time": (lambda w, _: variance_over_time(w.values), False),
+    "stddev_over_time": (lambda w, _: _go_sqrt(variance_over_time(w.values)), False),
     "quantile_over_time": (lambda w, args: quantile(args[0], w.values), False),
     "changes": (lambda w, _: _changes(w.values), False),
     "resets": (lambda w, _: _resets(w.values), False),
 }
-
-
-def _all_finite(values: list[float]) -> bool:
-    return all(math.isfinite(v) for v in values)
 
 
 # --- Go float semantics ---------------------------------------------------------------
@@ -183,6 +205,10 @@ def go_min(a: float, b: float) -> float:
     return a if a < b else b
 
 
+def _go_sqrt(value: float) -> float:
+    return math.sqrt(value) if value >= 0 or math.isnan(value) else NAN
+
+
 def _go_exp(value: float) -> float:
     try:
         return math.exp(value)
@@ -200,11 +226,18 @@ def _go_log(function: Callable[[float], float], value: float) -> float:
 
 
 def _round(value: float, to_nearest: float) -> float:
-    inverse = 1.0 / to_nearest
-    try:
-        return math.floor(value * inverse + 0.5) / inverse
-    except (ValueError, OverflowError):
-        return value
+    inverse = go_divide(1.0, to_nearest)
+    shifted = value * inverse + 0.5
+    if not math.isfinite(shifted):  # Go's Floor keeps ±Inf and NaN
+        return go_divide(shifted, inverse)
+    return go_divide(float(math.floor(shifted)), inverse)
+
+
+def go_divide(a: float, b: float) -> float:
+    """a / b with IEEE results for a zero divisor (±Inf, NaN) instead of an exception."""
+    if b == 0:
+        return NAN if a == 0 or math.isnan(a) else math.copysign(INF, a) * math.copysign(1.0, b)
+    return a / b
 
 
 # name -> function of (value, scalar arguments); all of these drop the metric name.
@@ -213,7 +246,7 @@ ELEMENTWISE_FUNCTIONS: dict[str, Callable[[float, list[float]], float]] = {
     "ceil": lambda v, _: float(math.ceil(v)) if math.isfinite(v) else v,
     "floor": lambda v, _: float(math.floor(v)) if math.isfinite(v) else v,
     "exp": lambda v, _: _go_exp(v),
-    "sqrt": lambda v, _: math.sqrt(v) if v >= 0 or math.isnan(v) else NAN,
+    "sqrt": lambda v, _: _go_sqrt(v),
     "ln": lambda v, _: _go_log(math.log, v),
     "log2": lambda v, _: _go_log(math.log2, v),
     "log10": lambda v, _: _go_log(math.log10, v),
