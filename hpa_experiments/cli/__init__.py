@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _click_usage_error() -> type[Exception]:
-    import click
+    try:
+        import click
+    except ModuleNotFoundError:  # recent typer vendors click as typer._click
+        from typer import _click as click
 
     return click.ClickException
