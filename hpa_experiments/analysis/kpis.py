@@ -365,7 +365,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
     return _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
-            "id": run.run_id, "name": run.name, "backend": run.backend, "status": run.status,
+            "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
+            "status": run.status,
             "start_utc": run.info.get("start_utc"), "start_local": run.info.get("start_local"),
             "path": str(run.path),
         },

@@ -51,8 +51,8 @@ class Run:
 
     @property
     def label(self) -> str:
-        """Short human label used in titles and legends."""
-        return f"{self.run_id} ({self.backend})"
+        """Short human label used in titles and legends: the directory name and the backend."""
+        return f"{self.path.name} ({self.backend})"
 
     @property
     def config(self) -> dict[str, Any]:
@@ -228,8 +228,8 @@ def run_directories(data_dir: Path) -> list[Path]:
     return [p for p in data_dir.iterdir() if p.is_dir() and (p / "run.json").is_file()]
 
 
-def newest_run_path(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
-    """The run with the latest start time in run.json (not the last name in sort order)."""
+def runs_newest_first(data_dir: Path = DEFAULT_DATA_DIR) -> list[Path]:
+    """Run directories ordered by the start time in run.json (not by name), newest first."""
     candidates: list[tuple[datetime, Path]] = []
     for directory in run_directories(data_dir):
         try:
@@ -237,6 +237,11 @@ def newest_run_path(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
         except UsageError:
             continue
         candidates.append((start_time_of(info) or datetime.min, directory))
-    if not candidates:
+    return [directory for _, directory in sorted(candidates, key=lambda item: item[0], reverse=True)]
+
+
+def newest_run_path(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
+    newest = runs_newest_first(data_dir)
+    if not newest:
         raise UsageError(f"no runs found under {data_dir}")
-    return max(candidates, key=lambda item: item[0])[1]
+    return newest[0]

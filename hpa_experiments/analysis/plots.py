@@ -271,9 +271,23 @@ def _draw_latency(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, metric: str
     slo = run.slo.get(f"{metric}_ms")
     if slo is not None:
         ax.axhline(slo, color="tab:red", lw=1.2, ls="--", label=f"SLO {slo:g} ms")
-    ax.set_ylabel(f"{name} (ms)")
-    ax.set_ylim(bottom=0)
+    if _wide_range(run, metric):
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{name} (ms, log)")
+    else:
+        ax.set_ylabel(f"{name} (ms)")
+        ax.set_ylim(bottom=0)
     ax.legend(**LEGEND)
+
+
+def _wide_range(run: Run, metric: str) -> bool:
+    """Tail percentiles far above the typical mean: a log axis keeps the mean line readable."""
+    mean = _values(run, f"{metric}_ms")
+    highest = [np.nanmax(v) for c in (f"{metric}_ms", f"{metric}_p99_ms") if (v := _values(run, c)) is not None]
+    if mean is None or not highest:
+        return False
+    typical = float(np.nanmedian(mean))
+    return typical > 0 and max(highest) / typical > 20
 
 
 def standard_figure(run: Run) -> Figure:
@@ -306,7 +320,7 @@ def standard_figure(run: Run) -> Figure:
     itl.set_xlabel(axis.label)
     itl.set_xlim(axis.scale(start), axis.scale(max(end, start + 1.0)))
     status = "" if run.status == "completed" else f" [{run.status}]"
-    fig.suptitle(f"{run.name} · backend: {run.backend}{status}\n{run.run_id}", fontsize=13)
+    fig.suptitle(f"{run.name} · backend: {run.backend}{status}\n{run.path.name}", fontsize=13)
     return fig
 
 

@@ -116,7 +116,7 @@ def phase_headers(summary: dict[str, Any]) -> list[str]:
 
 
 def kpi_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"{summary['run']['name']} · {summary['run']['id']}", title_justify="left")
+    table = Table(title=f"{summary['run']['name']} · {summary['run']['directory']}", title_justify="left")
     table.add_column("", style="bold cyan")
     table.add_column("KPI")
     table.add_column("value", overflow="fold")
@@ -198,7 +198,7 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
                                       if run.get("start_local") else "unknown start")
     return html_page(
         f"{run['name']} · backend: {run['backend']}",
-        f"run {run['id']} · started {start} · status {run['status']}",
+        f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
         ["<h2>KPIs</h2>", kpis, "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures],
     )
 

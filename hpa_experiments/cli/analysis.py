@@ -26,6 +26,7 @@ DEFAULT_DATA_DIR = Path("experiment-data")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 ANALYZE_NOTEBOOK = "analyze-hpa-experiment.ipynb"
 COMPARE_NOTEBOOK = "compare-runs.ipynb"
+# Read by hpa_experiments.analysis.notebook (kept here as text to avoid importing pandas at startup).
 RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
 RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
 

@@ -1,0 +1,105 @@
+"""Helpers for the notebooks: which run(s) to open, and tables/figures shown in cells.
+
+The notebooks call only these functions (and the analysis modules), so no analysis logic is
+copied into notebook cells.  Environment variables set by `hpa-exp notebook` (and by the
+tests) take precedence over the parameter cell.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from hpa_experiments.analysis.compare import Comparison, compare
+from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.load import Run, load_run, newest_run_path, runs_newest_first
+from hpa_experiments.analysis.plots import DPI
+from hpa_experiments.analysis.report import kpi_rows, phase_headers, phase_table_rows
+from hpa_experiments.errors import UsageError
+
+RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
+RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
+NOTEBOOK_DATA_DIR = Path("../experiment-data")
+
+
+def choose_run_dir(parameter: str | Path | None, data_dir: Path = NOTEBOOK_DATA_DIR) -> Path:
+    """$HPA_EXP_RUN_DIR, else the parameter, else the newest run under the data dir."""
+    chosen = os.environ.get(RUN_DIR_ENV) or parameter
+    return Path(chosen) if chosen else newest_run_path(data_dir)
+
+
+def choose_run_dirs(
+    parameter: Sequence[str | Path] | None, data_dir: Path = NOTEBOOK_DATA_DIR
+) -> list[Path]:
+    """$HPA_EXP_RUN_DIRS (separated by os.pathsep), else the parameter, else the two newest runs."""
+    from_env = [p for p in os.environ.get(RUN_DIRS_ENV, "").split(os.pathsep) if p]
+    if from_env:
+        return [Path(p) for p in from_env]
+    if parameter:
+        return [Path(p) for p in parameter]
+    newest = runs_newest_first(data_dir)[:2]
+    if len(newest) < 2:
+        raise UsageError(f"need two runs to compare; found {len(newest)} under {data_dir}")
+    return newest
+
+
+def open_run(parameter: str | Path | None = None) -> Run:
+    return load_run(choose_run_dir(parameter))
+
+
+def open_runs(parameter: Sequence[str | Path] | None = None) -> list[Run]:
+    return [load_run(p) for p in choose_run_dirs(parameter)]
+
+
+def describe(run: Run) -> pd.DataFrame:
+    """Who, when, where: the run's identity as a small table."""
+    info = run.info
+    rows = {
+        "directory": run.path.name, "run id": run.run_id, "name": run.name, "backend": run.backend,
+        "status": run.status,
+        "start": info.get("start_utc") or f"{info.get('start_local')} (local, zone {info.get('timezone')})",
+        "interval (s)": run.interval_s, "samples": len(run.metrics), "path": str(run.path),
+    }
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
+
+
+def kpis(run: Run) -> dict[str, Any]:
+    return compute_kpis(run)
+
+
+def kpi_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(kpi_rows(summary), columns=["section", "KPI", "value"])
+
+
+def phase_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(phase_table_rows(summary), columns=phase_headers(summary))
+
+
+def increase_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    columns = ["at_s", "offered_rps_before", "offered_rps_after", "baseline_replicas",
+               "time_to_first_scale_up_s", "steady_replicas", "time_to_steady_s"]
+    return pd.DataFrame(summary["load_increases"], columns=columns)
+
+
+def comparison_frame(comparison: Comparison) -> pd.DataFrame:
+    rows = [[text for text, _ in row] for row in comparison.rows()]
+    return pd.DataFrame(rows, columns=comparison.headers())
+
+
+def compare_runs(runs: Sequence[Run]) -> Comparison:
+    return compare(runs)
+
+
+def show(fig: Figure) -> Any:
+    """The figure as a PNG display object (works whatever the notebook's matplotlib backend)."""
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return Image(data=buffer.getvalue(), format="png")
