@@ -303,3 +303,19 @@ def test_role_grants_nothing_the_backend_does_not_use():
     namespaced, cluster_wide = _runner_permissions()
     used = {(call.api_group, call.resource, call.verb) for call in API_CALLS}
     assert (namespaced | cluster_wide) - used == set()
+
+
+def test_in_cluster_job_arguments_are_accepted_by_hpa_exp_run():
+    """Parse the Job's command line with the real `run` command (nothing runs)."""
+    import typer
+
+    from hpa_experiments.cli import app
+
+    pod = find(MANIFESTS / "in-cluster" / "hpa-exp-job.yaml", "Job")["spec"]["template"]["spec"]
+    command, *args = pod["containers"][0]["args"]
+    run = typer.main.get_command(app).commands[command]
+    params = run.make_context(command, list(args)).params
+    assert params["backend"] == "kubernetes"
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert str(Path(pod["containers"][0]["workingDir"]) / params["config_path"]) in mounts
+    assert str(params["output_dir"]) in mounts
