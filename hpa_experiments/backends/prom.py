@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -50,6 +51,10 @@ class PromSettings:
             f"token_file={self.token_file!r}, verify_tls={self.verify_tls}, ca_file={self.ca_file!r}, "
             f"headers={sorted(self.headers)!r}, timeout={self.timeout})"
         )
+
+
+class _UnexpectedAnswer(Exception):
+    """A 200 answer whose body is not what the Prometheus HTTP API returns."""
 
 
 class PromHttpError(Exception):
@@ -91,7 +96,11 @@ def read_token(settings: PromSettings) -> str | None:
 
 
 def _value(raw: Any) -> float:
-    return float(raw)  # Prometheus sends "NaN", "+Inf", "-Inf" as strings, which float() reads
+    """A sample value; Prometheus sends "NaN", "+Inf", "-Inf" as strings, which float() reads."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise _UnexpectedAnswer(f"sample value {raw!r}") from None
 
 
 class PromClient:
@@ -116,8 +125,12 @@ class PromClient:
             token, self._token_problem = None, str(exc)
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        secrets = {v for v in headers.values() if len(v) >= 4} | ({token} if token else set())
+        self._secrets = sorted(secrets, key=len, reverse=True)
         session = requests.Session()
         session.verify = settings.ca_file or settings.verify_tls
+        if not settings.verify_tls:  # the user's explicit choice, recorded by describe(); once is enough
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._connect = PrometheusConnect(
             url=settings.url.rstrip("/"),
             headers=headers or None,
@@ -150,6 +163,12 @@ class PromClient:
     def close(self) -> None:
         self._connect.close()
 
+    def _redact(self, text: str) -> str:
+        """Remove the token and header values, should a server or proxy echo them back."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     # --- calls ------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[PrometheusConnect], T], retry: RetryPolicy | None = None) -> T:
@@ -161,40 +180,43 @@ class PromClient:
                 return fn(self._connect)
             except PrometheusApiClientException as exc:
                 raise _as_http_error(exc) from None
+            except (requests.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise _UnexpectedAnswer(type(exc).__name__) from None
+
+        def report_retry(line: str) -> None:
+            if self._on_retry is not None:
+                self._on_retry(self._redact(line))
 
         try:
-            return call_with_retry(attempt, what=what, policy=retry or self._retry, on_retry=self._on_retry)
+            return call_with_retry(attempt, what=what, policy=retry or self._retry, on_retry=report_retry)
         except BackendError as exc:
-            raise QueryError(f"Prometheus at {self.url}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:  # a 200 answer that is not the Prometheus API
+            raise QueryError(self._redact(f"Prometheus at {self.url}: {exc}")) from None
+        except _UnexpectedAnswer as exc:  # a 200 answer that is not the Prometheus API
             raise QueryError(
-                f"Prometheus at {self.url}: {what}: unexpected answer ({type(exc).__name__}); "
-                "is this the Prometheus HTTP API URL?"
+                f"Prometheus at {self.url}: {what}: unexpected answer ({exc}); is this the Prometheus HTTP API URL?"
             ) from None
 
     def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
         params = {} if at is None else {"time": f"{at:.3f}"}
-        result = self._call(f"query {promql!r}", lambda c: c.custom_query(promql, params=params))
-        return _instant_samples(result)
+        return self._call(f"query {promql!r}", lambda c: _instant_samples(c.custom_query(promql, params=params)))
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         if not (math.isfinite(step) and step > 0):
             raise QueryError(f"query_range {promql!r}: step must be a positive number of seconds, got {step}")
 
-        def run(c: PrometheusConnect) -> Any:
-            return c.custom_query_range(
+        def run(c: PrometheusConnect) -> list[RangeSeries]:
+            result = c.custom_query_range(
                 promql,
                 start_time=datetime.datetime.fromtimestamp(start, datetime.timezone.utc),
                 end_time=datetime.datetime.fromtimestamp(end, datetime.timezone.utc),
                 step=f"{step:g}",
                 params={"start": f"{start:.3f}", "end": f"{end:.3f}"},  # keep sub-second precision
             )
+            return [
+                RangeSeries(dict(s.get("metric", {})), [(float(t), _value(v)) for t, v in s["values"]]) for s in result
+            ]
 
-        result = self._call(f"query_range {promql!r}", run)
-        return [
-            RangeSeries(dict(s.get("metric", {})), [(float(t), _value(v)) for t, v in s["values"]])
-            for s in result
-        ]
+        return self._call(f"query_range {promql!r}", run)
 
     def metric_names(self) -> list[str]:
         """All metric names the server knows (`/api/v1/label/__name__/values`)."""
