@@ -366,18 +366,27 @@ def hpa_metric_problems(hpa: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _metric_source(metric: dict[str, Any]) -> dict[str, Any]:
+    """The type-specific part of an HPA metric: type Pods -> metric["pods"], ContainerResource ->
+    metric["containerResource"]."""
+    kind = metric.get("type", "")
+    return metric.get(kind[:1].lower() + kind[1:]) or {}
+
+
 def _metric_name(metric: dict[str, Any]) -> str:
-    source = metric.get(metric.get("type", "").lower() or "pods", {}) or {}
+    source = _metric_source(metric)
     if "metric" in source:
         return source["metric"]["name"]
-    return source.get("name", metric.get("type", "?"))  # Resource / ContainerResource metrics
+    return source.get("name", metric.get("type", "?"))  # Resource / ContainerResource: cpu, memory
 
 
 def describe_current_metrics(hpa: dict[str, Any]) -> list[str]:
     lines = []
     for metric in hpa.get("status", {}).get("currentMetrics") or []:
-        source = metric.get(metric["type"].lower(), {})
-        value = (source.get("current") or {}).get("averageValue") or (source.get("current") or {}).get("value")
+        current = _metric_source(metric).get("current") or {}
+        value = current.get("averageValue") or current.get("value")
+        if value is None and "averageUtilization" in current:
+            value = f"{current['averageUtilization']}%"
         lines.append(f"{_metric_name(metric)} = {value}")
     return lines
 

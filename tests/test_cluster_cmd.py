@@ -386,3 +386,28 @@ def test_an_unknown_variant_is_a_usage_error(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", "--variant", "tpu", path=str(tmp_path))
     assert result.returncode == 2
     assert "--variant must be one of emulator, vllm, not 'tpu'" in result.stderr
+
+
+def test_current_metrics_of_every_metric_type_are_described():
+    hpa = {
+        "spec": {
+            "metrics": [
+                {"type": "Pods", "pods": {"metric": {"name": "kv_cache_usage_perc"}}},
+                {"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "vllm"}},
+            ]
+        },
+        "status": {
+            "currentMetrics": [
+                {
+                    "type": "Pods",
+                    "pods": {"metric": {"name": "kv_cache_usage_perc"}, "current": {"averageValue": "250m"}},
+                },
+                {
+                    "type": "ContainerResource",
+                    "containerResource": {"name": "cpu", "container": "vllm", "current": {"averageUtilization": 40}},
+                },
+            ]
+        },
+    }
+    assert cluster.describe_current_metrics(hpa) == ["kv_cache_usage_perc = 250m", "cpu = 40%"]
+    assert cluster.hpa_metric_problems(hpa) == []
