@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
+from tests.support.kube_emulator import kube_cluster  # noqa: F401 - fixture for all tests
 from tests.support.prometheus import PrometheusServer
 
 
