@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -282,7 +281,6 @@ def run_steps(steps: Sequence[Step], console: Console, cluster_name: str, total:
             console.write(f"  kind cluster {cluster_name} already exists: skipped")
             continue
         console.write(f"  $ {step.command()}{step.stdin_note}")
-        sys.stdout.flush()
         result = run_step(step)
         if result.returncode != 0:
             hint = f"\n  what to try: {step.hint}" if step.hint else ""
