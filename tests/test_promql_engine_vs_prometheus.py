@@ -281,6 +281,9 @@ EDGE_CORPUS = [
     "histogram_quantile(0.999, bucket)",
     "histogram_quantile(0, bucket)",
     "sort_desc(edge)",
+    "stddev by (name) (edge)",  # one sample per group: 0, even for ±Inf and NaN
+    "topk by (kind) (2, edge)",
+    'edge{name="none"} / ignoring(name) edge',  # empty side: no many-to-many error
 ]
 
 

@@ -108,6 +108,12 @@ def _select_k(op: str, groups: dict[Labels, list[tuple[Labels, float]]], param: 
                 heap[0] = sample
                 if k > 1 and not _sift_down(heap, 0, less):
                     _sift_up(heap, 0, less)
+        # Prometheus then sorts the heap in reverse (an insertion sort for up to 12 elements: stable).
+        for i in range(1, len(heap)):
+            j = i
+            while j > 0 and less(heap[j - 1][1], heap[j][1]):
+                heap[j - 1], heap[j] = heap[j], heap[j - 1]
+                j -= 1
         out.extend(heap)
     return out
 

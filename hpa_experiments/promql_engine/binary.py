@@ -119,6 +119,8 @@ def set_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching) -> Vector:
 
 def vector_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching, return_bool: bool) -> Vector:
     """Arithmetic or comparison between two vectors (Prometheus' VectorBinop)."""
+    if not lhs or not rhs:
+        return []  # nothing can match; Prometheus returns before checking for duplicates
     signature = matching.signature
     swapped = matching.cardinality == "one-to-many"
     if swapped:

@@ -124,14 +124,13 @@ def min_over_time(values: list[float]) -> float:
 
 
 def variance(values: list[float]) -> float:
-    """Population variance by Welford's method, as Prometheus computes it."""
-    count, mean, aux = 0, 0.0, 0.0
-    for value in values:
-        count += 1
+    """Population variance by Welford's method, started from the first value as Prometheus' stdvar."""
+    mean, aux = values[0], 0.0
+    for count, value in enumerate(values[1:], start=2):
         delta = value - mean
         mean += delta / count
         aux += delta * (value - mean)
-    return aux / count
+    return aux / len(values)
 
 
 def quantile(q: float, values: list[float]) -> float:
@@ -312,7 +311,7 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         bucket_start = buckets[index - 1][0]
         count -= buckets[index - 1][1]
         rank -= buckets[index - 1][1]
-    return bucket_start + (bucket_end - bucket_start) * (rank / count)
+    return bucket_start + (bucket_end - bucket_start) * go_divide(rank, count)
 
 
 def _coalesce(buckets: list[tuple[float, float]]) -> list[list[float]]:
