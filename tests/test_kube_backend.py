@@ -40,7 +40,7 @@ def make_backend(cluster: KubeEmulator, run_id: str = "r1", warnings: list[str] 
         kw.pop("prom", None),
         namespace=NS,
         deployment="vllm",
-        hpa_name="vllm-hpa",
+        hpa_name=kw.pop("hpa_name", "vllm-hpa"),
         run_id=run_id,
         retry=kw.pop("retry", FAST_RETRY),
         on_warning=(warnings.append if warnings is not None else None),
@@ -256,6 +256,16 @@ def test_a_missing_hpa_is_reported_not_invented(kube_cluster, backend):
     assert not snap.hpa_found
     assert snap.current_replicas is None and snap.metrics == ()
     assert snap.ready_replicas == 1
+
+
+def test_a_run_without_an_hpa_reads_only_the_deployment(kube_cluster):
+    from hpa_experiments.backends.kube_preflight import preflight
+
+    backend = make_backend(kube_cluster, hpa_name="")
+    snap = backend.scaling_snapshot()
+    assert not snap.hpa_found and snap.ready_replicas == 1
+    assert preflight(backend).ok
+    assert kube_cluster.requests_to("GET", "horizontalpodautoscalers") == []
 
 
 def test_apply_hpa_creates_or_updates_and_delete_hpa_is_idempotent(kube_cluster, backend):

@@ -45,6 +45,7 @@ RUN_LABEL = "hpa-exp/run"
 JOB_LABEL = "hpa-exp/job"
 
 DEFAULT_API_RETRY = RetryPolicy(max_attempts=6, max_elapsed=60.0, base_delay=0.5, max_delay=8.0)
+DESCRIBE_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.5, max_delay=1.0)
 
 
 class ApiCall(NamedTuple):
@@ -310,6 +311,9 @@ class KubeBackend(Backend):
     # --- scaling --------------------------------------------------------------------------------
 
     def read_hpa(self) -> dict[str, Any] | None:
+        """The HPA as JSON; None when it does not exist or the run has none (empty name)."""
+        if not self.hpa_name:
+            return None
         return self.call_json(
             f"read HPA {self.namespace}/{self.hpa_name}",
             self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
@@ -405,7 +409,7 @@ class KubeBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         try:
-            version = self.server_version()
+            version = self.server_version(retry=DESCRIBE_RETRY)
         except BackendError as exc:
             version = f"unknown ({exc})"
         return {

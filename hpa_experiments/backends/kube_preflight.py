@@ -69,9 +69,7 @@ def detect_metric_names(available: Collection[str]) -> MetricNames:
     def has(base: str) -> bool:
         return any(base + suffix in present for suffix in _SERIES_SUFFIXES)
 
-    counts = {
-        sep: sum(has(f"vllm{sep}{base}") for bases in VLLM_METRICS.values() for base in bases) for sep in ":_"
-    }
+    counts = {sep: sum(has(f"vllm{sep}{base}") for bases in VLLM_METRICS.values() for base in bases) for sep in ":_"}
     if not any(counts.values()):
         style, preferred = "unknown", ":"
     else:
@@ -111,14 +109,13 @@ def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_
     except BackendError as exc:
         report.problems.append(str(exc))
     _check_read(report, f"Deployment {ns}/{deployment}", backend.read_deployment)
-    if not will_apply_hpa:
+    if hpa_name and not will_apply_hpa:
         hpa = _check_read(report, f"HPA {ns}/{hpa_name}", backend.read_hpa)
         if hpa is not None:
             target = hpa.get("spec", {}).get("scaleTargetRef", {})
             if target.get("kind") != "Deployment" or target.get("name") != deployment:
                 report.problems.append(
-                    f"HPA {ns}/{hpa_name} scales {target.get('kind')}/{target.get('name')}, "
-                    f"not Deployment/{deployment}"
+                    f"HPA {ns}/{hpa_name} scales {target.get('kind')}/{target.get('name')}, not Deployment/{deployment}"
                 )
     try:
         backend.call_json(
@@ -132,9 +129,7 @@ def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_
         report.problems.append(str(exc))
 
 
-def _check_read(
-    report: PreflightReport, what: str, read: Callable[[], dict[str, Any] | None]
-) -> dict[str, Any] | None:
+def _check_read(report: PreflightReport, what: str, read: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
     try:
         found = read()
     except BackendError as exc:
@@ -184,6 +179,7 @@ def preflight(
 
     `queries` maps a label (e.g. "ttft") to PromQL; each is sent once so the server parses it.
     With `will_apply_hpa` the HPA need not exist yet (the run applies it); only the namespace is checked.
+    A backend without an HPA name (HPA disabled) skips the HPA checks.
     """
     report = PreflightReport()
     _check_kubernetes(backend, report, will_apply_hpa)
