@@ -219,6 +219,8 @@ def test_instant_queries_match_prometheus(loaded, t0):
         ('rate(vllm:request_success_total{namespace="ns"}[1m])', 100.0, 1100.0, 30.0),
         ("vllm:num_requests_running > 5", 700.0, 1100.0, 10.0),
         ("scalar(max(vllm:kv_cache_usage_perc))", 0.0, 300.0, 60.0),
+        ('sum(vllm:num_requests_running{namespace="ns"} @ start()) - time() / 1e6', 400.0, 800.0, 45.0),
+        ('max_over_time(rate(vllm:request_success_total{namespace="ns"}[1m])[5m:20s])', 300.0, 1200.0, 25.0),
     ],
 )
 def test_range_queries_match_prometheus(loaded, t0, query, start, end, step):
