@@ -217,7 +217,5 @@ def call_with_retry(
                     f"{what}: gave up after {attempt} attempt(s) in {elapsed:.1f} s: {failure.message}"
                 ) from exc
             if on_retry is not None:
-                on_retry(
-                    f"{what}: {failure.message}; retry {attempt}/{policy.max_attempts - 1} in {delay:.2f} s"
-                )
+                on_retry(f"{what}: {failure.message}; retry {attempt}/{policy.max_attempts - 1} in {delay:.2f} s")
             sleep(delay)

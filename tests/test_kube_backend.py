@@ -129,6 +129,7 @@ def test_a_name_taken_by_someone_elses_job_is_a_clear_error(kube_cluster, backen
     with pytest.raises(BackendError, match=r"bench/high-load-r1: a Job with that name already exists and was not"):
         backend.start_job(launch("high-load"))
     assert kube_cluster.get(JOBS, NS, "high-load-r1")["metadata"]["labels"] == {"app": "not-hpa-exp"}
+    assert backend.job_states() == {}  # not ours: never reported, so never cleaned up by this run
 
 
 def test_a_manifest_without_this_runs_label_is_refused(kube_cluster, backend):

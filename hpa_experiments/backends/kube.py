@@ -35,7 +35,7 @@ from hpa_experiments.backends.base import (
 )
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
-from hpa_experiments.retry import RetryPolicy, call_with_retry
+from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
 
 _log = logging.getLogger(__name__)
 
@@ -211,6 +211,8 @@ class KubeBackend(Backend):
                 raise
             try:
                 return json.loads(response.data or b"{}")
+            except ValueError:
+                raise PermanentFailure(f"{what}: the answer is not JSON (is this a Kubernetes API server?)") from None
             finally:
                 response.release_conn()
 
@@ -233,9 +235,9 @@ class KubeBackend(Backend):
             )
         what = f"create Job {namespace}/{name}"
         created = self.call_json(what, self.batch.create_namespaced_job, namespace, manifest, tolerate=(409,))
-        self._job_namespaces[name] = namespace
         if created is None:
             self._adopt_existing(namespace, name, launch.job_name)
+        self._job_namespaces[name] = namespace
 
     def _adopt_existing(self, namespace: str, name: str, job_name: str) -> None:
         """A 409 on create: the Job is ours when it carries this run's labels (an earlier attempt made it)."""

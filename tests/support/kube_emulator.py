@@ -286,11 +286,7 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
                     event = await asyncio.wait_for(anext(events), remaining)
                 except (asyncio.TimeoutError, StopAsyncIteration):
                     return
-                labels = (
-                    event.get("object", {}).get("metadata", {}).get("labels")
-                    if isinstance(event, dict)
-                    else None
-                )
+                labels = event.get("object", {}).get("metadata", {}).get("labels") if isinstance(event, dict) else None
                 if isinstance(event, dict) and not match_labels(labels, selector):
                     continue
                 yield event
@@ -486,9 +482,7 @@ class KubeEmulator:
     def add_namespace(self, name: str) -> None:
         self.put(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def add_deployment(
-        self, namespace: str, name: str, *, replicas: int = 1, ready_replicas: int | None = 1
-    ) -> None:
+    def add_deployment(self, namespace: str, name: str, *, replicas: int = 1, ready_replicas: int | None = 1) -> None:
         labels = {"app": name}
         status: dict[str, Any] = {"replicas": replicas}
         if ready_replicas is not None:
@@ -672,9 +666,7 @@ class KubeEmulator:
         self.add_pod(namespace, pod_name, labels=labels, waiting_reason=waiting_reason)
         return pod_name
 
-    def add_vllm_setup(
-        self, namespace: str = "bench", deployment: str = "vllm", hpa: str = "vllm-hpa"
-    ) -> None:
+    def add_vllm_setup(self, namespace: str = "bench", deployment: str = "vllm", hpa: str = "vllm-hpa") -> None:
         """The usual scene: namespace, vLLM Deployment with one ready replica and its pod, the HPA."""
         self.add_namespace(namespace)
         self.add_deployment(namespace, deployment)
