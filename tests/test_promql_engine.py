@@ -251,6 +251,39 @@ def test_functions_producing_the_same_labelset_are_refused():
         engine.instant('abs({__name__=~"x|y"})', T0 + 1)
 
 
+# --- label_replace, absent, timestamp ------------------------------------------------------
+
+
+def test_label_replace_expands_go_templates():
+    engine = engine_with(({"__name__": "up", "pod": "vllm-abc-1"}, [(0, 1.0)]))
+
+    def replaced(template: str, regex: str = "(?P<app>vllm)-(.*)") -> dict[str, str]:
+        return engine.instant(f'label_replace(up, "dst", "{template}", "pod", "{regex}")', T0)[0].labels
+
+    assert replaced("$1/${2}")["dst"] == "vllm/abc-1"
+    assert replaced("${app}:$$")["dst"] == "vllm:$"
+    assert "dst" not in replaced("$1x")  # "$1x" names a group "1x": empty, so no label
+    assert "dst" not in replaced("$3")
+    assert "dst" not in replaced("$1", regex="nomatch")  # no match: labels unchanged
+    assert replaced("$1", regex="vllm")["pod"] == "vllm-abc-1"  # anchored: "vllm" alone does not match
+
+
+def test_absent_takes_labels_from_equality_matchers():
+    engine = engine_with(({"__name__": "up", "job": "a"}, [(0, 1.0)]))
+    assert engine.instant('absent(up{job="a"})', T0) == []
+    (result,) = engine.instant('absent(up{job="b", zone="x", zone=~"y", env!="z"})', T0)
+    assert (result.labels, result.value) == ({"job": "b"}, 1.0)
+    assert engine.instant('absent_over_time(up{job="a"}[1m])', T0 + 61)[0].labels == {"job": "a"}
+    assert engine.instant('absent_over_time(up{job="a"}[1m])', T0 + 60) == []
+
+
+def test_timestamp_of_a_selector_is_the_sample_time():
+    engine = engine_with(({"__name__": "g", "pod": "a"}, [(0, 5.0), (15, 6.0)]))
+    assert values(engine, "timestamp(g)", 20) == {frozenset({("pod", "a")}): T0 + 15}
+    assert single(engine, "timestamp(g offset 10s)", 20) == T0
+    assert single(engine, "timestamp(sum(g))", 20) == T0 + 20
+
+
 # --- range queries ----------------------------------------------------------------------------
 
 
@@ -312,7 +345,8 @@ def test_append_many_and_out_of_order_samples():
     ("query", "message"),
     [
         ("rate(x[1m]", "cannot parse"),
-        ('label_replace(x, "a", "b", "c", "d")', "unsupported PromQL function 'label_replace'"),
+        ("predict_linear(x[1m], 60)", "unsupported PromQL function 'predict_linear'"),
+        ('label_replace(x, "1a", "b", "c", "d")', "invalid destination label name"),
         ('count_values("v", x)', "unsupported PromQL aggregation 'count_values'"),
         ("{}", "at least one non-empty matcher"),
         ("x[5m]", "range vector"),

@@ -90,6 +90,15 @@ CORPUS = [
     "-vllm:num_requests_running % 3 ^ 2",
     'scalar(sum(vllm:num_requests_running{namespace="ns"})) * vllm:kv_cache_usage_perc',
     "vector(1) + 2 * 3",
+    # label functions, absent, timestamp
+    'label_replace(vllm:num_requests_running{namespace="ns"}, "replica", "r-$1${1}$$", "pod", "(.*)")',
+    'label_replace(vllm:kv_cache_usage_perc, "namespace", "", "pod", "[ab]")',
+    'label_replace(vllm:num_requests_waiting, "x", "$1x-${p}-$", "pod", "(?P<p>.)")',
+    'absent(vllm:num_requests_running{namespace="nope", pod="x", pod=~"y"})',
+    "absent(vllm:num_requests_running)",
+    'absent_over_time(vllm:num_requests_running{pod="c"}[2m])',
+    'timestamp(vllm:num_requests_running{namespace="ns"} offset 30s)',
+    "timestamp(sum(vllm:num_requests_running))",
     # time shifts and subqueries
     'vllm:num_requests_running{namespace="ns"} offset 2m',
     'rate(vllm:request_success_total{namespace="ns"}[1m] offset 1m)',

@@ -17,6 +17,7 @@ import promql_parser as pp
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
 from hpa_experiments.promql_engine import aggregation, binary, functions
+from hpa_experiments.promql_engine.label_functions import LabelReplace, absent_labels
 from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
 from hpa_experiments.promql_engine.values import (
     METRIC_NAME,
@@ -131,6 +132,16 @@ class VectorSelectorNode(Node):
             value = series.latest_at(t_ms, ctx.lookback_ms)
             if value is not None:
                 out.append((series.labels, value))
+        return out
+
+    def sample_times(self, ctx: Context) -> Vector:
+        """Like evaluate(), with each sample's own timestamp (seconds) as the value: timestamp()."""
+        t_ms = self.selection.shift.reference_ms(ctx)
+        out: Vector = []
+        for series in self.selection.series(ctx.db):
+            sample_ms = series.latest_time_at(t_ms, ctx.lookback_ms)
+            if sample_ms is not None:
+                out.append((series.labels, sample_ms / 1000))
         return out
 
 
@@ -289,6 +300,55 @@ class InstantFunctionNode(Node):
         return ensure_unique_labelsets(result)
 
 
+class LabelReplaceNode(Node):
+    kind = "vector"
+
+    def __init__(self, args: list[Node]):
+        self.vector = args[0]
+        strings = [arg.value for arg in args[1:] if isinstance(arg, Constant) and isinstance(arg.value, str)]
+        if len(strings) != 4:
+            raise QueryError("label_replace() needs four string literal arguments")
+        self.replace = LabelReplace(*strings)
+
+    def evaluate(self, ctx: Context) -> Vector:
+        return ensure_unique_labelsets(self.replace.apply(self.vector.evaluate(ctx)))
+
+
+class AbsentNode(Node):
+    """absent(v) / absent_over_time(m): 1 when the argument is empty, with labels from its selector."""
+
+    kind = "vector"
+
+    def __init__(self, raw_argument: Any, argument: Node):
+        self.argument = argument
+        selector = raw_argument.vector_selector if isinstance(raw_argument, pp.MatrixSelector) else raw_argument
+        is_selector = isinstance(argument, VectorSelectorNode | MatrixSelectorNode)
+        self.labels = (
+            absent_labels(argument.selection.matchers)  # type: ignore[union-attr]
+            if is_selector and isinstance(selector, pp.VectorSelector)
+            else ()
+        )
+
+    def evaluate(self, ctx: Context) -> Vector:
+        return [] if self.argument.evaluate(ctx) else [(self.labels, 1.0)]
+
+
+class TimestampNode(Node):
+    """timestamp(v): a selector's own sample times; the evaluation time for computed vectors."""
+
+    kind = "vector"
+
+    def __init__(self, argument: Node):
+        self.argument = argument
+
+    def evaluate(self, ctx: Context) -> Vector:
+        if isinstance(self.argument, VectorSelectorNode):
+            vector = self.argument.sample_times(ctx)
+        else:
+            vector = [(labels, ctx.t_ms / 1000) for labels, _ in self.argument.evaluate(ctx)]
+        return ensure_unique_labelsets([(drop_metric_name(labels), t) for labels, t in vector])
+
+
 class ScalarFunctionNode(Node):
     """scalar(v), time() and vector(s)."""
 
@@ -323,6 +383,12 @@ def _compile_call(node: pp.Call, default_step_ms: int) -> Node:
         return InstantFunctionNode(name, args)
     if name in ("scalar", "vector", "time"):
         return ScalarFunctionNode(name, args)
+    if name == "label_replace":
+        return LabelReplaceNode(args)
+    if name in ("absent", "absent_over_time"):
+        return AbsentNode(node.args[0], args[0])
+    if name == "timestamp":
+        return TimestampNode(args[0])
     raise QueryError(f"unsupported PromQL function {name!r}")
 
 

@@ -64,6 +64,13 @@ class Series:
             return None
         return self.values[index]
 
+    def latest_time_at(self, t_ms: int, lookback_ms: int) -> int | None:
+        """Timestamp of the sample latest_at() would return."""
+        index = bisect_right(self.times, t_ms) - 1
+        if index < 0 or self.times[index] < t_ms - lookback_ms:
+            return None
+        return self.times[index]
+
     def window(self, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
         """Samples with start_ms <= t <= end_ms."""
         lo = bisect_left(self.times, start_ms)
