@@ -4,7 +4,8 @@ Samples of one series live in two parallel Python lists (millisecond timestamps 
 float values): windows are small (a 15 s scrape keeps ~60 samples per series for a
 15 min retention), so bisect plus list slicing beats numpy's per-call overhead here.
 Memory is bounded: samples older than the newest appended time minus the retention
-are dropped, and series left without samples are removed.
+are dropped, and series left without samples are removed.  Not synchronized: appends
+must not run concurrently with queries (the twin is single-threaded on its virtual clock).
 """
 
 from __future__ import annotations
