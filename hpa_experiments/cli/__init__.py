@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "hpa_experiments.cli.cluster",
     "hpa_experiments.cli.run",
     "hpa_experiments.cli.analysis",
+    "hpa_experiments.cli.cleanup",
 ]
 
 app = typer.Typer(

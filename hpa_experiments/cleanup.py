@@ -1,0 +1,222 @@
+"""`hpa-exp cleanup`: delete the load Jobs a run left behind and make its run.json tell the truth.
+
+A run that is killed (SIGKILL, a lost node, a closed laptop) cannot clean up after itself:
+its Jobs keep sending load and run.json still says "running".  Jobs are found by label, so
+nothing but the run directory (for the run id) is needed: `hpa-exp/run=<id>` for one run, or
+every Job `app.kubernetes.io/managed-by=hpa-exp` in the namespace with `--all`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from hpa_experiments.analysis.load import read_run_json
+from hpa_experiments.analysis.runs import process_alive
+from hpa_experiments.backends.kube import (
+    DEFAULT_API_RETRY,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RUN_LABEL,
+    KubeSettings,
+    connect,
+)
+from hpa_experiments.errors import UsageError
+from hpa_experiments.retry import call_with_retry
+from hpa_experiments.rundir import atomic_write_json, utc_iso
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "hpa-exp"
+
+
+@dataclass
+class CleanupResult:
+    """What cleanup did, for printing and for tests."""
+
+    namespace: str | None = None
+    selector: str | None = None
+    deleted: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
+    status_change: tuple[str, str] | None = None  # (before, after) in run.json
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = list(self.notes)
+        if self.selector is not None:
+            where = f"namespace {self.namespace}, label {self.selector}"
+            if self.deleted:
+                out += [f"deleted Job {self.namespace}/{name} (background propagation)" for name in self.deleted]
+            else:
+                out.append(f"no Jobs found ({where})")
+            if self.remaining:
+                out.append("still present (terminating): " + ", ".join(self.remaining))
+        if self.status_change:
+            before, after = self.status_change
+            out.append(f"run.json: status {before} -> {after}")
+        return out
+
+
+@dataclass(frozen=True)
+class RunToClean:
+    """A run directory with what cleanup needs from its run.json."""
+
+    path: Path
+    info: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        run_id = self.info.get("id")
+        if not isinstance(run_id, str) or not run_id:
+            raise UsageError(f"{self.path / 'run.json'}: has no run id, so its Jobs cannot be found by label")
+        return run_id
+
+    @property
+    def backend(self) -> str:
+        return str(self.info.get("backend") or "unknown")
+
+    @property
+    def namespace(self) -> str:
+        backend_info = self.info.get("backend_info") if isinstance(self.info.get("backend_info"), dict) else {}
+        config = self.info.get("config") if isinstance(self.info.get("config"), dict) else {}
+        for candidate in (backend_info.get("namespace"), config.get("namespace")):
+            if isinstance(candidate, str) and candidate:
+                return candidate
+        return DEFAULT_NAMESPACE
+
+
+def open_run(path: Path) -> RunToClean:
+    """The run at `path`; UsageError when it is not a run directory."""
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such run directory")
+    return RunToClean(path, read_run_json(path))
+
+
+def check_not_alive(run: RunToClean) -> None:
+    """Refuse to clean up a run whose process is still running here (it cleans up itself)."""
+    pid = run.info.get("pid")
+    if run.info.get("status") == "running" and isinstance(pid, int) and process_alive(pid):
+        raise UsageError(
+            f"{run.path}: the run is still in progress (pid {pid}); stop it with Ctrl-C or "
+            f"`kill -TERM {pid}` (it then cleans up itself), or pass --force"
+        )
+
+
+def mark_run(run: RunToClean, jobs_deleted: int, now: float | None = None) -> tuple[str, str] | None:
+    """Set run.json's status from "running" to "interrupted" (or "failed" after an error event).
+
+    Runs in any other state are left as they are; returns (before, after) when changed.
+    """
+    status = str(run.info.get("status") or "unknown")
+    if status != "running":
+        return None
+    now = time.time() if now is None else now
+    new_status = "failed" if _last_event_kind(run.path) == "error" else "interrupted"
+    what = f"{jobs_deleted} Job(s) deleted" if jobs_deleted else "Jobs checked"
+    info = dict(run.info)
+    info.update(
+        status=new_status,
+        reason=f"process ended without cleanup; {what} by hpa-exp cleanup at {utc_iso(now)}",
+        end_utc=info.get("end_utc") or utc_iso(_last_write(run.path)),
+    )
+    atomic_write_json(run.path / "run.json", info)
+    return status, new_status
+
+
+def _last_write(directory: Path) -> float:
+    """When the run last wrote a sample or event (its end, as far as anyone can know)."""
+    times = [p.stat().st_mtime for p in (directory / "metrics.csv", directory / "events.csv") if p.exists()]
+    return max(times) if times else (directory / "run.json").stat().st_mtime
+
+
+def _last_event_kind(directory: Path) -> str | None:
+    """The kind of the last complete row of events.csv (a killed run may leave a partial line)."""
+    path = directory / "events.csv"
+    if not path.exists():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    complete = text[: text.rfind("\n") + 1]
+    rows = [r for r in csv.DictReader(complete.splitlines()) if r.get("kind")]
+    return rows[-1]["kind"] if rows else None
+
+
+def delete_jobs(
+    settings: KubeSettings, namespace: str, selector: str, on_warning: Callable[[str], None]
+) -> tuple[list[str], list[str]]:
+    """Delete every Job matching `selector` in `namespace` (background propagation, so their pods go
+    too); returns (deleted, still present afterwards).  API calls are retried like a run's."""
+    api_client, _ = connect(settings)
+    batch = client.BatchV1Api(api_client)
+
+    def retried(what: str, fn: Callable[[], T]) -> T:
+        return call_with_retry(fn, what=what, policy=DEFAULT_API_RETRY, on_retry=on_warning)
+
+    def names() -> list[str]:
+        def read() -> list[str]:
+            response = batch.list_namespaced_job(
+                namespace, label_selector=selector, _preload_content=False, _request_timeout=settings.request_timeout
+            )
+            try:  # plain JSON: the typed models reject Jobs they consider incomplete
+                return sorted(item["metadata"]["name"] for item in json.loads(response.data)["items"])
+            finally:
+                response.release_conn()
+
+        return retried(f"list Jobs ({selector}) in {namespace}", read)
+
+    def delete(name: str) -> None:
+        try:
+            batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _request_timeout=settings.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # already gone: fine
+                raise
+
+    try:
+        found = names()
+        for name in found:
+            retried(f"delete Job {namespace}/{name}", lambda name=name: delete(name))
+        return found, names()
+    finally:
+        api_client.close()
+
+
+def cleanup(
+    run_path: Path | None,
+    *,
+    all_jobs: bool,
+    settings: KubeSettings,
+    namespace: str | None = None,
+    force: bool = False,
+    on_warning: Callable[[str], None] = lambda _: None,
+) -> CleanupResult:
+    """Delete the Jobs of the run at `run_path` (or, with `all_jobs`, every hpa-exp Job in the
+    namespace) and mark the run's run.json.  A simulated run has no Jobs: it is only marked."""
+    if run_path is None and not all_jobs:
+        raise UsageError("give a run directory, or --all to delete every Job hpa-exp created in the namespace")
+    run = open_run(run_path) if run_path is not None else None
+    if run is not None and not force:
+        check_not_alive(run)
+    result = CleanupResult()
+    if all_jobs:
+        result.selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    elif run is not None and run.backend == "kubernetes":
+        result.selector = f"{RUN_LABEL}={run.run_id}"
+    elif run is not None:
+        result.notes.append(f"{run.path.name}: a {run.backend} run, no cluster objects to delete")
+    if result.selector is not None:
+        result.namespace = namespace or (run.namespace if run is not None else DEFAULT_NAMESPACE)
+        result.deleted, result.remaining = delete_jobs(settings, result.namespace, result.selector, on_warning)
+    if run is not None:
+        result.status_change = mark_run(run, len(result.deleted))
+        if result.status_change is None:
+            result.notes.append(f"{run.path.name}: status {run.info.get('status')!r} kept")
+    return result
