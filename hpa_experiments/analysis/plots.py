@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from hpa_experiments.analysis.kpis import phase_windows
@@ -28,7 +28,14 @@ OVERVIEW_FILE = "overview.png"
 COMPARE_FILE = "compare.png"
 DPI = 110
 COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+# Legends sit right of the panels (past a twin axis's labels), so they never hide data.
 LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "borderaxespad": 0.0}
+LEGEND_PAST_TWIN = {**LEGEND, "bbox_to_anchor": (1.07, 1.0)}
+# Fixed margins: constrained layout costs ~0.5 s per figure, too much for long runs.
+MARGINS = {"left": 0.065, "right": 0.79, "bottom": 0.04, "hspace": 0.14}
+FIGURE_WIDTH_IN = 13.0
+PANEL_WIDTH_IN = FIGURE_WIDTH_IN * (MARGINS["right"] - MARGINS["left"])
+CHAR_WIDTH_IN = 0.075  # an average character at 8 pt
 
 
 @dataclass(frozen=True)
@@ -70,20 +77,21 @@ def thin_envelope(
     """At most `max_points` points: each bucket's minimum and maximum, in time order."""
     if len(t) <= max_points:
         return t, y
-    buckets = max_points // 2
-    edges = np.linspace(0, len(t), buckets + 1).astype(int)
-    out_t, out_y = [], []
-    for lo, hi in pairwise(edges):
-        chunk = y[lo:hi]
-        if np.isnan(chunk).all():
-            out_t.append(t[lo])
-            out_y.append(np.nan)
-            continue
-        i_min, i_max = lo + int(np.nanargmin(chunk)), lo + int(np.nanargmax(chunk))
-        for i in sorted({i_min, i_max}):
-            out_t.append(t[i])
-            out_y.append(y[i])
-    return np.asarray(out_t), np.asarray(out_y)
+    width = -(-len(t) // (max_points // 2))  # samples per bucket, rounded up
+    padded = np.full(width * -(-len(t) // width), np.nan)
+    padded[: len(y)] = y
+    buckets = padded.reshape(-1, width)
+    empty = np.isnan(buckets).all(axis=1)
+    filled = np.where(np.isnan(buckets), 0.0, buckets)
+    low = np.where(np.isnan(buckets), np.inf, filled).argmin(axis=1)
+    high = np.where(np.isnan(buckets), -np.inf, filled).argmax(axis=1)
+    offsets = np.arange(len(buckets)) * width
+    first, second = np.minimum(low, high) + offsets, np.maximum(low, high) + offsets
+    keep = np.sort(np.unique(np.concatenate([first[~empty], second[~empty], offsets[empty]])))
+    keep = keep[keep < len(t)]
+    values = y[keep].copy()
+    values[np.isin(keep, offsets[empty])] = np.nan  # an all-missing bucket stays a gap
+    return t[keep], values
 
 
 def _values(run: Run, column: str) -> np.ndarray | None:
@@ -117,16 +125,24 @@ def _planned_load(run: Run, t: np.ndarray) -> np.ndarray | None:
 
 
 def _shade_phases(axes: Sequence[Axes], run: Run, axis: TimeAxis) -> None:
+    """Each job's window shaded in its colour, its start dotted, the end of load dashed.
+
+    One collection per panel (not one artist per phase): cheap even with hundreds of phases.
+    """
     windows = phase_windows(run)
-    for i, w in enumerate(windows):
-        color = COLORS[i % len(COLORS)]
-        for ax in axes:
-            ax.axvspan(axis.scale(w.start_s), axis.scale(w.end_s), color=color, alpha=0.07, lw=0)
-            ax.axvline(axis.scale(w.start_s), color=color, lw=0.8, ls=":", alpha=0.8)
-    if windows:
-        last_end = max(w.end_s for w in windows)
-        for ax in axes:
-            ax.axvline(axis.scale(last_end), color="0.3", lw=0.8, ls="--", alpha=0.6)
+    if not windows:
+        return
+    colors = [COLORS[i % len(COLORS)] for i in range(len(windows))]
+    starts = [float(axis.scale(w.start_s)) for w in windows]
+    ends = [float(axis.scale(w.end_s)) for w in windows]
+    last_end = max(ends)
+    for ax in axes:
+        spans = [[(s, 0.0), (s, 1.0), (e, 1.0), (e, 0.0)] for s, e in zip(starts, ends, strict=True)]
+        ax.add_collection(PolyCollection(spans, facecolors=colors, alpha=0.07, linewidths=0,
+                                         transform=ax.get_xaxis_transform()), autolim=False)
+        ax.vlines(starts, 0, 1, colors=colors, lw=0.8, linestyles=":", alpha=0.8, transform=ax.get_xaxis_transform())
+        ax.vlines([last_end], 0, 1, colors="0.3", lw=0.8, linestyles="--", alpha=0.6,
+                  transform=ax.get_xaxis_transform())
 
 
 def _phase_lanes(run: Run) -> list[list[int]]:
@@ -146,7 +162,13 @@ def _phase_lanes(run: Run) -> list[list[int]]:
     return lanes
 
 
-def _draw_timeline(ax: Axes, run: Run, axis: TimeAxis) -> None:
+def _fitting_label(candidates: Sequence[str], width_s: float, span_s: float) -> str | None:
+    """The longest label that fits in a bar of this width on the standard figure (8 pt text)."""
+    width_in = PANEL_WIDTH_IN * width_s / span_s if span_s > 0 else 0.0
+    return next((text for text in candidates if len(text) * CHAR_WIDTH_IN + 0.1 <= width_in), None)
+
+
+def _draw_timeline(ax: Axes, run: Run, axis: TimeAxis, span_s: float) -> None:
     windows = phase_windows(run)
     if not windows:
         _no_data(ax, "phases")
@@ -158,9 +180,11 @@ def _draw_timeline(ax: Axes, run: Run, axis: TimeAxis) -> None:
             color = COLORS[i % len(COLORS)]
             left, width = axis.scale(w.start_s), axis.scale(w.end_s - w.start_s)
             ax.barh(row, width, left=left, height=0.7, color=color, alpha=0.35, edgecolor=color)
-            rate = f" · {w.rate:g} rps" if w.rate is not None else ""
-            ax.text(left + width * 0.01, row, f"{w.name}{rate}", va="center", ha="left", fontsize=8,
-                    clip_on=True)
+            rate = f"{w.rate:g} rps" if w.rate is not None else ""
+            label = _fitting_label([f"{w.name} · {rate}" if rate else w.name, w.name, rate], w.end_s - w.start_s,
+                                   span_s)
+            if label:
+                ax.text(left + width * 0.01, row, label, va="center", ha="left", fontsize=8, clip_on=True)
     last_end = max(w.end_s for w in windows)
     ax.axvline(axis.scale(last_end), color="0.3", lw=0.8, ls="--", alpha=0.6)
     ax.text(axis.scale(last_end), len(lanes) - 0.55, " load ends", fontsize=8, color="0.3", va="bottom")
@@ -193,7 +217,7 @@ def _draw_load(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
         handles += twin.get_legend_handles_labels()[0]
     else:
         ax.text(0.01, 0.7, "active jobs: no data", transform=ax.transAxes, fontsize=9, color="0.45")
-    ax.legend(handles=handles, **LEGEND)
+    ax.legend(handles=handles, **(LEGEND_PAST_TWIN if jobs is not None else LEGEND))
 
 
 def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
@@ -298,19 +322,20 @@ def standard_figure(run: Run) -> Figure:
     axis = TimeAxis.for_span(end - start)
     lanes = max(1, len(_phase_lanes(run)))
     ratios = [0.35 + 0.22 * min(lanes, 6), 1.1, 1.4, 1.1, 1.1, 1.1, 1.1]
-    fig = Figure(figsize=(13, 15), layout="constrained")
+    fig = Figure(figsize=(FIGURE_WIDTH_IN, 15))
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    fig.subplots_adjust(top=0.94, **MARGINS)
     timeline, load, replicas, queue, kv, ttft, itl = axes
-    _draw_timeline(timeline, run, axis)
+    _draw_timeline(timeline, run, axis, end - start)
     _draw_load(load, run, axis, t)
     _draw_replicas(replicas, run, axis, t)
     _draw_against_target(queue, run, axis, t, "queue (waiting requests)",
-                         [("num_requests_waiting", "waiting, per pod (HPA view)", "tab:blue"),
-                          ("prom_requests_waiting", "waiting, all pods (Prometheus)", "tab:cyan")],
+                         [("num_requests_waiting", "waiting per pod (HPA)", "tab:blue"),
+                          ("prom_requests_waiting", "waiting, all pods (Prom.)", "tab:cyan")],
                          "num_requests_waiting_target", "requests")
     _draw_against_target(kv, run, axis, t, "KV cache usage",
-                         [("kv_cache_usage_perc", "KV cache, per pod (HPA view)", "tab:brown"),
-                          ("prom_kv_cache_usage_max", "KV cache, max pod (Prometheus)", "tab:olive")],
+                         [("kv_cache_usage_perc", "KV per pod (HPA)", "tab:brown"),
+                          ("prom_kv_cache_usage_max", "KV, fullest pod (Prom.)", "tab:olive")],
                          "kv_cache_usage_target", "fraction")
     _draw_latency(ttft, run, axis, t, "ttft")
     _draw_latency(itl, run, axis, t, "itl")
@@ -336,8 +361,10 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
         ("TTFT mean (ms)", ["ttft_ms"], False),
         ("ITL mean (ms)", ["itl_ms"], False),
     ]
-    fig = Figure(figsize=(13, 2.3 * len(panels) + 1), layout="constrained")
+    height = 2.3 * len(panels) + 1
+    fig = Figure(figsize=(FIGURE_WIDTH_IN, height))
     axes = fig.subplots(len(panels), 1, sharex=True)
+    fig.subplots_adjust(top=1 - 0.9 / height, **MARGINS)
     for ax, (title, columns, step) in zip(axes, panels, strict=True):
         drawn = False
         for i, run in enumerate(runs):
