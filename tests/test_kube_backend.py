@@ -309,6 +309,16 @@ def test_429_waits_for_retry_after(kube_cluster):
     assert len(warnings) == 1 and "too many requests (HTTP 429)" in warnings[0] and "in 0.60 s" in warnings[0]
 
 
+def test_429_on_create_then_success_creates_the_job_once(kube_cluster):
+    backend = make_backend(kube_cluster)
+    kube_cluster.fail_next(2, 429, retry_after=0.2, method="POST", path="/jobs$")
+    started = time.monotonic()
+    backend.start_job(launch("high-load"))
+    assert time.monotonic() - started >= 0.4
+    assert len(kube_cluster.requests_to("POST", "/jobs$")) == 3
+    assert kube_cluster.names(JOBS, NS) == ["high-load-r1"]
+
+
 def test_dropped_connections_are_retried_without_duplicating_the_job(kube_cluster):
     warnings: list[str] = []
     backend = make_backend(kube_cluster, warnings=warnings)
