@@ -228,6 +228,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}", source) from None
+    return config_from_data(raw, path)
+
+
+def config_from_data(raw: Any, path: Path, source: str | None = None) -> ExperimentConfig:
+    """Validate an already-parsed config (e.g. with a suite's overrides applied) as if read from
+    `path`: relative paths resolve against its folder; `source` names it in messages."""
+    source = source or str(path)
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of keys (name, jobs, ...)", source)
     try:
