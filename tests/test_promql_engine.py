@@ -100,6 +100,22 @@ def test_over_time_functions():
     assert engine.instant("max_over_time(g[1m])", T0 + 50)[0].labels == {}
 
 
+def test_deriv_and_predict_linear_fit_a_line():
+    # g = 100 + 0.5/s: slope 0.5; at t=60 the fitted value is 130, 30 s later 145.
+    engine = engine_with((counter("g"), [(15 * k, 100 + 7.5 * k) for k in range(5)]))
+    assert single(engine, "deriv(g[1m])", 60) == pytest.approx(0.5, rel=1e-12)
+    assert single(engine, "predict_linear(g[1m], 30)", 60) == pytest.approx(145.0, rel=1e-12)
+    # evaluated 10 s after the last sample, the line is extrapolated from the evaluation time
+    assert single(engine, "predict_linear(g[1m], 0)", 70) == pytest.approx(135.0, rel=1e-12)
+
+
+def test_count_values_counts_equal_values():
+    engine = engine_with(
+        *[({"__name__": "g", "pod": p}, [(0, v)]) for p, v in zip("abc", (2.0, 2.0, 0.5), strict=True)]
+    )
+    assert values(engine, 'count_values("v", g)', 1) == {frozenset({("v", "2")}): 2.0, frozenset({("v", "0.5")}): 1.0}
+
+
 # --- histogram_quantile -------------------------------------------------------------------
 
 
@@ -345,9 +361,9 @@ def test_append_many_and_out_of_order_samples():
     ("query", "message"),
     [
         ("rate(x[1m]", "cannot parse"),
-        ("predict_linear(x[1m], 60)", "unsupported PromQL function 'predict_linear'"),
+        ("day_of_week()", "unsupported PromQL function 'day_of_week'"),
         ('label_replace(x, "1a", "b", "c", "d")', "invalid destination label name"),
-        ('count_values("v", x)', "unsupported PromQL aggregation 'count_values'"),
+        ('count_values("1v", x)', "invalid label name"),
         ("{}", "at least one non-empty matcher"),
         ("x[5m]", "range vector"),
     ],

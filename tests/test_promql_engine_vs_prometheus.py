@@ -90,6 +90,11 @@ CORPUS = [
     "-vllm:num_requests_running % 3 ^ 2",
     'scalar(sum(vllm:num_requests_running{namespace="ns"})) * vllm:kv_cache_usage_perc',
     "vector(1) + 2 * 3",
+    'count_values("v", vllm:num_requests_running)',
+    'count_values without (pod) ("v", vllm:num_requests_waiting{namespace="ns"})',
+    'deriv(vllm:num_requests_waiting{namespace="ns"}[2m])',
+    'predict_linear(vllm:request_success_total{namespace="ns"}[5m], 300)',
+    "predict_linear(vllm:kv_cache_usage_perc[2m] offset 1m, 60)",
     # label functions, absent, timestamp
     'label_replace(vllm:num_requests_running{namespace="ns"}, "replica", "r-$1${1}$$", "pod", "(.*)")',
     'label_replace(vllm:kv_cache_usage_perc, "namespace", "", "pod", "[ab]")',
@@ -292,6 +297,9 @@ EDGE_CORPUS = [
     "histogram_quantile(0.999, bucket)",
     "histogram_quantile(0, bucket)",
     "sort_desc(edge)",
+    'count_values("v", edge)',
+    "deriv(edge[1m])",
+    "predict_linear(edge[1m], 30)",
     "stddev by (name) (edge)",  # one sample per group: 0, even for ±Inf and NaN
     "topk by (kind) (2, edge)",
     'edge{name="none"} / ignoring(name) edge',  # empty side: no many-to-many error

@@ -10,12 +10,13 @@ tests/test_promql_engine_vs_prometheus.py):
   old; a range `[d]` holds the samples in [t - d, t] (both ends, as 2.x; 3.x
   excludes the start);
 - functions: rate, irate, increase, delta, idelta, {avg,sum,min,max,count,last,
-  present,stddev,stdvar,quantile}_over_time, changes, resets, histogram_quantile
+  present,stddev,stdvar,quantile}_over_time, changes, resets, deriv, predict_linear,
+  histogram_quantile
   (classic `le` buckets), abs, ceil, floor, round, exp, sqrt, ln, log2, log10, clamp,
   clamp_min, clamp_max, scalar, vector, time, timestamp, sort, sort_desc,
   label_replace, absent, absent_over_time;
 - aggregations sum, avg, min, max, count, group, stddev, stdvar, quantile, topk,
-  bottomk with `by` / `without`;
+  bottomk, count_values with `by` / `without`;
 - binary operators + - * / % ^ atan2, comparisons (filtering or `bool`), and, or,
   unless, with on/ignoring and group_left/group_right.
 

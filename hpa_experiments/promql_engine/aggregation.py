@@ -1,16 +1,22 @@
 """Aggregation operators (sum, avg, min, max, count, group, stddev, stdvar, quantile,
-topk, bottomk) with `by` / `without` grouping, as Prometheus 2.x computes them."""
+topk, bottomk, count_values) with `by` / `without` grouping, as Prometheus 2.x computes them."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from hpa_experiments.backends.base import QueryError
 from hpa_experiments.promql_engine.functions import quantile, variance
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector
+from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
 
-SUPPORTED = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk"})
+SUPPORTED = frozenset(
+    {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk", "count_values"}
+)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,11 @@ class Grouping:
         return key
 
 
-def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | None) -> Vector:
+def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | str | None) -> Vector:
+    if op == "count_values":
+        assert isinstance(param, str)
+        return _count_values(vector, grouping, param)
+    assert not isinstance(param, str)
     groups: dict[Labels, list[tuple[Labels, float]]] = {}
     for labels, value in vector:
         groups.setdefault(grouping.key(labels), []).append((labels, value))
@@ -85,6 +95,32 @@ def _mean(values: list[float]) -> float:
             continue
         mean += value / count - mean / count
     return mean
+
+
+def _count_values(vector: Vector, grouping: Grouping, label: str) -> Vector:
+    """count_values("label", v): how many samples have each value, the value as a label."""
+    if not _LABEL_NAME.fullmatch(label):
+        raise QueryError(f"invalid label name {label!r}")
+    if not grouping.without:
+        grouping = Grouping(False, grouping.labels | {label})
+    counts: dict[Labels, float] = {}
+    for labels, value in vector:
+        with_value = make_labels({**dict(labels), label: format_go_float(value)}.items())
+        key = grouping.key(with_value)
+        counts[key] = counts.get(key, 0.0) + 1.0
+    return list(counts.items())
+
+
+def format_go_float(value: float) -> str:
+    """strconv.FormatFloat(value, 'f', -1, 64): shortest round-trip digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def _select_k(op: str, groups: dict[Labels, list[tuple[Labels, float]]], param: float) -> Vector:

@@ -159,7 +159,7 @@ class MatrixSelectorNode(Node):
         for series in self.selection.series(ctx.db):
             times, values = series.window(start_ms, end_ms)
             if times:
-                out.append(RangeSample(series.labels, times, values, start_ms, end_ms))
+                out.append(RangeSample(series.labels, times, values, start_ms, end_ms, ctx.t_ms))
         return out
 
 
@@ -186,7 +186,7 @@ class SubqueryNode(Node):
                 times, values = collected.setdefault(labels, ([], []))
                 times.append(t_ms)
                 values.append(value)
-        return [RangeSample(labels, ts, vs, start_ms, end_ms) for labels, (ts, vs) in collected.items()]
+        return [RangeSample(labels, ts, vs, start_ms, end_ms, ctx.t_ms) for labels, (ts, vs) in collected.items()]
 
 
 # --- operators ------------------------------------------------------------------------

@@ -161,6 +161,37 @@ def _resets(values: list[float]) -> float:
     return float(sum(1 for a, b in pairwise(values) if b < a))
 
 
+def linear_regression(times: list[int], values: list[float], intercept_ms: int) -> tuple[float, float]:
+    """Least-squares slope (per second) and the value at intercept_ms, as Prometheus' linearRegression."""
+    if all(value == values[0] for value in values):
+        return (NAN, NAN) if math.isinf(values[0]) else (0.0, values[0])
+    n = float(len(values))
+    sum_x = sum_y = sum_xy = sum_x2 = 0.0
+    c_x = c_y = c_xy = c_x2 = 0.0
+    for t_ms, value in zip(times, values, strict=True):
+        x = (t_ms - intercept_ms) / 1e3
+        sum_x, c_x = kahan_add(x, sum_x, c_x)
+        sum_y, c_y = kahan_add(value, sum_y, c_y)
+        sum_xy, c_xy = kahan_add(x * value, sum_xy, c_xy)
+        sum_x2, c_x2 = kahan_add(x * x, sum_x2, c_x2)
+    sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
+    slope = go_divide(sum_xy - sum_x * sum_y / n, sum_x2 - sum_x * sum_x / n)
+    return slope, sum_y / n - slope * sum_x / n
+
+
+def _deriv(window: RangeSample) -> float | None:
+    if len(window.values) < 2:
+        return None
+    return linear_regression(window.times, window.values, window.times[0])[0]
+
+
+def _predict_linear(window: RangeSample, seconds_ahead: float) -> float | None:
+    if len(window.values) < 2:
+        return None
+    slope, intercept = linear_regression(window.times, window.values, window.eval_ms)
+    return slope * seconds_ahead + intercept
+
+
 RangeFunction = Callable[[RangeSample, list[float]], float | None]
 
 # name -> (function of (window, scalar arguments), keeps the metric name)
@@ -182,6 +213,8 @@ RANGE_FUNCTIONS: dict[str, tuple[RangeFunction, bool]] = {
     "quantile_over_time": (lambda w, args: quantile(args[0], w.values), False),
     "changes": (lambda w, _: _changes(w.values), False),
     "resets": (lambda w, _: _resets(w.values), False),
+    "deriv": (lambda w, _: _deriv(w), False),
+    "predict_linear": (lambda w, args: _predict_linear(w, args[0]), False),
 }
 
 

@@ -28,6 +28,7 @@ class RangeSample:
     values: list[float]
     start_ms: int
     end_ms: int
+    eval_ms: int  # the evaluation instant (before offset/@), which predict_linear() extrapolates to
 
 
 Matrix = list[RangeSample]
