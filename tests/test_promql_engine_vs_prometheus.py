@@ -86,6 +86,13 @@ CORPUS = [
     "vllm:num_requests_waiting unless on(pod) vllm:num_requests_running > 4",
     "sum by (pod) (rate(vllm:request_success_total[1m])) / on(pod) group_left "
     "sum by (pod, namespace) (vllm:num_requests_running)",
+    "vllm:num_requests_waiting / on(namespace) group_left sum by (namespace) (vllm:num_requests_waiting)",
+    "sum by (namespace) (vllm:num_requests_running) - on(namespace) group_right vllm:num_requests_waiting",
+    "vllm:time_to_first_token_seconds_bucket / on(pod, namespace) group_left vllm:time_to_first_token_seconds_count",
+    "vllm:num_requests_running > bool on(namespace) group_left sum by (namespace) (vllm:num_requests_waiting)",
+    "vllm:num_requests_running > on(pod) group_left(model_name) vllm:num_requests_waiting",
+    'label_replace(vllm:num_requests_running, "zone", "z-$1", "pod", "(.*)") '
+    "* on(pod) group_right(zone) vllm:kv_cache_usage_perc",
     f"sum(rate(vllm:request_success_total{SEL}[1m])) / 0",
     "-vllm:num_requests_running % 3 ^ 2",
     'scalar(sum(vllm:num_requests_running{namespace="ns"})) * vllm:kv_cache_usage_perc',
