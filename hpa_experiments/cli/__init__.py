@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "hpa_experiments.cli.run",
     "hpa_experiments.cli.analysis",
     "hpa_experiments.cli.cleanup",
+    "hpa_experiments.cli.suite",
 ]
 
 app = typer.Typer(
