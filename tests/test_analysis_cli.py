@@ -98,7 +98,6 @@ def test_compare_deltas_vs_first_run(data_dir, tmp_path, capsys):
     assert peak["values"] == [4, 3]
 
 
-@pytest.mark.skipif(not REFERENCE_RUNS.is_dir(), reason="reference runs not available")
 def test_import_legacy_command(tmp_path, capsys):
     data = tmp_path / "data"
     assert run_cli("import-legacy", str(REFERENCE_RUNS / HIGH_LOAD), "--tz", "Europe/Rome",

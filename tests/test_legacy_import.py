@@ -1,4 +1,4 @@
-"""The importer on both real runs of the original system (copied to a temporary folder)."""
+"""The importer on both real runs of the original system (tests/data, copied to a temporary folder)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from hpa_experiments.analysis import compute_kpis, load_run
 from hpa_experiments.errors import UsageError
 from hpa_experiments.legacy import import_legacy, is_milli_misread
 
-REFERENCE = Path("/work/shared/reference-runs")
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference-runs"
 HIGH = "high-load-hpa-20251124-155733"
 MODERATE = "moderate-load-hpa-extended-20251210-132157"
-
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference runs not available")
 
 
 @pytest.fixture
