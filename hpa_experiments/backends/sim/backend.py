@@ -164,7 +164,7 @@ class SimBackend(Backend):
             launch.resource_name,
             self.profile,
             launch.rate,
-            now,
+            now + self.profile.job_start_delay_s,
             seed=int(np.random.SeedSequence(job_seed).generate_state(1)[0]),
             max_concurrency=int(values.get("max_concurrency", 512)),
             burstiness=float(values.get("burstiness", 1.0)),

@@ -9,7 +9,9 @@ Behaviour (vllm/benchmarks/serve.py, /work/shared/reference/sim-model.md section
   Backlogged requests are not stored: they are the next entries of the arrival stream.
 - lengths: prompt from a lognormal fitted so that its mean after vLLM's filter (4..1024 tokens,
   prompt + output <= 2048) is ~230 (ShareGPT); output fixed (`--sharegpt-output-len`, 1024 in the
-  reference runs) or drawn the same way (mean ~203).
+  reference runs) or drawn the same way (mean ~203).  A fixed length is a `max_tokens` cap: with
+  the profile's `natural_output_len_mean` set, a request stops earlier at an exponentially
+  distributed length (the model emits EOS; vllm bench does not set ignore_eos by default).
 - stop: at the Job's stop time it sends nothing more; `stop()` returns the in-flight requests,
   which the caller aborts on the servers: deleting the Job kills the client pod, and vLLM
   cancels requests whose connection closed.  With `num_prompts`, the Job completes after the
@@ -88,6 +90,9 @@ class LengthSampler:
             valid &= (outputs >= p.output_len_min) & (prompts + outputs <= p.max_total_len)
         else:
             outputs = np.full(_DRAW_BLOCK, self._output_len, dtype=np.int64)
+            if p.natural_output_len_mean is not None:  # the model may emit EOS before max_tokens
+                natural = np.ceil(rng.exponential(p.natural_output_len_mean, _DRAW_BLOCK)).astype(np.int64)
+                outputs = np.minimum(outputs, np.maximum(natural, 1))
         return zip(prompts[valid].tolist(), outputs[valid].tolist(), strict=True)
 
 
@@ -121,7 +126,7 @@ class LoadGenerator:
         self.num_prompts = num_prompts if num_prompts is not None else math.inf
         self._burstiness = burstiness
         fixed = profile.output_len if output_len == -1 else output_len
-        self._finish_reason = "length" if fixed is not None else "stop"
+        self._fixed_output = fixed
         arrival_seed, length_seed = np.random.SeedSequence(seed).spawn(2)
         self._arrival_rng = np.random.default_rng(arrival_seed)
         self._lengths = LengthSampler(profile, np.random.default_rng(length_seed), fixed)
@@ -143,7 +148,8 @@ class LoadGenerator:
     def pop_send(self, t: float) -> Request:
         """Emit the next request at `t` (= `next_send_time()`) and move the schedule on."""
         prompt_len, output_len = self._lengths.next()
-        req = Request(next(_request_ids), t, prompt_len, output_len, self, self._finish_reason)
+        reason = "stop" if self._fixed_output is None or output_len < self._fixed_output else "length"
+        req = Request(next(_request_ids), t, prompt_len, output_len, self, reason)
         self.in_flight[req.uid] = req
         self.sent += 1
         self._next_sched += self._next_gap()

@@ -59,9 +59,12 @@ class Profile:
     prompt_len_max: int = 1024
     max_total_len: int = 2048
     output_len: int | None = 1024  # None: drawn like ShareGPT completions
+    natural_output_len_mean: float | None = None  # EOS before a fixed output_len (exponential); None: never
     output_len_mean: float = 203.0
     output_len_sigma: float = 1.0
     output_len_min: int = 4
+    # load Jobs: seconds from the Job's creation to its first request (pod start, dataset download)
+    job_start_delay_s: float = 0.0
     # fleet
     routing: RoutingPolicy = "least_loaded"
     scale_down: ScaleDownPolicy = "abort"
@@ -85,6 +88,10 @@ class Profile:
             problems.append("need 1 <= prompt_len_min <= prompt_len_mean <= prompt_len_max")
         if self.output_len is not None and self.output_len < 1:
             problems.append("output_len must be >= 1 (or null to draw lengths)")
+        if self.natural_output_len_mean is not None and self.natural_output_len_mean <= 0:
+            problems.append("natural_output_len_mean must be > 0 (or null: requests never stop early)")
+        if self.job_start_delay_s < 0:
+            problems.append("job_start_delay_s must be >= 0")
         if self.routing not in ("round_robin", "least_loaded"):
             problems.append(f"routing must be round_robin or least_loaded, not {self.routing!r}")
         if self.scale_down not in ("abort", "drain"):
@@ -123,6 +130,8 @@ def _check_type(key: str, value: Any, default: Any) -> None:
     numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
     if key == "output_len":
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+    elif key == "natural_output_len_mean":
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
     elif isinstance(default, int) and numeric:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif numeric:
