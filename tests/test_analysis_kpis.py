@@ -160,3 +160,22 @@ def test_load_run_rejects_a_folder_without_run_json(tmp_path):
     (tmp_path / "scaling-events.log").write_text("")
     with pytest.raises(UsageError, match="import-legacy"):
         load_run(tmp_path)
+
+
+def test_empty_and_truncated_runs_still_report(tmp_path):
+    from hpa_experiments.analysis.report import NO_DATA, build_report, kpi_rows
+
+    write_run(tmp_path / "empty", [], status="running")
+    files = build_report(tmp_path / "empty")
+    assert files.summary["kpis"]["replicas"]["peak"] is None
+    assert files.html_path.exists() and (tmp_path / "empty" / "plots" / "overview.png").exists()
+    values = dict((label, value) for _, label, value in kpi_rows(files.summary))
+    assert values["peak (at)"] == NO_DATA and values["GPU-hours (1 GPU/replica)"] == NO_DATA
+
+    # a killed writer can leave half a row: it is ignored, the complete rows count
+    write_run(tmp_path / "cut", [{"elapsed_s": t, "replicas": 2} for t in range(10)])
+    with (tmp_path / "cut" / "metrics.csv").open("a") as fh:
+        fh.write("2026-05-28T20:26:50.000Z,3,3")
+    run = load_run(tmp_path / "cut")
+    assert len(run.metrics) == 10
+    assert compute_kpis(run)["kpis"]["replicas"]["replica_seconds"] == 20

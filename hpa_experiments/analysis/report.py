@@ -27,6 +27,8 @@ def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     if value is None:
         return NO_DATA
     if isinstance(value, float):
+        if value != 0 and abs(value) < 10.0**-digits:  # tiny but real: never shown as 0
+            return f"{value:.2g}{unit}"
         text = f"{value:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:,.0f}"
         return f"{text}{unit}"
     return f"{value}{unit}"
@@ -45,8 +47,10 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("run", "backend / status", f"{summary['run']['backend']} / {summary['run']['status']}"),
         ("run", "duration", fmt(k["duration_s"], " s", 0)),
         ("run", "samples (interval)", f"{k['samples']} ({fmt(k['interval_s'], ' s', 2)})"),
-        ("replicas", "peak (at)", f"{fmt(rep['peak'], '', 0)} (at {fmt(rep['peak_at_s'], ' s', 0)})"),
-        ("replicas", "mean ± std", f"{fmt(rep['mean'], '', 2)} ± {fmt(rep['std'], '', 2)}"),
+        ("replicas", "peak (at)",
+         NO_DATA if rep["peak"] is None else f"{fmt(rep['peak'], '', 0)} (at {fmt(rep['peak_at_s'], ' s', 0)})"),
+        ("replicas", "mean ± std",
+         NO_DATA if rep["mean"] is None else f"{fmt(rep['mean'], '', 2)} ± {fmt(rep['std'], '', 2)}"),
         ("replicas", "direction changes", fmt(rep["direction_changes"])),
         ("replicas", "replica-seconds", fmt(rep["replica_seconds"], "", 0)),
         ("replicas", "GPU-hours (1 GPU/replica)", fmt(rep["gpu_hours"], "", 3)),
@@ -55,11 +59,7 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         load = "" if inc["offered_rps_after"] is None else (
             f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
         rows.append(("scale-up", f"load increase at {fmt(inc['at_s'], ' s', 0)}{load}", _scale_up_text(inc)))
-    rows.append(("scale-down", f"after load end at {fmt(down['load_end_s'], ' s', 0)}",
-                 f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} replicas after "
-                 f"{fmt(down['completed_after_s'], ' s', 0)}"
-                 if down["completed_after_s"] is not None or down["load_end_s"] is None
-                 else "not back at the minimum before the run ended"))
+    rows.append(_scale_down_row(down))
     for metric in ("ttft_ms", "itl_ms"):
         stats = k[metric]
         name = metric.removesuffix("_ms").upper()
@@ -70,6 +70,17 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
     return rows
+
+
+def _scale_down_row(down: dict[str, Any]) -> tuple[str, str, str]:
+    if down["load_end_s"] is None:
+        return ("scale-down", "after the load ends", "no data (no job end recorded)")
+    label = f"after load end at {fmt(down['load_end_s'], ' s', 0)}"
+    if down["completed_after_s"] is None:
+        text = NO_DATA if down["to_replicas"] is None else "not back at the minimum before the run ended"
+        return ("scale-down", label, text)
+    return ("scale-down", label, f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} "
+                                 f"replicas after {fmt(down['completed_after_s'], ' s', 0)}")
 
 
 def _scale_up_text(inc: dict[str, Any]) -> str:

@@ -97,9 +97,9 @@ STATUS_STYLE = {"completed": "green", "running": "cyan", "incomplete": "yellow",
 
 def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
-    table.add_column("run", overflow="fold", min_width=44)
-    for header in ("backend", "status", "started", "duration", "peak replicas", "GPU-h",
-                   "first scale-up", "scale-down", "TTFT p90"):
+    table.add_column("run", overflow="fold", min_width=36)
+    for header in ("backend", "status", "started", "duration", "peak", "GPU-h",
+                   "scale-up", "scale-down", "TTFT p90"):
         table.add_column(header)
     for item in listings:
         started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
