@@ -87,7 +87,7 @@ def run(hours: float) -> list[str]:
     rng = random.Random(1)
     db = TimeSeriesDB(retention_seconds=900)
     engine = PromQLEngine(db)
-    queries = list(standard_queries(MetricNames(), "m", "ns", "1m", [0.9]).values())
+    queries = list(standard_queries(MetricNames(), "m", "ns", "1m", [0.5, 0.9, 0.99]).values())
     pods = [FakePod(f"vllm-{i}", rng) for i in range(PODS)]
     next_pod = PODS
     lines = [

@@ -300,6 +300,15 @@ def test_timestamp_of_a_selector_is_the_sample_time():
     assert single(engine, "timestamp(sum(g))", 20) == T0 + 20
 
 
+def test_shared_subexpression_results_never_outlive_new_samples():
+    engine = engine_with((counter("g"), [(0, 1.0)]))
+    assert single(engine, "sum(g)", 10) == 1.0
+    assert single(engine, "sum(g) * 2", 10) == 2.0  # shares sum(g) with the query above
+    engine.db.append({"__name__": "g"}, T0 + 10, 5.0)
+    assert single(engine, "sum(g)", 10) == 5.0
+    assert single(engine, "sum(g)", 5) == 1.0
+
+
 # --- range queries ----------------------------------------------------------------------------
 
 

@@ -33,10 +33,12 @@ class Grouping:
                 key = tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in self.labels)
             else:
                 key = tuple(pair for pair in labels if pair[0] in self.labels)
-            if len(self._memo) >= 10_000:
-                self._memo.clear()
             self._memo[labels] = key
         return key
+
+    def forget(self) -> None:
+        """Drop memoized keys (called when series come and go, so dead ones are not kept)."""
+        self._memo.clear()
 
 
 def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | str | None) -> Vector:

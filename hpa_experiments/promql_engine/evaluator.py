@@ -9,6 +9,7 @@ every step, as in Prometheus.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -33,19 +34,32 @@ T = TypeVar("T")
 
 
 class Context:
-    """One evaluation instant, plus the query's start/end for `@ start()` / `@ end()`."""
+    """One evaluation instant, plus the query's start/end for `@ start()` / `@ end()`.
 
-    __slots__ = ("db", "end_ms", "lookback_ms", "start_ms", "t_ms")
+    `results` memoizes subexpression results by (text, instant) while the data cannot
+    change, so the queries of one monitor tick share e.g. `sum by (le) (rate(...))`.
+    """
 
-    def __init__(self, db: TimeSeriesDB, t_ms: int, start_ms: int, end_ms: int, lookback_ms: int):
+    __slots__ = ("db", "end_ms", "lookback_ms", "results", "start_ms", "t_ms")
+
+    def __init__(
+        self,
+        db: TimeSeriesDB,
+        t_ms: int,
+        start_ms: int,
+        end_ms: int,
+        lookback_ms: int,
+        results: dict[tuple[str, int], Any] | None = None,
+    ):
         self.db = db
         self.t_ms = t_ms
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.lookback_ms = lookback_ms
+        self.results = results
 
     def at(self, t_ms: int) -> Context:
-        return Context(self.db, t_ms, self.start_ms, self.end_ms, self.lookback_ms)
+        return Context(self.db, t_ms, self.start_ms, self.end_ms, self.lookback_ms, self.results)
 
 
 class Node:
@@ -53,6 +67,25 @@ class Node:
 
     def evaluate(self, ctx: Context) -> Any:
         raise NotImplementedError
+
+
+class Memoized(Node):
+    """An expensive subexpression whose result is shared through Context.results."""
+
+    def __init__(self, node: Node, text: str):
+        self.node = node
+        self.text = text
+        self.kind = node.kind
+
+    def evaluate(self, ctx: Context) -> Any:
+        if ctx.results is None:
+            return self.node.evaluate(ctx)
+        key = (self.text, ctx.t_ms)
+        result = ctx.results.get(key)
+        if result is None:
+            result = self.node.evaluate(ctx)
+            ctx.results[key] = result
+        return result
 
 
 # --- leaves -----------------------------------------------------------------------------
@@ -239,6 +272,7 @@ class AggregateNode(Node):
             raise QueryError(f"unsupported PromQL aggregation {self.op!r}")
         self.expr = _compile(node.expr, default_step_ms)
         self.param = _compile(node.param, default_step_ms) if node.param is not None else None
+        self._generation: int | None = None
         modifier = node.modifier
         if modifier is None:
             self.grouping = aggregation.Grouping(False, frozenset())
@@ -248,6 +282,9 @@ class AggregateNode(Node):
             )
 
     def evaluate(self, ctx: Context) -> Vector:
+        if ctx.db.generation != self._generation:
+            self.grouping.forget()
+            self._generation = ctx.db.generation
         vector = self.expr.evaluate(ctx)
         param = self.param.evaluate(ctx) if self.param is not None else None
         if not vector:
@@ -404,8 +441,8 @@ def _compile(node: Any, default_step_ms: int) -> Node:
         pp.ParenExpr: lambda n: _compile(n.expr, default_step_ms),
         pp.UnaryExpr: lambda n: UnaryMinusNode(_compile(n.expr, default_step_ms)),
         pp.BinaryExpr: lambda n: BinaryNode(n, default_step_ms),
-        pp.AggregateExpr: lambda n: AggregateNode(n, default_step_ms),
-        pp.Call: lambda n: _compile_call(n, default_step_ms),
+        pp.AggregateExpr: lambda n: Memoized(AggregateNode(n, default_step_ms), n.prettify()),
+        pp.Call: lambda n: Memoized(_compile_call(n, default_step_ms), n.prettify()),
         pp.SubqueryExpr: lambda n: SubqueryNode(n, default_step_ms),
     }
     compiler = compilers.get(type(node))
@@ -473,31 +510,39 @@ def _as_vector(value: float | Vector) -> Vector:
 class PromQLEngine:
     """Answers PromQL strings from a TimeSeriesDB the way Prometheus 2.x would."""
 
-    _PLAN_CACHE_SIZE = 512
+    _PLAN_CACHE_SIZE = 128  # least recently used plans are dropped (they hold their selected series)
 
     def __init__(self, db: TimeSeriesDB, lookback_delta: float = 300.0, default_subquery_step: float = 60.0):
         self.db = db
         self.lookback_ms = seconds_to_ms(lookback_delta)
         self.default_step_ms = seconds_to_ms(default_subquery_step)
-        self._plans: dict[str, Node] = {}
+        self._plans: OrderedDict[str, Node] = OrderedDict()
+        self._results: dict[tuple[str, int], Any] = {}
+        self._results_stamp: tuple[int, int] | None = None
 
     def compile(self, query: str) -> Node:
         plan = self._plans.get(query)
-        if plan is None:
-            try:
-                ast = pp.parse(query)
-            except ValueError as exc:
-                raise QueryError(f"cannot parse PromQL {query!r}: {exc}") from exc
-            plan = _compile(ast, self.default_step_ms)
-            if len(self._plans) >= self._PLAN_CACHE_SIZE:
-                self._plans.clear()
-            self._plans[query] = plan
+        if plan is not None:
+            self._plans.move_to_end(query)
+            return plan
+        try:
+            ast = pp.parse(query)
+        except ValueError as exc:
+            raise QueryError(f"cannot parse PromQL {query!r}: {exc}") from exc
+        plan = _compile(ast, self.default_step_ms)
+        self._plans[query] = plan
+        if len(self._plans) > self._PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
         return plan
 
     def instant(self, query: str, t: float) -> list[InstantSample]:
         plan = self.compile(query)
         t_ms = seconds_to_ms(t)
-        value = self._evaluate(plan, Context(self.db, t_ms, t_ms, t_ms, self.lookback_ms))
+        stamp = (self.db.version, t_ms)
+        if stamp != self._results_stamp:  # new data or another instant: forget shared results
+            self._results = {}
+            self._results_stamp = stamp
+        value = self._evaluate(plan, Context(self.db, t_ms, t_ms, t_ms, self.lookback_ms, self._results))
         return [InstantSample(dict(labels), v) for labels, v in value]
 
     def range(self, query: str, start: float, end: float, step: float) -> list[RangeSeries]:

@@ -103,6 +103,8 @@ class TimeSeriesDB:
         self._next_sweep_ms: int | None = None
         # Bumped whenever a series is created or removed, so selectors can cache matches.
         self.generation = 0
+        # Bumped on every write, so query results can be shared while it stays the same.
+        self.version = 0
 
     # --- writing -------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class TimeSeriesDB:
         series.values.append(value)
 
     def _advance(self, t_ms: int) -> None:
+        self.version += 1
         if self._newest_ms is None or t_ms > self._newest_ms:
             self._newest_ms = t_ms
         if self._next_sweep_ms is None:
