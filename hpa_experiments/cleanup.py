@@ -31,7 +31,7 @@ from hpa_experiments.backends.kube import (
 )
 from hpa_experiments.errors import UsageError
 from hpa_experiments.retry import call_with_retry
-from hpa_experiments.rundir import atomic_write_json, utc_iso
+from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
 
 T = TypeVar("T")
 
@@ -97,7 +97,10 @@ def open_run(path: Path) -> RunToClean:
     """The run at `path`; UsageError when it is not a run directory."""
     if not path.is_dir():
         raise UsageError(f"{path}: no such run directory")
-    return RunToClean(path, read_run_json(path))
+    info = read_run_json(path)
+    if not isinstance(info.get("id"), str) or info.get("status") not in RUN_STATUSES:
+        raise UsageError(f"{path / 'run.json'}: not written by hpa-exp run (no run id or status)")
+    return RunToClean(path, info)
 
 
 def check_not_alive(run: RunToClean) -> None:
@@ -211,7 +214,7 @@ def cleanup(
     elif run is not None and run.backend == "kubernetes":
         result.selector = f"{RUN_LABEL}={run.run_id}"
     elif run is not None:
-        result.notes.append(f"{run.path.name}: a {run.backend} run, no cluster objects to delete")
+        result.notes.append(f"{run.path.name}: ran on the {run.backend} backend, no cluster objects to delete")
     if result.selector is not None:
         result.namespace = namespace or (run.namespace if run is not None else DEFAULT_NAMESPACE)
         result.deleted, result.remaining = delete_jobs(settings, result.namespace, result.selector, on_warning)

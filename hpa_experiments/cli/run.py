@@ -12,6 +12,7 @@ import yaml
 from hpa_experiments.backends.factory import BackendOptions, make_backend, normalize_backend
 from hpa_experiments.config import ExperimentConfig, load_config
 from hpa_experiments.console import LiveConsole, PlainConsole
+from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan, build_plan, render_timeline
 from hpa_experiments.runner import Runner
 from hpa_experiments.workloads import new_run_id, render_job
@@ -76,6 +77,7 @@ def run(
     if dry_run:
         _print_dry_run(config, plan)
         return 0
+    _check_output_folder(output_dir or config.output.base_dir)
     options = BackendOptions(
         kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url, output=sys.stderr
     )
@@ -97,6 +99,16 @@ def run(
     )
     result = runner.run()
     return result.exit_code
+
+
+def _check_output_folder(folder: Path) -> None:
+    """Create the folder for run directories now, so a bad path fails before anything is applied."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output folder {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"output folder {folder}: cannot create it ({exc.strerror or exc})") from None
 
 
 def _print_dry_run(config: ExperimentConfig, plan: Plan) -> None:
