@@ -80,6 +80,7 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._serving: list[Pod] = []  # pods with an engine (Ready or draining)
         self._rr = 0
+        self._sends_changed = True
         self.aborted_by_scale_down = 0
         for _ in range(initial_replicas):
             pod = self._new_pod(start_t)
@@ -129,12 +130,16 @@ class Fleet:
     def advance_to(self, t: float) -> None:
         """Process every event up to `t` in time order."""
         jobs = [j for j in self.jobs.values() if not j.stopped]
+        t_send, sender = math.inf, None
+        self._sends_changed = True
         while True:
-            t_send, sender = math.inf, None
-            for job in jobs:
-                ts = job.next_send_time()
-                if ts < t_send:
-                    t_send, sender = ts, job
+            if self._sends_changed:  # a send or a completion happened: the clients' next sends moved
+                self._sends_changed = False
+                t_send, sender = math.inf, None
+                for job in jobs:
+                    ts = job.next_send_time()
+                    if ts < t_send:
+                        t_send, sender = ts, job
             t_engine, engine_pod = math.inf, None
             for pod in self._serving:
                 te = pod.engine.next_event_t  # type: ignore[union-attr]
@@ -142,7 +147,7 @@ class Fleet:
                     t_engine, engine_pod = te, pod
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
-            if t_next > t:
+            if t_next > t or t_next == math.inf:
                 break
             if t_engine == t_next:
                 assert engine_pod is not None and engine_pod.engine is not None
@@ -153,6 +158,7 @@ class Fleet:
                 self._lifecycle_event()
             else:
                 assert sender is not None
+                self._sends_changed = True
                 self._route(sender.pop_send(t_next), t_next)
         self.t = max(self.t, t)
 
@@ -191,7 +197,7 @@ class Fleet:
             self._gone(pod, t)
 
     def _make_ready(self, pod: Pod, t: float) -> None:
-        pod.engine = Replica(self.profile, start_t=t, on_finished=_tell_client)
+        pod.engine = Replica(self.profile, start_t=t, on_finished=self._tell_client)
         pod.set_state(READY, t)
         self._ready.append(pod)
         self._serving.append(pod)
@@ -216,7 +222,7 @@ class Fleet:
             pod.engine.advance_to(t)
             for req in pod.engine.take_all():
                 self.aborted_by_scale_down += 1
-                _tell_client(req, t, False)
+                self._tell_client(req, t, False)
             self._serving.remove(pod)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
@@ -238,13 +244,13 @@ class Fleet:
                 pod = ready[(start + i) % n]
                 engine = pod.engine
                 assert engine is not None
-                key = (engine.load, engine.used_blocks)
+                key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
                 if best is None or key < best:
                     chosen, best = pod, key
         assert chosen is not None and chosen.engine is not None
         chosen.engine.submit(req, t)
 
-
-def _tell_client(req: Request, t: float, ok: bool) -> None:
-    if req.client is not None:
-        req.client.on_finished(req, t, ok)
+    def _tell_client(self, req: Request, t: float, ok: bool) -> None:
+        if req.client is not None:
+            req.client.on_finished(req, t, ok)
+            self._sends_changed = True

@@ -26,9 +26,11 @@ simplifications are elsewhere: no prefix caching, scheduler overheads folded int
 decoding sequence's block needs are served before partial prefills, and preemption picks the
 victim once per step for the step's whole demand.
 
-Timing convention: a step's composition is fixed at its start; requests submitted while a step
-runs wait for the next one.  Metric reads cut a decode run at the first step boundary at or
-after the read time, so counters may include the step in progress (less than one step ahead).
+Timing convention: a step's composition is fixed at its start, when every earlier arrival is
+known; requests submitted while a step runs wait for the next one (a new arrival ends a decode
+run at the first step boundary after it).  A metric read at t applies the decode steps that
+started before t, so counters may include the step in progress (less than one step ahead);
+gauges describe the batch of the step in progress.
 
 Memory: only live requests are kept; finished ones leave no trace besides the counters.
 """
@@ -148,8 +150,10 @@ class Replica:
         self._step_chunks: list[tuple[Request, int]] = []
         self._step_n_decode = 0
         self._step_dur = 0.0
+        self._run_t0 = 0.0  # a decode run: k steps of dt from t0, the first `done` already applied
         self._run_dt = 0.0
         self._run_k = 0
+        self._run_done = 0
 
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
@@ -162,15 +166,15 @@ class Replica:
     # ----------------------------------------------------------------- driving
     def advance_to(self, t: float) -> None:
         """Process every step that ends at or before `t`; a decode run spanning `t` stays pending."""
-        while self.next_event_t <= t:
+        while self.next_event_t <= t and self._plan != _IDLE:
             if self._plan == _STEP:
                 self._complete_step()
             else:
-                self._apply_decode_steps(self._run_k)
+                self._apply_decode_steps(self._run_k - self._run_done)
                 self.t = self.next_event_t
                 self._pop_finished()
             self._plan_next()
-        if self._plan == _IDLE and self.t < t:
+        if self._plan == _IDLE and self.t < t < _INF:
             self.t = t
 
     def submit(self, req: Request, t: float) -> None:
@@ -185,11 +189,10 @@ class Replica:
             self.t = max(self.t, t)
             self.waiting.append(req)
             self._plan_next()
-        elif self._plan == _DECODE_RUN and not self.waiting:
-            self._cut(t)
-            self.waiting.append(req)
-            self._plan_next()
-        else:  # a step is running, or the queue head is blocked: nothing changes before a step ends
+        else:
+            if self._plan == _DECODE_RUN and not self.waiting:
+                self._end_run_at(t)  # the next step may admit it
+            # otherwise a step is running, or the queue head is blocked until a step ends
             self.waiting.append(req)
 
     def abort(self, reqs: Iterable[Request], t: float) -> int:
@@ -201,14 +204,9 @@ class Replica:
                 req.cancelled = True
                 req.heap_seq = -1  # its finish-heap entry becomes stale
                 hit += 1
-        if not hit:
-            return 0
-        if self._plan == _STEP:
-            self._abort_pending = True
-        else:
-            self._cut(t)
-            self._purge_aborted()
-            self._plan_next()
+        if hit:
+            self._abort_pending = True  # removed when the step in progress ends
+            self._end_run_at(t)
         return hit
 
     def take_all(self) -> list[Request]:
@@ -267,25 +265,24 @@ class Replica:
 
     # ----------------------------------------------------------------- planning
     def _sync(self, t: float) -> None:
-        """Bring counters up to `t`: cut a pending decode run at the first step boundary >= t."""
+        """Bring counters up to `t`: apply the steps of the pending decode run that start before `t`.
+
+        The run itself goes on unchanged (same batch), so no scheduling decision is taken early."""
         self.advance_to(t)
         if self._plan == _DECODE_RUN and t > self.t:
-            self._cut(t)
-            self._plan_next()
+            k = math.ceil((t - self._run_t0) / self._run_dt - 1e-9)  # < _run_k: the run ends after t
+            if k > self._run_done:
+                self._apply_decode_steps(k - self._run_done)
+                self._run_done = k
+                self.t = self._run_t0 + k * self._run_dt
 
-    def _cut(self, t: float) -> None:
-        """Apply the steps of the pending decode run that start before `t`; the caller replans."""
-        if self._plan != _DECODE_RUN:
-            return
-        k = max(0, math.ceil((t - self.t) / self._run_dt - 1e-9))
-        if k >= self._run_k:
-            self._apply_decode_steps(self._run_k)
-            self.t = self.next_event_t
-            self._pop_finished()
-        elif k > 0:
-            self._apply_decode_steps(k)
-            self.t += k * self._run_dt
-        self._plan, self.next_event_t = _IDLE, _INF
+    def _end_run_at(self, t: float) -> None:
+        """Make the pending decode run end at the first step boundary at or after `t` (then replan)."""
+        if self._plan == _DECODE_RUN:
+            k = max(self._run_done, math.ceil((t - self._run_t0) / self._run_dt - 1e-9))
+            if k < self._run_k:
+                self._run_k = k
+                self.next_event_t = self._run_t0 + k * self._run_dt
 
     def _plan_next(self) -> None:
         if self._abort_pending:
@@ -366,6 +363,8 @@ class Replica:
             k = min(k, self._steps_until_full(free))
         self._run_dt = self._b0 + self._b2 * n
         self._run_k = k
+        self._run_t0 = self.t
+        self._run_done = 0
         self._plan = _DECODE_RUN
         self.next_event_t = self.t + k * self._run_dt
 
