@@ -1,0 +1,42 @@
+"""The menu's main loop: the home screen and its actions, until `q`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from hpa_experiments.menu.cluster import current_context
+from hpa_experiments.menu.configs_screen import configs
+from hpa_experiments.menu.context import MenuContext
+from hpa_experiments.menu.help_screen import show_help
+from hpa_experiments.menu.home import home_screen
+from hpa_experiments.menu.run_screen import run_flow
+from hpa_experiments.menu.runs_screen import explore
+from hpa_experiments.menu.ui import BackToHome, QuitMenu
+
+ACTIONS = {"r": run_flow, "e": explore, "c": configs, "h": show_help}
+
+
+def run_menu(configs_dir: Path, data_dir: Path, console: Console | None = None) -> int:
+    """Show the menu until the person quits; returns the exit code (0)."""
+    console = console or Console()
+    ctx = MenuContext(console, configs_dir, data_dir, current_context())
+    try:
+        while True:
+            try:
+                key = home_screen(ctx)
+            except BackToHome:  # Ctrl-C on the home screen leaves
+                break
+            try:
+                if key.isdigit():
+                    run_flow(ctx, ctx.config_files()[int(key) - 1])
+                else:
+                    ACTIONS[key](ctx)
+            except (BackToHome, KeyboardInterrupt):
+                continue
+    except QuitMenu:
+        pass
+    console.clear()
+    console.print("bye: hpa-exp menu closed")
+    return 0

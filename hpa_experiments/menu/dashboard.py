@@ -1,0 +1,248 @@
+"""The live view of a run started from the menu, and stopping it with Ctrl-C (or `q`).
+
+The Runner works in a worker thread (handle_signals=False); this thread draws and owns the
+keyboard.  On a simulated run the observer paces rows like a replay at N x speed, so people
+can watch, and a stop request lands mid-run; on Kubernetes time passes by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from hpa_experiments.menu.ui import cbreak, poll_key
+from hpa_experiments.runner import Runner, RunResult
+
+STOP_REASON = "interrupted from the menu"
+SPARK = "▁▂▃▄▅▆▇█"
+HISTORY_ROWS = 240
+FIXED_LINES = 17  # borders, header, bars, replicas block, gauges, hint; 3 lines for the stop question
+
+
+@dataclass(frozen=True)
+class Pace:
+    label: str
+    speed: float | None  # experiment seconds per wall second; None: as fast as possible
+
+    def describe(self, experiment_s: float) -> str:
+        if self.speed is None:
+            return f"{self.label} (no pause)"
+        return f"{self.label} ({self.speed:g}x: about {experiment_s / self.speed:.0f} s)"
+
+
+PACES = (Pace("watchable", 75.0), Pace("slow", 15.0), Pace("full speed", None))
+
+
+@dataclass
+class DashboardObserver:
+    """Collects what the runner reports (worker thread); `snapshot()` is read by the drawing thread."""
+
+    pace: Pace | None = None
+    runner: Runner | None = None
+    result: RunResult | None = None
+    rows: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_ROWS))
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wall0: float = 0.0
+
+    def on_start(self, runner: Runner) -> None:
+        self.runner = runner
+        self._wall0 = time.monotonic()
+
+    def on_row(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self.rows.append(row)
+        if self.pace and self.pace.speed and self.runner and self.runner.clock.virtual:
+            due = self._wall0 + float(row["elapsed_s"]) / self.pace.speed
+            time.sleep(max(0.0, due - time.monotonic()))
+
+    def on_event(self, elapsed: float, kind: str, detail: str) -> None:
+        with self._lock:
+            self.events.append((elapsed, kind, detail))
+
+    def on_finish(self, result: RunResult) -> None:
+        self.result = result
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[tuple[float, str, str]]]:
+        with self._lock:
+            return list(self.rows), list(self.events)
+
+
+def _num(value: Any, digits: int = 1, unit: str = "") -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A bar readable without colour: █ done, ░ to do."""
+    width = max(width, 4)
+    done = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * done + "░" * (width - done)
+
+
+def sparkline(values: list[float | None], top: float, width: int) -> str:
+    """The last `width` values as block characters scaled to 0..top (a gap for missing values)."""
+    chars = []
+    for value in values[-width:]:
+        if value is None:
+            chars.append(" ")
+        else:
+            level = 0 if top <= 0 else round(value / top * (len(SPARK) - 1))
+            chars.append(SPARK[max(0, min(len(SPARK) - 1, level))])
+    return "".join(chars)
+
+
+def _against_target(label: str, value: Any, target: Any, digits: int) -> Text:
+    text = Text(f"{label} {_num(value, digits)} / target {_num(target, digits)}")
+    if isinstance(value, (int, float)) and isinstance(target, (int, float)) and value > target:
+        text.append(" ▲ over", style="bold red")
+    return text
+
+
+def render(observer: DashboardObserver, console: Console, status: str) -> Panel:
+    runner = observer.runner
+    if runner is None:
+        return Panel("starting the run…", title="hpa-exp")
+    rows, events = observer.snapshot()
+    plan = runner.plan
+    last = rows[-1] if rows else {}
+    elapsed = float(last.get("elapsed_s", 0.0))
+    if not runner.clock.virtual:
+        elapsed = max(elapsed, min(runner.elapsed, plan.total))
+    inner = console.width - 4
+    remaining = max(0.0, plan.total - elapsed)
+    speed = observer.pace.speed if observer.pace and runner.clock.virtual else None
+    header = Text(f"{elapsed:.0f} s of {plan.total:g} s · remaining {remaining:.0f} s", style="bold")
+    if speed:
+        header.append(f" (≈{remaining / speed:.0f} s at {speed:g}x)", style="")
+    header.append(f" · {last.get('phase', 'starting')}")
+    header.no_wrap = True
+    header.overflow = "ellipsis"
+
+    name_w = min(max([len(j.name) for j in plan.jobs] + [8]), 24)
+    bar_w = max(10, inner - name_w - 16)
+    phases = Table.grid(padding=(0, 1))
+    phases.add_column(no_wrap=True, overflow="ellipsis", max_width=name_w)
+    phases.add_column(no_wrap=True)
+    phases.add_column(no_wrap=True)
+    for job in plan.jobs:
+        done = (elapsed - job.start) / (job.end - job.start)
+        rate = f"{job.rate:g} req/s" if job.rate is not None else ""
+        phases.add_row(job.name, bar(done, bar_w), rate)
+    if plan.cooldown:
+        phases.add_row("cooldown", bar((elapsed - plan.load_end) / plan.cooldown, bar_w), "")
+
+    history = {c: [r.get(c) for r in rows] for c in ("replicas", "desired_replicas", "ready_replicas")}
+    top = max([v for vs in history.values() for v in vs if isinstance(v, (int, float))] + [1])
+    spark_w = max(10, inner - 10)
+    replicas = Table.grid(padding=(0, 1))
+    replicas.add_column(no_wrap=True)
+    replicas.add_column(no_wrap=True)
+    for column, label in (("replicas", "current"), ("desired_replicas", "desired"), ("ready_replicas", "ready")):
+        replicas.add_row(f"{label:<7} {_num(last.get(column)):>3}", sparkline(history[column], top, spark_w - 4))
+
+    gauges = _against_target("queue", last.get("num_requests_waiting"), last.get("num_requests_waiting_target"), 1)
+    gauges.append("   ")
+    gauges.append_text(_against_target("KV", last.get("kv_cache_usage_perc"), last.get("kv_cache_usage_target"), 2))
+    latency = Text(
+        f"TTFT {_num(last.get('ttft_ms'), 0, ' ms')} · ITL {_num(last.get('itl_ms'), 1, ' ms')} · "
+        f"offered {_num(last.get('offered_rps'), 0, ' req/s')}"
+    )
+    room = max(1, console.height - FIXED_LINES - len(plan.jobs) - (1 if plan.cooldown else 0))
+    recent = Text("\n".join(f"[{t:5.0f}s] {kind}: {detail}" for t, kind, detail in events[-room:]), style="dim")
+    recent.no_wrap = True
+    recent.overflow = "ellipsis"
+    body = Group(
+        header,
+        Text(bar(elapsed / plan.total if plan.total else 1.0, inner)),
+        phases,
+        Text(f"replicas (max {top:g} on the chart, last {len(rows)} samples)", style="bold"),
+        replicas,
+        gauges,
+        latency,
+        recent,
+        Text(status, style="bold"),
+    )
+    run_dir = runner.writer.dir.name if runner.writer else ""
+    title = f"{runner.config.name} · {runner.backend.name}"
+    return Panel(body, title=title, subtitle=run_dir, padding=(0, 1))
+
+
+@dataclass
+class Outcome:
+    result: RunResult | None
+    error: str | None
+    jobs_deleted: int  # Jobs stopped because of the stop request
+
+
+def run_with_dashboard(console: Console, runner: Runner, observer: DashboardObserver) -> Outcome:
+    """Run in a worker thread while drawing; Ctrl-C or `q` asks before stopping with full cleanup."""
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            runner.run()
+        except Exception as exc:  # shown on the result screen instead of a traceback
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=work, name="hpa-exp-run", daemon=True)
+    worker.start()
+    hint = "Ctrl-C or q: stop the experiment (asks first)"
+    with cbreak():
+        while worker.is_alive():
+            if _watch(console, worker, observer, hint) and _confirm_stop(console, worker):
+                runner.request_stop(STOP_REASON)
+                _wait_for_cleanup(console, worker)
+    jobs_deleted = sum(1 for _, kind, detail in observer.events if kind == "job_stopped" and "(interrupted" in detail)
+    return Outcome(observer.result, errors[0] if errors else None, jobs_deleted)
+
+
+def _watch(console: Console, worker: threading.Thread, observer: DashboardObserver, hint: str) -> bool:
+    """Draw until the run ends (False) or the person asks to stop (True)."""
+    console.clear()
+    with Live(render(observer, console, hint), console=console, auto_refresh=False) as live:
+        try:
+            while worker.is_alive():
+                if poll_key(0.15) in ("q", "s"):
+                    return True
+                live.update(render(observer, console, hint), refresh=True)
+            live.update(render(observer, console, "run finished"), refresh=True)
+        except KeyboardInterrupt:
+            return True
+    return False
+
+
+def _confirm_stop(console: Console, worker: threading.Thread) -> bool:
+    console.print("Stop the experiment? Jobs will be deleted [y/N] ", end="", markup=False, highlight=False)
+    try:
+        while worker.is_alive():
+            key = poll_key(0.2)
+            if key is not None:
+                console.print("yes" if key == "y" else "no")
+                return key == "y"
+    except KeyboardInterrupt:  # a second Ctrl-C means yes
+        console.print("yes")
+        return True
+    console.print("\nthe run finished meanwhile")
+    return False
+
+
+def _wait_for_cleanup(console: Console, worker: threading.Thread) -> None:
+    console.print("stopping: deleting the Jobs this run started, writing the files…")
+    while worker.is_alive():
+        try:
+            worker.join(0.2)
+        except KeyboardInterrupt:
+            console.print("cleanup under way, please wait…")

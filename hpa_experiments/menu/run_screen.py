@@ -1,0 +1,177 @@
+"""Running an experiment from the menu: config, plan, backend (with preflight), confirm, live view."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+from rich.text import Text
+
+from hpa_experiments.backends.base import Backend
+from hpa_experiments.backends.factory import BackendOptions, make_backend
+from hpa_experiments.config import ExperimentConfig, load_config
+from hpa_experiments.errors import HpaExpError, PreflightError
+from hpa_experiments.menu.context import MenuContext, shown_path
+from hpa_experiments.menu.dashboard import PACES, DashboardObserver, Outcome, Pace, run_with_dashboard
+from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
+from hpa_experiments.plan import Plan, build_plan, render_timeline
+from hpa_experiments.promql import MetricNames
+from hpa_experiments.runner import Runner
+from hpa_experiments.workloads import new_run_id
+
+SIMULATION, KUBERNETES = "simulation", "kubernetes"
+
+
+def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
+    """From a config to a finished (or stopped) run; returns to the caller (the home screen)."""
+    path = path or choose_config(ctx)
+    if path is None:
+        return
+    try:
+        config = load_config(path)
+        plan = build_plan(config)
+    except HpaExpError as exc:
+        notice(ctx.console, f"{path.name}: not valid", Text(str(exc)))
+        return
+    kind = plan_screen(ctx, path, config, plan)
+    if kind is None:
+        return
+    run_id = new_run_id(time.time())
+    prepared = kubernetes_preflight(ctx, config, plan, run_id) if kind == KUBERNETES else None
+    if kind == KUBERNETES and prepared is None:
+        return
+    pace = confirm_screen(ctx, config, plan, kind)
+    if pace is None:
+        if prepared:
+            prepared[0].close()
+        return
+    backend, names = prepared or make_backend(SIMULATION, config, plan, run_id, BackendOptions())
+    observer = DashboardObserver(pace=pace)
+    runner = Runner(
+        config, plan, backend, metric_names=names, observer=observer, handle_signals=False, run_id=run_id
+    )
+    result_screen(ctx, run_with_dashboard(ctx.console, runner, observer))
+
+
+def choose_config(ctx: MenuContext) -> Path | None:
+    paths = ctx.config_files()[:9]
+    body = Text()
+    for i, path in enumerate(paths, start=1):
+        body.append(f"{i}", style="bold")
+        body.append(f"  {shown_path(path)}\n")
+    if not paths:
+        body.append(f"no configs in {shown_path(ctx.configs_dir)}/\n", style="dim")
+    digits = {str(i) for i in range(1, len(paths) + 1)}
+    footer = stack(Text(""), keys_line([("1-9", "choose"), ("t", "type a path"), ("b", "back"), ("q", "quit")]))
+    key = show_screen(ctx.console, "Run an experiment · choose a config", body, footer,
+                      lambda k: k in digits or k in ("t", "b", "escape"))
+    if key in digits:
+        return paths[int(key) - 1]
+    if key == "t":
+        return Path(ask_text(ctx.console, "Config file", check=_existing_file))
+    return None
+
+
+def _existing_file(answer: str) -> str | None:
+    return None if Path(answer).is_file() else f"{answer}: no such file"
+
+
+def _timeline_width(ctx: MenuContext, plan: Plan) -> int:
+    name_w = max([len(j.name) for j in plan.jobs] + [8])
+    return max(16, min(60, ctx.console.width - name_w - 30))
+
+
+def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Plan) -> str | None:
+    """The plan, then the backend choice: 's' simulation, 'k' Kubernetes when a context exists."""
+    backends = Text("backend: ")
+    backends.append("[s] simulation (digital twin)", style="bold")
+    if ctx.cluster:
+        backends.append("  ")
+        backends.append(f"[k] kubernetes, context {ctx.cluster.name}", style="bold")
+    else:
+        backends.append("  · kubernetes: no kubeconfig context", style="dim")
+    body = stack(
+        Text(f"{config.name}: {config.description}".rstrip(": ")),
+        Text(f"{len(plan.jobs)} jobs · total {plan.total:g} s · peak load {plan.peak_rps:g} req/s · "
+             f"{len(plan.warnings)} warning(s)", style="bold"),
+        Text(""),
+        Text(render_timeline(plan, _timeline_width(ctx, plan))),
+    )
+    pairs = [("s", "simulate")] + ([("k", "kubernetes")] if ctx.cluster else []) + [("b", "back"), ("q", "quit")]
+    footer = stack(Text(""), backends, keys_line(pairs))
+    allowed = {"s", "b", "escape"} | ({"k"} if ctx.cluster else set())
+    key = show_screen(ctx.console, f"Plan · {shown_path(path)}", body, footer, lambda k: k in allowed)
+    return {"s": SIMULATION, "k": KUBERNETES}.get(key)
+
+
+def kubernetes_preflight(
+    ctx: MenuContext, config: ExperimentConfig, plan: Plan, run_id: str
+) -> tuple[Backend, MetricNames] | None:
+    """Connect and run the preflight; on problems show them and return None."""
+    assert ctx.cluster is not None
+    notes = io.StringIO()
+    options = BackendOptions(kubeconfig=ctx.cluster.kubeconfig, context=ctx.cluster.name, output=notes)
+    ctx.console.clear()
+    try:
+        with ctx.console.status(f"preflight checks against {ctx.cluster.name}…"):
+            return make_backend(KUBERNETES, config, plan, run_id, options)
+    except PreflightError as exc:
+        body = stack(Text("\n".join(f"✗ {p}" for p in exc.problems), style="red"), Text(notes.getvalue()))
+        notice(ctx.console, "Preflight failed: nothing was applied", body)
+    except HpaExpError as exc:
+        notice(ctx.console, "Cannot use the cluster", stack(Text(str(exc)), Text(notes.getvalue())))
+    return None
+
+
+def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind: str) -> Pace | None:
+    """Start, change the pace (simulation), or go back."""
+    pace_index = 0
+    while True:
+        pace = PACES[pace_index]
+        body = Text()
+        body.append(f"Run {config.name} on {kind}\n", style="bold")
+        body.append(f"{len(plan.jobs)} jobs · {plan.total:g} s of experiment time · peak {plan.peak_rps:g} req/s\n")
+        body.append(f"runs are written under {shown_path(config.output.base_dir)}/\n")
+        if kind == SIMULATION:
+            body.append(f"pace: {pace.describe(plan.total)}\n")
+        else:
+            body.append(f"this creates load Jobs in namespace {config.namespace}; Ctrl-C stops and deletes them\n")
+        pairs = [("enter", "start")] + ([("p", "change pace")] if kind == SIMULATION else []) + [
+            ("b", "back"), ("q", "quit")]
+        key = show_screen(ctx.console, "Confirm", body, stack(Text(""), keys_line(pairs)),
+                          lambda k: k in ("enter", "y", "p", "b", "escape"))
+        if key == "p" and kind == SIMULATION:
+            pace_index = (pace_index + 1) % len(PACES)
+        elif key in ("enter", "y"):
+            return pace
+        elif key in ("b", "escape"):
+            return None
+
+
+def outcome_text(outcome: Outcome) -> Text:
+    """One line saying how the run ended and where it is."""
+    result = outcome.result
+    if result is None:
+        return Text(f"the run could not start: {outcome.error}", style="bold red")
+    where = shown_path(result.run_dir)
+    if result.status == "completed":
+        return Text(f"completed: run saved in {where}", style="bold green")
+    if result.status == "interrupted":
+        if result.leftover_jobs:
+            return Text(f"stopped, but Jobs are still present: {', '.join(result.leftover_jobs)}; "
+                        f"partial run kept in {where}", style="bold red")
+        deleted = f"{outcome.jobs_deleted} job(s) deleted" if outcome.jobs_deleted else "no job was running"
+        return Text(f"stopped: {deleted}, partial run kept in {where}", style="bold yellow")
+    return Text(f"{result.status}: {result.reason or 'see events.csv'}; run kept in {where}", style="bold red")
+
+
+def result_screen(ctx: MenuContext, outcome: Outcome) -> None:
+    from hpa_experiments.menu.runs_screen import open_run
+
+    has_run = outcome.result is not None
+    pairs = ([("o", "open its summary")] if has_run else []) + [("b", "home"), ("q", "quit")]
+    key = show_screen(ctx.console, "Run finished", outcome_text(outcome), stack(Text(""), keys_line(pairs)),
+                      lambda k: k in ("b", "enter", "escape") or (k == "o" and has_run))
+    if key == "o" and outcome.result is not None:
+        open_run(ctx, outcome.result.run_dir)

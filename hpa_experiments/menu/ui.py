@@ -1,0 +1,196 @@
+"""Terminal primitives of the menu: single keys, typed answers, and a screen that fits the window.
+
+Keys are read one at a time in cbreak mode (no Enter needed; Ctrl-C still raises
+KeyboardInterrupt).  Every screen is drawn by `show_screen`, which cuts the body to the window
+height and lets people scroll it, so the menu works at 80x24 as well as on large terminals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import termios
+import tty
+from collections.abc import Callable, Iterable, Iterator
+
+from rich.console import Console, Group, RenderableType
+from rich.segment import Segment, Segments
+from rich.text import Text
+
+SCROLL_DOWN = {"down", "j", "space", "pagedown"}
+SCROLL_UP = {"up", "k", "pageup"}
+_ESCAPES = {"[A": "up", "[B": "down", "[5~": "pageup", "[6~": "pagedown", "OA": "up", "OB": "down"}
+_NAMED = {"\r": "enter", "\n": "enter", " ": "space", "\x7f": "backspace", "\t": "tab"}
+
+
+class QuitMenu(Exception):
+    """`q` (or end of input): leave the menu from wherever we are."""
+
+
+class BackToHome(Exception):
+    """Ctrl-C outside a run: abandon the current screen."""
+
+
+@contextlib.contextmanager
+def cbreak(fd: int | None = None) -> Iterator[None]:
+    """Keys arrive one by one, unechoed; signals (Ctrl-C) still work. Restored on exit."""
+    fd = sys.stdin.fileno() if fd is None else fd
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _read_byte(fd: int, timeout: float | None) -> str | None:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return None
+    data = os.read(fd, 1)
+    if not data:
+        raise QuitMenu  # end of input
+    return data.decode("latin-1")
+
+
+def poll_key(timeout: float) -> str | None:
+    """A key if one arrives within `timeout` seconds (call inside `cbreak()`)."""
+    fd = sys.stdin.fileno()
+    first = _read_byte(fd, timeout)
+    if first is None:
+        return None
+    if first == "\x1b":
+        sequence = ""
+        while len(sequence) < 3 and (more := _read_byte(fd, 0.05)) is not None:
+            sequence += more
+            if sequence in _ESCAPES:
+                return _ESCAPES[sequence]
+        return "escape" if not sequence else "unknown"
+    if ord(first) >= 0x80:  # a UTF-8 character: read its continuation bytes
+        raw = first.encode("latin-1")
+        while (more := _read_byte(fd, 0.05)) is not None:
+            raw += more.encode("latin-1")
+            with contextlib.suppress(UnicodeDecodeError):
+                return raw.decode("utf-8")
+        return "unknown"
+    return _NAMED.get(first, first.lower() if first.isalpha() else first)
+
+
+def read_key() -> str:
+    with cbreak():
+        while (key := poll_key(3600)) is None:
+            pass
+    return key
+
+
+def ask_text(
+    console: Console,
+    question: str,
+    default: str | None = None,
+    check: Callable[[str], str | None] | None = None,
+) -> str:
+    """A typed answer (Enter to accept the default). `check` returns an error message or None.
+
+    A lone `q` quits the menu, as everywhere else.
+    """
+    suffix = f" [{default}]" if default not in (None, "") else ""
+    while True:
+        try:
+            answer = console.input(Text(f"{question}{suffix}: ")).strip()
+        except EOFError:
+            raise QuitMenu from None
+        if answer.lower() == "q":
+            raise QuitMenu
+        if not answer and default is not None:
+            answer = default
+        problem = check(answer) if check else None
+        if problem is None:
+            return answer
+        console.print(Text.assemble("  ", ("✗", "red"), f" {problem}"), highlight=False)
+
+
+def confirm(console: Console, question: str, default: bool = False) -> bool:
+    """A y/n question answered with one key."""
+    hint = "[Y/n]" if default else "[y/N]"
+    console.print(f"{question} {hint} ", end="", highlight=False, markup=False)
+    key = read_key()
+    answer = default if key == "enter" else key == "y"
+    console.print("yes" if answer else "no")
+    return answer
+
+
+def keys_line(pairs: Iterable[tuple[str, str]]) -> Text:
+    """'[r] run  [e] runs ...' with the keys in bold."""
+    text = Text()
+    for i, (key, label) in enumerate(pairs):
+        if i:
+            text.append("  ")
+        text.append(f"[{key}]", style="bold")
+        text.append(f" {label}")
+    return text
+
+
+def _lines(console: Console, renderable: RenderableType) -> list[list[Segment]]:
+    return console.render_lines(renderable, console.options.update(height=None), pad=False)
+
+
+def show_screen(
+    console: Console,
+    title: str,
+    body: RenderableType,
+    footer: RenderableType,
+    accept: Callable[[str], bool],
+) -> str:
+    """Draw title, as much body as fits, and footer; scroll on arrows/space; return an accepted key.
+
+    `q` always quits; Ctrl-C goes back to the home screen.
+    """
+    offset = 0
+    while True:
+        height = console.size.height
+        head = _lines(console, Text(title, style="bold reverse"))
+        foot = _lines(console, footer)
+        body_lines = _lines(console, body)
+        room = max(1, height - len(head) - len(foot) - 1)
+        offset = max(0, min(offset, len(body_lines) - room))
+        shown = body_lines[offset : offset + room]
+        more = len(body_lines) > room
+        if more:
+            below = len(body_lines) - offset - len(shown)
+            shown = [*shown[:-1], [Segment(f"── ↑↓/space to scroll · {offset} above · {below} below ──", None)]]
+        console.clear()
+        _print_lines(console, head + shown + foot)
+        try:
+            key = read_key()
+        except KeyboardInterrupt:
+            raise BackToHome from None
+        if key == "q":
+            raise QuitMenu
+        if more and key in SCROLL_DOWN:
+            offset += room - 1 if key in ("space", "pagedown") else 1
+        elif more and key in SCROLL_UP:
+            offset -= room - 1 if key == "pageup" else 1
+        elif accept(key):
+            return key
+
+
+def _print_lines(console: Console, lines: list[list[Segment]]) -> None:
+    segments: list[Segment] = []
+    for i, line in enumerate(lines):
+        if i:
+            segments.append(Segment.line())
+        segments.extend(line)
+    console.print(Segments(segments))
+
+
+def stack(*parts: RenderableType | None) -> Group:
+    """Renderables one under the other, skipping None."""
+    return Group(*(p for p in parts if p is not None))
+
+
+def notice(console: Console, title: str, body: RenderableType, back_label: str = "back") -> None:
+    """A screen to read; any of Enter, b or Escape goes back."""
+    footer = stack(Text(""), keys_line([("b", back_label), ("q", "quit")]))
+    show_screen(console, title, body, footer, lambda key: key in ("b", "enter", "escape"))

@@ -1,0 +1,209 @@
+"""`hpa-exp menu` driven as a person would: keys into a tmux pane of a fixed size, assertions on the screen.
+
+Each test runs the menu with the current folder set to a temporary copy of experiment-configs/,
+workloads/ and manifests/, so runs land in a temporary experiment-data/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpa_experiments.config import load_config
+from tests.support.terminal import TmuxTerminal, tmux_available
+
+REPO = Path(__file__).resolve().parents[1]
+MENU = [sys.executable, "-m", "hpa_experiments", "menu"]
+# SGR parameters that set a colour (30-38, 40-48, 90-97, 100-107); bold/dim/reverse are not colours.
+COLOUR_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]")
+
+pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    for name in ("experiment-configs", "workloads", "manifests"):
+        shutil.copytree(REPO / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def open_terminal(tmp_path: Path, workspace: Path) -> Iterator:
+    terminals: list[TmuxTerminal] = []
+
+    def start(width: int = 80, height: int = 24, **env: str) -> TmuxTerminal:
+        folder = tmp_path / f"tmux{len(terminals)}"
+        folder.mkdir()
+        settings = {"KUBECONFIG": str(tmp_path / "no-kubeconfig"), "PYTHONPATH": str(REPO), **env}
+        terminal = TmuxTerminal(folder, width, height).start(MENU, workspace, settings)
+        terminals.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in terminals:
+        terminal.close()
+
+
+def _quit(terminal: TmuxTerminal) -> None:
+    terminal.press("q")
+    terminal.wait_for("bye: hpa-exp menu closed")
+    assert terminal.exit_status() == 0
+
+
+def _run_dirs(workspace: Path) -> list[Path]:
+    data = workspace / "experiment-data"
+    return sorted(p for p in data.iterdir() if (p / "run.json").exists()) if data.exists() else []
+
+
+def test_home_screen_at_80x24_in_colour(open_terminal) -> None:
+    terminal = open_terminal(80, 24)
+    screen = terminal.wait_for(r"\[q\] quit")
+    assert "no cluster: simulation available" in screen
+    for name in ("baseline-hpa.yaml", "high-load-hpa.yaml", "moderate-load-hpa.yaml"):
+        assert name in screen
+    assert "no runs yet under experiment-data" in screen
+    assert all(len(line) <= 80 for line in screen.splitlines())
+    assert COLOUR_SGR.search(terminal.screen(colours=True)), "expected colours without NO_COLOR"
+    terminal.press("h")
+    assert "Ctrl-C or q asks" in terminal.wait_for(r"^Help")
+    terminal.press("b")
+    terminal.wait_for(r"Recent runs")
+    _quit(terminal)
+
+
+def test_home_screen_wide_without_colour_shows_the_kube_context(open_terminal, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-hpa-lab",
+        "clusters": [{"name": "kind-hpa-lab", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "me", "user": {"token": "x"}}],
+        "contexts": [{"name": "kind-hpa-lab", "context": {"cluster": "kind-hpa-lab", "user": "me"}}],
+    }))
+    terminal = open_terminal(132, 40, NO_COLOR="1", KUBECONFIG=str(kubeconfig))
+    screen = terminal.wait_for(r"\[q\] quit")
+    assert "kubernetes context kind-hpa-lab" in screen
+    assert "no cluster" not in screen
+    assert not COLOUR_SGR.search(terminal.screen(colours=True)), "NO_COLOR must remove every colour"
+    terminal.press("2")
+    screen = terminal.wait_for(r"\[k\] kubernetes")
+    assert "peak load 70 req/s" in screen and "total 900 s" in screen
+    _quit(terminal)
+
+
+def test_run_a_simulation_to_completion_then_open_its_summary(open_terminal, workspace: Path) -> None:
+    terminal = open_terminal(80, 24)
+    terminal.wait_for(r"\[q\] quit")
+    terminal.press("2")  # high-load-hpa.yaml
+    screen = terminal.wait_for(r"\[s\] simulate")
+    assert "3 jobs · total 900 s · peak load 70 req/s" in screen
+    terminal.press("s")
+    terminal.wait_for(r"pace: watchable")
+    terminal.press("p")
+    terminal.wait_for(r"pace: slow")
+    terminal.press("p")
+    terminal.wait_for(r"pace: full speed")
+    terminal.press("Enter")
+    screen = terminal.wait_for(r"completed: run saved in", timeout=60)
+    [run_dir] = _run_dirs(workspace)
+    assert run_dir.name in screen.replace("\n", "")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+    terminal.press("b")
+    screen = terminal.wait_for(r"Recent runs")
+    assert re.search(rf"{run_dir.name}\s+completed\s+simulation", screen)
+    terminal.press("e")
+    screen = terminal.wait_for(r"\[1-9\] open", timeout=30)
+    assert re.search(rf"1\s+{run_dir.name}\s+completed", screen)
+    terminal.press("1")
+    screen = terminal.wait_for(r"backend / status", timeout=30)
+    assert "simulation / completed" in screen
+    assert re.search(r"peak \(at\)\s+│\s+\d+ \(at \d+ s\)", screen)
+    terminal.press("f")
+    screen = terminal.wait_for(r"generated now", timeout=60)
+    assert "report.html" in screen
+    assert (run_dir / "report.html").is_file() and (run_dir / "plots" / "overview.png").is_file()
+    _quit(terminal)
+
+
+def test_interrupt_a_running_simulation(open_terminal, workspace: Path) -> None:
+    terminal = open_terminal(100, 30, NO_COLOR="1")
+    terminal.wait_for(r"\[q\] quit")
+    terminal.press("2")
+    terminal.wait_for(r"\[s\] simulate")
+    terminal.press("s")
+    terminal.wait_for(r"pace: watchable")
+    terminal.press("Enter")  # watchable pace: 900 s of experiment in about 12 s
+    screen = terminal.wait_for(r"job_started: phase-2-peak-load", timeout=30)
+    assert "remaining" in screen and "current" in screen and "queue" in screen
+
+    terminal.press("C-c")
+    terminal.wait_for(r"Stop the experiment\? Jobs will be deleted \[y/N\]")
+    terminal.press("n")  # changed my mind: the run goes on
+    terminal.wait_for(r"job_started: phase-3-sustained", timeout=30)
+    terminal.press("C-c")
+    terminal.wait_for(r"Stop the experiment\? Jobs will be deleted \[y/N\]")
+    terminal.press("y")
+    screen = terminal.wait_for(r"stopped: \d job\(s\) deleted, partial run kept in", timeout=30)
+    [run_dir] = _run_dirs(workspace)
+    assert f"experiment-data/{run_dir.name}" in screen
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert info.get("reason") == "interrupted from the menu" or "interrupted from the menu" in json.dumps(info)
+    events = (run_dir / "events.csv").read_text()
+    assert "(interrupted)" in events
+    last_elapsed = float((run_dir / "metrics.csv").read_text().strip().splitlines()[-1].split(",")[11])
+    assert 240 <= last_elapsed < 900
+    _quit(terminal)
+
+
+def test_create_a_config_by_answering_questions(open_terminal, workspace: Path) -> None:
+    terminal = open_terminal(80, 24)
+    terminal.wait_for(r"\[q\] quit")
+    terminal.press("c")
+    screen = terminal.wait_for(r"\[n\] new experiment")
+    assert len(re.findall(r"✓ +\S+\.yaml", screen)) == 3
+    terminal.press("n")
+    terminal.wait_for(r"Start from which experiment")
+    terminal.press("1")  # baseline-hpa.yaml: sequential
+    answers = [
+        (r"Name \[baseline-hpa-custom\]:$", "short-steps"),
+        (r"Description \[.*\]:$", ""),
+        (r"Number of load jobs \[3\]:$", "2"),
+        (r"  name \[job-1\]:$", ""),
+        (r"rate \(requests per second\) \[7\]:$", "12"),
+        (r"duration \[360\]:$", "2m"),
+        (r"start delay \[0\]:$", ""),
+        (r"  name \[job-2\]:$", "second"),
+        (r"rate \(requests per second\) \[7\]:$", "lots"),
+        (r"must be a number \(got 'lots'\)\n.*rate \(requests per second\) \[7\]:$", "15"),
+        (r"duration \[360\]:$", ""),
+        (r"start delay \[0\]:$", ""),
+        (r"Gap between jobs \[30\]:$", "45"),
+        (r"Cooldown after the last job \(0: none\) \[300\]:$", "90s"),
+    ]
+    for prompt, answer in answers:
+        terminal.wait_for(prompt)
+        terminal.type_line(answer)
+    screen = terminal.wait_for(r"is valid", timeout=30)
+    assert "experiment-configs/short-steps.yaml is valid: 2 jobs, sequential" in screen
+
+    written = workspace / "experiment-configs" / "short-steps.yaml"
+    text = written.read_text()
+    assert "# Sequential mode" in text and "# requests per second" in text
+    config = load_config(written)
+    assert [(j.name, j.rate, j.duration) for j in config.jobs] == [("job-1", 12.0, 120.0), ("second", 15.0, 360.0)]
+    assert (config.gap, config.cooldown.enabled, config.cooldown.duration) == (45.0, True, 90.0)
+
+    terminal.press("b")
+    screen = terminal.wait_for(r"\[n\] new experiment")
+    assert re.search(r"✓ +short-steps\.yaml +2 +sequential", screen)
+    _quit(terminal)
