@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +53,7 @@ ADDED_COLUMNS = [
     "prom_kv_cache_usage_avg",
     "prom_kv_cache_usage_max",
     "sample_lag_ms",
+    "sample_ms",
 ]
 
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
@@ -151,19 +153,24 @@ class _CsvStream:
         self.columns = columns
         self._fh = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._fh, lineterminator="\n")
+        self._lock = threading.Lock()  # events may come from the monitor's threads
         self._write([*columns])
 
     def _write(self, cells: list[str]) -> None:
-        self._writer.writerow(cells)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with self._lock:
+            if self._fh.closed:
+                return
+            self._writer.writerow(cells)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def write(self, row: Mapping[str, Any]) -> None:
         self._write([format_cell(row.get(c)) for c in self.columns])
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
 
 
 @dataclass

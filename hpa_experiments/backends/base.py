@@ -8,7 +8,9 @@ virtual clock for the simulation.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +102,14 @@ class Backend(ABC):
 
     name: str  # "kubernetes" | "simulation"
     clock: Clock
+    _warning_handler: Callable[[str], None] = logging.getLogger(__name__).warning
+
+    def set_warning_handler(self, handler: Callable[[str], None]) -> None:
+        """Send the backend's own warnings (retries, adopted objects) to `handler`, e.g. events.csv."""
+        self._warning_handler = handler
+
+    def _warn(self, text: str) -> None:
+        self._warning_handler(text)
 
     @abstractmethod
     def start_job(self, launch: JobLaunch) -> None:

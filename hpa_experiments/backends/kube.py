@@ -9,7 +9,6 @@ reach `quantity.parse_quantity` and a field the typed models do not know cannot 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -36,8 +35,6 @@ from hpa_experiments.backends.base import (
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
 from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
-
-_log = logging.getLogger(__name__)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "hpa-exp"
@@ -166,7 +163,8 @@ class KubeBackend(Backend):
         self.run_id = run_id
         self.clock = WallClock()
         self.retry = retry
-        self._warn = on_warning or _log.warning
+        if on_warning is not None:
+            self.set_warning_handler(on_warning)
         self.api_client, self.context = connect(settings)
         self.batch = client.BatchV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
