@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,13 +103,15 @@ def run(
 
 
 def _check_output_folder(folder: Path) -> None:
-    """Create the folder for run directories now, so a bad path fails before anything is applied."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"output folder {folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"output folder {folder}: cannot create it ({exc.strerror or exc})") from None
+    """Fail before anything is applied if run directories cannot be made in `folder` (it is created
+    only when the run starts)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"output folder {folder}: {existing} exists and is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {folder}: {existing} is not writable")
 
 
 def _print_dry_run(config: ExperimentConfig, plan: Plan) -> None:
