@@ -47,9 +47,20 @@ def _scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
 
 
+def _tidy(value: Any) -> Any:
+    """Whole floats as integers (2000, not 2000.0), as people write them."""
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _block(key: str, value: Any, indent: int = 0) -> list[str]:
     """`key:` followed by `value` as block YAML, indented."""
-    dumped = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False, width=100)
+    dumped = yaml.safe_dump({key: _tidy(value)}, sort_keys=False, default_flow_style=False, width=100)
     return [" " * indent + line for line in dumped.rstrip("\n").splitlines()]
 
 
