@@ -15,7 +15,7 @@ from hpa_experiments.errors import ConfigError
 from hpa_experiments.manifests import render_template, template_placeholders
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_RUNS = REPO.parent / "shared" / "reference-runs"
+REFERENCE_RUNS = REPO / "tests" / "data" / "reference-runs"  # copies of ../shared/reference-runs
 
 JOB_TEMPLATE = (REPO / "workloads" / "vllm-bench-serve.yaml").read_text()
 HPA = (REPO / "manifests" / "hpa-vllm-combined.yaml").read_text()
@@ -289,7 +289,9 @@ def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
         (workloads / f"sharegpt-load-job-high-{rate}.yaml").write_text(yaml.safe_dump(fixed_job(rate)))
     manifests = tmp_path / "config" / "samples" / "not_wva" / "manifests"
     manifests.mkdir(parents=True)
-    (manifests / "hpa-vllm-combined.yaml").write_text((REFERENCE_RUNS / "hpa-vllm-combined.yaml").read_text())
+    hpa = yaml.safe_load(HPA)  # the original HPA targeted the llm-d decode Deployment
+    hpa["spec"]["scaleTargetRef"]["name"] = "ms-inference-scheduling-llm-d-modelservice-decode"
+    (manifests / "hpa-vllm-combined.yaml").write_text(yaml.safe_dump(hpa))
     config = load_config(configs / "h.yaml")
     assert [j.name for j in config.jobs] == ["phase-1-high-load", "phase-2-peak-load", "phase-3-sustained"]
     assert config.metrics.prometheus["ttft"].query.startswith("sum(rate(vllm:time_to_first_token_seconds_sum")
