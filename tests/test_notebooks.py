@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 from tests.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
 
 NOTEBOOKS = REPO / "notebooks"
+pytestmark = pytest.mark.slow  # starts Jupyter kernels
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from hpa_experiments.cli import main
 from tests.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run, simulated_run
 
+pytestmark = pytest.mark.slow  # a simulated run, three reports, a comparison and Chromium
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Appended to a copy of the page: marks <body> once every image has decoded with a real size.
