@@ -229,8 +229,11 @@ def test_metric_families_have_vllm_names_and_cumulative_buckets():
         assert gauge in names
     for counter in ("vllm:num_preemptions_total", "vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
         assert counter in names
-    success = [(lab, v) for name, lab, v in samples if name == "vllm:request_success_total"]
-    assert success == [({"model_name": p.model_name, "engine": "0", "finished_reason": "length"}, 5.0)]
+    success = [(dict(lab), v) for name, lab, v in samples if name == "vllm:request_success_total"]
+    assert [v for _, v in success] == [0.0, 5.0, 0.0]
+    assert [lab for lab, _ in success] == [
+        {"model_name": p.model_name, "engine": "0", "finished_reason": reason} for reason in ("stop", "length", "abort")
+    ]
     for name, bounds in (
         ("vllm:time_to_first_token_seconds", TTFT_BUCKETS),
         ("vllm:inter_token_latency_seconds", ITL_BUCKETS),

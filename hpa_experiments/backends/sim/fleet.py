@@ -27,6 +27,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from hpa_experiments.backends.sim.serving import Replica, Request
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
 _DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}
+_next_event_t = attrgetter("next_event_t")
 
 
 @dataclass
@@ -78,7 +80,10 @@ class Fleet:
         self._lifecycle: list[tuple[float, int, Pod, str]] = []  # (time, seq, pod, next state)
         self._lifecycle_seq = 0
         self._ready: list[Pod] = []  # routable pods in creation order
-        self._serving: list[Pod] = []  # pods with an engine (Ready or draining)
+        self._ready_engines: list[Replica] = []  # their engines, same order
+        self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
+        self._draining: dict[Replica, Pod] = {}
+        self._round_robin = profile.routing == "round_robin"
         self._rr = 0
         self._sends_changed = True
         self.aborted_by_scale_down = 0
@@ -121,9 +126,8 @@ class Fleet:
         if gone:
             gone_ids = {r.uid for r in gone}
             self._gateway = deque(r for r in self._gateway if r.uid not in gone_ids)
-            for pod in self._serving:
-                assert pod.engine is not None
-                pod.engine.abort(gone, t)
+            for engine in self._serving_engines:
+                engine.abort(gone, t)
         return len(gone)
 
     # ------------------------------------------------------------------ time
@@ -140,20 +144,17 @@ class Fleet:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
-            t_engine, engine_pod = math.inf, None
-            for pod in self._serving:
-                te = pod.engine.next_event_t  # type: ignore[union-attr]
-                if te < t_engine:
-                    t_engine, engine_pod = te, pod
+            engine = min(self._serving_engines, key=_next_event_t, default=None)
+            t_engine = engine.next_event_t if engine is not None else math.inf
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
             if t_next > t or t_next == math.inf:
                 break
             if t_engine == t_next:
-                assert engine_pod is not None and engine_pod.engine is not None
-                engine_pod.engine.advance_to(t_next)
-                if engine_pod.state == TERMINATING and engine_pod.engine.idle:
-                    self._gone(engine_pod, t_next)
+                assert engine is not None
+                engine.advance_to(t_next)
+                if engine in self._draining and engine.idle:
+                    self._gone(self._draining[engine], t_next)
             elif t_life == t_next:
                 self._lifecycle_event()
             else:
@@ -200,7 +201,8 @@ class Fleet:
         pod.engine = Replica(self.profile, start_t=t, on_finished=self._tell_client)
         pod.set_state(READY, t)
         self._ready.append(pod)
-        self._serving.append(pod)
+        self._ready_engines.append(pod.engine)
+        self._serving_engines.append(pod.engine)
         while self._gateway:
             self._route(self._gateway.popleft(), t)
 
@@ -208,10 +210,12 @@ class Fleet:
         pod.deleted_t = t
         if pod in self._ready:
             self._ready.remove(pod)
+            self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:
             pod.set_state(TERMINATING, t)
+            self._draining[pod.engine] = pod
             self._schedule(t + self.profile.drain_grace_s, pod, "Gone")
         else:
             self._gone(pod, t)
@@ -223,7 +227,8 @@ class Fleet:
             for req in pod.engine.take_all():
                 self.aborted_by_scale_down += 1
                 self._tell_client(req, t, False)
-            self._serving.remove(pod)
+            self._serving_engines.remove(pod.engine)
+            self._draining.pop(pod.engine, None)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
 
@@ -233,22 +238,20 @@ class Fleet:
         if not ready:
             self._gateway.append(req)
             return
-        n = len(ready)
+        engines = self._ready_engines
+        n = len(engines)
         start = self._rr % n
         self._rr += 1
-        if self.profile.routing == "round_robin":
-            chosen = ready[start]
-        else:
-            chosen, best = None, None
-            for i in range(n):
-                pod = ready[(start + i) % n]
-                engine = pod.engine
-                assert engine is not None
-                key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
-                if best is None or key < best:
-                    chosen, best = pod, key
-        assert chosen is not None and chosen.engine is not None
-        chosen.engine.submit(req, t)
+        if self._round_robin:
+            engines[start].submit(req, t)
+            return
+        loads = [len(e.running) + len(e.waiting) for e in engines]
+        low = min(loads)
+        ties = [j for j in range(n) if loads[j] == low]
+        if len(ties) > 1:  # lowest KV usage, then the first in rotating order
+            ties = [j for j in ties if j >= start] + [j for j in ties if j < start]
+            ties.sort(key=lambda j: engines[j].used_blocks)
+        engines[ties[0]].submit(req, t)
 
     def _tell_client(self, req: Request, t: float, ok: bool) -> None:
         if req.client is not None:

@@ -3,13 +3,13 @@
 Bucket boundaries come from vLLM's V1 `PrometheusStatLogger` (see
 /work/shared/reference/sim-model.md section 3).  Counts are kept per bucket (not
 cumulative) so that adding `n` identical observations is O(log buckets); the
-cumulative `_bucket{le=...}` values are produced only when sampled.
+cumulative `_bucket{le=...}` values are the running sums of `counts`.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -46,10 +46,3 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += n
         self.sum += value * n
         self.count += n
-
-    def cumulative(self) -> Iterator[tuple[float, int]]:
-        """(upper bound, cumulative count) pairs including +Inf."""
-        running = 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            yield bound, running

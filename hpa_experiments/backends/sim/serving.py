@@ -40,7 +40,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate, repeat
+from types import MappingProxyType
 from typing import Any
 
 from hpa_experiments.backends.sim.histogram import (
@@ -121,7 +123,7 @@ class Replica:
         engine: str = "0",
     ) -> None:
         self.profile = profile
-        self.labels = {"model_name": profile.model_name, "engine": engine}
+        self.labels: Mapping[str, str] = MappingProxyType({"model_name": profile.model_name, "engine": engine})
         self._on_finished = on_finished
         self._b0 = profile.step_base_s
         self._b1 = profile.step_per_prefill_token_s
@@ -162,6 +164,18 @@ class Replica:
         self.generation_tokens = 0
         self.preemptions = 0
         self.successes: dict[str, int] = {}
+        self._reason_labels = {
+            reason: MappingProxyType({**self.labels, "finished_reason": reason})
+            for reason in ("stop", "length", "abort")
+        }
+        self._histogram_series = [
+            (name, hist, [MappingProxyType({**self.labels, "le": format_le(b)}) for b in (*hist.bounds, _INF)])
+            for name, hist in (
+                ("vllm:time_to_first_token_seconds", self.ttft),
+                ("vllm:inter_token_latency_seconds", self.itl),
+                ("vllm:e2e_request_latency_seconds", self.e2e),
+            )
+        ]
 
     # ----------------------------------------------------------------- driving
     def advance_to(self, t: float) -> None:
@@ -238,11 +252,15 @@ class Replica:
             self._sync(t)
         return self.used_blocks / self.usable_blocks
 
-    def metric_families(self, t: float) -> list[tuple[str, dict[str, str], float]]:
-        """Current vLLM metric samples `(name, labels, value)`; labels include model_name and engine."""
+    def metric_families(self, t: float) -> list[tuple[str, Mapping[str, str], float]]:
+        """Current vLLM metric samples `(name, labels, value)` at `t`.
+
+        Labels include `model_name` and `engine` (and `le` / `finished_reason`); they are shared
+        read-only mappings: build a new dict to add labels.  Success counters exist from the start
+        for stop, length and abort, as vLLM creates them at start-up."""
         self._sync(t)
         base = self.labels
-        out: list[tuple[str, dict[str, str], float]] = [
+        out: list[tuple[str, Mapping[str, str], float]] = [
             ("vllm:num_requests_running", base, float(len(self.running))),
             ("vllm:num_requests_waiting", base, float(len(self.waiting))),
             ("vllm:kv_cache_usage_perc", base, self.used_blocks / self.usable_blocks),
@@ -250,15 +268,11 @@ class Replica:
             ("vllm:prompt_tokens_total", base, float(self.prompt_tokens)),
             ("vllm:generation_tokens_total", base, float(self.generation_tokens)),
         ]
-        for reason, n in sorted(self.successes.items()):
-            out.append(("vllm:request_success_total", {**base, "finished_reason": reason}, float(n)))
-        for name, hist in (
-            ("vllm:time_to_first_token_seconds", self.ttft),
-            ("vllm:inter_token_latency_seconds", self.itl),
-            ("vllm:e2e_request_latency_seconds", self.e2e),
-        ):
-            for bound, cum in hist.cumulative():
-                out.append((name + "_bucket", {**base, "le": format_le(bound)}, float(cum)))
+        successes = self.successes
+        for reason, labels in self._reason_labels.items():
+            out.append(("vllm:request_success_total", labels, float(successes.get(reason, 0))))
+        for name, hist, bucket_labels in self._histogram_series:
+            out.extend(zip(repeat(name + "_bucket"), bucket_labels, map(float, accumulate(hist.counts))))
             out.append((name + "_sum", base, hist.sum))
             out.append((name + "_count", base, float(hist.count)))
         return out
