@@ -101,6 +101,8 @@ def test_imported_runs_analyse(sources, tmp_path):
     assert high["kpis"]["replicas"]["peak"] == 10
     assert high["kpis"]["ttft_ms"]["mean"] is None  # never collected: no data, not 0
     assert high["load_increases"][-1]["time_to_first_scale_up_s"] == 13  # 16:01:51 vs t0+240 s
+    notes = "\n".join(high["notes"])
+    assert "2 milli-unit value(s) corrected" in notes and "unknown zone" in notes and "ttft_ms" in notes
 
 
 def test_bad_inputs_are_clear_errors(sources, tmp_path):

@@ -375,7 +375,29 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "load_increases": increase_rows,
         "phases": phase_rows,
         "data_coverage": coverage,
+        "notes": data_notes(run, coverage),
     })
+
+
+def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
+    """What a reader must know before trusting the numbers (missing columns, imported data)."""
+    notes = []
+    empty = [column for column, share in coverage.items() if share == 0]
+    if empty:
+        notes.append("no data at all in: " + ", ".join(empty))
+    legacy = run.info.get("legacy")
+    if isinstance(legacy, dict):
+        notes.append(f"imported from the original system ({legacy.get('source_path')}); "
+                     f"never-collected columns left empty: {', '.join(legacy.get('never_collected_columns', []))}")
+        corrections = legacy.get("corrections") or []
+        if corrections:
+            notes.append(f"{len(corrections)} milli-unit value(s) corrected ({legacy.get('milli_unit_rule')})")
+        if legacy.get("timezone") == "unknown":
+            notes.append("timestamps are local time of an unknown zone (import with --tz to convert to UTC)")
+        notes.append("phases are the config's planned windows; the original jobs' real start/end were not recorded")
+    if run.status != "completed":
+        notes.append(f"run status is {run.status!r}: the data may end early")
+    return notes
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:

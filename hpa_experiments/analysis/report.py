@@ -157,6 +157,8 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     phases = phase_table(summary)
     if phases is not None:
         console.print(phases)
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 def png_data_uri(path: Path) -> str:
@@ -172,6 +174,7 @@ th { background: #f3f3f3; } td.section { font-weight: bold; color: #246; }
 td.nodata { color: #999; font-style: italic; } td.num { text-align: right; }
 td.better { color: #1a7f37; } td.worse { color: #b42318; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
+ul.notes { background: #fff8e1; border: 1px solid #f0d890; padding: 0.6em 2em; }
 """
 
 
@@ -207,10 +210,12 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
     start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
                                       if run.get("start_local") else "unknown start")
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in summary.get("notes", []))
     return html_page(
         f"{run['name']} · backend: {run['backend']}",
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
-        ["<h2>KPIs</h2>", kpis, "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures],
+        [f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
+         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures],
     )
 
 
