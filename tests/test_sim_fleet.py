@@ -32,8 +32,14 @@ def test_new_pod_goes_pending_loading_ready_with_the_profile_delays():
     assert new.state == PENDING and new.engine is None
     fleet.advance_to(134.9)
     assert new.state == LOADING and new.engine is None and fleet.ready_replicas == 1
+    assert [pod.name for pod, _ in fleet.scrape(134.9)] == ["vllm-0"]  # a loading pod has no metrics yet
     fleet.advance_to(135.0)
     assert new.state == READY and new.engine is not None and fleet.ready_replicas == 2
+    scraped = dict((pod.name, samples) for pod, samples in fleet.scrape(135.0))
+    assert (
+        set(scraped) == {"vllm-0", "vllm-1"}
+        and ("vllm:num_requests_waiting", new.engine.labels, 0.0) in scraped["vllm-1"]
+    )
     assert [s for _, s in new.transitions] == [PENDING, LOADING, READY]
 
 

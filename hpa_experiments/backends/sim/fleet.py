@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -112,6 +113,11 @@ class Fleet:
             victims = sorted(current, key=lambda p: (_DELETE_ORDER[p.state], -p.created_t, -self._index(p)))
             for pod in victims[: len(current) - n]:
                 self._delete(pod, t)
+
+    def scrape(self, t: float) -> list[tuple[Pod, list[tuple[str, Mapping[str, str], float]]]]:
+        """Metric samples at `t` of every pod whose vLLM serves /metrics (Ready or draining)."""
+        self.advance_to(t)
+        return [(pod, pod.engine.metric_families(t)) for pod in self.pods if pod.engine is not None]
 
     def add_job(self, job: LoadGenerator) -> None:
         if job.name in self.jobs:

@@ -192,10 +192,11 @@ class Replica:
             self.t = t
 
     def submit(self, req: Request, t: float) -> None:
-        """A request arrives at `t` (>= the last `advance_to` time); it joins the waiting queue."""
+        """A request reaches the server at `t` (>= the last `advance_to` time); it joins the waiting queue."""
         self.advance_to(t)
         req.replica = self
         req.state = WAITING
+        req.arrival_t = req.last_token_t = t  # vLLM's clock starts when the request reaches the server
         if -(-(req.prompt_len + req.output_len) // self._block) > self.usable_blocks:
             self._end(req, t, ok=False)  # can never fit: vLLM rejects it (prompt exceeds max_model_len)
             return
