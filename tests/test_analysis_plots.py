@@ -65,3 +65,16 @@ def test_thin_envelope_keeps_extremes_and_bounds_size():
     assert len(tt) <= 1000
     assert yy.max() == 50.0 and tt[np.argmax(yy)] == 54_321
     assert np.all(np.diff(tt) > 0)
+
+
+def test_sampling_gaps_break_the_lines(tmp_path):
+    rows = [{"elapsed_s": t, "replicas": 2, "kv_cache_usage_perc": 0.4} for t in [*range(10), *range(100, 110)]]
+    write_run(tmp_path / "gap", rows)
+    fig = standard_figure(load_run(tmp_path / "gap"))
+    replicas_line = fig.axes[2].lines[0]
+    kv_line = fig.axes[4].lines[0]
+    for line in (replicas_line, kv_line):
+        y = np.asarray(line.get_ydata(), dtype=float)
+        assert np.isnan(y).sum() == 1  # one break, between t=9 and t=100
+        x = np.asarray(line.get_xdata(), dtype=float)
+        assert x[np.isnan(y)][0] == 10  # right after the last sample before the pause

@@ -23,6 +23,7 @@ from hpa_experiments.analysis.kpis import phase_windows
 from hpa_experiments.analysis.load import Run
 
 MAX_POINTS = 4000
+GAP_FACTOR = 3.0
 PLOTS_DIR = "plots"
 OVERVIEW_FILE = "overview.png"
 COMPARE_FILE = "compare.png"
@@ -94,9 +95,30 @@ def thin_envelope(
     return t[keep], values
 
 
+def _gap_positions(run: Run) -> np.ndarray:
+    """Rows before which sampling paused (> GAP_FACTOR intervals): lines are broken there."""
+    interval = run.interval_s
+    t = run.elapsed.to_numpy(dtype=float)
+    if interval is None or len(t) < 2:
+        return np.array([], dtype=int)
+    return np.flatnonzero(np.diff(t) > GAP_FACTOR * interval) + 1
+
+
+def _plot_times(run: Run) -> np.ndarray:
+    """Sample times, plus one point per sampling gap (where every series gets a NaN)."""
+    t = run.elapsed.to_numpy(dtype=float)
+    gaps = _gap_positions(run)
+    return np.insert(t, gaps, t[gaps - 1] + (run.interval_s or 0.0)) if len(gaps) else t
+
+
 def _values(run: Run, column: str) -> np.ndarray | None:
+    """A column aligned with `_plot_times` (NaN in the gaps), or None without any data."""
     series = run.series(column)
-    return None if series is None else series.to_numpy(dtype=float, na_value=np.nan)
+    if series is None:
+        return None
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    gaps = _gap_positions(run)
+    return np.insert(values, gaps, np.nan) if len(gaps) else values
 
 
 def _no_data(ax: Axes, what: str) -> None:
@@ -316,7 +338,7 @@ def _wide_range(run: Run, metric: str) -> bool:
 
 def standard_figure(run: Run) -> Figure:
     """Load, replicas, queue, KV cache, TTFT and ITL over one time axis, phases shaded."""
-    t = run.elapsed.to_numpy(dtype=float)
+    t = _plot_times(run)
     end = max(float(t[-1]) if len(t) else 0.0, max((w.end_s for w in phase_windows(run)), default=0.0))
     start = min(0.0, float(t[0])) if len(t) else 0.0
     axis = TimeAxis.for_span(end - start)
@@ -371,7 +393,7 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
             values = next((v for c in columns if (v := _values(run, c)) is not None), None)
             if values is None:
                 continue
-            t = run.elapsed.to_numpy(dtype=float)
+            t = _plot_times(run)
             _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4, label=run.label)
             drawn = True
         ax.set_ylabel(title, fontsize=9)
