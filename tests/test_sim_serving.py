@@ -11,6 +11,7 @@ import pytest
 from hpa_experiments.backends.sim.histogram import ITL_BUCKETS, TTFT_BUCKETS
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.serving import DECODE, Replica, Request
+from hpa_experiments.errors import ConfigError
 
 
 def _replica(profile: Profile) -> tuple[Replica, dict[int, tuple[float, bool]]]:
@@ -269,3 +270,15 @@ def test_request_larger_than_the_cache_is_rejected():
     replica, done = _replica(p)
     replica.submit(Request(1, 0.0, 200, 100), 0.0)
     assert done == {1: (0.0, False)} and replica.idle
+
+
+def test_profile_overrides_are_checked_with_a_suggestion():
+    assert load_profile(overrides={"max_num_seqs": 256}).max_num_seqs == 256
+    with pytest.raises(ConfigError, match=r"'max_num_seq'.*did you mean 'max_num_seqs'"):
+        load_profile(overrides={"max_num_seq": 256})
+    with pytest.raises(ConfigError, match=r"unknown simulation profile 'llama-3\.1-8b-h10'.*llama-3\.1-8b-h100"):
+        load_profile("llama-3.1-8b-h10")
+    with pytest.raises(ConfigError, match="step_base_s"):
+        load_profile(overrides={"step_base_s": "fast"})
+    with pytest.raises(ConfigError, match="max_num_seqs <= max_num_batched_tokens"):
+        load_profile(overrides={"max_num_seqs": 10_000})
