@@ -160,3 +160,16 @@ def test_stopping_a_job_aborts_its_requests_on_the_engines():
     fleet.advance_to(21.0)
     assert sum(p.engine.load for p in fleet.pods) == 0
     assert sum(p.engine.successes.get("abort", 0) for p in fleet.pods) == in_flight
+
+
+def test_client_concurrency_cap_bounds_the_requests_on_the_servers():
+    profile = load_profile()
+    fleet = Fleet(profile, initial_replicas=2)
+    job = _job(profile, rate=40.0, max_concurrency=64)  # far above what two replicas answer
+    fleet.add_job(job)
+    on_servers = []
+    for second in range(1, 120):
+        fleet.advance_to(float(second))
+        on_servers.append(sum(p.engine.load for p in fleet.pods))
+        assert len(job.in_flight) <= 64
+    assert max(on_servers) == 64 and job.completed > 0
