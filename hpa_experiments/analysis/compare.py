@@ -14,7 +14,7 @@ from rich.table import Table
 from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.plots import COMPARE_FILE, compare_figure, save_figure
-from hpa_experiments.analysis.report import NO_DATA, fmt, html_page, html_table, png_data_uri
+from hpa_experiments.analysis.report import NO_DATA, definitions_html, fmt, html_page, html_table, png_data_uri
 from hpa_experiments.rundir import atomic_write_json
 
 COMPARE_HTML = "compare.html"
@@ -139,7 +139,7 @@ def comparison_html(comparison: Comparison, image: Path) -> str:
         "Run comparison",
         " vs ".join(r.label for r in comparison.runs),
         ["<h2>Runs</h2>", f"<ul>{runs}</ul>", "<h2>KPIs</h2>", table,
-         "<h2>Overlay (aligned on experiment time)</h2>", image_tag],
+         "<h2>Overlay (aligned on experiment time)</h2>", image_tag, definitions_html()],
     )
 
 

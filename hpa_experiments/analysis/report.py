@@ -161,6 +161,22 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
+KPI_DEFINITIONS = [
+    "Time is seconds since the run's t0. Each sample holds its value until the next sample "
+    "(the last one for one interval); shares and means are weighted by that time.",
+    "Load increase: a planned job start at which the planned offered load rises (every job start "
+    "when rates are unknown). First scale-up: the first sample after it with desired or current "
+    "replicas above the replicas at the increase. Steady: the first count above that, reached after "
+    "the first scale-up, that holds unchanged for at least 30 s (or 3 intervals) before the next increase.",
+    "Scale-down completion: from the end of the last job until replicas first equal the run's minimum.",
+    "Replica-seconds: the area under the replicas step function; GPU-hours = replica-seconds / 3600 "
+    "at one GPU per replica. Direction changes: how often replicas switch between rising and falling.",
+    "TTFT and ITL statistics are over the sampled values (each a mean over the Prometheus rate window), "
+    "not over individual requests.",
+    "A value that was not obtained is shown as \"no data\", never as 0.",
+]
+
+
 def png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -203,6 +219,11 @@ def html_page(title: str, subtitle: str, sections: Sequence[str]) -> str:
     )
 
 
+def definitions_html() -> str:
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in KPI_DEFINITIONS)
+    return f"<details><summary>How the KPIs are computed</summary><ul>{items}</ul></details>"
+
+
 def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     run = summary["run"]
     kpis = html_table(["", "KPI", "value"], kpi_rows(summary))
@@ -215,7 +236,7 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
         f"{run['name']} · backend: {run['backend']}",
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
         [f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
-         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures],
+         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures, definitions_html()],
     )
 
 
