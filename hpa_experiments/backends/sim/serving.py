@@ -21,7 +21,8 @@ time += k * dt, `k * n` inter-token observations of value dt added to one bucket
 advanced with per-phase counters (a sequence's token count modulo the block size decides at
 which step it needs a new block), finishing order from a heap of finish steps.  The run ends at
 the next event that changes the composition (a finish, KV exhaustion) or is cut at the first
-step boundary after a new arrival.  Nothing is approximated by this aggregation; the model's
+step boundary after a new arrival.  Nothing is approximated by this aggregation (the tests
+compare it with a plain step-by-step scheduler: identical token times); the model's
 simplifications are elsewhere: no prefix caching, scheduler overheads folded into b0, a
 decoding sequence's block needs are served before partial prefills, and preemption picks the
 victim once per step for the step's whole demand.
@@ -30,7 +31,8 @@ Timing convention: a step's composition is fixed at its start, when every earlie
 known; requests submitted while a step runs wait for the next one (a new arrival ends a decode
 run at the first step boundary after it).  A metric read at t applies the decode steps that
 started before t, so counters may include the step in progress (less than one step ahead);
-gauges describe the batch of the step in progress.
+gauges describe the batch of the step in progress.  Cancelled requests (client gone) leave the
+engine at the next step boundary and count as `finished_reason="abort"`.
 
 Memory: only live requests are kept; finished ones leave no trace besides the counters.
 """
