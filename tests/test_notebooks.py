@@ -47,7 +47,9 @@ def text_of(notebook: nbformat.NotebookNode) -> str:
 def test_notebooks_have_one_parameter_cell():
     expected = {"analyze-hpa-experiment.ipynb": "RUN_DIR = None", "compare-runs.ipynb": "RUN_DIRS = []"}
     for name, parameter in expected.items():
-        cells = nbformat.read(NOTEBOOKS / name, as_version=4).cells
+        notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(notebook)
+        cells = notebook.cells
         tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
         assert [c.source for c in tagged] == [parameter]
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code")  # committed without outputs
