@@ -148,12 +148,6 @@ def phase_windows(run: Run) -> list[Window]:
     return windows
 
 
-def last_load_end(run: Run) -> float | None:
-    """When the last job ended (actual when known, else planned); None without phases."""
-    ends = [w.end_s for w in phase_windows(run)]
-    return max(ends) if ends else None
-
-
 def load_increases(run: Run) -> list[LoadIncrease]:
     """Planned job starts where the planned offered load rises (see module docstring)."""
     jobs = [
