@@ -134,11 +134,12 @@ def generate(t0: float, seed: int = 7) -> SeriesData:
         buckets = np.zeros(len(TTFT_BUCKETS) + 1)
         total, count, success = 0.0, 0.0, 0.0
         series: dict[str, Samples] = {}
+        restarted = False
         for t in times:
             elapsed = t - t0
-            if pod == "b" and elapsed >= RESTART_AT and not series.get("restarted"):
+            if pod == "b" and elapsed >= RESTART_AT and not restarted:
                 buckets[:], total, count, success = 0, 0.0, 0.0, 0.0
-                series["restarted"] = []
+                restarted = True
             n = 0 if QUIET[0] <= elapsed < QUIET[1] else int(rng.poisson(rate * SCRAPE))
             latencies = rng.lognormal(np.log(0.2), 1.0, n)
             buckets += np.histogram(latencies, bins=[0.0, *TTFT_BUCKETS, np.inf])[0]
@@ -154,7 +155,6 @@ def generate(t0: float, seed: int = 7) -> SeriesData:
             series.setdefault("running", []).append((t, float(rng.integers(0, 8))))
             series.setdefault("waiting", []).append((t, float(rng.integers(0, 6))))
             series.setdefault("kv", []).append((t, float(rng.choice([0.0, rng.uniform(0, 1)]))))
-        series.pop("restarted", None)
         hist = "vllm:time_to_first_token_seconds"
         names = {"sum": f"{hist}_sum", "count": f"{hist}_count", "success": "vllm:request_success_total",
                  "running": "vllm:num_requests_running", "kv": "vllm:kv_cache_usage_perc",
