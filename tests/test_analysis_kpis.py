@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpa_experiments.analysis import compute_kpis, load_run
 from hpa_experiments.analysis.kpis import latency_stats, load_increases
@@ -179,3 +182,30 @@ def test_empty_and_truncated_runs_still_report(tmp_path):
     run = load_run(tmp_path / "cut")
     assert len(run.metrics) == 10
     assert compute_kpis(run)["kpis"]["replicas"]["replica_seconds"] == 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    replicas=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=60),
+    waiting=st.lists(st.one_of(st.none(), st.floats(min_value=0, max_value=50)), min_size=60, max_size=60),
+)
+def test_kpi_invariants_on_random_runs(replicas, waiting):
+    import numpy as np
+    import pandas as pd
+
+    from hpa_experiments.analysis.load import Run
+
+    n = len(replicas)
+    metrics = pd.DataFrame({"elapsed_s": np.arange(n) * 5.0, "replicas": np.array(replicas, dtype=float),
+                            "num_requests_waiting": np.array(waiting[:n], dtype=float)})
+    run = Run(Path("mem"), {"interval_s": 5.0}, metrics, pd.DataFrame(columns=["job"]), pd.DataFrame())
+    kpis = compute_kpis(run)["kpis"]
+    assert kpis["replicas"]["replica_seconds"] == pytest.approx(5.0 * sum(replicas))
+    assert min(replicas) <= kpis["replicas"]["mean"] <= max(replicas)
+    changes = sum(1 for a, b in pairwise(replicas) if a != b)
+    assert 0 <= kpis["replicas"]["direction_changes"] <= max(0, changes - 1)
+    present = [w for w in waiting[:n] if w is not None]
+    if present:
+        assert kpis["waiting_share"] == pytest.approx(sum(w > 0 for w in present) / len(present))
+    else:
+        assert kpis["waiting_share"] is None
