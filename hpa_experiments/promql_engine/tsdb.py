@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, make_labels
@@ -33,18 +33,17 @@ class LabelMatcher:
     name: str
     type: MatchType
     value: str
+    regex: re.Pattern[str] | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
-            object.__setattr__(self, "_regex", re.compile(self.value))
+            object.__setattr__(self, "regex", re.compile(self.value))  # frozen: set once here
 
     def matches(self, label_value: str) -> bool:
-        if self.type is MatchType.EQUAL:
-            return label_value == self.value
-        if self.type is MatchType.NOT_EQUAL:
-            return label_value != self.value
-        found = self._regex.fullmatch(label_value) is not None  # type: ignore[attr-defined]
-        return found if self.type is MatchType.REGEX else not found
+        if self.regex is None:
+            return (label_value == self.value) is (self.type is MatchType.EQUAL)
+        found = self.regex.fullmatch(label_value) is not None
+        return found is (self.type is MatchType.REGEX)
 
 
 class Series:

@@ -55,14 +55,6 @@ def label_value(labels: Labels, name: str) -> str:
     return ""
 
 
-def keep_labels(labels: Labels, names: frozenset[str]) -> Labels:
-    return tuple(pair for pair in labels if pair[0] in names)
-
-
-def remove_labels(labels: Labels, names: frozenset[str]) -> Labels:
-    return tuple(pair for pair in labels if pair[0] not in names)
-
-
 def ensure_unique_labelsets(vector: Vector) -> Vector:
     """Prometheus refuses a vector in which two samples have the same label set."""
     if len(vector) > 1 and len({labels for labels, _ in vector}) < len(vector):
