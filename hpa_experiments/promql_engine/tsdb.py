@@ -108,7 +108,11 @@ class TimeSeriesDB:
     # --- writing -------------------------------------------------------------------
 
     def append(self, labels: Mapping[str, str], t: float, value: float) -> None:
-        """Add one sample; timestamps must not go backwards within a series."""
+        """Add one sample (t rounded to whole ms, as Prometheus stores it).
+
+        Timestamps must not go backwards within a series (ValueError); a sample at the
+        same millisecond as the series' last one replaces it.
+        """
         t_ms = seconds_to_ms(t)
         self._append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
