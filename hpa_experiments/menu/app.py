@@ -13,7 +13,7 @@ from hpa_experiments.menu.help_screen import show_help
 from hpa_experiments.menu.home import home_screen
 from hpa_experiments.menu.run_screen import run_flow
 from hpa_experiments.menu.runs_screen import explore
-from hpa_experiments.menu.ui import BackToHome, QuitMenu
+from hpa_experiments.menu.ui import BackToHome, QuitMenu, cbreak
 
 ACTIONS = {"r": run_flow, "e": explore, "c": configs, "h": show_help}
 
@@ -22,11 +22,19 @@ def run_menu(configs_dir: Path, data_dir: Path, console: Console | None = None) 
     """Show the menu until the person quits; returns the exit code (0)."""
     console = console or Console()
     ctx = MenuContext(console, configs_dir, data_dir, current_context())
+    with cbreak():
+        _loop(ctx)
+    console.clear()
+    console.print("bye: hpa-exp menu closed")
+    return 0
+
+
+def _loop(ctx: MenuContext) -> None:
     try:
         while True:
             try:
                 key = home_screen(ctx)
-            except BackToHome:  # Ctrl-C on the home screen leaves
+            except (BackToHome, KeyboardInterrupt):  # Ctrl-C on the home screen leaves
                 break
             try:
                 if key.isdigit():
@@ -37,6 +45,3 @@ def run_menu(configs_dir: Path, data_dir: Path, console: Console | None = None) 
                 continue
     except QuitMenu:
         pass
-    console.clear()
-    console.print("bye: hpa-exp menu closed")
-    return 0

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from hpa_experiments.errors import HpaExpError
 from hpa_experiments.menu.context import MenuContext, shown_path
-from hpa_experiments.menu.ui import confirm, keys_line, notice, show_screen, stack
+from hpa_experiments.menu.ui import confirm, cooked, keys_line, notice, show_screen, stack
 
 PAGE = 9
 
@@ -160,12 +160,13 @@ def notebook(ctx: MenuContext, run_dirs: list[Path]) -> None:
     console.print("\n(or: hpa-exp notebook " + " ".join(shlex.quote(str(p)) for p in run_dirs) + ")\n")
     if not confirm(console, "Start Jupyter Lab now (Ctrl-C in it comes back here)?"):
         return
-    process = subprocess.Popen(command, env={**os.environ, **env})
-    while process.poll() is None:
-        try:
-            process.wait()
-        except KeyboardInterrupt:
-            continue  # Jupyter got the same Ctrl-C and asks its own question
+    with cooked():
+        process = subprocess.Popen(command, env={**os.environ, **env})
+        while process.poll() is None:
+            try:
+                process.wait()
+            except KeyboardInterrupt:
+                continue  # Jupyter got the same Ctrl-C and asks its own question
     notice(console, "Notebook", Text(f"Jupyter Lab exited with code {process.returncode}"))
 
 

@@ -1,8 +1,10 @@
 """Terminal primitives of the menu: single keys, typed answers, and a screen that fits the window.
 
 Keys are read one at a time in cbreak mode (no Enter needed; Ctrl-C still raises
-KeyboardInterrupt).  Every screen is drawn by `show_screen`, which cuts the body to the window
-height and lets people scroll it, so the menu works at 80x24 as well as on large terminals.
+KeyboardInterrupt); the menu stays in that mode, so keys typed ahead are neither echoed nor
+lost, and switches to line mode only for typed answers.  Every screen is drawn by
+`show_screen`, which cuts the body to the window height and lets people scroll it, so the
+menu works at 80x24 as well as on large terminals.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ def cbreak(fd: int | None = None) -> Iterator[None]:
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def cooked() -> Iterator[None]:
+    """Line editing and echo back on (typed answers, child programs); the previous mode after."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    mode = termios.tcgetattr(fd)
+    mode[3] |= termios.ICANON | termios.ECHO | termios.ISIG
+    termios.tcsetattr(fd, termios.TCSADRAIN, mode)
+    try:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
@@ -98,7 +114,8 @@ def ask_text(
     suffix = f" [{default}]" if default not in (None, "") else ""
     while True:
         try:
-            answer = console.input(Text(f"{question}{suffix}: ")).strip()
+            with cooked():
+                answer = console.input(Text(f"{question}{suffix}: ")).strip()
         except EOFError:
             raise QuitMenu from None
         if answer.lower() == "q":
