@@ -128,14 +128,21 @@ def import_legacy(
 
 
 def notebook_command(run_dirs: list[Path], notebook: Path) -> tuple[list[str], dict[str, str]]:
-    """The `jupyter lab` argument list and the environment variables for these runs."""
+    """The `jupyter lab` argument list and the environment variables for these runs.
+
+    Jupyter serves the repository folder (the notebook must lie inside its root), and as root
+    (containers) it refuses to start without --allow-root.
+    """
     if len(run_dirs) == 1:
         env = {RUN_DIR_ENV: str(run_dirs[0].resolve())}
     elif run_dirs:
         env = {RUN_DIRS_ENV: os.pathsep.join(str(p.resolve()) for p in run_dirs)}
     else:
         env = {}
-    return [sys.executable, "-m", "jupyter", "lab", str(notebook)], env
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebook.parent.parent}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    return [*command, str(notebook)], env
 
 
 def notebook(
@@ -157,9 +164,15 @@ def notebook(
     if print_only:
         typer.echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command))
         return
-    completed = subprocess.run(command, env={**os.environ, **env}, check=False)
-    if completed.returncode:
-        raise typer.Exit(completed.returncode)
+    process = subprocess.Popen(command, env={**os.environ, **env})
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # Jupyter got the same Ctrl-C and handles its own shutdown
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
