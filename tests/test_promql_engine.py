@@ -381,3 +381,21 @@ def test_unsupported_or_invalid_queries_raise_query_error(query, message):
     engine = engine_with(({"__name__": "x"}, [(0, 1.0)]))
     with pytest.raises(QueryError, match=message.replace("(", r"\(").replace("[", r"\[")):
         engine.instant(query, T0)
+
+
+def test_staleness_markers_end_a_series_at_once() -> None:
+    """A pod that goes away is marked stale: instant queries stop seeing it at the marker,
+    not 5 minutes later; range functions still use its real samples."""
+    db = TimeSeriesDB()
+    engine = PromQLEngine(db)
+    for t in range(0, 61, 15):
+        db.append({"__name__": "vllm:num_requests_running", "pod": "a"}, t, 4.0)
+        db.append({"__name__": "vllm:num_requests_running", "pod": "b"}, t, 6.0)
+        db.append({"__name__": "vllm:request_success_total", "pod": "b"}, t, 2.0 * t)
+    assert db.mark_stale({"pod": "b"}, 75) == 2
+    db.append({"__name__": "vllm:num_requests_running", "pod": "a"}, 75, 4.0)
+    assert engine.instant("sum(vllm:num_requests_running)", 70)[0].value == 10.0  # before the marker
+    assert engine.instant("sum(vllm:num_requests_running)", 75)[0].value == 4.0
+    assert engine.instant("sum(vllm:num_requests_running)", 200)[0].value == 4.0  # not back within lookback
+    # rate over a window ending after the marker still uses the samples before it
+    assert engine.instant("rate(vllm:request_success_total[1m])", 70)[0].value == pytest.approx(2.0)

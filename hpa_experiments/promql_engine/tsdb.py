@@ -49,27 +49,36 @@ class LabelMatcher:
 class Series:
     """One series: its interned label set and its samples in time order."""
 
-    __slots__ = ("label_map", "labels", "times", "values")
+    __slots__ = ("label_map", "labels", "stale_times", "times", "values")
 
     def __init__(self, labels: Labels):
         self.labels = labels
         self.label_map = dict(labels)
         self.times: list[int] = []
         self.values: list[float] = []
+        # Staleness markers (a scrape target went away), kept apart from the samples: range
+        # functions ignore them, as Prometheus drops them from range vectors.
+        self.stale_times: list[int] = []
 
-    def latest_at(self, t_ms: int, lookback_ms: int) -> float | None:
-        """Value of the newest sample at or before t_ms and not older than t_ms - lookback_ms."""
+    def _latest_index(self, t_ms: int, lookback_ms: int) -> int | None:
         index = bisect_right(self.times, t_ms) - 1
         if index < 0 or self.times[index] < t_ms - lookback_ms:
             return None
-        return self.values[index]
+        if self.stale_times:
+            marker = bisect_right(self.stale_times, t_ms) - 1
+            if marker >= 0 and self.stale_times[marker] > self.times[index]:
+                return None  # the newest thing at t is a staleness marker
+        return index
+
+    def latest_at(self, t_ms: int, lookback_ms: int) -> float | None:
+        """Value of the newest sample at or before t_ms, not older than the lookback, not marked stale."""
+        index = self._latest_index(t_ms, lookback_ms)
+        return None if index is None else self.values[index]
 
     def latest_time_at(self, t_ms: int, lookback_ms: int) -> int | None:
         """Timestamp of the sample latest_at() would return."""
-        index = bisect_right(self.times, t_ms) - 1
-        if index < 0 or self.times[index] < t_ms - lookback_ms:
-            return None
-        return self.times[index]
+        index = self._latest_index(t_ms, lookback_ms)
+        return None if index is None else self.times[index]
 
     def window(self, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
         """Samples with start_ms <= t <= end_ms."""
@@ -82,6 +91,9 @@ class Series:
         if count:
             del self.times[:count]
             del self.values[:count]
+        stale = bisect_left(self.stale_times, cutoff_ms)
+        if stale:
+            del self.stale_times[:stale]
 
 
 def seconds_to_ms(t: float) -> int:
@@ -123,6 +135,22 @@ class TimeSeriesDB:
         for labels, value in samples:
             self._append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
+
+    def mark_stale(self, labels: Mapping[str, str], t: float) -> int:
+        """Write staleness markers at t for every series carrying all of `labels` (a target that went
+        away, as Prometheus does on its next scrape); instant queries then stop seeing them at once
+        instead of after the 5-minute lookback. Returns how many series were marked."""
+        t_ms = seconds_to_ms(t)
+        marked = 0
+        for series in self._series.values():
+            ended = series.times and series.times[-1] < t_ms
+            unmarked = not series.stale_times or series.stale_times[-1] < t_ms
+            if ended and unmarked and all(series.label_map.get(k) == v for k, v in labels.items()):
+                series.stale_times.append(t_ms)
+                marked += 1
+        if marked:
+            self._advance(t_ms)
+        return marked
 
     def _series_for(self, labels: Mapping[str, str]) -> Series:
         raw = tuple(labels.items())

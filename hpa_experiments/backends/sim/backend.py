@@ -138,6 +138,8 @@ class SimBackend(Backend):
             for name, labels, value in pod.engine.metric_families(t):
                 samples.append(({"__name__": name, **labels, **extra}, value))
         self.tsdb.append_many(t, samples)
+        for gone in sorted(self._scraped_pods - present):  # the pod left: Prometheus marks its series stale
+            self.tsdb.mark_stale({"namespace": self.namespace, "pod": gone}, t)
         self._scraped_pods = present
 
     def _sync_hpa(self, t: float) -> None:
