@@ -119,6 +119,13 @@ def test_home_then_a_simulation_to_completion_then_its_summary_at_80x24(open_ter
     screen = terminal.wait_for(r"generated now", timeout=60)
     assert "report.html" in screen
     assert (run_dir / "report.html").is_file() and (run_dir / "plots" / "overview.png").is_file()
+    terminal.press("b")
+    terminal.wait_for(r"backend / status")
+    terminal.press("n")
+    screen = terminal.wait_for(r"Start Jupyter Lab now.*\[y/N\]")
+    assert "HPA_EXP_RUN_DIR=" in screen and "analyze-hpa-experiment.ipynb" in screen.replace("\n", "")
+    terminal.press("n")
+    terminal.wait_for(r"backend / status")
     _quit(terminal)
 
 
@@ -132,6 +139,14 @@ def test_interrupt_a_running_simulation_wide_without_colour(open_terminal, works
     terminal.press("2")
     screen = terminal.wait_for(r"\[s\] simulate")
     assert "[k] kubernetes, context kind-hpa-lab" in screen
+    terminal.press("k")  # the context points at a closed port: the preflight lists the problems
+    screen = terminal.wait_for(r"Preflight failed: nothing was applied", timeout=60)
+    assert "Kubernetes API (kind-hpa-lab) is not reachable" in screen
+    terminal.press("b")
+    terminal.wait_for(r"Recent runs")
+    assert not (workspace / "experiment-data").exists()
+    terminal.press("2")
+    terminal.wait_for(r"\[s\] simulate")
     terminal.press("s")
     terminal.wait_for(r"pace: watchable")
     terminal.press("Enter")  # watchable pace: 900 s of experiment in about 12 s
