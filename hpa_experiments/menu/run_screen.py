@@ -46,7 +46,11 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
         if prepared:
             prepared[0].close()
         return
-    backend, names = prepared or make_backend(SIMULATION, config, plan, run_id, BackendOptions())
+    try:
+        backend, names = prepared or make_backend(SIMULATION, config, plan, run_id, BackendOptions())
+    except HpaExpError as exc:
+        notice(ctx.console, "Cannot start the simulation", Text(str(exc)))
+        return
     observer = DashboardObserver(pace=pace)
     runner = Runner(
         config, plan, backend, metric_names=names, observer=observer, handle_signals=False, run_id=run_id
