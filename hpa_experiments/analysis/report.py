@@ -226,7 +226,10 @@ def definitions_html() -> str:
 
 def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     run = summary["run"]
-    kpis = html_table(["", "KPI", "value"], kpi_rows(summary))
+    rows = kpi_rows(summary)
+    sectioned = [((section, "section") if i == 0 or rows[i - 1][0] != section else "", label, value)
+                 for i, (section, label, value) in enumerate(rows)]
+    kpis = html_table(["", "KPI", "value"], sectioned)
     phases = html_table(phase_headers(summary), phase_table_rows(summary)) if summary["phases"] else ""
     figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
     start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
