@@ -116,6 +116,8 @@ class Monitor:
                 result.row[col] = single_value(future.result())
             except QueryError as exc:
                 result.failures[col] = _short(exc)
+        # How long the tick took, from its planned time until the last part answered.
+        result.row["sample_ms"] = round(max(0.0, self.backend.clock.now() - at) * 1000, 1)
         return result
 
     def _base_row(self, k: int, at: float) -> dict[str, Any]:
