@@ -173,3 +173,19 @@ def test_client_concurrency_cap_bounds_the_requests_on_the_servers():
         on_servers.append(sum(p.engine.load for p in fleet.pods))
         assert len(job.in_flight) <= 64
     assert max(on_servers) == 64 and job.completed > 0
+
+
+def test_drain_fails_what_is_left_after_the_grace_period():
+    profile = load_profile(overrides={"scale_down": "drain", "drain_grace_s": 2.0})
+    fleet = Fleet(profile, initial_replicas=2)
+    job = _job(profile, rate=1.0, num_prompts=6)
+    fleet.add_job(job)
+    fleet.advance_to(5.5)
+    leaving = fleet.pods[1]
+    on_it = leaving.engine.load
+    assert on_it > 0
+    fleet.scale_to(1, 5.5)
+    fleet.advance_to(7.4)
+    assert leaving.state == TERMINATING and job.failed == 0
+    fleet.advance_to(7.6)
+    assert leaving not in fleet.pods and job.failed == on_it == fleet.aborted_by_scale_down

@@ -282,3 +282,18 @@ def test_profile_overrides_are_checked_with_a_suggestion():
         load_profile(overrides={"step_base_s": "fast"})
     with pytest.raises(ConfigError, match="max_num_seqs <= max_num_batched_tokens"):
         load_profile(overrides={"max_num_seqs": 10_000})
+
+
+def test_abort_of_a_waiting_request_leaves_the_queue_in_order():
+    p = load_profile(overrides={"max_num_seqs": 1})
+    replica, done = _replica(p)
+    reqs = [Request(uid, 0.0, 100, 20) for uid in range(4)]
+    for r in reqs:
+        replica.submit(r, 0.0)
+    replica.advance_to(0.05)
+    assert [r.uid for r in replica.waiting] == [1, 2, 3]
+    replica.abort([reqs[2]], 0.05)
+    replica.advance_to(0.1)
+    assert [r.uid for r in replica.waiting] == [1, 3]
+    replica.advance_to(100.0)
+    assert sorted(done) == [0, 1, 3] and replica.successes == {"abort": 1, "length": 3}
