@@ -41,7 +41,7 @@ def cbreak(fd: int | None = None) -> Iterator[None]:
     fd = sys.stdin.fileno() if fd is None else fd
     saved = termios.tcgetattr(fd)
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd, termios.TCSANOW)  # the default, TCSAFLUSH, would drop keys typed ahead
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
