@@ -216,4 +216,18 @@ def test_create_a_config_by_answering_questions_at_80x24_without_colour(open_ter
     screen = terminal.wait_for(r"\[n\] new experiment")
     assert re.search(r"✓ +short-steps\.yaml +2 +sequential", screen)
     assert not COLOUR_SGR.search(terminal.screen(colours=True))
+
+    terminal.press("b")  # home, then run the new config by typing its path
+    terminal.wait_for(r"Recent runs")
+    terminal.press("r")
+    terminal.wait_for(r"\[t\] type a path")
+    terminal.press("t")
+    terminal.wait_for(r"Config file:$")
+    terminal.type_line("experiment-configs/nope.yaml")
+    terminal.wait_for(r"experiment-configs/nope.yaml: no such file")
+    terminal.type_line("experiment-configs/short-steps.yaml")
+    screen = terminal.wait_for(r"\[s\] simulate")
+    assert "2 jobs · total 615 s · peak load 15 req/s" in screen
+    terminal.press("b")
+    terminal.wait_for(r"Recent runs")
     _quit(terminal)
