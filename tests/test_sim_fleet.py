@@ -6,8 +6,8 @@ import pytest
 
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.serving import Request
+from tests.test_sim_serving import pinned  # the model is tested on fixed, uncalibrated numbers
 
 FAST_START = {
     "pod_pending_s": 5.0,
@@ -23,7 +23,7 @@ def _states(fleet: Fleet) -> dict[str, str]:
 
 
 def test_new_pod_goes_pending_loading_ready_with_the_profile_delays():
-    fleet = Fleet(load_profile(overrides={**FAST_START, "pod_load_mean_s": 27.0}), initial_replicas=1)
+    fleet = Fleet(pinned({**FAST_START, "pod_load_mean_s": 27.0}), initial_replicas=1)
     fleet.scale_to(2, 100.0)
     new = fleet.pods[1]
     # container starts at 105; engine up at 132; probes at 115, 120, ..., first success at 135
@@ -44,7 +44,7 @@ def test_new_pod_goes_pending_loading_ready_with_the_profile_delays():
 
 
 def test_startup_spread_is_seeded():
-    profile = load_profile(overrides={**FAST_START, "pod_load_spread_s": 10.0})
+    profile = pinned({**FAST_START, "pod_load_spread_s": 10.0})
 
     def ready_times(seed: int) -> list[float]:
         fleet = Fleet(profile, seed=seed, initial_replicas=0)
@@ -57,7 +57,7 @@ def test_startup_spread_is_seeded():
 
 
 def test_scale_down_removes_not_ready_pods_first_then_the_newest():
-    fleet = Fleet(load_profile(overrides=FAST_START), initial_replicas=2)  # vllm-0, vllm-1 ready
+    fleet = Fleet(pinned(FAST_START), initial_replicas=2)  # vllm-0, vllm-1 ready
     fleet.scale_to(4, 100.0)  # vllm-2, vllm-3
     fleet.advance_to(200.0)
     fleet.scale_to(5, 200.0)  # vllm-4 pending
@@ -68,7 +68,7 @@ def test_scale_down_removes_not_ready_pods_first_then_the_newest():
 
 
 def test_a_loading_pod_goes_before_a_newer_ready_one():
-    profile = load_profile(overrides={**FAST_START, "pod_load_spread_s": 20.0})
+    profile = pinned({**FAST_START, "pod_load_spread_s": 20.0})
     for seed in range(50):  # find startup draws where the older pod becomes ready last
         fleet = Fleet(profile, seed=seed, initial_replicas=0)
         fleet.scale_to(1, 0.0)
@@ -89,7 +89,7 @@ def _job(profile, rate: float, stop_t: float = 1e9, **kw) -> LoadGenerator:
 
 
 def test_round_robin_spreads_requests_evenly():
-    profile = load_profile(overrides={"routing": "round_robin"})
+    profile = pinned({"routing": "round_robin"})
     fleet = Fleet(profile, initial_replicas=3)
     fleet.add_job(_job(profile, rate=1000.0, num_prompts=30))
     fleet.advance_to(0.2)
@@ -97,7 +97,7 @@ def test_round_robin_spreads_requests_evenly():
 
 
 def test_least_loaded_avoids_the_busy_pod():
-    profile = load_profile()
+    profile = pinned()
     fleet = Fleet(profile, initial_replicas=3)
     busy = fleet.pods[0].engine
     for uid in range(20):
@@ -111,7 +111,7 @@ def test_least_loaded_avoids_the_busy_pod():
 
 
 def test_requests_wait_at_the_gateway_until_a_pod_is_ready():
-    profile = load_profile(overrides=FAST_START)
+    profile = pinned(FAST_START)
     fleet = Fleet(profile, initial_replicas=0)
     fleet.scale_to(1, 0.0)
     job = _job(profile, rate=2.0)
@@ -123,7 +123,7 @@ def test_requests_wait_at_the_gateway_until_a_pod_is_ready():
 
 
 def test_scale_down_aborts_the_requests_of_the_removed_pod():
-    profile = load_profile()
+    profile = pinned()
     fleet = Fleet(profile, initial_replicas=2)
     job = _job(profile, rate=4.0)
     fleet.add_job(job)
@@ -136,7 +136,7 @@ def test_scale_down_aborts_the_requests_of_the_removed_pod():
 
 
 def test_drain_lets_requests_finish_within_the_grace_period():
-    profile = load_profile(overrides={"scale_down": "drain", "drain_grace_s": 60.0})
+    profile = pinned({"scale_down": "drain", "drain_grace_s": 60.0})
     fleet = Fleet(profile, initial_replicas=2)
     job = _job(profile, rate=1.0, num_prompts=6)  # 1024-token answers take about 7 s
     fleet.add_job(job)
@@ -150,7 +150,7 @@ def test_drain_lets_requests_finish_within_the_grace_period():
 
 
 def test_stopping_a_job_aborts_its_requests_on_the_engines():
-    profile = load_profile()
+    profile = pinned()
     fleet = Fleet(profile, initial_replicas=2)
     job = _job(profile, rate=5.0)
     fleet.add_job(job)
@@ -163,7 +163,7 @@ def test_stopping_a_job_aborts_its_requests_on_the_engines():
 
 
 def test_client_concurrency_cap_bounds_the_requests_on_the_servers():
-    profile = load_profile()
+    profile = pinned()
     fleet = Fleet(profile, initial_replicas=2)
     job = _job(profile, rate=40.0, max_concurrency=64)  # far above what two replicas answer
     fleet.add_job(job)
@@ -176,7 +176,7 @@ def test_client_concurrency_cap_bounds_the_requests_on_the_servers():
 
 
 def test_drain_fails_what_is_left_after_the_grace_period():
-    profile = load_profile(overrides={"scale_down": "drain", "drain_grace_s": 2.0})
+    profile = pinned({"scale_down": "drain", "drain_grace_s": 2.0})
     fleet = Fleet(profile, initial_replicas=2)
     job = _job(profile, rate=1.0, num_prompts=6)
     fleet.add_job(job)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpa_experiments.backends.sim.loadgen import LoadGenerator, fit_lognormal_mu
-from hpa_experiments.backends.sim.profiles import load_profile
+from tests.test_sim_serving import pinned  # the model is tested on fixed, uncalibrated numbers
 
 
 def _send_all(gen: LoadGenerator, limit: int = 1_000_000) -> list:
@@ -25,7 +25,7 @@ def _send_all(gen: LoadGenerator, limit: int = 1_000_000) -> list:
 
 
 def test_poisson_rate_within_statistical_bounds():
-    gen = LoadGenerator("j", load_profile(), rate=20.0, start_t=100.0, stop_t=1100.0, seed=4)
+    gen = LoadGenerator("j", pinned(), rate=20.0, start_t=100.0, stop_t=1100.0, seed=4)
     sent = _send_all(gen)
     times = np.array([r.arrival_t for r in sent])
     expected = 20.0 * 1000
@@ -36,14 +36,14 @@ def test_poisson_rate_within_statistical_bounds():
 
 
 def test_burstiness_sets_the_gap_variability():
-    gen = LoadGenerator("j", load_profile(), rate=10.0, start_t=0.0, stop_t=2000.0, burstiness=4.0, seed=1)
+    gen = LoadGenerator("j", pinned(), rate=10.0, start_t=0.0, stop_t=2000.0, burstiness=4.0, seed=1)
     gaps = np.diff([r.arrival_t for r in _send_all(gen)])
     assert np.mean(gaps) == pytest.approx(0.1, rel=0.03)
     assert np.std(gaps) / np.mean(gaps) == pytest.approx(0.5, abs=0.03)  # gamma shape 4: cv = 1/2
 
 
 def test_max_concurrency_holds_requests_until_a_completion():
-    gen = LoadGenerator("j", load_profile(), rate=100.0, start_t=0.0, stop_t=100.0, max_concurrency=3, seed=2)
+    gen = LoadGenerator("j", pinned(), rate=100.0, start_t=0.0, stop_t=100.0, max_concurrency=3, seed=2)
     first = [gen.pop_send(gen.next_send_time()) for _ in range(3)]
     assert len(gen.in_flight) == 3 and math.isinf(gen.next_send_time())
     gen.on_finished(first[1], 5.0, True)  # its turn came long ago: it leaves at the completion
@@ -56,7 +56,7 @@ def test_max_concurrency_holds_requests_until_a_completion():
 
 def test_same_seed_same_requests_other_seed_different():
     def run(seed: int) -> list[tuple[float, int]]:
-        gen = LoadGenerator("j", load_profile(), rate=5.0, start_t=0.0, stop_t=200.0, seed=seed, output_len=None)
+        gen = LoadGenerator("j", pinned(), rate=5.0, start_t=0.0, stop_t=200.0, seed=seed, output_len=None)
         return [(r.arrival_t, r.prompt_len, r.output_len) for r in _send_all(gen)]
 
     assert run(7) == run(7)
@@ -64,7 +64,7 @@ def test_same_seed_same_requests_other_seed_different():
 
 
 def test_sharegpt_like_lengths_follow_the_vllm_filter():
-    profile = load_profile()
+    profile = pinned()
     gen = LoadGenerator("j", profile, rate=50.0, start_t=0.0, stop_t=400.0, seed=3)
     fixed = _send_all(gen)
     prompts = np.array([r.prompt_len for r in fixed])
@@ -88,7 +88,7 @@ def test_fit_lognormal_mu_matches_a_sampled_truncated_mean():
 
 
 def test_stop_returns_in_flight_requests_and_ends_sending():
-    gen = LoadGenerator("j", load_profile(), rate=10.0, start_t=0.0, seed=5)
+    gen = LoadGenerator("j", pinned(), rate=10.0, start_t=0.0, seed=5)
     reqs = [gen.pop_send(gen.next_send_time()) for _ in range(4)]
     gen.on_finished(reqs[0], 1.0, True)
     gone = gen.stop()
@@ -97,10 +97,10 @@ def test_stop_returns_in_flight_requests_and_ends_sending():
 
 
 def test_num_prompts_limits_the_job_and_marks_it_finished():
-    gen = LoadGenerator("j", load_profile(), rate=10.0, start_t=0.0, seed=5, num_prompts=25)
+    gen = LoadGenerator("j", pinned(), rate=10.0, start_t=0.0, seed=5, num_prompts=25)
     assert len(_send_all(gen)) == 25 and gen.finished
 
 
 def test_invalid_rate_is_rejected():
     with pytest.raises(ValueError, match="rate"):
-        LoadGenerator("j", load_profile(), rate=0.0, start_t=0.0)
+        LoadGenerator("j", pinned(), rate=0.0, start_t=0.0)

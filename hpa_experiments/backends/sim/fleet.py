@@ -130,8 +130,8 @@ class Fleet:
         job = self.jobs[name]
         gone = job.stop()
         if gone:
-            gone_ids = {r.uid for r in gone}
-            self._gateway = deque(r for r in self._gateway if r.uid not in gone_ids)
+            gone_set = set(gone)
+            self._gateway = deque(r for r in self._gateway if r not in gone_set)
             for engine in self._serving_engines:
                 engine.abort(gone, t)
         return len(gone)

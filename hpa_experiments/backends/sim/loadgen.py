@@ -30,7 +30,6 @@ from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.serving import Request
 
 _DRAW_BLOCK = 2048
-_request_ids = count(1)  # engine-wide unique ids; they never influence results
 
 
 def fit_lognormal_mu(mean: float, sigma: float, low: float, high: float) -> float:
@@ -133,7 +132,8 @@ class LoadGenerator:
         self._gaps: Iterator[float] = iter(())
         self._next_sched = start_t
         self._last_free_t = -math.inf
-        self.in_flight: dict[int, Request] = {}
+        self.in_flight: dict[Request, None] = {}  # an ordered set
+        self._ids = count(1)  # request numbers within this Job (informational)
         self.stopped = False
         self.sent = self.completed = self.failed = self.aborted = 0
 
@@ -149,16 +149,16 @@ class LoadGenerator:
         """Emit the next request at `t` (= `next_send_time()`) and move the schedule on."""
         prompt_len, output_len = self._lengths.next()
         reason = "stop" if self._fixed_output is None or output_len < self._fixed_output else "length"
-        req = Request(next(_request_ids), t, prompt_len, output_len, self, reason)
-        self.in_flight[req.uid] = req
+        req = Request(next(self._ids), t, prompt_len, output_len, self, reason)
+        self.in_flight[req] = None
         self.sent += 1
         self._next_sched += self._next_gap()
         return req
 
     def on_finished(self, req: Request, t: float, ok: bool) -> None:
         """A response came back (ok) or the request failed (server gone, rejected)."""
-        if self.in_flight.pop(req.uid, None) is None:
-            return
+        if self.in_flight.pop(req, 0) is not None:
+            return  # not ours any more (already aborted by stop())
         if ok:
             self.completed += 1
         else:
@@ -168,7 +168,7 @@ class LoadGenerator:
     def stop(self) -> list[Request]:
         """The Job is deleted: send nothing more; returns the in-flight requests to abort."""
         self.stopped = True
-        gone = list(self.in_flight.values())
+        gone = list(self.in_flight)
         self.aborted += len(gone)
         self.in_flight.clear()
         return gone

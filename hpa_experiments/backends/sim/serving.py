@@ -64,7 +64,9 @@ FinishCallback = Callable[["Request", float, bool], None]
 
 
 class Request:
-    """One request as the engine sees it; the client fields (`client`, `finish_reason`) are opaque."""
+    """One request as the engine sees it; the client fields (`client`, `finish_reason`) are opaque.
+
+    Requests are tracked by identity; `uid` is only a label (e.g. the number within its Job)."""
 
     __slots__ = (
         "arrival_t",
@@ -138,7 +140,7 @@ class Replica:
         self.t = start_t  # the step boundary the state describes (or idle time)
         self._s = 0  # engine step counter
         self.waiting: deque[Request] = deque()
-        self.running: dict[int, Request] = {}  # admission order; the last one is preempted first
+        self.running: dict[Request, None] = {}  # an ordered set: admission order, the last is preempted first
         self._prefilling: list[Request] = []  # running requests still in (chunked) prefill
         self._n_decode = 0
         self._phase = [0] * self._block  # decoding sequences by offset % block
@@ -228,7 +230,7 @@ class Replica:
 
     def take_all(self) -> list[Request]:
         """Remove every live request (the pod is killed); the caller tells their clients."""
-        live = [r for r in (*self.running.values(), *self.waiting) if not r.cancelled]
+        live = [r for r in (*self.running, *self.waiting) if not r.cancelled]
         for req in live:
             req.state = ABORTED
         self.running.clear()
@@ -351,7 +353,7 @@ class Replica:
                 if need + new_blocks > free:
                     break
                 waiting.popleft()
-                self.running[req.uid] = req
+                self.running[req] = None
                 req.state = PREFILL
                 req.computed = req.blocks = 0
                 self._prefilling.append(req)
@@ -437,7 +439,7 @@ class Replica:
             req.generated += 1
             self.generation_tokens += 1
             if req.generated >= req.output_len:
-                del self.running[req.uid]
+                del self.running[req]
                 self.used_blocks -= req.blocks
                 self._end(req, t_end, ok=True)
                 continue
@@ -470,17 +472,16 @@ class Replica:
         self._offset_blocks -= offset // self._block
         self._n_decode -= 1
         self.used_blocks -= -(-(offset + self._s) // self._block)
-        del self.running[req.uid]
+        del self.running[req]
 
     def _preempt_last(self) -> None:
-        uid = next(reversed(self.running))
-        req = self.running[uid]
+        req = next(reversed(self.running))
         if req.state == DECODE:
             req.generated = req.output_len - (req.finish_step - self._s)
             req.last_token_t = self.t
             self._drop_decoding(req)
         else:
-            del self.running[uid]
+            del self.running[req]
             self.used_blocks -= req.blocks
             self._prefilling.remove(req)
         req.state = WAITING
@@ -494,11 +495,11 @@ class Replica:
         gone = [r for r in self.waiting if r.cancelled]
         if gone:
             self.waiting = deque(r for r in self.waiting if not r.cancelled)
-        for req in [r for r in self.running.values() if r.cancelled]:
+        for req in [r for r in self.running if r.cancelled]:
             if req.state == DECODE:
                 self._drop_decoding(req)
             else:
-                del self.running[req.uid]
+                del self.running[req]
                 self.used_blocks -= req.blocks
                 self._prefilling.remove(req)
             gone.append(req)
