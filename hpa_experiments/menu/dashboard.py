@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpa_experiments.menu.ui import cbreak, poll_key
+from hpa_experiments.plan import Plan
 from hpa_experiments.runner import Runner, RunResult
 
 STOP_REASON = "interrupted from the menu"
@@ -111,6 +112,65 @@ def _against_target(label: str, value: Any, target: Any, digits: int) -> Text:
     return text
 
 
+def _header(elapsed: float, total: float, speed: float | None, phase: str) -> Text:
+    remaining = max(0.0, total - elapsed)
+    header = Text(f"{elapsed:.0f} s of {total:g} s · remaining {remaining:.0f} s", style="bold")
+    if speed:
+        header.append(f" (≈{remaining / speed:.0f} s at {speed:g}x)", style="")
+    header.append(f" · {phase}")
+    header.no_wrap = True
+    header.overflow = "ellipsis"
+    return header
+
+
+def _phase_bars(plan: Plan, elapsed: float, width: int) -> Table:
+    name_w = min(max([len(j.name) for j in plan.jobs] + [8]), 24)
+    bar_w = max(10, width - name_w - 16)
+    phases = Table.grid(padding=(0, 1))
+    phases.add_column(no_wrap=True, overflow="ellipsis", max_width=name_w)
+    phases.add_column(no_wrap=True)
+    phases.add_column(no_wrap=True)
+    for job in plan.jobs:
+        rate = f"{job.rate:g} req/s" if job.rate is not None else ""
+        phases.add_row(job.name, bar((elapsed - job.start) / (job.end - job.start), bar_w), rate)
+    if plan.cooldown:
+        phases.add_row("cooldown", bar((elapsed - plan.load_end) / plan.cooldown, bar_w), "")
+    return phases
+
+
+def _replica_chart(rows: list[dict[str, Any]], width: int) -> Group:
+    """current/desired/ready now, and over the last samples on one shared scale."""
+    series = {c: [r.get(c) for r in rows] for c in ("replicas", "desired_replicas", "ready_replicas")}
+    top = max([v for values in series.values() for v in values if isinstance(v, (int, float))] + [1])
+    chart_w = max(6, width - 14)
+    chart = Table.grid(padding=(0, 1))
+    chart.add_column(no_wrap=True)
+    chart.add_column(no_wrap=True)
+    last = rows[-1] if rows else {}
+    for column, label in (("replicas", "current"), ("desired_replicas", "desired"), ("ready_replicas", "ready")):
+        chart.add_row(f"{label:<7} {_num(last.get(column)):>3}", sparkline(series[column], top, chart_w))
+    title = Text(f"replicas (chart: 0 to {top:g}, last {min(len(rows), chart_w)} samples)", style="bold")
+    return Group(title, chart)
+
+
+def _gauges(row: dict[str, Any]) -> Group:
+    gauges = _against_target("queue", row.get("num_requests_waiting"), row.get("num_requests_waiting_target"), 1)
+    gauges.append("   ")
+    gauges.append_text(_against_target("KV", row.get("kv_cache_usage_perc"), row.get("kv_cache_usage_target"), 2))
+    latency = Text(
+        f"TTFT {_num(row.get('ttft_ms'), 0, ' ms')} · ITL {_num(row.get('itl_ms'), 1, ' ms')} · "
+        f"offered {_num(row.get('offered_rps'), 0, ' req/s')}"
+    )
+    return Group(gauges, latency)
+
+
+def _recent_events(events: list[tuple[float, str, str]], room: int) -> Text:
+    recent = Text("\n".join(f"[{t:5.0f}s] {kind}: {detail}" for t, kind, detail in events[-room:]), style="dim")
+    recent.no_wrap = True
+    recent.overflow = "ellipsis"
+    return recent
+
+
 def render(observer: DashboardObserver, console: Console, status: str) -> Panel:
     runner = observer.runner
     if runner is None:
@@ -119,65 +179,22 @@ def render(observer: DashboardObserver, console: Console, status: str) -> Panel:
     plan = runner.plan
     last = rows[-1] if rows else {}
     elapsed = float(last.get("elapsed_s", 0.0))
-    if not runner.clock.virtual:
+    if not runner.clock.virtual:  # wall clock: time moves between samples too
         elapsed = max(elapsed, min(runner.elapsed, plan.total))
-    inner = console.width - 4
-    remaining = max(0.0, plan.total - elapsed)
     speed = observer.pace.speed if observer.pace and runner.clock.virtual else None
-    header = Text(f"{elapsed:.0f} s of {plan.total:g} s · remaining {remaining:.0f} s", style="bold")
-    if speed:
-        header.append(f" (≈{remaining / speed:.0f} s at {speed:g}x)", style="")
-    header.append(f" · {last.get('phase', 'starting')}")
-    header.no_wrap = True
-    header.overflow = "ellipsis"
-
-    name_w = min(max([len(j.name) for j in plan.jobs] + [8]), 24)
-    bar_w = max(10, inner - name_w - 16)
-    phases = Table.grid(padding=(0, 1))
-    phases.add_column(no_wrap=True, overflow="ellipsis", max_width=name_w)
-    phases.add_column(no_wrap=True)
-    phases.add_column(no_wrap=True)
-    for job in plan.jobs:
-        done = (elapsed - job.start) / (job.end - job.start)
-        rate = f"{job.rate:g} req/s" if job.rate is not None else ""
-        phases.add_row(job.name, bar(done, bar_w), rate)
-    if plan.cooldown:
-        phases.add_row("cooldown", bar((elapsed - plan.load_end) / plan.cooldown, bar_w), "")
-
-    history = {c: [r.get(c) for r in rows] for c in ("replicas", "desired_replicas", "ready_replicas")}
-    top = max([v for vs in history.values() for v in vs if isinstance(v, (int, float))] + [1])
-    spark_w = max(10, inner - 10)
-    replicas = Table.grid(padding=(0, 1))
-    replicas.add_column(no_wrap=True)
-    replicas.add_column(no_wrap=True)
-    for column, label in (("replicas", "current"), ("desired_replicas", "desired"), ("ready_replicas", "ready")):
-        replicas.add_row(f"{label:<7} {_num(last.get(column)):>3}", sparkline(history[column], top, spark_w - 4))
-
-    gauges = _against_target("queue", last.get("num_requests_waiting"), last.get("num_requests_waiting_target"), 1)
-    gauges.append("   ")
-    gauges.append_text(_against_target("KV", last.get("kv_cache_usage_perc"), last.get("kv_cache_usage_target"), 2))
-    latency = Text(
-        f"TTFT {_num(last.get('ttft_ms'), 0, ' ms')} · ITL {_num(last.get('itl_ms'), 1, ' ms')} · "
-        f"offered {_num(last.get('offered_rps'), 0, ' req/s')}"
-    )
+    inner = console.width - 4
     room = max(1, console.height - FIXED_LINES - len(plan.jobs) - (1 if plan.cooldown else 0))
-    recent = Text("\n".join(f"[{t:5.0f}s] {kind}: {detail}" for t, kind, detail in events[-room:]), style="dim")
-    recent.no_wrap = True
-    recent.overflow = "ellipsis"
     body = Group(
-        header,
+        _header(elapsed, plan.total, speed, str(last.get("phase", "starting"))),
         Text(bar(elapsed / plan.total if plan.total else 1.0, inner)),
-        phases,
-        Text(f"replicas (max {top:g} on the chart, last {len(rows)} samples)", style="bold"),
-        replicas,
-        gauges,
-        latency,
-        recent,
+        _phase_bars(plan, elapsed, inner),
+        _replica_chart(rows, inner),
+        _gauges(last),
+        _recent_events(events, room),
         Text(status, style="bold"),
     )
     run_dir = runner.writer.dir.name if runner.writer else ""
-    title = f"{runner.config.name} · {runner.backend.name}"
-    return Panel(body, title=title, subtitle=run_dir, padding=(0, 1))
+    return Panel(body, title=f"{runner.config.name} · {runner.backend.name}", subtitle=run_dir, padding=(0, 1))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -17,10 +18,13 @@ from hpa_experiments.errors import HpaExpError
 from hpa_experiments.menu.context import MenuContext, shown_path
 from hpa_experiments.menu.ui import confirm, cooked, keys_line, notice, show_screen, stack
 
+if TYPE_CHECKING:
+    from hpa_experiments.analysis.runs import RunListing
+
 PAGE = 9
 
 
-def _listings(ctx: MenuContext) -> list:
+def _listings(ctx: MenuContext) -> list[RunListing]:
     from hpa_experiments.analysis.runs import list_runs
 
     ctx.console.clear()
@@ -28,7 +32,7 @@ def _listings(ctx: MenuContext) -> list:
         return list_runs(ctx.data_dir)
 
 
-def _runs_table(ctx: MenuContext, listings: list, first: int) -> Table:
+def _runs_table(ctx: MenuContext, listings: list[RunListing], first: int) -> Table:
     from hpa_experiments.analysis.report import fmt
     from hpa_experiments.analysis.runs import STATUS_STYLE
 
@@ -53,7 +57,7 @@ def _runs_table(ctx: MenuContext, listings: list, first: int) -> Table:
     return table
 
 
-def pick_run(ctx: MenuContext, listings: list, title: str, back_label: str = "back") -> Path | None:
+def pick_run(ctx: MenuContext, listings: list[RunListing], title: str, back_label: str = "back") -> Path | None:
     """A paged list of runs (newest first); a digit opens one."""
     first = 0
     while True:
