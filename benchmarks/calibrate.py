@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_runs import REFERENCES, fit_errors, real_end_s, real_run, twin_run
 
+from hpa_experiments.config import load_config
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # The grid of each fitted parameter (profile fields, plus the Prometheus scrape interval of the
@@ -38,8 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GRID: dict[str, list[Any]] = {
     "step_per_decode_seq_s": [0.04e-3, 0.05e-3, 0.06e-3, 0.067e-3, 0.075e-3, 0.09e-3, 0.12e-3],
     "natural_output_len_mean": [350, 450, 550, 650, 800, 1000],
-    "job_start_delay_s": [40, 50, 60, 70, 80],
-    "pod_load_mean_s": [40, 60, 80, 100, 120, 140],
+    "job_start_delay_s": [40, 50, 60, 70, 80, 90],
+    "pod_load_mean_s": [40, 60, 80, 100, 120, 140, 160, 180],
     "pod_load_spread_s": [5, 15, 30, 45],
     "scrape_interval": [15, 30],
 }
@@ -104,7 +106,7 @@ def current_defaults() -> dict[str, Any]:
 
     profile = PROFILES["llama-3.1-8b-h100"]
     values = {name: getattr(profile, name) for name in GRID if name != "scrape_interval"}
-    values["scrape_interval"] = 15.0
+    values["scrape_interval"] = load_config(REFERENCES[0].config).simulation.scrape_interval
     return values
 
 

@@ -1,20 +1,29 @@
 """Hardware/model profiles of the simulated vLLM replicas: every tunable number in one place.
 
 Sources (all in /work/shared/reference/sim-model.md unless noted):
-- step time `b0 + b1*prefill_tokens + b2*decode_seqs`: BLIS legacy blackbox fit for
+- FITTED to the two real reference runs (/work/shared/reference-runs/, H100, llm-d gateway) by
+  benchmarks/calibrate.py; method, errors and limits in docs/twin-calibration.md:
+  step_per_decode_seq_s, natural_output_len_mean, job_start_delay_s, pod_load_mean_s,
+  pod_load_spread_s.  The other numbers are from the sources below.
+- step time `b0 + b1*prefill_tokens + b2*decode_seqs`: b0, b1 from the BLIS legacy blackbox fit for
   Llama-3.1-8B-Instruct, H100, TP1, vLLM v0.8.4, beta = [6472.0, 19.797, 304.40] us (section 4.2).
-  NEEDS CALIBRATION: b2 = 0.304 ms/seq gives ~84 ms steps at 256 sequences, slower than measured
-  H100 decode (section 4.5 brackets b2 between 0.03 and 0.3 ms/seq).
+  b2 fitted: 0.06 ms/seq (BLIS: 0.304; section 4.5 brackets it between 0.03 and 0.3 ms/seq); with
+  b0 it gives ITL 6.5 ms at batch 1 (measured 6.5-7 ms, section 4.5).
 - KV capacity 29,205 blocks x 16 tokens = 467,280 tokens (BLIS defaults.yaml, section 4.2/4.5).
 - scheduler limits max_num_seqs 1024, max_num_batched_tokens 8192: vLLM defaults for GPUs with
   >= 70 GiB that are not A100 (section 3, `get_batch_defaults`); the reference runs used defaults.
 - pod startup: Pending (scheduling, image cached) then loading (weights + compile + CUDA graphs,
-  14-60 s measured for 8B, section 5) then readiness probe (initialDelay 60 s, period 5 s in the
-  vLLM k8s docs, section 5).  Assumed, to be calibrated on the reference runs.
+  14-60 s measured for 8B in isolation, section 5) then readiness probe (initialDelay 60 s, period
+  5 s in the vLLM k8s docs, section 5).  Loading time fitted: ~145 s from creation to Ready, as
+  the new pods of the reference runs took (60-180 s there).
 - prompt lengths: ShareGPT as filtered by vllm bench, mean ~230 tokens, 4..1024, prompt+output
   <= 2048 (section 6.1); the lognormal shape sigma is an assumption (heavy tail, median unknown).
 - output length: fixed 1024 as in the reference runs (`--sharegpt-output-len 1024`); when drawn,
-  ShareGPT mean ~203 tokens (section 6.1).
+  ShareGPT mean ~203 tokens (section 6.1).  A fixed length is max_tokens: the reference runs'
+  base model stopped earlier (EOS), fitted as an exponential natural length, mean 550 tokens
+  (the KV usage of one pod at 5-20 req/s rules out 1024-token answers).
+- load Job start: the Job's pod pulls the image and downloads the ShareGPT file before its first
+  request; fitted 70 s (first KV usage 45-75 s after the Jobs were created in the reference runs).
 - routing: the reference runs went through the llm-d gateway (load-aware), hence least_loaded.
 """
 
@@ -40,7 +49,7 @@ class Profile:
     # engine step time (seconds)
     step_base_s: float = 6.472e-3
     step_per_prefill_token_s: float = 19.797e-6
-    step_per_decode_seq_s: float = 0.3044e-3
+    step_per_decode_seq_s: float = 0.06e-3  # fitted (docs/twin-calibration.md)
     # scheduler and KV cache
     max_num_seqs: int = 1024
     max_num_batched_tokens: int = 8192
@@ -48,8 +57,8 @@ class Profile:
     block_size: int = 16
     # pod lifecycle (seconds)
     pod_pending_s: float = 5.0
-    pod_load_mean_s: float = 60.0
-    pod_load_spread_s: float = 10.0  # standard deviation of a normal, clamped at 0
+    pod_load_mean_s: float = 140.0  # fitted (docs/twin-calibration.md)
+    pod_load_spread_s: float = 5.0  # standard deviation of a normal, clamped at 0; fitted
     readiness_initial_delay_s: float = 60.0  # from container start
     readiness_period_s: float = 5.0
     # request lengths (tokens)
@@ -59,12 +68,13 @@ class Profile:
     prompt_len_max: int = 1024
     max_total_len: int = 2048
     output_len: int | None = 1024  # None: drawn like ShareGPT completions
-    natural_output_len_mean: float | None = None  # EOS before a fixed output_len (exponential); None: never
+    # EOS before a fixed output_len (exponential mean, tokens; None: never); fitted
+    natural_output_len_mean: float | None = 550.0
     output_len_mean: float = 203.0
     output_len_sigma: float = 1.0
     output_len_min: int = 4
     # load Jobs: seconds from the Job's creation to its first request (pod start, dataset download)
-    job_start_delay_s: float = 0.0
+    job_start_delay_s: float = 70.0  # fitted (docs/twin-calibration.md)
     # fleet
     routing: RoutingPolicy = "least_loaded"
     scale_down: ScaleDownPolicy = "abort"
