@@ -214,6 +214,28 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
             writer.writerow([format_cell(row.get(c)) for c in columns])
 
 
+def _convert_rows(
+    raw_rows: list[dict[str, str]], stamps: list[datetime], clock: _Clock, phases: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Original rows -> our rows (defects repaired), and the list of milli-unit corrections."""
+    rows: list[dict[str, Any]] = []
+    corrections: list[dict[str, Any]] = []
+    for index, (raw, when) in enumerate(zip(raw_rows, stamps, strict=True)):
+        row: dict[str, Any] = {c: _number(raw.get(c)) for c in LEGACY_COLUMNS if c != "timestamp"}
+        for column in NEVER_COLLECTED:
+            row[column] = None
+        for column in MILLI_CHECKED:
+            value = row.get(column)
+            if value is not None and is_milli_misread(value):
+                row[column] = value / 1000
+                corrections.append(
+                    {"row": index + 1, "column": column, "read": value, "corrected": value / 1000})
+        elapsed = clock.elapsed(when)
+        row.update(timestamp=clock.stamp(when), elapsed_s=elapsed, phase=_active_jobs_label(phases, elapsed))
+        rows.append(row)
+    return rows, corrections
+
+
 def import_legacy(source: Path, output_dir: Path, tz: str | None = None) -> ImportResult:
     """Convert the original run folder `source` into `output_dir/<source name>`."""
     if not source.is_dir():
@@ -240,22 +262,7 @@ def import_legacy(source: Path, output_dir: Path, tz: str | None = None) -> Impo
     clock = _Clock(zone, t0)
     phases = _phase_rows(config)
 
-    rows: list[dict[str, Any]] = []
-    corrections: list[dict[str, Any]] = []
-    for index, (raw, when) in enumerate(zip(raw_rows, stamps, strict=True)):
-        row: dict[str, Any] = {c: _number(raw.get(c)) for c in LEGACY_COLUMNS if c != "timestamp"}
-        for column in NEVER_COLLECTED:
-            row[column] = None
-        for column in MILLI_CHECKED:
-            value = row.get(column)
-            if value is not None and is_milli_misread(value):
-                row[column] = value / 1000
-                corrections.append(
-                    {"row": index + 1, "column": column, "read": value, "corrected": value / 1000})
-        elapsed = clock.elapsed(when)
-        row.update(timestamp=clock.stamp(when), elapsed_s=elapsed, phase=_active_jobs_label(phases, elapsed))
-        rows.append(row)
-
+    rows, corrections = _convert_rows(raw_rows, stamps, clock, phases)
     elapsed_values = [r["elapsed_s"] for r in rows]
     intervals = sorted(b - a for a, b in pairwise(elapsed_values))
     interval = intervals[len(intervals) // 2] if intervals else None
