@@ -158,9 +158,15 @@ class Fleet:
                 break
             if t_engine == t_next:
                 assert engine is not None
-                engine.advance_to(t_next)
-                if engine in self._draining and engine.idle:
-                    self._gone(self._draining[engine], t_next)
+                if engine in self._draining or any(len(j.in_flight) >= j.max_concurrency for j in jobs):
+                    engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
+                    if engine in self._draining and engine.idle:
+                        self._gone(self._draining[engine], t_next)
+                else:  # completions cannot trigger sends: each Ready engine runs on alone until the next send
+                    horizon = min(t_send, t_life, t)
+                    for ready in self._ready_engines:
+                        if ready.next_event_t <= horizon:
+                            ready.advance_to(horizon)
             elif t_life == t_next:
                 self._lifecycle_event()
             else:
