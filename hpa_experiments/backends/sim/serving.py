@@ -144,7 +144,6 @@ class Replica:
         self._prefilling: list[Request] = []  # running requests still in (chunked) prefill
         self._n_decode = 0
         self._phase = [0] * self._block  # decoding sequences by offset % block
-        self._offset_blocks = 0  # sum of offset // block over decoding sequences
         self._heap: list[tuple[int, int, Request]] = []  # (finish step, entry seq, request)
         self._heap_counter = 0
         self.used_blocks = 0
@@ -238,7 +237,7 @@ class Replica:
         self._prefilling.clear()
         self._heap.clear()
         self._phase = [0] * self._block
-        self._n_decode = self._offset_blocks = self.used_blocks = 0
+        self._n_decode = self.used_blocks = 0
         self._plan, self.next_event_t = _IDLE, _INF
         return live
 
@@ -446,7 +445,6 @@ class Replica:
             offset = req.computed - s
             req.offset = offset
             self._phase[offset % self._block] += 1
-            self._offset_blocks += offset // self._block
             self._n_decode += 1
             req.state = DECODE
             req.finish_step = s + req.output_len - req.generated
@@ -469,7 +467,6 @@ class Replica:
     def _drop_decoding(self, req: Request) -> None:
         offset = req.offset
         self._phase[offset % self._block] -= 1
-        self._offset_blocks -= offset // self._block
         self._n_decode -= 1
         self.used_blocks -= -(-(offset + self._s) // self._block)
         del self.running[req]
