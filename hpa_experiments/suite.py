@@ -340,7 +340,7 @@ class SuiteOptions:
     kubeconfig: str | None = None
     context: str | None = None
     prometheus_url: str | None = None
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
 @dataclass
