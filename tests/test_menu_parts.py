@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from hpa_experiments.config import load_config
 from hpa_experiments.menu.cluster import NO_CLUSTER, current_context, describe
 from hpa_experiments.menu.config_writer import Answers, JobAnswer, render_config
-from hpa_experiments.menu.dashboard import Outcome, bar, sparkline
+from hpa_experiments.menu.dashboard import DashboardObserver, Outcome, Pace, bar, sparkline
 from hpa_experiments.menu.run_screen import outcome_text
 from hpa_experiments.plan import build_plan
 from hpa_experiments.runner import RunResult
@@ -116,3 +117,31 @@ def test_not_a_terminal_exits_2_with_a_pointer_to_run() -> None:
     assert "hpa-exp menu needs an interactive terminal" in done.stderr
     assert "hpa-exp run experiment-configs/high-load-hpa.yaml --backend sim" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class _VirtualClock:
+    virtual = True
+
+
+class _RunnerStub:
+    clock = _VirtualClock()
+
+
+def test_pace_replays_rows_at_the_chosen_speed() -> None:
+    observer = DashboardObserver(pace=Pace("test", speed=500.0))
+    observer.on_start(_RunnerStub())  # type: ignore[arg-type]
+    started = time.monotonic()
+    for k in range(21):  # 100 s of experiment at 500x: about 0.2 s
+        observer.on_row({"elapsed_s": 5.0 * k, "replicas": 1})
+    took = time.monotonic() - started
+    assert 0.19 <= took < 2.0
+    assert len(observer.snapshot()[0]) == 21
+
+
+def test_full_speed_does_not_pause() -> None:
+    observer = DashboardObserver(pace=Pace("full speed", speed=None))
+    observer.on_start(_RunnerStub())  # type: ignore[arg-type]
+    started = time.monotonic()
+    for k in range(200):
+        observer.on_row({"elapsed_s": 5.0 * k})
+    assert time.monotonic() - started < 0.5

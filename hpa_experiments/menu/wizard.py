@@ -24,10 +24,13 @@ def _check_run_name(answer: str) -> str | None:
     return "letters, digits, '.', '_' or '-' (it names the run folder and the file)"
 
 
-def _check_job_name(answer: str) -> str | None:
-    if K8S_NAME.match(answer) and len(answer) <= MAX_JOB_NAME:
-        return None
-    return f"a Kubernetes name: lower-case letters, digits and '-', at most {MAX_JOB_NAME} characters"
+def _job_name_check(taken: list[str]) -> Callable[[str], str | None]:
+    def check(answer: str) -> str | None:
+        if not (K8S_NAME.match(answer) and len(answer) <= MAX_JOB_NAME):
+            return f"a Kubernetes name: lower-case letters, digits and '-', at most {MAX_JOB_NAME} characters"
+        return f"'{answer}' is already the name of an earlier job" if answer in taken else None
+
+    return check
 
 
 def _seconds(minimum: float, allow_equal: bool) -> Callable[[str], str | None]:
@@ -91,7 +94,7 @@ def ask_answers(ctx: MenuContext, base: ExperimentConfig) -> Answers:
         template = base.jobs[min(i, len(base.jobs) - 1)]
         default_name = template.name if i < len(base.jobs) else f"job-{i + 1}"
         console.print(f"job {i + 1}", style="bold")
-        job_name = ask_text(console, "  name", default_name, _check_job_name)
+        job_name = ask_text(console, "  name", default_name, _job_name_check([j.name for j in jobs]))
         rate = float(ask_text(console, "  rate (requests per second)", _g(template.rate or 10), _positive_number))
         duration = parse_duration(ask_text(console, "  duration", _g(template.duration), _seconds(0, False)))
         delay = parse_duration(ask_text(console, "  start delay", _g(template.start_delay), _seconds(0, True)))
