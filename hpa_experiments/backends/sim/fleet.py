@@ -18,7 +18,9 @@ then in rotating order).  While no pod is Ready, requests wait at the gateway (F
 counted by the client as in flight) and are routed when a pod becomes Ready.
 
 All events - request sends, engine steps that change a batch, pod transitions - are processed
-in time order, so completions free client slots at the right moment.
+in time order, so completions free client slots at the right moment.  (While no client is at its
+concurrency cap a completion cannot cause a send, so Ready engines then run on independently up
+to the next send; the result is the same.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ _next_event_t = attrgetter("next_event_t")
 
 @dataclass
 class Pod:
+    """One vLLM pod; `transitions` lists (time, state) including the final "Gone"."""
+
     name: str
     created_t: float
     running_t: float  # container started (Pending -> Loading)
