@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sim_serving.py              # both scenarios
     .venv/bin/python benchmarks/bench_sim_serving.py --hours 6    # shorter long run
+    .venv/bin/python benchmarks/bench_sim_serving.py --set natural_output_len_mean=null  # profile overrides
 
 Scenario "high-load": 1380 s, five load-generator Jobs back to back at 20/50/50/30/20 req/s
 (276 s each, `max_concurrency` 512, 1024 output tokens as in the reference runs), 10 Ready
@@ -17,10 +18,13 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from typing import Any
+
+import yaml
 
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import load_profile
+from hpa_experiments.backends.sim.profiles import Profile, load_profile
 
 
 def current_rss_mb() -> float:
@@ -61,8 +65,7 @@ def run(fleet: Fleet, duration: float, scrape: float, every: float | None = None
     }
 
 
-def high_load(scrape: float) -> None:
-    profile = load_profile()
+def high_load(profile: Profile, scrape: float) -> None:
     fleet = Fleet(profile, seed=1, initial_replicas=10)
     segment = 1380.0 / 5
     for i, rate in enumerate([20, 50, 50, 30, 20]):
@@ -76,8 +79,7 @@ def high_load(scrape: float) -> None:
     )
 
 
-def long_run(hours: float, scrape: float) -> None:
-    profile = load_profile()
+def long_run(profile: Profile, hours: float, scrape: float) -> None:
     fleet = Fleet(profile, seed=2, initial_replicas=10)
     fleet.add_job(LoadGenerator("long", profile, 50.0, 0.0, hours * 3600.0, seed=3))
     cpu, wall = time.process_time(), time.perf_counter()
@@ -94,11 +96,22 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=24.0, help="length of the long run (0: skip)")
     parser.add_argument("--scrape", type=float, default=5.0, help="metric read interval, seconds")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of the high-load run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     args = parser.parse_args()
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    profile = load_profile(overrides=overrides)
+    print(
+        f"profile {profile.name} {overrides or ''}: b0={profile.step_base_s * 1e3:.3f} ms, "
+        f"b2={profile.step_per_decode_seq_s * 1e3:.3f} ms/seq, "
+        f"natural_output_len_mean={profile.natural_output_len_mean}"
+    )
     for _ in range(args.repeat):
-        high_load(args.scrape)
+        high_load(profile, args.scrape)
     if args.hours > 0:
-        long_run(args.hours, args.scrape)
+        long_run(profile, args.hours, args.scrape)
 
 
 if __name__ == "__main__":
