@@ -115,7 +115,6 @@ class Runner:
             # Run id, folder name and start/end in run.json are wall-clock; rows and events use
             # the backend's clock (virtual for the twin, so a seed gives byte-identical rows).
             started = time.time()
-            self.t0 = self.clock.now()
             run_id = self.run_id or new_run_id(started)
             self.run_id = run_id
             jobs = [_JobRun(j, job_resource_name(j.name, run_id)) for j in self.plan.jobs]
@@ -134,6 +133,11 @@ class Runner:
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
             )
+            backend_info, versions = self.backend.describe(), _versions()
+            # t0 only after the slow preparations (rendering, API reads), so tick 0 and Jobs
+            # planned at 0 s are not late by their duration.  A whole millisecond, so the
+            # millisecond timestamps in metrics.csv are exactly the PromQL evaluation times.
+            self.t0 = math.ceil(self.clock.now() * 1000) / 1000
             info = RunInfo(
                 id=run_id,
                 name=self.config.name,
@@ -143,8 +147,8 @@ class Runner:
                 t0=self.t0,
                 interval=self.config.metrics.interval,
                 config=self.config.resolved_dict(),
-                backend_info=self.backend.describe(),
-                versions=_versions(),
+                backend_info=backend_info,
+                versions=versions,
                 pid=os.getpid(),
             )
             info.config["plan"] = self.plan.to_json()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hpa_experiments.backends.base import (
     Backend,
@@ -15,8 +19,13 @@ from hpa_experiments.backends.base import (
     RangeSeries,
     ScalingSnapshot,
 )
+from hpa_experiments.config import load_config
 from hpa_experiments.monitor import Monitor, TickResult
-from hpa_experiments.rundir import metrics_columns
+from hpa_experiments.plan import build_plan
+from hpa_experiments.rundir import metrics_columns, utc_iso
+from hpa_experiments.runner import Runner
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Wall(Clock):
@@ -113,3 +122,58 @@ def test_virtual_clock_gives_zero_so_simulated_rows_stay_reproducible() -> None:
 def test_sample_ms_column_follows_sample_lag_ms() -> None:
     columns = metrics_columns([0.5])
     assert columns.index("sample_ms") == columns.index("sample_lag_ms") + 1
+
+
+class SlowToPrepare(SlowQueries):
+    """Its first reads (the runner's preparation) are slow, as on a distant cluster."""
+
+    def __init__(self, clock: Clock, delay: float):
+        super().__init__(clock)
+        self.delay = delay
+        self.started: dict[str, float] = {}
+
+    def describe(self) -> dict[str, Any]:
+        time.sleep(self.delay)
+        return super().describe()
+
+    def scaling_snapshot(self) -> ScalingSnapshot:
+        if not self.started:
+            time.sleep(self.delay)
+        return super().scaling_snapshot()
+
+    def start_job(self, launch: JobLaunch) -> None:
+        self.started[launch.resource_name] = self.clock.now()
+
+    def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
+        return []  # the standard queries, answered at once
+
+
+def test_run_starts_its_clock_after_preparing_so_tick_0_and_first_job_are_on_time(tmp_path: Path) -> None:
+    doc = {
+        "name": "timing",
+        "namespace": "bench",
+        "deployment": "vllm",
+        "backend": "kubernetes",
+        "hpa": {"enabled": False},
+        "jobs": [
+            {"name": "a", "rate": 1, "duration": 1, "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")}
+        ],
+        "metrics": {"interval": 1, "rate_window": "10s"},
+    }
+    (tmp_path / "timing.yaml").write_text(yaml.safe_dump(doc))
+    config = load_config(tmp_path / "timing.yaml")
+    backend = SlowToPrepare(Wall(), delay=0.3)
+    runner = Runner(config, build_plan(config), backend, base_dir=tmp_path / "out", handle_signals=False)
+    result = runner.run()
+    assert result.exit_code == 0, result.reason
+    (started_at,) = backend.started.values()
+    assert started_at - runner.t0 < 0.1  # not 0.6 s late after two slow preparation reads
+    with (result.run_dir / "metrics.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[0]["sample_lag_ms"]) < 100.0
+    # The row timestamps are the exact evaluation times of the PromQL columns (whole ms).
+    assert abs(runner.t0 * 1000 - round(runner.t0 * 1000)) < 1e-3
+    assert [r["timestamp"] for r in rows] == [utc_iso(float(f"{runner.t0 + k:.3f}")) for k in range(len(rows))]
+    with (result.run_dir / "phases.csv").open(newline="") as fh:
+        (phase,) = list(csv.DictReader(fh))
+    assert float(phase["actual_start_s"]) < 0.1
