@@ -104,3 +104,12 @@ def test_num_prompts_limits_the_job_and_marks_it_finished():
 def test_invalid_rate_is_rejected():
     with pytest.raises(ValueError, match="rate"):
         LoadGenerator("j", pinned(), rate=0.0, start_t=0.0)
+
+
+def test_natural_eos_shortens_answers_below_the_cap():
+    gen = LoadGenerator("j", pinned({"natural_output_len_mean": 100.0}), rate=50.0, start_t=0.0, stop_t=200.0, seed=6)
+    sent = _send_all(gen)
+    outputs = np.array([r.output_len for r in sent])
+    assert outputs.min() >= 1 and outputs.max() <= 1024
+    assert np.mean(outputs) == pytest.approx(100.5, rel=0.05)  # ceil of an exponential with mean 100
+    assert all((r.finish_reason == "stop") == (r.output_len < 1024) for r in sent)
