@@ -79,7 +79,7 @@ def _kubeconfig(path: Path, context: str) -> Path:
 
 def test_home_then_a_simulation_to_completion_then_its_summary_at_80x24(open_terminal, workspace: Path) -> None:
     terminal = open_terminal(80, 24)
-    screen = terminal.wait_for(r"\[q\] quit")
+    screen = terminal.wait_for(r"no runs yet under experiment-data")
     assert "no cluster: simulation available" in screen
     for name in ("baseline-hpa.yaml", "high-load-hpa.yaml", "moderate-load-hpa.yaml"):
         assert name in screen
@@ -134,7 +134,7 @@ def test_home_then_a_simulation_to_completion_then_its_summary_at_80x24(open_ter
 def test_interrupt_a_running_simulation_at_80x24_without_colour(open_terminal, workspace: Path, tmp_path: Path) -> None:
     kubeconfig = _kubeconfig(tmp_path / "kubeconfig", "kind-hpa-lab")
     terminal = open_terminal(80, 24, NO_COLOR="1", KUBECONFIG=str(kubeconfig))
-    screen = terminal.wait_for(r"\[q\] quit")
+    screen = terminal.wait_for(r"no runs yet under experiment-data")
     assert "kubernetes context kind-hpa-lab" in screen
     assert "no cluster" not in screen
     assert not COLOUR_SGR.search(terminal.screen(colours=True)), "NO_COLOR must remove every colour"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
 from hpa_experiments.menu.cluster import KubeContext
+
+
+def _ready() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
 
 
 @dataclass
@@ -16,6 +23,9 @@ class MenuContext:
     configs_dir: Path
     data_dir: Path
     cluster: KubeContext | None
+    # Set once `cluster` is known and the analysis modules (pandas, matplotlib) are imported:
+    # the menu does both in the background so that the home screen shows at once.
+    loaded: threading.Event = field(default_factory=_ready)
 
     def config_files(self) -> list[Path]:
         """The experiment configs in the configs folder, by name."""

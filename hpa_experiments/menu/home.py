@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -36,6 +37,8 @@ def configs_table(ctx: MenuContext, paths: list[Path]) -> Table:
 
 
 def recent_runs(ctx: MenuContext) -> Table | Text:
+    if not ctx.loaded.is_set():
+        return Text("  reading runs…", style="dim")
     from hpa_experiments.analysis.load import read_run_json, runs_newest_first
     from hpa_experiments.analysis.runs import STATUS_STYLE, effective_status
     from hpa_experiments.errors import UsageError
@@ -59,33 +62,40 @@ def recent_runs(ctx: MenuContext) -> Table | Text:
     return table
 
 
+def backends_line(ctx: MenuContext) -> Text:
+    line = Text("backends: simulation (digital twin) · ")
+    if not ctx.loaded.is_set():
+        line.append("reading the kubeconfig…", style="dim")
+    elif ctx.cluster:
+        line.append(cluster.describe(ctx.cluster), style="cyan")
+    else:
+        line.append(cluster.NO_CLUSTER, style="yellow")
+    return line
+
+
 def home_screen(ctx: MenuContext) -> str:
     """Draw the home screen; returns the chosen action key, or a digit to run that config."""
     paths = ctx.config_files()
-    backends = Text("backends: simulation (digital twin)")
-    if ctx.cluster:
-        backends.append(" · ")
-        backends.append(cluster.describe(ctx.cluster), style="cyan")
-    else:
-        backends.append(" · ")
-        backends.append(cluster.NO_CLUSTER, style="yellow")
     configs = (
         configs_table(ctx, paths)
         if paths
         else Text(f"  none found in {shown_path(ctx.configs_dir)}/ ([r] lets you type a path)", style="dim")
     )
-    body = stack(
-        backends,
-        Text(""),
-        Text(f"Experiment configs ({shown_path(ctx.configs_dir)}/):", style="bold"),
-        configs,
-        Text(""),
-        Text(f"Recent runs ({shown_path(ctx.data_dir)}/, newest first):", style="bold"),
-        recent_runs(ctx),
-    )
+
+    def body() -> RenderableType:
+        return stack(
+            backends_line(ctx),
+            Text(""),
+            Text(f"Experiment configs ({shown_path(ctx.configs_dir)}/):", style="bold"),
+            configs,
+            Text(""),
+            Text(f"Recent runs ({shown_path(ctx.data_dir)}/, newest first):", style="bold"),
+            recent_runs(ctx),
+        )
+
     digits = {str(i) for i in range(1, min(len(paths), 9) + 1)}
     pairs = [("1-9", "run it")] if digits else []
     pairs += [("r", "run"), ("e", "runs"), ("c", "configs"), ("h", "help"), ("q", "quit")]
     footer = stack(Text(""), keys_line(pairs))
     return show_screen(ctx.console, "hpa-exp menu · HPA experiments", body, footer,
-                       lambda key: key in HOME_KEYS or key in digits)
+                       lambda key: key in HOME_KEYS or key in digits, redraw_when=ctx.loaded)

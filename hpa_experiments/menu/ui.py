@@ -14,6 +14,7 @@ import os
 import select
 import sys
 import termios
+import threading
 import tty
 from collections.abc import Callable, Iterable, Iterator
 
@@ -153,15 +154,29 @@ def _lines(console: Console, renderable: RenderableType) -> list[list[Segment]]:
     return console.render_lines(renderable, console.options.update(height=None), pad=False)
 
 
+def _key_or_redraw(redraw_when: threading.Event | None) -> str | None:
+    """The next key, or None as soon as `redraw_when` is set (something on screen became ready)."""
+    with cbreak():
+        while True:
+            key = poll_key(0.1 if redraw_when else 3600)
+            if key is not None:
+                return key
+            if redraw_when is not None and redraw_when.is_set():
+                return None
+
+
 def show_screen(
     console: Console,
     title: str,
-    body: RenderableType,
+    body: RenderableType | Callable[[], RenderableType],
     footer: RenderableType,
     accept: Callable[[str], bool],
+    redraw_when: threading.Event | None = None,
 ) -> str:
     """Draw title, as much body as fits, and footer; scroll on arrows/space; return an accepted key.
 
+    `body` may be a function, called on each draw: then `redraw_when` (set by another thread)
+    redraws the screen once, e.g. when data that was loading is ready.
     `q` always quits; Ctrl-C goes back to the home screen.
     """
     offset = 0
@@ -169,7 +184,7 @@ def show_screen(
         height = console.size.height
         head = _lines(console, Text(title, style="bold reverse"))
         foot = _lines(console, footer)
-        body_lines = _lines(console, body)
+        body_lines = _lines(console, body() if callable(body) else body)
         room = max(1, height - len(head) - len(foot) - 1)
         offset = max(0, min(offset, len(body_lines) - room))
         shown = body_lines[offset : offset + room]
@@ -179,10 +194,13 @@ def show_screen(
             shown = [*shown[:-1], [Segment(f"── ↑↓/space to scroll · {offset} above · {below} below ──", None)]]
         console.clear()
         _print_lines(console, head + shown + foot)
+        pending = redraw_when if redraw_when is not None and not redraw_when.is_set() else None
         try:
-            key = read_key()
+            key = _key_or_redraw(pending)
         except KeyboardInterrupt:
             raise BackToHome from None
+        if key is None:
+            continue
         if key == "q":
             raise QuitMenu
         if more and key in SCROLL_DOWN:
