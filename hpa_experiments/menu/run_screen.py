@@ -38,10 +38,11 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
     if kind is None:
         return
     run_id = new_run_id(time.time())
-    prepared = kubernetes_preflight(ctx, config, plan, run_id) if kind == KUBERNETES else None
+    notes = io.StringIO()  # what the preflight says (warnings, what it found)
+    prepared = kubernetes_preflight(ctx, config, plan, run_id, notes) if kind == KUBERNETES else None
     if kind == KUBERNETES and prepared is None:
         return
-    pace = confirm_screen(ctx, config, plan, kind)
+    pace = confirm_screen(ctx, config, plan, kind, notes.getvalue())
     if pace is None:
         if prepared:
             prepared[0].close()
@@ -110,11 +111,10 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
 
 
 def kubernetes_preflight(
-    ctx: MenuContext, config: ExperimentConfig, plan: Plan, run_id: str
+    ctx: MenuContext, config: ExperimentConfig, plan: Plan, run_id: str, notes: io.StringIO
 ) -> tuple[Backend, MetricNames] | None:
-    """Connect and run the preflight; on problems show them and return None."""
+    """Connect and run the preflight (its notes go to `notes`); on problems show them and return None."""
     assert ctx.cluster is not None
-    notes = io.StringIO()
     options = BackendOptions(kubeconfig=ctx.cluster.kubeconfig, context=ctx.cluster.name, output=notes)
     ctx.console.clear()
     try:
@@ -128,7 +128,7 @@ def kubernetes_preflight(
     return None
 
 
-def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind: str) -> Pace | None:
+def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind: str, notes: str = "") -> Pace | None:
     """Start, change the pace (simulation), or go back."""
     pace_index = 0
     while True:
@@ -141,6 +141,7 @@ def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind:
             body.append(f"pace: {pace.describe(plan.total)}\n")
         else:
             body.append(f"this creates load Jobs in namespace {config.namespace}; Ctrl-C stops and deletes them\n")
+            body.append(notes, style="dim")
         pairs = [("enter", "start")] + ([("p", "change pace")] if kind == SIMULATION else []) + [
             ("b", "back"), ("q", "quit")]
         key = show_screen(ctx.console, "Confirm", body, stack(Text(""), keys_line(pairs)),
