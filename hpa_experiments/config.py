@@ -30,8 +30,8 @@ from hpa_experiments.manifests import (
 )
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
-K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
+RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
 
@@ -100,7 +100,7 @@ class MetricsConfig(_Section):
     @classmethod
     def _query_names(cls, v: dict[str, PromQuery]) -> dict[str, PromQuery]:
         for name in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", name):
                 raise ValueError(f"query name {name!r} must be letters, digits and '_' (it names a column)")
         return v
 
