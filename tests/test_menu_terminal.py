@@ -81,8 +81,8 @@ def test_home_then_a_simulation_to_completion_then_its_summary_at_80x24(open_ter
     terminal = open_terminal(80, 24)
     screen = terminal.wait_for(r"no runs yet under experiment-data")
     assert "no cluster: simulation available" in screen
-    for name in ("baseline-hpa.yaml", "high-load-hpa.yaml", "moderate-load-hpa.yaml"):
-        assert name in screen
+    for key, name in enumerate(("baseline-hpa.yaml", "high-load-hpa.yaml", "moderate-load-hpa.yaml"), start=1):
+        assert re.search(rf"^ {key} {re.escape(name)} +\S", screen, re.MULTILINE), name
     assert "no runs yet under experiment-data" in screen
     assert all(len(line) <= 80 for line in screen.splitlines())
     assert COLOUR_SGR.search(terminal.screen(colours=True)), "expected colours without NO_COLOR"

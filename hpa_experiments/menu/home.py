@@ -26,14 +26,17 @@ def _description(path: Path) -> str:
     return str(raw.get("description", "")) if isinstance(raw, dict) else "(not a mapping)"
 
 
-def configs_table(ctx: MenuContext, paths: list[Path]) -> Table:
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="bold", no_wrap=True, width=2, justify="right")
-    table.add_column(no_wrap=True, min_width=min(40, max(len(p.name) for p in paths[:9])))
-    table.add_column(style="dim", no_wrap=True, overflow="ellipsis", ratio=1)
+def configs_list(paths: list[Path]) -> Text:
+    """One line per config: its key, file name and description (cut at the window edge)."""
+    name_w = min(40, max(len(p.name) for p in paths[:9]))
+    lines = Text(no_wrap=True, overflow="ellipsis")
     for i, path in enumerate(paths[:9], start=1):
-        table.add_row(f"{i}", path.name, _description(path))
-    return table
+        if i > 1:
+            lines.append("\n")
+        lines.append(f"{i:>2} ", style="bold")
+        lines.append(f"{path.name:<{name_w}} ")
+        lines.append(_description(path), style="dim")
+    return lines
 
 
 def recent_runs(ctx: MenuContext) -> Table | Text:
@@ -77,7 +80,7 @@ def home_screen(ctx: MenuContext) -> str:
     """Draw the home screen; returns the chosen action key, or a digit to run that config."""
     paths = ctx.config_files()
     configs = (
-        configs_table(ctx, paths)
+        configs_list(paths)
         if paths
         else Text(f"  none found in {shown_path(ctx.configs_dir)}/ ([r] lets you type a path)", style="dim")
     )

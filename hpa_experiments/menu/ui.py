@@ -154,14 +154,16 @@ def _lines(console: Console, renderable: RenderableType) -> list[list[Segment]]:
     return console.render_lines(renderable, console.options.update(height=None), pad=False)
 
 
-def _key_or_redraw(redraw_when: threading.Event | None) -> str | None:
-    """The next key, or None as soon as `redraw_when` is set (something on screen became ready)."""
+def _key_or_redraw(console: Console, redraw_when: threading.Event | None) -> str | None:
+    """The next key, or None when the screen must be drawn again: the window was resized, or
+    `redraw_when` was set (something on screen became ready)."""
+    size = console.size
     with cbreak():
         while True:
-            key = poll_key(0.1 if redraw_when else 3600)
+            key = poll_key(0.2)
             if key is not None:
                 return key
-            if redraw_when is not None and redraw_when.is_set():
+            if (redraw_when is not None and redraw_when.is_set()) or console.size != size:
                 return None
 
 
@@ -196,7 +198,7 @@ def show_screen(
         _print_lines(console, head + shown + foot)
         pending = redraw_when if redraw_when is not None and not redraw_when.is_set() else None
         try:
-            key = _key_or_redraw(pending)
+            key = _key_or_redraw(console, pending)
         except KeyboardInterrupt:
             raise BackToHome from None
         if key is None:
