@@ -32,6 +32,7 @@ from hpa_experiments.backends.base import (
     RangeSeries,
     ScalingSnapshot,
 )
+from hpa_experiments.backends.kube_core import CoreReads
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
 from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
@@ -167,7 +168,7 @@ class KubeBackend(Backend):
             self.set_warning_handler(on_warning)
         self.api_client, self.context = connect(settings)
         self.batch = client.BatchV1Api(self.api_client)
-        self.core = client.CoreV1Api(self.api_client)
+        self.core = CoreReads(self.api_client)  # not client.CoreV1Api: see kube_core
         self.apps = client.AppsV1Api(self.api_client)
         self.autoscaling = client.AutoscalingV2Api(self.api_client)
         self.version_api = client.VersionApi(self.api_client)
