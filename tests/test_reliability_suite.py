@@ -61,7 +61,7 @@ def progress(folder: Path) -> list[dict]:
 def test_override_keys() -> None:
     assert parse_override_key("jobs[0].rate") == ["jobs", 0, "rate"]
     assert parse_override_key("simulation.seed") == ["simulation", "seed"]
-    for bad in ("", "jobs[x]", "a..b", ".a", "jobs[0]rate", "a b"):
+    for bad in ("", "jobs[x]", "a..b", ".a", "jobs[0]rate", "a b", "rate\n"):
         with pytest.raises(ValueError):
             parse_override_key(bad)
     raw = {"jobs": [{"rate": 1}], "hpa": None}
