@@ -29,6 +29,7 @@ from hpa_experiments.backends.kube import (
     KubeSettings,
     connect,
 )
+from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import UsageError
 from hpa_experiments.retry import call_with_retry
 from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
@@ -203,6 +204,8 @@ def cleanup(
 ) -> CleanupResult:
     """Delete the Jobs of the run at `run_path` (or, with `all_jobs`, every hpa-exp Job in the
     namespace) and mark the run's run.json.  A simulated run has no Jobs: it is only marked."""
+    if namespace is not None and (not K8S_NAME.match(namespace) or len(namespace) > 63):
+        raise UsageError(f"--namespace {namespace!r}: must be a Kubernetes name: lower-case letters, digits and '-'")
     if run_path is None and not all_jobs:
         raise UsageError("give a run directory, or --all to delete every Job hpa-exp created in the namespace")
     run = open_run(run_path) if run_path is not None else None

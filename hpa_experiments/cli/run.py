@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from hpa_experiments.backends.factory import BackendOptions, make_backend, normalize_backend
-from hpa_experiments.config import ExperimentConfig, load_config
+from hpa_experiments.config import K8S_NAME, ExperimentConfig, load_config
 from hpa_experiments.console import LiveConsole, PlainConsole
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan, build_plan, render_timeline
@@ -70,6 +70,8 @@ def run(
     """
     config = load_config(config_path)
     if namespace:
+        if not K8S_NAME.match(namespace) or len(namespace) > 63:
+            raise UsageError(f"--namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')")
         config.namespace = namespace
     chosen = normalize_backend(backend or config.backend)
     if seed is not None:
