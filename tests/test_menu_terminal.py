@@ -219,6 +219,7 @@ def test_create_a_config_by_answering_questions_wide_without_colour(open_termina
     assert [(j.name, j.rate, j.duration) for j in config.jobs] == [("job-1", 12.0, 120.0), ("second", 15.0, 360.0)]
     assert (config.gap, config.cooldown.enabled, config.cooldown.duration) == (45.0, True, 90.0)
 
+    assert "[r] run it now" in screen
     terminal.press("b")
     screen = terminal.wait_for(r"\[n\] new experiment")
     assert re.search(r"✓ +short-steps\.yaml +2 +sequential", screen)

@@ -14,6 +14,7 @@ from hpa_experiments.config import ExperimentConfig, load_config
 from hpa_experiments.errors import HpaExpError, PreflightError
 from hpa_experiments.menu.context import MenuContext, shown_path
 from hpa_experiments.menu.dashboard import PACES, DashboardObserver, Outcome, Pace, run_with_dashboard
+from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import Plan, build_plan, render_timeline
 from hpa_experiments.promql import MetricNames
@@ -172,8 +173,6 @@ def outcome_text(outcome: Outcome) -> Text:
 
 
 def result_screen(ctx: MenuContext, outcome: Outcome) -> None:
-    from hpa_experiments.menu.runs_screen import open_run
-
     has_run = outcome.result is not None
     pairs = ([("o", "open its summary")] if has_run else []) + [("b", "home"), ("q", "quit")]
     key = show_screen(ctx.console, "Run finished", outcome_text(outcome), stack(Text(""), keys_line(pairs)),

@@ -12,6 +12,7 @@ from hpa_experiments.durations import parse_duration
 from hpa_experiments.errors import HpaExpError
 from hpa_experiments.menu.config_writer import Answers, JobAnswer, render_config
 from hpa_experiments.menu.context import MenuContext, shown_path
+from hpa_experiments.menu.run_screen import run_flow
 from hpa_experiments.menu.ui import ask_text, confirm, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import build_plan, render_timeline
 
@@ -136,6 +137,10 @@ def show_validation(ctx: MenuContext, path: Path) -> None:
              f"peak {plan.peak_rps:g} req/s", style="bold green"),
         Text(""),
         Text(render_timeline(plan, max(16, min(60, ctx.console.width - 50)))),
-        Text(f"\nrun it from the home screen, or: hpa-exp run {shown_path(path)} --backend sim"),
+        Text(f"\nwithout the menu: hpa-exp run {shown_path(path)} --backend sim"),
     )
-    notice(ctx.console, "New experiment · written and validated", body)
+    footer = stack(Text(""), keys_line([("r", "run it now"), ("b", "back"), ("q", "quit")]))
+    key = show_screen(ctx.console, "New experiment · written and validated", body, footer,
+                      lambda k: k in ("r", "b", "enter", "escape"))
+    if key == "r":
+        run_flow(ctx, path)
