@@ -53,12 +53,12 @@ def planned(run_dir: Path) -> list[dict[str, str]]:
 
 
 def small_config(folder: Path, parameters: dict | None = None, name: str = "small") -> Path:
-    """One 90 s job at 15 req/s under the combined HPA, no cooldown: a fast run."""
+    """One 150 s job at 15 req/s under the combined HPA, no cooldown: a fast run."""
     config = {
         "name": name,
         "backend": "simulation",
         "hpa": {"enabled": True, "manifest": str(HPA_MANIFEST)},
-        "jobs": [{"name": "only", "rate": 15, "duration": 90, "manifest": str(JOB_TEMPLATE)}],
+        "jobs": [{"name": "only", "rate": 15, "duration": 150, "manifest": str(JOB_TEMPLATE)}],
         "values": {"max_concurrency": 512, "output_len": 256},
         "simulation": {"seed": 3, **({"parameters": parameters} if parameters else {})},
     }
@@ -157,3 +157,13 @@ def test_unknown_override_key_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "step_per_decode_sequence" in done.stderr
     assert "step_per_decode_seq_s" in done.stderr  # the suggestion
     assert "Traceback" not in done.stderr
+
+
+def test_job_start_delay_holds_back_the_first_request(tmp_path: Path) -> None:
+    """The Job's pod starts (image, dataset download) before its first request reaches vLLM."""
+    run_dir = run_sim(small_config(tmp_path, {"job_start_delay_s": 60.0}, name="late"), tmp_path / "late")
+    table = rows(run_dir)
+    running = [(float(r["elapsed_s"]), float(r["prom_requests_running"] or 0)) for r in table]
+    assert all(v == 0 for t, v in running if t < 60), "requests ran before the Job's start delay was over"
+    assert any(v > 0 for t, v in running if t >= 90), "no requests after the start delay"
+    assert json.loads((run_dir / "run.json").read_text())["backend_info"]["profile"]["job_start_delay_s"] == 60.0
