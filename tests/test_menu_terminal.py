@@ -128,6 +128,15 @@ def test_home_then_a_simulation_to_completion_then_its_summary_at_80x24(open_ter
     assert "HPA_EXP_RUN_DIR=" in screen and "analyze-hpa-experiment.ipynb" in screen.replace("\n", "")
     terminal.press("n")
     terminal.wait_for(r"backend / status")
+
+    twin = shutil.copytree(run_dir, run_dir.with_name(run_dir.name + "-again"))  # a second run to compare with
+    terminal.press("c")
+    screen = terminal.wait_for(rf"1\s+{twin.name}", timeout=30)
+    terminal.press("1")
+    screen = terminal.wait_for(r"KPI comparison \(deltas vs the first run\)", timeout=60)
+    assert re.search(r"peak replicas\s+│\s+\d+\s+│\s+\d+\s+│\s+\+0 \(\+0%\)", screen)
+    [compared] = (workspace / "experiment-data" / "comparisons").iterdir()
+    assert {p.name for p in compared.iterdir()} == {"compare.png", "compare.html", "compare.json"}
     _quit(terminal)
 
 
