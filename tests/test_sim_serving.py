@@ -7,6 +7,8 @@ from collections import deque
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpa_experiments.backends.sim.histogram import ITL_BUCKETS, TTFT_BUCKETS
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
@@ -179,11 +181,13 @@ def _reference_run(p: Profile, arrivals: list[tuple[float, int, int]]) -> dict[i
             t = max(t, pending[0][0])
         while pending and pending[0][0] <= t:
             a, uid, pl, ol = pending.popleft()
-            waiting.append({"uid": uid, "a": a, "p": pl, "o": ol, "gen": 0, "comp": 0, "blk": 0, "first": None})
+            waiting.append(
+                {"uid": uid, "a": a, "p": pl, "o": ol, "gen": 0, "comp": 0, "blk": 0, "first": None, "dec": False}
+            )
         preempted = False
         while True:
             used = sum(r["blk"] for r in running)
-            decoding = [r for r in running if r["comp"] == r["p"] + r["gen"] - 1 and r["gen"] > 0]
+            decoding = [r for r in running if r["dec"]]
             need = sum(1 for r in decoding if math.ceil((r["comp"] + 1) / block) > r["blk"])
             budget = p.max_num_batched_tokens - len(decoding)
             chunks = []
@@ -197,7 +201,7 @@ def _reference_run(p: Profile, arrivals: list[tuple[float, int, int]]) -> dict[i
             if need <= usable - used:
                 break
             victim = running.pop()
-            victim.update(comp=0, blk=0)
+            victim.update(comp=0, blk=0, dec=False)
             waiting.appendleft(victim)
             preempted = True
         while not preempted and waiting and len(running) < p.max_num_seqs and budget > 0:
@@ -220,6 +224,7 @@ def _reference_run(p: Profile, arrivals: list[tuple[float, int, int]]) -> dict[i
             r["blk"] = math.ceil(r["comp"] / block)
             if r["comp"] == r["p"] + r["gen"]:
                 r["gen"] += 1
+                r["dec"] = True
                 r["first"] = t if r["first"] is None else r["first"]
         for r in [r for r in running if r["gen"] == r["o"]]:
             running.remove(r)
@@ -247,6 +252,54 @@ def test_engine_equals_a_plain_step_by_step_reference(seed):
         first, last = expected[req.uid]
         assert req.first_token_t == pytest.approx(first, abs=1e-9)
         assert done[req.uid][0] == pytest.approx(last, abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    block=st.sampled_from([1, 4, 16]),
+    max_seqs=st.integers(1, 16),
+    extra_budget=st.integers(0, 300),
+    kv_blocks=st.integers(8, 120),
+    rate=st.floats(5.0, 80.0),
+    read_every=st.one_of(st.none(), st.floats(0.003, 0.2)),
+)
+def test_engine_equals_the_reference_on_random_configurations(
+    seed, block, max_seqs, extra_budget, kv_blocks, rate, read_every
+):
+    p = pinned(
+        {
+            "block_size": block,
+            "kv_capacity_tokens": block * kv_blocks,
+            "max_num_seqs": max_seqs,
+            "max_num_batched_tokens": max_seqs + extra_budget,
+        }
+    )
+    largest = (kv_blocks - 1) * block  # every request must fit alone, or the engine rejects it
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(rng.exponential(1 / rate, 60))
+    arrivals = []
+    for a in times:
+        prompt = int(rng.integers(1, max(2, largest // 2)))
+        arrivals.append((float(a), prompt, int(rng.integers(1, largest - prompt + 1))))
+    expected = _reference_run(p, arrivals)
+
+    replica, done = _replica(p)
+    reqs = []
+    next_read = 0.0
+    for uid, (a, pl, ol) in enumerate(arrivals):
+        while read_every and next_read < a:
+            replica.metric_families(next_read)
+            next_read += read_every
+        replica.advance_to(a)
+        reqs.append(Request(uid, a, pl, ol))
+        replica.submit(reqs[-1], a)
+    replica.advance_to(math.inf)
+    for req in reqs:
+        first, last = expected[req.uid]
+        assert req.first_token_t == pytest.approx(first, abs=1e-9)
+        assert done[req.uid][0] == pytest.approx(last, abs=1e-9)
+    assert replica.used_blocks == 0 and replica.load == 0
 
 
 def test_metric_families_have_vllm_names_and_cumulative_buckets():
