@@ -189,3 +189,27 @@ def test_drain_fails_what_is_left_after_the_grace_period():
     assert leaving.state == TERMINATING and job.failed == 0
     fleet.advance_to(7.6)
     assert leaving not in fleet.pods and job.failed == on_it == fleet.aborted_by_scale_down
+
+
+def _scripted_run(force_one_event_at_a_time: bool) -> list:
+    profile = pinned({"step_per_decode_seq_s": 0.1e-3, "natural_output_len_mean": 300.0, "scale_down": "drain"})
+    fleet = Fleet(profile, seed=3, initial_replicas=3)
+    for i, rate in enumerate([20.0, 45.0]):
+        fleet.add_job(LoadGenerator(f"j{i}", profile, rate, start_t=i * 60.0, stop_t=i * 60.0 + 150.0, seed=i))
+    if force_one_event_at_a_time:  # a client that is always at its cap (0) disables the shortcut
+        fleet.add_job(LoadGenerator("blocked", profile, 1.0, start_t=0.0, max_concurrency=0))
+    seen = []
+    for t in range(5, 260, 5):
+        if t == 50:
+            fleet.scale_to(6, t)
+        if t == 150:
+            fleet.scale_to(2, t)
+        for job in list(fleet.jobs.values()):
+            if not job.stopped and t >= job.stop_t:
+                fleet.stop_job(job.name, t)
+        seen.append([(pod.name, samples) for pod, samples in fleet.scrape(float(t))])
+    return seen
+
+
+def test_engines_running_on_alone_between_sends_changes_nothing():
+    assert _scripted_run(False) == _scripted_run(True)
