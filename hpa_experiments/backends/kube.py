@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -132,8 +133,10 @@ def connect(settings: KubeSettings) -> tuple[client.ApiClient, str]:
                 persist_config=False,
             )
             _, active = config.list_kube_config_contexts(config_file=source)
-        except (ConfigException, OSError, ValueError) as exc:
-            raise PreflightError([f"cannot load kubeconfig {source}: {exc}"]) from None
+        except (ConfigException, OSError, ValueError, yaml.YAMLError, TypeError, AttributeError, KeyError) as exc:
+            # a kubeconfig that is not YAML, or YAML of another shape, breaks the loader in many ways
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise PreflightError([f"cannot load kubeconfig {source}: {reason}"]) from None
         context = settings.context or (active or {}).get("name", "")
     # Our own retries (bounded, logged) replace urllib3's silent ones, which also retry on 429.
     configuration.retries = urllib3.Retry(total=0, redirect=0, respect_retry_after_header=False, raise_on_status=False)
