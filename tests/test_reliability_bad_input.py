@@ -218,9 +218,9 @@ random_documents = st.recursive(
 )
 
 
-def assert_clean_rejection(code: int | None, err: str, what: str) -> None:
+def assert_clean_rejection(code: int | None, err: str, what: str, expected: int = 2) -> None:
     message = err.strip()
-    assert code == 2, f"{what}: exit {code}: {err}"
+    assert code == expected, f"{what}: exit {code}: {err}"
     assert message, f"{what}: empty message"
     assert "Traceback" not in message and "internal error" not in message, f"{what}: {message}"
     assert "\n\n" not in message, f"{what}: more than one paragraph: {message}"
@@ -291,6 +291,8 @@ def test_other_commands_reject_bad_input_without_traceback(tmp_path: Path) -> No
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"name": "s", "entries": [{"config": str(good), "overrides": {"jobs[0].rat": 3}}]}))
     not_run = str(tmp_path / "not-a-run")
+    listing = tmp_path / "list-kubeconfig"
+    listing.write_text("[1, 2]")
     commands = {
         "malformed YAML": ["validate", str(tmp_path / "broken.yaml")],
         "name escaping the data folder": ["run", str(escape), "-b", "sim"],
@@ -302,6 +304,21 @@ def test_other_commands_reject_bad_input_without_traceback(tmp_path: Path) -> No
         "cleanup of a non-run": ["cleanup", not_run],
         "suite with a bad override": ["suite", str(suite)],
         "unknown backend": ["run", str(good), "-b", "docker"],
+        "namespace that is not a Kubernetes name": ["run", str(good), "-n", "../kube-system"],
+        "cleanup namespace that is not a Kubernetes name": ["cleanup", "--all", "-n", "a/b"],
+    }
+    preflight = {  # exit 3: the cluster connection cannot be set up
+        "kubeconfig that is not YAML": ["cleanup", "--all", "--kubeconfig", str(tmp_path / "broken.yaml")],
+        "kubeconfig that is a list": [
+            "run",
+            str(good),
+            "-b",
+            "kubernetes",
+            "--kubeconfig",
+            str(listing),
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+        ],
     }
     processes = {
         what: subprocess.Popen(
@@ -311,9 +328,9 @@ def test_other_commands_reject_bad_input_without_traceback(tmp_path: Path) -> No
             stderr=subprocess.PIPE,
             text=True,
         )
-        for what, args in commands.items()
+        for what, args in {**commands, **preflight}.items()
     }
     for what, process in processes.items():
         _, err = process.communicate(timeout=120)
-        assert_clean_rejection(process.returncode, err, what)
+        assert_clean_rejection(process.returncode, err, what, 3 if what in preflight else 2)
     assert not (tmp_path / "experiment-data").exists()
