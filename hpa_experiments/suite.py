@@ -51,6 +51,7 @@ from hpa_experiments.errors import (
     ConfigError,
     HpaExpError,
     PreflightError,
+    UsageError,
 )
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import atomic_write_json, utc_iso
@@ -301,7 +302,7 @@ class Progress:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 progress.records = {r["key"]: r for r in data["runs"]}
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"cannot read {path}: {exc} (move it away to start the suite afresh)") from None
+                raise UsageError(f"{path}: cannot read it ({exc}); move it away to start the suite afresh") from None
         return progress
 
     def done(self, run: SuiteRun) -> bool:
