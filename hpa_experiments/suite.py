@@ -401,9 +401,10 @@ class SuiteRunner:
                 else:
                     result.failed.append(run.label)
         result.interrupted = self._stop is not None
-        if result.interrupted:
+        if result.interrupted:  # no comparison: stop promptly, the rerun compares everything
             self.say(f"suite interrupted ({self._stop}); run it again to resume")
-        result.comparison = self._compare(progress)
+        else:
+            result.comparison = self._compare(progress)
         return result
 
     def _run_with_retries(self, run: SuiteRun, n: int, total: int, progress: Progress) -> _Attempt:
