@@ -101,7 +101,38 @@ def run(
         run_id=run_id,
     )
     result = runner.run()
+    _summarize(result.run_dir, quiet)
     return result.exit_code
+
+
+def _summarize(run_dir: Path, quiet: bool) -> None:
+    """Write summary.json and print the headline KPIs; a problem here never changes the exit code."""
+    from hpa_experiments.analysis import headline, load_run
+    from hpa_experiments.analysis.report import write_summary
+
+    try:
+        summary, _ = write_summary(load_run(run_dir))
+    except Exception as exc:  # the run itself is complete; analysis can be redone with `report`
+        typer.echo(f"warning: could not compute the KPIs ({exc}); try: hpa-exp report {run_dir}", err=True)
+        return
+    if quiet:
+        return
+    h = headline(summary)
+
+    def show(value: object, unit: str) -> str:
+        if value is None:
+            return "no data"
+        if isinstance(value, float):
+            digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 3
+            return f"{value:.{digits}f}{unit}"
+        return f"{value}{unit}"
+
+    typer.echo(
+        f"peak replicas {show(h['peak_replicas'], '')} · first scale-up after {show(h['first_scale_up_s'], ' s')}"
+        f" · scale-down done {show(h['scale_down_s'], ' s')} after load · GPU-hours {show(h['gpu_hours'], '')}"
+        f" · TTFT p90 {show(h['ttft_p90_ms'], ' ms')} · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
+    )
+    typer.echo(f"plots and HTML report: hpa-exp report {run_dir}")
 
 
 def _check_output_folder(folder: Path) -> None:
