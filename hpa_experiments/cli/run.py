@@ -122,6 +122,8 @@ def _summarize(run_dir: Path, quiet: bool) -> None:
     def show(value: object, unit: str) -> str:
         if value is None:
             return "no data"
+        if isinstance(value, float) and value.is_integer():
+            return f"{int(value)}{unit}"
         if isinstance(value, float):
             digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 3
             return f"{value:.{digits}f}{unit}"
