@@ -75,10 +75,7 @@ class RunToClean:
 
     @property
     def run_id(self) -> str:
-        run_id = self.info.get("id")
-        if not isinstance(run_id, str) or not run_id:
-            raise UsageError(f"{self.path / 'run.json'}: has no run id, so its Jobs cannot be found by label")
-        return run_id
+        return str(self.info["id"])  # checked by open_run
 
     @property
     def backend(self) -> str:

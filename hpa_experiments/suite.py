@@ -57,6 +57,7 @@ from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import atomic_write_json, utc_iso
 
 PROGRESS_FILE = "suite-progress.json"
+SUITE_ENTRY_FILE = "suite-entry.json"
 FAILURES_FILE = "failures.csv"
 FAILURE_COLUMNS = ["time", "run", "entry", "repeat", "attempt", "reason"]
 COMPARISON_DIR = "comparison"
@@ -465,7 +466,25 @@ class SuiteRunner:
             outcome = runner.run()
         except (PreflightError, BackendError) as exc:
             return _Attempt("failed", None, str(exc))
+        self._note_origin(run, outcome.run_dir)
         return _Attempt(outcome.status, outcome.run_dir, outcome.reason)
+
+    def _note_origin(self, run: SuiteRun, run_dir: Path) -> None:
+        """suite-entry.json in the run directory: which suite entry made it, with which overrides
+        (its experiment-config.yaml is the config file as written, before the overrides)."""
+        entry = self.suite.config.entries[run.entry]
+        atomic_write_json(
+            run_dir / SUITE_ENTRY_FILE,
+            {
+                "suite": self.suite.config.name,
+                "suite_file": str(self.suite.path.resolve()),
+                "entry": run.entry,
+                "repeat": run.repeat,
+                "config": str(run.config.source),
+                "overrides": entry.overrides,
+                "seed": run.config.simulation.seed if run.backend == "simulation" else None,
+            },
+        )
 
     def _settle(self, config: ExperimentConfig) -> None:
         """Wait until the HPA's target is back at its minimum replicas (bounded by settle.timeout)."""

@@ -119,6 +119,8 @@ def test_sim_suite_runs_repeats_with_seeds_resumes_and_compares(tmp_path: Path, 
     seeds = [json.loads((Path(r["run_dir"]) / "run.json").read_text())["config"]["simulation"]["seed"] for r in records]
     rates = [json.loads((Path(r["run_dir"]) / "run.json").read_text())["config"]["jobs"][0]["rate"] for r in records]
     assert seeds == [42, 43, 42] and rates == [5, 5, 9]
+    origin = json.loads((Path(records[2]["run_dir"]) / "suite-entry.json").read_text())
+    assert origin["entry"] == 1 and origin["overrides"] == {"jobs[0].rate": 9} and origin["seed"] == 42
     compared = json.loads((folder / "comparison" / "compare.json").read_text())
     assert [r["path"] for r in compared["runs"]] == [r["run_dir"] for r in records]
     assert not (folder / "failures.csv").exists()
