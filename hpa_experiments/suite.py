@@ -507,11 +507,12 @@ class SuiteRunner:
             while not self._stop:
                 snapshot = backend.scaling_snapshot()
                 replicas = (
-                    snapshot.current_replicas
-                    if snapshot.current_replicas is not None
-                    else (snapshot.deployment_replicas)
+                    snapshot.current_replicas if snapshot.current_replicas is not None else snapshot.deployment_replicas
                 )
-                if not snapshot.hpa_found or replicas is None or replicas <= (snapshot.min_replicas or 1):
+                if not snapshot.hpa_found:
+                    self._note_no_hpa(config, snapshot.deployment_replicas)
+                    return
+                if replicas is None or replicas <= (snapshot.min_replicas or 1):
                     return
                 if time.monotonic() >= deadline:
                     self.say(f"  settle: still {replicas} replicas after {settle.timeout:g} s; starting anyway")
@@ -522,6 +523,15 @@ class SuiteRunner:
             self.say(f"  settle: cannot read the HPA ({exc}); starting anyway")
         finally:
             backend.close()
+
+    def _note_no_hpa(self, config: ExperimentConfig, replicas: int | None) -> None:
+        """Without an HPA (the last run removed the one it applied) nothing scales the Deployment down."""
+        minimum = ((config.hpa_manifest or {}).get("spec") or {}).get("minReplicas", 1)
+        if replicas is not None and replicas > minimum:
+            self.say(
+                f"  settle: no HPA now and the Deployment has {replicas} replicas (HPA minimum {minimum}); "
+                "the next run starts scaled up: set hpa.remove_after: false for suites"
+            )
 
     def _wait(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

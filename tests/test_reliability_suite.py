@@ -9,7 +9,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,46 @@ def test_interrupted_suite_resumes_with_only_the_third_run(
     assert second.stdout.count("done before, skipped") == 2
     assert len(kube_cluster.requests_to("POST", "/jobs$")) - posts_before == 1  # only the third run's Job
     assert (folder / "comparison" / "compare.json").exists()
+
+
+def test_kubernetes_runs_wait_for_the_hpa_minimum(
+    kube_cluster: KubeEmulator,
+    prom: PrometheusServer,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, [{"name": "a", "rate": 1, "duration": 1}])
+    suite = write_suite(tmp_path, [{"config": str(config)}], settle={"timeout": 30, "poll": 0.2})
+    kube_cluster.set_hpa_status(NS, "vllm-hpa", current_replicas=3, desired_replicas=1)
+    settled_at: list[float] = []
+
+    def scale_down_later() -> None:
+        before = len(kube_cluster.requests_to("GET", "horizontalpodautoscalers"))
+        deadline = time.monotonic() + 60
+        while len(kube_cluster.requests_to("GET", "horizontalpodautoscalers")) == before:  # the suite looks
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)
+        settled_at.append(time.time())
+        kube_cluster.set_hpa_status(NS, "vllm-hpa", current_replicas=1)
+
+    controller = threading.Thread(target=scale_down_later)
+    controller.start()
+    code, out, err = cli(
+        capsys,
+        "suite",
+        str(suite),
+        "--backend",
+        "kubernetes",
+        "--kubeconfig",
+        str(kube_cluster.kubeconfig),
+        "--prometheus-url",
+        prom.url,
+    )
+    controller.join()
+    assert code == 0, out + err
+    assert "settle: 3 replicas, waiting for 1" in out
+    (record,) = progress(tmp_path / "out" / "s")
+    info = json.loads((Path(record["run_dir"]) / "run.json").read_text())
+    started = datetime.fromisoformat(info["start_utc"].replace("Z", "+00:00")).timestamp()
+    assert started >= settled_at[0]
