@@ -33,7 +33,7 @@ def suite(
     Exit codes: 0 all runs completed, 1 some run failed after its retries, 2 invalid suite
     or config, 130 interrupted (run it again to resume).
 
-    Example:  hpa-exp suite experiment-configs/suites/sim-rate-sweep.yaml
+    Example:  hpa-exp suite experiment-configs/suites/sim-peak-sweep.yaml
     """
     from hpa_experiments.suite import SuiteOptions, SuiteRunner, load_suite
 
