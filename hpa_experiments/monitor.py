@@ -62,7 +62,7 @@ class Monitor:
         interval: float,
         phase_at: Callable[[float], str],
         offered_rps_at: Callable[[float], float | None],
-        query_timeout_workers: int = 16,
+        max_workers: int | None = None,
     ):
         self.backend = backend
         self.queries = dict(queries)
@@ -70,22 +70,28 @@ class Monitor:
         self.interval = interval
         self.phase_at = phase_at
         self.offered_rps_at = offered_rps_at
-        self._pool = None if backend.clock.virtual else ThreadPoolExecutor(query_timeout_workers, "monitor")
+        # Two pools: a tick waits for its calls, so ticks and calls must not share workers (a
+        # long stall would otherwise fill every worker with waiting ticks: a deadlock).  One call
+        # worker per call of a tick (snapshot, job listing, each query), twice over for a late tick.
+        calls = max_workers or 2 * (len(self.queries) + 2)
+        self._pool = None if backend.clock.virtual else ThreadPoolExecutor(calls, "monitor-call")
+        self._ticks = None if backend.clock.virtual else ThreadPoolExecutor(4, "monitor-tick")
 
     def tick_time(self, k: int) -> float:
         return self.t0 + k * self.interval
 
     def tick(self, k: int) -> Future[TickResult]:
         """Start sample k; the Future resolves when all its parts are in."""
-        if self._pool is None:
+        if self._ticks is None:
             done: Future[TickResult] = Future()
             done.set_result(self._sample(k, _now_call))
             return done
-        return self._pool.submit(self._sample, k, self._pool_call)
+        return self._ticks.submit(self._sample, k, self._pool_call)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
+        for pool in (self._ticks, self._pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=False)
 
     # -- one sample -----------------------------------------------------------------
 

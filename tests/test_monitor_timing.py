@@ -177,3 +177,17 @@ def test_run_starts_its_clock_after_preparing_so_tick_0_and_first_job_are_on_tim
     with (result.run_dir / "phases.csv").open(newline="") as fh:
         (phase,) = list(csv.DictReader(fh))
     assert float(phase["actual_start_s"]) < 0.1
+
+
+def test_a_long_stall_with_many_pending_ticks_does_not_deadlock() -> None:
+    """Ticks wait for their calls; with one shared pool, a stall that piles up more pending ticks
+    than workers would leave every worker waiting on calls that can never run."""
+    queries = {"slow": "sleep:0.3"}
+    monitor = Monitor(SlowQueries(Wall()), queries, time.time(), 0.01, lambda _: "load", lambda _: None, max_workers=2)
+    try:
+        futures = [monitor.tick(k) for k in range(12)]
+        rows = [f.result(timeout=20).row for f in futures]
+    finally:
+        monitor.close()
+    assert [r["elapsed_s"] for r in rows] == [round(k * 0.01, 6) for k in range(12)]
+    assert all(r["slow"] == 1.0 for r in rows)

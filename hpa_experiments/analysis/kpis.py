@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hpa_experiments.analysis.load import Run
+from hpa_experiments.rundir import atomic_write_json
+
+SUMMARY_FILE = "summary.json"
 
 SUMMARY_SCHEMA_VERSION = 1
 # After a scale-up, the new steady replica count is the first count above the baseline that
@@ -410,3 +414,11 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "ttft_p90_ms": kpis["ttft_ms"]["p90"],
         "itl_p90_ms": kpis["itl_ms"]["p90"],
     }
+
+
+def write_summary(run: Run) -> tuple[dict[str, Any], Path]:
+    """Compute the KPIs of `run` and write them to <run>/summary.json."""
+    summary = compute_kpis(run)
+    path = run.path / SUMMARY_FILE
+    atomic_write_json(path, summary)
+    return summary, path

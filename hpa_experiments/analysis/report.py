@@ -12,12 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
-from hpa_experiments.rundir import atomic_write_json
 
-SUMMARY_FILE = "summary.json"
 HTML_FILE = "report.html"
 NO_DATA = "no data"
 
@@ -249,13 +247,6 @@ class ReportFiles:
     summary_path: Path
     plots: list[Path]
     html_path: Path
-
-
-def write_summary(run: Run) -> tuple[dict[str, Any], Path]:
-    summary = compute_kpis(run)
-    path = run.path / SUMMARY_FILE
-    atomic_write_json(path, summary)
-    return summary, path
 
 
 def build_report(run_or_path: Run | Path) -> ReportFiles:

@@ -268,7 +268,7 @@ class KubeBackend(Backend):
         )
 
     def _namespaces(self) -> list[str]:
-        return sorted({self.namespace, *self._job_namespaces.values()})
+        return sorted({self.namespace, *list(self._job_namespaces.values())})
 
     def job_states(self) -> dict[str, JobState]:
         states: dict[str, JobState] = {}
@@ -286,7 +286,7 @@ class KubeBackend(Backend):
             for job in jobs:
                 job_name = job["metadata"]["name"]
                 states[job_name] = kube_objects.job_state(job, pods.get(job_name, []))
-        for name in self._job_namespaces:
+        for name in list(self._job_namespaces):  # start_job may add to it from the runner's thread
             states.setdefault(name, JobState(name=name, exists=False))
         return states
 

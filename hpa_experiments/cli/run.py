@@ -108,7 +108,7 @@ def run(
 def _summarize(run_dir: Path, quiet: bool) -> None:
     """Write summary.json and print the headline KPIs; a problem here never changes the exit code."""
     from hpa_experiments.analysis import headline, load_run
-    from hpa_experiments.analysis.report import write_summary
+    from hpa_experiments.analysis.kpis import write_summary
 
     try:
         summary, _ = write_summary(load_run(run_dir))
