@@ -37,11 +37,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # The grid of each fitted parameter (profile fields, plus the Prometheus scrape interval of the
 # simulation section, which the reference runs' OpenShift monitoring set and the profile cannot).
+# The Job start delay and the pod loading time stay within what the data shows directly (first KV
+# usage by 64 s; new pods serving 60-180 s after creation): beyond that the search trades them
+# against an effect the twin lacks (docs/twin-calibration.md).
 GRID: dict[str, list[Any]] = {
     "step_per_decode_seq_s": [0.04e-3, 0.05e-3, 0.06e-3, 0.067e-3, 0.075e-3, 0.09e-3, 0.12e-3],
     "natural_output_len_mean": [350, 450, 550, 650, 800, 1000],
-    "job_start_delay_s": [40, 50, 60, 70, 80, 90],
-    "pod_load_mean_s": [40, 60, 80, 100, 120, 140, 160, 180],
+    "job_start_delay_s": [40, 50, 60, 70],
+    "pod_load_mean_s": [40, 60, 80, 100, 120, 140, 160],
     "pod_load_spread_s": [5, 15, 30, 45],
     "scrape_interval": [15, 30],
 }

@@ -14,8 +14,8 @@ Sources (all in /work/shared/reference/sim-model.md unless noted):
   >= 70 GiB that are not A100 (section 3, `get_batch_defaults`); the reference runs used defaults.
 - pod startup: Pending (scheduling, image cached) then loading (weights + compile + CUDA graphs,
   14-60 s measured for 8B in isolation, section 5) then readiness probe (initialDelay 60 s, period
-  5 s in the vLLM k8s docs, section 5).  Loading time fitted: ~145 s from creation to Ready, as
-  the new pods of the reference runs took (60-180 s there).
+  5 s in the vLLM k8s docs, section 5).  Loading time fitted: ~165 s from creation to Ready
+  (the new pods of the reference runs took 60-180 s).
 - prompt lengths: ShareGPT as filtered by vllm bench, mean ~230 tokens, 4..1024, prompt+output
   <= 2048 (section 6.1); the lognormal shape sigma is an assumption (heavy tail, median unknown).
 - output length: fixed 1024 as in the reference runs (`--sharegpt-output-len 1024`); when drawn,
@@ -57,7 +57,7 @@ class Profile:
     block_size: int = 16
     # pod lifecycle (seconds)
     pod_pending_s: float = 5.0
-    pod_load_mean_s: float = 140.0  # fitted (docs/twin-calibration.md)
+    pod_load_mean_s: float = 160.0  # fitted (docs/twin-calibration.md)
     pod_load_spread_s: float = 5.0  # standard deviation of a normal, clamped at 0; fitted
     readiness_initial_delay_s: float = 60.0  # from container start
     readiness_period_s: float = 5.0
