@@ -35,7 +35,7 @@ from hpa_experiments.runner import Runner
 from hpa_experiments.workloads import new_run_id
 
 BENCHMARKS = Path(__file__).resolve().parent
-REFERENCE_DATA = Path("/work/shared/reference-runs")
+REFERENCE_DATA = BENCHMARKS.parent / "tests" / "data" / "reference-runs"  # copies of the shared reference runs
 
 
 @dataclass(frozen=True)
