@@ -12,9 +12,9 @@ from typing import Any
 
 from rich.table import Table
 
-from hpa_experiments.analysis.kpis import compute_kpis, headline
+from hpa_experiments.analysis.kpis import SUMMARY_FILE, compute_kpis, headline
 from hpa_experiments.analysis.load import load_run, read_run_json, run_directories, start_time_of
-from hpa_experiments.analysis.report import SUMMARY_FILE, fmt
+from hpa_experiments.analysis.report import fmt
 from hpa_experiments.errors import UsageError
 
 # A "running" run whose metrics.csv has not grown for this long (or 10 intervals) is incomplete.

@@ -121,8 +121,9 @@ def open_run(ctx: MenuContext, path: Path) -> None:
 
 def report_files(ctx: MenuContext, path: Path) -> None:
     """Where the plots and the HTML report are; generated first when missing."""
+    from hpa_experiments.analysis.kpis import SUMMARY_FILE
     from hpa_experiments.analysis.plots import OVERVIEW_FILE, PLOTS_DIR
-    from hpa_experiments.analysis.report import HTML_FILE, SUMMARY_FILE, build_report
+    from hpa_experiments.analysis.report import HTML_FILE, build_report
 
     expected = [path / SUMMARY_FILE, path / PLOTS_DIR / OVERVIEW_FILE, path / HTML_FILE]
     generated = not all(p.exists() for p in expected)
