@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,6 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hpa_experiments.analysis.load import read_run_json
-from hpa_experiments.analysis.runs import process_alive
 from hpa_experiments.backends.kube import (
     DEFAULT_API_RETRY,
     MANAGED_BY,
@@ -92,19 +91,40 @@ class RunToClean:
 
 
 def open_run(path: Path) -> RunToClean:
-    """The run at `path`; UsageError when it is not a run directory."""
+    """The run at `path`; UsageError when it is not a run directory.
+
+    Reads run.json itself rather than through the analysis package: cleanup must work (and start
+    fast) with nothing but the run directory and the cluster.
+    """
     if not path.is_dir():
         raise UsageError(f"{path}: no such run directory")
-    info = read_run_json(path)
-    if not isinstance(info.get("id"), str) or info.get("status") not in RUN_STATUSES:
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not a run directory, run.json is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path / 'run.json'}: cannot read run.json: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("id"), str) or info.get("status") not in RUN_STATUSES:
         raise UsageError(f"{path / 'run.json'}: not written by hpa-exp run (no run id or status)")
     return RunToClean(path, info)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def check_not_alive(run: RunToClean) -> None:
     """Refuse to clean up a run whose process is still running here (it cleans up itself)."""
     pid = run.info.get("pid")
-    if run.info.get("status") == "running" and isinstance(pid, int) and process_alive(pid):
+    if run.info.get("status") == "running" and isinstance(pid, int) and _process_alive(pid):
         raise UsageError(
             f"{run.path}: the run is still in progress (pid {pid}); stop it with Ctrl-C or "
             f"`kill -TERM {pid}` (it then cleans up itself), or pass --force"
