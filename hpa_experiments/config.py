@@ -23,8 +23,7 @@ from hpa_experiments.manifests import (
     check_job_manifest,
     hpa_problems,
     load_hpa_manifest,
-    parse_single_document,
-    read_text,
+    load_manifest,
     render_template,
     template_placeholders,
 )
@@ -291,13 +290,13 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]
     """Check that the job's manifest exists and renders to a batch/v1 Job."""
     assert job.manifest is not None
     try:
-        text = read_text(job.manifest)
-        if template_placeholders(text):
-            rate = job.rate
-            if rate is None and "rate" in template_placeholders(text) and "rate" not in job.values:
+        doc = load_manifest(job.manifest)
+        placeholders = template_placeholders(doc)
+        if placeholders:
+            if job.rate is None and "rate" in placeholders and "rate" not in job.values:
                 return ["the template needs a request rate: set 'rate' on this job"]
-            text = render_template(text, config.job_template_values(job, rate))
-        check_job_manifest(parse_single_document(text, str(job.manifest)), str(job.manifest))
+            doc = render_template(doc, config.job_template_values(job, job.rate))
+        check_job_manifest(doc, str(job.manifest))
     except ManifestError as exc:
         return [str(exc)]
     return []

@@ -1,13 +1,12 @@
 """Reading Kubernetes manifests named by a config: Job templates and the HPA.
 
-Job manifests may be templates: `${name}` placeholders (Python `string.Template`) filled
+Job manifests may be templates: `${name}` placeholders in their string values, filled
 from the config's values, so one file serves every rate.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,32 +29,61 @@ def read_text(path: Path) -> str:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def template_placeholders(text: str) -> set[str]:
-    """Names used as ${name} (or $name) in a manifest template."""
-    return {
-        m.group("named") or m.group("braced")
-        for m in string.Template.pattern.finditer(text)
-        if m.group("named") or m.group("braced")
-    }
+_PLACEHOLDER = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name}; $${name} is a literal
 
 
-def render_template(text: str, values: Mapping[str, Any]) -> str:
-    """Fill the placeholders; a missing value is a ManifestError naming it."""
-    missing = sorted(template_placeholders(text) - set(values))
+def template_placeholders(doc: Any) -> set[str]:
+    """Names used as ${name} in the string values of a parsed manifest (comments do not count)."""
+    return {m.group(2) for text in _strings(doc) for m in _PLACEHOLDER.finditer(text) if not m.group(1)}
+
+
+def render_template(doc: Any, values: Mapping[str, Any]) -> Any:
+    """A copy of the parsed manifest with its placeholders filled.
+
+    Values go into the YAML tree, never into its text, so no value can change the manifest's
+    structure.  A string that is exactly one placeholder takes the value with its type (a
+    number stays a number); otherwise the value is written into the string.  `$(VAR)` and
+    `$VAR` (Kubernetes and shell expansion) are left alone.  A missing value is a
+    ManifestError naming it.
+    """
+    missing = sorted(template_placeholders(doc) - set(values))
     if missing:
         raise ManifestError("template needs values for: " + ", ".join(missing))
-    try:
-        return string.Template(text).substitute({k: _yaml_scalar(v) for k, v in values.items()})
-    except ValueError as exc:  # a lone '$' or '${' that is not a placeholder
-        raise ManifestError(f"template: {exc} (write $$ for a literal dollar sign)") from None
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: fill(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if not isinstance(node, str):
+            return node
+        whole = _PLACEHOLDER.fullmatch(node)
+        if whole and not whole.group(1):
+            return values[whole.group(2)]
+        return _PLACEHOLDER.sub(lambda m: "${" + m.group(2) + "}" if m.group(1) else _text(values[m.group(2)]), node)
+
+    return fill(doc)
 
 
-def _yaml_scalar(value: Any) -> str:
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """The single Kubernetes object in the file at `path` (a template is not filled here)."""
+    return parse_single_document(read_text(path), str(path))
 
 
 def parse_single_document(text: str, source: str) -> dict[str, Any]:
@@ -85,7 +113,7 @@ def check_job_manifest(doc: Mapping[str, Any], source: str) -> None:
 
 
 def load_hpa_manifest(path: Path) -> dict[str, Any]:
-    return parse_single_document(read_text(path), str(path))
+    return load_manifest(path)
 
 
 def hpa_problems(doc: Mapping[str, Any], deployment: str) -> list[str]:

@@ -12,10 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpa_experiments.config import ExperimentConfig
-from hpa_experiments.manifests import read_text, request_rate_from_job, template_placeholders
+from hpa_experiments.manifests import load_manifest, request_rate_from_job, template_placeholders
 from hpa_experiments.manifests import scale_down_stabilization_s as hpa_scale_down_window
 
 
@@ -91,11 +89,8 @@ def job_rate(config: ExperimentConfig, index: int) -> float | None:
         if "rate" in values:
             return float(values["rate"])
     assert job.manifest is not None
-    text = read_text(job.manifest)
-    if template_placeholders(text):
-        return None
-    doc = yaml.safe_load(text)
-    return request_rate_from_job(doc) if isinstance(doc, dict) else None
+    doc = load_manifest(job.manifest)
+    return None if template_placeholders(doc) else request_rate_from_job(doc)
 
 
 def build_plan(config: ExperimentConfig) -> Plan:
@@ -157,7 +152,7 @@ def _warnings(config: ExperimentConfig, plan: Plan) -> list[str]:
     for job in plan.jobs:
         by_manifest.setdefault(job.manifest, []).append(job)
     for manifest, jobs in by_manifest.items():
-        if template_placeholders(read_text(manifest)):
+        if template_placeholders(load_manifest(manifest)):
             continue  # a template is meant to be shared
         overlapping = sorted(
             {

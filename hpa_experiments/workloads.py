@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import secrets
 from datetime import datetime, timezone
 from typing import Any
 
 from hpa_experiments.config import ExperimentConfig
-from hpa_experiments.manifests import parse_single_document, read_text, render_template, template_placeholders
+from hpa_experiments.manifests import load_manifest, render_template, template_placeholders
 from hpa_experiments.plan import PlannedJob
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "hpa-exp")
@@ -28,11 +27,9 @@ def job_resource_name(job_name: str, run_id: str) -> str:
 
 def render_job(config: ExperimentConfig, job: PlannedJob, run_id: str) -> dict[str, Any]:
     """The batch/v1 Job for `job` in run `run_id`: template filled, name, namespace, labels set."""
-    text = read_text(job.manifest)
-    job_config = config.jobs[job.index]
-    if template_placeholders(text):
-        text = render_template(text, config.job_template_values(job_config, job.rate))
-    doc = copy.deepcopy(parse_single_document(text, str(job.manifest)))
+    doc = load_manifest(job.manifest)
+    if template_placeholders(doc):
+        doc = render_template(doc, config.job_template_values(config.jobs[job.index], job.rate))
     labels = {MANAGED_BY[0]: MANAGED_BY[1], RUN_LABEL: run_id, JOB_LABEL: job.name}
     meta = doc.setdefault("metadata", {})
     meta["name"] = job_resource_name(job.name, run_id)

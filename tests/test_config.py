@@ -34,8 +34,8 @@ def workspace(tmp_path: Path) -> Path:
 
 def fixed_job(rate: float) -> dict:
     """A Job manifest without placeholders, like the original system's one file per rate."""
-    values = {name: "x" for name in template_placeholders(JOB_TEMPLATE)}
-    job = yaml.safe_load(render_template(JOB_TEMPLATE, values))
+    template = yaml.safe_load(JOB_TEMPLATE)
+    job = render_template(template, {name: "x" for name in template_placeholders(template)})
     job["spec"]["template"]["spec"]["containers"][0]["args"] = [
         "--request-rate",
         str(rate),

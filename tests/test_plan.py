@@ -175,3 +175,30 @@ def test_dry_run_applies_nothing_and_prints_manifests(name: str) -> None:
     docs = [d for d in yaml.safe_load_all(out.stdout.split("\n\n")[0]) if d]
     assert all(d["kind"] == "Job" for d in docs)
     assert "(dry run: nothing was applied)" in out.stdout
+
+
+def test_template_values_cannot_change_the_manifest_structure(workspace: Path) -> None:  # noqa: F811
+    """Values are placed into the parsed YAML tree, so text that looks like YAML stays text."""
+    doc = base_config()
+    doc["values"] = {"base_url": "http://gw:80\nkind: ConfigMap", "max_concurrency": "8: x"}
+    config = load_config(write(workspace, doc))
+    rendered = render_job(config, build_plan(config).jobs[0], new_run_id(1_800_000_000.0))
+    assert rendered["kind"] == "Job"
+    args = rendered["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--base-url=http://gw:80\nkind: ConfigMap" in args
+    assert "--max-concurrency=8: x" in args
+
+
+def test_whole_placeholder_keeps_the_value_type(workspace: Path) -> None:  # noqa: F811
+    template = yaml.safe_load((REPO / "workloads" / "vllm-bench-serve.yaml").read_text())
+    template["spec"]["backoffLimit"] = "${retries}"
+    template["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "$(HOME)/$${kept}"})
+    (workspace / "workloads" / "typed.yaml").write_text(yaml.safe_dump(template))
+    doc = base_config()
+    doc["jobs"][0]["manifest"] = "../workloads/typed.yaml"
+    doc["jobs"][0]["values"] = {"retries": 4}
+    config = load_config(write(workspace, doc))
+    rendered = render_job(config, build_plan(config).jobs[0], "r1")
+    assert rendered["spec"]["backoffLimit"] == 4
+    env = rendered["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "X", "value": "$(HOME)/${kept}"} in env  # Kubernetes expansion untouched, $$ escapes
