@@ -202,3 +202,16 @@ def test_whole_placeholder_keeps_the_value_type(workspace: Path) -> None:  # noq
     assert rendered["spec"]["backoffLimit"] == 4
     env = rendered["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "X", "value": "$(HOME)/${kept}"} in env  # Kubernetes expansion untouched, $$ escapes
+
+
+@pytest.mark.parametrize("name", ["baseline-hpa", "moderate-load-hpa", "high-load-hpa"])
+def test_rendered_jobs_validate_against_the_kubernetes_schema(name: str) -> None:
+    import kubernetes_validate
+
+    from tests.test_manifests import KUBERNETES_VERSION
+
+    config = load_config(REPO / "experiment-configs" / f"{name}.yaml")
+    for job in build_plan(config).jobs:
+        kubernetes_validate.validate(
+            render_job(config, job, new_run_id(1_800_000_000.0)), KUBERNETES_VERSION, strict=True
+        )
