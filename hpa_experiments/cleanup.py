@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import UsageError
 from hpa_experiments.retry import call_with_retry
 from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
+from hpa_experiments.signals import process_alive
 
 T = TypeVar("T")
 
@@ -109,22 +109,10 @@ def open_run(path: Path) -> RunToClean:
     return RunToClean(path, info)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def check_not_alive(run: RunToClean) -> None:
     """Refuse to clean up a run whose process is still running here (it cleans up itself)."""
     pid = run.info.get("pid")
-    if run.info.get("status") == "running" and isinstance(pid, int) and _process_alive(pid):
+    if run.info.get("status") == "running" and isinstance(pid, int) and process_alive(pid):
         raise UsageError(
             f"{run.path}: the run is still in progress (pid {pid}); stop it with Ctrl-C or "
             f"`kill -TERM {pid}` (it then cleans up itself), or pass --force"

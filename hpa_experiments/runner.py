@@ -13,8 +13,6 @@ import csv
 import math
 import os
 import platform
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, standard_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
+from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
 
@@ -111,7 +110,7 @@ class Runner:
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        with self._signals():
+        with stop_on_signals(self.request_stop, self.handle_signals):
             # Run id, folder name and start/end in run.json are wall-clock; rows and events use
             # the backend's clock (virtual for the twin, so a seed gives byte-identical rows).
             started = time.time()
@@ -309,9 +308,7 @@ class Runner:
                 self._event("warning", f"{what}: not obtained ({error}); cells stay empty", result.row)
             failing[column] = failing.get(column, 0) + 1
         for column in [c for c in failing if c not in result.failures]:
-            self._event(
-                "warning", f"{column}: obtained again after {failing.pop(column)} missed tick(s)", result.row
-            )
+            self._event("warning", f"{column}: obtained again after {failing.pop(column)} missed tick(s)", result.row)
 
     # -- the end ---------------------------------------------------------------------
 
@@ -403,25 +400,6 @@ class Runner:
         self.writer.event(t, kind, detail)
         if self.observer:
             self.observer.on_event(t - self.t0, kind, detail)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, _frame: Any) -> None:
-            name = signal.Signals(signum).name
-            if self._stop_reason:
-                return  # cleanup is already under way; let it finish
-            self.request_stop(f"interrupted by {name}")
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
 
 def _rewrite_metrics(path: Path, interval: float, filled: dict[tuple[int, str], float]) -> None:

@@ -22,18 +22,15 @@ On the simulation, repeat r uses seed + r - 1 (identical seeds would give identi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import difflib
 import hashlib
 import json
 import re
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -55,6 +52,7 @@ from hpa_experiments.errors import (
 )
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import atomic_write_json, utc_iso
+from hpa_experiments.signals import stop_on_signals
 
 PROGRESS_FILE = "suite-progress.json"
 SUITE_ENTRY_FILE = "suite-entry.json"
@@ -377,6 +375,9 @@ class SuiteRunner:
         self._sleep = sleep
         self._stop: str | None = None
 
+    def _request_stop(self, reason: str) -> None:
+        self._stop = self._stop or reason
+
     def say(self, text: str) -> None:
         print(text, file=self.options.out, flush=True)
 
@@ -386,7 +387,9 @@ class SuiteRunner:
         progress = Progress.load(suite.folder, suite.config.name)
         result = SuiteResult(suite.folder, [], [], 0, False)
         total = len(suite.runs)
-        with self._signals():
+        # Between runs a signal stops the suite; during a run the Runner's own handlers take over
+        # (it cleans up and reports the run as interrupted, which stops the suite too).
+        with stop_on_signals(self._request_stop):
             for n, run in enumerate(suite.runs, 1):
                 if progress.done(run):
                     result.skipped += 1
@@ -562,21 +565,3 @@ class SuiteRunner:
         Console(file=self.options.out, width=160).print(comparison_table(files.comparison))
         self.say(f"comparison: {files.html}")
         return files
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Between runs a signal stops the suite; during a run the Runner's own handlers take over
-        (it cleans up and reports the run as interrupted, which stops the suite too)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, _frame: Any) -> None:
-            self._stop = self._stop or f"interrupted by {signal.Signals(signum).name}"
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from hpa_experiments.analysis.kpis import SUMMARY_FILE, compute_kpis, headline
 from hpa_experiments.analysis.load import load_run, read_run_json, run_directories, start_time_of
 from hpa_experiments.analysis.report import fmt
 from hpa_experiments.errors import UsageError
+from hpa_experiments.signals import process_alive
 
 # A "running" run whose metrics.csv has not grown for this long (or 10 intervals) is incomplete.
 STALE_AFTER_S = 120.0
@@ -29,18 +29,6 @@ class RunListing:
     started: datetime | None
     headline: dict[str, Any] | None
     problem: str | None = None
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def effective_status(directory: Path, info: dict[str, Any], now: float | None = None) -> str:
@@ -91,15 +79,20 @@ def list_runs(data_dir: Path) -> list[RunListing]:
     return sorted(listings, key=lambda r: r.started or datetime.min, reverse=True)
 
 
-STATUS_STYLE = {"completed": "green", "running": "cyan", "incomplete": "yellow", "interrupted": "yellow",
-                "failed": "red", "unreadable": "red"}
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "incomplete": "yellow",
+    "interrupted": "yellow",
+    "failed": "red",
+    "unreadable": "red",
+}
 
 
 def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
     table.add_column("run", overflow="fold", min_width=36)
-    for header in ("backend", "status", "started", "duration", "peak", "GPU-h",
-                   "scale-up", "scale-down", "TTFT p90"):
+    for header in ("backend", "status", "started", "duration", "peak", "GPU-h", "scale-up", "scale-down", "TTFT p90"):
         table.add_column(header)
     for item in listings:
         started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
@@ -108,10 +101,15 @@ def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
         h = item.headline or {}
         style = STATUS_STYLE.get(item.status)
         table.add_row(
-            item.path.name, str(item.info.get("backend", "?")),
-            f"[{style}]{item.status}[/]" if style else item.status, started,
-            fmt(h.get("duration_s"), " s", 0), fmt(h.get("peak_replicas"), "", 0), fmt(h.get("gpu_hours"), "", 3),
-            fmt(h.get("first_scale_up_s"), " s", 0), fmt(h.get("scale_down_s"), " s", 0),
+            item.path.name,
+            str(item.info.get("backend", "?")),
+            f"[{style}]{item.status}[/]" if style else item.status,
+            started,
+            fmt(h.get("duration_s"), " s", 0),
+            fmt(h.get("peak_replicas"), "", 0),
+            fmt(h.get("gpu_hours"), "", 3),
+            fmt(h.get("first_scale_up_s"), " s", 0),
+            fmt(h.get("scale_down_s"), " s", 0),
             fmt(h.get("ttft_p90_ms"), " ms", 0),
         )
     return table
