@@ -7,9 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hpa_experiments.config import load_config
 from hpa_experiments.errors import EXIT_INVALID, ConfigError
-from hpa_experiments.plan import build_plan, render_timeline
 
 
 def validate(
@@ -19,6 +17,9 @@ def validate(
 
     Prints one line per file; exits 2 if any file is invalid.
     """
+    from hpa_experiments.config import load_config
+    from hpa_experiments.plan import build_plan
+
     failed = 0
     for path in configs:
         try:
@@ -42,6 +43,9 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON for machines."),
 ) -> None:
     """Show an experiment's timeline: one bar per job, load per segment, peak, cooldown, total."""
+    from hpa_experiments.config import load_config
+    from hpa_experiments.plan import build_plan, render_timeline
+
     experiment = load_config(config)
     timeline = build_plan(experiment)
     if as_json:

@@ -6,17 +6,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-import yaml
 
-from hpa_experiments.backends.factory import BackendOptions, make_backend, normalize_backend
-from hpa_experiments.config import K8S_NAME, ExperimentConfig, load_config
-from hpa_experiments.console import LiveConsole, PlainConsole
 from hpa_experiments.errors import UsageError
-from hpa_experiments.plan import Plan, build_plan, render_timeline
-from hpa_experiments.runner import Runner
-from hpa_experiments.workloads import new_run_id, render_job
+
+if TYPE_CHECKING:
+    from hpa_experiments.config import ExperimentConfig
+    from hpa_experiments.plan import Plan
 
 
 def run(
@@ -68,6 +66,14 @@ def run(
       hpa-exp run my.yaml --backend kubernetes --context kind-hpa-exp -n hpa-exp \\
           --prometheus-url http://localhost:9090
     """
+    # Imported here, not at the top, so that every other command starts faster.
+    from hpa_experiments.backends.factory import BackendOptions, make_backend, normalize_backend
+    from hpa_experiments.config import K8S_NAME, load_config
+    from hpa_experiments.console import LiveConsole, PlainConsole
+    from hpa_experiments.plan import build_plan
+    from hpa_experiments.runner import Runner
+    from hpa_experiments.workloads import new_run_id
+
     config = load_config(config_path)
     if namespace:
         if not K8S_NAME.match(namespace) or len(namespace) > 63:
@@ -150,6 +156,11 @@ def _check_output_folder(folder: Path) -> None:
 
 
 def _print_dry_run(config: ExperimentConfig, plan: Plan) -> None:
+    import yaml
+
+    from hpa_experiments.plan import render_timeline
+    from hpa_experiments.workloads import render_job
+
     run_id = "dry-run"
     for job in plan.jobs:
         typer.echo(f"# Job {job.name}: starts at {job.start:g} s, deleted at {job.end:g} s")
