@@ -95,6 +95,7 @@ class Runner:
         self._last_replicas: int | None = None
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
+        self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -283,6 +284,7 @@ class Runner:
             state = result.job_states.get(job.resource)
             if state and state.failure and not job.failed and job.started:
                 job.failed = state.failure
+                self._failed_jobs.append(job.planned.name)
                 self._event("job_failed", f"{job.planned.name}: {state.failure}")
                 if self.config.on_job_failure == "abort":
                     self._failure = f"job {job.planned.name} failed: {state.failure}"
@@ -380,9 +382,13 @@ class Runner:
         assert self.writer is not None
         if self._stop_reason:
             status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
-        elif self._failure or leftover:
+        elif self._failure or leftover or self._failed_jobs:
             status, code = "failed", EXIT_FAILED
-            reason = self._failure or f"Jobs left behind: {', '.join(leftover)}"
+            reason = self._failure or (
+                f"Jobs left behind: {', '.join(leftover)}"
+                if leftover
+                else f"job(s) failed (on_job_failure: continue): {', '.join(self._failed_jobs)}"
+            )
         else:
             status, code, reason = "completed", EXIT_OK, None
         self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
