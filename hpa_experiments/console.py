@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+
+from hpa_experiments.dashboard import DashboardObserver, render
 
 if TYPE_CHECKING:
     from hpa_experiments.runner import Runner, RunResult
@@ -76,70 +74,39 @@ def finish_line(result: RunResult) -> str:
 
 
 class LiveConsole:
-    """A rich live view: progress, jobs, replicas, queue/KV against targets, latencies, events."""
+    """The dashboard (phase bars, replicas chart, queue/KV vs targets, TTFT/ITL, events), live."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
-        self.events: deque[str] = deque(maxlen=6)
-        self.row: dict[str, Any] = {}
-        self.runner: Runner | None = None
+        self.board = DashboardObserver()
         self.live: Live | None = None
         self._last_refresh = 0.0
 
     def on_start(self, runner: Runner) -> None:
-        self.runner = runner
-        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+        self.board.on_start(runner)
+        self.live = Live(self._render(), console=self.console, auto_refresh=False, transient=False)
         self.live.start()
 
     def on_row(self, row: dict[str, Any]) -> None:
-        self.row = row
+        self.board.on_row(row)
         self._refresh()
 
     def on_event(self, elapsed: float, kind: str, detail: str) -> None:
-        self.events.append(f"[{elapsed:6.0f}s] {kind}: {detail}")
+        self.board.on_event(elapsed, kind, detail)
         self._refresh()
 
     def on_finish(self, result: RunResult) -> None:
+        self.board.on_finish(result)
         if self.live:
-            self.live.update(self._render(), refresh=True)
+            self.live.update(self._render(result.status), refresh=True)
             self.live.stop()
         self.console.print(finish_line(result))
+
+    def _render(self, status: str = "Ctrl-C stops the run: Jobs are deleted, the partial run is kept") -> Panel:
+        return render(self.board, self.console, status)
 
     def _refresh(self) -> None:
         now = time.monotonic()
         if self.live and now - self._last_refresh > 0.2:
             self._last_refresh = now
-            self.live.update(self._render())
-
-    def _render(self) -> Panel:
-        if self.runner is None:
-            return Panel("starting…")
-        plan = self.runner.plan
-        elapsed = float(self.row.get("elapsed_s", 0.0))
-        jobs = Table.grid(padding=(0, 1))
-        for job in plan.jobs:
-            done = min(max(elapsed - job.start, 0.0), job.end - job.start)
-            rate = f"{job.rate:g} req/s" if job.rate is not None else ""
-            jobs.add_row(job.name, ProgressBar(total=job.end - job.start, completed=done, width=30), rate)
-        r = self.row
-        state = Table.grid(padding=(0, 2))
-        state.add_row(
-            "replicas",
-            f"{_fmt(r.get('replicas'))} current  {_fmt(r.get('desired_replicas'))} desired  "
-            f"{_fmt(r.get('ready_replicas'))} ready",
-        )
-        state.add_row(
-            "queue",
-            f"{_fmt(r.get('num_requests_waiting'))} / target {_fmt(r.get('num_requests_waiting_target'))}",
-        )
-        state.add_row(
-            "KV cache",
-            f"{_fmt(r.get('kv_cache_usage_perc'), '', 3)} / target {_fmt(r.get('kv_cache_usage_target'), '', 3)}",
-        )
-        state.add_row("TTFT / ITL", f"{_fmt(r.get('ttft_ms'), ' ms', 0)} / {_fmt(r.get('itl_ms'), ' ms', 1)}")
-        state.add_row("offered", f"{_fmt(r.get('offered_rps'), ' req/s', 0)}  phase {r.get('phase', '–')}")
-        header = Text(f"{elapsed:.0f} s of {plan.total:g} s", style="bold")
-        overall = ProgressBar(total=plan.total, completed=min(elapsed, plan.total), width=50)
-        events = Text("\n".join(self.events) or "no events yet", style="dim")
-        title = f"{self.runner.config.name} on {self.runner.backend.name}"
-        return Panel(Group(header, overall, jobs, state, events), title=title)
+            self.live.update(self._render(), refresh=True)

@@ -11,9 +11,10 @@ from rich.text import Text
 from hpa_experiments.backends.base import Backend
 from hpa_experiments.backends.factory import BackendOptions, make_backend
 from hpa_experiments.config import ExperimentConfig, load_config
+from hpa_experiments.dashboard import PACES, DashboardObserver, Pace
 from hpa_experiments.errors import HpaExpError, PreflightError
 from hpa_experiments.menu.context import MenuContext, shown_path
-from hpa_experiments.menu.dashboard import PACES, DashboardObserver, Outcome, Pace, run_with_dashboard
+from hpa_experiments.menu.dashboard import Outcome, run_with_dashboard
 from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import Plan, build_plan, render_timeline
