@@ -17,7 +17,7 @@ import yaml
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.support.terminal import TmuxTerminal, tmux_available
-from tests.support.vllm_exporter import VllmExporter, scrape_config
+from tests.support.vllm_exporter import scraped_prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"
@@ -27,14 +27,8 @@ pytestmark = [pytest.mark.prometheus, pytest.mark.slow]  # real Prometheus and t
 
 @pytest.fixture
 def prom(tmp_path_factory) -> Iterator[PrometheusServer]:
-    exporter = VllmExporter(model_name="m").start()
-    server = PrometheusServer(tmp_path_factory.mktemp("prom"), [scrape_config(exporter, NS)]).start()
-    try:
-        server.wait_for('sum(rate(vllm:time_to_first_token_seconds_count{namespace="bench"}[10s])) > 0')
+    with scraped_prometheus(tmp_path_factory.mktemp("prom"), NS) as server:
         yield server
-    finally:
-        server.stop()
-        exporter.stop()
 
 
 def test_kubernetes_run_from_the_menu_stops_with_cleanup(kube_cluster: KubeEmulator, prom: PrometheusServer,

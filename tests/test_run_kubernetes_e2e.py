@@ -23,7 +23,7 @@ import yaml
 
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
-from tests.support.vllm_exporter import VllmExporter, scrape_config
+from tests.support.vllm_exporter import scraped_prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"
@@ -32,14 +32,8 @@ NS = "bench"
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping the exporter every second (module-wide: it takes ~6 s to fill)."""
-    exporter = VllmExporter(model_name="m").start()
-    server = PrometheusServer(tmp_path_factory.mktemp("prom"), [scrape_config(exporter, NS)]).start()
-    try:
-        server.wait_for('sum(rate(vllm:time_to_first_token_seconds_count{namespace="bench"}[10s])) > 0')
+    with scraped_prometheus(tmp_path_factory.mktemp("prom"), NS) as server:
         yield server
-    finally:
-        server.stop()
-        exporter.stop()
 
 
 def write_config(folder: Path, jobs: list[dict], **extra) -> Path:

@@ -8,12 +8,15 @@ and histogram quantiles interpolate inside the bucket holding ttft_s.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from tests.support.prometheus import free_port
+from tests.support.prometheus import PrometheusServer, free_port
 
 TTFT_BUCKETS = [
     0.001,
@@ -128,3 +131,16 @@ def scrape_config(exporter: VllmExporter, namespace: str, relabel: bool = True) 
     if relabel:
         job["metric_relabel_configs"] = [VLLM_RELABEL]
     return job
+
+
+@contextlib.contextmanager
+def scraped_prometheus(workdir: Path, namespace: str) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping a running exporter every second, once rate() has data (~6 s)."""
+    exporter = VllmExporter(model_name="m").start()
+    server = PrometheusServer(workdir, [scrape_config(exporter, namespace)]).start()
+    try:
+        server.wait_for(f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}"}}[10s])) > 0')
+        yield server
+    finally:
+        server.stop()
+        exporter.stop()

@@ -386,17 +386,9 @@ class HpaController:
                 f"unable to get metric {metric.name}: {described.get('kind')} "
                 f"{self.spec.namespace}/{described.get('name')}: {reason}",
             )
-        usage = adapter_milli(value)
-        if metric.target_type == "AverageValue":
-            replicas, usage = per_pod_metric_replicas(usage, status_replicas, metric.target_milli, self.tolerances)
-            return MetricProposal(replicas, usage, label)
-        try:
-            replicas = usage_ratio_replica_count(
-                spec_replicas, float(usage) / float(metric.target_milli), self.tolerances, pods
-            )
-        except ValueError as error:
-            raise MetricFailure("FailedGetObjectMetric", str(error)) from error
-        return MetricProposal(replicas, usage, label)
+        return self._value_or_average(
+            metric, adapter_milli(value), spec_replicas, status_replicas, pods, label, "FailedGetObjectMetric"
+        )
 
     def _external_metric(
         self,
@@ -423,13 +415,30 @@ class HpaController:
                 f"{metric.name}/{_selector_text(metric.selector)}: {reason}",
             )
         total = sum(adapter_milli(v) for v in values)
+        return self._value_or_average(
+            metric, total, spec_replicas, status_replicas, pods, label, "FailedGetExternalMetric"
+        )
+
+    def _value_or_average(
+        self,
+        metric: MetricSpec,
+        usage: int,
+        spec_replicas: int,
+        status_replicas: int,
+        pods: list[PodView],
+        label: str,
+        failure_reason: str,
+    ) -> MetricProposal:
+        """Object and External metrics alike: an AverageValue target is per pod of the scale's
+        status replicas; a Value target scales the ready pods by the usage ratio."""
+        assert metric.target_milli is not None
         if metric.target_type == "AverageValue":
-            replicas, usage = per_pod_metric_replicas(total, status_replicas, metric.target_milli, self.tolerances)
-            return MetricProposal(replicas, usage, label)
+            replicas, per_pod = per_pod_metric_replicas(usage, status_replicas, metric.target_milli, self.tolerances)
+            return MetricProposal(replicas, per_pod, label)
         try:
             replicas = usage_ratio_replica_count(
-                spec_replicas, float(total) / float(metric.target_milli), self.tolerances, pods
+                spec_replicas, float(usage) / float(metric.target_milli), self.tolerances, pods
             )
         except ValueError as error:
-            raise MetricFailure("FailedGetExternalMetric", str(error)) from error
-        return MetricProposal(replicas, total, label)
+            raise MetricFailure(failure_reason, str(error)) from error
+        return MetricProposal(replicas, usage, label)
