@@ -36,6 +36,7 @@ from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.config import ExperimentConfig
+from hpa_experiments.durations import parse_duration
 from hpa_experiments.plan import Plan
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
 
@@ -99,7 +100,7 @@ class SimBackend(Backend):
             initial_replicas=sim.initial_replicas,
             pod_prefix=config.deployment,
         )
-        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * _window_seconds(config.metrics.rate_window)))
+        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * parse_duration(config.metrics.rate_window)))
         self.engine = PromQLEngine(self.tsdb)
         self.clock = VirtualClock(self, VIRTUAL_EPOCH)
         self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
@@ -242,7 +243,7 @@ class SimBackend(Backend):
             if hpa is None
             else {
                 "sync_period_s": hpa.sync_period,
-                "tolerance": self.hpa.tolerances.scale_up if hpa else None,
+                "tolerance": {"scale_up": hpa.tolerances.scale_up, "scale_down": hpa.tolerances.scale_down},
                 "downscale_stabilization_s": hpa.downscale_stabilization,
             },
             "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time",
@@ -255,9 +256,3 @@ def _pod_view(pod: Any) -> PodView:
     if pod.state == LOADING:
         return PodView(pod.name, "Running", False, created_at=pod.created_t)
     return PodView(pod.name, "Running", True, deleting=pod.state == TERMINATING, created_at=pod.created_t)
-
-
-def _window_seconds(window: str) -> float:
-    from hpa_experiments.durations import parse_duration
-
-    return parse_duration(window)
