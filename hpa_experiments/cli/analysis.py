@@ -7,6 +7,7 @@ commands so that the rest of the command line starts fast.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -161,6 +162,8 @@ def notebook(
     if not path.exists():
         raise UsageError(f"{path}: notebook not found (run from a source checkout of hpa-exp)")
     command, env = notebook_command(run_dirs, path)
+    if not print_only and importlib.util.find_spec("jupyterlab") is None:
+        raise UsageError("Jupyter Lab is not installed: pip install 'hpa-experiments[notebooks]' (or jupyterlab)")
     if print_only:
         typer.echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command))
         return
