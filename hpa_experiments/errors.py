@@ -56,9 +56,3 @@ class BackendError(HpaExpError):
 
 class TransientBackendError(BackendError):
     """A failure worth retrying (429, 5xx, connection reset, timeout)."""
-
-
-class RunInterrupted(HpaExpError):
-    """SIGINT or SIGTERM arrived; cleanup has run and the partial run is kept."""
-
-    exit_code = EXIT_INTERRUPTED

@@ -131,13 +131,10 @@ class SimBackend(Backend):
     def _scrape(self, t: float) -> None:
         samples = []
         present = set()
-        for pod in self.fleet.pods:
-            if pod.engine is None:
-                continue
+        for pod, families in self.fleet.scrape(t):
             present.add(pod.name)
             extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
-            for name, labels, value in pod.engine.metric_families(t):
-                samples.append(({"__name__": name, **labels, **extra}, value))
+            samples += [({"__name__": name, **labels, **extra}, value) for name, labels, value in families]
         self.tsdb.append_many(t, samples)
         for gone in sorted(self._scraped_pods - present):  # the pod left: Prometheus marks its series stale
             self.tsdb.mark_stale({"namespace": self.namespace, "pod": gone}, t)
