@@ -49,10 +49,13 @@ def two_jobs(tmp_path: Path, on_failure: str) -> Path:
     )
 
 
-def test_failed_job_aborts_the_run(kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path) -> None:  # noqa: F811
-    controller = fail_first_job_when_created(kube_cluster, "backoff")
+def run_with_a_failing_job(
+    kube: KubeEmulator, prom: PrometheusServer, tmp_path: Path, on_failure: str, how: str  # noqa: F811
+) -> tuple[Path, dict]:
+    """Run two jobs while the first one fails; the run exits 1. Returns its folder and run.json."""
+    controller = fail_first_job_when_created(kube, how)
     done = subprocess.run(
-        hpa_exp(str(two_jobs(tmp_path, "abort")), kube=kube_cluster, prom_url=prom.url, out=tmp_path / "out"),
+        hpa_exp(str(two_jobs(tmp_path, on_failure)), kube=kube, prom_url=prom.url, out=tmp_path / "out"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -60,7 +63,11 @@ def test_failed_job_aborts_the_run(kube_cluster: KubeEmulator, prom: PrometheusS
     controller.join()
     assert done.returncode == 1, done.stderr
     run = run_dir(tmp_path / "out")
-    info = json.loads((run / "run.json").read_text())
+    return run, json.loads((run / "run.json").read_text())
+
+
+def test_failed_job_aborts_the_run(kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path) -> None:  # noqa: F811
+    run, info = run_with_a_failing_job(kube_cluster, prom, tmp_path, "abort", "backoff")
     assert info["status"] == "failed"
     assert info["reason"].startswith("job load-a failed: ")
     assert "BackoffLimitExceeded" in info["reason"]
@@ -78,17 +85,7 @@ def test_failed_job_with_continue_runs_the_plan_to_the_end(
     prom: PrometheusServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    controller = fail_first_job_when_created(kube_cluster, "image")
-    done = subprocess.run(
-        hpa_exp(str(two_jobs(tmp_path, "continue")), kube=kube_cluster, prom_url=prom.url, out=tmp_path / "out"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    controller.join()
-    assert done.returncode == 1, done.stderr
-    run = run_dir(tmp_path / "out")
-    info = json.loads((run / "run.json").read_text())
+    run, info = run_with_a_failing_job(kube_cluster, prom, tmp_path, "continue", "image")
     assert info["status"] == "failed"
     assert info["reason"] == "job(s) failed (on_job_failure: continue): load-a"
     phases = {p["job"]: p for p in read_csv(run / "phases.csv")}
