@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
@@ -76,9 +85,25 @@ class PromQuery(_Section):
 class MetricsConfig(_Section):
     interval: Seconds = Field(5.0, gt=0)
     rate_window: str = "1m"
-    percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
+    percentiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99],
+        validation_alias=AliasChoices("percentiles", "percentiles_to_calculate"),
+        description="quantiles as fractions (0.9) or percents (90); alias: percentiles_to_calculate",
+    )
+    warm_up_duration_s: Seconds = Field(
+        0.0, ge=0, description="samples and requests of the first N seconds stay in the files, not in the statistics"
+    )
+    output_summary_json_path: Path | None = Field(None, description="also copy summary.json here")
+    output_requests_csv_path: Path | None = Field(None, description="also copy requests.csv here (twin)")
     prometheus: dict[str, PromQuery] = Field(default_factory=dict)
     log_level: str | None = Field(None, description="accepted from the original configs; unused")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_percentile_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "percentiles" in data and "percentiles_to_calculate" in data:
+            raise ValueError("give 'percentiles' or 'percentiles_to_calculate' (the same setting), not both")
+        return data
 
     @field_validator("rate_window")
     @classmethod
@@ -90,10 +115,15 @@ class MetricsConfig(_Section):
     @field_validator("percentiles")
     @classmethod
     def _quantiles(cls, v: list[float]) -> list[float]:
-        bad = [q for q in v if not 0 < q < 1]
+        """Fractions (0.9) as Prometheus writes them, or percents (90) as the design documents do."""
+        bad = [q for q in v if not (0 < q < 1 or 1 <= q < 100)]
         if bad:
-            raise ValueError(f"each percentile must be between 0 and 1, exclusive (got {bad[0]})")
-        return v
+            raise ValueError(
+                f"each percentile must be a fraction in (0, 1) or a percent in [1, 100) (got {_show(bad[0])})"
+            )
+        if any(q < 1 for q in v) and any(q >= 1 for q in v):
+            raise ValueError("write all percentiles as fractions (0.9) or all as percents (90), not a mix")
+        return [round(q / 100, 10) if q >= 1 else q for q in v]
 
     @field_validator("prometheus")
     @classmethod
@@ -116,6 +146,29 @@ class PrometheusConfig(_Section):
 class SloConfig(_Section):
     ttft_ms: float | None = Field(None, gt=0)
     itl_ms: float | None = Field(None, gt=0)
+
+
+class EnergyConfig(_Section):
+    """Where GPU power comes from on a cluster: NVIDIA DCGM exporter series, matched to the
+    Deployment's pods by label (dcgm-exporter's Kubernetes mapping adds `pod` and `namespace`;
+    behind some ServiceMonitors they arrive as `exported_pod` / `exported_namespace`)."""
+
+    power_metric: str = "DCGM_FI_DEV_POWER_USAGE"
+    utilization_metric: str = "DCGM_FI_DEV_GPU_UTIL"
+    pod_label: str = "pod"
+    namespace_label: str = "namespace"
+
+    @field_validator("power_metric", "utilization_metric", "pod_label", "namespace_label")
+    @classmethod
+    def _prometheus_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_:][A-Za-z0-9_:]*\Z", v):
+            raise ValueError(f"must be a Prometheus metric or label name (got {v!r})")
+        return v
+
+
+class CostConfig(_Section):
+    price_per_gpu_hour: float | None = Field(None, gt=0, description="adds a cost line to the report")
+    currency: str = "USD"
 
 
 class SimulationConfig(_Section):
@@ -147,6 +200,8 @@ class ExperimentConfig(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     slo: SloConfig = Field(default_factory=SloConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     on_job_failure: Literal["abort", "continue"] = "abort"
     values: dict[str, Any] = Field(default_factory=dict, description="template values for every job")
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
@@ -258,6 +313,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
     config.prometheus.token_file = resolve(config.prometheus.token_file)
     config.prometheus.ca_file = resolve(config.prometheus.ca_file)
     config.output.base_dir = resolve(config.output.base_dir)  # type: ignore[assignment]
+    config.metrics.output_summary_json_path = resolve(config.metrics.output_summary_json_path)
+    config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 
 
 # A job without `manifest` uses the shipped template (relative to the config's folder).

@@ -93,6 +93,21 @@ def test_durations_accept_units(workspace: Path) -> None:
     assert config.cooldown.duration == 300
 
 
+def test_design_document_metric_options(workspace: Path) -> None:
+    doc = base_config()
+    doc["metrics"] = {
+        "percentiles_to_calculate": [50, 95, 99.9],
+        "warm_up_duration_s": "2m",
+        "output_summary_json_path": "out/summary.json",
+        "output_requests_csv_path": "/abs/requests.csv",
+    }
+    metrics = load_config(write(workspace, doc)).metrics
+    assert metrics.percentiles == [0.5, 0.95, 0.999]  # percents become the fractions PromQL uses
+    assert metrics.warm_up_duration_s == 120
+    assert metrics.output_summary_json_path == (workspace / "configs" / "out" / "summary.json").resolve()
+    assert metrics.output_requests_csv_path == Path("/abs/requests.csv")
+
+
 def mutate(path: str, value: object):
     def apply(doc: dict) -> dict:
         keys = path.split(".")
@@ -151,8 +166,17 @@ RULES = [
         "metrics.rate_window: must be a PromQL duration such as '1m' or '30s' (got '1 minute')",
     ),
     (
+        mutate("metrics.percentiles", [50, 150]),
+        "metrics.percentiles: each percentile must be a fraction in (0, 1) or a percent in [1, 100) (got 150)",
+    ),
+    (
         mutate("metrics.percentiles", [0.5, 1.5]),
-        "metrics.percentiles: each percentile must be between 0 and 1, exclusive (got 1.5)",
+        "metrics.percentiles: write all percentiles as fractions (0.9) or all as percents (90), not a mix",
+    ),
+    (
+        mutate("metrics.percentiles_to_calculate", [0.5, 0]),
+        "metrics.percentiles_to_calculate: each percentile must be a fraction in (0, 1) or a percent in [1, 100)"
+        " (got 0)",
     ),
     (
         mutate("metrics.prometheus", {"bad name": {"query": "up"}}),
@@ -162,6 +186,16 @@ RULES = [
     (mutate("backend", "docker"), "backend: must be one of 'kubernetes' or 'simulation' (got 'docker')"),
     (mutate("on_job_failure", "retry"), "on_job_failure: must be one of 'abort' or 'continue' (got 'retry')"),
     (mutate("slo.ttft_ms", 0), "slo.ttft_ms: must be > 0 (got 0)"),
+    (
+        mutate("metrics", {"percentiles": [0.5], "percentiles_to_calculate": [0.9]}),
+        "metrics: give 'percentiles' or 'percentiles_to_calculate' (the same setting), not both",
+    ),
+    (mutate("metrics.warm_up_duration_s", -1), "metrics.warm_up_duration_s: must be >= 0 (got -1)"),
+    (mutate("cost.price_per_gpu_hour", 0), "cost.price_per_gpu_hour: must be > 0 (got 0)"),
+    (
+        mutate("energy.pod_label", "exported pod"),
+        "energy.pod_label: must be a Prometheus metric or label name (got 'exported pod')",
+    ),
     (mutate("simulation.initial_replicas", 0), "simulation.initial_replicas: must be >= 1 (got 0)"),
     (mutate("jobs.1.name", "a"), "jobs[1].name: 'a' is already used by jobs[0]"),
     (

@@ -75,6 +75,15 @@ class Profile:
     output_len_min: int = 4
     # load Jobs: seconds from the Job's creation to its first request (pod start, dataset download)
     job_start_delay_s: float = 70.0  # fitted (docs/twin-calibration.md)
+    # hardware and model: does the model fit, and how many KV tokens are left (validate())
+    gpus_per_replica: int = 1  # tensor-parallel size: GPUs each vLLM pod holds
+    gpu_memory_gib: float = 79.65  # per GPU; H100 80GB HBM3 as nvidia-smi reports it (81,559 MiB)
+    gpu_memory_utilization: float = 0.9  # vLLM --gpu-memory-utilization default
+    model_weights_gib: float = 14.96  # 8.03e9 parameters x 2 bytes (bf16), whole model
+    kv_bytes_per_token: int = 131_072  # 32 layers x 8 KV heads x 128 dims x 2 (K and V) x 2 bytes
+    # GPU power (watts per GPU) by utilization: idle + (busy - idle) x busy share; H100 SXM TDP 700 W
+    gpu_idle_w: float = 75.0
+    gpu_busy_w: float = 700.0
     # fleet
     routing: RoutingPolicy = "least_loaded"
     scale_down: ScaleDownPolicy = "abort"
