@@ -98,6 +98,41 @@ def test_latency_stats_and_slo_shares(step_run):
     assert summary["slo"] == {"ttft_ms": 500, "itl_ms": 30}
 
 
+def test_warm_up_leaves_early_samples_out_of_the_statistics(tmp_path):
+    config = {"name": "w", "slo": {"ttft_ms": 500}, "metrics": {"warm_up_duration_s": 75}}
+    write_run(tmp_path / "w", step_rows(), phases=PHASES, config=config)
+    run = load_run(tmp_path / "w")
+    summary = compute_kpis(run)
+    kpis = summary["kpis"]
+    # samples 75..239 count: TTFT 1000 ms for 75..89 (15 samples), 100 ms for the other 150
+    assert len(run.metrics) == 240  # the file keeps every sample
+    assert (kpis["samples"], kpis["warm_up_s"], kpis["samples_in_statistics"]) == (240, 75, 165)
+    assert kpis["ttft_ms"]["samples"] == 165
+    assert kpis["ttft_ms"]["mean"] == pytest.approx((15 * 1000 + 150 * 100) / 165)
+    assert kpis["ttft_over_slo_share"] == pytest.approx(15 / 165)
+    assert kpis["waiting_share"] == pytest.approx(25 / 165)  # waiting 75..99
+    assert kpis["replicas_mean"] == pytest.approx((80 * 4 + 85 * 1) / 165)
+    (load, cooldown) = summary["phases"]
+    assert load["samples"] == 75 and load["ttft_over_slo_share"] == pytest.approx(15 / 75)
+    assert load["waiting_share"] == pytest.approx(25 / 75)
+    assert cooldown["samples"] == 90 and cooldown["ttft_over_slo_share"] == 0
+    # whole-run cost and reaction keep the warm-up
+    assert kpis["replicas"]["gpu_hours"] == pytest.approx(480 / 3600)
+    assert kpis["replicas"]["peak"] == 4
+    (increase,) = summary["load_increases"]
+    assert increase["time_to_first_scale_up_s"] == 20
+    assert "sample statistics leave out the first 75 s (metrics.warm_up_duration_s)" in summary["notes"]
+
+
+def test_warm_up_longer_than_the_run_leaves_no_statistics(tmp_path):
+    config = {"name": "w", "metrics": {"warm_up_duration_s": 1000}}
+    write_run(tmp_path / "w", step_rows(), phases=PHASES, config=config)
+    kpis = compute_kpis(load_run(tmp_path / "w"))["kpis"]
+    assert kpis["samples_in_statistics"] == 0
+    assert kpis["ttft_ms"]["mean"] is None and kpis["waiting_share"] is None
+    assert kpis["replicas"]["peak"] == 4
+
+
 def test_missing_data_is_none_never_zero(tmp_path):
     write_run(tmp_path / "r", step_rows(ttft=False), phases=PHASES,
               config={"name": "r", "slo": {"ttft_ms": 500}})

@@ -11,6 +11,11 @@ Conventions (so that every number has one meaning):
   `offered_rps` column rises.  Each increase is measured up to the next one (or the end).
 - TTFT/ITL statistics are over the per-sample values of the `ttft_ms`/`itl_ms` columns (each a
   mean over the Prometheus rate window), not over individual requests.
+- Warm-up (`metrics.warm_up_duration_s`): samples before it stay in metrics.csv but not in the
+  sample statistics (latency, waiting share, SLO shares, replica mean/max of the run and of each
+  phase).  Whole-run quantities - peak replicas, replica-seconds and GPU-hours, scale-up and
+  scale-down times - still use every sample: they describe what the run cost and how the HPA
+  reacted, warm-up included.
 """
 
 from __future__ import annotations
@@ -338,23 +343,27 @@ def compute_kpis(run: Run) -> dict[str, Any]:
 
     windows = phase_windows(run)
     load_end = max((w.end_s for w in windows), default=None)
+    warm_up = run.warm_up_s
+    after_warm_up = t >= warm_up
     phase_rows = []
     for window in windows:
-        mask = (t >= window.start_s) & (t < window.end_s)
+        mask = (t >= window.start_s) & (t < window.end_s) & after_warm_up
         phase_rows.append({"phase": window.name, "rate": window.rate, "start_s": window.start_s,
                            "end_s": window.end_s, "basis": window.basis, **window_kpis(cols, mask, slo)})
     if load_end is not None and (t >= load_end).any():
-        mask = t >= load_end
+        mask = (t >= load_end) & after_warm_up
         phase_rows.append({"phase": "cooldown", "rate": 0.0, "start_s": load_end, "end_s": data_end,
                            "basis": "after last job", **window_kpis(cols, mask, slo)})
 
     run_level = {
         "duration_s": float(t[-1] - t[0]) if len(t) else None,
-        "samples": len(t),
         "interval_s": interval,
         "replicas": replica_kpis(cols),
         "scale_down": scale_down_completion(cols, load_end),
-        **window_kpis(cols, np.ones(len(t), dtype=bool), slo),
+        **window_kpis(cols, after_warm_up, slo),
+        "samples": len(t),
+        "warm_up_s": warm_up,
+        "samples_in_statistics": int(after_warm_up.sum()),
     }
     coverage = {
         column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
@@ -393,6 +402,8 @@ def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
         if legacy.get("timezone") == "unknown":
             notes.append("timestamps are local time of an unknown zone (import with --tz to convert to UTC)")
         notes.append("phases are the config's planned windows; the original jobs' real start/end were not recorded")
+    if run.warm_up_s:
+        notes.append(f"sample statistics leave out the first {run.warm_up_s:g} s (metrics.warm_up_duration_s)")
     if run.status != "completed":
         notes.append(f"run status is {run.status!r}: the data may end early")
     return notes

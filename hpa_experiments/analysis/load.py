@@ -73,6 +73,13 @@ class Run:
         return found
 
     @property
+    def warm_up_s(self) -> float:
+        """`metrics.warm_up_duration_s` of the config: samples before it stay out of the statistics."""
+        metrics = self.config.get("metrics")
+        value = _as_float(metrics.get("warm_up_duration_s")) if isinstance(metrics, dict) else None
+        return value if value is not None and value > 0 else 0.0
+
+    @property
     def interval_s(self) -> float | None:
         """The sampling interval: run.json's `interval_s`, else the median spacing of samples."""
         declared = _as_float(self.info.get("interval_s"))
