@@ -188,6 +188,13 @@ def test_down_dry_run(tmp_path):
     assert dry_run_commands(result.stdout) == [["kind", "delete", "cluster", "--name", "hpa-exp"]]
 
 
+def test_a_negative_hpa_timeout_is_refused(tmp_path):
+    result = run_cli("cluster", "up", "--hpa-timeout", "-5", "--dry-run", path=str(tmp_path))
+    assert result.returncode == 2
+    assert "Invalid value for '--hpa-timeout'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_tools_are_named_with_install_hints_and_exit_3(tmp_path):
     result = run_cli("cluster", "up", path=str(tmp_path))
     assert result.returncode == 3

@@ -30,7 +30,10 @@ def up(
         None, "--manifests", help="Manifests folder (default: ./manifests, else the repository's)."
     ),
     hpa_timeout: float = typer.Option(
-        cluster.HPA_METRICS_TIMEOUT_S, "--hpa-timeout", help="Seconds to wait for the HPA's metric values."
+        cluster.HPA_METRICS_TIMEOUT_S,
+        "--hpa-timeout",
+        min=0,
+        help="Seconds to wait for the HPA's metric values.",
     ),
     dry_run: bool = DRY_RUN_OPTION,
 ) -> None:
