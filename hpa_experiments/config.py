@@ -9,6 +9,7 @@ file's folder.  Every problem names the file, the key path and what is wrong.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -269,6 +270,11 @@ class ExperimentConfig(_Section):
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read, validate and resolve an experiment config. Raises ConfigError listing every problem."""
     path = Path(path)
+    return config_from_data(read_config_data(path), path)
+
+
+def read_config_data(path: Path) -> Any:
+    """The parsed, not yet validated content of a config file: JSON for `.json`, YAML otherwise."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -276,13 +282,17 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError("file not found", source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file: {exc}", source) from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}", source) from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}", source) from None
-    return config_from_data(raw, path)
 
 
 def config_from_data(raw: Any, path: Path, source: str | None = None) -> ExperimentConfig:
@@ -308,8 +318,11 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
     config.hpa.manifest = resolve(config.hpa.manifest)
+    default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
+    if not default_template.exists() and SHIPPED_JOB_TEMPLATE.exists():  # a config outside the repo, or a dict
+        default_template = SHIPPED_JOB_TEMPLATE
     for job in config.jobs:
-        job.manifest = resolve(job.manifest) if job.manifest else resolve(Path(DEFAULT_JOB_TEMPLATE))
+        job.manifest = resolve(job.manifest) if job.manifest else default_template
     config.prometheus.token_file = resolve(config.prometheus.token_file)
     config.prometheus.ca_file = resolve(config.prometheus.ca_file)
     config.output.base_dir = resolve(config.output.base_dir)  # type: ignore[assignment]
@@ -317,8 +330,10 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
     config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 
 
-# A job without `manifest` uses the shipped template (relative to the config's folder).
+# A job without `manifest` uses the shipped template (relative to the config's folder), or the
+# one next to this package when the config's folder has none.
 DEFAULT_JOB_TEMPLATE = "../workloads/vllm-bench-serve.yaml"
+SHIPPED_JOB_TEMPLATE = Path(__file__).resolve().parents[1] / "workloads" / "vllm-bench-serve.yaml"
 
 
 def _check_files(config: ExperimentConfig) -> list[str]:
