@@ -267,14 +267,15 @@ class ExperimentConfig(_Section):
 # --- loading ---------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def load_config(path: str | Path, syntax: Literal["json", "yaml"] | None = None) -> ExperimentConfig:
     """Read, validate and resolve an experiment config. Raises ConfigError listing every problem."""
     path = Path(path)
-    return config_from_data(read_config_data(path), path)
+    return config_from_data(read_config_data(path, syntax), path)
 
 
-def read_config_data(path: Path) -> Any:
-    """The parsed, not yet validated content of a config file: JSON for `.json`, YAML otherwise."""
+def read_config_data(path: Path, syntax: Literal["json", "yaml"] | None = None) -> Any:
+    """The parsed, not yet validated content of a config file; `syntax` defaults to JSON for a
+    `.json` file and YAML otherwise."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -282,7 +283,7 @@ def read_config_data(path: Path) -> Any:
         raise ConfigError("file not found", source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file: {exc}", source) from None
-    if path.suffix.lower() == ".json":
+    if (syntax or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
