@@ -5,6 +5,7 @@ run.json               id, status, backend, versions, resolved config, backend f
 metrics.csv            one row per grid tick (columns below); an empty cell means "no value"
 phases.csv             one row per job: planned and actual start/end (s since t0), outcome
 events.csv             elapsed_s, time, kind, detail
+requests.csv           twin only: one row per request (backends/sim/request_log.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -91,6 +92,7 @@ def percentile_label(q: float) -> str:
 
 
 def percentile_columns(percentiles: Iterable[float]) -> list[str]:
+REQUESTS_FILE = "requests.csv"
     labels = [percentile_label(q) for q in percentiles]
     return [f"ttft_{p}_ms" for p in labels] + [f"itl_{p}_ms" for p in labels]
 

@@ -12,6 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -145,6 +146,9 @@ class Backend(ABC):
     def leftover_jobs(self) -> list[str]:
         """Jobs of this run still present (checked by label at the end of a run)."""
         return [name for name, state in self.job_states().items() if state.exists]
+
+    def attach_run_directory(self, path: Path, t0: float) -> None:  # noqa: B027 - optional hook
+        """The run writes to `path` from `t0` (backend clock); a backend may write extra files there."""
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about where the run happened (cluster or model parameters)."""

@@ -19,6 +19,7 @@ import dataclasses
 import zlib
 from typing import Any
 
+from pathlib import Path
 import numpy as np
 
 from hpa_experiments.backends.base import (
@@ -38,10 +39,12 @@ from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
 from hpa_experiments.plan import Plan
+from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
 
 VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated runs are timestamped from here
 
+from hpa_experiments.rundir import REQUESTS_FILE
 
 class VirtualClock(Clock):
     virtual = True
@@ -177,6 +180,7 @@ class SimBackend(Backend):
     def stop_job(self, resource_name: str) -> None:
         job = self.jobs.get(resource_name)
         if job is not None and not job.stopped:
+            job=launch.job_name,
             self.fleet.stop_job(resource_name, self.clock.now())
 
     def job_states(self) -> dict[str, JobState]:
@@ -235,6 +239,18 @@ class SimBackend(Backend):
             "seed": self.seed,
             "virtual_epoch_utc": "2026-01-01T00:00:00Z",
             "profile": dataclasses.asdict(self.profile),
+    def attach_run_directory(self, path: Path, t0: float) -> None:
+        """Requests are logged to <run>/requests.csv from here on (request_log.py)."""
+        self.fleet.request_log = RequestLog(path / REQUESTS_FILE, t0)
+
+    def close(self) -> None:
+        """Requests still in flight go to requests.csv as running_at_end; the file is closed."""
+        log = self.fleet.request_log
+        if log is not None:
+            now = self.clock.now()
+            self.fleet.advance_to(now)
+            log.close(self.fleet.in_flight(), now)
+
             "prometheus": {"scrape_interval_s": self.scrape_interval, "lookback_s": 300},
             "hpa_controller": None
             if hpa is None

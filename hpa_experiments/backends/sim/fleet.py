@@ -36,6 +36,7 @@ import numpy as np
 
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.backends.sim.request_log import ABORTED_JOB_STOPPED, ABORTED_SCALE_DOWN, REJECTED, RequestLog
 from hpa_experiments.backends.sim.serving import Replica, Request
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
@@ -92,6 +93,7 @@ class Fleet:
         self._rr = 0
         self._sends_changed = True
         self.aborted_by_scale_down = 0
+        self.request_log: RequestLog | None = None  # set to write requests.csv
         for _ in range(initial_replicas):
             pod = self._new_pod(start_t)
             pod.running_t = pod.ready_t = start_t
@@ -138,7 +140,15 @@ class Fleet:
             self._gateway = deque(r for r in self._gateway if r not in gone_set)
             for engine in self._serving_engines:
                 engine.abort(gone, t)
+            if self.request_log is not None:
+                for req in gone:
+                    tokens = req.replica.tokens_by(req, t) if req.replica is not None else 0
+                    self.request_log.ended(req, t, ABORTED_JOB_STOPPED, tokens)
         return len(gone)
+
+    def in_flight(self) -> list[Request]:
+        """Requests sent and not yet ended, over all running Jobs."""
+        return [req for job in self.jobs.values() for req in job.in_flight]
 
     # ------------------------------------------------------------------ time
     def advance_to(self, t: float) -> None:
@@ -214,7 +224,7 @@ class Fleet:
             self._gone(pod, t)
 
     def _make_ready(self, pod: Pod, t: float) -> None:
-        pod.engine = Replica(self.profile, start_t=t, on_finished=self._tell_client)
+        pod.engine = Replica(self.profile, start_t=t, on_finished=self._engine_finished, pod=pod.name)
         pod.set_state(READY, t)
         self._ready.append(pod)
         self._ready_engines.append(pod.engine)
@@ -239,9 +249,11 @@ class Fleet:
     def _gone(self, pod: Pod, t: float) -> None:
         """The pod's process ends: whatever it still holds fails."""
         if pod.engine is not None:
-            pod.engine.advance_to(t)
-            for req in pod.engine.take_all():
+            log = self.request_log
+            for req in pod.engine.take_all(t):
                 self.aborted_by_scale_down += 1
+                if log is not None:
+                    log.ended(req, t, ABORTED_SCALE_DOWN, req.generated)
                 self._tell_client(req, t, False)
             self._serving_engines.remove(pod.engine)
             self._draining.pop(pod.engine, None)
@@ -268,6 +280,16 @@ class Fleet:
             ties = [j for j in ties if j >= start] + [j for j in ties if j < start]
             ties.sort(key=lambda j: engines[j].used_blocks)
         engines[ties[0]].submit(req, t)
+
+    def _engine_finished(self, req: Request, t: float, ok: bool) -> None:
+        """An engine completed `req` (ok) or refused it (too long for its KV cache)."""
+        log = self.request_log
+        if log is not None:
+            if ok:
+                log.completed(req, t)
+            else:
+                log.ended(req, t, REJECTED, 0)
+        self._tell_client(req, t, ok)
 
     def _tell_client(self, req: Request, t: float, ok: bool) -> None:
         if req.client is not None:

@@ -111,13 +111,17 @@ class LoadGenerator:
         burstiness: float = 1.0,
         num_prompts: int | None = None,
         output_len: int | None = -1,
+        job: str | None = None,
     ) -> None:
-        """`output_len=-1` takes the profile's; None draws ShareGPT-like output lengths."""
+        """`output_len=-1` takes the profile's; None draws ShareGPT-like output lengths.
+
+        `name` is the Job's resource name; `job` its name in the experiment config (default: `name`)."""
         if not rate > 0:
             raise ValueError(f"load generator {name!r}: rate must be > 0, got {rate}")
         if not burstiness > 0:
             raise ValueError(f"load generator {name!r}: burstiness must be > 0, got {burstiness}")
         self.name = name
+        self.job = job or name
         self.rate = rate
         self.start_t = start_t
         self.stop_t = stop_t

@@ -84,6 +84,8 @@ class Request:
         "output_len",
         "prompt_len",
         "replica",
+        "scheduled_t",
+        "sent_t",
         "state",
         "uid",
     )
@@ -98,7 +100,8 @@ class Request:
         finish_reason: str = "length",
     ) -> None:
         self.uid = uid
-        self.arrival_t = arrival_t
+        self.arrival_t = arrival_t  # reset by `Replica.submit` to when it reaches the server
+        self.sent_t = arrival_t  # when the client sent it (kept)
         self.prompt_len = prompt_len
         self.output_len = output_len
         self.client = client
@@ -111,6 +114,7 @@ class Request:
         self.offset = 0  # while DECODE: computed tokens = offset + replica step counter
         self.finish_step = 0  # while DECODE: step counter value at which the last token is produced
         self.heap_seq = -1
+        self.scheduled_t: float | None = None  # start of the first engine step that took it in
         self.first_token_t: float | None = None
         self.last_token_t = arrival_t
         self.replica: Replica | None = None
@@ -125,8 +129,10 @@ class Replica:
         start_t: float = 0.0,
         on_finished: FinishCallback | None = None,
         engine: str = "0",
+        pod: str = "",
     ) -> None:
         self.profile = profile
+        self.pod = pod  # the pod it runs in, for the per-request log
         self.labels: Mapping[str, str] = MappingProxyType({"model_name": profile.model_name, "engine": engine})
         self._on_finished = on_finished
         self._b0 = profile.step_base_s
@@ -227,10 +233,14 @@ class Replica:
             self._end_run_at(t)
         return hit
 
-    def take_all(self) -> list[Request]:
-        """Remove every live request (the pod is killed); the caller tells their clients."""
+    def take_all(self, t: float) -> list[Request]:
+        """Remove every live request at `t` (the pod is killed); the caller tells their clients.
+
+        Their `generated` is left exact: the output tokens produced by `t`."""
+        self.advance_to(t)
         live = [r for r in (*self.running, *self.waiting) if not r.cancelled]
         for req in live:
+            req.generated = self.tokens_by(req, t)
             req.state = ABORTED
         self.running.clear()
         self.waiting.clear()
@@ -250,6 +260,16 @@ class Replica:
     @property
     def idle(self) -> bool:
         return self._plan == _IDLE
+
+    def tokens_by(self, req: Request, t: float) -> int:
+        """Output tokens `req` has produced in steps ending at or before `t` (call after `advance_to(t)`)."""
+        if req.state != DECODE:
+            return req.generated
+        s = self._s
+        if self._plan == _DECODE_RUN:  # the run's steps already applied may include the one in progress at t
+            ended = min(self._run_k, math.floor((t - self._run_t0) / self._run_dt + 1e-9))
+            s += ended - self._run_done
+        return req.output_len - (req.finish_step - s)
 
     def kv_usage(self, t: float | None = None) -> float:
         if t is not None:
@@ -353,6 +373,8 @@ class Replica:
                     break
                 waiting.popleft()
                 self.running[req] = None
+                if req.scheduled_t is None:
+                    req.scheduled_t = self.t
                 req.state = PREFILL
                 req.computed = req.blocks = 0
                 self._prefilling.append(req)

@@ -1,0 +1,117 @@
+"""The twin's per-request log: `requests.csv` in the run directory, one row per request.
+
+A row is written when the request ends (or, for requests still in flight, when the run ends), so
+finished requests are never kept in memory: a 24-hour run streams millions of rows through a
+1 MiB write buffer, flushed when full and at `close()` (a killed process may lose the rows of
+the last buffer).  Rows are in the order requests end, not the order they were sent.
+
+Columns (times in seconds since the run's t0, as `elapsed_s` in metrics.csv; durations in ms;
+an empty cell means the value does not exist for this request, never 0):
+
+- `request_id`: the request's number within its Job (1, 2, ...); (`job`, `request_id`) is unique.
+- `job`: the job's name in the experiment config (phases.csv `job`).
+- `replica`: the vLLM pod that served it; empty if it never reached one (it waited at the
+  gateway while no pod was Ready).
+- `arrival_s`: when the load generator sent it.
+- `end_s`: when it completed (last token) or was aborted/rejected; empty for `running_at_end`.
+- `queue_wait_ms`: from arrival to the start of the first engine step that scheduled it (gateway
+  wait included; a preempted request's later waits are not); empty if never scheduled.
+- `ttft_ms`: from arrival to its first output token; empty if none came before it ended.
+- `itl_mean_ms`: (last token - first token) / (output tokens - 1), the mean of its inter-token
+  gaps (vllm bench's TPOT); completed requests with at least 2 output tokens only.
+- `e2e_ms`: from arrival to the last token; completed requests only.
+- `prompt_tokens`: its prompt length.  `output_tokens`: output tokens produced by `end_s` (by the
+  end of the run for `running_at_end`); the whole answer for `completed`.
+- `outcome`: `completed`; `aborted_scale_down` (its pod was removed under it); `aborted_job_stopped`
+  (the runner deleted its load Job while it was in flight: the client is gone and vLLM cancels
+  it); `rejected` (prompt + output can never fit in one replica's KV cache: vLLM refuses it);
+  `running_at_end` (still in flight when the run ended, e.g. with `--keep-jobs`).
+
+vLLM's own histograms measure from the request's arrival at the server; the two agree except for
+requests that waited at the gateway.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+from hpa_experiments.backends.sim.serving import Request
+
+COLUMNS = (
+    "request_id",
+    "job",
+    "replica",
+    "arrival_s",
+    "end_s",
+    "queue_wait_ms",
+    "ttft_ms",
+    "itl_mean_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "output_tokens",
+    "outcome",
+)
+COMPLETED = "completed"
+ABORTED_SCALE_DOWN = "aborted_scale_down"
+ABORTED_JOB_STOPPED = "aborted_job_stopped"
+REJECTED = "rejected"
+RUNNING_AT_END = "running_at_end"
+OUTCOMES = (COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END)
+BUFFER_BYTES = 1 << 20
+
+
+class RequestLog:
+    """Streams requests.csv; `t0` is the run's t0 on the backend's clock."""
+
+    def __init__(self, path: Path, t0: float) -> None:
+        self.path = path
+        self._t0 = t0
+        self._fh = path.open("w", newline="", encoding="utf-8", buffering=BUFFER_BYTES)
+        self._write = csv.writer(self._fh, lineterminator="\n").writerow
+        self._write(COLUMNS)
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+
+    def completed(self, req: Request, t: float) -> None:
+        """`req` produced its last token at `t`."""
+        sent, first = req.sent_t, req.first_token_t
+        assert first is not None and req.scheduled_t is not None
+        output = req.output_len
+        itl = f"{(t - first) * 1000.0 / (output - 1):.3f}" if output > 1 else ""
+        self._write((
+            req.uid, _job(req), _replica(req), f"{sent - self._t0:.6f}", f"{t - self._t0:.6f}",
+            f"{(req.scheduled_t - sent) * 1000.0:.3f}", f"{(first - sent) * 1000.0:.3f}", itl,
+            f"{(t - sent) * 1000.0:.3f}", req.prompt_len, output, COMPLETED,
+        ))
+        self.counts[COMPLETED] += 1
+
+    def ended(self, req: Request, t: float | None, outcome: str, output_tokens: int) -> None:
+        """`req` ended at `t` without completing (None: still running when the run ended)."""
+        sent, first, scheduled = req.sent_t, req.first_token_t, req.scheduled_t
+        self._write((
+            req.uid, _job(req), _replica(req), f"{sent - self._t0:.6f}",
+            "" if t is None else f"{t - self._t0:.6f}",
+            "" if scheduled is None else f"{(scheduled - sent) * 1000.0:.3f}",
+            "" if first is None else f"{(first - sent) * 1000.0:.3f}", "", "",
+            req.prompt_len, output_tokens, outcome,
+        ))
+        self.counts[outcome] += 1
+
+    def close(self, in_flight: Iterable[Request], t: float) -> None:
+        """Write the requests still in flight at the run's end `t` as `running_at_end`, then close."""
+        if self._fh.closed:
+            return
+        for req in in_flight:
+            engine = req.replica
+            self.ended(req, None, RUNNING_AT_END, engine.tokens_by(req, t) if engine is not None else 0)
+        self._fh.close()
+
+
+def _job(req: Request) -> str:
+    client = req.client
+    return getattr(client, "job", "") if client is not None else ""
+
+
+def _replica(req: Request) -> str:
+    return req.replica.pod if req.replica is not None else ""
