@@ -83,6 +83,7 @@ PHASE_COLUMNS = [
     "outcome",
 ]
 EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
+REQUESTS_FILE = "requests.csv"
 
 
 def percentile_label(q: float) -> str:
@@ -92,7 +93,6 @@ def percentile_label(q: float) -> str:
 
 
 def percentile_columns(percentiles: Iterable[float]) -> list[str]:
-REQUESTS_FILE = "requests.csv"
     labels = [percentile_label(q) for q in percentiles]
     return [f"ttft_{p}_ms" for p in labels] + [f"itl_{p}_ms" for p in labels]
 

@@ -156,6 +156,7 @@ class Runner:
             self.writer = RunWriter(
                 new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
             )
+            self.backend.attach_run_directory(self.writer.dir, self.t0)
             self.monitor = Monitor(
                 self.backend,
                 queries,
@@ -164,7 +165,6 @@ class Runner:
                 self.plan.phase_at,
                 self.plan.offered_rps_at,
             )
-            self.backend.attach_run_directory(self.writer.dir, self.t0)
             self.backend.set_warning_handler(lambda text: self._event("warning", text))
             self._event("run_started", f"run {run_id} on {self.backend.name}; plan {self.plan.total:g} s")
             if self.observer:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
 import numpy as np
 
 from hpa_experiments.backends.base import (
@@ -36,15 +36,15 @@ from hpa_experiments.backends.sim.fleet import LOADING, PENDING, TERMINATING, Fl
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
+from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
 from hpa_experiments.plan import Plan
-from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.rundir import REQUESTS_FILE
 
 VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated runs are timestamped from here
 
-from hpa_experiments.rundir import REQUESTS_FILE
 
 class VirtualClock(Clock):
     virtual = True
@@ -173,6 +173,7 @@ class SimBackend(Backend):
             burstiness=float(values.get("burstiness", 1.0)),
             num_prompts=int(values["num_prompts"]) if "num_prompts" in values else None,
             output_len=int(output_len) if output_len not in (None, -1) else output_len,
+            job=launch.job_name,
         )
         self.fleet.add_job(generator)
         self.jobs[launch.resource_name] = generator
@@ -180,7 +181,6 @@ class SimBackend(Backend):
     def stop_job(self, resource_name: str) -> None:
         job = self.jobs.get(resource_name)
         if job is not None and not job.stopped:
-            job=launch.job_name,
             self.fleet.stop_job(resource_name, self.clock.now())
 
     def job_states(self) -> dict[str, JobState]:
@@ -232,13 +232,6 @@ class SimBackend(Backend):
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         return self.engine.range(promql, start, end, step)
 
-    def describe(self) -> dict[str, Any]:
-        hpa = self.hpa
-        return {
-            "backend": self.name,
-            "seed": self.seed,
-            "virtual_epoch_utc": "2026-01-01T00:00:00Z",
-            "profile": dataclasses.asdict(self.profile),
     def attach_run_directory(self, path: Path, t0: float) -> None:
         """Requests are logged to <run>/requests.csv from here on (request_log.py)."""
         self.fleet.request_log = RequestLog(path / REQUESTS_FILE, t0)
@@ -251,6 +244,13 @@ class SimBackend(Backend):
             self.fleet.advance_to(now)
             log.close(self.fleet.in_flight(), now)
 
+    def describe(self) -> dict[str, Any]:
+        hpa = self.hpa
+        return {
+            "backend": self.name,
+            "seed": self.seed,
+            "virtual_epoch_utc": "2026-01-01T00:00:00Z",
+            "profile": dataclasses.asdict(self.profile),
             "prometheus": {"scrape_interval_s": self.scrape_interval, "lookback_s": 300},
             "hpa_controller": None
             if hpa is None
