@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
-
-from hpa_experiments.errors import UsageError
 
 if TYPE_CHECKING:
     from hpa_experiments.config import ExperimentConfig
@@ -19,7 +15,7 @@ if TYPE_CHECKING:
 
 def run(
     config_path: Path = typer.Argument(
-        ..., metavar="CONFIG", help="Experiment config file (YAML).", show_default=False
+        ..., metavar="CONFIG", help="Experiment config file (YAML or JSON).", show_default=False
     ),
     backend: str | None = typer.Option(
         None,
@@ -67,62 +63,37 @@ def run(
           --prometheus-url http://localhost:9090
     """
     # Imported here, not at the top, so that every other command starts faster.
-    from hpa_experiments.backends.factory import BackendOptions, make_backend, normalize_backend
-    from hpa_experiments.config import K8S_NAME, load_config
+    from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
-    from hpa_experiments.plan import build_plan
-    from hpa_experiments.runner import Runner
-    from hpa_experiments.workloads import new_run_id
 
-    config = load_config(config_path)
-    if namespace:
-        if not K8S_NAME.match(namespace) or len(namespace) > 63:
-            raise UsageError(f"--namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')")
-        config.namespace = namespace
-    chosen = normalize_backend(backend or config.backend)
-    if seed is not None:
-        config.simulation.seed = seed
-    plan = build_plan(config)
+    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace)
     if dry_run:
-        _print_dry_run(config, plan)
+        _print_dry_run(experiment.config, experiment.plan())
         return 0
-    _check_output_folder(output_dir or config.output.base_dir)
-    options = BackendOptions(
-        kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url, output=sys.stderr
-    )
-    run_id = new_run_id(time.time())
-    backend_impl, metric_names = make_backend(chosen, config, plan, run_id, options)
-    for warning in plan.warnings:
-        typer.echo(f"warning: {warning}", err=True)
     use_live = sys.stdout.isatty() if live is None else live
     observer = PlainConsole(quiet=quiet) if quiet or not use_live else LiveConsole()
-    runner = Runner(
-        config,
-        plan,
-        backend_impl,
-        base_dir=output_dir,
-        metric_names=metric_names,
+    prepared = experiment.prepare(
+        output_dir=output_dir,
+        kubeconfig=kubeconfig,
+        context=context,
+        prometheus_url=prometheus_url,
         keep_jobs=keep_jobs,
         observer=observer,
-        run_id=run_id,
+        preflight_output=sys.stderr,
     )
-    result = runner.run()
-    _summarize(result.run_dir, quiet)
+    for warning in prepared.plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    result = prepared.run()
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if result.summary is not None and not quiet:
+        _print_headline(result.summary, result.run_dir)
     return result.exit_code
 
 
-def _summarize(run_dir: Path, quiet: bool) -> None:
-    """Write summary.json and print the headline KPIs; a problem here never changes the exit code."""
-    from hpa_experiments.analysis import headline, load_run
-    from hpa_experiments.analysis.kpis import write_summary
+def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
+    from hpa_experiments.analysis import headline
 
-    try:
-        summary, _ = write_summary(load_run(run_dir))
-    except Exception as exc:  # the run itself is complete; analysis can be redone with `report`
-        typer.echo(f"warning: could not compute the KPIs ({exc}); try: hpa-exp report {run_dir}", err=True)
-        return
-    if quiet:
-        return
     h = headline(summary)
 
     def show(value: object, unit: str) -> str:
@@ -141,18 +112,6 @@ def _summarize(run_dir: Path, quiet: bool) -> None:
         f" · TTFT p90 {show(h['ttft_p90_ms'], ' ms')} · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
     )
     typer.echo(f"plots and HTML report: hpa-exp report {run_dir}")
-
-
-def _check_output_folder(folder: Path) -> None:
-    """Fail before anything is applied if run directories cannot be made in `folder` (it is created
-    only when the run starts)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"output folder {folder}: {existing} exists and is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {folder}: {existing} is not writable")
 
 
 def _print_dry_run(config: ExperimentConfig, plan: Plan) -> None:

@@ -10,6 +10,8 @@ from rich.console import Console
 
 from hpa_experiments.menu.cluster import KubeContext
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
 
 def _ready() -> threading.Event:
     event = threading.Event()
@@ -31,7 +33,7 @@ class MenuContext:
         """The experiment configs in the configs folder, by name."""
         if not self.configs_dir.is_dir():
             return []
-        return sorted(p for p in self.configs_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        return sorted(p for p in self.configs_dir.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
 
 
 def shown_path(path: Path) -> str:

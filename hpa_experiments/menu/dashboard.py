@@ -1,20 +1,21 @@
 """Running an experiment from the menu: the live dashboard, and stopping with Ctrl-C (or `q`).
 
-The Runner works in a worker thread (handle_signals=False); this thread draws and owns the
+The run works in a worker thread (handle_signals=False); this thread draws and owns the
 keyboard.  A stop request goes through the runner's own interrupt path (full cleanup).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.live import Live
 
+from hpa_experiments.api import PreparedRun
 from hpa_experiments.dashboard import DashboardObserver, render
 from hpa_experiments.menu.ui import cbreak, poll_key
-from hpa_experiments.runner import Runner, RunResult
+from hpa_experiments.runner import RunResult
 
 STOP_REASON = "interrupted from the menu"
 
@@ -24,15 +25,17 @@ class Outcome:
     result: RunResult | None
     error: str | None
     jobs_deleted: int  # Jobs stopped because of the stop request
+    warnings: list[str] = field(default_factory=list)  # after the run: KPIs, output copies
 
 
-def run_with_dashboard(console: Console, runner: Runner, observer: DashboardObserver) -> Outcome:
+def run_with_dashboard(console: Console, run: PreparedRun, observer: DashboardObserver) -> Outcome:
     """Run in a worker thread while drawing; Ctrl-C or `q` asks before stopping with full cleanup."""
     errors: list[str] = []
+    warnings: list[str] = []
 
     def work() -> None:
         try:
-            runner.run()
+            warnings.extend(run.run().warnings)
         except Exception as exc:  # shown on the result screen instead of a traceback
             errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -42,10 +45,10 @@ def run_with_dashboard(console: Console, runner: Runner, observer: DashboardObse
     with cbreak():
         while worker.is_alive():
             if _watch(console, worker, observer, hint) and _confirm_stop(console, worker):
-                runner.request_stop(STOP_REASON)
+                run.request_stop(STOP_REASON)
                 _wait_for_cleanup(console, worker)
     jobs_deleted = sum(1 for _, kind, detail in observer.events if kind == "job_stopped" and "(interrupted" in detail)
-    return Outcome(observer.result, errors[0] if errors else None, jobs_deleted)
+    return Outcome(observer.result, errors[0] if errors else None, jobs_deleted, warnings)
 
 
 def _watch(console: Console, worker: threading.Thread, observer: DashboardObserver, hint: str) -> bool:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 from rich.text import Text
 
-from hpa_experiments.backends.base import Backend
-from hpa_experiments.backends.factory import BackendOptions, make_backend
-from hpa_experiments.config import ExperimentConfig, load_config
+from hpa_experiments.api import Experiment, PreparedRun
+from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.dashboard import PACES, DashboardObserver, Pace
 from hpa_experiments.errors import HpaExpError, PreflightError
 from hpa_experiments.menu.context import MenuContext, shown_path
 from hpa_experiments.menu.dashboard import Outcome, run_with_dashboard
 from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
-from hpa_experiments.plan import Plan, build_plan, render_timeline
-from hpa_experiments.promql import MetricNames
-from hpa_experiments.runner import Runner
-from hpa_experiments.workloads import new_run_id
+from hpa_experiments.plan import Plan, render_timeline
 
 SIMULATION, KUBERNETES = "simulation", "kubernetes"
 
@@ -31,34 +26,32 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
     if path is None:
         return
     try:
-        config = load_config(path)
-        plan = build_plan(config)
+        experiment = Experiment.from_file(path)
+        plan = experiment.plan()
     except HpaExpError as exc:
         notice(ctx.console, f"{path.name}: not valid", Text(str(exc)))
         return
+    config = experiment.config
     kind = plan_screen(ctx, path, config, plan)
     if kind is None:
         return
-    run_id = new_run_id(time.time())
+    observer = DashboardObserver()  # its pace is chosen on the confirm screen
     notes = io.StringIO()  # what the preflight says (warnings, what it found)
-    prepared = kubernetes_preflight(ctx, config, plan, run_id, notes) if kind == KUBERNETES else None
+    prepared = kubernetes_preflight(ctx, experiment, observer, notes) if kind == KUBERNETES else None
     if kind == KUBERNETES and prepared is None:
         return
     pace = confirm_screen(ctx, config, plan, kind, notes.getvalue())
     if pace is None:
         if prepared:
-            prepared[0].close()
+            prepared.close()
         return
     try:
-        backend, names = prepared or make_backend(SIMULATION, config, plan, run_id, BackendOptions())
+        prepared = prepared or experiment.prepare(SIMULATION, observer=observer, handle_signals=False)
     except HpaExpError as exc:
         notice(ctx.console, "Cannot start the simulation", Text(str(exc)))
         return
-    observer = DashboardObserver(pace=pace)
-    runner = Runner(
-        config, plan, backend, metric_names=names, observer=observer, handle_signals=False, run_id=run_id
-    )
-    result_screen(ctx, run_with_dashboard(ctx.console, runner, observer))
+    observer.pace = pace
+    result_screen(ctx, run_with_dashboard(ctx.console, prepared, observer))
 
 
 def choose_config(ctx: MenuContext) -> Path | None:
@@ -113,15 +106,21 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
 
 
 def kubernetes_preflight(
-    ctx: MenuContext, config: ExperimentConfig, plan: Plan, run_id: str, notes: io.StringIO
-) -> tuple[Backend, MetricNames] | None:
+    ctx: MenuContext, experiment: Experiment, observer: DashboardObserver, notes: io.StringIO
+) -> PreparedRun | None:
     """Connect and run the preflight (its notes go to `notes`); on problems show them and return None."""
     assert ctx.cluster is not None
-    options = BackendOptions(kubeconfig=ctx.cluster.kubeconfig, context=ctx.cluster.name, output=notes)
     ctx.console.clear()
     try:
         with ctx.console.status(f"preflight checks against {ctx.cluster.name}…"):
-            return make_backend(KUBERNETES, config, plan, run_id, options)
+            return experiment.prepare(
+                KUBERNETES,
+                kubeconfig=ctx.cluster.kubeconfig,
+                context=ctx.cluster.name,
+                observer=observer,
+                handle_signals=False,
+                preflight_output=notes,
+            )
     except PreflightError as exc:
         body = stack(Text("\n".join(f"✗ {p}" for p in exc.problems), style="red"), Text(notes.getvalue()))
         notice(ctx.console, "Preflight failed: nothing was applied", body)
@@ -176,7 +175,8 @@ def outcome_text(outcome: Outcome) -> Text:
 def result_screen(ctx: MenuContext, outcome: Outcome) -> None:
     has_run = outcome.result is not None
     pairs = ([("o", "open its summary")] if has_run else []) + [("b", "home"), ("q", "quit")]
-    key = show_screen(ctx.console, "Run finished", outcome_text(outcome), stack(Text(""), keys_line(pairs)),
+    body = stack(outcome_text(outcome), *(Text(f"warning: {w}", style="yellow") for w in outcome.warnings))
+    key = show_screen(ctx.console, "Run finished", body, stack(Text(""), keys_line(pairs)),
                       lambda k: k in ("b", "enter", "escape") or (k == "o" and has_run))
     if key == "o" and outcome.result is not None:
         open_run(ctx, outcome.result.run_dir)
