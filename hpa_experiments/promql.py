@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hpa_experiments.rundir import percentile_label
+
+if TYPE_CHECKING:
+    from hpa_experiments.config import EnergyConfig
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class MetricNames:
     running: str = "vllm:num_requests_running"
     waiting: str = "vllm:num_requests_waiting"
     kv_cache: str = "vllm:kv_cache_usage_perc"
-
+    generation_tokens: str = "vllm:generation_tokens_total"
 
 
 def selector(model_name: str, namespace: str) -> str:
@@ -61,3 +65,30 @@ def standard_queries(
         queries[f"ttft_{label}_ms"] = quantile_ms(names.ttft, q)
         queries[f"itl_{label}_ms"] = quantile_ms(names.itl, q)
     return queries
+
+
+def deployment_pods_regex(deployment: str) -> str:
+    """The names of a Deployment's pods: `<deployment>-<template hash>-<suffix>` on a cluster,
+    `<deployment>-<n>` in the twin; not those of a Deployment whose name merely starts the same
+    (`vllm-large-7d9f-abcde` is not a pod of `vllm`).  Names are DNS subdomains: only `.` needs escaping."""
+    return deployment.replace(".", "\\.") + "-([a-z0-9]+-)?[a-z0-9]+"
+
+
+def gpu_selector(energy: EnergyConfig, namespace: str, deployment: str) -> str:
+    """DCGM series of the Deployment's pods, by the labels dcgm-exporter's Kubernetes mapping adds."""
+    pods = deployment_pods_regex(deployment)
+    return f'{{{energy.namespace_label}="{_quote(namespace)}",{energy.pod_label}=~"{_quote(pods)}"}}'
+
+
+def energy_queries(
+    names: MetricNames, energy: EnergyConfig, model_name: str, namespace: str, deployment: str, window: str
+) -> dict[str, str]:
+    """metrics.csv column -> PromQL: GPU power (W, all GPUs), mean GPU utilization (%), GPUs seen,
+    and output tokens per second (for joules per token)."""
+    gpus = gpu_selector(energy, namespace, deployment)
+    return {
+        "gpu_power_w": f"sum({energy.power_metric}{gpus})",
+        "gpu_utilization_pct": f"avg({energy.utilization_metric}{gpus})",
+        "gpu_count": f"count({energy.power_metric}{gpus})",
+        "generation_tokens_per_s": f"sum(rate({names.generation_tokens}{selector(model_name, namespace)}[{window}]))",
+    }

@@ -57,6 +57,15 @@ ADDED_COLUMNS = [
     "sample_ms",
 ]
 
+# GPU power and output tokens (PromQL, see promql.energy_queries): empty when the cluster has no
+# DCGM exporter series for the Deployment's pods, never 0.
+ENERGY_COLUMNS = [
+    "gpu_power_w",
+    "gpu_utilization_pct",
+    "gpu_count",
+    "generation_tokens_per_s",
+]
+
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
 EVENT_KINDS = (
@@ -103,7 +112,7 @@ def metrics_columns(
     extra_queries: Iterable[str] = (),
 ) -> list[str]:
     """All columns of metrics.csv for a run, in file order."""
-    cols = LEGACY_COLUMNS + ADDED_COLUMNS + percentile_columns(percentiles)
+    cols = LEGACY_COLUMNS + ADDED_COLUMNS + ENERGY_COLUMNS + percentile_columns(percentiles)
     for name in extra_hpa_metrics:
         cols += [f"hpa_{name}", f"hpa_{name}_target"]
     cols += [f"query_{name}" for name in extra_queries]

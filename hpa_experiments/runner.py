@@ -27,7 +27,7 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
-from hpa_experiments.promql import MetricNames, standard_queries
+from hpa_experiments.promql import MetricNames, energy_queries, standard_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
 from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
@@ -127,6 +127,14 @@ class Runner:
                 self.config.metrics.rate_window,
                 self.config.metrics.percentiles,
             )
+            queries.update(energy_queries(
+                self.metric_names,
+                self.config.energy,
+                self.config.model_name,
+                self.config.namespace,
+                self.config.deployment,
+                self.config.metrics.rate_window,
+            ))
             queries.update({f"query_{n}": q.query for n, q in self.config.metrics.prometheus.items()})
             columns = metrics_columns(
                 self.config.metrics.percentiles,

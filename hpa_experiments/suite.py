@@ -38,8 +38,15 @@ from typing import Any, TextIO
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hpa_experiments.backends.factory import BackendOptions, normalize_backend
-from hpa_experiments.config import RUN_NAME, ExperimentConfig, Seconds, config_from_data, load_config
+from hpa_experiments.backends.factory import normalize_backend
+from hpa_experiments.config import (
+    RUN_NAME,
+    ExperimentConfig,
+    Seconds,
+    config_from_data,
+    load_config,
+    read_config_data,
+)
 from hpa_experiments.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -241,7 +248,7 @@ def _entry_config(config_path: Path, entry: SuiteEntry, where: str) -> Experimen
     if not entry.overrides:
         build_plan(config)
         return config
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    raw = read_config_data(config_path)
     problems = []
     for key, value in entry.overrides.items():
         try:
@@ -435,40 +442,31 @@ class SuiteRunner:
         return attempt
 
     def _attempt(self, run: SuiteRun) -> _Attempt:
-        from hpa_experiments.backends.factory import make_backend
+        from hpa_experiments.api import Experiment
         from hpa_experiments.console import PlainConsole
-        from hpa_experiments.runner import Runner
-        from hpa_experiments.workloads import new_run_id
 
         try:
             if run.backend == "kubernetes":
                 self._settle(run.config)
             if self._stop:
                 return _Attempt("interrupted", None, self._stop)
-            plan = build_plan(run.config)
-            run_id = new_run_id(time.time())
-            options = BackendOptions(
+            prepared = Experiment(run.config).prepare(
+                run.backend,
+                self.suite.folder,
                 kubeconfig=self.options.kubeconfig,
                 context=self.options.context,
                 prometheus_url=self.options.prometheus_url,
-                output=self.options.out,
-            )
-            backend, names = make_backend(run.backend, run.config, plan, run_id, options)
-            if self._stop:
-                backend.close()
-                return _Attempt("interrupted", None, self._stop)
-            runner = Runner(
-                run.config,
-                plan,
-                backend,
-                base_dir=self.suite.folder,
-                metric_names=names,
                 observer=PlainConsole(self.options.out, quiet=True),
-                run_id=run_id,
+                preflight_output=self.options.out,
             )
-            outcome = runner.run()
+            if self._stop:
+                prepared.close()
+                return _Attempt("interrupted", None, self._stop)
+            outcome = prepared.run()
         except (PreflightError, BackendError) as exc:
             return _Attempt("failed", None, str(exc))
+        for warning in outcome.warnings:
+            self.say(f"  warning: {warning}")
         self._note_origin(run, outcome.run_dir)
         return _Attempt(outcome.status, outcome.run_dir, outcome.reason)
 

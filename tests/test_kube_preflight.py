@@ -55,6 +55,7 @@ def test_a_healthy_setup_passes_and_reports_colon_names(kube_cluster, prometheus
             "num_requests_running",
             "num_requests_waiting",
             "kv_cache_usage_perc",
+            "generation_tokens_total",
         ],
     )
     report = preflight(make_backend(kube_cluster, prometheus.url), queries=GOOD_QUERIES)
@@ -69,6 +70,7 @@ def test_a_healthy_setup_passes_and_reports_colon_names(kube_cluster, prometheus
         "running": "vllm:num_requests_running",
         "waiting": "vllm:num_requests_waiting",
         "kv_cache": "vllm:kv_cache_usage_perc",
+        "generation_tokens": "vllm:generation_tokens_total",
     }
     assert report.warnings == []
 
@@ -149,7 +151,7 @@ def test_underscore_names_are_detected_on_a_real_server(kube_cluster, prometheus
     assert names.names["ttft"] == "vllm_time_to_first_token_seconds"
     assert names.names["itl"] == "vllm_time_per_output_token_seconds"  # the ITL fallback
     assert names.names["waiting"] == "vllm_num_requests_waiting"
-    assert set(names.missing) == {"request_success", "running", "kv_cache"}
+    assert set(names.missing) == {"request_success", "running", "kv_cache", "generation_tokens"}
     assert report.ok and "request_success" in report.warnings[0]
 
 

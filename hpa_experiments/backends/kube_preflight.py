@@ -18,7 +18,10 @@ from typing import Any
 
 from hpa_experiments.backends.base import QueryError
 from hpa_experiments.backends.kube import RUN_LABEL, KubeBackend
+from hpa_experiments.backends.prom import PromClient
+from hpa_experiments.config import EnergyConfig
 from hpa_experiments.errors import BackendError
+from hpa_experiments.promql import deployment_pods_regex, gpu_selector
 from hpa_experiments.retry import PermanentFailure, RetryPolicy
 
 PREFLIGHT_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.3, max_delay=1.0)
@@ -31,6 +34,7 @@ VLLM_METRICS: dict[str, tuple[str, ...]] = {
     "running": ("num_requests_running",),
     "waiting": ("num_requests_waiting",),
     "kv_cache": ("kv_cache_usage_perc", "gpu_cache_usage_perc"),
+    "generation_tokens": ("generation_tokens_total",),
 }
 _SERIES_SUFFIXES = ("", "_sum", "_count", "_bucket", "_total", "_created")
 
@@ -140,7 +144,9 @@ def _check_read(report: PreflightReport, what: str, read: Callable[[], dict[str,
     return found
 
 
-def _check_prometheus(backend: KubeBackend, report: PreflightReport, queries: Mapping[str, str]) -> None:
+def _check_prometheus(
+    backend: KubeBackend, report: PreflightReport, queries: Mapping[str, str], energy: EnergyConfig | None
+) -> None:
     prom = backend.prom
     if prom is None:
         if queries:
@@ -160,10 +166,13 @@ def _check_prometheus(backend: KubeBackend, report: PreflightReport, queries: Ma
         if problem is not None:
             report.problems.append(f"query {label} is rejected by Prometheus: {problem}")
     try:
-        report.metric_names = detect_metric_names(prom.metric_names())
+        available = prom.metric_names()
     except QueryError as exc:
         report.problems.append(f"cannot list metric names: {exc}")
         return
+    report.metric_names = detect_metric_names(available)
+    if energy is not None:
+        _check_gpu_power(backend, prom, report, energy, available)
     if report.metric_names.style == "unknown":
         report.warnings.append(f"Prometheus at {prom.url} has no vLLM metrics (vllm:* or vllm_*) yet")
     elif report.metric_names.missing:
@@ -172,16 +181,47 @@ def _check_prometheus(backend: KubeBackend, report: PreflightReport, queries: Ma
         )
 
 
+def _check_gpu_power(
+    backend: KubeBackend, prom: PromClient, report: PreflightReport, energy: EnergyConfig, available: Collection[str]
+) -> None:
+    """Energy is optional: without DCGM power series for the Deployment's pods a warning, not a problem."""
+    pods = f"{backend.namespace}/{deployment_pods_regex(backend.deployment)}"
+    if energy.power_metric not in available:
+        report.warnings.append(
+            f"no DCGM power series for pods {pods}: Prometheus has no {energy.power_metric} at all "
+            "(is dcgm-exporter scraped?); energy will not be measured"
+        )
+        return
+    series = energy.power_metric + gpu_selector(energy, backend.namespace, backend.deployment)
+    try:
+        found = prom.query(f"count({series})")
+    except QueryError as exc:
+        report.warnings.append(f"no DCGM power series for pods {pods}: the query failed ({exc}); "
+                               "energy may not be measured")
+        return
+    if not found:
+        report.warnings.append(
+            f"no DCGM power series for pods {pods} ({series}): energy will not be measured "
+            "(behind some ServiceMonitors the labels are exported_namespace/exported_pod: "
+            "set energy.namespace_label and energy.pod_label)"
+        )
+
+
 def preflight(
-    backend: KubeBackend, *, queries: Mapping[str, str] | None = None, will_apply_hpa: bool = False
+    backend: KubeBackend,
+    *,
+    queries: Mapping[str, str] | None = None,
+    will_apply_hpa: bool = False,
+    energy: EnergyConfig | None = None,
 ) -> PreflightReport:
     """Check the cluster, the namespace, Deployment and HPA, Prometheus and the queries. Never raises.
 
     `queries` maps a label (e.g. "ttft") to PromQL; each is sent once so the server parses it.
     With `will_apply_hpa` the HPA need not exist yet (the run applies it); only the namespace is checked.
-    A backend without an HPA name (HPA disabled) skips the HPA checks.
+    A backend without an HPA name (HPA disabled) skips the HPA checks.  With `energy`, a warning
+    when Prometheus has no GPU power series for the Deployment's pods.
     """
     report = PreflightReport()
     _check_kubernetes(backend, report, will_apply_hpa)
-    _check_prometheus(backend, report, dict(queries or {}))
+    _check_prometheus(backend, report, dict(queries or {}), energy)
     return report

@@ -7,6 +7,8 @@ Pieces and how they meet, in virtual-time order:
 - prometheus-adapter: at each HPA sync, per-pod values come from an instant PromQL query
   `avg(vllm:<metric>{namespace=..,pod=~..}) by (pod)`, as the kit's adapter rules do.
 - `HpaController` (hpa.py): the real algorithm; its desired replicas scale the Fleet.
+- DCGM exporter: each scrape also appends GPU power and utilization per GPU of every pod
+  that holds GPUs (power.py).
 - The monitor's PromQL runs on the same TSDB through `PromQLEngine`, so simulated columns
   mean what real ones mean.
 
@@ -35,6 +37,7 @@ from hpa_experiments.backends.base import (
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.backends.sim.power import GpuMeter
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.config import ExperimentConfig
@@ -113,6 +116,7 @@ class SimBackend(Backend):
             self.hpa = HpaController(config.hpa_manifest, created_at=VIRTUAL_EPOCH - phases[1] * 15.0)
         self.jobs: dict[str, LoadGenerator] = {}
         self._scraped_pods: set[str] = set()
+        self.gpus = GpuMeter(self.profile, config.energy, self.namespace)  # the DCGM exporter
 
     # -- time ------------------------------------------------------------------------
 
@@ -138,9 +142,12 @@ class SimBackend(Backend):
             present.add(pod.name)
             extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
             samples += [({"__name__": name, **labels, **extra}, value) for name, labels, value in families]
-        self.tsdb.append_many(t, samples)
+        gpu_samples, gpus_released = self.gpus.scrape(t, self.fleet.pods)
+        self.tsdb.append_many(t, samples + gpu_samples)
         for gone in sorted(self._scraped_pods - present):  # the pod left: Prometheus marks its series stale
             self.tsdb.mark_stale({"namespace": self.namespace, "pod": gone}, t)
+        for labels in gpus_released:
+            self.tsdb.mark_stale(labels, t)
         self._scraped_pods = present
 
     def _sync_hpa(self, t: float) -> None:

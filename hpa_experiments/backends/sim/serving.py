@@ -154,6 +154,10 @@ class Replica:
         self._heap_counter = 0
         self.used_blocks = 0
         self._abort_pending = False
+        # time spent stepping (a batch on the GPU), for the power model: closed busy periods, and
+        # the start of the open one (None while idle)
+        self._busy_s = 0.0
+        self._busy_since: float | None = None
 
         # the plan: what runs from self.t until next_event_t
         self._plan = _IDLE
@@ -211,6 +215,7 @@ class Replica:
             return
         if self._plan == _IDLE:
             self.t = max(self.t, t)
+            self._busy_since = self.t
             self.waiting.append(req)
             self._plan_next()
         else:
@@ -260,6 +265,12 @@ class Replica:
     @property
     def idle(self) -> bool:
         return self._plan == _IDLE
+
+    def busy_time(self, t: float) -> float:
+        """Seconds spent stepping from the start until `t` (call after `advance_to(t)`): the share of
+        an interval it grows by is the GPU utilization DCGM reports.  A killed engine is not read again."""
+        since = self._busy_since
+        return self._busy_s if since is None else self._busy_s + (t - since)
 
     def tokens_by(self, req: Request, t: float) -> int:
         """Output tokens `req` has produced in steps ending at or before `t` (call after `advance_to(t)`)."""
@@ -327,6 +338,8 @@ class Replica:
             self._purge_aborted()
         if not self.running and not self.waiting:
             self._plan, self.next_event_t = _IDLE, _INF
+            self._busy_s += self.t - self._busy_since  # opened by `submit` when the work arrived
+            self._busy_since = None
             return
         free = self.usable_blocks - self.used_blocks
         decode_need = self._phase[-self._s % self._block] if self._n_decode else 0
