@@ -24,6 +24,7 @@ PINNED = {
     "max_num_seqs": 1024,
     "max_num_batched_tokens": 8192,
     "kv_capacity_tokens": 467_280,
+    "gpu_memory_gib": 80.0,  # BLIS's capacity is 80 GiB x 0.9 - the weights (79.65 GiB leaves less)
     "block_size": 16,
     "output_len": 1024,
     "natural_output_len_mean": None,

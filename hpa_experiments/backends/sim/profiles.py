@@ -9,7 +9,12 @@ Sources (all in /work/shared/reference/sim-model.md unless noted):
   Llama-3.1-8B-Instruct, H100, TP1, vLLM v0.8.4, beta = [6472.0, 19.797, 304.40] us (section 4.2).
   b2 fitted: 0.06 ms/seq (BLIS: 0.304; section 4.5 brackets it between 0.03 and 0.3 ms/seq); with
   b0 it gives ITL 6.5 ms at batch 1 (measured 6.5-7 ms, section 4.5).
-- KV capacity 29,205 blocks x 16 tokens = 467,280 tokens (BLIS defaults.yaml, section 4.2/4.5).
+- KV capacity: derived from the hardware and model fields (`kv_capacity`), as vLLM sizes its cache:
+  79.65 GiB x 0.9 - 14.96 GiB of weights = 56.73 GiB, at 128 KiB per token 464,704 tokens
+  (29,044 blocks of 16).  BLIS's 467,280 tokens (29,205 blocks, defaults.yaml, section 4.2/4.5) is
+  the same formula on the nominal 80 GiB; nvidia-smi reports 79.65 GiB (81,559 MiB), so the
+  derived figure is the one consistent with the stated memory (0.55 % smaller).  Both ignore the
+  activation and CUDA-graph memory vLLM also reserves, so a real server holds somewhat less.
 - scheduler limits max_num_seqs 1024, max_num_batched_tokens 8192: vLLM defaults for GPUs with
   >= 70 GiB that are not A100 (section 3, `get_batch_defaults`); the reference runs used defaults.
 - pod startup: Pending (scheduling, image cached) then loading (weights + compile + CUDA graphs,
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,7 +59,7 @@ class Profile:
     # scheduler and KV cache
     max_num_seqs: int = 1024
     max_num_batched_tokens: int = 8192
-    kv_capacity_tokens: int = 467_280
+    kv_capacity_tokens: int | None = None  # None: derived from the memory fields below (kv_capacity)
     block_size: int = 16
     # pod lifecycle (seconds)
     pod_pending_s: float = 5.0
@@ -79,8 +85,9 @@ class Profile:
     gpus_per_replica: int = 1  # tensor-parallel size: GPUs each vLLM pod holds
     gpu_memory_gib: float = 79.65  # per GPU; H100 80GB HBM3 as nvidia-smi reports it (81,559 MiB)
     gpu_memory_utilization: float = 0.9  # vLLM --gpu-memory-utilization default
-    model_weights_gib: float = 14.96  # 8.03e9 parameters x 2 bytes (bf16), whole model
-    kv_bytes_per_token: int = 131_072  # 32 layers x 8 KV heads x 128 dims x 2 (K and V) x 2 bytes
+    model_weights_gib: float = 14.9575  # 8,030,261,248 parameters x 2 bytes (bf16), whole model
+    # whole model (split over the GPUs of a replica): 32 layers x 8 KV heads x 128 dims x 2 (K and V) x 2 bytes
+    kv_bytes_per_token: int = 131_072
     # GPU power (watts per GPU) by utilization: idle + (busy - idle) x busy share; H100 SXM TDP 700 W
     gpu_idle_w: float = 75.0
     gpu_busy_w: float = 700.0
@@ -90,8 +97,37 @@ class Profile:
     drain_grace_s: float = 30.0  # terminationGracePeriodSeconds default
 
     @property
+    def usable_gib(self) -> float:
+        """GPU memory vLLM may use per replica: gpu_memory_gib x gpus_per_replica x gpu_memory_utilization."""
+        return self.gpu_memory_gib * self.gpus_per_replica * self.gpu_memory_utilization
+
+    @property
+    def kv_memory_gib(self) -> float:
+        """What is left for the KV cache after the weights (may be <= 0: the model does not fit)."""
+        return self.usable_gib - self.model_weights_gib
+
+    @property
+    def kv_capacity(self) -> int:
+        """KV cache tokens per replica: `kv_capacity_tokens` if set, else derived from memory in whole blocks."""
+        if self.kv_capacity_tokens is not None:
+            return self.kv_capacity_tokens
+        tokens = math.floor(self.kv_memory_gib * 2**30 / self.kv_bytes_per_token)
+        return max(0, tokens) // self.block_size * self.block_size
+
+    @property
     def kv_blocks(self) -> int:
-        return self.kv_capacity_tokens // self.block_size
+        return self.kv_capacity // self.block_size
+
+    def kv_cache_facts(self) -> dict[str, Any]:
+        """The KV cache per replica and where its size comes from (run.json's backend_info)."""
+        return {
+            "capacity_tokens": self.kv_capacity,
+            "blocks": self.kv_blocks,
+            "source": "derived from memory" if self.kv_capacity_tokens is None else "kv_capacity_tokens",
+            "usable_gib": self.usable_gib,
+            "left_after_weights_gib": self.kv_memory_gib,
+            "kv_cache_gib": self.kv_capacity * self.kv_bytes_per_token / 2**30,
+        }
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -101,7 +137,9 @@ class Profile:
             problems.append("a decode step must take time (step_base_s + step_per_decode_seq_s > 0)")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < self.max_num_seqs:
             problems.append("need 1 <= max_num_seqs <= max_num_batched_tokens")
-        if self.block_size < 1 or self.kv_blocks < 2:
+        memory_problems = self._memory_problems()
+        problems += memory_problems
+        if not memory_problems and (self.block_size < 1 or self.kv_blocks < 2):
             problems.append("kv_capacity_tokens must hold at least 2 blocks of block_size tokens")
         if not 1 <= self.prompt_len_min <= self.prompt_len_mean <= self.prompt_len_max:
             problems.append("need 1 <= prompt_len_min <= prompt_len_mean <= prompt_len_max")
@@ -121,6 +159,32 @@ class Profile:
             problems.append("readiness_period_s must be > 0")
         if problems:
             raise ConfigError([f"simulation profile {self.name!r}: {p}" for p in problems])
+
+    def _memory_problems(self) -> list[str]:
+        """Does the model fit, and does the KV cache (derived or explicit) fit next to it?"""
+        if self.gpus_per_replica < 1 or self.gpu_memory_gib <= 0 or self.kv_bytes_per_token < 1:
+            return ["need gpus_per_replica >= 1, gpu_memory_gib > 0 and kv_bytes_per_token >= 1"]
+        if not 0 < self.gpu_memory_utilization <= 1 or self.model_weights_gib < 0:
+            return ["need 0 < gpu_memory_utilization <= 1 and model_weights_gib >= 0"]
+        if self.block_size < 1:
+            return []  # reported by validate()
+        gpus = f"{self.gpus_per_replica} GPU{'s' if self.gpus_per_replica > 1 else ''}"
+        usable = f"{self.gpu_memory_gib:g} GiB x {gpus} x {self.gpu_memory_utilization:g} = {self.usable_gib:.1f} GiB"
+        left = self.kv_memory_gib
+        if left <= 0:
+            relation = ">" if self.model_weights_gib > self.usable_gib else "="
+            return [f"the model does not fit: {self.model_weights_gib:.1f} GiB of weights {relation} {usable} usable"]
+        leaves = f"{usable} usable - {self.model_weights_gib:.2f} GiB of weights leaves {left:.2f} GiB"
+        if self.kv_capacity_tokens is None:
+            if self.kv_capacity < self.max_total_len:
+                return [f"the KV cache cannot hold one sequence of max_total_len {self.max_total_len:,} tokens: "
+                        f"{leaves} = {self.kv_capacity:,} tokens at {self.kv_bytes_per_token:,} bytes per token"]
+            return []
+        needed = self.kv_capacity_tokens * self.kv_bytes_per_token / 2**30
+        if needed > left:
+            return [f"kv_capacity_tokens {self.kv_capacity_tokens:,} needs {needed:.2f} GiB at "
+                    f"{self.kv_bytes_per_token:,} bytes per token, but {leaves}"]
+        return []
 
 
 PROFILES: dict[str, Profile] = {
@@ -147,7 +211,7 @@ def load_profile(name: str = "llama-3.1-8b-h100", overrides: dict[str, Any] | No
 
 def _check_type(key: str, value: Any, default: Any) -> None:
     numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-    if key == "output_len":
+    if key in ("output_len", "kv_capacity_tokens"):
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
     elif key == "natural_output_len_mean":
         ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
