@@ -258,6 +258,7 @@ class SimBackend(Backend):
             "seed": self.seed,
             "virtual_epoch_utc": "2026-01-01T00:00:00Z",
             "profile": dataclasses.asdict(self.profile),
+            "kv_cache": self.profile.kv_cache_facts(),
             "prometheus": {"scrape_interval_s": self.scrape_interval, "lookback_s": 300},
             "hpa_controller": None
             if hpa is None
