@@ -31,6 +31,7 @@ import yaml
 from hpa_experiments.config import K8S_NAME, ExperimentConfig, MetricsConfig, config_from_data, load_config
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan, build_plan
+from hpa_experiments.rundir import REQUESTS_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from hpa_experiments.runner import Runner, RunObserver, RunResult
 
 DICT_SOURCE = "<dict>"  # names a config given as a dict in messages
-REQUESTS_FILE = "requests.csv"
 CONFIG_COPY = "experiment-config.yaml"
 
 
