@@ -1,0 +1,152 @@
+"""Per-request statistics of a run from its requests.csv (written by the twin; columns in
+`hpa_experiments.backends.sim.request_log`).
+
+Conventions:
+- Requests that arrived (`arrival_s`) before `metrics.warm_up_duration_s` stay in the file but are
+  left out of everything here; `excluded_by_warm_up` says how many.
+- Counts by outcome and token totals cover every remaining request; latency statistics (TTFT, mean
+  ITL, E2E, queue wait) only the completed ones.  An empty cell is a value that does not exist and
+  is never counted as 0.
+- Percentiles interpolate linearly between order statistics (numpy's default, as the sample
+  statistics of kpis.py): p50, p90, p99 and the run's `metrics.percentiles`.
+- The file is read in chunks; only the completed requests' latencies (float32) are kept, so a
+  24-hour run's millions of rows fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpa_experiments.analysis.load import Run
+from hpa_experiments.errors import UsageError
+from hpa_experiments.rundir import REQUESTS_FILE, percentile_label
+
+LATENCIES = ("ttft_ms", "itl_mean_ms", "e2e_ms", "queue_wait_ms")
+DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
+OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
+CHUNK_ROWS = 500_000
+DECIMALS = 3  # the file's resolution (microseconds); hides float32 noise
+_DTYPES: dict[str, Any] = {
+    "job": "category",
+    "outcome": "category",
+    "arrival_s": "float64",
+    "prompt_tokens": "int64",
+    "output_tokens": "int64",
+    **dict.fromkeys(LATENCIES, "float32"),
+}
+
+
+@dataclass
+class RequestScan:
+    """What one pass over requests.csv keeps: counts, token sums and the completed requests' latencies."""
+
+    warm_up_s: float
+    excluded_by_warm_up: int = 0
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job, outcome) -> requests
+    prompt_tokens: Counter[str] = field(default_factory=Counter)  # job -> tokens
+    output_tokens: Counter[str] = field(default_factory=Counter)
+    completed: pd.DataFrame = field(default_factory=lambda: _empty_completed())  # job + LATENCIES
+
+    @property
+    def jobs(self) -> list[str]:
+        """Jobs in order of their first request in the file."""
+        return list(dict.fromkeys(job for job, _ in self.counts))
+
+
+def _empty_completed() -> pd.DataFrame:
+    return pd.DataFrame({"job": pd.Categorical([]), **{c: np.array([], dtype="float32") for c in LATENCIES}})
+
+
+def requests_path(run: Run) -> Path | None:
+    path = run.path / REQUESTS_FILE
+    return path if path.is_file() else None
+
+
+def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
+    """Read requests.csv in chunks (see the module docstring)."""
+    scan = RequestScan(warm_up_s)
+    parts: list[pd.DataFrame] = []
+    try:
+        chunks = pd.read_csv(path, usecols=["job", "arrival_s", "outcome", "prompt_tokens", "output_tokens",
+                                            *LATENCIES], dtype=_DTYPES, chunksize=CHUNK_ROWS,
+                             keep_default_na=False, na_values=[""])
+        for chunk in chunks:
+            late = chunk["arrival_s"].to_numpy() >= warm_up_s
+            scan.excluded_by_warm_up += int((~late).sum())
+            chunk = chunk[late]
+            for (job, outcome), n in chunk.groupby(["job", "outcome"], observed=True, sort=False).size().items():
+                scan.counts[(str(job), str(outcome))] += int(n)
+            sums = chunk.groupby("job", observed=True, sort=False)[["prompt_tokens", "output_tokens"]].sum()
+            for job, row in sums.iterrows():
+                scan.prompt_tokens[str(job)] += int(row["prompt_tokens"])
+                scan.output_tokens[str(job)] += int(row["output_tokens"])
+            done = chunk.loc[chunk["outcome"] == "completed", ["job", *LATENCIES]]
+            parts.append(done)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    if parts:
+        jobs = pd.api.types.union_categoricals([p["job"] for p in parts], ignore_order=True)
+        frame = pd.concat([p.drop(columns="job") for p in parts], ignore_index=True)
+        frame.insert(0, "job", jobs)
+        scan.completed = frame
+    return scan
+
+
+def latency_stats(values: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float | int | None]:
+    """count, mean and percentiles of the present values (None without any)."""
+    present = values[~np.isnan(values)]
+    stats: dict[str, float | int | None] = {"count": len(present), "mean": None}
+    labels = [percentile_label(q) for q in quantiles]
+    if len(present) == 0:
+        stats.update(dict.fromkeys(labels))
+        return stats
+    stats["mean"] = round(float(present.mean(dtype=np.float64)), DECIMALS)
+    for label, value in zip(labels, np.percentile(present, [q * 100 for q in quantiles]), strict=True):
+        stats[label] = round(float(value), DECIMALS)
+    return stats
+
+
+def run_quantiles(run: Run) -> tuple[float, ...]:
+    """p50, p90, p99 and the run's configured `metrics.percentiles` (fractions), sorted."""
+    metrics = run.config.get("metrics")
+    configured = metrics.get("percentiles") if isinstance(metrics, dict) else None
+    extra = [float(q) for q in configured or [] if isinstance(q, (int, float)) and 0 < q < 1]
+    return tuple(sorted({*DEFAULT_QUANTILES, *extra}))
+
+
+def _group_kpis(scan: RequestScan, jobs: list[str], completed: pd.DataFrame,
+                quantiles: tuple[float, ...]) -> dict[str, Any]:
+    by_outcome = {o: sum(scan.counts[(job, o)] for job in jobs) for o in OUTCOMES}
+    return {
+        "requests": sum(by_outcome.values()),
+        "by_outcome": by_outcome,
+        "prompt_tokens": sum(scan.prompt_tokens[job] for job in jobs),
+        "output_tokens": sum(scan.output_tokens[job] for job in jobs),
+        **{column: latency_stats(completed[column].to_numpy(), quantiles) for column in LATENCIES},
+    }
+
+
+def request_kpis(run: Run) -> dict[str, Any] | None:
+    """The "requests" part of summary.json; None when the run has no requests.csv."""
+    path = requests_path(run)
+    if path is None:
+        return None
+    scan = scan_requests(path, run.warm_up_s)
+    quantiles = run_quantiles(run)
+    completed = scan.completed
+    per_job = {
+        job: _group_kpis(scan, [job], completed[completed["job"] == job], quantiles) for job in scan.jobs
+    }
+    return {
+        "source": REQUESTS_FILE,
+        "warm_up_s": scan.warm_up_s,
+        "excluded_by_warm_up": scan.excluded_by_warm_up,
+        **_group_kpis(scan, scan.jobs, completed, quantiles),
+        "per_job": per_job,
+    }
