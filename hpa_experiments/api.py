@@ -215,8 +215,8 @@ class Experiment:
     ) -> ExperimentResult:
         """Run the experiment (default backend and output folder: the config's) and analyse it.
 
-        `handle_signals=False` when not on the main thread; stop from another thread through
-        `prepare(...).request_stop()` instead."""
+        With `handle_signals` (on the main thread) SIGINT/SIGTERM stop the run with full cleanup;
+        to stop it from another thread, use `prepare(...)` and its `request_stop()`."""
         prepared = self.prepare(
             backend,
             output_dir,

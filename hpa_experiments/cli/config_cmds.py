@@ -11,7 +11,7 @@ from hpa_experiments.errors import EXIT_INVALID, ConfigError
 
 
 def validate(
-    configs: list[Path] = typer.Argument(..., help="Experiment config files (YAML).", show_default=False),
+    configs: list[Path] = typer.Argument(..., help="Experiment config files (YAML or JSON).", show_default=False),
 ) -> None:
     """Check experiment configs: keys, types, durations, job manifests, the HPA manifest.
 
@@ -39,7 +39,7 @@ def validate(
 
 
 def plan(
-    config: Path = typer.Argument(..., help="Experiment config file (YAML).", show_default=False),
+    config: Path = typer.Argument(..., help="Experiment config file (YAML or JSON).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON for machines."),
 ) -> None:
     """Show an experiment's timeline: one bar per job, load per segment, peak, cooldown, total."""
