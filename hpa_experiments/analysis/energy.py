@@ -1,0 +1,153 @@
+"""Energy, GPU-hours and cost of a run, for the whole run and per phase (summary.json's "energy").
+
+Inputs are metrics.csv's energy columns (see `rundir.ENERGY_COLUMNS`): `gpu_power_w` (all the
+Deployment's GPUs, from DCGM), `gpu_utilization_pct`, `gpu_count` and `generation_tokens_per_s`.
+Conventions are those of kpis.py:
+- Each sample holds its value until the next sample, the last one for one interval; energy is
+  the area under that step function (W x s = J; 1 kWh = 3.6e6 J), output tokens likewise.
+- An empty cell is not 0: the figures cover only the time with data, and `power_coverage` says
+  how much of the time that was.  Without any power data every energy figure is None.
+- Joules per output token use only the time where both power and the token rate are known.
+- GPU-hours: measured from `gpu_count` when present; else replicas x GPUs per replica (the twin's
+  profile knows them; otherwise 1 GPU per replica is assumed, and `gpu_hours_basis` says so).
+  `kpis.replicas.gpu_hours` stays what it was: replica-hours at 1 GPU per replica.
+- Cost = GPU-hours x `cost.price_per_gpu_hour` of the config, when a price is set.
+- Phases partition the run by metrics.csv's `phase` column (the jobs running at each sample,
+  "gap", "cooldown", "done"), so the phases' energies add up to the run's; a label that comes
+  back later (a second "gap") is one row, `duration_s` its total time.  Warm-up is not left out:
+  energy is what the run cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpa_experiments.analysis.kpis import sample_durations
+from hpa_experiments.analysis.load import Run
+
+JOULES_PER_KWH = 3.6e6
+POWER_COLUMN = "gpu_power_w"
+
+
+class _EnergyColumns:
+    """The columns energy needs, as float arrays (NaN = no value), and each sample's duration."""
+
+    def __init__(self, run: Run):
+        self.elapsed = run.elapsed.to_numpy(dtype=float)
+        self.weights = sample_durations(self.elapsed, run.interval_s)
+        self.power = self._get(run, POWER_COLUMN)
+        self.utilization = self._get(run, "gpu_utilization_pct")
+        self.gpu_count = self._get(run, "gpu_count")
+        self.tokens_per_s = self._get(run, "generation_tokens_per_s")
+        self.replicas = self._get(run, "replicas")
+        phases = run.metrics["phase"] if "phase" in run.metrics.columns else None
+        self.phase = None if phases is None else phases.fillna("").astype(str).to_numpy()
+
+    def _get(self, run: Run, name: str) -> np.ndarray:
+        if name not in run.metrics.columns:
+            return np.full(len(self.elapsed), np.nan)
+        return run.metrics[name].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _area(values: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[float | None, float]:
+    """(sum of value x duration over the masked samples that have a value, their total duration)."""
+    valid = mask & ~np.isnan(values)
+    if not valid.any():
+        return None, 0.0
+    return float((values[valid] * weights[valid]).sum()), float(weights[valid].sum())
+
+
+def gpus_per_replica(run: Run) -> int | None:
+    """GPUs each replica holds, when the run says (the twin's profile in run.json); else None."""
+    profile = (run.info.get("backend_info") or {}).get("profile")
+    value = profile.get("gpus_per_replica") if isinstance(profile, dict) else None
+    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
+
+
+def price_per_gpu_hour(run: Run) -> tuple[float | None, str]:
+    """`cost.price_per_gpu_hour` and `cost.currency` of the run's config (None: no price set)."""
+    cost = run.config.get("cost")
+    if not isinstance(cost, dict):
+        return None, "USD"
+    price = cost.get("price_per_gpu_hour")
+    price = float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) and price > 0 else None
+    return price, str(cost.get("currency") or "USD")
+
+
+def window_energy(
+    cols: _EnergyColumns, mask: np.ndarray, gpus: int | None, price: float | None
+) -> dict[str, Any]:
+    """Energy, power, tokens, GPU-hours and cost over the samples selected by `mask`."""
+    w = cols.weights
+    duration = float(w[mask].sum())
+    joules, covered = _area(cols.power, w, mask)
+    util, util_time = _area(cols.utilization, w, mask)
+    tokens, _ = _area(cols.tokens_per_s, w, mask)
+    both = mask & ~np.isnan(cols.power)
+    joules_both, _ = _area(cols.power, w, both & ~np.isnan(cols.tokens_per_s))
+    tokens_both, _ = _area(cols.tokens_per_s, w, both)
+    powered = mask & ~np.isnan(cols.power)
+    gpu_hours, basis = _gpu_hours(cols, mask, gpus)
+    return {
+        "duration_s": duration,
+        "energy_kwh": None if joules is None else joules / JOULES_PER_KWH,
+        "power_coverage": covered / duration if duration > 0 else None,
+        "mean_power_w": joules / covered if joules is not None and covered > 0 else None,
+        "peak_power_w": float(cols.power[powered].max()) if powered.any() else None,
+        "mean_utilization_pct": util / util_time if util is not None and util_time > 0 else None,
+        "output_tokens": tokens,
+        "joules_per_token": joules_both / tokens_both
+        if joules_both is not None and tokens_both is not None and tokens_both > 0 else None,
+        "gpu_hours": gpu_hours,
+        "gpu_hours_basis": basis,
+        "cost": gpu_hours * price if gpu_hours is not None and price is not None else None,
+    }
+
+
+def _gpu_hours(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None) -> tuple[float | None, str | None]:
+    gpu_seconds, _ = _area(cols.gpu_count, cols.weights, mask)
+    if gpu_seconds is not None:
+        return gpu_seconds / 3600.0, "gpu_count (measured)"
+    replica_seconds, _ = _area(cols.replicas, cols.weights, mask)
+    if replica_seconds is None:
+        return None, None
+    if gpus is None:
+        return replica_seconds / 3600.0, "replicas x 1 GPU (assumed: no gpu_count data)"
+    return replica_seconds * gpus / 3600.0, f"replicas x {gpus} GPU{'s' if gpus > 1 else ''} (profile)"
+
+
+def energy_kpis(run: Run) -> dict[str, Any]:
+    """Run-level and per-phase energy, GPU-hours and cost (JSON-ready; missing values are None)."""
+    cols = _EnergyColumns(run)
+    gpus = gpus_per_replica(run)
+    price, currency = price_per_gpu_hour(run)
+    everything = np.ones(len(cols.elapsed), dtype=bool)
+    run_level = window_energy(cols, everything, gpus, price)
+    phases = []
+    if cols.phase is not None:
+        for label in dict.fromkeys(cols.phase):  # in order of first appearance
+            mask = cols.phase == label
+            start = float(cols.elapsed[mask][0])
+            phases.append({"phase": label or "(none)", "start_s": start,
+                           "end_s": float(cols.elapsed[mask][-1] + cols.weights[mask][-1]),
+                           **window_energy(cols, mask, gpus, price)})
+    return {
+        "measured": run_level["energy_kwh"] is not None,
+        "run": run_level,
+        "phases": phases,
+        "gpus_per_replica": gpus,
+        "price_per_gpu_hour": price,
+        "currency": currency,
+        "notes": _notes(run_level),
+    }
+
+
+def _notes(run_level: dict[str, Any]) -> list[str]:
+    coverage = run_level["power_coverage"]
+    if run_level["energy_kwh"] is None:
+        return ["no GPU power data (gpu_power_w is empty: no DCGM exporter series for the Deployment's pods)"]
+    if coverage is not None and coverage < 1.0:
+        return [f"GPU power known for {coverage * 100:.1f}% of the run's time: energy covers that part only"]
+    return []
