@@ -15,6 +15,7 @@ from rich.table import Table
 from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
+from hpa_experiments.analysis.request_plots import write_request_plots
 
 HTML_FILE = "report.html"
 NO_DATA = "no data"
@@ -67,6 +68,24 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
+    return rows + request_rows(summary.get("requests"))
+
+
+def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Per-request KPIs (requests.csv, twin runs only); none without the file."""
+    if not requests:
+        return []
+    outcomes = requests["by_outcome"]
+    rows = [("requests", "completed / aborted at scale-down / aborted at Job stop / rejected / running at end",
+             " / ".join(f"{outcomes[o]:,}" for o in outcomes))]
+    for column, label in (("ttft_ms", "TTFT"), ("itl_mean_ms", "mean ITL"), ("e2e_ms", "E2E"),
+                          ("queue_wait_ms", "queue wait")):
+        stats = requests[column]
+        text = NO_DATA if not stats["count"] else " / ".join(
+            fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
+        rows.append(("requests", f"{label} per completed request mean / p50 / p90 / p99", text))
+    tokens = f"{requests['prompt_tokens']:,} / {requests['output_tokens']:,}"
+    rows.append(("requests", "prompt / output tokens", tokens))
     return rows
 
 
@@ -171,6 +190,8 @@ KPI_DEFINITIONS = [
     "at one GPU per replica. Direction changes: how often replicas switch between rising and falling.",
     "TTFT and ITL statistics are over the sampled values (each a mean over the Prometheus rate window), "
     "not over individual requests.",
+    "Requests (twin runs, from requests.csv): one row per request; latencies over the completed requests "
+    "that arrived after the warm-up, mean ITL per request = (last token - first token) / (output tokens - 1).",
     "A value that was not obtained is shown as \"no data\", never as 0.",
 ]
 
@@ -253,7 +274,7 @@ def build_report(run_or_path: Run | Path) -> ReportFiles:
     """summary.json, plots/*.png and report.html in the run directory."""
     run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
     summary, summary_path = write_summary(run)
-    plots = write_standard_plots(run)
+    plots = write_standard_plots(run) + write_request_plots(run)
     html_path = run.path / HTML_FILE
     html_path.write_text(html_report(summary, plots), encoding="utf-8")
     return ReportFiles(summary, summary_path, plots, html_path)
