@@ -36,9 +36,10 @@ RESULTS = REPO / "benchmarks" / "results"
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
 
 
-def rss_mib() -> float:
+def rss_mib(field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS) or the peak so far (VmHWM) of this process."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -107,9 +108,18 @@ def child(config_path: Path, out: Path) -> dict[str, Any]:
     fleet = backend.fleet  # type: ignore[attr-defined]
     sent = sum(job.sent for job in fleet.jobs.values())
     rows = sum(1 for _ in (result.run_dir / "metrics.csv").open()) - 1
-    return {"exit_code": result.exit_code, "virtual_s": plan.total, "wall_s": wall,
-            "speedup": plan.total / wall, "requests_sent": sent, "metrics_rows": rows,
-            "hourly": observer.marks, "rss_end_mib": rss_mib()}
+    measured = {"exit_code": result.exit_code, "virtual_s": plan.total, "wall_s": wall,
+                "speedup": plan.total / wall, "requests_sent": sent, "metrics_rows": rows,
+                "hourly": observer.marks, "rss_end_mib": rss_mib(), "peak_rss_run_mib": rss_mib("VmHWM"),
+                "requests_csv_bytes": (result.run_dir / "requests.csv").stat().st_size}
+    # what `hpa-exp run` does next for summary.json: the per-request statistics read requests.csv
+    from hpa_experiments.analysis.load import load_run
+    from hpa_experiments.analysis.requests import request_kpis
+
+    started = time.perf_counter()
+    request_kpis(load_run(result.run_dir))
+    measured["request_kpis_s"] = time.perf_counter() - started
+    return measured
 
 
 def measure(config_path: Path, out: Path) -> dict[str, Any]:
@@ -159,12 +169,15 @@ def main() -> None:
             results["high_load"] = {**best, "wall_s_all": [r["wall_s"] for r in runs]}
             print(f"high-load: {best['virtual_s']:g} virtual s in {best['wall_s']:.2f} s "
                   f"({best['speedup']:.0f}x real time), {best['requests_sent']} requests, "
-                  f"peak RSS {best['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"peak RSS {best['peak_rss_run_mib']:.0f} MiB (run) / {best['peak_rss_mib']:.0f} MiB "
+                  f"(with request statistics, {best['request_kpis_s']:.2f} s)", flush=True)
         if args.only in (None, "day"):
             day = measure(day_config(folder, args.hours), folder / "day")
             results["day"] = {**day, "hours": args.hours}
             print(f"day: {args.hours:g} h in {day['wall_s']:.0f} s ({day['speedup']:.0f}x), "
-                  f"{day['requests_sent']} requests, peak RSS {day['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"{day['requests_sent']} requests, requests.csv {day['requests_csv_bytes'] / 2**20:.0f} MiB, "
+                  f"peak RSS {day['peak_rss_run_mib']:.0f} MiB (run) / {day['peak_rss_mib']:.0f} MiB "
+                  f"(with request statistics, {day['request_kpis_s']:.1f} s)", flush=True)
             for mark in day["hourly"]:
                 print(f"  hour {mark['virtual_h']:4.0f}: wall {mark['wall_s']:7.1f} s  RSS {mark['rss_mib']:.1f} MiB")
     results["load_avg_at_end"] = os.getloadavg()
