@@ -266,3 +266,14 @@ def test_a_suite_takes_a_json_config_with_overrides(tmp_path: Path) -> None:
     suite = load_suite(suite_file)
     assert [(run.repeat, run.config.jobs[0].rate, run.config.simulation.seed) for run in suite.runs] == [
         (1, 4.0, SEED), (2, 4.0, SEED + 1)]
+
+
+def test_the_menu_lists_json_configs_with_the_yaml_ones(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from hpa_experiments.menu.context import MenuContext
+
+    for name in ("b.json", "a.yaml", "c.yml", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    context = MenuContext(Console(), configs_dir=tmp_path, data_dir=tmp_path / "data", cluster=None)
+    assert [p.name for p in context.config_files()] == ["a.yaml", "b.json", "c.yml"]
