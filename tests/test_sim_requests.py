@@ -15,6 +15,9 @@ import yaml
 
 from hpa_experiments.backends.factory import BackendOptions, make_backend
 from hpa_experiments.backends.sim.backend import SimBackend
+from hpa_experiments.backends.sim.fleet import Fleet
+from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.request_log import COLUMNS, OUTCOMES, RequestLog
 from hpa_experiments.backends.sim.serving import Request
 from hpa_experiments.config import load_config
@@ -236,3 +239,44 @@ def test_the_log_keeps_no_rows_in_memory(tmp_path: Path) -> None:
     assert size > 200_000 * 50
     with (tmp_path / REQUESTS_FILE).open() as fh:
         assert sum(1 for _ in fh) == 200_001
+
+
+def gateway_fleet(tmp_path: Path) -> tuple[Fleet, LoadGenerator, RequestLog]:
+    """No pod at first: requests wait at the gateway until the one pod created at 0 s is Ready."""
+    profile = load_profile(overrides={"job_start_delay_s": 0.0})
+    fleet = Fleet(profile, seed=4, initial_replicas=0)
+    log = RequestLog(tmp_path / REQUESTS_FILE, 0.0)
+    fleet.request_log = log
+    job = LoadGenerator("only-r1", profile, rate=4.0, start_t=0.0, seed=9, job="only")
+    fleet.add_job(job)
+    fleet.scale_to(1, 0.0)
+    return fleet, job, log
+
+
+def test_requests_waiting_at_the_gateway_count_that_wait_in_queue_wait_and_ttft(tmp_path: Path) -> None:
+    fleet, job, log = gateway_fleet(tmp_path)
+    ready_t = fleet.pods[0].ready_t
+    fleet.advance_to(ready_t + 60.0)
+    fleet.stop_job("only-r1", ready_t + 60.0)
+    log.close(fleet.in_flight(), ready_t + 60.0)
+    rows = read_rows(tmp_path)
+    early = [r for r in rows if r["arrival_s"] < ready_t]
+    assert len(early) > 100 and all(r["replica"] == "vllm-0" for r in rows)
+    for row in early:
+        if row["outcome"] == "completed":
+            assert row["queue_wait_ms"] >= (ready_t - row["arrival_s"]) * 1000 - 1e-3
+            assert row["ttft_ms"] > row["queue_wait_ms"]
+    assert len(rows) == job.sent
+
+
+def test_requests_cancelled_at_the_gateway_have_no_replica_wait_or_tokens(tmp_path: Path) -> None:
+    fleet, job, log = gateway_fleet(tmp_path)
+    fleet.advance_to(30.0)
+    fleet.stop_job("only-r1", 30.0)
+    log.close(fleet.in_flight(), 30.0)
+    rows = read_rows(tmp_path)
+    assert len(rows) == job.sent > 100
+    for row in rows:
+        assert row["outcome"] == "aborted_job_stopped" and row["end_s"] == 30.0
+        assert row["replica"] == "" and row["queue_wait_ms"] is None and row["ttft_ms"] is None
+        assert row["output_tokens"] == 0
