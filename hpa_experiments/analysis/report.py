@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hpa_experiments.analysis.energy_plots import write_energy_plots
 from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
@@ -68,7 +69,46 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
-    return rows + request_rows(summary.get("requests"))
+    return rows + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
+
+
+def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """GPU energy, power, J per token, GPU-hours and (with a price) cost; "no data" without power series."""
+    if not energy:
+        return [("energy", "GPU energy", NO_DATA)]
+    whole = energy["run"]
+    if whole["energy_kwh"] is None:
+        rows = [("energy", "GPU energy", NO_DATA)]
+    else:
+        coverage = whole["power_coverage"]
+        known = "" if coverage is None or coverage >= 0.9995 else f" (power known for {pct(coverage)} of the time)"
+        rows = [
+            ("energy", "GPU energy", f"{fmt(whole['energy_kwh'], ' kWh', 3)}{known}"),
+            ("energy", "GPU power mean / peak",
+             f"{fmt(whole['mean_power_w'], ' W', 0)} / {fmt(whole['peak_power_w'], ' W', 0)}"),
+            ("energy", "GPU utilization mean", fmt(whole["mean_utilization_pct"], " %", 1)),
+            ("energy", "energy per output token", fmt(whole["joules_per_token"], " J", 3)),
+        ]
+    basis = whole["gpu_hours_basis"]
+    rows.append(("energy", f"GPU-hours ({basis})" if basis else "GPU-hours", fmt(whole["gpu_hours"], "", 3)))
+    price, currency = energy["price_per_gpu_hour"], energy["currency"]
+    if price is not None:
+        rows.append(("cost", f"GPU-hours x {fmt(price, '', 2)} {currency}", fmt(whole["cost"], f" {currency}", 2)))
+    return rows
+
+
+ENERGY_PHASE_HEADERS = ["phase (samples labelled)", "time", "GPU energy", "GPU power mean", "J per token",
+                        "GPU-hours"]
+
+
+def energy_phase_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Energy per phase, when the run has power data (the phases add up to the run)."""
+    energy = summary.get("energy")
+    if not energy or energy["run"]["energy_kwh"] is None:
+        return []
+    return [[p["phase"], fmt(p["duration_s"], " s", 0), fmt(p["energy_kwh"], " kWh", 4),
+             fmt(p["mean_power_w"], " W", 0), fmt(p["joules_per_token"], " J", 3), fmt(p["gpu_hours"], "", 3)]
+            for p in energy["phases"]]
 
 
 def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -174,6 +214,14 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     phases = phase_table(summary)
     if phases is not None:
         console.print(phases)
+    by_phase = energy_phase_rows(summary)
+    if by_phase:
+        table = Table(title="energy per phase", title_justify="left")
+        for header in ENERGY_PHASE_HEADERS:
+            table.add_column(header)
+        for row in by_phase:
+            table.add_row(*row)
+        console.print(table)
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
@@ -192,6 +240,10 @@ KPI_DEFINITIONS = [
     "not over individual requests.",
     "Requests (twin runs, from requests.csv): one row per request; latencies over the completed requests "
     "that arrived after the warm-up, mean ITL per request = (last token - first token) / (output tokens - 1).",
+    "GPU energy: the area under the GPU power step function (DCGM exporter, all the Deployment's GPUs) "
+    "over the time with power data; J per output token over the time with both power and token rate; "
+    "phases of the energy table are the samples' phase labels, so they add up to the run. GPU-hours from "
+    "the GPU count when measured; cost = GPU-hours x cost.price_per_gpu_hour.",
     "A value that was not obtained is shown as \"no data\", never as 0.",
 ]
 
@@ -250,6 +302,8 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
                  for i, (section, label, value) in enumerate(rows)]
     kpis = html_table(["", "KPI", "value"], sectioned)
     phases = html_table(phase_headers(summary), phase_table_rows(summary)) if summary["phases"] else ""
+    by_phase = energy_phase_rows(summary)
+    energy = html_table(ENERGY_PHASE_HEADERS, by_phase) if by_phase else ""
     figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
     start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
                                       if run.get("start_local") else "unknown start")
@@ -258,7 +312,8 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
         f"{run['name']} · backend: {run['backend']}",
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
         [f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
-         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Figures</h2>", figures, definitions_html()],
+         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Energy per phase</h2>" if energy else "", energy,
+         "<h2>Figures</h2>", figures, definitions_html()],
     )
 
 
@@ -274,7 +329,7 @@ def build_report(run_or_path: Run | Path) -> ReportFiles:
     """summary.json, plots/*.png and report.html in the run directory."""
     run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
     summary, summary_path = write_summary(run)
-    plots = write_standard_plots(run) + write_request_plots(run)
+    plots = write_standard_plots(run) + write_request_plots(run) + write_energy_plots(run)
     html_path = run.path / HTML_FILE
     html_path.write_text(html_report(summary, plots), encoding="utf-8")
     return ReportFiles(summary, summary_path, plots, html_path)
