@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from hpa_experiments.analysis.energy import MEASURED_GPU_HOURS
 from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.plots import COMPARE_FILE, compare_figure, save_figure
@@ -40,6 +41,12 @@ def _share(value: float | None) -> float | None:
     return None if value is None else value * 100
 
 
+def _energy(summary: dict[str, Any], key: str) -> float | None:
+    """A run-level energy KPI; None for runs without power data or summaries from before energy."""
+    energy = summary.get("energy") or {}
+    return (energy.get("run") or {}).get(key)
+
+
 KPIS = [
     Kpi("duration", " s", 0, lambda s: s["kpis"]["duration_s"], None),
     Kpi("peak replicas", "", 0, lambda s: s["kpis"]["replicas"]["peak"], None),
@@ -60,6 +67,12 @@ KPIS = [
     Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
+    Kpi("GPU energy", " kWh", 3, lambda s: _energy(s, "energy_kwh"), True),
+    Kpi("GPU power mean", " W", 0, lambda s: _energy(s, "mean_power_w"), None),
+    Kpi("energy per output token", " J", 3, lambda s: _energy(s, "joules_per_token"), True),
+    Kpi("GPU-hours (measured GPU count)", "", 3,
+        lambda s: _energy(s, "gpu_hours") if _energy(s, "gpu_hours_basis") == MEASURED_GPU_HOURS else None, True),
+    Kpi("cost (GPU-hours x the config's price)", "", 2, lambda s: _energy(s, "cost"), True),
 ]
 
 

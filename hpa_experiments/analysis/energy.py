@@ -29,6 +29,7 @@ from hpa_experiments.analysis.load import Run
 
 JOULES_PER_KWH = 3.6e6
 POWER_COLUMN = "gpu_power_w"
+MEASURED_GPU_HOURS = "gpu_count (measured)"  # gpu_hours_basis when the GPUs were counted
 
 
 class _EnergyColumns:
@@ -109,7 +110,7 @@ def window_energy(
 def _gpu_hours(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None) -> tuple[float | None, str | None]:
     gpu_seconds, _ = _area(cols.gpu_count, cols.weights, mask)
     if gpu_seconds is not None:
-        return gpu_seconds / 3600.0, "gpu_count (measured)"
+        return gpu_seconds / 3600.0, MEASURED_GPU_HOURS
     replica_seconds, _ = _area(cols.replicas, cols.weights, mask)
     if replica_seconds is None:
         return None, None
