@@ -67,7 +67,7 @@ KPIS = [
     Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
-    Kpi("GPU energy", " kWh", 3, lambda s: _energy(s, "energy_kwh"), True),
+    Kpi("GPU energy", " kWh", 4, lambda s: _energy(s, "energy_kwh"), True),
     Kpi("GPU power mean", " W", 0, lambda s: _energy(s, "mean_power_w"), None),
     Kpi("energy per output token", " J", 3, lambda s: _energy(s, "joules_per_token"), True),
     Kpi("GPU-hours (measured GPU count)", "", 3,

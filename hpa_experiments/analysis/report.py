@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,13 @@ def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
         text = f"{value:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:,.0f}"
         return f"{text}{unit}"
     return f"{value}{unit}"
+
+
+def significant(value: float | None, unit: str = "", digits: int = 3) -> str:
+    """`fmt` with `digits` significant digits (0.00139 kWh, 1,235 kWh): for quantities of any size."""
+    if value is None or value == 0:
+        return fmt(value, unit)
+    return fmt(value, unit, max(0, digits - 1 - math.floor(math.log10(abs(value)))))
 
 
 def pct(value: float | None) -> str:
@@ -83,11 +91,11 @@ def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         coverage = whole["power_coverage"]
         known = "" if coverage is None or coverage >= 0.9995 else f" (power known for {pct(coverage)} of the time)"
         rows = [
-            ("energy", "GPU energy", f"{fmt(whole['energy_kwh'], ' kWh', 3)}{known}"),
+            ("energy", "GPU energy", f"{significant(whole['energy_kwh'], ' kWh')}{known}"),
             ("energy", "GPU power mean / peak",
              f"{fmt(whole['mean_power_w'], ' W', 0)} / {fmt(whole['peak_power_w'], ' W', 0)}"),
             ("energy", "GPU utilization mean", fmt(whole["mean_utilization_pct"], " %", 1)),
-            ("energy", "energy per output token", fmt(whole["joules_per_token"], " J", 3)),
+            ("energy", "energy per output token", significant(whole["joules_per_token"], " J")),
         ]
     basis = whole["gpu_hours_basis"]
     rows.append(("energy", f"GPU-hours ({basis})" if basis else "GPU-hours", fmt(whole["gpu_hours"], "", 3)))
@@ -106,8 +114,8 @@ def energy_phase_rows(summary: dict[str, Any]) -> list[list[str]]:
     energy = summary.get("energy")
     if not energy or energy["run"]["energy_kwh"] is None:
         return []
-    return [[p["phase"], fmt(p["duration_s"], " s", 0), fmt(p["energy_kwh"], " kWh", 4),
-             fmt(p["mean_power_w"], " W", 0), fmt(p["joules_per_token"], " J", 3), fmt(p["gpu_hours"], "", 3)]
+    return [[p["phase"], fmt(p["duration_s"], " s", 0), significant(p["energy_kwh"], " kWh"),
+             fmt(p["mean_power_w"], " W", 0), significant(p["joules_per_token"], " J"), fmt(p["gpu_hours"], "", 3)]
             for p in energy["phases"]]
 
 
