@@ -86,6 +86,14 @@ def test_reading_in_small_chunks_gives_the_same_result(tmp_path: Path, monkeypat
     whole = request_kpis(run)
     monkeypatch.setattr(request_analysis, "CHUNK_ROWS", 3)
     assert request_kpis(run) == whole
+    # jobs met in another order than their names sort in, spread over chunks
+    rows = [(job, 6.0 + i, "completed", 10.0 * (i + 1), 5.0, 100.0 + i, 1.0, 10, 20)
+            for i, job in enumerate(["z", "z", "z", "a", "z", "a", "m", "a"])]
+    kpis = request_kpis(load_run(make_run(tmp_path / "jobs", rows=rows)))
+    assert kpis is not None
+    assert list(kpis["per_job"]) == ["z", "a", "m"]
+    assert kpis["per_job"]["a"]["ttft_ms"]["mean"] == pytest.approx((40 + 60 + 80) / 3)
+    assert kpis["per_job"]["m"]["e2e_ms"]["mean"] == 106.0
 
 
 def test_a_run_without_requests_csv_has_no_request_kpis_and_no_figure(tmp_path: Path) -> None:

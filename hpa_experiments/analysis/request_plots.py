@@ -40,10 +40,9 @@ def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _panel(ax: Axes, scan: RequestScan, column: str, title: str, slo: float | None) -> None:
-    completed = scan.completed
-    lines = [(job, completed.loc[completed["job"] == job, column].to_numpy()) for job in scan.jobs]
+    lines = [(job, scan.latencies(column, job)) for job in scan.jobs]
     if len(lines) > 1:
-        lines.append(("all jobs", completed[column].to_numpy()))
+        lines.append(("all jobs", scan.latencies(column)))
     drawn = False
     for i, (label, values) in enumerate(lines):
         cdf = _cdf(values)

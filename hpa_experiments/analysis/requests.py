@@ -30,7 +30,7 @@ from hpa_experiments.rundir import REQUESTS_FILE, percentile_label
 LATENCIES = ("ttft_ms", "itl_mean_ms", "e2e_ms", "queue_wait_ms")
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
 OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
-CHUNK_ROWS = 500_000
+CHUNK_ROWS = 200_000
 DECIMALS = 3  # the file's resolution (microseconds); hides float32 noise
 _DTYPES: dict[str, Any] = {
     "job": "category",
@@ -48,19 +48,18 @@ class RequestScan:
 
     warm_up_s: float
     excluded_by_warm_up: int = 0
+    jobs: list[str] = field(default_factory=list)  # in order of their first row
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job, outcome) -> requests
     prompt_tokens: Counter[str] = field(default_factory=Counter)  # job -> tokens
     output_tokens: Counter[str] = field(default_factory=Counter)
-    completed: pd.DataFrame = field(default_factory=lambda: _empty_completed())  # job + LATENCIES
+    completed_job: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int16))  # index into jobs
+    completed: dict[str, np.ndarray] = field(
+        default_factory=lambda: {c: np.array([], dtype=np.float32) for c in LATENCIES})
 
-    @property
-    def jobs(self) -> list[str]:
-        """Jobs in order of their first request in the file."""
-        return list(dict.fromkeys(job for job, _ in self.counts))
-
-
-def _empty_completed() -> pd.DataFrame:
-    return pd.DataFrame({"job": pd.Categorical([]), **{c: np.array([], dtype="float32") for c in LATENCIES}})
+    def latencies(self, column: str, job: str | None = None) -> np.ndarray:
+        """One latency column of the completed requests (NaN = no value), of one job or all."""
+        values = self.completed[column]
+        return values if job is None else values[self.completed_job == self.jobs.index(job)]
 
 
 def requests_path(run: Run) -> Path | None:
@@ -71,7 +70,8 @@ def requests_path(run: Run) -> Path | None:
 def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
     """Read requests.csv in chunks (see the module docstring)."""
     scan = RequestScan(warm_up_s)
-    parts: list[pd.DataFrame] = []
+    job_parts: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in LATENCIES}
     try:
         chunks = pd.read_csv(path, usecols=["job", "arrival_s", "outcome", "prompt_tokens", "output_tokens",
                                             *LATENCIES], dtype=_DTYPES, chunksize=CHUNK_ROWS,
@@ -80,22 +80,32 @@ def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
             late = chunk["arrival_s"].to_numpy() >= warm_up_s
             scan.excluded_by_warm_up += int((~late).sum())
             chunk = chunk[late]
-            for (job, outcome), n in chunk.groupby(["job", "outcome"], observed=True, sort=False).size().items():
-                scan.counts[(str(job), str(outcome))] += int(n)
-            sums = chunk.groupby("job", observed=True, sort=False)[["prompt_tokens", "output_tokens"]].sum()
-            for job, row in sums.iterrows():
-                scan.prompt_tokens[str(job)] += int(row["prompt_tokens"])
-                scan.output_tokens[str(job)] += int(row["output_tokens"])
-            done = chunk.loc[chunk["outcome"] == "completed", ["job", *LATENCIES]]
-            parts.append(done)
+            _count(scan, chunk)
+            done = chunk[chunk["outcome"] == "completed"]
+            categories = [str(c) for c in done["job"].cat.categories]  # all in scan.jobs (added by _count)
+            to_global = np.array([scan.jobs.index(job) for job in categories] + [-1], dtype=np.int16)
+            job_parts.append(to_global[done["job"].cat.codes.to_numpy()])  # code -1 (no job) stays -1
+            for column in LATENCIES:
+                parts[column].append(done[column].to_numpy(dtype=np.float32, na_value=np.nan))
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
-    if parts:
-        jobs = pd.api.types.union_categoricals([p["job"] for p in parts], ignore_order=True)
-        frame = pd.concat([p.drop(columns="job") for p in parts], ignore_index=True)
-        frame.insert(0, "job", jobs)
-        scan.completed = frame
+    if job_parts:
+        scan.completed_job = np.concatenate(job_parts)
+        for column in LATENCIES:  # one column at a time, freeing its chunks: peak memory ~ the data + one column
+            scan.completed[column] = np.concatenate(parts.pop(column))
     return scan
+
+
+def _count(scan: RequestScan, chunk: pd.DataFrame) -> None:
+    """Requests by (job, outcome) and token sums by job, added to `scan`; new jobs join `scan.jobs`."""
+    for (job, outcome), n in chunk.groupby(["job", "outcome"], observed=True, sort=False).size().items():
+        scan.counts[(str(job), str(outcome))] += int(n)
+        if str(job) not in scan.jobs:
+            scan.jobs.append(str(job))
+    sums = chunk.groupby("job", observed=True, sort=False)[["prompt_tokens", "output_tokens"]].sum()
+    for job, row in sums.iterrows():
+        scan.prompt_tokens[str(job)] += int(row["prompt_tokens"])
+        scan.output_tokens[str(job)] += int(row["output_tokens"])
 
 
 def latency_stats(values: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float | int | None]:
@@ -120,15 +130,14 @@ def run_quantiles(run: Run) -> tuple[float, ...]:
     return tuple(sorted({*DEFAULT_QUANTILES, *extra}))
 
 
-def _group_kpis(scan: RequestScan, jobs: list[str], completed: pd.DataFrame,
-                quantiles: tuple[float, ...]) -> dict[str, Any]:
-    by_outcome = {o: sum(scan.counts[(job, o)] for job in jobs) for o in OUTCOMES}
+def _group_kpis(scan: RequestScan, jobs: list[str], job: str | None, quantiles: tuple[float, ...]) -> dict[str, Any]:
+    by_outcome = {o: sum(scan.counts[(j, o)] for j in jobs) for o in OUTCOMES}
     return {
         "requests": sum(by_outcome.values()),
         "by_outcome": by_outcome,
-        "prompt_tokens": sum(scan.prompt_tokens[job] for job in jobs),
-        "output_tokens": sum(scan.output_tokens[job] for job in jobs),
-        **{column: latency_stats(completed[column].to_numpy(), quantiles) for column in LATENCIES},
+        "prompt_tokens": sum(scan.prompt_tokens[j] for j in jobs),
+        "output_tokens": sum(scan.output_tokens[j] for j in jobs),
+        **{column: latency_stats(scan.latencies(column, job), quantiles) for column in LATENCIES},
     }
 
 
@@ -139,14 +148,10 @@ def request_kpis(run: Run) -> dict[str, Any] | None:
         return None
     scan = scan_requests(path, run.warm_up_s)
     quantiles = run_quantiles(run)
-    completed = scan.completed
-    per_job = {
-        job: _group_kpis(scan, [job], completed[completed["job"] == job], quantiles) for job in scan.jobs
-    }
     return {
         "source": REQUESTS_FILE,
         "warm_up_s": scan.warm_up_s,
         "excluded_by_warm_up": scan.excluded_by_warm_up,
-        **_group_kpis(scan, scan.jobs, completed, quantiles),
-        "per_job": per_job,
+        **_group_kpis(scan, scan.jobs, None, quantiles),
+        "per_job": {job: _group_kpis(scan, [job], job, quantiles) for job in scan.jobs},
     }
