@@ -103,7 +103,7 @@ def test_energy_from_a_constant_power_series_is_power_times_time(
     assert whole["mean_power_w"] == pytest.approx(700.0, rel=1e-12)
     assert whole["joules_per_token"] == pytest.approx(700.0 / 100.0, rel=1e-9)
     assert whole["gpu_hours"] == pytest.approx(2 * covered_s / 3600, rel=1e-12)
-    assert whole["gpu_hours_basis"] == "gpu_count (measured)"
+    assert whole["gpu_hours_basis"] == "measured (gpu_count)"
     assert whole["cost"] == pytest.approx(whole["gpu_hours"] * 2.5, rel=1e-12)
     assert energy["currency"] == "EUR"
     assert sum(p["energy_kwh"] for p in energy["phases"]) == pytest.approx(whole["energy_kwh"], rel=1e-12)

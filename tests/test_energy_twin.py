@@ -107,7 +107,7 @@ def test_phase_energies_add_up_and_cost_is_gpu_hours_times_price(loaded_run: Pat
     assert {p["phase"] for p in energy["phases"]} >= {"only", "cooldown"}
     assert sum(p["energy_kwh"] or 0.0 for p in energy["phases"]) == pytest.approx(whole["energy_kwh"], rel=1e-12)
     assert sum(p["duration_s"] for p in energy["phases"]) == pytest.approx(whole["duration_s"], rel=1e-12)
-    assert whole["gpu_hours_basis"] == "gpu_count (measured)"
+    assert whole["gpu_hours_basis"] == "measured (gpu_count)"
     assert whole["cost"] == pytest.approx(whole["gpu_hours"] * 3.0, rel=1e-12)
     assert whole["joules_per_token"] == pytest.approx(
         whole["energy_kwh"] * 3.6e6 / whole["output_tokens"], rel=0.05)  # the token-less first samples differ

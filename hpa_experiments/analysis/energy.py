@@ -29,7 +29,7 @@ from hpa_experiments.analysis.load import Run
 
 JOULES_PER_KWH = 3.6e6
 POWER_COLUMN = "gpu_power_w"
-MEASURED_GPU_HOURS = "gpu_count (measured)"  # gpu_hours_basis when the GPUs were counted
+MEASURED_GPU_HOURS = "measured (gpu_count)"  # gpu_hours_basis when the GPUs were counted
 
 
 class _EnergyColumns:
@@ -86,10 +86,9 @@ def window_energy(
     joules, covered = _area(cols.power, w, mask)
     util, util_time = _area(cols.utilization, w, mask)
     tokens, _ = _area(cols.tokens_per_s, w, mask)
-    both = mask & ~np.isnan(cols.power)
-    joules_both, _ = _area(cols.power, w, both & ~np.isnan(cols.tokens_per_s))
-    tokens_both, _ = _area(cols.tokens_per_s, w, both)
     powered = mask & ~np.isnan(cols.power)
+    joules_both, _ = _area(cols.power, w, powered & ~np.isnan(cols.tokens_per_s))
+    tokens_both, _ = _area(cols.tokens_per_s, w, powered)
     gpu_hours, basis = _gpu_hours(cols, mask, gpus)
     return {
         "duration_s": duration,

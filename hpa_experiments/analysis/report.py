@@ -98,7 +98,7 @@ def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             ("energy", "energy per output token", significant(whole["joules_per_token"], " J")),
         ]
     basis = whole["gpu_hours_basis"]
-    rows.append(("energy", f"GPU-hours ({basis})" if basis else "GPU-hours", fmt(whole["gpu_hours"], "", 3)))
+    rows.append(("energy", f"GPU-hours, {basis}" if basis else "GPU-hours", fmt(whole["gpu_hours"], "", 3)))
     price, currency = energy["price_per_gpu_hour"], energy["currency"]
     if price is not None:
         rows.append(("cost", f"GPU-hours x {fmt(price, '', 2)} {currency}", fmt(whole["cost"], f" {currency}", 2)))
