@@ -149,5 +149,6 @@ def _notes(run_level: dict[str, Any]) -> list[str]:
     if run_level["energy_kwh"] is None:
         return ["no GPU power data (gpu_power_w is empty: no DCGM exporter series for the Deployment's pods)"]
     if coverage is not None and coverage < 1.0:
-        return [f"GPU power known for {coverage * 100:.1f}% of the run's time: energy covers that part only"]
+        return [f"GPU power known for {coverage * 100:.1f}% of the run's time: "
+                "energy and measured GPU-hours cover that part only"]
     return []
