@@ -28,6 +28,7 @@ from hpa_experiments.runner import Runner
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
+COMPLETED_TOTAL = 'sum(vllm:request_success_total{finished_reason!="abort"})'
 COUNTERS = ("vllm:request_success_total", "vllm:prompt_tokens_total", "vllm:generation_tokens_total")
 
 Scrapes = dict[str, list[tuple[float, dict[str, float]]]]  # pod -> [(time, {counter or reason: value})]
@@ -104,6 +105,7 @@ def fixed_config(folder: Path) -> Path:
         "jobs": [{"name": "steady", "rate": 12, "duration": 200, "manifest": str(JOB_TEMPLATE)}],
         "values": {"max_concurrency": 512, "output_len": 1024},
         "cooldown": {"enabled": True, "duration": 60},
+        "metrics": {"prometheus": {"completed_total": {"query": COMPLETED_TOTAL}}},
         "simulation": {"seed": 11, "initial_replicas": 2, "parameters": {"job_start_delay_s": 5.0}},
     }
     path = folder / "fixed.yaml"
@@ -195,6 +197,25 @@ def test_totals_match_the_final_counters_of_each_pod(fixed) -> None:
         extra = last["vllm:generation_tokens_total"] - sum(r["output_tokens"] for r in mine)
         assert 0 <= extra <= sum(r["output_tokens"] > 0 for r in aborted)
     assert len(rows) == sum(job.sent for job in backend.fleet.jobs.values())
+
+
+def test_the_completed_count_in_metrics_csv_equals_the_rows_completed_by_the_last_scrape(fixed) -> None:
+    """Through the monitor: an extra PromQL column of metrics.csv against requests.csv, tick by tick."""
+    _, run_dir, scrapes = fixed
+    t0 = float(json.loads((run_dir / "run.json").read_text())["t0_unix"])
+    scrape_times = sorted({t for series in scrapes.values() for t, _ in series})
+    ends = sorted(t0 + r["end_s"] for r in read_rows(run_dir) if r["outcome"] == "completed")
+    with (run_dir / "metrics.csv").open(newline="") as fh:
+        ticks = [(float(row["elapsed_s"]), row["query_completed_total"]) for row in csv.DictReader(fh)]
+    compared = 0
+    for elapsed, value in ticks:
+        last_scrape = max((t for t in scrape_times if t <= t0 + elapsed), default=None)
+        if last_scrape is None:
+            assert value == ""
+            continue
+        assert float(value) == sum(end <= last_scrape for end in ends), elapsed
+        compared += 1
+    assert compared > 40 and float(ticks[-1][1]) == len(ends)
 
 
 def test_the_same_seed_gives_a_byte_identical_file(fixed, tmp_path: Path) -> None:
