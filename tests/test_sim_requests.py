@@ -19,7 +19,7 @@ from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.request_log import COLUMNS, OUTCOMES, RequestLog
-from hpa_experiments.backends.sim.serving import Request
+from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import REQUESTS_FILE
@@ -301,3 +301,22 @@ def test_requests_cancelled_at_the_gateway_have_no_replica_wait_or_tokens(tmp_pa
         assert row["outcome"] == "aborted_job_stopped" and row["end_s"] == 30.0
         assert row["replica"] == "" and row["queue_wait_ms"] is None and row["ttft_ms"] is None
         assert row["output_tokens"] == 0
+
+
+@pytest.mark.parametrize("read_metrics", [False, True])
+def test_tokens_by_counts_the_decode_steps_ended_by_then(read_metrics: bool) -> None:
+    """One sequence decoding alone: token k+1 comes k decode steps after the first; reads must not shift it."""
+    profile = load_profile(overrides={"job_start_delay_s": 0.0})
+    engine = Replica(profile)
+    req = Request(1, 0.0, 100, 500)
+    engine.submit(req, 0.0)
+    engine.advance_to(0.5)
+    assert req.first_token_t is not None
+    step = profile.step_base_s + profile.step_per_decode_seq_s
+    for t in (0.5, 0.731, 1.2, 2.0):
+        if read_metrics:
+            engine.metric_families(t)  # applies the decode step in progress to the counters
+        engine.advance_to(t)
+        assert engine.tokens_by(req, t) == 1 + math.floor((t - req.first_token_t) / step + 1e-9)
+    (taken,) = engine.take_all(2.5)
+    assert taken is req and req.generated == 1 + math.floor((2.5 - req.first_token_t) / step + 1e-9)
