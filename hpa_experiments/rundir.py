@@ -93,6 +93,22 @@ PHASE_COLUMNS = [
 ]
 EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
 REQUESTS_FILE = "requests.csv"
+# requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
+REQUEST_COLUMNS = (
+    "request_id",
+    "job",
+    "replica",
+    "arrival_s",
+    "end_s",
+    "queue_wait_ms",
+    "ttft_ms",
+    "itl_mean_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "output_tokens",
+    "outcome",
+)
+REQUEST_OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
 
 
 def percentile_label(q: float) -> str:

@@ -18,11 +18,11 @@ from hpa_experiments.backends.sim.backend import SimBackend
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import load_profile
-from hpa_experiments.backends.sim.request_log import COLUMNS, OUTCOMES, RequestLog
+from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
-from hpa_experiments.rundir import REQUESTS_FILE
+from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES, REQUESTS_FILE
 from hpa_experiments.runner import Runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def run_twin(
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     with (run_dir / REQUESTS_FILE).open(newline="") as fh:
         reader = csv.DictReader(fh)
-        assert tuple(reader.fieldnames or ()) == COLUMNS
+        assert tuple(reader.fieldnames or ()) == REQUEST_COLUMNS
         return [{k: (v if k in ("job", "replica", "outcome") else (float(v) if v != "" else None))
                  for k, v in row.items()} for row in reader]
 
@@ -152,7 +152,7 @@ def test_every_request_sent_has_exactly_one_row_and_outcomes_match_the_fleet(hig
     jobs = backend.fleet.jobs.values()
     assert len(rows) == sum(job.sent for job in jobs)
     assert len({(r["job"], r["request_id"]) for r in rows}) == len(rows)
-    by_outcome = {outcome: sum(r["outcome"] == outcome for r in rows) for outcome in OUTCOMES}
+    by_outcome = {outcome: sum(r["outcome"] == outcome for r in rows) for outcome in REQUEST_OUTCOMES}
     assert by_outcome["completed"] == sum(job.completed for job in jobs)
     assert by_outcome["aborted_scale_down"] == backend.fleet.aborted_by_scale_down > 0
     assert by_outcome["aborted_job_stopped"] == sum(job.aborted for job in jobs) > 0

@@ -13,7 +13,7 @@ from hpa_experiments.analysis import requests as request_analysis
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.request_plots import write_request_plots
 from hpa_experiments.analysis.requests import request_kpis
-from hpa_experiments.backends.sim.request_log import COLUMNS
+from hpa_experiments.rundir import REQUEST_COLUMNS
 
 # job, arrival_s, outcome, ttft_ms, itl_mean_ms, e2e_ms, queue_wait_ms, prompt, output
 ROWS = [
@@ -39,7 +39,7 @@ def make_run(folder: Path, rows: list[tuple] | None = ROWS, warm_up: float = 5.0
     if rows is not None:
         with (folder / "requests.csv").open("w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(COLUMNS)
+            writer.writerow(REQUEST_COLUMNS)
             for i, (job, arrival, outcome, ttft, itl, e2e, wait, prompt, output) in enumerate(rows):
                 end = "" if outcome == "running_at_end" else arrival + (e2e or 5.0) / 1000
                 writer.writerow([i + 1, job, "vllm-0", arrival, end, _cell(wait), _cell(ttft), _cell(itl),

@@ -25,11 +25,10 @@ import pandas as pd
 
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.errors import UsageError
-from hpa_experiments.rundir import REQUESTS_FILE, percentile_label
+from hpa_experiments.rundir import REQUEST_OUTCOMES, REQUESTS_FILE, percentile_label
 
 LATENCIES = ("ttft_ms", "itl_mean_ms", "e2e_ms", "queue_wait_ms")
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
-OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
 CHUNK_ROWS = 200_000
 DECIMALS = 3  # the file's resolution (microseconds); hides float32 noise
 _DTYPES: dict[str, Any] = {
@@ -131,7 +130,7 @@ def run_quantiles(run: Run) -> tuple[float, ...]:
 
 
 def _group_kpis(scan: RequestScan, jobs: list[str], job: str | None, quantiles: tuple[float, ...]) -> dict[str, Any]:
-    by_outcome = {o: sum(scan.counts[(j, o)] for j in jobs) for o in OUTCOMES}
+    by_outcome = {o: sum(scan.counts[(j, o)] for j in jobs) for o in REQUEST_OUTCOMES}
     return {
         "requests": sum(by_outcome.values()),
         "by_outcome": by_outcome,

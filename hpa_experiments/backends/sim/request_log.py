@@ -38,27 +38,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hpa_experiments.backends.sim.serving import Request
+from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES
 
-COLUMNS = (
-    "request_id",
-    "job",
-    "replica",
-    "arrival_s",
-    "end_s",
-    "queue_wait_ms",
-    "ttft_ms",
-    "itl_mean_ms",
-    "e2e_ms",
-    "prompt_tokens",
-    "output_tokens",
-    "outcome",
-)
-COMPLETED = "completed"
-ABORTED_SCALE_DOWN = "aborted_scale_down"
-ABORTED_JOB_STOPPED = "aborted_job_stopped"
-REJECTED = "rejected"
-RUNNING_AT_END = "running_at_end"
-OUTCOMES = (COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END)
+COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END = REQUEST_OUTCOMES
 BUFFER_BYTES = 1 << 20
 
 
@@ -70,7 +52,7 @@ class RequestLog:
         self._t0 = t0
         self._fh = path.open("w", newline="", encoding="utf-8", buffering=BUFFER_BYTES)
         self._write = csv.writer(self._fh, lineterminator="\n").writerow
-        self._write(COLUMNS)
+        self._write(REQUEST_COLUMNS)
 
     def completed(self, req: Request, t: float) -> None:
         """`req` produced its last token at `t` (the hot path: one formatted line, no csv quoting needed
