@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from hpa_experiments.analysis import requests as request_analysis
+from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import load_run
+from hpa_experiments.analysis.report import build_report
 from hpa_experiments.analysis.request_plots import write_request_plots
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.rundir import REQUEST_COLUMNS
@@ -115,3 +117,18 @@ def test_the_figure_is_written_next_to_the_standard_plots(tmp_path: Path) -> Non
     (path,) = write_request_plots(run)
     assert path == run.path / "plots" / "requests.png"
     assert path.stat().st_size > 10_000
+
+
+def test_summary_json_and_the_html_report_carry_the_request_kpis(tmp_path: Path) -> None:
+    run = load_run(make_run(tmp_path / "run"))
+    files = build_report(run)
+    summary = json.loads(files.summary_path.read_text())
+    assert summary["requests"] == request_kpis(run)
+    assert summary["requests"]["excluded_by_warm_up"] == 1
+    page = files.html_path.read_text()
+    assert "TTFT per completed request mean / p50 / p90 / p99" in page
+    assert "55 / 50 / 88 / 98.8 ms" in page
+    assert [p.name for p in files.plots] == ["overview.png", "requests.png"]
+    without = load_run(make_run(tmp_path / "none", rows=None))
+    assert compute_kpis(without)["requests"] is None
+    assert "per completed request" not in build_report(without).html_path.read_text()

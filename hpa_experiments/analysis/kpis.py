@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_experiments.analysis.load import Run
+from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.rundir import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -382,6 +383,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "load_increases": increase_rows,
         "phases": phase_rows,
         "data_coverage": coverage,
+        "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
         "notes": data_notes(run, coverage),
     })
 
