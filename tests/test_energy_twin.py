@@ -24,8 +24,8 @@ JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
 IDLE_W, BUSY_W = 75.0, 700.0  # the default profile's watts per GPU
 
 
-def run_twin(folder: Path, name: str, **sections: object) -> Path:
-    """Run a config on the twin through the CLI; returns the run directory."""
+def run_twin(folder: Path, name: str, **sections: object) -> tuple[Path, str]:
+    """Run a config on the twin through the CLI; returns the run directory and what the CLI printed."""
     config = {
         "name": name,
         "backend": "simulation",
@@ -39,12 +39,12 @@ def run_twin(folder: Path, name: str, **sections: object) -> Path:
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     out = folder / f"{name}-out"
     done = subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", "run", str(path), "--output-dir", str(out), "--quiet"],
+        [sys.executable, "-m", "hpa_experiments", "run", str(path), "--output-dir", str(out), "--plain"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir
+    return run_dir, done.stdout
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -58,7 +58,7 @@ def measured(table: list[dict[str, str]], column: str) -> list[float]:
 
 def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> None:
     """The Job's first request comes 70 s after it starts (job_start_delay_s): the 60 s run is idle."""
-    run_dir = run_twin(
+    run_dir, printed = run_twin(
         tmp_path, "idle",
         jobs=[{"name": "late", "rate": 1, "duration": 60, "manifest": str(JOB_TEMPLATE)}],
         simulation={"initial_replicas": 3, "parameters": {"gpus_per_replica": 2}},
@@ -72,10 +72,11 @@ def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> Non
     energy = energy_kpis(load_run(run_dir))["run"]
     assert energy["mean_power_w"] == pytest.approx(450.0, rel=1e-12)
     assert energy["joules_per_token"] is None  # no output tokens: no figure, not 0
+    assert f"GPU energy {energy['energy_kwh']:.3g} kWh\n" in printed  # no price: no cost
 
 
 @pytest.fixture(scope="module")
-def loaded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def loaded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """15 req/s under the HPA: scale-out with loading pods, cooldown, and a price."""
     return run_twin(
         tmp_path_factory.mktemp("loaded"), "loaded",
@@ -86,8 +87,8 @@ def loaded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_power_under_load_lies_between_idle_and_busy_and_follows_utilization(loaded_run: Path) -> None:
-    table = [r for r in rows(loaded_run) if r["gpu_power_w"] != ""]
+def test_power_under_load_lies_between_idle_and_busy_and_follows_utilization(loaded_run: tuple[Path, str]) -> None:
+    table = [r for r in rows(loaded_run[0]) if r["gpu_power_w"] != ""]
     per_gpu = []
     for row in table:
         gpus, power, util = float(row["gpu_count"]), float(row["gpu_power_w"]), float(row["gpu_utilization_pct"])
@@ -100,8 +101,9 @@ def test_power_under_load_lies_between_idle_and_busy_and_follows_utilization(loa
     assert any(IDLE_W < p < BUSY_W for p in per_gpu)
 
 
-def test_phase_energies_add_up_and_cost_is_gpu_hours_times_price(loaded_run: Path) -> None:
-    energy = energy_kpis(load_run(loaded_run))
+def test_phase_energies_add_up_and_cost_is_gpu_hours_times_price(loaded_run: tuple[Path, str]) -> None:
+    run_dir, printed = loaded_run
+    energy = energy_kpis(load_run(run_dir))
     whole = energy["run"]
     assert whole["energy_kwh"] > 0
     assert {p["phase"] for p in energy["phases"]} >= {"only", "cooldown"}
@@ -113,6 +115,7 @@ def test_phase_energies_add_up_and_cost_is_gpu_hours_times_price(loaded_run: Pat
         whole["energy_kwh"] * 3.6e6 / whole["output_tokens"], rel=0.05)  # the token-less first samples differ
     assert 0 < whole["power_coverage"] < 1  # the twin's first scrape comes after the first sample
     assert energy["notes"] and "GPU power known for" in energy["notes"][0]
+    assert f"GPU energy {whole['energy_kwh']:.3g} kWh · cost " in printed and " USD\n" in printed
 
 
 def test_busy_time_is_the_time_the_engine_spends_stepping() -> None:
@@ -149,7 +152,7 @@ def test_pending_pods_hold_no_gpus_and_loading_pods_idle() -> None:
 
 
 def test_configured_metric_and_label_names_are_what_the_twin_exports(tmp_path: Path) -> None:
-    run_dir = run_twin(
+    run_dir, _ = run_twin(
         tmp_path, "renamed",
         jobs=[{"name": "late", "rate": 1, "duration": 30, "manifest": str(JOB_TEMPLATE)}],
         energy={"power_metric": "gpu_watts", "utilization_metric": "gpu_busy_pct", "pod_label": "exported_pod",

@@ -323,6 +323,8 @@ def window_kpis(cols: _Columns, mask: np.ndarray, slo: dict[str, float]) -> dict
 
 def compute_kpis(run: Run) -> dict[str, Any]:
     """All KPIs of a run as a JSON-ready dict (missing values are None, never 0)."""
+    from hpa_experiments.analysis.energy import energy_kpis  # here: energy.py builds on this module
+
     cols = _Columns(run)
     interval = run.interval_s
     t = cols.elapsed
@@ -385,6 +387,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "data_coverage": coverage,
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
         "notes": data_notes(run, coverage),
+        "energy": energy_kpis(run),
     })
 
 
@@ -416,6 +419,7 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
     kpis = summary["kpis"]
     first_up = next((row["time_to_first_scale_up_s"] for row in summary["load_increases"]
                      if row["time_to_first_scale_up_s"] is not None), None)
+    energy = summary.get("energy") or {}  # summaries written before energy have none
     return {
         "duration_s": kpis["duration_s"],
         "peak_replicas": kpis["replicas"]["peak"],
@@ -426,6 +430,9 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "waiting_share": kpis["waiting_share"],
         "ttft_p90_ms": kpis["ttft_ms"]["p90"],
         "itl_p90_ms": kpis["itl_ms"]["p90"],
+        "energy_kwh": (energy.get("run") or {}).get("energy_kwh"),
+        "cost": (energy.get("run") or {}).get("cost"),
+        "currency": energy.get("currency"),
     }
 
 

@@ -111,6 +111,10 @@ def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
         f" · scale-down done {show(h['scale_down_s'], ' s')} after load · GPU-hours {show(h['gpu_hours'], '')}"
         f" · TTFT p90 {show(h['ttft_p90_ms'], ' ms')} · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
     )
+    kwh = h["energy_kwh"]
+    energy = "no data" if kwh is None else f"{kwh:.3g} kWh" if kwh < 1000 else f"{kwh:,.0f} kWh"
+    cost = "" if h["cost"] is None else f" · cost {show(h['cost'], ' ' + str(h['currency']))}"
+    typer.echo(f"GPU energy {energy}{cost}")
     typer.echo(f"plots and HTML report: hpa-exp report {run_dir}")
 
 
