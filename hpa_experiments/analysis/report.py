@@ -123,9 +123,10 @@ def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """Per-request KPIs (requests.csv, twin runs only); none without the file."""
     if not requests:
         return []
-    outcomes = requests["by_outcome"]
-    rows = [("requests", "completed / aborted at scale-down / aborted at Job stop / rejected / running at end",
-             " / ".join(f"{outcomes[o]:,}" for o in outcomes))]
+    names = {"completed": "completed", "aborted_scale_down": "aborted at scale-down",
+             "aborted_job_stopped": "aborted at Job stop", "rejected": "rejected", "running_at_end": "running at end"}
+    counts = [f"{n:,} {names.get(o, o)}" for o, n in requests["by_outcome"].items() if n or o == "completed"]
+    rows = [("requests", "requests by outcome", ", ".join(counts))]
     for column, label in (("ttft_ms", "TTFT"), ("itl_mean_ms", "mean ITL"), ("e2e_ms", "E2E"),
                           ("queue_wait_ms", "queue wait")):
         stats = requests[column]
