@@ -320,3 +320,20 @@ def test_tokens_by_counts_the_decode_steps_ended_by_then(read_metrics: bool) -> 
         assert engine.tokens_by(req, t) == 1 + math.floor((t - req.first_token_t) / step + 1e-9)
     (taken,) = engine.take_all(2.5)
     assert taken is req and req.generated == 1 + math.floor((2.5 - req.first_token_t) / step + 1e-9)
+
+
+def test_requests_that_can_never_fit_the_kv_cache_are_rejected_rows(tmp_path: Path) -> None:
+    profile = load_profile(overrides={"job_start_delay_s": 0.0, "kv_capacity_tokens": 1024,  # < prompt + 1024
+                                      "natural_output_len_mean": None})
+    fleet = Fleet(profile, seed=4, initial_replicas=1)
+    log = RequestLog(tmp_path / REQUESTS_FILE, 0.0)
+    fleet.request_log = log
+    job = LoadGenerator("only-r1", profile, rate=4.0, start_t=0.0, seed=9, job="only", output_len=1024)
+    fleet.add_job(job)
+    fleet.advance_to(20.0)
+    log.close(fleet.in_flight(), 20.0)
+    rows = read_rows(tmp_path)
+    assert len(rows) == job.sent == job.failed > 50
+    for row in rows:
+        assert row["outcome"] == "rejected" and row["replica"] == "vllm-0" and row["end_s"] == row["arrival_s"]
+        assert row["queue_wait_ms"] is None and row["ttft_ms"] is None and row["output_tokens"] == 0

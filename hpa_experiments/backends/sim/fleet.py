@@ -17,6 +17,9 @@ Routing of each new request among Ready pods: `round_robin` (a plain Service) or
 then in rotating order).  While no pod is Ready, requests wait at the gateway (FIFO, still
 counted by the client as in flight) and are routed when a pod becomes Ready.
 
+With `request_log` set, each request's end (completed, aborted at scale-down or Job stop,
+rejected) becomes a row of requests.csv (request_log.py).
+
 All events - request sends, engine steps that change a batch, pod transitions - are processed
 in time order, so completions free client slots at the right moment.  (While no client is at its
 concurrency cap a completion cannot cause a send, so Ready engines then run on independently up
