@@ -28,9 +28,9 @@ PANELS = (  # column, title, the SLO of run.slo that applies
 )
 
 
-def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:  # values: no NaN
     """(latency, share of requests at or below it); zeros count in the shares but are not drawn (log axis)."""
-    present = np.sort(values[~np.isnan(values)])
+    present = np.sort(values)
     if len(present) == 0 or present[-1] <= 0:
         return None
     shares = np.linspace(0.0, 1.0, min(CDF_POINTS, len(present)))
@@ -51,7 +51,7 @@ def _panel(ax: Axes, scan: RequestScan, column: str, title: str, slo: float | No
         all_jobs = label == "all jobs"
         ax.step(*cdf, where="post", color="black" if all_jobs else COLORS[i % len(COLORS)],
                 lw=1.8 if all_jobs else 1.2, ls="--" if all_jobs else "-",
-                label=f"{label} (n={int((~np.isnan(values)).sum()):,})")
+                label=f"{label} (n={len(values):,})")
         drawn = True
     ax.set_title(title, fontsize=10, loc="left")
     if not drawn:

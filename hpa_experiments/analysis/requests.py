@@ -29,7 +29,7 @@ from hpa_experiments.rundir import REQUEST_OUTCOMES, REQUESTS_FILE, percentile_l
 
 LATENCIES = ("ttft_ms", "itl_mean_ms", "e2e_ms", "queue_wait_ms")
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
-CHUNK_ROWS = 200_000
+CHUNK_ROWS = 100_000
 DECIMALS = 3  # the file's resolution (microseconds); hides float32 noise
 _DTYPES: dict[str, Any] = {
     "job": "category",
@@ -56,9 +56,12 @@ class RequestScan:
         default_factory=lambda: {c: np.array([], dtype=np.float32) for c in LATENCIES})
 
     def latencies(self, column: str, job: str | None = None) -> np.ndarray:
-        """One latency column of the completed requests (NaN = no value), of one job or all."""
+        """The values present in one latency column of the completed requests, of one job or all (a new array)."""
         values = self.completed[column]
-        return values if job is None else values[self.completed_job == self.jobs.index(job)]
+        present = ~np.isnan(values)
+        if job is not None:
+            present &= self.completed_job == self.jobs.index(job)
+        return values[present]
 
 
 def requests_path(run: Run) -> Path | None:
@@ -107,16 +110,16 @@ def _count(scan: RequestScan, chunk: pd.DataFrame) -> None:
         scan.output_tokens[str(job)] += int(row["output_tokens"])
 
 
-def latency_stats(values: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float | int | None]:
-    """count, mean and percentiles of the present values (None without any)."""
-    present = values[~np.isnan(values)]
+def latency_stats(present: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float | int | None]:
+    """count, mean and percentiles of values without NaN (None without any); reorders `present` in place."""
     stats: dict[str, float | int | None] = {"count": len(present), "mean": None}
     labels = [percentile_label(q) for q in quantiles]
     if len(present) == 0:
         stats.update(dict.fromkeys(labels))
         return stats
     stats["mean"] = round(float(present.mean(dtype=np.float64)), DECIMALS)
-    for label, value in zip(labels, np.percentile(present, [q * 100 for q in quantiles]), strict=True):
+    percentiles = np.percentile(present, [q * 100 for q in quantiles], overwrite_input=True)
+    for label, value in zip(labels, percentiles, strict=True):
         stats[label] = round(float(value), DECIMALS)
     return stats
 
