@@ -20,7 +20,15 @@ from hpa_experiments.analysis.compare import Comparison, compare
 from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import Run, load_run, newest_run_path, runs_newest_first
 from hpa_experiments.analysis.plots import DPI
-from hpa_experiments.analysis.report import kpi_rows, phase_headers, phase_table_rows
+from hpa_experiments.analysis.report import (
+    ENERGY_PHASE_HEADERS,
+    energy_phase_rows,
+    energy_rows,
+    kpi_rows,
+    phase_headers,
+    phase_table_rows,
+    request_rows,
+)
 from hpa_experiments.errors import UsageError
 
 RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
@@ -85,6 +93,63 @@ def increase_frame(summary: dict[str, Any]) -> pd.DataFrame:
     columns = ["at_s", "offered_rps_before", "offered_rps_after", "baseline_replicas",
                "time_to_first_scale_up_s", "steady_replicas", "time_to_steady_s"]
     return pd.DataFrame(summary["load_increases"], columns=columns)
+
+
+def energy_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """Run-level GPU energy, power, J per token, GPU-hours and cost ("no data" without power series)."""
+    return pd.DataFrame(energy_rows(summary.get("energy")), columns=["section", "KPI", "value"])
+
+
+def energy_phase_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """GPU energy per stretch of constant load; empty when the run has no power data."""
+    return pd.DataFrame(energy_phase_rows(summary), columns=ENERGY_PHASE_HEADERS)
+
+
+def energy_plot(run: Run) -> Any:
+    """The power and cumulative-energy figure, or a note when the run recorded no GPU power."""
+    from hpa_experiments.analysis.energy_plots import POWER_COLUMN, energy_figure
+
+    if run.series(POWER_COLUMN) is None:
+        return _note("This run has no GPU power data (no DCGM exporter series on the cluster, or an imported run).")
+    return show(energy_figure(run))
+
+
+def request_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """Per-request KPIs of the whole run (simulated runs write requests.csv)."""
+    rows = request_rows(summary.get("requests")) or [("requests", "per-request results", "none in this run")]
+    return pd.DataFrame(rows, columns=["section", "KPI", "value"])
+
+
+def request_job_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per job: requests, completions and latency percentiles of its completed requests."""
+    requests = summary.get("requests")
+    if not requests:
+        return pd.DataFrame()
+    rows = []
+    for job, stats in requests["per_job"].items():
+        row: dict[str, Any] = {"job": job, "requests": stats["requests"], **stats["by_outcome"]}
+        for column in ("ttft_ms", "itl_mean_ms", "e2e_ms", "queue_wait_ms"):
+            for key in ("p50", "p90", "p99"):
+                row[f"{column.removesuffix('_ms')} {key} (ms)"] = stats[column][key]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("job")
+
+
+def request_plot(run: Run) -> Any:
+    """CDFs of TTFT, ITL, end-to-end latency and queue wait by job, or a note without requests.csv."""
+    from hpa_experiments.analysis.request_plots import request_figure
+    from hpa_experiments.analysis.requests import requests_path, scan_requests
+
+    path = requests_path(run)
+    if path is None:
+        return _note("This run has no requests.csv (per-request results come from the digital twin).")
+    return show(request_figure(run, scan_requests(path, run.warm_up_s)))
+
+
+def _note(text: str) -> Any:
+    from IPython.display import Markdown
+
+    return Markdown(f"*{text}*")
 
 
 def comparison_frame(comparison: Comparison) -> pd.DataFrame:
