@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hpa_experiments.backends.factory import normalize_backend
@@ -203,15 +202,9 @@ def load_suite(path: Path, *, backend: str | None = None, output_dir: Path | Non
     """Read the suite and validate every config with its overrides; ConfigError lists all problems."""
     source = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError("file not found", source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"cannot read the file: {exc}", source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SuiteError(f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}", source) from None
+        raw = read_config_data(path)  # YAML, or JSON for a .json suite
+    except ConfigError as exc:
+        raise SuiteError(exc.problems, source) from None
     if not isinstance(raw, dict):
         raise SuiteError("the top level must be a mapping of keys (name, entries, ...)", source)
     try:

@@ -268,6 +268,18 @@ def test_a_suite_takes_a_json_config_with_overrides(tmp_path: Path) -> None:
         (1, 4.0, SEED), (2, 4.0, SEED + 1)]
 
 
+def test_a_suite_file_may_itself_be_json(tmp_path: Path) -> None:
+    (tmp_path / "short.json").write_text(json.dumps(short_config()))
+    suite_file = tmp_path / "suite.json"
+    suite_file.write_text(json.dumps({"name": "json-suite", "entries": [{"config": "short.json", "repeats": 2}]}))
+    assert [run.repeat for run in load_suite(suite_file).runs] == [1, 2]
+    suite_file.write_text('{"name": "json-suite",\n "entries": [}\n')
+    done = hpa_exp("suite", str(suite_file))
+    assert done.returncode == 2
+    assert f"{suite_file}: invalid suite: line 2, column 14: not valid JSON: Expecting value" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_menu_lists_json_configs_with_the_yaml_ones(tmp_path: Path) -> None:
     from rich.console import Console
 
