@@ -102,9 +102,21 @@ def test_compare_has_energy_rows_when_a_run_has_them(tmp_path: Path) -> None:
     table = {row[0][0]: [text for text, _ in row[1:]] for row in compare([powered, unpowered]).rows()}
     assert table["GPU energy"] == ["0.0014 kWh", NO_DATA, NO_DATA]
     assert table["energy per output token"] == ["10 J", NO_DATA, NO_DATA]
-    assert table["cost (GPU-hours x the config's price)"][0] == "0.01"
+    assert table["cost (GPU-hours x the config's price)"][0] == "0.01 EUR"
     neither = {row[0][0] for row in compare([unpowered, unpowered]).rows()}
     assert "GPU energy" not in neither and "energy per output token" not in neither
+
+
+def test_compare_does_not_subtract_costs_in_different_currencies(tmp_path: Path) -> None:
+    euros = load_run(half_powered_run(tmp_path / "eur"))
+    dollars_dir = half_powered_run(tmp_path / "usd", price=5.0)
+    info = (dollars_dir / "run.json").read_text().replace('"currency": "EUR"', '"currency": "USD"')
+    (dollars_dir / "run.json").write_text(info)
+    comparison = compare([euros, load_run(dollars_dir)])
+    cost = next(row for row in comparison.rows() if row[0][0].startswith("cost"))
+    assert [text for text, _ in cost[1:]] == ["0.01 EUR", "0.01 USD", "not comparable (USD vs EUR)"]
+    (exported,) = [k for k in comparison.to_json()["kpis"] if k["kpi"].startswith("cost")]
+    assert exported["units"] == ["EUR", "USD"] and exported["unit"] == "EUR"
 
 
 def test_compute_kpis_keeps_replica_hours_apart_from_measured_gpu_hours(tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ class Kpi:
     digits: int
     pick: Callable[[dict[str, Any]], float | None]
     lower_is_better: bool | None  # None: neither direction is "better"
+    unit_of: Callable[[dict[str, Any]], str] | None = None  # a unit that depends on the run (currency)
+
+    def units(self, summaries: Sequence[dict[str, Any]]) -> list[str]:
+        return [self.unit_of(s) if self.unit_of else self.unit for s in summaries]
 
 
 def _first_increase(summary: dict[str, Any], key: str) -> float | None:
@@ -39,6 +43,10 @@ def _first_increase(summary: dict[str, Any], key: str) -> float | None:
 
 def _share(value: float | None) -> float | None:
     return None if value is None else value * 100
+
+
+def _currency(summary: dict[str, Any]) -> str:
+    return " " + str((summary.get("energy") or {}).get("currency") or "")
 
 
 def _energy(summary: dict[str, Any], key: str) -> float | None:
@@ -72,7 +80,7 @@ KPIS = [
     Kpi("energy per output token", " J", 3, lambda s: _energy(s, "joules_per_token"), True),
     Kpi("GPU-hours (measured GPU count)", "", 3,
         lambda s: _energy(s, "gpu_hours") if _energy(s, "gpu_hours_basis") == MEASURED_GPU_HOURS else None, True),
-    Kpi("cost (GPU-hours x the config's price)", "", 2, lambda s: _energy(s, "cost"), True),
+    Kpi("cost (GPU-hours x the config's price)", "", 2, lambda s: _energy(s, "cost"), True, _currency),
 ]
 
 
@@ -113,11 +121,15 @@ class Comparison:
             values = [kpi.pick(s) for s in self.summaries]
             if all(v is None for v in values):
                 continue
+            units = kpi.units(self.summaries)
             base = values[0]
-            row: list[tuple[str, str | None]] = [(kpi.label, None), (fmt(base, kpi.unit, kpi.digits), None)]
-            for value in values[1:]:
-                row.append((fmt(value, kpi.unit, kpi.digits), None))
-                row.append((delta_text(value, base, kpi), delta_verdict(value, base, kpi)))
+            row: list[tuple[str, str | None]] = [(kpi.label, None), (fmt(base, units[0], kpi.digits), None)]
+            for value, unit in zip(values[1:], units[1:], strict=True):
+                row.append((fmt(value, unit, kpi.digits), None))
+                if unit != units[0] and value is not None and base is not None:
+                    row.append((f"not comparable ({unit.strip()} vs {units[0].strip()})", None))
+                else:
+                    row.append((delta_text(value, base, kpi), delta_verdict(value, base, kpi)))
             table.append(row)
         return table
 
@@ -125,8 +137,8 @@ class Comparison:
         return {
             "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path)}
                      for r in self.runs],
-            "kpis": [{"kpi": k.label, "unit": k.unit.strip(), "values": [k.pick(s) for s in self.summaries]}
-                     for k in KPIS],
+            "kpis": [{"kpi": k.label, "unit": units[0], "units": units, "values": [k.pick(s) for s in self.summaries]}
+                     for k in KPIS for units in [[u.strip() for u in k.units(self.summaries)]]],
         }
 
 
