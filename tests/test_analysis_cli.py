@@ -59,6 +59,17 @@ def test_runs_lists_newest_first_with_status(data_dir, capsys):
     assert "completed" in lines["old-completed"] and " 4 " in lines["old-completed"]  # peak replicas
 
 
+def test_runs_shows_gpu_energy_when_a_run_has_power_data(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    rows = [{**row, "gpu_power_w": 1000.0, "gpu_count": 1} for row in replica_rows(2)]
+    write_run(data_dir / "powered", rows, phases=PHASES, started_at=T0 + 60)
+    assert run_cli("runs", "--data-dir", str(data_dir)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "energy" in next(line for line in lines if "GPU-h" in line)
+    assert "0.0333 kWh" in next(line for line in lines if "powered" in line)  # 1000 W for 120 s
+    assert "kWh" not in next(line for line in lines if "old-completed" in line)
+
+
 def test_running_run_with_stale_metrics_is_incomplete(data_dir):
     from hpa_experiments.analysis.runs import effective_status
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from hpa_experiments.analysis.kpis import SUMMARY_FILE, compute_kpis, headline
 from hpa_experiments.analysis.load import load_run, read_run_json, run_directories, start_time_of
-from hpa_experiments.analysis.report import fmt
+from hpa_experiments.analysis.report import fmt, significant
 from hpa_experiments.errors import UsageError
 from hpa_experiments.signals import process_alive
 
@@ -92,7 +92,9 @@ STATUS_STYLE = {
 def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
     table.add_column("run", overflow="fold", min_width=36)
-    for header in ("backend", "status", "started", "duration", "peak", "GPU-h", "scale-up", "scale-down", "TTFT p90"):
+    headers = ("backend", "status", "started", "duration", "peak", "GPU-h", "energy", "scale-up", "scale-down",
+               "TTFT p90")
+    for header in headers:
         table.add_column(header)
     for item in listings:
         started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
@@ -108,6 +110,7 @@ def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
             fmt(h.get("duration_s"), " s", 0),
             fmt(h.get("peak_replicas"), "", 0),
             fmt(h.get("gpu_hours"), "", 3),
+            significant(h.get("energy_kwh"), " kWh"),
             fmt(h.get("first_scale_up_s"), " s", 0),
             fmt(h.get("scale_down_s"), " s", 0),
             fmt(h.get("ttft_p90_ms"), " ms", 0),
