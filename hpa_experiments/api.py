@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -318,3 +319,7 @@ def check_output_folder(folder: Path) -> None:
         raise UsageError(f"output folder {folder}: {existing} exists and is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"output folder {folder}: {existing} is not writable")
+    try:  # access() can say yes where mkdir fails (root in /proc, some network mounts): try it
+        os.rmdir(tempfile.mkdtemp(prefix=".hpa-exp-probe-", dir=existing))
+    except OSError as exc:
+        raise UsageError(f"output folder {folder}: cannot create folders in {existing} ({exc.strerror})") from None

@@ -297,6 +297,7 @@ def test_other_commands_reject_bad_input_without_traceback(tmp_path: Path) -> No
         "malformed YAML": ["validate", str(tmp_path / "broken.yaml")],
         "name escaping the data folder": ["run", str(escape), "-b", "sim"],
         "--output-dir is a file": ["run", str(good), "-b", "sim", "-o", str(tmp_path / "a-file")],
+        "--output-dir where folders cannot be made": ["run", str(good), "-b", "sim", "-o", "/proc/hpa-exp-runs"],
         "a Deployment as a job manifest": ["run", str(deployment_job), "-b", "sim"],
         "missing config": ["plan", str(tmp_path / "nope.yaml")],
         "report of a non-run": ["report", not_run],
