@@ -24,32 +24,26 @@ from typing import Any
 
 import numpy as np
 
-from hpa_experiments.analysis.kpis import sample_durations
 from hpa_experiments.analysis.load import Run
+from hpa_experiments.analysis.samples import SampleColumns
 
 JOULES_PER_KWH = 3.6e6
 POWER_COLUMN = "gpu_power_w"
 MEASURED_GPU_HOURS = "measured (gpu_count)"  # gpu_hours_basis when the GPUs were counted
 
 
-class _EnergyColumns:
+class _EnergyColumns(SampleColumns):
     """The columns energy needs, as float arrays (NaN = no value), and each sample's duration."""
 
     def __init__(self, run: Run):
-        self.elapsed = run.elapsed.to_numpy(dtype=float)
-        self.weights = sample_durations(self.elapsed, run.interval_s)
-        self.power = self._get(run, POWER_COLUMN)
-        self.utilization = self._get(run, "gpu_utilization_pct")
-        self.gpu_count = self._get(run, "gpu_count")
-        self.tokens_per_s = self._get(run, "generation_tokens_per_s")
-        self.replicas = self._get(run, "replicas")
+        super().__init__(run)
+        self.power = self.get(POWER_COLUMN)
+        self.utilization = self.get("gpu_utilization_pct")
+        self.gpu_count = self.get("gpu_count")
+        self.tokens_per_s = self.get("generation_tokens_per_s")
+        self.replicas = self.get("replicas")
         phases = run.metrics["phase"] if "phase" in run.metrics.columns else None
         self.phase = None if phases is None else phases.fillna("").astype(str).to_numpy()
-
-    def _get(self, run: Run, name: str) -> np.ndarray:
-        if name not in run.metrics.columns:
-            return np.full(len(self.elapsed), np.nan)
-        return run.metrics[name].to_numpy(dtype=float, na_value=np.nan)
 
 
 def _area(values: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[float | None, float]:

@@ -13,7 +13,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hpa_experiments.analysis.energy import JOULES_PER_KWH, POWER_COLUMN
-from hpa_experiments.analysis.kpis import sample_durations
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.plots import (
     FIGURE_WIDTH_IN,
@@ -22,6 +21,7 @@ from hpa_experiments.analysis.plots import (
     MARGINS,
     PLOTS_DIR,
     TimeAxis,
+    _count_on_twin_axis,
     _line,
     _no_data,
     _plot_times,
@@ -29,6 +29,7 @@ from hpa_experiments.analysis.plots import (
     _values,
     save_figure,
 )
+from hpa_experiments.analysis.samples import sample_durations
 
 ENERGY_FILE = "energy.png"
 
@@ -64,11 +65,7 @@ def energy_figure(run: Run) -> Figure:
         handles = power_ax.get_legend_handles_labels()[0]
         count = _values(run, "gpu_count")
         if count is not None:
-            twin = power_ax.twinx()
-            _line(twin, axis, t, count, step=True, color="tab:gray", lw=1.1, ls="--", label="GPUs")
-            twin.set_ylabel("GPUs")
-            twin.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(count))) * 1.25)
-            handles += twin.get_legend_handles_labels()[0]
+            handles += _count_on_twin_axis(power_ax, axis, t, count, "GPUs", "GPUs", lw=1.1)
         power_ax.legend(handles=handles, **(LEGEND_PAST_TWIN if count is not None else LEGEND))
     utilization = _values(run, "gpu_utilization_pct")
     if utilization is None:

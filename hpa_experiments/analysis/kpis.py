@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
+from hpa_experiments.analysis.samples import SampleColumns
 from hpa_experiments.rundir import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -92,14 +94,6 @@ def _float_or_none(value: Any) -> float | None:
     return float(value)
 
 
-def sample_durations(elapsed: np.ndarray, interval_s: float | None) -> np.ndarray:
-    """How long each sample's value holds: until the next sample, the last one for one interval."""
-    if len(elapsed) == 0:
-        return np.array([], dtype=float)
-    last = interval_s if interval_s is not None else 0.0
-    return np.diff(elapsed, append=elapsed[-1] + last)
-
-
 def _weighted_share(condition: np.ndarray, valid: np.ndarray, weights: np.ndarray) -> float | None:
     total = weights[valid].sum()
     if not valid.any() or total <= 0:
@@ -119,27 +113,6 @@ def latency_stats(values: np.ndarray) -> dict[str, float | int | None]:
     for q, v in zip(PERCENTILES, np.percentile(present, PERCENTILES), strict=True):
         stats[f"p{q}"] = float(v)
     return stats
-
-
-class _Columns:
-    """The run's columns as float arrays (NaN = missing), computed once."""
-
-    def __init__(self, run: Run):
-        self.elapsed = run.elapsed.to_numpy(dtype=float)
-        self.weights = sample_durations(self.elapsed, run.interval_s)
-        self._frame = run.metrics
-
-    def get(self, name: str) -> np.ndarray:
-        if name not in self._frame.columns:
-            return np.full(len(self.elapsed), np.nan)
-        return self._frame[name].to_numpy(dtype=float, na_value=np.nan)
-
-    def first_present(self, names: tuple[str, ...]) -> tuple[str | None, np.ndarray]:
-        for name in names:
-            values = self.get(name)
-            if not np.isnan(values).all():
-                return name, values
-        return None, np.full(len(self.elapsed), np.nan)
 
 
 def phase_windows(run: Run) -> list[Window]:
@@ -204,7 +177,7 @@ def _increases_from_offered_column(run: Run) -> list[LoadIncrease]:
 
 
 def scale_up_response(
-    cols: _Columns, start_s: float, end_s: float, interval_s: float | None
+    cols: SampleColumns, start_s: float, end_s: float, interval_s: float | None
 ) -> dict[str, Any]:
     """Time from a load increase to the first scale-up and to the new steady replica count."""
     replicas, desired, t = cols.get("replicas"), cols.get("desired_replicas"), cols.elapsed
@@ -252,7 +225,7 @@ def _constant_segments(t: np.ndarray, values: np.ndarray, start_s: float, end_s:
     return [(float(values[i]), float(t[i]), until) for i, until in zip(starts, untils, strict=True)]
 
 
-def replica_kpis(cols: _Columns) -> dict[str, Any]:
+def replica_kpis(cols: SampleColumns) -> dict[str, Any]:
     replicas, t, w = cols.get("replicas"), cols.elapsed, cols.weights
     known = ~np.isnan(replicas)
     if not known.any():
@@ -278,7 +251,7 @@ def replica_kpis(cols: _Columns) -> dict[str, Any]:
     }
 
 
-def scale_down_completion(cols: _Columns, load_end_s: float | None) -> dict[str, Any]:
+def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict[str, Any]:
     """Time from the end of the last job until replicas are back at the run's minimum."""
     replicas, t = cols.get("replicas"), cols.elapsed
     result: dict[str, Any] = {"load_end_s": load_end_s, "from_replicas": None, "to_replicas": None,
@@ -297,7 +270,7 @@ def scale_down_completion(cols: _Columns, load_end_s: float | None) -> dict[str,
     return result
 
 
-def window_kpis(cols: _Columns, mask: np.ndarray, slo: dict[str, float]) -> dict[str, Any]:
+def window_kpis(cols: SampleColumns, mask: np.ndarray, slo: dict[str, float]) -> dict[str, Any]:
     """Latency statistics, waiting share and SLO shares over the samples selected by `mask`."""
     weights = cols.weights
     out: dict[str, Any] = {"samples": int(mask.sum())}
@@ -323,9 +296,8 @@ def window_kpis(cols: _Columns, mask: np.ndarray, slo: dict[str, float]) -> dict
 
 def compute_kpis(run: Run) -> dict[str, Any]:
     """All KPIs of a run as a JSON-ready dict (missing values are None, never 0)."""
-    from hpa_experiments.analysis.energy import energy_kpis  # here: energy.py builds on this module
 
-    cols = _Columns(run)
+    cols = SampleColumns(run)
     interval = run.interval_s
     t = cols.elapsed
     data_end = float(t[-1] + (interval or 0.0)) if len(t) else 0.0

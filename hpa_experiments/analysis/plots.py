@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -232,14 +233,21 @@ def _draw_load(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
     else:
         ax.text(0.01, 0.85, "offered load: no data", transform=ax.transAxes, fontsize=9, color="0.45")
     if jobs is not None:
-        twin = ax.twinx()
-        _line(twin, axis, t, jobs, step=True, color="tab:gray", lw=1.2, ls="--", label="active jobs")
-        twin.set_ylabel("jobs")
-        twin.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(jobs))) * 1.25)
-        handles += twin.get_legend_handles_labels()[0]
+        handles += _count_on_twin_axis(ax, axis, t, jobs, "active jobs", "jobs")
     else:
         ax.text(0.01, 0.7, "active jobs: no data", transform=ax.transAxes, fontsize=9, color="0.45")
     ax.legend(handles=handles, **(LEGEND_PAST_TWIN if jobs is not None else LEGEND))
+
+
+def _count_on_twin_axis(
+    ax: Axes, axis: TimeAxis, t: np.ndarray, counts: np.ndarray, label: str, unit: str, lw: float = 1.2
+) -> list[Any]:
+    """A count (jobs, GPUs) as a dashed grey step line on a right-hand axis; returns its legend handles."""
+    twin = ax.twinx()
+    _line(twin, axis, t, counts, step=True, color="tab:gray", lw=lw, ls="--", label=label)
+    twin.set_ylabel(unit)
+    twin.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(counts))) * 1.25)
+    return twin.get_legend_handles_labels()[0]
 
 
 def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
