@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from hpa_experiments.rundir import percentile_label
 
 if TYPE_CHECKING:
-    from hpa_experiments.config import EnergyConfig
+    from hpa_experiments.config import EnergyConfig, ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,14 @@ def energy_queries(
         "gpu_count": f"count({energy.power_metric}{gpus})",
         "generation_tokens_per_s": f"sum(rate({names.generation_tokens}{selector(model_name, namespace)}[{window}]))",
     }
+
+
+def run_queries(config: ExperimentConfig, names: MetricNames) -> dict[str, str]:
+    """Every PromQL column of a run's metrics.csv: the standard ones, energy, then `metrics.prometheus`."""
+    metrics = config.metrics
+    queries = standard_queries(names, config.model_name, config.namespace, metrics.rate_window, metrics.percentiles)
+    queries.update(energy_queries(
+        names, config.energy, config.model_name, config.namespace, config.deployment, metrics.rate_window
+    ))
+    queries.update({f"query_{name}": q.query for name, q in metrics.prometheus.items()})
+    return queries

@@ -27,7 +27,7 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
-from hpa_experiments.promql import MetricNames, energy_queries, standard_queries
+from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
 from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
@@ -120,22 +120,7 @@ class Runner:
             jobs = [_JobRun(j, job_resource_name(j.name, run_id)) for j in self.plan.jobs]
             launches = {j.resource: self._launch(j, run_id) for j in jobs}  # render all before applying
             first = self.backend.scaling_snapshot()
-            queries = standard_queries(
-                self.metric_names,
-                self.config.model_name,
-                self.config.namespace,
-                self.config.metrics.rate_window,
-                self.config.metrics.percentiles,
-            )
-            queries.update(energy_queries(
-                self.metric_names,
-                self.config.energy,
-                self.config.model_name,
-                self.config.namespace,
-                self.config.deployment,
-                self.config.metrics.rate_window,
-            ))
-            queries.update({f"query_{n}": q.query for n, q in self.config.metrics.prometheus.items()})
+            queries = run_queries(self.config, self.metric_names)
             columns = metrics_columns(
                 self.config.metrics.percentiles,
                 extra_hpa_metrics(first.metrics),

@@ -11,7 +11,7 @@ from hpa_experiments.backends.prom import PromSettings
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames, energy_queries, standard_queries
+from hpa_experiments.promql import MetricNames, run_queries
 
 
 def connect_and_preflight(
@@ -40,13 +40,7 @@ def connect_and_preflight(
         run_id=run_id,
         on_warning=lambda text: print(f"warning: {text}", file=out),
     )
-    queries = standard_queries(
-        MetricNames(), config.model_name, config.namespace, config.metrics.rate_window, config.metrics.percentiles
-    )
-    queries.update(energy_queries(
-        MetricNames(), config.energy, config.model_name, config.namespace, config.deployment, config.metrics.rate_window
-    ))
-    queries.update({f"query_{n}": q.query for n, q in config.metrics.prometheus.items()})
+    queries = run_queries(config, MetricNames())
     will_apply = bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
     report = preflight(backend, queries=queries, will_apply_hpa=will_apply, energy=config.energy)
     for warning in report.warnings:
