@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from hpa_experiments.config import read_config_data
+from hpa_experiments.errors import ConfigError
 from hpa_experiments.menu import cluster
 from hpa_experiments.menu.context import MenuContext, shown_path
 from hpa_experiments.menu.ui import keys_line, show_screen, stack
@@ -20,9 +21,9 @@ HOME_KEYS = {"r", "e", "c", "h"}
 def _description(path: Path) -> str:
     """The config's description line, read without validating (the configs screen validates)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return "(unreadable YAML)"
+        raw = read_config_data(path)  # YAML, or JSON for a .json config
+    except ConfigError:
+        return "(unreadable)"
     return str(raw.get("description", "")) if isinstance(raw, dict) else "(not a mapping)"
 
 
