@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
 from hpa_experiments.manifests import (
@@ -356,7 +357,17 @@ def _check_files(config: ExperimentConfig) -> list[str]:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
-    return problems
+    return problems + _simulation_problems(config.simulation)
+
+
+def _simulation_problems(simulation: SimulationConfig) -> list[str]:
+    """The twin's profile with its overrides must make sense (e.g. the model must fit its GPUs)."""
+    try:
+        load_profile(simulation.profile, simulation.parameters)
+    except ConfigError as exc:
+        key = "simulation.parameters" if simulation.profile in PROFILES else "simulation.profile"
+        return [f"{key}: {problem}" for problem in exc.problems]
+    return []
 
 
 def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]:

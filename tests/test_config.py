@@ -197,6 +197,15 @@ RULES = [
         "energy.pod_label: must be a Prometheus metric or label name (got 'exported pod')",
     ),
     (mutate("simulation.initial_replicas", 0), "simulation.initial_replicas: must be >= 1 (got 0)"),
+    (
+        mutate("simulation.parameters", {"model_weights_gib": 140.0}),
+        "simulation.parameters: simulation profile 'llama-3.1-8b-h100': the model does not fit: "
+        "140.0 GiB of weights > 79.65 GiB x 1 GPU x 0.9 = 71.7 GiB usable",
+    ),
+    (
+        mutate("simulation.profile", "llama-3.1-8b-h10"),
+        "simulation.profile: unknown simulation profile 'llama-3.1-8b-h10' (did you mean 'llama-3.1-8b-h100'?)",
+    ),
     (mutate("jobs.1.name", "a"), "jobs[1].name: 'a' is already used by jobs[0]"),
     (
         mutate("prometheus", {"token_env": "T", "token_file": "t"}),
