@@ -32,6 +32,7 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
+from hpa_experiments.analysis.slo_gates import gates_summary
 from hpa_experiments.rundir import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -344,7 +345,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
         for column in COVERAGE_COLUMNS
     }
-    return _clean({
+    summary = _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
             "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
@@ -361,6 +362,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "notes": data_notes(run, coverage),
         "energy": energy_kpis(run),
     })
+    summary["slo_gates"] = gates_summary(summary, run.slo_gates)
+    return summary
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:

@@ -73,6 +73,13 @@ class Run:
         return found
 
     @property
+    def slo_gates(self) -> dict[str, Any]:
+        """`slo.gates` of the config: the bounds `hpa-exp run --fail-on-slo` checks."""
+        raw = self.config.get("slo")
+        gates = raw.get("gates") if isinstance(raw, dict) else None
+        return gates if isinstance(gates, dict) else {}
+
+    @property
     def warm_up_s(self) -> float:
         """`metrics.warm_up_duration_s` of the config: samples before it stay out of the statistics."""
         metrics = self.config.get("metrics")

@@ -18,6 +18,7 @@ from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
 from hpa_experiments.analysis.request_plots import write_request_plots
+from hpa_experiments.analysis.slo_gates import gate_results
 
 HTML_FILE = "report.html"
 NO_DATA = "no data"
@@ -77,7 +78,8 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
-    return rows + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
+    gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
+    return rows + gates + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:

@@ -45,6 +45,11 @@ def run(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."
     ),
+    fail_on_slo: bool = typer.Option(
+        False,
+        "--fail-on-slo",
+        help="Exit 4 when a completed run misses a gate of the config's slo.gates (or a gate has no data).",
+    ),
 ) -> int:
     """Run an experiment: start each load Job on time, sample the HPA and Prometheus on a fixed grid.
 
@@ -53,7 +58,8 @@ def run(
     validated and (on Kubernetes) the preflight checks have passed.
 
     Exit codes: 0 completed, 1 failed (a Job failed, the backend broke), 2 invalid config or
-    arguments, 3 preflight failed, 130 interrupted (Jobs cleaned up, partial run kept).
+    arguments, 3 preflight failed, 4 completed but an SLO gate missed (only with
+    --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
 
     Examples:
 
@@ -88,7 +94,26 @@ def run(
         typer.echo(f"warning: {warning}", err=True)
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
-    return result.exit_code
+    return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
+
+
+def _slo_exit_code(exit_code: int, summary: dict[str, Any] | None, fail_on_slo: bool) -> int:
+    """Print one line per gate; with --fail-on-slo a completed run that missed one exits 4."""
+    from hpa_experiments.analysis.slo_gates import gate_results
+    from hpa_experiments.errors import EXIT_OK, EXIT_SLO_MISSED
+
+    block = (summary or {}).get("slo_gates")
+    for gate in gate_results(block):
+        typer.echo(f"SLO gate {gate.line()}", err=not gate.passed)
+    if not fail_on_slo or exit_code != EXIT_OK:
+        return exit_code
+    if summary is None:
+        typer.echo("SLO gates: not checked, the KPIs could not be computed", err=True)
+        return EXIT_SLO_MISSED
+    if block is None:
+        typer.echo("warning: --fail-on-slo, but the config sets no slo.gates: nothing to check", err=True)
+        return exit_code
+    return exit_code if block["passed"] else EXIT_SLO_MISSED
 
 
 def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
