@@ -44,6 +44,7 @@ K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would acce
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 BACKEND_ALIASES = {"sim": "simulation", "simulation": "simulation", "twin": "simulation",
                    "kubernetes": "kubernetes", "kube": "kubernetes", "k8s": "kubernetes"}
+TAG_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
 
@@ -223,6 +224,9 @@ class ExperimentConfig(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     on_job_failure: Literal["abort", "continue"] = "abort"
     values: dict[str, Any] = Field(default_factory=dict, description="template values for every job")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="labels for telling runs apart (`hpa-exp run --tag key=value`)"
+    )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -235,6 +239,16 @@ class ExperimentConfig(_Section):
     def _backend_alias(cls, v: Any) -> Any:
         """`sim` as on the command line (`--backend sim`), and `k8s`, as the backend's other names."""
         return BACKEND_ALIASES.get(v.lower(), v) if isinstance(v, str) else v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in v:
+                if not isinstance(key, str) or not TAG_KEY.match(key):
+                    raise ValueError(f"tag key {key!r}: letters, digits, '.', '_', '-' or '/', at most 63")
+            return {key: str(value) for key, value in v.items()}
+        return v
 
     @field_validator("name")
     @classmethod

@@ -8,6 +8,7 @@ commands so that the rest of the command line starts fast.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shlex
 import subprocess
@@ -43,17 +44,24 @@ def _data_dir_option() -> Path:
     return typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help=DATA_DIR_HELP)
 
 
-def runs(data_dir: Path = _data_dir_option()) -> None:
+def _json_option() -> bool:
+    return typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
+
+
+def runs(data_dir: Path = _data_dir_option(), as_json: bool = _json_option()) -> None:
     """List the runs under the data folder, newest first (by start time in run.json).
 
     A run still marked "running" whose process is gone, or whose metrics stopped long ago,
     shows as "incomplete".
     """
-    from hpa_experiments.analysis.runs import list_runs, runs_table
+    from hpa_experiments.analysis.runs import list_runs, runs_json, runs_table
 
     if not data_dir.is_dir():
         raise UsageError(f"{data_dir}: no such data folder (use --data-dir)")
     listings = list_runs(data_dir)
+    if as_json:
+        typer.echo(json.dumps(runs_json(listings), indent=2, default=str))
+        return
     console = _console()
     if not listings:
         console.print(f"no runs under {data_dir}")
@@ -67,8 +75,11 @@ def runs(data_dir: Path = _data_dir_option()) -> None:
 def report(
     run: str = typer.Argument(..., metavar="RUN", help="A run directory, or a run name under the data folder."),
     data_dir: Path = _data_dir_option(),
+    as_json: bool = _json_option(),
 ) -> None:
     """Summarise one run: terminal table, summary.json, plots/overview.png and report.html.
+
+    With --json the files are written as usual and summary.json's content is printed.
 
     Example:  hpa-exp report experiment-data/high-load-hpa-20261123-041655
     """
@@ -76,6 +87,9 @@ def report(
     from hpa_experiments.analysis.report import build_report, print_report
 
     files = build_report(load_run(resolve_run_path(run, data_dir)))
+    if as_json:
+        typer.echo(json.dumps(files.summary, indent=2, default=str))
+        return
     console = _console()
     print_report(files.summary, console)
     console.print(f"summary: {files.summary_path}")

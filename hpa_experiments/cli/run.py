@@ -45,6 +45,9 @@ def run(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."
     ),
+    tag: list[str] = typer.Option(
+        [], "--tag", "-t", metavar="KEY=VALUE", help="Label the run (repeatable); shown by runs and compare."
+    ),
     fail_on_slo: bool = typer.Option(
         False,
         "--fail-on-slo",
@@ -72,7 +75,7 @@ def run(
     from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
 
-    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace)
+    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace, parse_tags(tag))
     if dry_run:
         _print_dry_run(experiment.config, experiment.plan())
         return 0
@@ -95,6 +98,19 @@ def run(
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
     return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
+
+
+def parse_tags(given: list[str]) -> dict[str, str]:
+    """`--tag key=value` options as a dict; a malformed one is a usage error (exit 2)."""
+    from hpa_experiments.errors import UsageError
+
+    tags = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: give KEY=VALUE, e.g. --tag variant=queue-5")
+        tags[key] = value
+    return tags
 
 
 def _slo_exit_code(exit_code: int, summary: dict[str, Any] | None, fail_on_slo: bool) -> int:
