@@ -28,6 +28,7 @@ DEFAULT_DATA_DIR = Path("experiment-data")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 ANALYZE_NOTEBOOK = "analyze-hpa-experiment.ipynb"
 COMPARE_NOTEBOOK = "compare-runs.ipynb"
+NOTEBOOK_HTML = "notebook.html"  # `notebook --execute` writes it into the run directory
 # Read by hpa_experiments.analysis.notebook (kept here as text to avoid importing pandas at startup).
 RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
 RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
@@ -166,8 +167,17 @@ def notebook(
     ),
     data_dir: Path = _data_dir_option(),
     print_only: bool = typer.Option(False, "--print-only", help="Print the command instead of starting Jupyter."),
+    execute: bool = typer.Option(
+        False,
+        "--execute",
+        help="Run the notebook headless and save it as HTML (one run: <run>/notebook.html; several: --output).",
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="HTML file for --execute."),
 ) -> None:
-    """Open the analysis notebook in Jupyter Lab on a run (or the comparison notebook on several)."""
+    """Open the analysis notebook in Jupyter Lab on a run (or the comparison notebook on several).
+
+    With --execute nothing is opened: the notebook runs headless and is written as a static page.
+    """
     from hpa_experiments.analysis.load import newest_run_path, resolve_run_path
 
     refs = run_refs or []
@@ -176,6 +186,15 @@ def notebook(
     if not path.exists():
         raise UsageError(f"{path}: notebook not found (run from a source checkout of hpa-exp)")
     command, env = notebook_command(run_dirs, path)
+    if execute:
+        from hpa_experiments.analysis.notebook_render import execute_to_html
+
+        if output is None and len(run_dirs) > 1:
+            raise UsageError("--execute on several runs needs --output FILE.html")
+        target = output or run_dirs[0] / NOTEBOOK_HTML
+        typer.echo(f"executing {path.name} on {', '.join(p.name for p in run_dirs)} ...")
+        typer.echo(f"notebook page: {execute_to_html(path, env, target)}")
+        return
     if not print_only and importlib.util.find_spec("jupyterlab") is None:
         raise UsageError("Jupyter Lab is not installed: pip install 'hpa-experiments[notebooks]' (or jupyterlab)")
     if print_only:
