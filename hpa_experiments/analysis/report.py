@@ -196,8 +196,8 @@ def phase_headers(summary: dict[str, Any]) -> list[str]:
 
 def kpi_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['run']['name']} · {summary['run']['directory']}", title_justify="left")
-    table.add_column("", style="bold cyan")
-    table.add_column("KPI")
+    table.add_column("", style="bold cyan", overflow="fold")
+    table.add_column("KPI", overflow="fold")
     table.add_column("value", overflow="fold")
     previous = None
     for section, label, value in kpi_rows(summary):
@@ -213,7 +213,7 @@ def phase_table(summary: dict[str, Any]) -> Table | None:
         return None
     table = Table(title="per phase", title_justify="left")
     for header in phase_headers(summary):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for row in rows:
         table.add_row(*row)
     return table
@@ -229,7 +229,7 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     if by_phase:
         table = Table(title="energy per phase", title_justify="left")
         for header in ENERGY_PHASE_HEADERS:
-            table.add_column(header)
+            table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
         for row in by_phase:
             table.add_row(*row)
         console.print(table)

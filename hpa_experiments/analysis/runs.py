@@ -120,7 +120,7 @@ def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     headers = ("backend", "status", "started", "duration", "peak", "GPU-h", "energy", "scale-up", "scale-down",
                "TTFT p90", "tags")
     for header in headers:
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for item in listings:
         started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
         if item.started:

@@ -34,11 +34,15 @@ RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
 RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
 
 
+PIPE_WIDTH = 100_000  # piped output: lines as long as their content, nothing wrapped or cut
+
+
 def _console() -> Console:
-    """Rich console; wide when the output is not a terminal, so tables are not squeezed in files."""
+    """Rich console: the terminal's width on a terminal (tables wrap cells, never cut them); unbounded
+    when piped, so a file or a pipeline gets whole lines."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
 
 
 def _data_dir_option() -> Path:
