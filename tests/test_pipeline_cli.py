@@ -101,3 +101,10 @@ def test_a_malformed_tag_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--tag 'novalue': give KEY=VALUE" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    done = hpa_exp("--version")
+    assert done.stdout.strip() == f"hpa-exp {version('hpa-experiments')}"
