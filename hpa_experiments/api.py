@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from hpa_experiments.analysis.load import Run
+    from hpa_experiments.ensemble import EnsembleResult, SeedRun
     from hpa_experiments.runner import Runner, RunObserver, RunResult
 
 DICT_SOURCE = "<dict>"  # names a config given as a dict in messages
@@ -241,6 +242,28 @@ class Experiment:
             handle_signals=handle_signals,
         )
         return prepared.run()
+
+
+    def run_ensemble(
+        self,
+        seeds: int | None = None,
+        output_dir: str | Path | None = None,
+        *,
+        processes: int | None = None,
+        on_seed: Callable[[SeedRun, int, int], None] | None = None,
+    ) -> EnsembleResult:
+        """The experiment on the twin under `seeds` seeds (default: `simulation.seeds`), starting at
+        `simulation.seed`, `processes` at a time (default: every core); see hpa_experiments.ensemble."""
+        from hpa_experiments.ensemble import ensemble_seeds, run_ensemble
+
+        config = self._config
+        count = seeds if seeds is not None else config.simulation.seeds
+        if count is None:
+            raise UsageError("how many seeds? give seeds= (--seeds N) or simulation.seeds in the config")
+        base = Path(output_dir) if output_dir is not None else config.output.base_dir
+        check_output_folder(base)
+        chosen = ensemble_seeds(config.simulation.seed, count)
+        return run_ensemble(config, chosen, base, processes=processes, on_seed=on_seed)
 
 
 class PreparedRun:

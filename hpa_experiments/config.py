@@ -193,6 +193,9 @@ class CostConfig(_Section):
 
 class SimulationConfig(_Section):
     seed: int = 42
+    seeds: int | None = Field(
+        None, ge=2, le=1000, description="run an ensemble of this many seeds (seed, seed+1, ...) in parallel"
+    )
     profile: str = "llama-3.1-8b-h100"
     parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
     initial_replicas: int = Field(1, ge=1)

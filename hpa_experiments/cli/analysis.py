@@ -37,7 +37,7 @@ RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
 PIPE_WIDTH = 100_000  # piped output: lines as long as their content, nothing wrapped or cut
 
 
-def _console() -> Console:
+def output_console() -> Console:
     """Rich console: the terminal's width on a terminal (tables wrap cells, never cut them); unbounded
     when piped, so a file or a pipeline gets whole lines."""
     from rich.console import Console
@@ -67,7 +67,7 @@ def runs(data_dir: Path = _data_dir_option(), as_json: bool = _json_option()) ->
     if as_json:
         typer.echo(json.dumps(runs_json(listings), indent=2, default=str))
         return
-    console = _console()
+    console = output_console()
     if not listings:
         console.print(f"no runs under {data_dir}")
         return
@@ -88,14 +88,25 @@ def report(
 
     Example:  hpa-exp report experiment-data/high-load-hpa-20261123-041655
     """
+    from hpa_experiments.analysis.ensemble_report import is_ensemble, load_ensemble, spread_table, write_ensemble_page
     from hpa_experiments.analysis.load import load_run, resolve_run_path
     from hpa_experiments.analysis.report import build_report, print_report
 
-    files = build_report(load_run(resolve_run_path(run, data_dir)))
+    path = resolve_run_path(run, data_dir)
+    if is_ensemble(path):  # an ensemble folder (hpa-exp run --seeds N)
+        ensemble = load_ensemble(path)
+        if as_json:
+            typer.echo(json.dumps(ensemble.summary, indent=2))
+            return
+        png, page = write_ensemble_page([ensemble], path, f"Ensemble {ensemble.summary['ensemble']}")
+        output_console().print(spread_table([ensemble]))
+        output_console().print(f"plot:    {png}\nreport:  {page}")
+        return
+    files = build_report(load_run(path))
     if as_json:
         typer.echo(json.dumps(files.summary, indent=2, default=str))
         return
-    console = _console()
+    console = output_console()
     print_report(files.summary, console)
     console.print(f"summary: {files.summary_path}")
     for plot in files.plots:
@@ -112,13 +123,26 @@ def compare(
 ) -> None:
     """Compare runs: overlay plots aligned on experiment time and KPI deltas vs the first run."""
     from hpa_experiments.analysis.compare import comparison_table, default_output_dir, write_comparison
+    from hpa_experiments.analysis.ensemble_report import is_ensemble, load_ensemble, spread_table, write_ensemble_page
     from hpa_experiments.analysis.load import load_run, resolve_run_path
 
     if len(run_refs) < 2:
         raise UsageError("compare needs at least two runs")
-    loaded = [load_run(resolve_run_path(ref, data_dir)) for ref in run_refs]
+    paths = [resolve_run_path(ref, data_dir) for ref in run_refs]
+    ensembles = [is_ensemble(p) for p in paths]
+    if any(ensembles):
+        if not all(ensembles):
+            raise UsageError("compare runs with runs, or ensembles with ensembles (an ensemble's runs are in it)")
+        target = output or default_output_dir(data_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        loaded_ensembles = [load_ensemble(p) for p in paths]
+        png, page = write_ensemble_page(loaded_ensembles, target, "Ensemble comparison")
+        output_console().print(spread_table(loaded_ensembles))
+        output_console().print(f"plot:   {png}\nreport: {page}")
+        return
+    loaded = [load_run(p) for p in paths]
     files = write_comparison(loaded, output or default_output_dir(data_dir))
-    console = _console()
+    console = output_console()
     console.print(comparison_table(files.comparison))
     console.print(f"plot:   {files.png}\nreport: {files.html}\ndata:   {files.json}")
 

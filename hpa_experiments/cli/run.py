@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from hpa_experiments.api import Experiment
     from hpa_experiments.config import ExperimentConfig
     from hpa_experiments.plan import Plan
 
@@ -45,6 +46,10 @@ def run(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."
     ),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Twin only: an ensemble of N seeds in parallel, with each KPI's median and spread."
+    ),
+    processes: int | None = typer.Option(None, "--processes", help="Parallel seeds of --seeds. Default: every core."),
     tag: list[str] = typer.Option(
         [], "--tag", "-t", metavar="KEY=VALUE", help="Label the run (repeatable); shown by runs and compare."
     ),
@@ -79,6 +84,8 @@ def run(
     if dry_run:
         _print_dry_run(experiment.config, experiment.plan())
         return 0
+    if seeds is not None or (experiment.config.simulation.seeds and experiment.config.backend == "simulation"):
+        return _run_ensemble(experiment, seeds, output_dir, processes, quiet)
     use_live = sys.stdout.isatty() if live is None else live
     observer = PlainConsole(quiet=quiet) if quiet or not use_live else LiveConsole()
     prepared = experiment.prepare(
@@ -98,6 +105,30 @@ def run(
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
     return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
+
+
+def _run_ensemble(
+    experiment: Experiment, seeds: int | None, output_dir: Path | None, processes: int | None, quiet: bool
+) -> int:
+    from hpa_experiments.analysis.ensemble_report import load_ensemble, spread_table, write_ensemble_page
+    from hpa_experiments.cli.analysis import output_console
+    from hpa_experiments.ensemble import SeedRun
+
+    def progress(run: SeedRun, done: int, total: int) -> None:
+        if not quiet:
+            where = run.run_dir.name if run.run_dir else run.reason
+            typer.echo(f"[{done}/{total}] seed {run.seed}: {run.status} ({where})")
+
+    result = experiment.run_ensemble(seeds, output_dir, processes=processes, on_seed=progress)
+    ensemble = load_ensemble(result.directory)
+    _, page = write_ensemble_page([ensemble], result.directory, f"Ensemble {ensemble.summary['ensemble']}")
+    for run in result.runs:
+        if run.exit_code:
+            typer.echo(f"seed {run.seed}: {run.status}: {run.reason}", err=True)
+    if not quiet:
+        output_console().print(spread_table([ensemble]))
+    typer.echo(f"ensemble: {result.directory}\nreport:   {page}")
+    return result.exit_code
 
 
 def parse_tags(given: list[str]) -> dict[str, str]:
