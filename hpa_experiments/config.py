@@ -29,6 +29,7 @@ from pydantic import (
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.kit import kit_dir
 from hpa_experiments.manifests import (
     ManifestError,
     check_job_manifest,
@@ -361,8 +362,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
 
     config.hpa.manifest = resolve(config.hpa.manifest)
     default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
-    if not default_template.exists() and SHIPPED_JOB_TEMPLATE.exists():  # a config outside the repo, or a dict
-        default_template = SHIPPED_JOB_TEMPLATE
+    if not default_template.exists():  # a config outside the repo, or a dict: the template hpa-exp ships
+        default_template = kit_dir("workloads") / SHIPPED_JOB_TEMPLATE_NAME
     for job in config.jobs:
         job.manifest = resolve(job.manifest) if job.manifest else default_template
     config.prometheus.token_file = resolve(config.prometheus.token_file)
@@ -372,10 +373,10 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
     config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 
 
-# A job without `manifest` uses the shipped template (relative to the config's folder), or the
-# one next to this package when the config's folder has none.
+# A job without `manifest` uses the template next to the config's folder (as in a checkout or an
+# `hpa-exp init` folder), else the one hpa-exp ships.
 DEFAULT_JOB_TEMPLATE = "../workloads/vllm-bench-serve.yaml"
-SHIPPED_JOB_TEMPLATE = Path(__file__).resolve().parents[1] / "workloads" / "vllm-bench-serve.yaml"
+SHIPPED_JOB_TEMPLATE_NAME = "vllm-bench-serve.yaml"
 
 
 def _check_files(config: ExperimentConfig) -> list[str]:

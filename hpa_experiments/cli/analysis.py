@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 DATA_DIR_HELP = "Folder holding the run directories."
 DEFAULT_DATA_DIR = Path("experiment-data")
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 ANALYZE_NOTEBOOK = "analyze-hpa-experiment.ipynb"
 COMPARE_NOTEBOOK = "compare-runs.ipynb"
 NOTEBOOK_HTML = "notebook.html"  # `notebook --execute` writes it into the run directory
@@ -171,6 +170,13 @@ def import_legacy(
     typer.echo("next: hpa-exp report <run directory>")
 
 
+def notebook_path(several_runs: bool) -> Path:
+    """The analysis notebook for one run, the comparison notebook for several (as shipped)."""
+    from hpa_experiments.kit import kit_dir
+
+    return kit_dir("notebooks") / (COMPARE_NOTEBOOK if several_runs else ANALYZE_NOTEBOOK)
+
+
 def notebook_command(run_dirs: list[Path], notebook: Path) -> tuple[list[str], dict[str, str]]:
     """The `jupyter lab` argument list and the environment variables for these runs.
 
@@ -210,9 +216,9 @@ def notebook(
 
     refs = run_refs or []
     run_dirs = [resolve_run_path(ref, data_dir) for ref in refs] or [newest_run_path(data_dir)]
-    path = NOTEBOOKS_DIR / (COMPARE_NOTEBOOK if len(run_dirs) > 1 else ANALYZE_NOTEBOOK)
+    path = notebook_path(len(run_dirs) > 1)
     if not path.exists():
-        raise UsageError(f"{path}: notebook not found (run from a source checkout of hpa-exp)")
+        raise UsageError(f"{path}: notebook not found (this installation of hpa-exp lacks its notebooks)")
     command, env = notebook_command(run_dirs, path)
     if execute:
         from hpa_experiments.analysis.notebook_render import execute_to_html
