@@ -80,6 +80,8 @@ class WhyRecorder:
         self.min_replicas = spec.get("minReplicas", 1) if manifest else None
         self.max_replicas = spec.get("maxReplicas")
         self._conditions: dict[str, str | None] = {}
+        self._last_scale: float | None = None
+        self._ready: int | None = None
         self._pods: dict[str, dict[str, float | None]] = {}
         self._dir: Path | None = None
         self._t0 = 0.0
@@ -104,9 +106,16 @@ class WhyRecorder:
         conditions = condition_cells(snapshot.conditions)
         row.update(conditions)
         row[LAST_SCALE_COLUMN] = self._since_t0(_seconds(snapshot.last_scale_time))
+        # The status is from the HPA's last sync; the ready count is from now.  A rescale since the
+        # previous row changes the pods right after that sync, so the count before it is the one
+        # the controller saw.
+        basis = row
+        if row[LAST_SCALE_COLUMN] != self._last_scale and self._ready is not None:
+            basis = {**row, "ready_replicas": self._ready}
+        self._last_scale, self._ready = row[LAST_SCALE_COLUMN], row.get("ready_replicas")
         row.update(
             why_cells(
-                row,
+                basis,
                 self.kinds,
                 self.tolerances,
                 conditions,
