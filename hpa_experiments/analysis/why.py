@@ -14,6 +14,7 @@ ready count reaches the new desired count; without either, it is unknown.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -195,9 +196,9 @@ def _ready_lag_from_samples(frame: pd.DataFrame, at_s: float, desired: int, unti
     }
 
 
-def scale_events(run: Run) -> list[dict[str, Any]]:
+def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     """One entry per change of desired replicas, with its metrics, limit, ready lag and `line`."""
-    why = why_data(run)
+    why = why or why_data(run)
     frame = why.frame
     pods = _read_pods(run)
     decisions = _decision_times(frame)
@@ -272,7 +273,11 @@ def event_line(event: dict[str, Any]) -> str:
             text += f", proposes {driver['proposed']:.0f}"
         reasons.append(text)
     limit = event["limited_by"]
-    reasons.append("limit unknown" if limit is None else LIMIT_PHRASES.get(limit, limit).format(desired=desired))
+    if limit is None:
+        reasons.append("limit unknown" + (" (no HPA conditions recorded)" if "recomputed" in event["limit_basis"]
+                                          else ""))
+    else:
+        reasons.append(LIMIT_PHRASES.get(limit, limit).format(desired=desired))
     was = "" if event["from_desired"] is None else f" (was {event['from_desired']})"
     line = f"at {_seconds(event['at_s'])}: desired {desired}{was}; {'; '.join(reasons)}"
     if event["direction"] == "up":
@@ -305,6 +310,19 @@ def _ready_text(event: dict[str, Any]) -> str:
 def event_lines(summary: dict[str, Any]) -> list[str]:
     """The per-event lines of a summary (empty for summaries written before scale events)."""
     return [event["line"] for event in summary.get("scale_events") or []]
+
+
+def why_html(summary: dict[str, Any]) -> str:
+    """The report's section: one numbered line per scale event (numbers as in plots/why.png)."""
+    events = summary.get("scale_events")
+    if events is None:
+        return ""
+    if not events:
+        return "<h2>Why the HPA scaled</h2><p>No scale event: the desired replica count never changed.</p>"
+    items = "".join(f"<li>{html.escape(e['line'])}</li>" for e in events)
+    basis = html.escape(events[0]["limit_basis"])
+    return (f"<h2>Why the HPA scaled</h2><p class=\"sub\">What held the desired count: {basis}. "
+            f"Ready lag: from the decision until the new pods were Ready.</p><ol>{items}</ol>")
 
 
 def ratio_arrays(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
