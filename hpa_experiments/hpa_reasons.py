@@ -192,13 +192,13 @@ def metric_proposal(
     missing_value = goal if ratio < 1.0 else 0
     new_ratio = ((usage * with_metrics + missing_value * without) // replicas) / goal
     flips = (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio)
+    bare = _ceil(ratio * with_metrics)  # what the ratio alone says; held is named only if it differs
+    held = None if bare == replicas else (TOLERANCE if tolerances.is_within(ratio) else UNREADY_PODS)
     if tolerances.is_within(new_ratio) or flips:
-        held = TOLERANCE if tolerances.is_within(ratio) else UNREADY_PODS
-        unheld = replicas if tolerances.is_within(ratio) else _ceil(ratio * with_metrics)
-        return Proposal(column, ratio, replicas, held if unheld != replicas else None)
+        return Proposal(column, ratio, replicas, held)
     proposed = _ceil(new_ratio * replicas)
     if (new_ratio < 1.0 and proposed > replicas) or (new_ratio > 1.0 and proposed < replicas):
-        return Proposal(column, ratio, replicas, UNREADY_PODS)
+        return Proposal(column, ratio, replicas, held)
     return Proposal(column, ratio, proposed)
 
 
