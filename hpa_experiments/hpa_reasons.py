@@ -249,7 +249,7 @@ def infer_limit(
         stabilized = STABILIZED_REASONS.get(conditions.get("able_to_scale_reason") or "")
         if stabilized is not None:
             return stabilized
-        if best is None:
+        if best is None or conditions.get("scaling_limited") is None:  # never normalized: nothing to go on
             return None
         if best.proposed != desired:  # nothing but a window moves desired away without saying so on a rescale
             return SCALE_DOWN_WINDOW if desired > best.proposed else SCALE_UP_WINDOW  # type: ignore[operator]
