@@ -140,8 +140,8 @@ def _read_pods(run: Run) -> pd.DataFrame | None:
     return pods if {"pod", "created_s", "ready_s"} <= set(pods.columns) else None
 
 
-def _decision_times(frame: pd.DataFrame) -> list[tuple[int, float, str]]:
-    """(row index, decision time, basis) for each change of desired replicas."""
+def _decision_times(frame: pd.DataFrame) -> list[tuple[int, float, str, int]]:
+    """(row index, decision time, basis, desired before) for each change of desired replicas."""
     desired = frame["desired_replicas"] if "desired_replicas" in frame.columns else None
     if desired is None:
         return []
@@ -154,9 +154,9 @@ def _decision_times(frame: pd.DataFrame) -> list[tuple[int, float, str]]:
         scale = _number(last_scale[i]) if last_scale is not None else None
         if value is not None and previous is not None and value != previous:
             if scale is not None and scale != previous_scale:
-                found.append((i, scale, "lastScaleTime"))
+                found.append((i, scale, "lastScaleTime", int(previous)))
             else:
-                found.append((i, float(frame.at[i, "elapsed_s"]), "sample"))
+                found.append((i, float(frame.at[i, "elapsed_s"]), "sample", int(previous)))
         if value is not None:
             previous = value
         if scale is not None:
@@ -204,12 +204,10 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     decisions = _decision_times(frame)
     taken: set[str] = set()
     events = []
-    for n, (i, at_s, basis) in enumerate(decisions):
+    for n, (i, at_s, basis, was) in enumerate(decisions):
         row = frame.loc[i]
         desired = int(row["desired_replicas"])
-        before = _number(frame["desired_replicas"].loc[:i].iloc[:-1].dropna().iloc[-1])
         replicas = _number(row.get("replicas"))
-        was = int(before) if before is not None else None
         metrics = []
         for column in why.metrics:
             metrics.append({
@@ -221,7 +219,7 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
         limited_by = None if limited is None or limited is pd.NA or (isinstance(limited, float)
                                                                       and math.isnan(limited)) else str(limited)
         event: dict[str, Any] = {
-            "at_s": round(at_s, 3), "time_basis": basis, "direction": "up" if was is None or desired > was else "down",
+            "at_s": round(at_s, 3), "time_basis": basis, "direction": "up" if desired > was else "down",
             "from_desired": was, "replicas": replicas, "desired": desired, "metrics": metrics,
             "limited_by": limited_by,
             "limit_basis": _limit_basis(run, why),
@@ -278,7 +276,7 @@ def event_line(event: dict[str, Any]) -> str:
                                           else ""))
     else:
         reasons.append(LIMIT_PHRASES.get(limit, limit).format(desired=desired))
-    was = "" if event["from_desired"] is None else f" (was {event['from_desired']})"
+    was = f" (was {event['from_desired']})"
     line = f"at {_seconds(event['at_s'])}: desired {desired}{was}; {'; '.join(reasons)}"
     if event["direction"] == "up":
         line += "; " + _ready_text(event)

@@ -115,10 +115,12 @@ def _limit_panel(ax: Any, axis: TimeAxis, t: np.ndarray, limits: list[str | None
             seen[limit] = color
             ax.axvspan(axis.scale(t[first]), axis.scale(ends[i - 1]), color=color, alpha=0.85, lw=0)
         first = i
-    unknown = " (gaps: unknown)" if len(known) < len(limits) else ""
+    unknown = " (white: unknown)" if len(known) < len(limits) else ""
     ax.set_ylabel("what held\ndesired", fontsize=9)
     ax.legend(handles=[Patch(color=c, label=k) for k, c in seen.items()], title=f"limited_by{unknown}",
               **{**LEGEND, "fontsize": 7})
+    if note != "as recorded":
+        ax.text(0.005, 0.5, note, transform=ax.transAxes, va="center", fontsize=8, color="0.35", style="italic")
 
 
 def why_figure(run: Run) -> Figure:
@@ -159,7 +161,8 @@ def why_figure(run: Run) -> Figure:
     axis = TimeAxis.for_span(end - min(0.0, float(t[0]) if len(t) else 0.0))
     _ratio_panel(ratio_ax, axis, t, ratios, tolerances)
     _replica_panel(replica_ax, axis, run, t, proposals, max_replicas)
-    basis = "recomputed, no HPA conditions recorded" if why.recomputed else "as recorded"
+    basis = ("recomputed: no HPA conditions recorded, so only 'none' or 'tolerance' can be shown"
+             if why.recomputed and not why.has_conditions else "as recorded")
     _limit_panel(limit_ax, axis, t, limits, basis)
     axes = [ratio_ax, replica_ax, limit_ax]
     _shade_phases(axes[:2], run, axis)
