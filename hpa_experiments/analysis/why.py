@@ -68,8 +68,8 @@ LIMIT_PHRASES = {
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """The HPA metric columns of metrics.csv: those recorded next to a target column."""
     candidates = ["num_requests_waiting", "kv_cache_usage_perc"]
-    candidates += [c for c in frame.columns if c.startswith("hpa_") and not c.endswith(("_target", "_ratio",
-                                                                                        "_proposed", "_s"))]
+    candidates += [c for c in frame.columns if c.startswith("hpa_") and c != LAST_SCALE_COLUMN
+                   and not c.endswith(("_target", "_ratio", "_proposed"))]
     return [c for c in candidates if c in frame.columns and target_column(c) in frame.columns
             and frame[c].notna().any()]
 
