@@ -26,6 +26,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 DEFAULT_TOLERANCE = 0.1  # the kube-controller-manager flag --horizontal-pod-autoscaler-tolerance
 
 CONDITION_TYPES = ("AbleToScale", "ScalingActive", "ScalingLimited")
@@ -314,3 +316,32 @@ def _float(value: object) -> float | None:
 def _int(value: object) -> int | None:
     number = _float(value)
     return None if number is None else int(number)
+
+
+def pods_proposals(
+    values: np.ndarray, targets: np.ndarray, replicas: np.ndarray, ready: np.ndarray,
+    tolerances: Tolerances = Tolerances(),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`metric_proposal` of a Pods metric over whole columns at once (NaN = no value): (ratio,
+    proposed, held) with held "" where nothing held it.  For analysing long runs recorded without
+    the why columns; equal to the scalar function case by case (tested)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usage, goal = np.round(values * 1000), np.round(targets * 1000)
+        valid = ~(np.isnan(usage) | np.isnan(goal) | np.isnan(replicas)) & (targets > 0)
+        ratio = np.where(valid, usage / goal, np.nan)
+        with_metrics = np.where(np.isnan(ready), replicas, np.minimum(ready, replicas))
+        without = replicas - with_metrics
+        within = (1.0 - tolerances.scale_down <= ratio) & (ratio <= 1.0 + tolerances.scale_up)
+        bare = np.ceil(ratio * with_metrics)
+        missing_value = np.where(ratio < 1.0, goal, 0.0)
+        new_ratio = np.floor((usage * with_metrics + missing_value * without) / replicas) / goal
+        new_within = (1.0 - tolerances.scale_down <= new_ratio) & (new_ratio <= 1.0 + tolerances.scale_up)
+        flips = ((ratio < 1.0) & (new_ratio > 1.0)) | ((ratio > 1.0) & (new_ratio < 1.0))
+        stepped = np.ceil(new_ratio * replicas)
+        opposite = ((new_ratio < 1.0) & (stepped > replicas)) | ((new_ratio > 1.0) & (stepped < replicas))
+        hold = np.where(without == 0, within, new_within | flips | opposite)
+        proposed = np.where(hold, replicas, np.where(without == 0, bare, stepped))
+        proposed = np.where(valid & (with_metrics > 0), proposed, np.nan)
+        held_reason = np.where(within, TOLERANCE, UNREADY_PODS)
+        held = np.where(hold & (bare != replicas) & ~np.isnan(proposed), held_reason, "")
+    return ratio, proposed, held

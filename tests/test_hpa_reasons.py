@@ -7,6 +7,7 @@ controller says, whenever the pods without metrics are started-but-not-serving p
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ from hpa_experiments.hpa_reasons import (
     condition_changes,
     infer_limit,
     metric_proposal,
+    pods_proposals,
     tolerances_of,
     why_cells,
 )
@@ -187,3 +189,26 @@ def test_why_cells_of_one_row():
                      "limited_by": MAX_REPLICAS}
     assert why_cells(row, [MetricKind("num_requests_waiting")], Tolerances(), None,
                      limited_by=SCALE_UP_POLICY)["limited_by"] == SCALE_UP_POLICY  # the twin's own answer wins
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(
+    st.one_of(st.none(), st.integers(0, 400_000)),  # value, milli
+    st.integers(1, 50_000),  # target, milli
+    st.integers(0, 12),  # replicas
+    st.one_of(st.none(), st.integers(0, 12)),  # ready
+), min_size=1, max_size=20), st.sampled_from([0.0, 0.1, 0.3]))
+def test_column_proposals_equal_the_row_by_row_ones(cases, tolerance):
+    """pods_proposals (whole columns, for long runs recorded without the why columns) = metric_proposal."""
+    tol = Tolerances(tolerance, tolerance)
+
+    def col(i: int, scale: float = 1.0) -> np.ndarray:
+        return np.array([np.nan if c[i] is None else c[i] / scale for c in cases], dtype=float)
+
+    ratio, proposed, held = pods_proposals(col(0, 1000), col(1, 1000), col(2), col(3), tol)
+    for k, (value, target, replicas, ready) in enumerate(cases):
+        one = metric_proposal("m", None if value is None else value / 1000, target / 1000, replicas, ready, tol)
+        assert (None if np.isnan(proposed[k]) else int(proposed[k])) == one.proposed
+        assert (held[k] or None) == (one.held if one.proposed is not None else None)
+        if one.ratio is not None:
+            assert ratio[k] == one.ratio

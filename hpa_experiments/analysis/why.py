@@ -38,12 +38,11 @@ from hpa_experiments.hpa_reasons import (
     SCALING_DISABLED,
     TOLERANCE,
     UNREADY_PODS,
-    MetricKind,
     Tolerances,
     condition_columns,
+    pods_proposals,
     target_column,
     tolerances_of,
-    why_cells,
 )
 from hpa_experiments.rundir import HPA_APPLIED_FILE, HPA_LIVE_FILE, PODS_FILE
 
@@ -99,24 +98,38 @@ class WhyData:
 
 
 def why_data(run: Run) -> WhyData:
-    """The why columns of the run: as recorded, or recomputed from the metric values and targets."""
+    """The why columns of the run: as recorded, or recomputed from the metric values and targets.
+
+    A run without them recorded no conditions either: only what the recomputation proves is said
+    (the metrics propose exactly the desired count: "none", or held by the tolerance or unready pods)."""
     frame = run.metrics
     metrics = metric_columns(frame)
     recorded = LIMITED_BY_COLUMN in frame.columns and all(f"{m}_ratio" in frame.columns for m in metrics)
     conditions = [c for c in condition_columns() if c in frame.columns]
-    has_conditions = bool(conditions) and frame[conditions].notna().any().any()
+    has_conditions = bool(conditions) and bool(frame[conditions].notna().any().any())
     if recorded:
         return WhyData(frame, metrics, False, has_conditions)
     spec = hpa_spec(run)
     tolerances = tolerances_of(spec) if spec else Tolerances()
-    kinds = [MetricKind(m) for m in metrics]  # the original system's metrics were Pods metrics
-    rows = []
-    for record in frame.to_dict("records"):
-        cells = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-        conds = {c: cells.get(c) for c in condition_columns()} if has_conditions else None
-        rows.append(why_cells(cells, kinds, tolerances, conds))
-    derived = pd.DataFrame(rows, index=frame.index)
-    merged = pd.concat([frame.drop(columns=[c for c in derived.columns if c in frame.columns]), derived], axis=1)
+
+    def column(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(len(frame), np.nan)
+        return frame[name].to_numpy(dtype=float, na_value=np.nan)
+
+    derived: dict[str, Any] = {}
+    best = np.full(len(frame), -np.inf)
+    best_held = np.full(len(frame), "", dtype=object)
+    replicas, ready = column("replicas"), column("ready_replicas")
+    for metric in metrics:  # the original system's metrics were Pods metrics
+        ratio, proposed, held = pods_proposals(column(metric), column(target_column(metric)), replicas, ready,
+                                               tolerances)
+        derived[f"{metric}_ratio"], derived[f"{metric}_proposed"] = ratio, proposed
+        higher = np.nan_to_num(proposed, nan=-np.inf) > best  # the first of equal proposals wins
+        best, best_held = np.where(higher, proposed, best), np.where(higher, held, best_held)
+    proven = best == column("desired_replicas")
+    derived[LIMITED_BY_COLUMN] = np.where(proven, np.where(best_held == "", NOT_LIMITED, best_held), None)
+    merged = frame.drop(columns=[c for c in derived if c in frame.columns]).assign(**derived)
     return WhyData(merged, metrics, True, has_conditions)
 
 
@@ -142,25 +155,26 @@ def _read_pods(run: Run) -> pd.DataFrame | None:
 
 def _decision_times(frame: pd.DataFrame) -> list[tuple[int, float, str, int]]:
     """(row index, decision time, basis, desired before) for each change of desired replicas."""
-    desired = frame["desired_replicas"] if "desired_replicas" in frame.columns else None
-    if desired is None:
+    if "desired_replicas" not in frame.columns:
         return []
-    last_scale = frame[LAST_SCALE_COLUMN] if LAST_SCALE_COLUMN in frame.columns else None
+    desired = frame["desired_replicas"].to_numpy(dtype=float, na_value=np.nan)
+    rows = np.flatnonzero(~np.isnan(desired))
+    values = desired[rows]
+    changed = np.flatnonzero(values[1:] != values[:-1]) + 1
+    if LAST_SCALE_COLUMN in frame.columns:
+        scales = frame[LAST_SCALE_COLUMN].astype(float)
+        scale_now, scale_before = scales.to_numpy(na_value=np.nan), scales.ffill().shift(1).to_numpy(na_value=np.nan)
+    else:
+        scale_now = scale_before = np.full(len(frame), np.nan)
+    elapsed = frame["elapsed_s"].to_numpy(dtype=float)
     found = []
-    previous: float | None = None
-    previous_scale: float | None = None
-    for i, value in zip(frame.index, desired, strict=True):
-        value = _number(value)
-        scale = _number(last_scale[i]) if last_scale is not None else None
-        if value is not None and previous is not None and value != previous:
-            if scale is not None and scale != previous_scale:
-                found.append((i, scale, "lastScaleTime", int(previous)))
-            else:
-                found.append((i, float(frame.at[i, "elapsed_s"]), "sample", int(previous)))
-        if value is not None:
-            previous = value
-        if scale is not None:
-            previous_scale = scale
+    for k in changed:
+        row, before = int(rows[k]), int(values[k - 1])
+        scale = scale_now[row]
+        if not np.isnan(scale) and scale != scale_before[row]:  # lastScaleTime moved: the exact decision
+            found.append((int(frame.index[row]), float(scale), "lastScaleTime", before))
+        else:
+            found.append((int(frame.index[row]), float(elapsed[row]), "sample", before))
     return found
 
 
@@ -180,18 +194,23 @@ def _ready_lag_from_pods(pods: pd.DataFrame, at_s: float, added: int, taken: set
     }
 
 
-def _ready_lag_from_samples(frame: pd.DataFrame, at_s: float, desired: int, until_s: float) -> dict[str, Any]:
-    ready = frame["ready_replicas"] if "ready_replicas" in frame.columns else None
-    if ready is None or ready.notna().sum() == 0:
-        return {"new_pods": None, "ready_pods": None, "first_ready_after_s": None, "ready_after_s": None,
-                "ready_basis": "unknown"}
-    window = frame[(frame["elapsed_s"] >= at_s) & (frame["elapsed_s"] < until_s)]
-    reached = window[window["ready_replicas"] >= desired]
+def _ready_lag_from_samples(t: np.ndarray, ready: np.ndarray, at_s: float, desired: int,
+                            until_s: float) -> dict[str, Any]:
+    """From the ready_replicas column: the first sample after the decision with `desired` ready."""
+    unknown = {"new_pods": None, "ready_pods": None, "first_ready_after_s": None, "ready_after_s": None,
+               "ready_basis": "unknown"}
+    if np.isnan(ready).all():
+        return unknown
+    window = slice(int(np.searchsorted(t, at_s)), int(np.searchsorted(t, until_s)))
+    counts = ready[window]
+    if len(counts) == 0 or np.isnan(counts).all():
+        return unknown
+    reached = np.flatnonzero(counts >= desired)
     return {
         "new_pods": None,
-        "ready_pods": int(window["ready_replicas"].max()) if window["ready_replicas"].notna().any() else None,
+        "ready_pods": int(np.nanmax(counts)),
         "first_ready_after_s": None,
-        "ready_after_s": float(reached["elapsed_s"].iloc[0] - at_s) if len(reached) else None,
+        "ready_after_s": float(t[window][reached[0]] - at_s) if len(reached) else None,
         "ready_basis": "ready_replicas samples",
     }
 
@@ -202,6 +221,9 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     frame = why.frame
     pods = _read_pods(run)
     decisions = _decision_times(frame)
+    times = frame["elapsed_s"].to_numpy(dtype=float)
+    ready_counts = (frame["ready_replicas"].to_numpy(dtype=float, na_value=np.nan)
+                    if "ready_replicas" in frame.columns else np.full(len(frame), np.nan))
     taken: set[str] = set()
     events = []
     for n, (i, at_s, basis, was) in enumerate(decisions):
@@ -231,7 +253,7 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
             if pods is not None:
                 event.update(_ready_lag_from_pods(pods, at_s, max(added, 0), taken))
             else:
-                event.update(_ready_lag_from_samples(frame, at_s, desired, until))
+                event.update(_ready_lag_from_samples(times, ready_counts, at_s, desired, until))
         event["line"] = event_line(event)
         events.append(event)
     return events

@@ -104,17 +104,20 @@ def _limit_panel(ax: Any, axis: TimeAxis, t: np.ndarray, limits: list[str | None
         _no_data(ax, f"limit that held desired ({note})")
         return
     ends = np.append(t[1:], t[-1] + (t[-1] - t[-2] if len(t) > 1 else 1.0))
-    seen: dict[str, str] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}
     first = 0
-    for i in range(1, len(limits) + 1):  # one span per stretch of equal values (cheap for long runs)
+    for i in range(1, len(limits) + 1):  # one bar per stretch of equal values, one artist per value
         if i < len(limits) and limits[i] == limits[first]:
             continue
         limit = limits[first]
         if limit:
-            color = LIMIT_COLORS.get(limit, "0.6")
-            seen[limit] = color
-            ax.axvspan(axis.scale(t[first]), axis.scale(ends[i - 1]), color=color, alpha=0.85, lw=0)
+            start = float(axis.scale(t[first]))
+            spans.setdefault(limit, []).append((start, float(axis.scale(ends[i - 1])) - start))
         first = i
+    seen = {limit: LIMIT_COLORS.get(limit, "0.6") for limit in spans}
+    for limit, bars in spans.items():
+        ax.broken_barh(bars, (0, 1), facecolors=seen[limit], alpha=0.85, linewidth=0)
+    ax.set_ylim(0, 1)
     unknown = " (white: unknown)" if len(known) < len(limits) else ""
     ax.set_ylabel("what held\ndesired", fontsize=9)
     ax.legend(handles=[Patch(color=c, label=k) for k, c in seen.items()], title=f"limited_by{unknown}",
@@ -166,13 +169,14 @@ def why_figure(run: Run) -> Figure:
     _limit_panel(limit_ax, axis, t, limits, basis)
     axes = [ratio_ax, replica_ax, limit_ax]
     _shade_phases(axes[:2], run, axis)
-    for n, event in enumerate(events, start=1):
-        x = axis.scale(event["at_s"])
-        color = "tab:green" if event["direction"] == "up" else "tab:red"
-        for ax in axes:
-            ax.axvline(x, color=color, lw=0.9, alpha=0.7)
-        ratio_ax.annotate(str(n), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                          textcoords="offset points", fontsize=8, color=color, fontweight="bold")
+    xs = [float(axis.scale(e["at_s"])) for e in events]
+    colors = ["tab:green" if e["direction"] == "up" else "tab:red" for e in events]
+    for ax in axes:  # one collection per panel, not one line per event: cheap on long runs
+        ax.vlines(xs, 0, 1, colors=colors, lw=0.9, alpha=0.7, transform=ax.get_xaxis_transform())
+    if len(events) <= 2 * MAX_LINES:  # numbers only while they can be told apart
+        for n, (x, color) in enumerate(zip(xs, colors, strict=True), start=1):
+            ratio_ax.annotate(str(n), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                              textcoords="offset points", fontsize=8, color=color, fontweight="bold")
     for ax in axes[:2]:
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelbottom=False)
