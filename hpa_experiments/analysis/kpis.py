@@ -32,6 +32,7 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
+from hpa_experiments.analysis.slo_gates import gates_summary
 from hpa_experiments.analysis.why import scale_events
 from hpa_experiments.rundir import atomic_write_json
 
@@ -345,7 +346,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
         for column in COVERAGE_COLUMNS
     }
-    return _clean({
+    summary = _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
             "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
@@ -363,6 +364,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "energy": energy_kpis(run),
         "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
     })
+    summary["slo_gates"] = gates_summary(summary, run.slo_gates)
+    return summary
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:

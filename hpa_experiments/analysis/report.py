@@ -18,6 +18,7 @@ from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
 from hpa_experiments.analysis.request_plots import write_request_plots
+from hpa_experiments.analysis.slo_gates import gate_results
 from hpa_experiments.analysis.why import event_lines, why_html
 from hpa_experiments.analysis.why_plots import write_why_plots
 
@@ -79,7 +80,8 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
-    return rows + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
+    gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
+    return rows + gates + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -196,8 +198,8 @@ def phase_headers(summary: dict[str, Any]) -> list[str]:
 
 def kpi_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['run']['name']} · {summary['run']['directory']}", title_justify="left")
-    table.add_column("", style="bold cyan")
-    table.add_column("KPI")
+    table.add_column("", style="bold cyan", overflow="fold")
+    table.add_column("KPI", overflow="fold")
     table.add_column("value", overflow="fold")
     previous = None
     for section, label, value in kpi_rows(summary):
@@ -213,7 +215,7 @@ def phase_table(summary: dict[str, Any]) -> Table | None:
         return None
     table = Table(title="per phase", title_justify="left")
     for header in phase_headers(summary):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for row in rows:
         table.add_row(*row)
     return table
@@ -229,7 +231,7 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     if by_phase:
         table = Table(title="energy per phase", title_justify="left")
         for header in ENERGY_PHASE_HEADERS:
-            table.add_column(header)
+            table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
         for row in by_phase:
             table.add_row(*row)
         console.print(table)
