@@ -6,6 +6,9 @@ metrics.csv            one row per grid tick (columns below); an empty cell mean
 phases.csv             one row per job: planned and actual start/end (s since t0), outcome
 events.csv             elapsed_s, time, kind, detail
 requests.csv           twin only: one row per request (backends/sim/request_log.py)
+pods.csv               the scaled Deployment's pods: created, started, ready, deleting (s since t0)
+hpa-applied.yaml       the HPA manifest as the run applied it (absent when the run applied none)
+hpa-live-start.yaml    the HPA as the cluster (or the twin) held it at the start, spec and status
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -78,6 +81,7 @@ EVENT_KINDS = (
     "cooldown_started",
     "warning",
     "error",
+    "hpa_condition",
     "run_finished",
 )
 
@@ -93,6 +97,10 @@ PHASE_COLUMNS = [
 ]
 EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
 REQUESTS_FILE = "requests.csv"
+PODS_FILE = "pods.csv"
+POD_COLUMNS = ("pod", "created_s", "started_s", "ready_s", "deleting_s")
+HPA_APPLIED_FILE = "hpa-applied.yaml"
+HPA_LIVE_FILE = "hpa-live-start.yaml"
 # requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
 REQUEST_COLUMNS = (
     "request_id",

@@ -30,6 +30,7 @@ from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
 from hpa_experiments.signals import stop_on_signals
+from hpa_experiments.why_recorder import WhyRecorder
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
 
@@ -96,6 +97,7 @@ class Runner:
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
+        self._why: WhyRecorder | None = None
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -126,6 +128,8 @@ class Runner:
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
             )
+            self._why = WhyRecorder(self.config.hpa_manifest, first)
+            columns += [c for c in self._why.columns() if c not in columns]
             backend_info, versions = self.backend.describe(), _versions()
             # t0 only after the slow preparations (rendering, API reads), so tick 0 and Jobs
             # planned at 0 s are not late by their duration.  A whole millisecond, so the
@@ -150,6 +154,7 @@ class Runner:
                 new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
             )
             self.backend.attach_run_directory(self.writer.dir, self.t0)
+            self._why.attach(self.writer.dir, self.t0)
             self.monitor = Monitor(
                 self.backend,
                 queries,
@@ -165,6 +170,7 @@ class Runner:
             created_hpa = False
             try:
                 created_hpa = self._prepare_hpa()
+                self._record_hpa()
                 self._loop(jobs, launches)
             except HpaExpError as exc:
                 self._failure = self._failure or str(exc)
@@ -192,6 +198,15 @@ class Runner:
         if created:
             self._event("hpa_applied", f"created HPA {manifest['metadata']['name']}")
         return created
+
+    def _record_hpa(self) -> None:
+        """The HPA as applied and as it is at the start, into the run directory."""
+        if not self.config.hpa.enabled:
+            return
+        applied = self.config.hpa_manifest if self.config.hpa.apply else None
+        assert self._why is not None
+        for problem in self._why.write_hpa_files(self.backend, applied):
+            self._event("warning", problem)
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
         """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick."""
@@ -272,6 +287,9 @@ class Runner:
     def _record(self, result: TickResult, jobs: list[_JobRun]) -> None:
         assert self.writer is not None
         row = result.row
+        if self._why is not None:
+            for kind, text in self._why.fill(row, result.snapshot):
+                self._event(kind, text, row)
         self._note_scaling(row)
         self._note_failures(result)
         for job in jobs:

@@ -61,13 +61,15 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
     text = text_of(notebook)
     assert runs[kind].name in text
     if kind == "imported":  # the original system recorded no power and no requests: said so, no figures
-        assert png_count(notebook) == 1
+        assert png_count(notebook) == 2  # the standard figure and the why figure
         assert "legacy-import" in text and "no data" in text  # TTFT never collected: said, not 0
+        assert "limit unknown (no HPA conditions recorded)" in text and "ready lag unknown" in text
         assert "This run has no GPU power data" in text
         assert "This run has no requests.csv" in text
-    else:  # the standard figure, the energy figure and the per-request distributions
-        assert png_count(notebook) == 3
+    else:  # the standard figure, the why figure, the energy figure and the per-request distributions
+        assert png_count(notebook) == 4
         assert "simulation" in text
+        assert "capped by maxReplicas 10" in text and "ready after" in text  # the scale-event lines
         assert "GPU energy" in text and " kWh" in text and "energy per output token" in text
         assert "completed" in text and "TTFT per completed request" in text
         assert "ttft p90 (ms)" in text  # the per-job table

@@ -33,6 +33,7 @@ from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
 from hpa_experiments.analysis.slo_gates import gates_summary
+from hpa_experiments.analysis.why import scale_events
 from hpa_experiments.rundir import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -361,6 +362,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
         "notes": data_notes(run, coverage),
         "energy": energy_kpis(run),
+        "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
     })
     summary["slo_gates"] = gates_summary(summary, run.slo_gates)
     return summary

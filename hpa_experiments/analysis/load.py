@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from hpa_experiments.errors import UsageError
+from hpa_experiments.hpa_reasons import text_columns
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS, SUITE_ENTRY_FILE
 
 DEFAULT_DATA_DIR = Path("experiment-data")
-TEXT_COLUMNS = ("timestamp", "phase")
+TEXT_COLUMNS = ("timestamp", "phase", *text_columns())
 
 
 @dataclass

@@ -114,6 +114,38 @@ def energy_plot(run: Run) -> Any:
     return show(energy_figure(run))
 
 
+def scale_event_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per scale event: time, desired count, the limit that held it, ready lag."""
+    events = summary.get("scale_events") or []
+    if not events:
+        return pd.DataFrame({"scale events": ["none: the desired replica count never changed"]})
+    columns = ["at_s", "direction", "from_desired", "desired", "limited_by", "new_pods", "ready_pods",
+               "ready_after_s"]
+    frame = pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
+    frame.index = range(1, len(frame) + 1)
+    return frame
+
+
+def scale_event_lines(summary: dict[str, Any]) -> Any:
+    """The per-event lines as a numbered list (numbers as in the why figure)."""
+    events = summary.get("scale_events") or []
+    if not events:
+        return _note("No scale event: the desired replica count never changed.")
+    from IPython.display import Markdown
+
+    return Markdown("\n".join(f"{n}. {e['line']}" for n, e in enumerate(events, start=1)))
+
+
+def why_plot(run: Run) -> Any:
+    """Metric/target ratios, proposals and limits with the scale events, or a note without HPA metrics."""
+    from hpa_experiments.analysis.why import why_data
+    from hpa_experiments.analysis.why_plots import why_figure
+
+    if not why_data(run).metrics:
+        return _note("This run recorded no HPA metric next to its target, so there is nothing to explain.")
+    return show(why_figure(run))
+
+
 def request_frame(summary: dict[str, Any]) -> pd.DataFrame:
     """Per-request KPIs of the whole run (simulated runs write requests.csv)."""
     rows = request_rows(summary.get("requests")) or [("requests", "per-request results", "none in this run")]

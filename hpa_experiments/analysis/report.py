@@ -19,6 +19,8 @@ from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
 from hpa_experiments.analysis.request_plots import write_request_plots
 from hpa_experiments.analysis.slo_gates import gate_results
+from hpa_experiments.analysis.why import event_lines, why_html
+from hpa_experiments.analysis.why_plots import write_why_plots
 
 HTML_FILE = "report.html"
 NO_DATA = "no data"
@@ -233,6 +235,11 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
         for row in by_phase:
             table.add_row(*row)
         console.print(table)
+    lines = event_lines(summary)
+    if lines:
+        console.print("[bold]why the HPA scaled[/]")
+        for n, line in enumerate(lines, start=1):
+            console.print(f"  {n}. {line}", highlight=False)
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
@@ -324,6 +331,7 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
         [f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
          "<h2>Per phase</h2>" if phases else "", phases, "<h2>Energy per phase</h2>" if energy else "", energy,
+         why_html(summary),
          "<h2>Figures</h2>", figures, definitions_html()],
     )
 
@@ -340,7 +348,7 @@ def build_report(run_or_path: Run | Path) -> ReportFiles:
     """summary.json, plots/*.png and report.html in the run directory."""
     run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
     summary, summary_path = write_summary(run)
-    plots = write_standard_plots(run) + write_request_plots(run) + write_energy_plots(run)
+    plots = write_standard_plots(run) + write_why_plots(run) + write_request_plots(run) + write_energy_plots(run)
     html_path = run.path / HTML_FILE
     html_path.write_text(html_report(summary, plots), encoding="utf-8")
     return ReportFiles(summary, summary_path, plots, html_path)

@@ -30,11 +30,12 @@ from hpa_experiments.backends.base import (
     InstantSample,
     JobLaunch,
     JobState,
+    PodTimes,
     QueryError,
     RangeSeries,
     ScalingSnapshot,
 )
-from hpa_experiments.backends.sim.fleet import LOADING, PENDING, TERMINATING, Fleet
+from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
@@ -205,8 +206,11 @@ class SimBackend(Backend):
         now = self.clock.now()
         fleet = self.fleet
         status = self.hpa_status
+        pods = self._pod_times()
         if self.hpa is None:
-            return ScalingSnapshot(now, False, deployment_replicas=fleet.replicas, ready_replicas=fleet.ready_replicas)
+            return ScalingSnapshot(
+                now, False, deployment_replicas=fleet.replicas, ready_replicas=fleet.ready_replicas, pods=pods
+            )
         spec = self.hpa.spec
         if status is None:  # before the first sync the status holds only the replica count
             return ScalingSnapshot(
@@ -218,6 +222,7 @@ class SimBackend(Backend):
                 max_replicas=spec.max_replicas,
                 deployment_replicas=fleet.replicas,
                 ready_replicas=fleet.ready_replicas,
+                pods=pods,
             )
         return ScalingSnapshot(
             taken_at=now,
@@ -231,7 +236,31 @@ class SimBackend(Backend):
             conditions=status.conditions,
             deployment_replicas=fleet.replicas,
             ready_replicas=fleet.ready_replicas,
+            limited_by=status.limited_by,
+            pods=pods,
         )
+
+    def _pod_times(self) -> tuple[PodTimes, ...]:
+        """Live pods and those gone since the last snapshot, with their exact transition times."""
+        departed, self.fleet.departed = self.fleet.departed, []
+        return tuple(_pod_times(pod) for pod in [*departed, *self.fleet.pods])
+
+    def hpa_object(self) -> dict[str, Any] | None:
+        """The manifest as the controller reads it, with the status of its last sync (like a GET)."""
+        if self.hpa is None or self.config.hpa_manifest is None:
+            return None
+        obj = dict(self.config.hpa_manifest)
+        status = self.hpa_status
+        obj["status"] = (
+            {"currentReplicas": self.fleet.replicas, "desiredReplicas": self.fleet.replicas}
+            if status is None
+            else {
+                "currentReplicas": status.current_replicas,
+                "desiredReplicas": status.desired_replicas,
+                "conditions": [dict(c) for c in status.conditions],
+            }
+        )
+        return obj
 
     def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
         return self.engine.instant(promql, self.clock.now() if at is None else at)
@@ -269,6 +298,14 @@ class SimBackend(Backend):
             },
             "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time",
         }
+
+
+def _pod_times(pod: Any) -> PodTimes:
+    first = {}
+    for t, state in pod.transitions:
+        first.setdefault(state, t)
+    started = first.get(LOADING, first.get(READY))
+    return PodTimes(pod.name, pod.created_t, started, first.get(READY), pod.deleted_t)
 
 
 def _pod_view(pod: Any) -> PodView:
