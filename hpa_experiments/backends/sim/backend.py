@@ -85,6 +85,16 @@ class AdapterMetrics:
         return None
 
 
+# The in-memory TSDB keeps the whole run, so the end-of-run latency queries see it all
+# (latency_windows.py), up to this bound: a day-long run's memory stays flat after it.
+MAX_SERIES_RETENTION_S = 3 * 3600.0
+
+
+def series_retention(plan_total_s: float, rate_window_s: float) -> float:
+    """Seconds of samples the twin's Prometheus keeps: the run plus a margin for the query windows."""
+    return max(900.0, 4 * rate_window_s, min(plan_total_s + 2 * rate_window_s + 60.0, MAX_SERIES_RETENTION_S))
+
+
 class SimBackend(Backend):
     """One simulated experiment: the fleet, the HPA, Prometheus and the adapter, on virtual time."""
 
@@ -106,7 +116,8 @@ class SimBackend(Backend):
             initial_replicas=sim.initial_replicas,
             pod_prefix=config.deployment,
         )
-        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * parse_duration(config.metrics.rate_window)))
+        self.series_retention_s = series_retention(plan.total, parse_duration(config.metrics.rate_window))
+        self.tsdb = TimeSeriesDB(retention_seconds=self.series_retention_s)
         self.engine = PromQLEngine(self.tsdb)
         self.clock = VirtualClock(self, VIRTUAL_EPOCH)
         self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
