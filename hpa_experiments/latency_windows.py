@@ -28,9 +28,8 @@ from hpa_experiments import promql
 from hpa_experiments.backends.base import Backend, QueryError
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.promql import MetricNames
-from hpa_experiments.rundir import atomic_write_json, percentile_label
+from hpa_experiments.rundir import LATENCY_WINDOWS_FILE, atomic_write_json, percentile_label
 
-LATENCY_WINDOWS_FILE = "latency-windows.json"
 STANDARD_QUANTILES = (0.5, 0.9, 0.99)
 MIN_WINDOW_S = 1.0  # a shorter window (e.g. a phase inside the warm-up) is not measured
 METHOD = (

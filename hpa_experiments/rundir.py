@@ -6,6 +6,7 @@ metrics.csv            one row per grid tick (columns below); an empty cell mean
 phases.csv             one row per job: planned and actual start/end (s since t0), outcome
 events.csv             elapsed_s, time, kind, detail
 requests.csv           twin only: one row per request (backends/sim/request_log.py)
+latency-windows.json   TTFT/ITL over the run and each phase from the histograms (latency_windows.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -93,6 +94,7 @@ PHASE_COLUMNS = [
 ]
 EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
 REQUESTS_FILE = "requests.csv"
+LATENCY_WINDOWS_FILE = "latency-windows.json"
 # requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
 REQUEST_COLUMNS = (
     "request_id",
