@@ -28,8 +28,9 @@ def scale_up_sentence(summary: dict[str, Any]) -> str:
     rates = ""
     if reacted["offered_rps_after"] is not None:
         rates = f" ({_n(reacted['offered_rps_before'])} → {_n(reacted['offered_rps_after'])} req/s)"
-    return (f"first scale-up {_s(reacted['time_to_first_scale_up_s'])} after the load rose "
-            f"at {_s(reacted['at_s'])}{rates}")
+    return (
+        f"first scale-up {_s(reacted['time_to_first_scale_up_s'])} after the load rose at {_s(reacted['at_s'])}{rates}"
+    )
 
 
 def scale_down_sentence(summary: dict[str, Any], interrupted: bool) -> str | None:

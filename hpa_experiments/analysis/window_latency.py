@@ -41,11 +41,15 @@ def latency_over_window(run: Run) -> dict[str, Any] | None:
 def missing_note(run: Run) -> str:
     """Why a run has no `latency_over_window`, for summary.json's notes."""
     if isinstance(run.info.get("legacy"), dict):
-        return ("imported from the original system, which kept no latency histograms: TTFT/ITL over the run "
-                "and its phases cannot be computed; the latency numbers are statistics of one-minute samples")
-    return (f"no {LATENCY_WINDOWS_FILE}: TTFT/ITL over the run from the histograms were not measured "
-            "(a run made before hpa-exp measured them, or its process was killed); the latency numbers "
-            "are statistics of the samples")
+        return (
+            "imported from the original system, which kept no latency histograms: TTFT/ITL over the run "
+            "and its phases cannot be computed; the latency numbers are statistics of one-minute samples"
+        )
+    return (
+        f"no {LATENCY_WINDOWS_FILE}: TTFT/ITL over the run from the histograms were not measured "
+        "(a run made before hpa-exp measured them, or its process was killed); the latency numbers "
+        "are statistics of the samples"
+    )
 
 
 def window_value(window: dict[str, Any] | None, metric: str, key: str) -> float | None:
@@ -84,5 +88,11 @@ def window_rows(summary: dict[str, Any], fmt: Format) -> list[tuple[str, str, st
     if window is None:
         return [("latency", "TTFT / ITL over the run (histograms)", NO_DATA)]
     bounds = f"{fmt(window['start_s'], '', 0)}–{fmt(window['end_s'], ' s', 0)}"
-    return [("latency", f"{name} over the run {bounds} (histogram) mean / p50 / p90 / p99",
-             window_text(window, metric, fmt)) for metric, name in METRICS]
+    return [
+        (
+            "latency",
+            f"{name} over the run {bounds} (histogram) mean / p50 / p90 / p99",
+            window_text(window, metric, fmt),
+        )
+        for metric, name in METRICS
+    ]
