@@ -110,10 +110,12 @@ def measure_windows(
     now_s: float,
     warn: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """One result per window: values in ms (None with a reason when there is none), bounds, queries."""
+    """One result per window: values in ms (None with a reason when there is none), bounds, queries.
+    After a failed query the later windows are not tried: each query could wait out its retries."""
     quantiles = list(quantiles)
     retention = backend.series_retention_s
     results = []
+    failed: str | None = None
     for window in windows:
         length_ms = round((window.end_s - window.start_s) * 1000)
         entry: dict[str, Any] = {
@@ -123,6 +125,10 @@ def measure_windows(
             "end_s": round(window.end_s, 3),
             "note": window.note,
         }
+        if failed is not None:
+            entry["not_measured"] = f"an earlier query failed ({failed})"
+            results.append(entry)
+            continue
         if length_ms < MIN_WINDOW_S * 1000:
             entry["not_measured"] = "the window is empty (it lies within the warm-up)"
             results.append(entry)
@@ -137,7 +143,14 @@ def measure_windows(
         queries = window_queries(names, selector, f"{length_ms}ms", quantiles)
         entry["evaluated_at"] = round(t0 + window.end_s, 3)
         entry["queries"] = queries
-        values, problems = _evaluate(backend, queries, t0 + window.end_s)
+        try:
+            values, problems = _evaluate(backend, queries, t0 + window.end_s)
+        except QueryError as exc:
+            failed = str(exc)
+            entry["not_measured"] = f"query failed ({exc})"
+            warn(f"latency over window {window.name}: a query failed ({exc}); it and later windows are not measured")
+            results.append(entry)
+            continue
         for problem in problems:
             warn(f"latency over window {window.name}: {problem}")
         entry["problems"] = problems
@@ -148,15 +161,11 @@ def measure_windows(
 
 
 def _evaluate(backend: Backend, queries: dict[str, str], at: float) -> tuple[dict[str, float | None], list[str]]:
+    """Values by key (None: no series or NaN) and the problems worth a warning; QueryError propagates."""
     values: dict[str, float | None] = {}
     problems: list[str] = []
     for key, text in queries.items():
-        try:
-            samples = backend.query(text, at)
-        except QueryError as exc:
-            values[key] = None
-            problems.append(f"{key}: query failed ({exc})")
-            continue
+        samples = backend.query(text, at)
         values[key] = samples[0].value if samples and math.isfinite(samples[0].value) else None
         if not samples and key.endswith("_count"):
             problems.append(f"{key}: no series matched {text}")

@@ -130,6 +130,7 @@ def test_headline_names_its_reference_points(twin_run):
 def test_warm_up_moves_every_window_start(tmp_path):
     config = Experiment.from_yaml_file(HIGH_LOAD).config.model_copy(deep=True)
     config.metrics.warm_up_duration_s = 150.0
+    config.metrics.percentiles = [0.95]
     result = Experiment(config).run(backend="sim", output_dir=tmp_path, handle_signals=False)
     content = json.loads((result.run_dir / LATENCY_WINDOWS_FILE).read_text())
     starts = {w["name"]: (w["start_s"], w["note"]) for w in content["windows"]}
@@ -138,6 +139,8 @@ def test_warm_up_moves_every_window_start(tmp_path):
     assert starts["phase-3-sustained"] == (240.0, None)
     run = result.summary["latency_over_window"]["run"]
     assert "[750000ms]" in run["queries"]["ttft_mean"]
+    assert list(run["ttft_ms"]) == ["observations", "mean", "p50", "p90", "p95", "p99"]  # configured p95 too
+    assert run["queries"]["itl_p95"].startswith("histogram_quantile(0.95, sum by (le) (increase(")
     truth = true_ttft(pd.read_csv(result.run_dir / "requests.csv"), 150.0, 900.0)
     assert run["ttft_ms"]["observations"] == pytest.approx(len(truth), rel=0.01)
 
@@ -214,21 +217,17 @@ def test_windows_beyond_the_retention_or_inside_the_warm_up_are_not_measured(tmp
     assert {at for _, at in backend.asked} == {1e9 + 4000.0}
 
 
-def test_failed_queries_are_warnings_and_empty_values(tmp_path):
+def test_a_failed_query_ends_the_measurement_with_one_warning(tmp_path):
     warnings: list[str] = []
-    results = measure_windows(
-        _FakeBackend(None, fail=True),
-        MetricNames(),
-        "{}",
-        0.0,
-        [LatencyWindow("run", "run", 0.0, 600.0)],
-        [0.9],
-        600.0,
-        warnings.append,
-    )
-    assert results[0]["ttft_ms"] == {"observations": None, "mean": None, "p90": None}
-    assert warnings[0] == "latency over window run: ttft_p90: query failed (connection refused)"
-    assert len(warnings) == 6  # ttft and itl: p90, mean, count
+    backend = _FakeBackend(None, fail=True)
+    windows = [LatencyWindow("run", "run", 0.0, 600.0), LatencyWindow("a", "phase", 0.0, 300.0)]
+    results = measure_windows(backend, MetricNames(), "{}", 0.0, windows, [0.9], 600.0, warnings.append)
+    assert results[0]["not_measured"] == "query failed (connection refused)"
+    assert results[1]["not_measured"] == "an earlier query failed (connection refused)"
+    assert len(backend.asked) == 1  # Prometheus down: one query (and its retries), not one per window
+    assert warnings == [
+        "latency over window run: a query failed (connection refused); it and later windows are not measured"
+    ]
 
 
 def test_phase_windows_come_from_phases_csv(tmp_path):
