@@ -130,7 +130,11 @@ def measure_windows(
             results.append(entry)
             continue
         if length_ms < MIN_WINDOW_S * 1000:
-            entry["not_measured"] = "the window is empty (it lies within the warm-up)"
+            entry["not_measured"] = (
+                "the window lies within the warm-up"
+                if window.note
+                else f"the window is shorter than {MIN_WINDOW_S:g} s"
+            )
             results.append(entry)
             continue
         if retention is not None and now_s - window.start_s > retention:

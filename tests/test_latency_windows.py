@@ -205,7 +205,8 @@ def test_windows_beyond_the_retention_or_inside_the_warm_up_are_not_measured(tmp
     windows = [
         LatencyWindow("run", "run", 0.0, 4000.0),
         LatencyWindow("late", "phase", 3500.0, 4000.0),
-        LatencyWindow("early", "phase", 60.0, 60.0),
+        LatencyWindow("early", "phase", 60.0, 60.0, "starts after the 60 s warm-up"),
+        LatencyWindow("blink", "phase", 100.0, 100.5),
     ]
     backend = _FakeBackend(retention=1000.0)
     results = measure_windows(backend, MetricNames(), "{}", 1e9, windows, [0.9], 4000.0, lambda _: None)
@@ -213,7 +214,8 @@ def test_windows_beyond_the_retention_or_inside_the_warm_up_are_not_measured(tmp
         "simulation keeps series for 1000 s; the window starts 4000 s before the end of the run"
     )
     assert "not_measured" not in results[1] and results[1]["ttft_ms"]["p90"] is None
-    assert results[2]["not_measured"] == "the window is empty (it lies within the warm-up)"
+    assert results[2]["not_measured"] == "the window lies within the warm-up"
+    assert results[3]["not_measured"] == "the window is shorter than 1 s"
     assert {at for _, at in backend.asked} == {1e9 + 4000.0}
 
 
