@@ -95,6 +95,11 @@ def window_queries(names: MetricNames, selector: str, duration: str, quantiles: 
     return queries
 
 
+def histogram_series(names: MetricNames) -> list[str]:
+    """The series the window queries read (a bounded store keeps these for the whole run)."""
+    return [f"{hist}{suffix}" for hist in (names.ttft, names.itl) for suffix in ("_bucket", "_sum", "_count")]
+
+
 def quantiles_to_report(configured: Iterable[float]) -> list[float]:
     """p50/p90/p99 always (the report and compare show them), plus `metrics.percentiles`."""
     return sorted(set(STANDARD_QUANTILES) | {float(q) for q in configured})

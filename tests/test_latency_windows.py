@@ -246,3 +246,19 @@ def test_phase_windows_come_from_phases_csv(tmp_path):
         ("a", "phase", 30.0, 300.002),
         ("b", "phase", 300.003, 700.0),
     ]
+
+
+def test_the_store_keeps_only_the_named_series_longer():
+    from hpa_experiments.promql_engine import TimeSeriesDB
+    from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
+
+    db = TimeSeriesDB(retention_seconds=900.0, keep_longer={"kept_total": 2500.0})
+    for t in range(0, 3001, 15):
+        db.append({"__name__": "kept_total"}, float(t), float(t))
+        db.append({"__name__": "other_total"}, float(t), float(t))
+    first = {
+        s.label_map["__name__"]: s.times[0] / 1000 for s in db.select([LabelMatcher("__name__", MatchType.REGEX, ".+")])
+    }
+    # a sweep runs every retention / 4, so up to 225 s more than the retention may remain
+    assert 3000 - 2500 - 225 <= first["kept_total"] <= 3000 - 2500
+    assert 3000 - 900 - 225 <= first["other_total"] <= 3000 - 900

@@ -103,8 +103,9 @@ class Backend(ABC):
 
     name: str  # "kubernetes" | "simulation"
     clock: Clock
-    # How far back queries can see, when the store is bounded (the twin's in-memory TSDB); None: the
-    # server's retention, assumed to cover the run.  Longer windows are reported as not measured.
+    # How far back the TTFT/ITL histograms can be queried, when the store is bounded (the twin's
+    # in-memory TSDB); None: the server's retention, assumed to cover the run.  Longer windows are
+    # reported as not measured (latency_windows.py).
     series_retention_s: float | None = None
     _warning_handler: Callable[[str], None] = logging.getLogger(__name__).warning
 
