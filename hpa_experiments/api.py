@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from hpa_experiments.config import K8S_NAME, ExperimentConfig, MetricsConfig, config_from_data, load_config
+from hpa_experiments.config import K8S_NAME, TAG_KEY, ExperimentConfig, MetricsConfig, config_from_data, load_config
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.rundir import REQUESTS_FILE
@@ -134,10 +134,15 @@ class Experiment:
         return build_plan(self._config)
 
     def with_overrides(
-        self, backend: str | None = None, seed: int | None = None, namespace: str | None = None
+        self,
+        backend: str | None = None,
+        seed: int | None = None,
+        namespace: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Experiment:
-        """A copy with the backend ('sim' or 'kubernetes'), simulation seed or namespace replaced."""
-        if backend is None and seed is None and namespace is None:
+        """A copy with the backend ('sim' or 'kubernetes'), simulation seed or namespace replaced,
+        and `tags` added to the config's."""
+        if backend is None and seed is None and namespace is None and not tags:
             return self
         from hpa_experiments.backends.factory import normalize_backend
 
@@ -152,6 +157,11 @@ class Experiment:
                     f"namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')"
                 )
             config.namespace = namespace
+        if tags:
+            bad = [key for key in tags if not TAG_KEY.match(key)]
+            if bad:
+                raise UsageError(f"tag {bad[0]!r}: keys are letters, digits, '.', '_', '-' or '/' (at most 63)")
+            config.tags = {**config.tags, **{key: str(value) for key, value in tags.items()}}
         changed = Experiment(config)
         changed._given = self._given
         return changed

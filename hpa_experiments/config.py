@@ -42,6 +42,9 @@ from hpa_experiments.manifests import (
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
+BACKEND_ALIASES = {"sim": "simulation", "simulation": "simulation", "twin": "simulation",
+                   "kubernetes": "kubernetes", "kube": "kubernetes", "k8s": "kubernetes"}
+TAG_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
 
@@ -145,9 +148,24 @@ class PrometheusConfig(_Section):
     ca_file: Path | None = None
 
 
+class SloGates(_Section):
+    """Upper bounds a run must meet; `hpa-exp run --fail-on-slo` exits 4 when one is missed."""
+
+    ttft_p50_ms: float | None = Field(None, gt=0)
+    ttft_p90_ms: float | None = Field(None, gt=0)
+    ttft_p99_ms: float | None = Field(None, gt=0)
+    itl_p50_ms: float | None = Field(None, gt=0)
+    itl_p90_ms: float | None = Field(None, gt=0)
+    itl_p99_ms: float | None = Field(None, gt=0)
+    failed_requests: int | None = Field(None, ge=0, description="requests that failed (client or twin)")
+    peak_replicas: int | None = Field(None, ge=0)
+    gpu_hours: float | None = Field(None, gt=0)
+
+
 class SloConfig(_Section):
-    ttft_ms: float | None = Field(None, gt=0)
-    itl_ms: float | None = Field(None, gt=0)
+    ttft_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
+    itl_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
+    gates: SloGates = Field(default_factory=SloGates)
 
 
 class EnergyConfig(_Section):
@@ -206,12 +224,31 @@ class ExperimentConfig(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     on_job_failure: Literal["abort", "continue"] = "abort"
     values: dict[str, Any] = Field(default_factory=dict, description="template values for every job")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="labels for telling runs apart (`hpa-exp run --tag key=value`)"
+    )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     # Filled by load_config, not read from the file.
     source: Path | None = Field(None, exclude=True)
     hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_alias(cls, v: Any) -> Any:
+        """`sim` as on the command line (`--backend sim`), and `k8s`, as the backend's other names."""
+        return BACKEND_ALIASES.get(v.lower(), v) if isinstance(v, str) else v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in v:
+                if not isinstance(key, str) or not TAG_KEY.match(key):
+                    raise ValueError(f"tag key {key!r}: letters, digits, '.', '_', '-' or '/', at most 63")
+            return {key: str(value) for key, value in v.items()}
+        return v
 
     @field_validator("name")
     @classmethod

@@ -111,6 +111,7 @@ REQUEST_COLUMNS = (
     "outcome",
 )
 REQUEST_OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
+SUITE_ENTRY_FILE = "suite-entry.json"  # written by suites: the entry and overrides a run was made with
 
 
 def percentile_label(q: float) -> str:

@@ -370,3 +370,10 @@ def test_shipped_configs_validate() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("given", "meant"), [("sim", "simulation"), ("Twin", "simulation"), ("k8s", "kubernetes")])
+def test_backend_takes_the_command_line_names(workspace: Path, given: str, meant: str) -> None:
+    doc = base_config()
+    doc["backend"] = given
+    assert load_config(write(workspace, doc)).backend == meant

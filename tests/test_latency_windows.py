@@ -262,3 +262,18 @@ def test_the_store_keeps_only_the_named_series_longer():
     # a sweep runs every retention / 4, so up to 225 s more than the retention may remain
     assert 3000 - 2500 - 225 <= first["kept_total"] <= 3000 - 2500
     assert 3000 - 900 - 225 <= first["other_total"] <= 3000 - 900
+
+
+def test_slo_gates_take_the_histogram_over_the_run_before_the_sample_percentile():
+    from hpa_experiments.analysis.slo_gates import evaluate_gates
+
+    summary = {
+        "kpis": {"ttft_ms": {"p90": 900.0}, "itl_ms": {"p90": 40.0}},
+        "requests": None,
+        "latency_over_window": {"run": {"ttft_ms": {"p90": 1500.0}, "itl_ms": {"p90": 55.0}}},
+    }
+    by_name = {r.name: r for r in evaluate_gates(summary, {"ttft_p90_ms": 1000, "itl_p90_ms": 50})}
+    assert by_name["itl_p90_ms"].line() == "itl_p90_ms missed: 55 > 50 (ITL histogram over the run)"
+    assert by_name["ttft_p90_ms"].line() == "ttft_p90_ms missed: 1,500 > 1,000 (TTFT histogram over the run)"
+    summary["latency_over_window"] = {"run": {"name": "run", "not_measured": "query failed (timeout)"}}
+    assert evaluate_gates(summary, {"itl_p90_ms": 50})[0].source == "percentile of ITL samples"

@@ -82,3 +82,30 @@ def test_compare_notebook_runs_headless(runs, monkeypatch):
     assert png_count(notebook) == 3  # the overlay and each run's standard figure
     text = text_of(notebook)
     assert "Δ vs" in text and runs["simulated"].name in text
+
+
+def test_notebook_execute_writes_the_page_into_the_run_directory(runs):
+    """`hpa-exp notebook RUN --execute`, as a pipeline calls it: the executed notebook as HTML."""
+    import subprocess
+    import sys
+
+    run = runs["simulated"]
+    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(run), "--execute"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    page = run / "notebook.html"
+    assert f"notebook page: {page}" in done.stdout
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 3  # the figures, embedded
+    assert run.name in html and "Traceback" not in html
+
+
+def test_notebook_execute_on_several_runs_needs_an_output(runs):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(runs["simulated"]),
+                           str(runs["imported"]), "--execute"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "--execute on several runs needs --output FILE.html" in done.stderr

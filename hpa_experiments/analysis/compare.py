@@ -118,9 +118,21 @@ class Comparison:
             headers += [run.label, f"Δ vs {first}"]
         return headers
 
+    def label_rows(self) -> list[list[tuple[str, str | None]]]:
+        """'tags' and 'suite overrides' rows, when any run has them: what tells the runs apart."""
+        table = []
+        for title, pick in (("tags", lambda r: r.tags), ("suite overrides", lambda r: r.overrides)):
+            texts = [describe_labels(pick(run)) for run in self.runs]
+            if any(texts):
+                row: list[tuple[str, str | None]] = [(title, None), (texts[0] or "-", None)]
+                for text in texts[1:]:
+                    row += [(text or "-", None), ("", None)]
+                table.append(row)
+        return table
+
     def rows(self) -> list[list[tuple[str, str | None]]]:
         """Cells as (text, verdict) so that HTML can colour better/worse deltas."""
-        table = []
+        table = self.label_rows()
         for kpi in KPIS:
             values = [kpi.pick(s) for s in self.summaries]
             if all(v is None for v in values):
@@ -139,11 +151,16 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path)}
-                     for r in self.runs],
+            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path), "tags": r.tags,
+                      "overrides": r.overrides} for r in self.runs],
             "kpis": [{"kpi": k.label, "unit": units[0], "units": units, "values": [k.pick(s) for s in self.summaries]}
                      for k in KPIS for units in [[u.strip() for u in k.units(self.summaries)]]],
         }
+
+
+def describe_labels(labels: dict[str, Any]) -> str:
+    """'a=1, b=x' in the given order; '' when there are none."""
+    return ", ".join(f"{key}={value}" for key, value in labels.items())
 
 
 def compare(runs: Sequence[Run]) -> Comparison:

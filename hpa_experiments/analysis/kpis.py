@@ -34,6 +34,7 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
+from hpa_experiments.analysis.slo_gates import gates_summary
 from hpa_experiments.analysis.window_latency import latency_over_window, missing_note, run_window, window_value
 from hpa_experiments.rundir import atomic_write_json
 
@@ -359,7 +360,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         for column in COVERAGE_COLUMNS
     }
     over_window = latency_over_window(run)
-    return _clean({
+    summary = _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
             "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
@@ -377,6 +378,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]),
         "energy": energy_kpis(run),
     })
+    summary["slo_gates"] = gates_summary(summary, run.slo_gates)
+    return summary
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:

@@ -19,6 +19,7 @@ from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
 from hpa_experiments.analysis.reference_points import headline_sentences
 from hpa_experiments.analysis.request_plots import write_request_plots
+from hpa_experiments.analysis.slo_gates import gate_results
 from hpa_experiments.analysis.window_latency import phase_window, window_rows, window_value
 
 HTML_FILE = "report.html"
@@ -81,7 +82,8 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
-    return rows + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
+    gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
+    return rows + gates + request_rows(summary.get("requests")) + energy_rows(summary.get("energy"))
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ commands so that the rest of the command line starts fast.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shlex
 import subprocess
@@ -27,6 +28,7 @@ DEFAULT_DATA_DIR = Path("experiment-data")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 ANALYZE_NOTEBOOK = "analyze-hpa-experiment.ipynb"
 COMPARE_NOTEBOOK = "compare-runs.ipynb"
+NOTEBOOK_HTML = "notebook.html"  # `notebook --execute` writes it into the run directory
 # Read by hpa_experiments.analysis.notebook (kept here as text to avoid importing pandas at startup).
 RUN_DIR_ENV = "HPA_EXP_RUN_DIR"
 RUN_DIRS_ENV = "HPA_EXP_RUN_DIRS"
@@ -43,17 +45,24 @@ def _data_dir_option() -> Path:
     return typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help=DATA_DIR_HELP)
 
 
-def runs(data_dir: Path = _data_dir_option()) -> None:
+def _json_option() -> bool:
+    return typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
+
+
+def runs(data_dir: Path = _data_dir_option(), as_json: bool = _json_option()) -> None:
     """List the runs under the data folder, newest first (by start time in run.json).
 
     A run still marked "running" whose process is gone, or whose metrics stopped long ago,
     shows as "incomplete".
     """
-    from hpa_experiments.analysis.runs import list_runs, runs_table
+    from hpa_experiments.analysis.runs import list_runs, runs_json, runs_table
 
     if not data_dir.is_dir():
         raise UsageError(f"{data_dir}: no such data folder (use --data-dir)")
     listings = list_runs(data_dir)
+    if as_json:
+        typer.echo(json.dumps(runs_json(listings), indent=2, default=str))
+        return
     console = _console()
     if not listings:
         console.print(f"no runs under {data_dir}")
@@ -67,8 +76,11 @@ def runs(data_dir: Path = _data_dir_option()) -> None:
 def report(
     run: str = typer.Argument(..., metavar="RUN", help="A run directory, or a run name under the data folder."),
     data_dir: Path = _data_dir_option(),
+    as_json: bool = _json_option(),
 ) -> None:
     """Summarise one run: terminal table, summary.json, plots/overview.png and report.html.
+
+    With --json the files are written as usual and summary.json's content is printed.
 
     Example:  hpa-exp report experiment-data/high-load-hpa-20261123-041655
     """
@@ -76,6 +88,9 @@ def report(
     from hpa_experiments.analysis.report import build_report, print_report
 
     files = build_report(load_run(resolve_run_path(run, data_dir)))
+    if as_json:
+        typer.echo(json.dumps(files.summary, indent=2, default=str))
+        return
     console = _console()
     print_report(files.summary, console)
     console.print(f"summary: {files.summary_path}")
@@ -152,8 +167,17 @@ def notebook(
     ),
     data_dir: Path = _data_dir_option(),
     print_only: bool = typer.Option(False, "--print-only", help="Print the command instead of starting Jupyter."),
+    execute: bool = typer.Option(
+        False,
+        "--execute",
+        help="Run the notebook headless and save it as HTML (one run: <run>/notebook.html; several: --output).",
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="HTML file for --execute."),
 ) -> None:
-    """Open the analysis notebook in Jupyter Lab on a run (or the comparison notebook on several)."""
+    """Open the analysis notebook in Jupyter Lab on a run (or the comparison notebook on several).
+
+    With --execute nothing is opened: the notebook runs headless and is written as a static page.
+    """
     from hpa_experiments.analysis.load import newest_run_path, resolve_run_path
 
     refs = run_refs or []
@@ -162,6 +186,15 @@ def notebook(
     if not path.exists():
         raise UsageError(f"{path}: notebook not found (run from a source checkout of hpa-exp)")
     command, env = notebook_command(run_dirs, path)
+    if execute:
+        from hpa_experiments.analysis.notebook_render import execute_to_html
+
+        if output is None and len(run_dirs) > 1:
+            raise UsageError("--execute on several runs needs --output FILE.html")
+        target = output or run_dirs[0] / NOTEBOOK_HTML
+        typer.echo(f"executing {path.name} on {', '.join(p.name for p in run_dirs)} ...")
+        typer.echo(f"notebook page: {execute_to_html(path, env, target)}")
+        return
     if not print_only and importlib.util.find_spec("jupyterlab") is None:
         raise UsageError("Jupyter Lab is not installed: pip install 'hpa-experiments[notebooks]' (or jupyterlab)")
     if print_only:

@@ -45,6 +45,14 @@ def run(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."
     ),
+    tag: list[str] = typer.Option(
+        [], "--tag", "-t", metavar="KEY=VALUE", help="Label the run (repeatable); shown by runs and compare."
+    ),
+    fail_on_slo: bool = typer.Option(
+        False,
+        "--fail-on-slo",
+        help="Exit 4 when a completed run misses a gate of the config's slo.gates (or a gate has no data).",
+    ),
 ) -> int:
     """Run an experiment: start each load Job on time, sample the HPA and Prometheus on a fixed grid.
 
@@ -53,7 +61,8 @@ def run(
     validated and (on Kubernetes) the preflight checks have passed.
 
     Exit codes: 0 completed, 1 failed (a Job failed, the backend broke), 2 invalid config or
-    arguments, 3 preflight failed, 130 interrupted (Jobs cleaned up, partial run kept).
+    arguments, 3 preflight failed, 4 completed but an SLO gate missed (only with
+    --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
 
     Examples:
 
@@ -66,7 +75,7 @@ def run(
     from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
 
-    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace)
+    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace, parse_tags(tag))
     if dry_run:
         _print_dry_run(experiment.config, experiment.plan())
         return 0
@@ -88,7 +97,39 @@ def run(
         typer.echo(f"warning: {warning}", err=True)
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
-    return result.exit_code
+    return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
+
+
+def parse_tags(given: list[str]) -> dict[str, str]:
+    """`--tag key=value` options as a dict; a malformed one is a usage error (exit 2)."""
+    from hpa_experiments.errors import UsageError
+
+    tags = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: give KEY=VALUE, e.g. --tag variant=queue-5")
+        tags[key] = value
+    return tags
+
+
+def _slo_exit_code(exit_code: int, summary: dict[str, Any] | None, fail_on_slo: bool) -> int:
+    """Print one line per gate; with --fail-on-slo a completed run that missed one exits 4."""
+    from hpa_experiments.analysis.slo_gates import gate_results
+    from hpa_experiments.errors import EXIT_OK, EXIT_SLO_MISSED
+
+    block = (summary or {}).get("slo_gates")
+    for gate in gate_results(block):
+        typer.echo(f"SLO gate {gate.line()}", err=not gate.passed)
+    if not fail_on_slo or exit_code != EXIT_OK:
+        return exit_code
+    if summary is None:
+        typer.echo("SLO gates: not checked, the KPIs could not be computed", err=True)
+        return EXIT_SLO_MISSED
+    if block is None:
+        typer.echo("warning: --fail-on-slo, but the config sets no slo.gates: nothing to check", err=True)
+        return exit_code
+    return exit_code if block["passed"] else EXIT_SLO_MISSED
 
 
 def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
