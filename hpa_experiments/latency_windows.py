@@ -40,7 +40,7 @@ METHOD = (
 
 @dataclass(frozen=True)
 class LatencyWindow:
-    """[start_s, end_s) in seconds since t0, already clipped to the warm-up."""
+    """From start_s to end_s, in seconds since t0, already clipped to the warm-up."""
 
     name: str
     kind: str  # run | phase | cooldown
@@ -50,8 +50,9 @@ class LatencyWindow:
 
 
 def run_windows(phases_csv: Path, end_s: float, warm_up_s: float) -> list[LatencyWindow]:
-    """The run, each job of phases.csv (actual start/end, else planned, cut at `end_s`) and the
-    cooldown after the last job; every window starts no earlier than the warm-up's end."""
+    """The run, each job of phases.csv that started (its actual start to its actual end, or to `end_s`
+    for a Job still running) and the cooldown after the last job; no window starts before the
+    warm-up's end."""
     raw: list[tuple[str, str, float, float]] = [("run", "run", 0.0, end_s)]
     ends: list[float] = []
     if phases_csv.exists():
