@@ -277,3 +277,13 @@ def test_slo_gates_take_the_histogram_over_the_run_before_the_sample_percentile(
     assert by_name["ttft_p90_ms"].line() == "ttft_p90_ms missed: 1,500 > 1,000 (TTFT histogram over the run)"
     summary["latency_over_window"] = {"run": {"name": "run", "not_measured": "query failed (timeout)"}}
     assert evaluate_gates(summary, {"itl_p90_ms": 50})[0].source == "percentile of ITL samples"
+
+
+def test_headline_of_a_run_that_never_scaled(tmp_path):
+    result = Experiment.from_yaml_file(REPO / "experiment-configs" / "baseline-hpa.yaml").run(
+        backend="sim", output_dir=tmp_path, handle_signals=False
+    )
+    assert headline_sentences(result.summary) == [
+        "no scale-up after any of the 3 load increases (at 0, 390, 780 s)",
+        "replicas stayed at 1 the whole run",
+    ]

@@ -24,7 +24,10 @@ def scale_up_sentence(summary: dict[str, Any]) -> str:
         return "no load increase recorded"
     reacted = next((row for row in increases if row["time_to_first_scale_up_s"] is not None), None)
     if reacted is None:
-        return f"no scale-up after the load rose at {_s(increases[0]['at_s'])}"
+        if len(increases) == 1:
+            return f"no scale-up after the load rose at {_s(increases[0]['at_s'])}"
+        times = ", ".join(f"{row['at_s']:.0f}" for row in increases)
+        return f"no scale-up after any of the {len(increases)} load increases (at {times} s)"
     rates = ""
     if reacted["offered_rps_after"] is not None:
         rates = f" ({_n(reacted['offered_rps_before'])} → {_n(reacted['offered_rps_after'])} req/s)"
@@ -38,6 +41,8 @@ def scale_down_sentence(summary: dict[str, Any], interrupted: bool) -> str | Non
     end, minimum = down["load_end_s"], down["to_replicas"]
     if end is None or minimum is None:
         return None if interrupted else "scale-down: no data (no job end or replica count recorded)"
+    if summary["kpis"]["replicas"]["peak"] == minimum:
+        return f"replicas stayed at {_n(minimum)} the whole run"
     since = down.get("at_minimum_since_s")  # summaries written before it have none
     if down["completed_after_s"] is None:
         if interrupted:

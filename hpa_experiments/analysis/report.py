@@ -70,7 +70,7 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         load = "" if inc["offered_rps_after"] is None else (
             f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
         rows.append(("scale-up", f"load increase at {fmt(inc['at_s'], ' s', 0)}{load}", _scale_up_text(inc)))
-    rows.append(_scale_down_row(down))
+    rows.append(_scale_down_row(down, rep["peak"]))
     rows += window_rows(summary, fmt)
     for metric in ("ttft_ms", "itl_ms"):
         stats = k[metric]
@@ -144,7 +144,7 @@ def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _scale_down_row(down: dict[str, Any]) -> tuple[str, str, str]:
+def _scale_down_row(down: dict[str, Any], peak: float | None) -> tuple[str, str, str]:
     if down["load_end_s"] is None:
         return ("scale-down", "after the load ends", "no data (no job end recorded)")
     label = f"after load end at {fmt(down['load_end_s'], ' s', 0)}"
@@ -152,6 +152,8 @@ def _scale_down_row(down: dict[str, Any]) -> tuple[str, str, str]:
         text = NO_DATA if down["to_replicas"] is None else "not back at the minimum before the run ended"
         return ("scale-down", label, text)
     since = down.get("at_minimum_since_s")  # summaries written before it have none
+    if peak == down["to_replicas"]:
+        return ("scale-down", label, f"none needed: replicas stayed at {fmt(peak, '', 0)} the whole run")
     if since is not None and since < down["load_end_s"]:
         return ("scale-down", label, f"already at the minimum ({fmt(down['to_replicas'], '', 0)}) since "
                                      f"{fmt(since, ' s', 0)}, {fmt(down['load_end_s'] - since, ' s', 0)} before")
