@@ -287,3 +287,13 @@ def test_headline_of_a_run_that_never_scaled(tmp_path):
         "no scale-up after any of the 3 load increases (at 0, 390, 780 s)",
         "replicas stayed at 1 the whole run",
     ]
+
+
+def test_a_run_without_the_measurement_says_so(twin_run, tmp_path):
+    copy = tmp_path / twin_run.name
+    shutil.copytree(twin_run, copy)
+    (copy / LATENCY_WINDOWS_FILE).unlink()
+    summary = compute_kpis(load_run(copy))
+    assert summary["latency_over_window"] is None
+    assert any(note.startswith("no latency-windows.json: TTFT/ITL over the run") for note in summary["notes"])
+    assert headline(summary)["ttft_p90_ms"] is None and headline(summary)["ttft_p90_of_samples_ms"] is not None
