@@ -9,6 +9,7 @@ requests.csv           twin only: one row per request (backends/sim/request_log.
 pods.csv               the scaled Deployment's pods: created, started, ready, deleting (s since t0)
 hpa-applied.yaml       the HPA manifest as the run applied it (absent when the run applied none)
 hpa-live-start.yaml    the HPA as the cluster (or the twin) held it at the start, spec and status
+latency-windows.json   TTFT/ITL over the run and each phase from the histograms (latency_windows.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -101,6 +102,7 @@ PODS_FILE = "pods.csv"
 POD_COLUMNS = ("pod", "created_s", "started_s", "ready_s", "deleting_s")
 HPA_APPLIED_FILE = "hpa-applied.yaml"
 HPA_LIVE_FILE = "hpa-live-start.yaml"
+LATENCY_WINDOWS_FILE = "latency-windows.json"
 # requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
 REQUEST_COLUMNS = (
     "request_id",

@@ -25,6 +25,7 @@ from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
@@ -341,6 +342,7 @@ class Runner:
         if self.monitor is not None:
             self.monitor.close()
             self._fill_from_range_queries(self.monitor)
+            self._measure_latency_windows()
         if created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
@@ -389,6 +391,17 @@ class Runner:
             _rewrite_metrics(self.writer.dir / "metrics.csv", interval, filled)
         total = sum(len(ks) for ks in missed.values())
         self._event("range_fill", f"range queries filled {len(filled)} of {total} missed cells")
+
+    def _measure_latency_windows(self) -> None:
+        """TTFT/ITL over the run and each phase from the histograms (latency_windows.py); before the
+        backend closes.  A problem is a warning: the run's status does not depend on it."""
+        assert self.writer is not None
+        warn = lambda text: self._event("warning", text)  # noqa: E731
+        try:
+            write_latency_windows(self.backend, self.writer.dir, self.config, self.metric_names, self.t0,
+                                  self.elapsed, warn)
+        except OSError as exc:
+            warn(f"latency over windows not written: {exc}")
 
     def _finish(self, leftover: list[str]) -> RunResult:
         assert self.writer is not None

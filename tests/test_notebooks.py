@@ -66,6 +66,7 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
         assert "limit unknown (no HPA conditions recorded)" in text and "ready lag unknown" in text
         assert "This run has no GPU power data" in text
         assert "This run has no requests.csv" in text
+        assert "kept no latency histograms" in text  # no p90 over the run: said why
     else:  # the standard figure, the why figure, the energy figure and the per-request distributions
         assert png_count(notebook) == 4
         assert "simulation" in text
@@ -73,6 +74,8 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
         assert "GPU energy" in text and " kWh" in text and "energy per output token" in text
         assert "completed" in text and "TTFT per completed request" in text
         assert "ttft p90 (ms)" in text  # the per-job table
+        assert "TTFT over the run 0–900 s (histogram)" in text and "first scale-up 90 s after the load rose" in text
+        assert "ttft observations" in text  # the window table: the run, each phase, the cooldown
 
 
 def test_compare_notebook_runs_headless(runs, monkeypatch):

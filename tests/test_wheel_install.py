@@ -80,5 +80,6 @@ def test_init_validate_run_report_notebook_and_cluster_dry_run(installed: tuple[
 
 def test_a_config_without_job_manifests_uses_the_shipped_template(installed: tuple[Path, Path]) -> None:
     exe, work = installed
-    (work / "bare.yaml").write_text("name: bare\nhpa: {enabled: false}\njobs:\n  - name: only\n    rate: 5\n    duration: 60\n")
+    bare = "name: bare\nhpa: {enabled: false}\njobs:\n  - name: only\n    rate: 5\n    duration: 60\n"
+    (work / "bare.yaml").write_text(bare)
     assert "✓" in run(exe, "validate", work / "bare.yaml", cwd=work).stdout

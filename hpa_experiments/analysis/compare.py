@@ -16,6 +16,7 @@ from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.plots import COMPARE_FILE, compare_figure, save_figure
 from hpa_experiments.analysis.report import NO_DATA, definitions_html, fmt, html_page, html_table, png_data_uri
+from hpa_experiments.analysis.window_latency import run_window, window_value
 from hpa_experiments.rundir import atomic_write_json
 
 COMPARE_HTML = "compare.html"
@@ -67,12 +68,15 @@ KPIS = [
     Kpi("replica direction changes", "", 0, lambda s: s["kpis"]["replicas"]["direction_changes"], True),
     Kpi("replica std", "", 2, lambda s: s["kpis"]["replicas"]["std"], None),
     Kpi("time with waiting > 0", " %", 1, lambda s: _share(s["kpis"]["waiting_share"]), True),
-    Kpi("TTFT mean", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
-    Kpi("TTFT p90", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
-    Kpi("TTFT p99", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
-    Kpi("ITL mean", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
-    Kpi("ITL p90", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
-    Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
+    *[Kpi(f"{name} {key} over the run (histogram)", " ms", digits,
+          lambda s, metric=metric, key=key: window_value(run_window(s), metric, key), True)
+      for metric, name, digits in (("ttft_ms", "TTFT", 1), ("itl_ms", "ITL", 2)) for key in ("mean", "p90", "p99")],
+    Kpi("TTFT mean of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
+    Kpi("TTFT p90 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
+    Kpi("TTFT p99 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
+    Kpi("ITL mean of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
+    Kpi("ITL p90 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
+    Kpi("ITL p99 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
     Kpi("GPU energy", " kWh", 4, lambda s: _energy(s, "energy_kwh"), True),

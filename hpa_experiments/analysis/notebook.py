@@ -89,6 +89,34 @@ def phase_frame(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(phase_table_rows(summary), columns=phase_headers(summary))
 
 
+def headline(summary: dict[str, Any]) -> Any:
+    """The scaling sentences with their reference points (and what an unfinished run could not measure)."""
+    from hpa_experiments.analysis.reference_points import headline_sentences
+
+    return _note(" · ".join(headline_sentences(summary)))
+
+
+def latency_window_frame(summary: dict[str, Any]) -> Any:
+    """TTFT/ITL over the run and each phase from the histograms (ms), or why the run has none."""
+    from hpa_experiments.analysis.window_latency import WINDOW_KEYS
+
+    over = summary.get("latency_over_window")
+    if not over:
+        return _note("This run has no latency histograms over its windows: " + next(
+            (n for n in summary.get("notes", []) if "histograms" in n), "not measured"))
+    rows = []
+    for window in [over["run"], *over["phases"]]:
+        row: dict[str, Any] = {"window": window["name"], "start_s": window["start_s"], "end_s": window["end_s"]}
+        for metric in ("ttft_ms", "itl_ms"):
+            stats = window.get(metric) or {}
+            name = metric.removesuffix("_ms")
+            row[f"{name} observations"] = stats.get("observations")
+            row.update({f"{name} {key} (ms)": stats.get(key) for key in WINDOW_KEYS})
+        row["not measured"] = window.get("not_measured") or ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("window")
+
+
 def increase_frame(summary: dict[str, Any]) -> pd.DataFrame:
     columns = ["at_s", "offered_rps_before", "offered_rps_after", "baseline_replicas",
                "time_to_first_scale_up_s", "steady_replicas", "time_to_steady_s"]

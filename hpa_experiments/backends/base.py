@@ -116,6 +116,10 @@ class Backend(ABC):
 
     name: str  # "kubernetes" | "simulation"
     clock: Clock
+    # How far back the TTFT/ITL histograms can be queried, when the store is bounded (the twin's
+    # in-memory TSDB); None: the server's retention, assumed to cover the run.  Longer windows are
+    # reported as not measured (latency_windows.py).
+    series_retention_s: float | None = None
     _warning_handler: Callable[[str], None] = logging.getLogger(__name__).warning
 
     def set_warning_handler(self, handler: Callable[[str], None]) -> None:

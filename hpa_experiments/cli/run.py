@@ -165,6 +165,7 @@ def _slo_exit_code(exit_code: int, summary: dict[str, Any] | None, fail_on_slo: 
 
 def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
     from hpa_experiments.analysis import headline
+    from hpa_experiments.analysis.reference_points import headline_sentences
 
     h = headline(summary)
 
@@ -178,10 +179,11 @@ def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
             return f"{value:.{digits}f}{unit}"
         return f"{value}{unit}"
 
+    typer.echo(" · ".join(headline_sentences(summary)))
     typer.echo(
-        f"peak replicas {show(h['peak_replicas'], '')} · first scale-up after {show(h['first_scale_up_s'], ' s')}"
-        f" · scale-down done {show(h['scale_down_s'], ' s')} after load · GPU-hours {show(h['gpu_hours'], '')}"
-        f" · TTFT p90 {show(h['ttft_p90_ms'], ' ms')} · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
+        f"peak replicas {show(h['peak_replicas'], '')} · GPU-hours {show(h['gpu_hours'], '')}"
+        f" · over the run (histograms): TTFT p90 {show(h['ttft_p90_ms'], ' ms')}"
+        f" · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
     )
     kwh = h["energy_kwh"]
     energy = "no data" if kwh is None else f"{kwh:.3g} kWh" if kwh < 1000 else f"{kwh:,.0f} kWh"

@@ -43,7 +43,9 @@ from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
+from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
+from hpa_experiments.promql import MetricNames
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
 from hpa_experiments.rundir import REQUESTS_FILE
 
@@ -86,6 +88,16 @@ class AdapterMetrics:
         return None
 
 
+# The in-memory TSDB keeps the TTFT/ITL histograms for the whole run, so the end-of-run latency
+# queries see it all (latency_windows.py), up to this bound: a day-long run's memory stays flat after it.
+MAX_HISTOGRAM_RETENTION_S = 3 * 3600.0
+
+
+def histogram_retention(plan_total_s: float, retention_s: float) -> float:
+    """Seconds of TTFT/ITL histogram samples the twin's Prometheus keeps: the run plus a margin."""
+    return max(retention_s, min(plan_total_s + retention_s, MAX_HISTOGRAM_RETENTION_S))
+
+
 class SimBackend(Backend):
     """One simulated experiment: the fleet, the HPA, Prometheus and the adapter, on virtual time."""
 
@@ -107,7 +119,10 @@ class SimBackend(Backend):
             initial_replicas=sim.initial_replicas,
             pod_prefix=config.deployment,
         )
-        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * parse_duration(config.metrics.rate_window)))
+        retention = max(900.0, 4 * parse_duration(config.metrics.rate_window))
+        self.series_retention_s = histogram_retention(plan.total, retention)
+        longer = dict.fromkeys(histogram_series(MetricNames()), self.series_retention_s)
+        self.tsdb = TimeSeriesDB(retention_seconds=retention, keep_longer=longer)
         self.engine = PromQLEngine(self.tsdb)
         self.clock = VirtualClock(self, VIRTUAL_EPOCH)
         self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
