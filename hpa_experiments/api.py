@@ -29,8 +29,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from hpa_experiments.config import K8S_NAME, ExperimentConfig, MetricsConfig, config_from_data, load_config
-from hpa_experiments.errors import UsageError
+from hpa_experiments.config import (
+    K8S_NAME,
+    ExperimentConfig,
+    MetricsConfig,
+    config_from_data,
+    load_config,
+    namespace_problems,
+)
+from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.rundir import REQUESTS_FILE
 
@@ -152,6 +159,9 @@ class Experiment:
                     f"namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')"
                 )
             config.namespace = namespace
+            problems = namespace_problems(config, "the namespace override: -n/--namespace")
+            if problems:
+                raise ConfigError(problems, str(config.source or DICT_SOURCE))
         changed = Experiment(config)
         changed._given = self._given
         return changed

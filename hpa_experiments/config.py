@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -35,18 +36,32 @@ from hpa_experiments.manifests import (
     hpa_problems,
     load_hpa_manifest,
     load_manifest,
+    namespace_mismatch,
     render_template,
     template_placeholders,
 )
+from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MIN_INTERVAL_S = 0.1  # a sampling or scrape grid finer than this only makes millions of rows
+MAX_RATE = 100_000.0  # requests per second; more is a typo (and would make the twin generate forever)
+MAX_REPLICAS = 1000  # the twin starts this many pods at once; more would not finish
+
+
+def _interval(value: float) -> float:
+    if 0 < value < MIN_INTERVAL_S:
+        raise ValueError(f"must be at least {MIN_INTERVAL_S:g} s (got {_show(value)})")
+    return value
+
+
+Interval = Annotated[Seconds, AfterValidator(_interval)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class HpaConfig(_Section):
@@ -62,7 +77,7 @@ class JobConfig(_Section):
     manifest: Path | None = None
     duration: Seconds = Field(gt=0)
     start_delay: Seconds = Field(0.0, ge=0)
-    rate: float | None = Field(None, gt=0, description="offered load in requests per second")
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, description="offered load in requests per second")
     values: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -85,7 +100,7 @@ class PromQuery(_Section):
 
 
 class MetricsConfig(_Section):
-    interval: Seconds = Field(5.0, gt=0)
+    interval: Interval = Field(5.0, gt=0)
     rate_window: str = "1m"
     percentiles: list[float] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99],
@@ -177,8 +192,8 @@ class SimulationConfig(_Section):
     seed: int = 42
     profile: str = "llama-3.1-8b-h100"
     parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
-    initial_replicas: int = Field(1, ge=1)
-    scrape_interval: Seconds = Field(15.0, gt=0)
+    initial_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    scrape_interval: Interval = Field(15.0, gt=0)
 
 
 class OutputConfig(_Section):
@@ -279,18 +294,18 @@ def read_config_data(path: Path, syntax: Literal["json", "yaml"] | None = None) 
     `.json` file and YAML otherwise."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc}", source) from None
+        text = read_input_text(path)
+    except InputFileError as exc:
+        raise ConfigError(str(exc), source) from None
     if (syntax or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
         try:
-            return json.loads(text)
+            return load_json(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}", source) from None
+        except ValueError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", source) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -353,6 +368,7 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"hpa.manifest: {exc}")
         else:
             problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            problems += hpa_namespace_problems(config)
     elif config.hpa.enabled and not config.hpa.name:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
@@ -370,8 +386,12 @@ def _simulation_problems(simulation: SimulationConfig) -> list[str]:
     return []
 
 
-def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]:
-    """Check that the job's manifest exists and renders to a batch/v1 Job."""
+# Where the run's namespace came from, for messages about a manifest that names another one.
+NAMESPACE_KEY = "config key 'namespace'"
+
+
+def job_manifest_problems(config: ExperimentConfig, job: JobConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """Check that the job's manifest exists and renders to a batch/v1 Job in the run's namespace."""
     assert job.manifest is not None
     try:
         doc = load_manifest(job.manifest)
@@ -383,7 +403,24 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]
         check_job_manifest(doc, str(job.manifest))
     except ManifestError as exc:
         return [str(exc)]
-    return []
+    mismatch = namespace_mismatch(doc, config.namespace, origin)
+    return [f"{job.manifest}: {mismatch}"] if mismatch else []
+
+
+def hpa_namespace_problems(config: ExperimentConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """The HPA manifest must not name another namespace than the run's."""
+    if not (config.hpa.enabled and config.hpa_manifest):
+        return []
+    mismatch = namespace_mismatch(config.hpa_manifest, config.namespace, origin)
+    return [f"hpa.manifest: {config.hpa.manifest}: {mismatch}"] if mismatch else []
+
+
+def namespace_problems(config: ExperimentConfig, origin: str) -> list[str]:
+    """Every manifest of the config checked against the run's namespace (after an override)."""
+    problems = hpa_namespace_problems(config, origin)
+    for i, job in enumerate(config.jobs):
+        problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job, origin)]
+    return problems
 
 
 # --- messages --------------------------------------------------------------------------
@@ -440,6 +477,8 @@ def _describe(err: dict[str, Any]) -> str:
         ]
         bound = next(iter(ctx.values()))
         return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
+    if kind == "finite_number":
+        return f"{where}: must be a finite number (got {given!r})"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{where}: must be a number (got {given!r})"
     if kind in ("bool_parsing", "bool_type"):

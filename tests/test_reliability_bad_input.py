@@ -3,7 +3,8 @@
 2,000 generated malformed configs (mutations of a valid one: wrong types, unknown keys, typos,
 negative numbers, NaN, infinities and absurd magnitudes, missing files, manifests of another
 kind, invalid names, removed keys; plus random YAML) go through the real `validate` and `run`
-commands in-process: exit code 2 and one paragraph naming the problem.  A handful of subprocess checks cover the other commands' inputs.
+commands in-process: exit code 2 and one paragraph naming the problem.  A handful of subprocess
+checks cover the other commands' inputs.
 """
 
 from __future__ import annotations
