@@ -39,6 +39,7 @@ from hpa_experiments.config import (
 )
 from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
+from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ def finish_run(outcome: RunResult, metrics: MetricsConfig, given: Any = None) ->
 
 def _write_given_config(result: ExperimentResult, given: Any) -> None:
     try:
-        plain = json.loads(json.dumps(given, default=str))  # Paths and the like as text
+        plain = redact_config(json.loads(json.dumps(given, default=str)))  # Paths as text, credentials as ***
         (result.run_dir / CONFIG_COPY).write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
     except (OSError, ValueError) as exc:
         result.warnings.append(f"could not write {CONFIG_COPY}: {exc}")

@@ -40,6 +40,7 @@ from hpa_experiments.manifests import (
     render_template,
     template_placeholders,
 )
+from hpa_experiments.redact import redact_config
 from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -276,8 +277,8 @@ class ExperimentConfig(_Section):
         return values
 
     def resolved_dict(self) -> dict[str, Any]:
-        """The config with defaults filled in and paths made absolute, for run.json."""
-        return self.model_dump(mode="json", exclude={"source", "hpa_manifest"})
+        """The config with defaults filled in and paths made absolute, for run.json (credentials as ***)."""
+        return redact_config(self.model_dump(mode="json", exclude={"source", "hpa_manifest"}))
 
 
 # --- loading ---------------------------------------------------------------------------
