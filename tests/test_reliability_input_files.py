@@ -291,6 +291,8 @@ NUMBERS = [
     ("jobs[0].rate", "1000000000", "must be <= 100000 (got 1000000000)"),
     ("slo.ttft_ms", ".inf", "must be a finite number (got inf)"),
     ("cost.price_per_gpu_hour", ".nan", "must be a finite number (got nan)"),
+    ("simulation.seed", "-1", "must be >= 0 (got -1)"),
+    ("simulation.initial_replicas", "100000000", "must be <= 1000 (got 100000000)"),
 ]
 
 
@@ -342,3 +344,36 @@ def test_the_base_of_the_number_cases_is_valid(tmp_path: Path, capsys: pytest.Ca
     path.write_text(config_with("gap", "10"))
     code, message = validate(capsys, str(path))
     assert code == 0, message
+
+
+def test_load_values_read_as_numbers_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The load generator (the twin's, and `vllm bench serve` through the template) reads these as
+    numbers when a Job starts; a value it cannot use used to break the run there."""
+    path = tmp_path / "values.yaml"
+    path.write_text(
+        f"name: values\nhpa: {{manifest: {HPA}}}\n"
+        "values: {output_len: .inf, max_concurrency: many, burstiness: 0}\n"
+        "jobs:\n  - {name: a, rate: 2, duration: 60}\n"
+        "  - {name: b, rate: 2, duration: 60, values: {num_prompts: 2.5}}\n"
+    )
+    code, message = validate(capsys, str(path))
+    assert_rejected(
+        code,
+        message,
+        f"✗ {path}: invalid experiment config\n"
+        "  - values.output_len: must be a whole number from 1 to 1000000000 (got inf)\n"
+        "  - values.max_concurrency: must be a number (got 'many')\n"
+        "  - values.burstiness: must be a finite number > 0 (got 0)\n"
+        "  - jobs[1].values.num_prompts: must be a whole number from 1 to 1000000000 (got 2.5)",
+    )
+
+
+def test_a_negative_seed_on_the_command_line_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "seed.yaml"
+    path.write_text(config_with("gap", "10"))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--seed", "-5", "-o", str(tmp_path / "out")])
+    _, err = capsys.readouterr()
+    assert (info.value.code, err.strip()) == (2, "error: seed -5: must be a whole number >= 0")
