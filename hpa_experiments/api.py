@@ -153,6 +153,8 @@ class Experiment:
         if backend is not None:
             config.backend = normalize_backend(backend)  # type: ignore[assignment]
         if seed is not None:
+            if seed < 0:
+                raise UsageError(f"seed {seed}: must be a whole number >= 0")
             config.simulation.seed = seed
         if namespace is not None:
             if not K8S_NAME.match(namespace) or len(namespace) > 63:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -190,7 +191,7 @@ class CostConfig(_Section):
 
 
 class SimulationConfig(_Section):
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     profile: str = "llama-3.1-8b-h100"
     parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
     initial_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
@@ -374,7 +375,40 @@ def _check_files(config: ExperimentConfig) -> list[str]:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
-    return problems + _simulation_problems(config.simulation)
+    return problems + _simulation_problems(config.simulation) + _load_value_problems(config)
+
+
+def _load_value_problems(config: ExperimentConfig) -> list[str]:
+    """Template values the load generator reads as numbers (the twin's and `vllm bench serve`'s)
+    must be such numbers, so that a run cannot break when its Job starts."""
+    problems = []
+    for i, job in enumerate(config.jobs):
+        for key, value in {**config.values, **job.values}.items():
+            where = f"jobs[{i}].values.{key}" if key in job.values else f"values.{key}"
+            problem = _load_value_problem(key, value)
+            if problem and f"{where}: {problem}" not in problems:
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _load_value_problem(key: str, value: Any) -> str | None:
+    if key not in ("max_concurrency", "num_prompts", "output_len", "burstiness"):
+        return None
+    if key == "output_len" and value is None:
+        return None  # the dataset's lengths
+    if isinstance(value, bool):
+        return f"must be a number (got {value!r})"
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return f"must be a number (got {value!r})"
+    if key == "burstiness":
+        return None if math.isfinite(number) and number > 0 else f"must be a finite number > 0 (got {value!r})"
+    if key == "output_len" and number == -1:
+        return None  # the dataset's lengths
+    if not (math.isfinite(number) and number.is_integer() and 1 <= number <= 10**9):
+        return f"must be a whole number from 1 to 1000000000 (got {value!r})"
+    return None
 
 
 def _simulation_problems(simulation: SimulationConfig) -> list[str]:
