@@ -377,3 +377,26 @@ def test_a_negative_seed_on_the_command_line_is_a_usage_error(
         main(["run", str(path), "--seed", "-5", "-o", str(tmp_path / "out")])
     _, err = capsys.readouterr()
     assert (info.value.code, err.strip()) == (2, "error: seed -5: must be a whole number >= 0")
+
+
+def test_non_finite_numbers_in_the_hpa_manifest_are_rejected_at_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They used to pass `validate` and break the run when the twin (or the API server) read them."""
+    hpa = yaml.safe_load(HPA.read_text())
+    hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] = float("inf")
+    hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["periodSeconds"] = float("nan")
+    manifest = tmp_path / "hpa.yaml"
+    manifest.write_text(yaml.safe_dump(hpa))
+    path = tmp_path / "c.yaml"
+    path.write_text(config_with("gap", "10").replace(str(HPA), str(manifest)))
+    code, message = validate(capsys, str(path))
+    assert_rejected(
+        code,
+        message,
+        f"✗ {path}: invalid experiment config\n"
+        "  - hpa.manifest: spec.behavior.scaleUp.policies[0].periodSeconds must be an integer from 1 to 1800, "
+        "got nan\n"
+        "  - hpa.manifest: spec.behavior.scaleDown.stabilizationWindowSeconds must be an integer from 0 to 3600, "
+        "got inf",
+    )
