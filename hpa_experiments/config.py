@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
@@ -370,6 +371,10 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"hpa.manifest: {exc}")
         else:
             problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            # what the API server checks in metrics and behavior (ranges, integers): NaN or 1e300 there
+            # would otherwise surface only when the HPA is applied or simulated
+            api_rules = validate_hpa_manifest(config.hpa_manifest)
+            problems += [f"hpa.manifest: {p}" for p in api_rules if p.startswith(("spec.metrics", "spec.behavior"))]
             problems += hpa_namespace_problems(config)
     elif config.hpa.enabled and not config.hpa.name:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
