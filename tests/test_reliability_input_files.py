@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpa_experiments.cli import main
+from hpa_experiments.yaml_io import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HPA = REPO / "manifests" / "hpa-vllm-combined.yaml"
@@ -400,3 +403,22 @@ def test_non_finite_numbers_in_the_hpa_manifest_are_rejected_at_validation(
         "  - hpa.manifest: spec.behavior.scaleDown.stabilizationWindowSeconds must be an integer from 0 to 3600, "
         "got inf",
     )
+
+
+documents = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=documents, flow=st.booleans())
+def test_the_strict_loader_reads_valid_documents_as_pyyaml_does(doc: object, flow: bool) -> None:
+    """Strictness only refuses; whatever it accepts means what PyYAML's SafeLoader says it means."""
+    text = yaml.safe_dump(doc, default_flow_style=flow)
+    assert load_yaml(text) == yaml.safe_load(text)
+    shared = yaml.safe_dump({"a": doc, "b": doc}, default_flow_style=flow)  # containers: &id001 / *id001
+    assert load_yaml(shared) == yaml.safe_load(shared)
