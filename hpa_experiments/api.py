@@ -29,9 +29,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from hpa_experiments.config import K8S_NAME, TAG_KEY, ExperimentConfig, MetricsConfig, config_from_data, load_config
-from hpa_experiments.errors import UsageError
+from hpa_experiments.config import (
+    K8S_NAME,
+    TAG_KEY,
+    ExperimentConfig,
+    MetricsConfig,
+    config_from_data,
+    load_config,
+    namespace_problems,
+)
+from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
+from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
 
 if TYPE_CHECKING:
@@ -151,6 +160,8 @@ class Experiment:
         if backend is not None:
             config.backend = normalize_backend(backend)  # type: ignore[assignment]
         if seed is not None:
+            if seed < 0:
+                raise UsageError(f"seed {seed}: must be a whole number >= 0")
             config.simulation.seed = seed
         if namespace is not None:
             if not K8S_NAME.match(namespace) or len(namespace) > 63:
@@ -158,6 +169,9 @@ class Experiment:
                     f"namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')"
                 )
             config.namespace = namespace
+            problems = namespace_problems(config, "the namespace override: -n/--namespace")
+            if problems:
+                raise ConfigError(problems, str(config.source or DICT_SOURCE))
         if tags:
             bad = [key for key in tags if not TAG_KEY.match(key)]
             if bad:
@@ -305,7 +319,7 @@ def finish_run(outcome: RunResult, metrics: MetricsConfig, given: Any = None) ->
 
 def _write_given_config(result: ExperimentResult, given: Any) -> None:
     try:
-        plain = json.loads(json.dumps(given, default=str))  # Paths and the like as text
+        plain = redact_config(json.loads(json.dumps(given, default=str)))  # Paths as text, credentials as ***
         (result.run_dir / CONFIG_COPY).write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
     except (OSError, ValueError) as exc:
         result.warnings.append(f"could not write {CONFIG_COPY}: {exc}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -26,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
@@ -36,11 +39,26 @@ from hpa_experiments.manifests import (
     hpa_problems,
     load_hpa_manifest,
     load_manifest,
+    namespace_mismatch,
     render_template,
     template_placeholders,
 )
+from hpa_experiments.redact import redact_config
+from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MIN_INTERVAL_S = 0.1  # a sampling or scrape grid finer than this only makes millions of rows
+MAX_RATE = 100_000.0  # requests per second; more is a typo (and would make the twin generate forever)
+MAX_REPLICAS = 1000  # the twin starts this many pods at once; more would not finish
+
+
+def _interval(value: float) -> float:
+    if 0 < value < MIN_INTERVAL_S:
+        raise ValueError(f"must be at least {MIN_INTERVAL_S:g} s (got {_show(value)})")
+    return value
+
+
+Interval = Annotated[Seconds, AfterValidator(_interval)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 BACKEND_ALIASES = {"sim": "simulation", "simulation": "simulation", "twin": "simulation",
@@ -50,7 +68,7 @@ MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay withi
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class HpaConfig(_Section):
@@ -66,7 +84,7 @@ class JobConfig(_Section):
     manifest: Path | None = None
     duration: Seconds = Field(gt=0)
     start_delay: Seconds = Field(0.0, ge=0)
-    rate: float | None = Field(None, gt=0, description="offered load in requests per second")
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, description="offered load in requests per second")
     values: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -89,7 +107,7 @@ class PromQuery(_Section):
 
 
 class MetricsConfig(_Section):
-    interval: Seconds = Field(5.0, gt=0)
+    interval: Interval = Field(5.0, gt=0)
     rate_window: str = "1m"
     percentiles: list[float] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99],
@@ -193,14 +211,14 @@ class CostConfig(_Section):
 
 
 class SimulationConfig(_Section):
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     seeds: int | None = Field(
         None, ge=2, le=1000, description="run an ensemble of this many seeds (seed, seed+1, ...) in parallel"
     )
     profile: str = "llama-3.1-8b-h100"
     parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
-    initial_replicas: int = Field(1, ge=1)
-    scrape_interval: Seconds = Field(15.0, gt=0)
+    initial_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    scrape_interval: Interval = Field(15.0, gt=0)
 
 
 class OutputConfig(_Section):
@@ -302,8 +320,8 @@ class ExperimentConfig(_Section):
         return values
 
     def resolved_dict(self) -> dict[str, Any]:
-        """The config with defaults filled in and paths made absolute, for run.json."""
-        return self.model_dump(mode="json", exclude={"source", "hpa_manifest"})
+        """The config with defaults filled in and paths made absolute, for run.json (credentials as ***)."""
+        return redact_config(self.model_dump(mode="json", exclude={"source", "hpa_manifest"}))
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -320,18 +338,18 @@ def read_config_data(path: Path, syntax: Literal["json", "yaml"] | None = None) 
     `.json` file and YAML otherwise."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc}", source) from None
+        text = read_input_text(path)
+    except InputFileError as exc:
+        raise ConfigError(str(exc), source) from None
     if (syntax or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
         try:
-            return json.loads(text)
+            return load_json(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}", source) from None
+        except ValueError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", source) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -394,11 +412,49 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"hpa.manifest: {exc}")
         else:
             problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            # what the API server checks in metrics and behavior (ranges, integers): NaN or 1e300 there
+            # would otherwise surface only when the HPA is applied or simulated
+            api_rules = validate_hpa_manifest(config.hpa_manifest)
+            problems += [f"hpa.manifest: {p}" for p in api_rules if p.startswith(("spec.metrics", "spec.behavior"))]
+            problems += hpa_namespace_problems(config)
     elif config.hpa.enabled and not config.hpa.name:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
-    return problems + _simulation_problems(config.simulation)
+    return problems + _simulation_problems(config.simulation) + _load_value_problems(config)
+
+
+def _load_value_problems(config: ExperimentConfig) -> list[str]:
+    """Template values the load generator reads as numbers (the twin's and `vllm bench serve`'s)
+    must be such numbers, so that a run cannot break when its Job starts."""
+    problems = []
+    for i, job in enumerate(config.jobs):
+        for key, value in {**config.values, **job.values}.items():
+            where = f"jobs[{i}].values.{key}" if key in job.values else f"values.{key}"
+            problem = _load_value_problem(key, value)
+            if problem and f"{where}: {problem}" not in problems:
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _load_value_problem(key: str, value: Any) -> str | None:
+    if key not in ("max_concurrency", "num_prompts", "output_len", "burstiness"):
+        return None
+    if key == "output_len" and value is None:
+        return None  # the dataset's lengths
+    if isinstance(value, bool):
+        return f"must be a number (got {value!r})"
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return f"must be a number (got {value!r})"
+    if key == "burstiness":
+        return None if math.isfinite(number) and number > 0 else f"must be a finite number > 0 (got {value!r})"
+    if key == "output_len" and number == -1:
+        return None  # the dataset's lengths
+    if not (math.isfinite(number) and number.is_integer() and 1 <= number <= 10**9):
+        return f"must be a whole number from 1 to 1000000000 (got {value!r})"
+    return None
 
 
 def _simulation_problems(simulation: SimulationConfig) -> list[str]:
@@ -411,8 +467,12 @@ def _simulation_problems(simulation: SimulationConfig) -> list[str]:
     return []
 
 
-def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]:
-    """Check that the job's manifest exists and renders to a batch/v1 Job."""
+# Where the run's namespace came from, for messages about a manifest that names another one.
+NAMESPACE_KEY = "config key 'namespace'"
+
+
+def job_manifest_problems(config: ExperimentConfig, job: JobConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """Check that the job's manifest exists and renders to a batch/v1 Job in the run's namespace."""
     assert job.manifest is not None
     try:
         doc = load_manifest(job.manifest)
@@ -424,7 +484,24 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]
         check_job_manifest(doc, str(job.manifest))
     except ManifestError as exc:
         return [str(exc)]
-    return []
+    mismatch = namespace_mismatch(doc, config.namespace, origin)
+    return [f"{job.manifest}: {mismatch}"] if mismatch else []
+
+
+def hpa_namespace_problems(config: ExperimentConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """The HPA manifest must not name another namespace than the run's."""
+    if not (config.hpa.enabled and config.hpa_manifest):
+        return []
+    mismatch = namespace_mismatch(config.hpa_manifest, config.namespace, origin)
+    return [f"hpa.manifest: {config.hpa.manifest}: {mismatch}"] if mismatch else []
+
+
+def namespace_problems(config: ExperimentConfig, origin: str) -> list[str]:
+    """Every manifest of the config checked against the run's namespace (after an override)."""
+    problems = hpa_namespace_problems(config, origin)
+    for i, job in enumerate(config.jobs):
+        problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job, origin)]
+    return problems
 
 
 # --- messages --------------------------------------------------------------------------
@@ -481,6 +558,8 @@ def _describe(err: dict[str, Any]) -> str:
         ]
         bound = next(iter(ctx.values()))
         return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
+    if kind == "finite_number":
+        return f"{where}: must be a finite number (got {given!r})"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{where}: must be a number (got {given!r})"
     if kind in ("bool_parsing", "bool_type"):

@@ -23,13 +23,14 @@ import csv
 import json
 import math
 import os
-import shutil
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from hpa_experiments.redact import write_config_copy
 
 # The original system's columns, same names and meanings, in its order.
 LEGACY_COLUMNS = [
@@ -257,7 +258,7 @@ class RunWriter:
         self.info = info
         directory.mkdir(parents=True, exist_ok=False)
         if config_source is not None:
-            shutil.copyfile(config_source, directory / "experiment-config.yaml")
+            write_config_copy(config_source, directory / "experiment-config.yaml")  # credentials as ***
         self.write_run_json()
         self.metrics = _CsvStream(directory / "metrics.csv", metrics_cols)
         self.events = _CsvStream(directory / "events.csv", EVENT_COLUMNS)

@@ -385,7 +385,12 @@ class KubeBackend(Backend):
         """Create the HPA; if one of that name exists, merge-patch its spec to the manifest's (like
         `kubectl apply`) and return False so the run does not delete an HPA it did not create."""
         name = manifest.get("metadata", {}).get("name") or self.hpa_name
-        namespace = manifest.get("metadata", {}).get("namespace") or self.namespace
+        namespace = self.namespace  # the run's only namespace: it is where read_hpa looks
+        if manifest.get("metadata", {}).get("namespace") not in (None, namespace):
+            raise BackendError(
+                f"HPA manifest {name!r}: metadata.namespace {manifest['metadata']['namespace']!r} is not the "
+                f"run's namespace {namespace!r}"
+            )
         what = f"create HPA {namespace}/{name}"
         api = self.autoscaling
         created = self.call_json(
