@@ -38,6 +38,7 @@ from hpa_experiments.manifests import (
     render_template,
     template_placeholders,
 )
+from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object, scaled_object_problems
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
@@ -55,6 +56,18 @@ class HpaConfig(_Section):
     name: str | None = Field(None, description="HPA name; defaults to the manifest's metadata.name")
     apply: bool = Field(True, description="apply the manifest before the run (kubernetes backend)")
     remove_after: bool = Field(True, description="delete the HPA after the run if this run created it")
+
+
+class AutoscalerConfig(_Section):
+    """`autoscaler:`: an HPA (`kind: hpa`, the same keys as the older `hpa:` section) or a KEDA
+    ScaledObject (`kind: keda`); KEDA creates the HPA `keda-hpa-<name>` that the run records."""
+
+    kind: Literal["hpa", "keda"] = "hpa"
+    enabled: bool = True
+    manifest: Path | None = None
+    name: str | None = Field(None, description="HPA or ScaledObject name; defaults to the manifest's metadata.name")
+    apply: bool = Field(True, description="apply the manifest before the run (kubernetes backend)")
+    remove_after: bool = Field(True, description="delete it after the run if this run created it")
 
 
 class JobConfig(_Section):
@@ -196,6 +209,7 @@ class ExperimentConfig(_Section):
     backend: Literal["kubernetes", "simulation"] = "simulation"
     mode: str | None = Field(None, description="accepted from the original configs; unused")
     hpa: HpaConfig = Field(default_factory=HpaConfig)
+    autoscaler: AutoscalerConfig | None = Field(None, description="kind: hpa (as `hpa:`) or keda (a ScaledObject)")
     jobs: list[JobConfig] = Field(min_length=1)
     gap: Seconds = Field(30.0, ge=0, description="seconds between sequential jobs")
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
@@ -211,7 +225,29 @@ class ExperimentConfig(_Section):
 
     # Filled by load_config, not read from the file.
     source: Path | None = Field(None, exclude=True)
-    hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)
+    hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)  # for KEDA: the HPA KEDA creates
+    scaled_object: dict[str, Any] | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_autoscaler_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "autoscaler" in data and "hpa" in data:
+            raise ValueError("give 'autoscaler' or 'hpa' (its older spelling), not both")
+        return data
+
+    @model_validator(mode="after")
+    def _hpa_from_autoscaler(self) -> ExperimentConfig:
+        """`autoscaler: {kind: hpa}` is the `hpa` section; for KEDA the HPA is KEDA's, never applied by the run."""
+        auto = self.autoscaler
+        if auto is not None and auto.kind == "hpa":
+            self.hpa = HpaConfig(**auto.model_dump(exclude={"kind"}))
+        elif auto is not None:
+            self.hpa = HpaConfig(enabled=auto.enabled, apply=False, remove_after=False)
+        return self
+
+    @property
+    def autoscaler_kind(self) -> str:
+        return self.autoscaler.kind if self.autoscaler is not None else "hpa"
 
     @field_validator("name")
     @classmethod
@@ -262,7 +298,7 @@ class ExperimentConfig(_Section):
 
     def resolved_dict(self) -> dict[str, Any]:
         """The config with defaults filled in and paths made absolute, for run.json."""
-        return self.model_dump(mode="json", exclude={"source", "hpa_manifest"})
+        return self.model_dump(mode="json", exclude={"source", "hpa_manifest", "scaled_object"})
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -320,6 +356,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
     config.hpa.manifest = resolve(config.hpa.manifest)
+    if config.autoscaler is not None:
+        config.autoscaler.manifest = resolve(config.autoscaler.manifest)
     default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
     if not default_template.exists() and SHIPPED_JOB_TEMPLATE.exists():  # a config outside the repo, or a dict
         default_template = SHIPPED_JOB_TEMPLATE
@@ -346,7 +384,9 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"jobs[{i}].name: '{job.name}' is already used by jobs[{seen[job.name]}]")
         seen.setdefault(job.name, i)
         problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job)]
-    if config.hpa.enabled and config.hpa.manifest is not None:
+    if config.autoscaler_kind == "keda":
+        problems += _keda_problems(config)
+    elif config.hpa.enabled and config.hpa.manifest is not None:
         try:
             config.hpa_manifest = load_hpa_manifest(config.hpa.manifest)
         except ManifestError as exc:
@@ -358,6 +398,28 @@ def _check_files(config: ExperimentConfig) -> list[str]:
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
     return problems + _simulation_problems(config.simulation)
+
+
+def _keda_problems(config: ExperimentConfig) -> list[str]:
+    """Load and check the ScaledObject; derive the HPA KEDA will create for it."""
+    auto = config.autoscaler
+    assert auto is not None
+    if not auto.enabled:
+        return []
+    if auto.manifest is None:
+        return ["autoscaler.manifest: is required for kind keda (the ScaledObject)"]
+    try:
+        doc = load_manifest(auto.manifest)
+    except ManifestError as exc:
+        return [f"autoscaler.manifest: {exc}"]
+    problems = [f"autoscaler.manifest: {p}" for p in scaled_object_problems(doc, config.deployment)]
+    if not problems:
+        name = doc["metadata"]["name"]
+        if auto.name and auto.name != name:
+            problems.append(f"autoscaler.name: '{auto.name}' differs from the manifest's metadata.name '{name}'")
+        config.scaled_object = doc
+        config.hpa_manifest = keda_hpa_manifest(parse_scaled_object(doc))
+    return problems
 
 
 def _simulation_problems(simulation: SimulationConfig) -> list[str]:

@@ -66,6 +66,9 @@ ENERGY_COLUMNS = [
     "generation_tokens_per_s",
 ]
 
+# A KEDA ScaledObject's conditions (keda_status.py): 1 True, 0 False, empty Unknown.
+KEDA_COLUMNS = ["keda_ready", "keda_active", "keda_fallback", "keda_paused"]
+
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
 EVENT_KINDS = (
@@ -76,6 +79,7 @@ EVENT_KINDS = (
     "scale_up",
     "scale_down",
     "cooldown_started",
+    "scaled_object",
     "warning",
     "error",
     "run_finished",
@@ -107,8 +111,16 @@ REQUEST_COLUMNS = (
     "prompt_tokens",
     "output_tokens",
     "outcome",
+    "gateway_wait_ms",
 )
-REQUEST_OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
+REQUEST_OUTCOMES = (
+    "completed",
+    "aborted_scale_down",
+    "aborted_job_stopped",
+    "rejected",
+    "running_at_end",
+    "failed_no_replica",
+)
 
 
 def percentile_label(q: float) -> str:
@@ -126,9 +138,12 @@ def metrics_columns(
     percentiles: Iterable[float],
     extra_hpa_metrics: Iterable[str] = (),
     extra_queries: Iterable[str] = (),
+    keda: bool = False,
 ) -> list[str]:
-    """All columns of metrics.csv for a run, in file order."""
+    """All columns of metrics.csv for a run, in file order (`keda`: the ScaledObject's conditions)."""
     cols = LEGACY_COLUMNS + ADDED_COLUMNS + ENERGY_COLUMNS + percentile_columns(percentiles)
+    if keda:
+        cols += KEDA_COLUMNS
     for name in extra_hpa_metrics:
         cols += [f"hpa_{name}", f"hpa_{name}_target"]
     cols += [f"query_{name}" for name in extra_queries]

@@ -25,6 +25,7 @@ from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.keda_status import condition_changes
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
@@ -96,6 +97,7 @@ class Runner:
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
+        self._keda_conditions: dict[str, dict[str, str]] = {}  # ScaledObject condition type -> last seen
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -125,6 +127,7 @@ class Runner:
                 self.config.metrics.percentiles,
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
+                keda=first.scaled_object is not None,
             )
             backend_info, versions = self.backend.describe(), _versions()
             # t0 only after the slow preparations (rendering, API reads), so tick 0 and Jobs
@@ -273,6 +276,10 @@ class Runner:
         assert self.writer is not None
         row = result.row
         self._note_scaling(row)
+        if result.snapshot is not None and result.snapshot.scaled_object is not None:
+            self._keda_conditions, changes = condition_changes(self._keda_conditions, result.snapshot.scaled_object)
+            for line in changes:
+                self._event("scaled_object", line, row)
         self._note_failures(result)
         for job in jobs:
             state = result.job_states.get(job.resource)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpa_experiments.analysis.cold_starts import cold_start_kpis
 from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
@@ -358,6 +359,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "phases": phase_rows,
         "data_coverage": coverage,
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
+        "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
         "notes": data_notes(run, coverage),
         "energy": energy_kpis(run),
     })

@@ -42,6 +42,16 @@ class HpaMetricReading:
 
 
 @dataclass(frozen=True)
+class ScaledObjectState:
+    """A KEDA ScaledObject's status: conditions (Ready, Active, Fallback, Paused) and the HPA it owns."""
+
+    name: str
+    hpa_name: str | None = None
+    conditions: tuple[dict[str, str], ...] = ()
+    last_active_time: str | None = None
+
+
+@dataclass(frozen=True)
 class ScalingSnapshot:
     """HPA spec targets and status, and the scale target's replica counts, at one moment."""
 
@@ -56,6 +66,7 @@ class ScalingSnapshot:
     conditions: tuple[dict[str, str], ...] = ()
     deployment_replicas: int | None = None  # Deployment spec.replicas
     ready_replicas: int | None = None  # Deployment status.readyReplicas
+    scaled_object: ScaledObjectState | None = None  # KEDA runs: the ScaledObject behind the HPA
 
 
 @dataclass(frozen=True)
