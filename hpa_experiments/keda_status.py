@@ -17,10 +17,7 @@ CONDITIONS = ("Ready", "Active", "Fallback", "Paused")  # in the order of rundir
 def condition_cells(state: ScaledObjectState) -> dict[str, Any]:
     """metrics.csv cells of the ScaledObject's conditions."""
     status = {c.get("type"): c.get("status") for c in state.conditions}
-    return {
-        f"keda_{kind.lower()}": {"True": 1, "False": 0}.get(str(status.get(kind)))
-        for kind in CONDITIONS
-    }
+    return {f"keda_{kind.lower()}": {"True": 1, "False": 0}.get(str(status.get(kind))) for kind in CONDITIONS}
 
 
 def condition_changes(

@@ -289,14 +289,18 @@ def scaled_object_problems(doc: Any, deployment: str | None = None) -> list[str]
         problems.append(
             f"spec.scaleTargetRef: must be the Deployment '{deployment}' (found {kind} '{target.get('name')}')"
         )
-    problems += [p for p in (
-        _int_problem(spec, "pollingInterval", 1),
-        _int_problem(spec, "cooldownPeriod", 0),
-        _int_problem(spec, "initialCooldownPeriod", 0),
-        _int_problem(spec, "minReplicaCount", 0),
-        _int_problem(spec, "maxReplicaCount", 1),
-        _int_problem(spec, "idleReplicaCount", 0),
-    ) if p]
+    problems += [
+        p
+        for p in (
+            _int_problem(spec, "pollingInterval", 1),
+            _int_problem(spec, "cooldownPeriod", 0),
+            _int_problem(spec, "initialCooldownPeriod", 0),
+            _int_problem(spec, "minReplicaCount", 0),
+            _int_problem(spec, "maxReplicaCount", 1),
+            _int_problem(spec, "idleReplicaCount", 0),
+        )
+        if p
+    ]
     lo, hi = spec.get("minReplicaCount", DEFAULT_MIN_REPLICAS), spec.get("maxReplicaCount", DEFAULT_MAX_REPLICAS)
     if _is_int(lo) and _is_int(hi) and lo > hi:
         problems.append(f"spec.minReplicaCount: {lo} must not be greater than maxReplicaCount ({hi})")
@@ -370,16 +374,18 @@ def keda_hpa_manifest(so: ScaledObjectSpec) -> dict[str, Any]:
     metrics = []
     for trigger in so.triggers:
         target_key = "averageValue" if trigger.metric_type == "AverageValue" else "value"
-        metrics.append({
-            "type": "External",
-            "external": {
-                "metric": {
-                    "name": trigger.metric_name,
-                    "selector": {"matchLabels": {SCALED_OBJECT_LABEL: so.name}},
+        metrics.append(
+            {
+                "type": "External",
+                "external": {
+                    "metric": {
+                        "name": trigger.metric_name,
+                        "selector": {"matchLabels": {SCALED_OBJECT_LABEL: so.name}},
+                    },
+                    "target": {"type": trigger.metric_type, target_key: f"{trigger.threshold_milli}m"},
                 },
-                "target": {"type": trigger.metric_type, target_key: f"{trigger.threshold_milli}m"},
-            },
-        })
+            }
+        )
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": so.target_api_version, "kind": so.target_kind, "name": so.target_name},
         "minReplicas": so.hpa_min_replicas,

@@ -40,8 +40,15 @@ class FakeEngine:
 
 def scaled_object(**spec: Any) -> dict[str, Any]:
     triggers = spec.pop("triggers", None) or [
-        {"type": "prometheus", "metadata": {"serverAddress": "http://p:9090", "query": "q", "threshold": "5",
-                                            "activationThreshold": spec.pop("activation", "0")}}
+        {
+            "type": "prometheus",
+            "metadata": {
+                "serverAddress": "http://p:9090",
+                "query": "q",
+                "threshold": "5",
+                "activationThreshold": spec.pop("activation", "0"),
+            },
+        }
     ]
     return {
         "apiVersion": "keda.sh/v1alpha1",
@@ -143,8 +150,16 @@ def test_prometheus_scaler_null_values_and_several_series() -> None:
         evaluate_trigger(FakeEngine({"q": lambda t: [1.0, 2.0]}), trigger, 0)  # type: ignore[arg-type]
     with pytest.raises(TriggerError, match="query failed"):
         evaluate_trigger(FakeEngine({"q": lambda t: QueryError("down")}), trigger, 0)  # type: ignore[arg-type]
-    strict = parse_scaled_object(scaled_object(triggers=[{"type": "prometheus", "metadata": {
-        "serverAddress": "s", "query": "q", "threshold": "5", "ignoreNullValues": "false"}}])).triggers[0]
+    strict = parse_scaled_object(
+        scaled_object(
+            triggers=[
+                {
+                    "type": "prometheus",
+                    "metadata": {"serverAddress": "s", "query": "q", "threshold": "5", "ignoreNullValues": "false"},
+                }
+            ]
+        )
+    ).triggers[0]
     with pytest.raises(TriggerError, match="empty"):
         evaluate_trigger(FakeEngine({"q": lambda t: []}), strict, 0)  # type: ignore[arg-type]
 
@@ -161,8 +176,9 @@ def test_errors_never_scale_to_zero() -> None:
 
 def test_fallback_after_more_than_failure_threshold_failures() -> None:
     failing = {"on": True}
-    op, _ = operator(lambda t: QueryError("down") if failing["on"] else 7.0,
-                     fallback={"failureThreshold": 2, "replicas": 3})
+    op, _ = operator(
+        lambda t: QueryError("down") if failing["on"] else 7.0, fallback={"failureThreshold": 2, "replicas": 3}
+    )
     # failures 1 and 2 are passed on to the HPA; the 3rd (> 2) answers 3 x threshold 5 = 15
     for t in (15.0, 30.0):
         with pytest.raises(MetricsUnavailable):
@@ -204,8 +220,17 @@ def test_kedas_hpa_scales_on_the_external_metric_with_average_value_threshold() 
 
 
 def test_use_cached_metrics_answers_the_hpa_with_the_last_poll() -> None:
-    so = parse_scaled_object(scaled_object(triggers=[{"type": "prometheus", "useCachedMetrics": True, "metadata": {
-        "serverAddress": "s", "query": "q", "threshold": "5"}}]))
+    so = parse_scaled_object(
+        scaled_object(
+            triggers=[
+                {
+                    "type": "prometheus",
+                    "useCachedMetrics": True,
+                    "metadata": {"serverAddress": "s", "query": "q", "threshold": "5"},
+                }
+            ]
+        )
+    )
     op = KedaOperator(so, FakeEngine({"q": lambda t: t}), created_at=0.0)  # type: ignore[arg-type]
     op.poll(0.0, 1)
     op.poll(30.0, 1)

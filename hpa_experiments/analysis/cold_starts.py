@@ -34,8 +34,13 @@ def _chunks(path: Any) -> Any:
     return pd.read_csv(
         path,
         usecols=_COLUMNS,
-        dtype={"arrival_s": "float64", "ttft_ms": "float64", "gateway_wait_ms": "float64", "outcome": "str",
-               "replica": "str"},
+        dtype={
+            "arrival_s": "float64",
+            "ttft_ms": "float64",
+            "gateway_wait_ms": "float64",
+            "outcome": "str",
+            "replica": "str",
+        },
         chunksize=CHUNK_ROWS,
         keep_default_na=False,
         na_values={"ttft_ms": [""], "gateway_wait_ms": [""], "arrival_s": [""]},
@@ -115,13 +120,15 @@ def _episodes(held: pd.DataFrame, pod_between: np.ndarray, first_token: np.ndarr
         first = held.iloc[begin]
         ttft = first["ttft_ms"]
         after = first_token[begin] - float(first["arrival_s"])
-        episodes.append({
-            "start_s": round(float(first["arrival_s"]), DECIMALS),
-            "requests": int(end - begin),
-            "failed_no_replica": int((held["outcome"].iloc[begin:end] == FAILED_NO_REPLICA).sum()),
-            "cold_start_s": None if pd.isna(ttft) else round(float(ttft) / 1000.0, DECIMALS),
-            "first_token_after_s": round(float(after), DECIMALS) if np.isfinite(after) else None,
-        })
+        episodes.append(
+            {
+                "start_s": round(float(first["arrival_s"]), DECIMALS),
+                "requests": int(end - begin),
+                "failed_no_replica": int((held["outcome"].iloc[begin:end] == FAILED_NO_REPLICA).sum()),
+                "cold_start_s": None if pd.isna(ttft) else round(float(ttft) / 1000.0, DECIMALS),
+                "first_token_after_s": round(float(after), DECIMALS) if np.isfinite(after) else None,
+            }
+        )
     return episodes
 
 
