@@ -57,6 +57,12 @@ def _cold(summary: dict[str, Any], *keys: str) -> float | None:
     return value
 
 
+def _request_stat(summary: dict[str, Any], column: str, key: str) -> float | None:
+    """A per-request statistic of completed requests (twin runs); None without requests.csv."""
+    requests = summary.get("requests") or {}
+    return (requests.get(column) or {}).get(key)
+
+
 def _energy(summary: dict[str, Any], key: str) -> float | None:
     """A run-level energy KPI; None for runs without power data or summaries from before energy."""
     energy = summary.get("energy") or {}
@@ -83,6 +89,8 @@ KPIS = [
     Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
+    Kpi("TTFT p99 per request (requests.csv: gateway waits included)", " ms", 1,
+        lambda s: _request_stat(s, "ttft_ms", "p99"), True),
     Kpi("time at 0 replicas", " s", 0, lambda s: _cold(s, "zero_replicas_s"), None),
     Kpi("cold starts (episodes at zero Ready replicas)", "", 0, lambda s: _cold(s, "episodes"), True),
     Kpi("requests that arrived at zero Ready replicas", "", 0, lambda s: _cold(s, "requests_at_zero"), True),
