@@ -19,6 +19,13 @@ def connect_and_preflight(
 ) -> tuple[KubeBackend, MetricNames]:
     """A KubeBackend that passed every preflight check; raises PreflightError listing all problems."""
     out = options.output or sys.stderr
+    auto = config.autoscaler
+    if auto is not None and auto.kind == "keda" and auto.enabled and auto.apply:
+        raise PreflightError([
+            f"autoscaler.apply: the Kubernetes backend does not apply ScaledObjects yet: apply {auto.manifest} "
+            f"yourself (KEDA then creates the HPA {config.hpa_name}, which the run records) and set "
+            "autoscaler.apply: false"
+        ])
     if not prometheus_url:
         raise PreflightError(
             ["no Prometheus URL: set prometheus.url in the config, --prometheus-url, or HPA_EXP_PROMETHEUS_URL"]
