@@ -127,7 +127,7 @@ class Runner:
                 self.config.metrics.percentiles,
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
-                keda=first.scaled_object is not None,
+                keda=self.config.autoscaler_kind == "keda",
             )
             backend_info, versions = self.backend.describe(), _versions()
             # t0 only after the slow preparations (rendering, API reads), so tick 0 and Jobs
@@ -188,12 +188,24 @@ class Runner:
         )
 
     def _prepare_hpa(self) -> bool:
+        if self.config.autoscaler_kind == "keda":
+            return self._prepare_scaled_object()
         manifest = self.config.hpa_manifest
         if not (self.config.hpa.enabled and self.config.hpa.apply and manifest):
             return False
         created = self.backend.apply_hpa(manifest)
         if created:
             self._event("hpa_applied", f"created HPA {manifest['metadata']['name']}")
+        return created
+
+    def _prepare_scaled_object(self) -> bool:
+        auto, manifest = self.config.autoscaler, self.config.scaled_object
+        if not (auto and auto.enabled and auto.apply and manifest):
+            return False
+        created = self.backend.apply_scaled_object(manifest)
+        if created:
+            name, hpa = manifest["metadata"]["name"], self.config.hpa_name
+            self._event("scaled_object_applied", f"created ScaledObject {name}; KEDA creates HPA {hpa}")
         return created
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
@@ -330,7 +342,12 @@ class Runner:
         if self.monitor is not None:
             self.monitor.close()
             self._fill_from_range_queries(self.monitor)
-        if created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
+        auto = self.config.autoscaler
+        if created_hpa and auto and auto.kind == "keda" and auto.remove_after and self.config.scaled_object:
+            with self._errors_as_events():
+                self.backend.delete_scaled_object(self.config.scaled_object["metadata"]["name"])
+                self._event("scaled_object_removed", "deleted the ScaledObject this run created (KEDA deletes its HPA)")
+        elif created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
                 self._event("hpa_removed", "deleted the HPA this run created")

@@ -154,6 +154,13 @@ class Backend(ABC):
     def delete_hpa(self, name: str) -> None:  # noqa: B027 - only backends that apply HPAs need it
         """Delete an HPA this run created."""
 
+    def apply_scaled_object(self, manifest: dict[str, Any]) -> bool:
+        """Make the KEDA ScaledObject of `manifest` exist; True if this call created it."""
+        return False
+
+    def delete_scaled_object(self, name: str) -> None:  # noqa: B027 - only backends that apply them need it
+        """Delete a ScaledObject this run created."""
+
     def leftover_jobs(self) -> list[str]:
         """Jobs of this run still present (checked by label at the end of a run)."""
         return [name for name, state in self.job_states().items() if state.exists]
