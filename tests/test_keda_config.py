@@ -13,6 +13,7 @@ import yaml
 
 from hpa_experiments.config import load_config
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.scaledobject import scaled_object_problems
 
 REPO = Path(__file__).resolve().parents[1]
 SCALED_OBJECT = yaml.safe_load((REPO / "manifests" / "keda" / "scaledobject-vllm-combined.yaml").read_text())
@@ -199,3 +200,12 @@ def test_validate_command_exits_2_and_names_file_and_key(workspace: Path) -> Non
 def test_shipped_keda_configs_and_manifests_validate() -> None:
     for name in ("high-load-keda.yaml", "scale-to-zero-keda.yaml"):
         assert load_config(REPO / "experiment-configs" / name).autoscaler_kind == "keda"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "manifests" / "keda").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_scaled_objects_are_valid(path: Path) -> None:
+    """manifests/keda/ holds CRD objects, which kubernetes-validate has no schema for: checked here."""
+    (doc,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert scaled_object_problems(doc, "vllm") == []
+    assert doc["metadata"]["namespace"] == "hpa-exp"
+    assert all(isinstance(v, str) for t in doc["spec"]["triggers"] for v in t["metadata"].values())
