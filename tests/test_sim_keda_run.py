@@ -168,3 +168,18 @@ def test_hpa_runs_keep_their_rows(tmp_path: Path) -> None:
     assert not any(c.startswith("keda_") for c in result.metrics.columns)
     assert result.summary["cold_starts"]["episodes"] == 0
     assert isinstance(result.requests, pd.DataFrame) and (result.requests.gateway_wait_ms == 0).all()
+
+
+def test_dashboard_says_whether_keda_is_active() -> None:
+    from rich.console import Console
+
+    from hpa_experiments.dashboard import _gauges
+
+    def text(row: dict[str, Any]) -> str:
+        console = Console(width=120, record=True)
+        console.print(_gauges(row))
+        return console.export_text()
+
+    assert "KEDA not active" in text({"keda_active": 0, "keda_fallback": 0})
+    assert "KEDA active · FALLBACK" in text({"keda_active": 1, "keda_fallback": 1})
+    assert "KEDA" not in text({"num_requests_waiting": 3.0})  # an HPA run has no keda_* cells
