@@ -387,14 +387,16 @@ def _check_files(config: ExperimentConfig) -> list[str]:
     if config.autoscaler_kind == "keda":
         problems += _keda_problems(config)
     elif config.hpa.enabled and config.hpa.manifest is not None:
+        section = "hpa" if config.autoscaler is None else "autoscaler"  # the key the file used
         try:
             config.hpa_manifest = load_hpa_manifest(config.hpa.manifest)
         except ManifestError as exc:
-            problems.append(f"hpa.manifest: {exc}")
+            problems.append(f"{section}.manifest: {exc}")
         else:
-            problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            problems += [f"{section}.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
     elif config.hpa.enabled and not config.hpa.name:
-        problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
+        section = "hpa" if config.autoscaler is None else "autoscaler"
+        problems.append(f"{section}: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
     return problems + _simulation_problems(config.simulation)

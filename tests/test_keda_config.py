@@ -209,3 +209,16 @@ def test_shipped_scaled_objects_are_valid(path: Path) -> None:
     assert scaled_object_problems(doc, "vllm") == []
     assert doc["metadata"]["namespace"] == "hpa-exp"
     assert all(isinstance(v, str) for t in doc["spec"]["triggers"] for v in t["metadata"].values())
+
+
+def test_kind_hpa_problems_name_the_autoscaler_section(workspace: Path) -> None:
+    write(workspace, SCALED_OBJECT, "manifests/so.yaml")
+    path = write(workspace, config(kind="hpa", manifest="../manifests/so.yaml"), "configs/exp.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        "autoscaler.manifest: must be an autoscaling/v2 HorizontalPodAutoscaler (found keda.sh/v1alpha1 ScaledObject)"
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(workspace, config(kind="hpa"), "configs/exp.yaml"))
+    assert info.value.problems == ["autoscaler: give 'manifest' (the HPA to apply or simulate) or at least 'name'"]
