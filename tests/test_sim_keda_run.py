@@ -131,6 +131,11 @@ def test_scale_to_zero_and_back_with_cold_starts(tmp_path: Path, monkeypatch: py
     assert cold["zero_replicas_s"] == pytest.approx(5.0 * len(metrics[metrics.replicas == 0]), abs=5.0)
     events = result.events
     assert (events.kind == "scaled_object").sum() >= 4 + 4  # initial conditions, then Active flips
+    from hpa_experiments.analysis.plots import standard_figure
+
+    figure = standard_figure(result.run_data)
+    labels = [text.get_text() for ax in figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    assert "KEDA active" in labels
 
 
 def test_refused_at_zero_needs_a_request_counter_to_wake_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
