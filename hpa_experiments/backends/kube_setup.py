@@ -40,9 +40,14 @@ def connect_and_preflight(
         run_id=run_id,
         on_warning=lambda text: print(f"warning: {text}", file=out),
     )
-    queries = run_queries(config, MetricNames())
     will_apply = bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
-    report = preflight(backend, queries=queries, will_apply_hpa=will_apply, energy=config.energy)
+    report = preflight(
+        backend,
+        queries=lambda names: run_queries(config, names),
+        will_apply_hpa=will_apply,
+        energy=config.energy,
+        hpa_manifest=config.hpa_manifest if will_apply else None,
+    )
     for warning in report.warnings:
         print(f"preflight: {warning}", file=out)
     if not report.ok:
