@@ -143,7 +143,7 @@ class SeriesCheck:
     def _close_names(self, names: Iterable[str]) -> str:
         hints = []
         for name in names:
-            close = difflib.get_close_matches(name, self.available, n=1, cutoff=0.8)
+            close = difflib.get_close_matches(name, self.available, n=1, cutoff=0.92)  # typos, not siblings
             if close:
                 hints.append(f"{name} -> did you mean {close[0]}?")
         return (" (" + "; ".join(hints) + ")") if hints else ""
