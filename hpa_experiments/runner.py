@@ -30,6 +30,7 @@ from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
 from hpa_experiments.signals import stop_on_signals
+from hpa_experiments.watchdog import Watchdog, watched_columns
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
 
@@ -96,6 +97,7 @@ class Runner:
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
+        self._watchdog: Watchdog | None = None
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -158,6 +160,7 @@ class Runner:
                 self.plan.phase_at,
                 self.plan.offered_rps_at,
             )
+            self._watchdog = Watchdog(watched_columns(queries, first.metrics))
             self.backend.set_warning_handler(lambda text: self._event("warning", text))
             self._event("run_started", f"run {run_id} on {self.backend.name}; plan {self.plan.total:g} s")
             if self.observer:
@@ -274,6 +277,8 @@ class Runner:
         row = result.row
         self._note_scaling(row)
         self._note_failures(result)
+        for kind, detail in self._watchdog.check(row, result.snapshot) if self._watchdog else ():
+            self._event(kind, detail, row)
         for job in jobs:
             state = result.job_states.get(job.resource)
             if state and state.failure and not job.failed and job.started:

@@ -344,6 +344,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
         for column in COVERAGE_COLUMNS
     }
+    alerts = run_alerts(run)
     return _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
@@ -358,9 +359,22 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "phases": phase_rows,
         "data_coverage": coverage,
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
-        "notes": data_notes(run, coverage),
+        "notes": data_notes(run, coverage) + alerts,
+        "alerts": alerts,
         "energy": energy_kpis(run),
     })
+
+
+ALERT_KINDS = ("data_missing", "hpa_blocked")  # events of hpa_experiments/watchdog.py
+
+
+def run_alerts(run: Run) -> list[str]:
+    """What the watchdog said during the run (empty columns, an HPA that could not act), one line each."""
+    events = run.events
+    if events.empty or "kind" not in events:
+        return []
+    chosen = events[events["kind"].isin(ALERT_KINDS)]
+    return [f"at {float(e.elapsed_s):g} s: {e.detail}" for e in chosen.itertuples()]
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
@@ -405,6 +419,7 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "energy_kwh": (energy.get("run") or {}).get("energy_kwh"),
         "cost": (energy.get("run") or {}).get("cost"),
         "currency": energy.get("currency"),
+        "alerts": summary.get("alerts") or [],  # summaries written before the watchdog have none
     }
 
 
