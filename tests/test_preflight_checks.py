@@ -134,12 +134,16 @@ def test_a_served_metric_without_values_for_the_deployments_pods(kube_cluster):
 @pytest.mark.parametrize(("fault", "state"), [
     ("unregistered", "is not registered (HTTP 404 for /apis/custom.metrics.k8s.io)"),
     ("down", "is registered but does not answer (503: its server is down or unreachable)"),
+    ("metric down", "is registered but does not answer (503: its server is down or unreachable)"),
 ])
 def test_a_missing_or_broken_custom_metrics_api(kube_cluster, fault, state):
+    """"metric down" is what kube-aggregator does: it lists the group itself, the adapter answers 503."""
     if fault == "unregistered":
         kube_cluster.apis.registered.discard("custom.metrics.k8s.io")
-    else:
+    elif fault == "down":
         kube_cluster.apis.broken.add("custom.metrics.k8s.io")
+    else:
+        kube_cluster.apis.broken_metrics = True
     [problem] = preflight(make_backend(kube_cluster)).problems
     assert problem.startswith(
         f"the custom metrics API (custom.metrics.k8s.io) {state}: HPA bench/vllm-hpa gets no metric values and "

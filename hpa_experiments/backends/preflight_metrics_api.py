@@ -166,6 +166,11 @@ class MetricsApiCheck:
                 "manifests/rbac/hpa-exp-runner.yaml grants `get` on it"
             )
             return
+        if status == 503:  # the aggregator lists the group, but the adapter behind it does not answer
+            if self._versions.get(group) is not None:
+                self.problems.append(self._missing_api(group, status, body))
+                self._versions[group] = None  # said once: later metrics of the group are skipped
+            return
         served = self._served_names(group, version, resource) if status in (200, 404) else []
         if status == 404 and name not in served:
             listing = ", ".join(served) if served else "nothing"

@@ -43,6 +43,7 @@ class ExtraApis:
     external_metrics: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> name -> value
     registered: set[str] = field(default_factory=lambda: {CUSTOM, EXTERNAL})
     broken: set[str] = field(default_factory=set)  # registered but answering 503
+    broken_metrics: bool = False  # discovery answers (as kube-aggregator does) but metric reads get 503
 
     def serve_pod_metric(self, namespace: str, metric: str, values: Mapping[str, str]) -> None:
         self.pod_metrics.setdefault(namespace, {})[metric] = dict(values)
@@ -69,6 +70,8 @@ class ExtraApis:
                          "preferredVersion": gv}
         if rest == f"/{version}":
             return 200, self._resource_list(group, version)
+        if self.broken_metrics:
+            return 503, _status(503, "ServiceUnavailable", "the server is currently unable to handle the request")
         if group == CUSTOM:
             found = re.fullmatch(rf"/{version}/namespaces/([^/]+)/pods/\*/([^/]+)", rest)
             if found:
