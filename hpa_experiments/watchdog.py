@@ -81,8 +81,13 @@ class Watchdog:
             if now - since >= self.empty_after_s and column not in self._warned:
                 self._warned.add(column)
                 while_load = " while load was offered" if column.startswith(TRAFFIC_PREFIXES) else ""
-                events.append((MISSING, f"{column}: no value for {now - since:g} s (since {since:g} s{while_load}); "
-                                        "the cells stay empty: check the query's series in Prometheus"))
+                events.append(
+                    (
+                        MISSING,
+                        f"{column}: no value for {now - since:g} s (since {since:g} s{while_load}); "
+                        "the cells stay empty: check the query's series in Prometheus",
+                    )
+                )
         return events
 
     def _conditions(self, snapshot: ScalingSnapshot, now: float) -> list[tuple[str, str]]:
@@ -106,6 +111,11 @@ class Watchdog:
                 reason = condition.get("reason", "?")
                 self._blocked[kind] = reason
                 lasting = "" if kind in self._seen_true else f" since {since:g} s"
-                events.append((BLOCKED, f"HPA condition {kind} is False{lasting} ({reason}): "
-                                        f"{condition.get('message', '')}; the HPA cannot scale"))
+                events.append(
+                    (
+                        BLOCKED,
+                        f"HPA condition {kind} is False{lasting} ({reason}): "
+                        f"{condition.get('message', '')}; the HPA cannot scale",
+                    )
+                )
         return events

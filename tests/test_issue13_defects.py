@@ -59,8 +59,13 @@ def kit(tmp_path) -> Iterator[KubeEmulator]:
 def baseline(tmp_path: Path, **changes: object) -> Path:
     """experiment-configs/baseline-hpa.yaml on Kubernetes, one 3 s job, 1 s samples."""
     raw = yaml.safe_load((REPO / "experiment-configs" / "baseline-hpa.yaml").read_text())
-    raw.update(backend="kubernetes", jobs=[{"name": "job-1", "rate": 1, "duration": 3}],
-               cooldown={"enabled": False}, metrics={"interval": 1, "rate_window": "10s"}, **changes)
+    raw.update(
+        backend="kubernetes",
+        jobs=[{"name": "job-1", "rate": 1, "duration": 3}],
+        cooldown={"enabled": False},
+        metrics={"interval": 1, "rate_window": "10s"},
+        **changes,
+    )
     raw["hpa"]["manifest"] = str(REPO / "manifests" / "hpa-vllm-combined.yaml")
     raw["output"] = {"base_dir": str(tmp_path / "out")}
     path = tmp_path / "baseline.yaml"
@@ -70,9 +75,24 @@ def baseline(tmp_path: Path, **changes: object) -> Path:
 
 def run(config: Path, kube: KubeEmulator, prom: PrometheusServer) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", "run", str(config), "--backend", "kubernetes",
-         "--kubeconfig", str(kube.kubeconfig), "--prometheus-url", prom.url, "--plain"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "hpa_experiments",
+            "run",
+            str(config),
+            "--backend",
+            "kubernetes",
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "--prometheus-url",
+            prom.url,
+            "--plain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
 
 
@@ -101,8 +121,10 @@ def test_defect_2_series_without_the_configured_labels_are_refused_with_the_labe
 ):
     done = run(baseline(tmp_path, model_name="llama-3.1-8b"), kit, kit_prometheus)
     assert done.returncode == 3, done.stderr
-    assert 'match {model_name="llama-3.1-8b",namespace="hpa-exp"} (model_name="llama-3.1-8b" matches none of ' \
-           "the values Prometheus has)" in done.stderr
+    assert (
+        'match {model_name="llama-3.1-8b",namespace="hpa-exp"} (model_name="llama-3.1-8b" matches none of '
+        "the values Prometheus has)" in done.stderr
+    )
     assert f'Prometheus has these metrics with model_name="{MODEL}"; namespace="hpa-exp"; pod="vllm-0"' in done.stderr
     assert "Fix: set model_name in the config to the served model name" in done.stderr
 

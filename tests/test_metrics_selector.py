@@ -42,9 +42,11 @@ def config(tmp_path: Path, selector: object, **extra: object):
 
 
 def test_every_standard_query_carries_the_matchers_and_dcgm_queries_do_not(tmp_path):
-    cfg = config(tmp_path, ['pod=~"vllm-.*"', 'role="decode"'],
-                 **{"metrics": {"selector": ['pod=~"vllm-.*"', 'role="decode"'],
-                                "prometheus": {"mine": {"query": "sum(up)"}}}})
+    cfg = config(
+        tmp_path,
+        ['pod=~"vllm-.*"', 'role="decode"'],
+        **{"metrics": {"selector": ['pod=~"vllm-.*"', 'role="decode"'], "prometheus": {"mine": {"query": "sum(up)"}}}},
+    )
     assert cfg.metrics.selector == 'pod=~"vllm-.*",role="decode"'
     queries = run_queries(cfg, MetricNames())
     scoped = '{model_name="m",namespace="bench",pod=~"vllm-.*",role="decode"}'
@@ -62,13 +64,22 @@ def test_no_selector_leaves_the_queries_as_before(tmp_path):
     assert queries["prom_requests_waiting"] == 'sum(vllm:num_requests_waiting{model_name="m",namespace="bench"})'
 
 
-@pytest.mark.parametrize(("selector", "message"), [
-    ("pod=~vllm-.*", "metrics.selector: not valid PromQL label matchers (unexpected character inside braces: "
-                     "'-'); write them as inside braces, e.g. pod=~\"vllm-.*\",role=\"decode\""),
-    ('pod=~"(vllm"', "metrics.selector: not valid PromQL label matchers (illegal regex for (vllm)"),
-    ('__name__="x"', "metrics.selector: must not match __name__: the standard queries choose the metric names"),
-    ('a="1" or b="2"', 'metrics.selector: must be label matchers joined by commas, e.g. pod=~"vllm-.*",role="decode"'),
-])
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        (
+            "pod=~vllm-.*",
+            "metrics.selector: not valid PromQL label matchers (unexpected character inside braces: "
+            '\'-\'); write them as inside braces, e.g. pod=~"vllm-.*",role="decode"',
+        ),
+        ('pod=~"(vllm"', "metrics.selector: not valid PromQL label matchers (illegal regex for (vllm)"),
+        ('__name__="x"', "metrics.selector: must not match __name__: the standard queries choose the metric names"),
+        (
+            'a="1" or b="2"',
+            'metrics.selector: must be label matchers joined by commas, e.g. pod=~"vllm-.*",role="decode"',
+        ),
+    ],
+)
 def test_an_invalid_selector_is_a_config_error_with_its_key_path(tmp_path, selector, message):
     with pytest.raises(ConfigError) as caught:
         config(tmp_path, selector)
@@ -81,10 +92,19 @@ def test_validate_names_the_file_and_field_and_exits_2(tmp_path):
     import sys
 
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"name": "x", "hpa": {"enabled": False}, "jobs": [
-        {"name": "a", "rate": 1, "duration": 10}], "metrics": {"selector": "role=decode"}}))
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "validate", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "hpa": {"enabled": False},
+                "jobs": [{"name": "a", "rate": 1, "duration": 10}],
+                "metrics": {"selector": "role=decode"},
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "validate", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert f"{path}: invalid experiment config: metrics.selector: not valid PromQL label matchers" in done.stderr
     assert "Traceback" not in done.stderr
@@ -94,21 +114,37 @@ def test_the_preflight_checks_the_series_with_the_selector(kube_cluster, prometh
     """Only prefill pods export the series: a decode selector matches nothing and the role values are named."""
     now = time.time()
     names = ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"]
-    prometheus.push([({"__name__": n, "model_name": "m", "namespace": "bench", "pod": "vllm-p-0", "role": "prefill"},
-                      [(now - 5, 1.0), (now, 2.0)]) for n in names])
-    backend = KubeBackend(KubeSettings(kubeconfig=str(kube_cluster.kubeconfig)), PromSettings(url=prometheus.url),
-                          namespace="bench", deployment="vllm", hpa_name="", run_id="r1",
-                          retry=RetryPolicy(max_attempts=2, max_elapsed=2.0, base_delay=0.01, max_delay=0.05))
+    prometheus.push(
+        [
+            (
+                {"__name__": n, "model_name": "m", "namespace": "bench", "pod": "vllm-p-0", "role": "prefill"},
+                [(now - 5, 1.0), (now, 2.0)],
+            )
+            for n in names
+        ]
+    )
+    backend = KubeBackend(
+        KubeSettings(kubeconfig=str(kube_cluster.kubeconfig)),
+        PromSettings(url=prometheus.url),
+        namespace="bench",
+        deployment="vllm",
+        hpa_name="",
+        run_id="r1",
+        retry=RetryPolicy(max_attempts=2, max_elapsed=2.0, base_delay=0.01, max_delay=0.05),
+    )
     cfg = config(tmp_path, 'role="decode"', **{"metrics": {"selector": 'role="decode"', "percentiles": [0.5]}})
     report = preflight(backend, queries=lambda n: run_queries(cfg, n))
     [problem] = report.problems
-    assert problem.startswith("column(s) prom_requests_running, prom_requests_waiting, prom_kv_cache_usage_avg, "
-                              "prom_kv_cache_usage_max: no series of vllm:num_requests_running, ")
+    assert problem.startswith(
+        "column(s) prom_requests_running, prom_requests_waiting, prom_kv_cache_usage_avg, "
+        "prom_kv_cache_usage_max: no series of vllm:num_requests_running, "
+    )
     assert problem.endswith(
         'match {model_name="m",namespace="bench",role="decode"} (role="decode" matches none of the values '
         'Prometheus has). Prometheus has these metrics with model_name="m"; namespace="bench"; role="prefill"; '
         'pod="vllm-p-0". Fix: correct metrics.selector (or the query in metrics.prometheus) to labels the '
-        "series carry")
+        "series carry"
+    )
 
 
 def test_a_twin_run_with_a_selector_matching_every_pod_records_the_same_values(tmp_path):

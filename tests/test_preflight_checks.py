@@ -35,7 +35,11 @@ def make_backend(cluster: KubeEmulator, prom_url: str | None = None, hpa: str = 
     return KubeBackend(
         KubeSettings(kubeconfig=str(cluster.kubeconfig)),
         PromSettings(url=prom_url) if prom_url else None,
-        namespace=NS, deployment="vllm", hpa_name=hpa, run_id="r1", retry=FAST_RETRY,
+        namespace=NS,
+        deployment="vllm",
+        hpa_name=hpa,
+        run_id="r1",
+        retry=FAST_RETRY,
     )
 
 
@@ -68,7 +72,8 @@ def test_the_hpa_the_run_replaces_is_not_a_competitor(kube_cluster):
     report = preflight(backend, will_apply_hpa=True, hpa_manifest=COMBINED)
     assert report.problems == []
     assert "HPA bench/vllm-hpa-combined exists: the run replaces its spec with hpa.manifest (and keeps the HPA)" in (
-        report.warnings)
+        report.warnings
+    )
 
 
 def test_a_keda_scaled_object_counts_once_with_the_hpa_it_made(kube_cluster):
@@ -78,14 +83,14 @@ def test_a_keda_scaled_object_counts_once_with_the_hpa_it_made(kube_cluster):
     problems = applying_combined(kube_cluster)
     assert len(problems) == 1, problems
     assert problems[0].startswith(
-        "ScaledObject vllm-so also scales Deployment bench/vllm, besides the run's HPA vllm-hpa-combined")
+        "ScaledObject vllm-so also scales Deployment bench/vllm, besides the run's HPA vllm-hpa-combined"
+    )
     assert "Fix: kubectl -n bench delete scaledobject vllm-so" in problems[0]
 
 
 def test_without_keda_installed_there_is_nothing_to_report(kube_cluster):
     kube_cluster.remove(HPAS, NS, "vllm-hpa")
-    report = preflight(make_backend(kube_cluster, hpa="vllm-hpa-combined"), will_apply_hpa=True,
-                       hpa_manifest=COMBINED)
+    report = preflight(make_backend(kube_cluster, hpa="vllm-hpa-combined"), will_apply_hpa=True, hpa_manifest=COMBINED)
     assert report.problems == [] and not any("KEDA" in w for w in report.warnings)
 
 
@@ -93,11 +98,25 @@ def test_without_keda_installed_there_is_nothing_to_report(kube_cluster):
 
 
 def test_an_hpa_that_cannot_act_is_named_with_reason_and_fix(kube_cluster):
-    kube_cluster.patch(HPAS, NS, "vllm-hpa", {"status": {"conditions": [
-        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"},
-        {"type": "ScalingActive", "status": "False", "reason": "AmbiguousSelector",
-         "message": "pods by selector app=vllm are controlled by multiple HPAs: [bench/vllm-hpa bench/x]"},
-    ]}})
+    kube_cluster.patch(
+        HPAS,
+        NS,
+        "vllm-hpa",
+        {
+            "status": {
+                "conditions": [
+                    {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"},
+                    {
+                        "type": "ScalingActive",
+                        "status": "False",
+                        "reason": "AmbiguousSelector",
+                        "message": "pods by selector app=vllm are controlled by multiple HPAs: "
+                        "[bench/vllm-hpa bench/x]",
+                    },
+                ]
+            }
+        },
+    )
     assert preflight(make_backend(kube_cluster)).problems == [
         "HPA bench/vllm-hpa cannot act: ScalingActive=False (AmbiguousSelector): pods by selector app=vllm are "
         "controlled by multiple HPAs: [bench/vllm-hpa bench/x]. Fix: delete the other HPAs of the Deployment "
@@ -131,13 +150,16 @@ def test_a_served_metric_without_values_for_the_deployments_pods(kube_cluster):
     ]
 
 
-@pytest.mark.parametrize(("fault", "state"), [
-    ("unregistered", "is not registered (HTTP 404 for /apis/custom.metrics.k8s.io)"),
-    ("down", "is registered but does not answer (503: its server is down or unreachable)"),
-    ("metric down", "is registered but does not answer (503: its server is down or unreachable)"),
-])
+@pytest.mark.parametrize(
+    ("fault", "state"),
+    [
+        ("unregistered", "is not registered (HTTP 404 for /apis/custom.metrics.k8s.io)"),
+        ("down", "is registered but does not answer (503: its server is down or unreachable)"),
+        ("metric down", "is registered but does not answer (503: its server is down or unreachable)"),
+    ],
+)
 def test_a_missing_or_broken_custom_metrics_api(kube_cluster, fault, state):
-    """"metric down" is what kube-aggregator does: it lists the group itself, the adapter answers 503."""
+    """ "metric down" is what kube-aggregator does: it lists the group itself, the adapter answers 503."""
     if fault == "unregistered":
         kube_cluster.apis.registered.discard("custom.metrics.k8s.io")
     elif fault == "down":
@@ -154,14 +176,25 @@ def test_a_missing_or_broken_custom_metrics_api(kube_cluster, fault, state):
 
 def test_an_external_metric_is_asked_of_the_external_metrics_api(kube_cluster):
     kube_cluster.remove(HPAS, NS, "vllm-hpa")
-    manifest = {**COMBINED, "spec": {**COMBINED["spec"], "metrics": [
-        {"type": "External", "external": {"metric": {"name": "queue_depth"},
-                                          "target": {"type": "Value", "value": "5"}}}]}}
+    manifest = {
+        **COMBINED,
+        "spec": {
+            **COMBINED["spec"],
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {"metric": {"name": "queue_depth"}, "target": {"type": "Value", "value": "5"}},
+                }
+            ],
+        },
+    }
     kube_cluster.apis.external_metrics[NS] = {"s0-prometheus": "1"}
     backend = make_backend(kube_cluster, hpa="vllm-hpa-combined")
     [problem] = preflight(backend, will_apply_hpa=True, hpa_manifest=manifest).problems
-    assert problem.startswith("HPA bench/vllm-hpa-combined uses metric queue_depth, which the "
-                              "external.metrics.k8s.io API does not serve (it serves: s0-prometheus)")
+    assert problem.startswith(
+        "HPA bench/vllm-hpa-combined uses metric queue_depth, which the "
+        "external.metrics.k8s.io API does not serve (it serves: s0-prometheus)"
+    )
     kube_cluster.apis.external_metrics[NS]["queue_depth"] = "3"
     assert preflight(backend, will_apply_hpa=True, hpa_manifest=manifest).problems == []
 
@@ -179,8 +212,10 @@ def test_a_refused_verb_is_named_with_the_role_that_grants_it(kube_cluster):
         '["batch"], resources ["jobs"], verb create) in namespace bench and bind it to user '
         "system:serviceaccount:bench:tester"
     ]
-    assert ("user system:serviceaccount:bench:tester may not list keda.sh/scaledobjects in namespace bench, "
-            "needed to preflight: KEDA ScaledObjects on the Deployment; that check is skipped") in report.warnings
+    assert (
+        "user system:serviceaccount:bench:tester may not list keda.sh/scaledobjects in namespace bench, "
+        "needed to preflight: KEDA ScaledObjects on the Deployment; that check is skipped"
+    ) in report.warnings
 
 
 def test_hpa_writes_are_needed_only_when_the_run_applies_the_hpa(kube_cluster):
@@ -200,31 +235,37 @@ def push(prometheus, names: list[str], **labels: str) -> None:
 
 
 GAUGES = ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"]
-HISTOGRAMS = [f"vllm:{h}_seconds_{s}" for h in ("time_to_first_token", "inter_token_latency")
-              for s in ("sum", "count", "bucket")] + ["vllm:request_success_total"]
+HISTOGRAMS = [
+    f"vllm:{h}_seconds_{s}" for h in ("time_to_first_token", "inter_token_latency") for s in ("sum", "count", "bucket")
+] + ["vllm:request_success_total"]
 
 
 def test_series_under_other_labels_are_named(kube_cluster, prometheus):
     """Issue 13, defect 2: Prometheus has vLLM series, but none with the configured model_name."""
     push(prometheus, GAUGES + HISTOGRAMS, model_name="meta-llama/Llama-3.1-8B", namespace=NS, pod="vllm-0", le="1")
-    report = preflight(make_backend(kube_cluster, prometheus.url),
-                       queries=lambda names: standard_queries(names, "llama-8b", NS, "1m", [0.9]))
+    report = preflight(
+        make_backend(kube_cluster, prometheus.url),
+        queries=lambda names: standard_queries(names, "llama-8b", NS, "1m", [0.9]),
+    )
     [problem] = report.problems
     assert problem.startswith(
         "column(s) ttft_ms, itl_ms, request_rate_per_min, prom_requests_running, prom_requests_waiting, "
         "prom_kv_cache_usage_avg, prom_kv_cache_usage_max, ttft_p90_ms, itl_p90_ms: no series of "
-        "vllm:time_to_first_token_seconds_sum, vllm:time_to_first_token_seconds_count, ")
+        "vllm:time_to_first_token_seconds_sum, vllm:time_to_first_token_seconds_count, "
+    )
     assert problem.endswith(
         'match {model_name="llama-8b",namespace="bench"} (model_name="llama-8b" matches none of the values '
         'Prometheus has). Prometheus has these metrics with model_name="meta-llama/Llama-3.1-8B"; '
-        'namespace="bench"; pod="vllm-0". Fix: set model_name in the config to the served model name')
+        'namespace="bench"; pod="vllm-0". Fix: set model_name in the config to the served model name'
+    )
 
 
 def test_series_that_appear_with_traffic_are_a_warning_but_missing_gauges_a_problem(kube_cluster, prometheus):
     """llm-d-inference-sim creates its histograms only with the first request; gauges exist from the start."""
     push(prometheus, ["vllm:num_requests_waiting"], model_name="m", namespace=NS, pod="vllm-0")
-    report = preflight(make_backend(kube_cluster, prometheus.url),
-                       queries=lambda names: standard_queries(names, "m", NS, "1m", []))
+    report = preflight(
+        make_backend(kube_cluster, prometheus.url), queries=lambda names: standard_queries(names, "m", NS, "1m", [])
+    )
     assert report.problems == [
         "column(s) prom_requests_running, prom_kv_cache_usage_avg, prom_kv_cache_usage_max need "
         "vllm:num_requests_running, vllm:kv_cache_usage_perc, which Prometheus does not have at all. Fix: check "
@@ -237,8 +278,16 @@ def test_series_that_appear_with_traffic_are_a_warning_but_missing_gauges_a_prob
 
 
 def test_a_healthy_prometheus_passes_the_series_check(kube_cluster, prometheus):
-    push(prometheus, GAUGES + HISTOGRAMS + ["vllm:generation_tokens_total"],
-         model_name="m", namespace=NS, pod="vllm-0", le="1")
-    report = preflight(make_backend(kube_cluster, prometheus.url),
-                       queries=lambda names: standard_queries(names, "m", NS, "1m", [0.5, 0.99]))
+    push(
+        prometheus,
+        GAUGES + HISTOGRAMS + ["vllm:generation_tokens_total"],
+        model_name="m",
+        namespace=NS,
+        pod="vllm-0",
+        le="1",
+    )
+    report = preflight(
+        make_backend(kube_cluster, prometheus.url),
+        queries=lambda names: standard_queries(names, "m", NS, "1m", [0.5, 0.99]),
+    )
     assert report.problems == [] and report.warnings == []

@@ -54,8 +54,9 @@ def _owned_by_scaled_object(obj: Mapping[str, Any]) -> bool:
     return any(o.get("kind") == "ScaledObject" for o in owners)
 
 
-def acting_on(hpas: Iterable[Mapping[str, Any]], scaled_objects: Iterable[Mapping[str, Any]], deployment: str
-              ) -> list[Autoscaler]:
+def acting_on(
+    hpas: Iterable[Mapping[str, Any]], scaled_objects: Iterable[Mapping[str, Any]], deployment: str
+) -> list[Autoscaler]:
     """The HPAs and ScaledObjects whose target is the Deployment (a KEDA-made HPA counts as its ScaledObject)."""
     found = [
         Autoscaler("HPA", h["metadata"]["name"])

@@ -25,8 +25,14 @@ ADAPTER_FIX = (
     "prometheus-adapter.yaml) or change the HPA's metric name"
 )
 # describedObject kinds an Object metric commonly names -> resource (plural) in the API path
-_PLURALS = {"Service": "services", "Deployment": "deployments", "Pod": "pods", "Ingress": "ingresses",
-            "StatefulSet": "statefulsets", "Namespace": "namespaces"}
+_PLURALS = {
+    "Service": "services",
+    "Deployment": "deployments",
+    "Pod": "pods",
+    "Ingress": "ingresses",
+    "StatefulSet": "statefulsets",
+    "Namespace": "namespaces",
+}
 
 
 def label_selector(selector: Mapping[str, Any] | None) -> str:
@@ -89,9 +95,11 @@ class MetricsApiCheck:
 
     def _missing_api(self, group: str, status: int, body: Mapping[str, Any]) -> str:
         what = {CUSTOM: "custom metrics", EXTERNAL: "external metrics", RESOURCE: "resource metrics"}[group]
-        provider = {CUSTOM: "prometheus-adapter (manifests/monitoring/prometheus-adapter.yaml)",
-                    EXTERNAL: "an external metrics adapter (KEDA or prometheus-adapter's externalRules)",
-                    RESOURCE: "metrics-server"}[group]
+        provider = {
+            CUSTOM: "prometheus-adapter (manifests/monitoring/prometheus-adapter.yaml)",
+            EXTERNAL: "an external metrics adapter (KEDA or prometheus-adapter's externalRules)",
+            RESOURCE: "metrics-server",
+        }[group]
         if status == 503:
             state = "is registered but does not answer (503: its server is down or unreachable)"
         elif status == 403:
@@ -114,7 +122,7 @@ class MetricsApiCheck:
         if not resource:  # external metrics are listed by name alone
             return sorted({n for n in self._served[key] if "/" not in n})
         prefix = f"{resource}/"
-        return sorted({n[len(prefix):] for n in self._served[key] if n.startswith(prefix)})
+        return sorted({n[len(prefix) :] for n in self._served[key] if n.startswith(prefix)})
 
     # --- one metric ---------------------------------------------------------------------------
 
@@ -156,8 +164,9 @@ class MetricsApiCheck:
         if RESOURCE not in self._versions:
             self._version(RESOURCE)
 
-    def _judge(self, group: str, version: str, resource: str, name: str, path: str,
-               query: list[tuple[str, str]], of_what: str) -> None:
+    def _judge(
+        self, group: str, version: str, resource: str, name: str, path: str, query: list[tuple[str, str]], of_what: str
+    ) -> None:
         status, body = self.get(path, query)
         hpa = f"HPA {self.namespace}/{self.hpa_name}"
         if status == 403:

@@ -21,8 +21,9 @@ _HPA_WRITES = {"create", "patch", "delete"}
 
 def needed_calls(calls: Iterable[ApiCall], will_apply_hpa: bool) -> list[ApiCall]:
     """The calls this run makes: HPA writes only when it applies the HPA."""
-    return [c for c in calls if will_apply_hpa or not (c.resource == "horizontalpodautoscalers"
-                                                       and c.verb in _HPA_WRITES)]
+    return [
+        c for c in calls if will_apply_hpa or not (c.resource == "horizontalpodautoscalers" and c.verb in _HPA_WRITES)
+    ]
 
 
 def _review(call: ApiCall, namespace: str) -> dict[str, Any]:
@@ -44,8 +45,10 @@ def _review(call: ApiCall, namespace: str) -> dict[str, Any]:
 def who_am_i(post: Post) -> str:
     """The user name the server sees (SelfSubjectReview, Kubernetes 1.28+), else 'this user'."""
     try:
-        status, body = post("/apis/authentication.k8s.io/v1/selfsubjectreviews", {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        status, body = post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
     except Exception:  # only a nicer message is lost
         return "this user"
     user_info = (body.get("status") or {}).get("userInfo") or {} if status in (200, 201) else {}
@@ -76,7 +79,7 @@ def check_permissions(post: Post, namespace: str, calls: Iterable[ApiCall]) -> t
             warnings.append(f"{what}; that check is skipped")
             continue
         problems.append(
-            f"{what}. Fix: apply the Role in {ROLE_FILE} (rule apiGroups [\"{call.api_group}\"], resources "
-            f"[\"{call.resource}\"], verb {call.verb}) in namespace {namespace} and bind it to {user}"
+            f'{what}. Fix: apply the Role in {ROLE_FILE} (rule apiGroups ["{call.api_group}"], resources '
+            f'["{call.resource}"], verb {call.verb}) in namespace {namespace} and bind it to {user}'
         )
     return problems, warnings

@@ -87,8 +87,13 @@ class SeriesCheck:
     `optional_columns`: columns whose missing series are a warning, not a problem.
     """
 
-    def __init__(self, prom: PromClient, available: Collection[str], traffic_born: Collection[str],
-                 optional_columns: Collection[str] = ()):
+    def __init__(
+        self,
+        prom: PromClient,
+        available: Collection[str],
+        traffic_born: Collection[str],
+        optional_columns: Collection[str] = (),
+    ):
         self.prom = prom
         self.available = set(available)
         self.traffic_born = set(traffic_born)
@@ -154,7 +159,7 @@ class SeriesCheck:
         columns = _columns(c for _, cs in group for c in cs)
         selector = "{" + ",".join(f'{label}{op}"{value}"' for label, op, value in matchers) + "}"
         labels = list(dict.fromkeys([*(m[0] for m in matchers), *SHOWN_LABELS]))
-        match = [f'{{__name__="{n}"}}' for n in names] or ["{__name__!=\"\"}"]
+        match = [f'{{__name__="{n}"}}' for n in names] or ['{__name__!=""}']
         facts, failing = [], []
         for label in labels:
             try:
@@ -187,8 +192,9 @@ def _fix(failing: list[str]) -> str:
     if "model_name" in labels:
         parts.append("set model_name in the config to the served model name")
     if "namespace" in labels:
-        parts.append("set namespace to where the model server runs (behind some ServiceMonitors the label is "
-                     "exported_namespace)")
+        parts.append(
+            "set namespace to where the model server runs (behind some ServiceMonitors the label is exported_namespace)"
+        )
     if labels - {"model_name", "namespace"} or not labels:
         parts.append("correct metrics.selector (or the query in metrics.prometheus) to labels the series carry")
     return "; ".join(parts)

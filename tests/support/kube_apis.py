@@ -27,8 +27,15 @@ Answer = tuple[int, dict[str, Any]]
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": code,
-            "reason": reason, "message": message}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
 
 
 @dataclass
@@ -53,8 +60,11 @@ class ExtraApis:
         if method == "POST" and path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
             return self._access_review(data)
         if method == "POST" and path == "/apis/authentication.k8s.io/v1/selfsubjectreviews":
-            return 201, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
-                         "status": {"userInfo": {"username": self.user}}}
+            return 201, {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "SelfSubjectReview",
+                "status": {"userInfo": {"username": self.user}},
+            }
         match = re.match(r"^/apis/(custom\.metrics\.k8s\.io|external\.metrics\.k8s\.io)(/.*)?$", path)
         if match is None or method != "GET":
             return None
@@ -66,8 +76,13 @@ class ExtraApis:
         version = VERSIONS[group]
         if rest == "":
             gv = {"groupVersion": f"{group}/{version}", "version": version}
-            return 200, {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv],
-                         "preferredVersion": gv}
+            return 200, {
+                "kind": "APIGroup",
+                "apiVersion": "v1",
+                "name": group,
+                "versions": [gv],
+                "preferredVersion": gv,
+            }
         if rest == f"/{version}":
             return 200, self._resource_list(group, version)
         if self.broken_metrics:
@@ -99,9 +114,12 @@ class ExtraApis:
             names = sorted({f"pods/{m}" for per_ns in self.pod_metrics.values() for m in per_ns})
         else:
             names = sorted({m for per_ns in self.external_metrics.values() for m in per_ns})
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
-                "resources": [{"name": n, "namespaced": True, "kind": "MetricValueList", "verbs": ["get"]}
-                              for n in names]}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}",
+            "resources": [{"name": n, "namespaced": True, "kind": "MetricValueList", "verbs": ["get"]} for n in names],
+        }
 
     def _pod_metric(self, namespace: str, metric: str, selector: str) -> Answer:
         from tests.support.kube_emulator import match_labels
@@ -110,9 +128,12 @@ class ExtraApis:
         if values is None:
             return 404, _status(404, "NotFound", f"the server could not find the metric {metric} for pods")
         items = [
-            {"describedObject": {"kind": "Pod", "namespace": namespace, "name": pod, "apiVersion": "/v1"},
-             "metric": {"name": metric, "selector": None}, "timestamp": "2026-01-01T00:00:00Z",
-             "value": values[pod]}
+            {
+                "describedObject": {"kind": "Pod", "namespace": namespace, "name": pod, "apiVersion": "/v1"},
+                "metric": {"name": metric, "selector": None},
+                "timestamp": "2026-01-01T00:00:00Z",
+                "value": values[pod],
+            }
             for pod, labels in self.pods_of(namespace)
             if pod in values and match_labels(labels, selector)
         ]
@@ -125,5 +146,9 @@ class ExtraApis:
         if value is None:
             return 404, _status(404, "NotFound", f"the server could not find the external metric {metric}")
         item = {"metricName": metric, "metricLabels": {}, "timestamp": "2026-01-01T00:00:00Z", "value": value}
-        return 200, {"kind": "ExternalMetricValueList", "apiVersion": f"{EXTERNAL}/v1beta1", "metadata": {},
-                     "items": [item]}
+        return 200, {
+            "kind": "ExternalMetricValueList",
+            "apiVersion": f"{EXTERNAL}/v1beta1",
+            "metadata": {},
+            "items": [item],
+        }
