@@ -1,6 +1,7 @@
-"""The local cluster kit: a kind cluster with a model server, Prometheus, prometheus-adapter
-and an HPA (or, with `--autoscaler keda`, a pinned KEDA release and a ScaledObject), driven
-through the `kind` and `kubectl` command-line tools.
+"""The local cluster kit: a kind cluster with a model server, Prometheus and prometheus-adapter
+(or, with `--autoscaler keda`, a pinned KEDA release and the experiment's ScaledObject; an HPA
+only on request: an experiment applies its own, and two HPAs on one Deployment disable each
+other), driven through the `kind` and `kubectl` command-line tools.
 
 Every step is a plain argument list run without a shell, so `--dry-run` can print exactly
 what would run.  All kubectl calls name the kind context explicitly: the kit never touches
@@ -48,6 +49,8 @@ INSTALL_HINTS = {
 ROLLOUT_TIMEOUT_S = {"prometheus": 180, "prometheus-adapter": 180, "keda": 180, "emulator": 300, "vllm": 1800}
 HPA_METRICS_TIMEOUT_S = 180  # adapter relist (1 m) + scrape (15 s) + HPA sync (15 s), with margin
 HPA_POLL_INTERVAL_S = 5
+# what `cluster up` checks the custom metrics API serves for the model server's pods (the HPAs' metrics)
+SERVED_METRICS = ("num_requests_waiting", "kv_cache_usage_perc")
 
 
 class ClusterKitError(HpaExpError):
@@ -84,7 +87,7 @@ class KitSpec:
     manifests: Path
     name: str = "hpa-exp"
     variant: Variant = "emulator"
-    hpa: HpaVariant = "queue"
+    hpa: HpaVariant = "none"  # the experiment's HPA is the one under test
     hpa_timeout_s: float = HPA_METRICS_TIMEOUT_S
     hf_token: bool = False  # $HF_TOKEN is set: store it as secret hf-token for gated models
     autoscaler: Autoscaler = "hpa"  # keda: KEDA instead of prometheus-adapter, a ScaledObject instead of the HPA
@@ -293,6 +296,19 @@ def hpa_check_step(spec: KitSpec) -> Step:
     )
 
 
+def metrics_check_steps(spec: KitSpec) -> list[Step]:
+    """Without an HPA: ask the custom metrics API for each metric the shipped HPAs use, as an HPA would."""
+    return [
+        Step(
+            f"Check that the custom metrics API serves {metric} for the model server",
+            _kubectl(spec, "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/"
+                     f"{metric}?labelSelector={MODEL_SERVER_SELECTOR}"),
+            timeout_s=30,
+        )
+        for metric in SERVED_METRICS
+    ]
+
+
 def down_steps(spec: KitSpec) -> list[Step]:
     return [Step(f"Delete the kind cluster {spec.name}", ("kind", "delete", "cluster", "--name", spec.name))]
 
@@ -346,12 +362,12 @@ def run_steps(steps: Sequence[Step], console: Console, cluster_name: str, total:
             )
 
 
-def print_plan(steps: Sequence[Step], console: Console, cluster_name: str, extra: Step | None = None) -> None:
-    everything = [*steps, *([extra] if extra else [])]
+def print_plan(steps: Sequence[Step], console: Console, cluster_name: str, checks: Sequence[Step] = ()) -> None:
+    everything = [*steps, *checks]
     for number, step in enumerate(everything, 1):
         note = f" (skipped if kind cluster {cluster_name} exists)" if step.skip_if_cluster_exists else ""
-        if step is extra:
-            note = " (repeated until the HPA reports every metric)"
+        if step in checks:
+            note = " (repeated until it has a value)"
         console.write(f"[{number}/{len(everything)}] {step.title}{note}")
         console.write(f"  $ {step.command()}{step.stdin_note}")
 
@@ -359,30 +375,42 @@ def print_plan(steps: Sequence[Step], console: Console, cluster_name: str, extra
 def up(spec: KitSpec, dry_run: bool = False, console: Console | None = None) -> None:
     console = console or Console()
     steps = up_steps(spec)
-    check = hpa_check_step(spec) if spec.hpa != "none" else None
+    if spec.hpa != "none":
+        checks = [hpa_check_step(spec)]
+    else:  # KEDA serves its metrics only for a ScaledObject: its rollout is the check
+        checks = [] if spec.autoscaler == "keda" else metrics_check_steps(spec)
     if dry_run:
         console.write(f"Dry run: the steps of `hpa-exp cluster up` for kind cluster {spec.name} (nothing runs).")
-        print_plan(steps, console, spec.name, check)
+        print_plan(steps, console, spec.name, checks)
         _notes(spec, console)
         return
     require_tools(["docker", "kind", "kubectl"])
     _notes(spec, console)
-    total = len(steps) + (1 if check else 0)
+    total = len(steps) + len(checks)
     run_steps(steps, console, spec.name, total)
-    if check:
-        console.write(f"[{total}/{total}] {check.title}")
-        wait_for_hpa_metrics(spec, check, console)
+    for number, check in enumerate(checks, len(steps) + 1):
+        console.write(f"[{number}/{total}] {check.title}")
+        if spec.hpa != "none":
+            wait_for_hpa_metrics(spec, check, console)
+        else:
+            wait_for_served_metric(spec, check, console)
     console.write(f"Cluster {spec.name} is ready (kubectl context {spec.context}).")
     console.write("Prometheus: http://127.0.0.1:9090   Next: docs/kind-quickstart.md")
 
 
 def _notes(spec: KitSpec, console: Console) -> None:
-    if not spec.hf_token:
+    if not spec.hf_token and spec.variant == "vllm":
         console.write(
             "note: $HF_TOKEN is not set, so no hf-token secret is stored.  Llama models are gated on "
-            "Hugging Face (vLLM needs the weights, the emulator the tokenizer): export HF_TOKEN=hf_... and "
+            "Hugging Face (vLLM needs the weights): export HF_TOKEN=hf_... and "
             f"rerun `hpa-exp cluster up`, then `kubectl --context {spec.context} -n {NAMESPACE} "
             "rollout restart deployment/vllm`."
+        )
+    if spec.hpa != "none":
+        console.write(
+            f"note: --hpa {spec.hpa} applies {spec.hpa_name}; an experiment that applies another HPA to the "
+            f"same Deployment is refused by its preflight (two HPAs disable each other): delete it first with "
+            f"`kubectl --context {spec.context} -n {NAMESPACE} delete hpa {spec.hpa_name}`."
         )
     if spec.variant == "vllm":
         console.write("note: the vllm variant needs a GPU on the kind node (e.g. a cluster made with nvkind).")
@@ -464,7 +492,8 @@ def hpa_troubleshooting(spec: KitSpec, metric: str) -> list[str]:
         f'"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/{metric}"',
         f"  3. adapter logs: kubectl --context {spec.context} -n {MONITORING_NAMESPACE} "
         "logs deployment/prometheus-adapter",
-        f"  4. HPA events: kubectl --context {spec.context} -n {NAMESPACE} describe hpa {spec.hpa_name}",
+        *([f"  4. HPA events: kubectl --context {spec.context} -n {NAMESPACE} describe hpa {spec.hpa_name}"]
+          if spec.hpa != "none" else []),
         "  (a new adapter discovers metric names on its 1-minute relist: a first <unknown> is normal)",
     ]
 
@@ -495,6 +524,35 @@ def wait_for_hpa_metrics(
         + "\n".join(f"  - {p}" for p in problems)
         + "\n"
         + "\n".join(hpa_troubleshooting(spec, missing_metric))
+    )
+
+
+def wait_for_served_metric(
+    spec: KitSpec, check: Step, console: Console, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Poll the custom metrics API until it has a value for a model-server pod (the adapter relists
+    its metric names every minute, so the first answers may be 404)."""
+    metric = check.argv[-1].split("?")[0].rsplit("/", 1)[1]
+    console.write(f"  $ {check.command()}")
+    deadline = time.monotonic() + spec.hpa_timeout_s
+    while True:
+        result = run_step(check, capture=True)
+        if result.returncode == 0:
+            items = json.loads(result.stdout or "{}").get("items") or []
+            if items:
+                values = ", ".join(f"{i['describedObject']['name']} = {i['value']}" for i in items)
+                console.write(f"  {metric}: {values}")
+                return
+            problem = "no value for any model-server pod yet"
+        else:
+            problem = result.stderr.strip() or f"kubectl exited with {result.returncode}"
+        if time.monotonic() >= deadline:
+            break
+        console.write(f"  waiting for {metric}: {problem}")
+        sleep(HPA_POLL_INTERVAL_S)
+    raise ClusterKitError(
+        f"the custom metrics API serves no {metric} for the model server after {spec.hpa_timeout_s:g} s: "
+        f"{problem}\n" + "\n".join(hpa_troubleshooting(spec, metric))
     )
 
 

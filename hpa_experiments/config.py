@@ -132,8 +132,20 @@ class MetricsConfig(_Section):
     )
     output_summary_json_path: Path | None = Field(None, description="also copy summary.json here")
     output_requests_csv_path: Path | None = Field(None, description="also copy requests.csv here (twin)")
+    selector: str = Field(
+        "",
+        description="extra label matchers for every standard query, as written inside braces: "
+        'pod=~"vllm-.*",role="decode" (a list of matchers is accepted too)',
+    )
     prometheus: dict[str, PromQuery] = Field(default_factory=dict)
     log_level: str | None = Field(None, description="accepted from the original configs; unused")
+
+    @field_validator("selector", mode="before")
+    @classmethod
+    def _selector(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(m, str) for m in v):
+            v = ",".join(m.strip().rstrip(",") for m in v)
+        return normalize_selector(v) if isinstance(v, str) else v
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +181,27 @@ class MetricsConfig(_Section):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", name):
                 raise ValueError(f"query name {name!r} must be letters, digits and '_' (it names a column)")
         return v
+
+
+def normalize_selector(text: str) -> str:
+    """Label matchers as written inside PromQL braces, checked and in canonical form ('' for none)."""
+    text = text.strip().removeprefix("{").removesuffix("}").strip()
+    if not text:
+        return ""
+    if re.match(r"(.*[{,\s])?__name__\s*[=!]", "," + text):
+        raise ValueError("must not match __name__: the standard queries choose the metric names")
+    import promql_parser  # here, not at import: `hpa-exp --help` need not load it
+
+    try:
+        parsed = promql_parser.parse(f"up{{{text}}}")
+    except ValueError as exc:
+        raise ValueError(
+            f"not valid PromQL label matchers ({exc}); write them as inside braces, "
+            'e.g. pod=~"vllm-.*",role="decode"'
+        ) from None
+    if not isinstance(parsed, promql_parser.VectorSelector) or parsed.matchers.or_matchers:
+        raise ValueError('must be label matchers joined by commas, e.g. pod=~"vllm-.*",role="decode"')
+    return str(parsed).removeprefix("up{").removesuffix("}")
 
 
 class PrometheusConfig(_Section):

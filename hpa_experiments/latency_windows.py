@@ -194,7 +194,7 @@ def _latency_block(key: str, values: dict[str, float | None], quantiles: list[fl
 
 def window_selector(config: ExperimentConfig) -> str:
     """The label matchers of the standard metrics.csv queries, so both measure the same series."""
-    return promql.selector(config.model_name, config.namespace)
+    return promql.selector(config.model_name, config.namespace, config.metrics.selector)
 
 
 def write_latency_windows(

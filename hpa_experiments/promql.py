@@ -31,8 +31,10 @@ class MetricNames:
     generation_tokens: str = "vllm:generation_tokens_total"
 
 
-def selector(model_name: str, namespace: str) -> str:
-    return f'{{model_name="{_quote(model_name)}",namespace="{_quote(namespace)}"}}'
+def selector(model_name: str, namespace: str, extra: str = "") -> str:
+    """The labels of the model server's series; `extra` is `metrics.selector` (matchers, canonical)."""
+    more = f",{extra}" if extra else ""
+    return f'{{model_name="{_quote(model_name)}",namespace="{_quote(namespace)}"{more}}}'
 
 
 def _quote(value: str) -> str:
@@ -40,10 +42,15 @@ def _quote(value: str) -> str:
 
 
 def standard_queries(
-    names: MetricNames, model_name: str, namespace: str, window: str, percentiles: Iterable[float]
+    names: MetricNames,
+    model_name: str,
+    namespace: str,
+    window: str,
+    percentiles: Iterable[float],
+    extra_selector: str = "",
 ) -> dict[str, str]:
     """metrics.csv column -> PromQL. Latencies in ms; request rate as completions per minute."""
-    sel = selector(model_name, namespace)
+    sel = selector(model_name, namespace, extra_selector)
 
     def mean_ms(hist: str) -> str:
         return f"sum(rate({hist}_sum{sel}[{window}])) / sum(rate({hist}_count{sel}[{window}])) * 1000"
@@ -81,25 +88,37 @@ def gpu_selector(energy: EnergyConfig, namespace: str, deployment: str) -> str:
 
 
 def energy_queries(
-    names: MetricNames, energy: EnergyConfig, model_name: str, namespace: str, deployment: str, window: str
+    names: MetricNames,
+    energy: EnergyConfig,
+    model_name: str,
+    namespace: str,
+    deployment: str,
+    window: str,
+    extra_selector: str = "",
 ) -> dict[str, str]:
     """metrics.csv column -> PromQL: GPU power (W, all GPUs), mean GPU utilization (%), GPUs seen,
-    and output tokens per second (for joules per token)."""
+    and output tokens per second (for joules per token).  `extra_selector` scopes the vLLM series only:
+    DCGM series carry the exporter's labels, not the model server's."""
     gpus = gpu_selector(energy, namespace, deployment)
+    tokens = selector(model_name, namespace, extra_selector)
     return {
         "gpu_power_w": f"sum({energy.power_metric}{gpus})",
         "gpu_utilization_pct": f"avg({energy.utilization_metric}{gpus})",
         "gpu_count": f"count({energy.power_metric}{gpus})",
-        "generation_tokens_per_s": f"sum(rate({names.generation_tokens}{selector(model_name, namespace)}[{window}]))",
+        "generation_tokens_per_s": f"sum(rate({names.generation_tokens}{tokens}[{window}]))",
     }
 
 
 def run_queries(config: ExperimentConfig, names: MetricNames) -> dict[str, str]:
-    """Every PromQL column of a run's metrics.csv: the standard ones, energy, then `metrics.prometheus`."""
+    """Every PromQL column of a run's metrics.csv: the standard ones (scoped by `metrics.selector`),
+    energy, then `metrics.prometheus` (the user's own queries, as written)."""
     metrics = config.metrics
-    queries = standard_queries(names, config.model_name, config.namespace, metrics.rate_window, metrics.percentiles)
+    queries = standard_queries(
+        names, config.model_name, config.namespace, metrics.rate_window, metrics.percentiles, metrics.selector
+    )
     queries.update(energy_queries(
-        names, config.energy, config.model_name, config.namespace, config.deployment, metrics.rate_window
+        names, config.energy, config.model_name, config.namespace, config.deployment, metrics.rate_window,
+        metrics.selector,
     ))
     queries.update({f"query_{name}": q.query for name, q in metrics.prometheus.items()})
     return queries

@@ -89,6 +89,10 @@ EVENT_KINDS = (
     "error",
     "hpa_condition",
     "run_finished",
+    "data_missing",  # watchdog.py: a column empty for a minute; data_back when values return
+    "data_back",
+    "hpa_blocked",  # watchdog.py: AbleToScale/ScalingActive turned False; hpa_unblocked when True again
+    "hpa_unblocked",
 )
 
 PHASE_COLUMNS = [

@@ -41,6 +41,7 @@ from hpa_experiments.rundir import (
     new_run_dir_path,
 )
 from hpa_experiments.signals import stop_on_signals
+from hpa_experiments.watchdog import Watchdog, watched_columns
 from hpa_experiments.why_recorder import WhyRecorder
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
@@ -110,6 +111,7 @@ class Runner:
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
         self._why: WhyRecorder | None = None
         self._keda_conditions: dict[str, dict[str, str]] = {}  # ScaledObject condition type -> last seen
+        self._watchdog: Watchdog | None = None
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -176,6 +178,7 @@ class Runner:
                 self.plan.phase_at,
                 self.plan.offered_rps_at,
             )
+            self._watchdog = Watchdog(watched_columns(queries, first.metrics))
             self.backend.set_warning_handler(lambda text: self._event("warning", text))
             self._event("run_started", f"run {run_id} on {self.backend.name}; plan {self.plan.total:g} s")
             if self.observer:
@@ -326,6 +329,8 @@ class Runner:
             for line in changes:
                 self._event("scaled_object", line, row)
         self._note_failures(result)
+        for kind, detail in self._watchdog.check(row, result.snapshot) if self._watchdog else ():
+            self._event(kind, detail, row)
         for job in jobs:
             state = result.job_states.get(job.resource)
             if state and state.failure and not job.failed and job.started:

@@ -136,8 +136,10 @@ def per_pod(result: list[dict[str, Any]]) -> dict[str, float]:
     return values
 
 
-def rule_for(metric: str) -> dict[str, Any]:
-    (rule,) = [r for r in adapter_rules() if exposed_name(r, series_name(r)) == metric]
+def rule_for(metric: str, series: str | None = None) -> dict[str, Any]:
+    """The rule serving `metric` from the series `series` (default: vllm:<metric>, today's name)."""
+    series = series or f"vllm:{metric}"
+    (rule,) = [r for r in adapter_rules() if exposed_name(r, series_name(r)) == metric and series_name(r) == series]
     return rule
 
 
@@ -192,3 +194,35 @@ def test_hpa_metrics_resolve_to_per_pod_values(prometheus_scraping_pods, path):
         name = metric["metric"]["name"]
         values = per_pod(prometheus_scraping_pods.query(adapter_query(rule_for(name), ["vllm-a", "vllm-b"])))
         assert values == pytest.approx(EXPECTED_PER_POD[name]), name
+
+
+@pytest.fixture(scope="module")
+def prometheus_scraping_an_old_server(tmp_path_factory) -> Iterator[PrometheusServer]:
+    """One pod of a server with the old KV-cache name only (vLLM < 0.10): vllm:gpu_cache_usage_perc."""
+    registry = CollectorRegistry()
+    Gauge("vllm:gpu_cache_usage_perc", "kv", ["model_name"], registry=registry).labels(SERVED_MODEL).set(0.65)
+    Gauge("vllm:num_requests_waiting", "w", ["model_name"], registry=registry).labels(SERVED_MODEL).set(2)
+    port = free_port()
+    http_server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-old"), [_manifest_scrape_job([_static_target(
+        port, "vllm-old")])], "1s")
+    server.start()
+    try:
+        server.wait_for("count(vllm:gpu_cache_usage_perc) == 1")
+        yield server
+    finally:
+        server.stop()
+        http_server.shutdown()
+
+
+def test_the_old_kv_cache_name_is_served_as_kv_cache_usage_perc(prometheus_scraping_an_old_server):
+    """Issue 13, defect 3: the KV and combined HPAs ask for kv_cache_usage_perc; a server exporting only
+    vllm:gpu_cache_usage_perc must still give them a value per pod."""
+    server = prometheus_scraping_an_old_server
+    old = rule_for("kv_cache_usage_perc", series="vllm:gpu_cache_usage_perc")
+    assert {s["metric"]["pod"] for s in server.query(old["seriesQuery"])} == {"vllm-old"}
+    assert per_pod(server.query(adapter_query(old, ["vllm-old"]))) == pytest.approx({"vllm-old": 0.65})
+    new = rule_for("kv_cache_usage_perc")  # today's name: nothing here, so the adapter keeps the old rule
+    assert server.query(new["seriesQuery"]) == []
+    names = [series_name(r) for r in adapter_rules() if exposed_name(r, series_name(r)) == "kv_cache_usage_perc"]
+    assert names == ["vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"]  # later wins where both exist

@@ -32,9 +32,11 @@ EXPECTED_UP_EMULATOR = [
     [*CTX, "-n", "monitoring", "rollout", "status", "deployment/prometheus-adapter", "--timeout=180s"],
     [*CTX, "wait", "--for=condition=Available", "apiservice/v1beta1.custom.metrics.k8s.io", "--timeout=120s"],
     [*CTX, "-n", "hpa-exp", "rollout", "status", "deployment/vllm", "--timeout=300s"],
-    [*CTX, "-n", "hpa-exp", "apply", "-f", "manifests/hpa-vllm-queue.yaml"],
-    [*CTX, "-n", "hpa-exp", "get", "hpa", "vllm-hpa-queue", "-o", "json"],
+    *[[*CTX, "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/{metric}"
+       "?labelSelector=app.kubernetes.io/name=vllm"] for metric in ("num_requests_waiting", "kv_cache_usage_perc")],
 ]
+SERVED = {"kind": "MetricValueList", "items": [{"describedObject": {"kind": "Pod", "name": "vllm-7d9f-abcde"},
+                                                "metricName": "x", "value": "0"}]}
 
 HPA_WITH_METRICS = {
     "spec": {"metrics": [{"type": "Pods", "pods": {"metric": {"name": "num_requests_waiting"}}}]},
@@ -154,7 +156,18 @@ def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     titles = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert titles[0] == "[1/13] Check that Docker is running"
     assert "(skipped if kind cluster hpa-exp exists)" in titles[1]
-    assert titles[-1].startswith("[13/13] Check that vllm-hpa-queue reports its metrics")
+    assert titles[-1].startswith("[13/13] Check that the custom metrics API serves kv_cache_usage_perc")
+    assert not any(touches_an_hpa(c) for c in dry_run_commands(result.stdout))  # issue 13: no HPA by default
+
+
+def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_path):
+    result = run_cli("cluster", "up", "--dry-run", "--hpa", "queue", path=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    commands = dry_run_commands(result.stdout)
+    assert commands[-2:] == [[*CTX, "-n", "hpa-exp", "apply", "-f", "manifests/hpa-vllm-queue.yaml"],
+                             [*CTX, "-n", "hpa-exp", "get", "hpa", "vllm-hpa-queue", "-o", "json"]]
+    assert ("note: --hpa queue applies vllm-hpa-queue; an experiment that applies another HPA to the same "
+            "Deployment is refused by its preflight (two HPAs disable each other)") in result.stdout
 
 
 def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tmp_path):
@@ -183,7 +196,8 @@ def test_dry_run_for_vllm_without_hpa_waits_longer_and_applies_no_hpa(tmp_path):
     commands = dry_run_commands(result.stdout)
     assert commands[1][:5] == ["kind", "create", "cluster", "--name", "gpu"]
     assert "manifests/model-server/vllm.yaml" in commands[3]
-    assert commands[-1][-2:] == ["deployment/vllm", "--timeout=1800s"]
+    assert commands[-3][-2:] == ["deployment/vllm", "--timeout=1800s"]
+    assert [c[3:5] for c in commands[-2:]] == [["get", "--raw"]] * 2  # then the metrics API is asked
     assert not any(touches_an_hpa(c) for c in commands)
     assert all(c[:3] == ["kubectl", "--context", "kind-gpu"] for c in commands[2:])
 
@@ -197,7 +211,9 @@ def test_hf_token_goes_to_a_secret_through_stdin_never_the_command_line(tmp_path
     assert "(stdin: Secret hf-token built from $HF_TOKEN)" in result.stdout
     assert commands[:3] + commands[4:] == EXPECTED_UP_EMULATOR
     without = run_cli("cluster", "up", "--dry-run", path=str(tmp_path))
-    assert "note: $HF_TOKEN is not set" in without.stdout
+    assert "note: $HF_TOKEN is not set" not in without.stdout  # the emulator needs no Hugging Face access
+    gpu = run_cli("cluster", "up", "--dry-run", "--variant", "vllm", path=str(tmp_path))
+    assert "note: $HF_TOKEN is not set" in gpu.stdout
 
 
 def test_down_dry_run(tmp_path):
@@ -262,13 +278,14 @@ def test_status_without_kubectl_names_it(tmp_path):
 
 def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     respond, calls = fake_tools
-    respond([("get hpa vllm-hpa-queue", {"stdout": json.dumps(HPA_WITH_METRICS)})])
+    respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     out = Lines()
     cluster.up(spec(), console=out)
     ran = [c for c in calls() if c != ["kind", "get", "clusters"]]
     assert ran == EXPECTED_UP_EMULATOR
     assert calls()[1] == ["kind", "get", "clusters"]  # asked before creating
-    assert "HPA metrics: num_requests_waiting = 0" in out.text
+    assert "  num_requests_waiting: vllm-7d9f-abcde = 0" in out.lines
+    assert "  kv_cache_usage_perc: vllm-7d9f-abcde = 0" in out.lines
     assert out.lines[-2] == "Cluster hpa-exp is ready (kubectl context kind-hpa-exp)."
 
 
@@ -277,7 +294,7 @@ def test_up_reuses_an_existing_cluster(fake_tools):
     respond(
         [
             ("kind get clusters", {"stdout": "other\nhpa-exp\n"}),
-            ("get hpa", {"stdout": json.dumps(HPA_WITH_METRICS)}),
+            ("get --raw", {"stdout": json.dumps(SERVED)}),
         ]
     )
     out = Lines()
@@ -302,7 +319,7 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
     respond, _ = fake_tools
     respond([("get hpa", {"stdout": json.dumps(HPA_WITHOUT_METRICS)})])
     with pytest.raises(cluster.ClusterKitError) as failure:
-        cluster.up(spec(hpa_timeout_s=0), console=Lines())
+        cluster.up(spec(hpa="queue", hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
     assert "num_requests_waiting: no current value (kubectl shows <unknown>)" in message
@@ -310,9 +327,24 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
     assert '/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/num_requests_waiting"' in message
 
 
+def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
+    """Issue 13, defect 3 as `cluster up` sees it: the adapter has no kv_cache_usage_perc for the pods."""
+    respond, _ = fake_tools
+    respond([("kv_cache_usage_perc", {"rc": 1, "stderr": "Error from server (NotFound): the server could not "
+                                                        "find the metric kv_cache_usage_perc for pods"}),
+             ("get --raw", {"stdout": json.dumps(SERVED)})])
+    with pytest.raises(cluster.ClusterKitError) as failure:
+        cluster.up(spec(hpa_timeout_s=0), console=Lines())
+    message = str(failure.value)
+    assert failure.value.exit_code == 3
+    assert message.startswith("the custom metrics API serves no kv_cache_usage_perc for the model server after "
+                              "0 s: Error from server (NotFound): the server could not find the metric")
+    assert "query vllm:kv_cache_usage_perc" in message and "describe hpa" not in message
+
+
 def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
     respond, calls = fake_tools
-    respond([("get hpa", {"stdout": json.dumps(HPA_WITH_METRICS)})])
+    respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
     cluster.up(spec(hf_token=True), console=Lines())
     recorded = calls()

@@ -53,6 +53,17 @@ def push_constant_series(prom: PrometheusServer, *, pod_label: str = "pod", name
         labels = {"__name__": "vllm:generation_tokens_total", "model_name": "m", "namespace": NS, "pod": pod}
         series.append((labels, [(t, 1e6 + TOKENS_PER_S_PER_POD * (t - times[0])) for t in times]))
     prom.push(series)
+    push_vllm_gauges(prom)
+
+
+def push_vllm_gauges(prom: PrometheusServer) -> None:
+    """The model server's queue and KV gauges (without them the preflight refuses: no queue columns)."""
+    now = round(time.time())
+    times = [now - 120 + i for i in range(300)]
+    prom.push([
+        ({"__name__": f"vllm:{name}", "model_name": "m", "namespace": NS, "pod": pod}, [(t, 1.0) for t in times])
+        for name in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc") for pod in OUR_PODS
+    ])
 
 
 def write_config(folder: Path) -> Path:
@@ -126,6 +137,7 @@ def backend(cluster: KubeEmulator, prom: PrometheusServer) -> KubeBackend:
 
 
 def test_preflight_warns_when_prometheus_has_no_dcgm_series(kube_cluster, prometheus) -> None:
+    push_vllm_gauges(prometheus)
     report = preflight(backend(kube_cluster, prometheus), energy=EnergyConfig())
     assert report.ok, report.problems
     [warning] = [w for w in report.warnings if "DCGM" in w]

@@ -92,9 +92,10 @@ def test_a_missing_namespace_and_a_bad_query_are_both_reported(kube_cluster, pro
     queries = {**GOOD_QUERIES, "itl_ms": "sum(rate(vllm:inter_token_latency_seconds_sum[1m])"}
     report = preflight(make_backend(kube_cluster, prometheus.url), queries=queries)
     assert report.problems[0] == "namespace 'bench' does not exist"
-    assert len(report.problems) == 2, report.problems
+    assert len(report.problems) == 3, report.problems
     assert report.problems[1].startswith("query itl_ms is rejected by Prometheus:")
     assert "parse error" in report.problems[1]
+    assert "has no vLLM metrics at all" in report.problems[2]
 
 
 def test_an_hpa_that_scales_something_else_is_a_problem(kube_cluster):
@@ -113,7 +114,7 @@ def test_an_unreachable_cluster_is_one_problem_and_prometheus_is_still_checked(t
     cluster = KubeEmulator(tmp_path).start()
     cluster.stop()
     report = preflight(make_backend(cluster, prometheus.url), queries={"bad": "sum("})
-    assert len(report.problems) == 2, report.problems
+    assert len(report.problems) == 3, report.problems
     assert report.problems[0].startswith("Kubernetes API (emulator) is not reachable:")
     assert report.problems[1].startswith("query bad is rejected by Prometheus")
 
@@ -152,7 +153,7 @@ def test_underscore_names_are_detected_on_a_real_server(kube_cluster, prometheus
     assert names.names["itl"] == "vllm_time_per_output_token_seconds"  # the ITL fallback
     assert names.names["waiting"] == "vllm_num_requests_waiting"
     assert set(names.missing) == {"request_success", "running", "kv_cache", "generation_tokens"}
-    assert report.ok and "request_success" in report.warnings[0]
+    assert report.ok, report.problems
 
 
 def test_itl_falls_back_to_time_per_output_token_on_a_real_server(kube_cluster, prometheus):
@@ -162,12 +163,16 @@ def test_itl_falls_back_to_time_per_output_token_on_a_real_server(kube_cluster, 
     assert names.names["kv_cache"] == "vllm:gpu_cache_usage_perc"
 
 
-def test_no_vllm_metrics_is_a_warning_with_colon_defaults(kube_cluster, prometheus):
+def test_no_vllm_metrics_is_a_problem_with_colon_defaults(kube_cluster, prometheus):
+    """Without any vLLM series every latency and queue column would stay empty: refused, not warned."""
     report = preflight(make_backend(kube_cluster, prometheus.url))
-    assert report.ok
     assert report.metric_names.style == "unknown"
     assert report.metric_names.names["ttft"] == "vllm:time_to_first_token_seconds"
-    assert "has no vLLM metrics" in report.warnings[0]
+    assert report.problems == [
+        f"Prometheus at {prometheus.url} has no vLLM metrics at all (vllm:* or vllm_*): every latency and queue "
+        "column would stay empty. Fix: check that Prometheus scrapes the model server (its targets page; "
+        "manifests/monitoring/prometheus.yaml)"
+    ]
 
 
 COLON_ITL, UNDERSCORE_ITL = "vllm:inter_token_latency_seconds", "vllm_inter_token_latency_seconds"

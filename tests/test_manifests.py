@@ -205,10 +205,23 @@ def test_emulator_is_cpu_only_with_an_h100_latency_profile():
     assert container["image"].startswith("ghcr.io/llm-d/llm-d-inference-sim:")
     assert "nvidia.com/gpu" not in str(container["resources"])
     args = dict(a.removeprefix("--").split("=", 1) for a in container["args"] if "=" in a)
-    assert 60 <= int(args["time-to-first-token"]) <= 120  # 7-8B on H100, 256-token prompt
-    assert 10 <= int(args["inter-token-latency"]) <= 15
+    # since v0.10 latencies are Go durations; a bare number is refused at start-up
+    assert 60 <= int(args["time-to-first-token"].removesuffix("ms")) <= 120  # 7-8B on H100, 256-token prompt
+    assert 10 <= int(args["inter-token-latency"].removesuffix("ms")) <= 15
+    assert all(args[k].endswith("ms") for k in args if k.endswith(("-token", "-latency", "-std-dev")))
     assert float(args["time-factor-under-load"]) > 1
     assert "--enable-kvcache" in container["args"] and int(args["kv-cache-size"]) > 0
+    assert "--force-dummy-tokenizer" in container["args"]  # never fetches the gated Llama tokenizer
+
+
+def test_emulator_image_exports_todays_kv_cache_name():
+    """Issue 13, defect 3: llm-d-inference-sim v0.10.x exports vllm:kv_cache_usage_perc (pkg/llm-d-inference-sim/
+    metrics.go, KVCacheUsageMetricName), the name the HPAs use; v0.6.0 was pinned before.  The adapter serves
+    the old name too (test_adapter_rules.py)."""
+    (container,) = _pod_template(MANIFESTS / "model-server" / "emulator.yaml")["spec"]["containers"]
+    version = container["image"].rsplit(":", 1)[1]
+    major, minor = (int(x) for x in version.removeprefix("v").split(".")[:2])
+    assert (major, minor) >= (0, 10), version
 
 
 def _scrape_config() -> dict[str, Any]:

@@ -362,6 +362,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         for column in COVERAGE_COLUMNS
     }
     over_window = latency_over_window(run)
+    alerts = run_alerts(run)
     summary = _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
@@ -378,12 +379,25 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
         "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
         "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
-        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]),
+        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]) + alerts,
+        "alerts": alerts,
         "energy": energy_kpis(run),
         "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
     })
     summary["slo_gates"] = gates_summary(summary, run.slo_gates)
     return summary
+
+
+ALERT_KINDS = ("data_missing", "hpa_blocked")  # events of hpa_experiments/watchdog.py
+
+
+def run_alerts(run: Run) -> list[str]:
+    """What the watchdog said during the run (empty columns, an HPA that could not act), one line each."""
+    events = run.events
+    if events.empty or "kind" not in events:
+        return []
+    chosen = events[events["kind"].isin(ALERT_KINDS)]
+    return [f"at {float(e.elapsed_s):g} s: {e.detail}" for e in chosen.itertuples()]
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
@@ -430,6 +444,7 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "energy_kwh": (energy.get("run") or {}).get("energy_kwh"),
         "cost": (energy.get("run") or {}).get("cost"),
         "currency": energy.get("currency"),
+        "alerts": summary.get("alerts") or [],  # summaries written before the watchdog have none
     }
 
 

@@ -58,6 +58,7 @@ class ApiCall(NamedTuple):
     resource: str
     verb: str
     why: str
+    optional: bool = False  # the preflight skips that check when refused, with a warning
 
 
 API_CALLS: tuple[ApiCall, ...] = (
@@ -75,7 +76,13 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("keda.sh", "scaledobjects", "patch", "KEDA runs: update an existing ScaledObject to the manifest"),
     ApiCall("keda.sh", "scaledobjects", "delete", "KEDA runs: remove the ScaledObject the run applied"),
     ApiCall("apps", "deployments", "get", "Deployment replicas and readiness"),
-    ApiCall("", "namespaces", "get", "preflight: the namespace exists"),
+    ApiCall("autoscaling", "horizontalpodautoscalers", "list", "preflight: other HPAs on the Deployment"),
+    ApiCall("keda.sh", "scaledobjects", "list", "preflight: KEDA ScaledObjects on the Deployment", optional=True),
+    ApiCall("custom.metrics.k8s.io", "*", "get", "preflight: the HPA's Pods/Object metrics are served",
+            optional=True),
+    ApiCall("external.metrics.k8s.io", "*", "get", "preflight: the HPA's External metrics are served",
+            optional=True),
+    ApiCall("", "namespaces", "get", "preflight: the namespace exists", optional=True),
 )
 """Every (apiGroup, resource, verb) the backend uses; manifests/rbac must grant all of them."""
 
@@ -116,6 +123,14 @@ class WallClock(Clock):
     def sleep_until(self, t: float) -> None:
         while (remaining := t - time.time()) > 0:
             time.sleep(min(remaining, self.step))
+
+
+def _json_or_empty(data: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data or b"{}")
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def connect(settings: KubeSettings) -> tuple[client.ApiClient, str]:
@@ -230,6 +245,38 @@ class KubeBackend(Backend):
                 return json.loads(response.data or b"{}")
             except ValueError:
                 raise PermanentFailure(f"{what}: the answer is not JSON (is this a Kubernetes API server?)") from None
+            finally:
+                response.release_conn()
+
+        return call_with_retry(attempt, what=what, policy=retry or self.retry, on_retry=self._warn)
+
+    def request_json(
+        self,
+        verb: str,
+        what: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        answers: tuple[int, ...] = (),
+        retry: RetryPolicy | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """GET or POST any API path; returns (status, JSON body).  Statuses in `answers` (e.g. 404 for
+        an API that is not registered) are returned, not raised; other failures raise BackendError."""
+
+        def attempt() -> tuple[int, dict[str, Any]]:
+            options = {"_request_timeout": self.settings.request_timeout}
+            try:
+                if verb == "POST":
+                    response = self.core.post(path, body or {}, **options)
+                else:
+                    response = self.core.get(path, query, **options)
+            except ApiException as exc:
+                if exc.status in answers:
+                    return exc.status, _json_or_empty(exc.body)
+                raise
+            try:
+                return response.status, _json_or_empty(response.data)
             finally:
                 response.release_conn()
 

@@ -1,9 +1,10 @@
-"""The two core/v1 reads hpa-exp makes (a namespace, pods by label), without `CoreV1Api`.
+"""The core/v1 reads hpa-exp makes (a namespace, pods by label), and raw GET/POST of any API
+path (aggregated metrics APIs, access reviews, custom resources), without `CoreV1Api`.
 
 The official client (kubernetes >= 33) builds `CoreV1Api` from several hundred
 pydantic-validated methods and ~130 pydantic models: loading it costs ~70 MB of memory
 (~90 MB at peak) and over a second of CPU, more than everything else in `hpa-exp run`
-together.  These two GETs go through the same `ApiClient` (auth, TLS, timeouts, the same
+together.  These requests go through the same `ApiClient` (auth, TLS, timeouts, the same
 `ApiException` on errors) and return the raw response, as the generated methods do
 with `_preload_content=False`.
 """
@@ -18,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 
 class CoreReads:
-    """`read_namespace` and `list_namespaced_pod` with the generated methods' call signature."""
+    """`read_namespace`, `list_namespaced_pod`, `get` and `post` with the generated methods' call signature."""
 
     def __init__(self, api_client: ApiClient):
         self.api_client = api_client
@@ -30,20 +31,37 @@ class CoreReads:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self._get(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", query, **options)
 
-    def _get(
+    def get(self, path: str, query: list[tuple[str, str]] | None = None, **options: Any) -> Any:
+        """GET any API path (e.g. `/apis/custom.metrics.k8s.io/v1beta2`), raw like the reads above."""
+        return self._get(path, query or [], **options)
+
+    def post(self, path: str, body: dict[str, Any], **options: Any) -> Any:
+        """POST a JSON object to any API path (e.g. a SelfSubjectAccessReview)."""
+        return self._send("POST", path, [], body, **options)
+
+    def _get(self, path: str, query: list[tuple[str, str]], **options: Any) -> Any:
+        return self._send("GET", path, query, None, **options)
+
+    def _send(
         self,
+        verb: str,
         path: str,
         query: list[tuple[str, str]],
+        payload: dict[str, Any] | None,
         _preload_content: bool = False,
         _request_timeout: Any = None,
     ) -> Any:
         if _preload_content:
             raise ValueError("CoreReads returns raw responses only (_preload_content=False)")
+        header_params = {"Accept": "application/json"}
+        if payload is not None:
+            header_params["Content-Type"] = "application/json"
         method, url, headers, body, post_params = self.api_client.param_serialize(
-            "GET",
+            verb,
             path,
             query_params=query,
-            header_params={"Accept": "application/json"},
+            header_params=header_params,
+            body=payload,
             auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(method, url, headers, body, post_params, _request_timeout)

@@ -16,13 +16,21 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpa_experiments.backends import preflight_autoscalers as autoscalers
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.kube import RUN_LABEL, KubeBackend
+from hpa_experiments.backends.kube import API_CALLS, RUN_LABEL, KubeBackend
+from hpa_experiments.backends.preflight_metrics_api import MetricsApiCheck, label_selector
+from hpa_experiments.backends.preflight_rbac import check_permissions, needed_calls
+from hpa_experiments.backends.preflight_series import SeriesCheck
 from hpa_experiments.backends.prom import PromClient
 from hpa_experiments.config import EnergyConfig
 from hpa_experiments.errors import BackendError
+from hpa_experiments.promql import MetricNames as QueryNames
 from hpa_experiments.promql import deployment_pods_regex, gpu_selector
 from hpa_experiments.retry import PermanentFailure, RetryPolicy
+
+# metrics.csv columns built from a run's metric names (promql.run_queries), or fixed queries
+Queries = Mapping[str, str] | Callable[[QueryNames], Mapping[str, str]]
 
 PREFLIGHT_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.3, max_delay=1.0)
 
@@ -37,6 +45,11 @@ VLLM_METRICS: dict[str, tuple[str, ...]] = {
     "generation_tokens": ("generation_tokens_total",),
 }
 _SERIES_SUFFIXES = ("", "_sum", "_count", "_bucket", "_total", "_created")
+# vLLM metrics a server may create only with its first request (llm-d-inference-sim does so)
+TRAFFIC_BORN = ("ttft", "itl", "request_success", "generation_tokens")
+# DCGM columns: checked by _check_gpu_power (energy is optional); output tokens feed only J/token
+GPU_COLUMNS = ("gpu_power_w", "gpu_utilization_pct", "gpu_count")
+OPTIONAL_COLUMNS = ("generation_tokens_per_s",)
 
 
 @dataclass(frozen=True)
@@ -92,13 +105,16 @@ def detect_metric_names(available: Collection[str]) -> MetricNames:
     return MetricNames(style, names, tuple(missing))
 
 
-def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool) -> None:
+def _check_kubernetes(
+    backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool, hpa_manifest: Mapping[str, Any] | None
+) -> None:
     ns, deployment, hpa_name = backend.namespace, backend.deployment, backend.hpa_name
     try:
         report.server_version = backend.server_version(retry=PREFLIGHT_RETRY)
     except BackendError as exc:
         report.problems.append(f"Kubernetes API ({backend.context}) is not reachable: {exc}")
         return
+    _check_rbac(backend, report, will_apply_hpa)
     try:
         found = backend.call_json(
             f"read namespace {ns}", backend.core.read_namespace, ns, tolerate=(404,), retry=PREFLIGHT_RETRY
@@ -112,7 +128,8 @@ def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_
         # 403: a namespaced Role cannot always read the namespace; the reads below still tell.
     except BackendError as exc:
         report.problems.append(str(exc))
-    _check_read(report, f"Deployment {ns}/{deployment}", backend.read_deployment)
+    deployment_obj = _check_read(report, f"Deployment {ns}/{deployment}", backend.read_deployment)
+    hpa = None
     if hpa_name and not will_apply_hpa:
         hpa = _check_read(report, f"HPA {ns}/{hpa_name}", backend.read_hpa)
         if hpa is not None:
@@ -121,6 +138,20 @@ def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_
                 report.problems.append(
                     f"HPA {ns}/{hpa_name} scales {target.get('kind')}/{target.get('name')}, not Deployment/{deployment}"
                 )
+                hpa = None
+            else:
+                report.problems += autoscalers.condition_problems(hpa, ns)
+    _check_autoscalers(backend, report, will_apply_hpa)
+    spec = (hpa_manifest or {}).get("spec") if will_apply_hpa else (hpa or {}).get("spec")
+    if spec and deployment_obj is not None:
+        pods = label_selector((deployment_obj.get("spec") or {}).get("selector"))
+        check = MetricsApiCheck(_getter(backend), ns, pods, hpa_name or "?")
+        try:
+            check.run(spec)
+        except BackendError as exc:
+            report.problems.append(f"cannot ask the metrics APIs: {exc}")
+        report.problems += check.problems
+        report.warnings += check.warnings
     try:
         backend.call_json(
             f"list Jobs in {ns}",
@@ -131,6 +162,57 @@ def _check_kubernetes(backend: KubeBackend, report: PreflightReport, will_apply_
         )
     except BackendError as exc:
         report.problems.append(str(exc))
+
+
+def _getter(backend: KubeBackend) -> Callable[[str, list[tuple[str, str]]], tuple[int, dict[str, Any]]]:
+    def get(path: str, query: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
+        return backend.request_json("GET", f"GET {path}", path, query=query, answers=(403, 404, 503),
+                                    retry=PREFLIGHT_RETRY)
+
+    return get
+
+
+def _check_rbac(backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool) -> None:
+    def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return backend.request_json("POST", f"POST {path}", path, body=body, answers=(403, 404),
+                                    retry=PREFLIGHT_RETRY)
+
+    try:
+        problems, warnings = check_permissions(post, backend.namespace, needed_calls(API_CALLS, will_apply_hpa))
+    except BackendError as exc:
+        report.warnings.append(f"permissions not checked: {exc}")
+        return
+    report.problems += problems
+    report.warnings += warnings
+
+
+def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool) -> None:
+    """Every HPA and KEDA ScaledObject of the Deployment; more than one acting on it is a problem."""
+    ns = backend.namespace
+    try:
+        listing = backend.call_json(
+            f"list HPAs in {ns}", backend.autoscaling.list_namespaced_horizontal_pod_autoscaler, ns,
+            retry=PREFLIGHT_RETRY,
+        )
+    except BackendError as exc:
+        report.problems.append(f"{exc} (needed to find other autoscalers of the Deployment)")
+        return
+    path = f"/apis/{autoscalers.KEDA_GROUP_VERSION}/namespaces/{ns}/scaledobjects"
+    try:
+        status, keda = backend.request_json("GET", f"list ScaledObjects in {ns}", path, answers=(403, 404),
+                                            retry=PREFLIGHT_RETRY)
+    except BackendError as exc:
+        status, keda = 0, {}
+        report.warnings.append(f"KEDA ScaledObjects not checked: {exc}")
+    if status == 403:
+        report.warnings.append(f"KEDA ScaledObjects not checked: listing them in {ns} is forbidden (403)")
+    scaled = keda.get("items") or [] if status == 200 else []  # 404: KEDA is not installed
+    acting = autoscalers.acting_on((listing or {}).get("items") or [], scaled, backend.deployment)
+    problems, warnings = autoscalers.competing_problems(
+        acting, ns, backend.deployment, backend.hpa_name or None, will_apply_hpa
+    )
+    report.problems += problems
+    report.warnings += warnings
 
 
 def _check_read(report: PreflightReport, what: str, read: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -145,7 +227,11 @@ def _check_read(report: PreflightReport, what: str, read: Callable[[], dict[str,
 
 
 def _check_prometheus(
-    backend: KubeBackend, report: PreflightReport, queries: Mapping[str, str], energy: EnergyConfig | None
+    backend: KubeBackend,
+    report: PreflightReport,
+    queries: Queries,
+    energy: EnergyConfig | None,
+    optional_columns: Collection[str],
 ) -> None:
     prom = backend.prom
     if prom is None:
@@ -157,7 +243,15 @@ def _check_prometheus(
     except QueryError as exc:
         report.problems.append(f"Prometheus is not usable: {exc}")
         return
-    for label, promql in queries.items():
+    try:
+        available = prom.metric_names()
+    except QueryError as exc:
+        report.problems.append(f"cannot list metric names: {exc}")
+        return
+    report.metric_names = detect_metric_names(available)
+    built = dict(queries(QueryNames(**report.metric_names.names)) if callable(queries) else queries)
+    parsed = {}
+    for label, promql in built.items():
         try:
             problem = prom.parse_problem(promql)
         except QueryError as exc:
@@ -165,20 +259,22 @@ def _check_prometheus(
             continue
         if problem is not None:
             report.problems.append(f"query {label} is rejected by Prometheus: {problem}")
-    try:
-        available = prom.metric_names()
-    except QueryError as exc:
-        report.problems.append(f"cannot list metric names: {exc}")
-        return
-    report.metric_names = detect_metric_names(available)
+        else:
+            parsed[label] = promql
     if energy is not None:
         _check_gpu_power(backend, prom, report, energy, available)
     if report.metric_names.style == "unknown":
-        report.warnings.append(f"Prometheus at {prom.url} has no vLLM metrics (vllm:* or vllm_*) yet")
-    elif report.metric_names.missing:
-        report.warnings.append(
-            "Prometheus has no series for: " + ", ".join(report.metric_names.missing) + " (defaults used)"
+        report.problems.append(
+            f"Prometheus at {prom.url} has no vLLM metrics at all (vllm:* or vllm_*): every latency and queue "
+            "column would stay empty. Fix: check that Prometheus scrapes the model server (its targets page; "
+            "manifests/monitoring/prometheus.yaml)"
         )
+        return
+    born = {report.metric_names.names[logical] for logical in TRAFFIC_BORN}
+    series = SeriesCheck(prom, available, {b + s for b in born for s in _SERIES_SUFFIXES}, optional_columns)
+    series.run({column: q for column, q in parsed.items() if column not in GPU_COLUMNS})
+    report.problems += series.problems
+    report.warnings += series.warnings
 
 
 def _check_gpu_power(
@@ -210,18 +306,26 @@ def _check_gpu_power(
 def preflight(
     backend: KubeBackend,
     *,
-    queries: Mapping[str, str] | None = None,
+    queries: Queries | None = None,
     will_apply_hpa: bool = False,
     energy: EnergyConfig | None = None,
+    hpa_manifest: Mapping[str, Any] | None = None,
+    optional_columns: Collection[str] = OPTIONAL_COLUMNS,
 ) -> PreflightReport:
-    """Check the cluster, the namespace, Deployment and HPA, Prometheus and the queries. Never raises.
+    """Check everything a run relies on, before anything is applied; list every problem.  Never raises.
 
-    `queries` maps a label (e.g. "ttft") to PromQL; each is sent once so the server parses it.
-    With `will_apply_hpa` the HPA need not exist yet (the run applies it); only the namespace is checked.
-    A backend without an HPA name (HPA disabled) skips the HPA checks.  With `energy`, a warning
-    when Prometheus has no GPU power series for the Deployment's pods.
+    Kubernetes: the permissions of this user for every request of the run, the namespace,
+    Deployment and HPA, other autoscalers of the Deployment, the HPA's conditions and whether
+    the metrics APIs serve its metrics.  Prometheus: reachable, each query accepted and the
+    series each column reads present for the query's exact selector.
+
+    `queries` maps a column to PromQL, or is a function of the detected metric names that returns
+    that mapping (`lambda names: promql.run_queries(config, names)`).  With `will_apply_hpa` the HPA
+    need not exist yet and `hpa_manifest` is the one whose metrics are checked.  A backend without
+    an HPA name (HPA disabled) skips the HPA checks.  Missing series of `optional_columns` and
+    DCGM power series (with `energy`) are warnings, not problems.
     """
     report = PreflightReport()
-    _check_kubernetes(backend, report, will_apply_hpa)
-    _check_prometheus(backend, report, dict(queries or {}), energy)
+    _check_kubernetes(backend, report, will_apply_hpa, hpa_manifest)
+    _check_prometheus(backend, report, queries or {}, energy, optional_columns)
     return report

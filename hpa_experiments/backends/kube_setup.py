@@ -42,12 +42,17 @@ def connect_and_preflight(
         on_warning=lambda text: print(f"warning: {text}", file=out),
         scaled_object=config.scaled_object,
     )
-    queries = run_queries(config, MetricNames())
     auto = config.autoscaler
     # KEDA creates its HPA once the run has applied the ScaledObject: then the HPA need not exist yet
     applies_keda = bool(auto and auto.kind == "keda" and auto.enabled and auto.apply and config.scaled_object)
-    will_apply = applies_keda or bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
-    report = preflight(backend, queries=queries, will_apply_hpa=will_apply, energy=config.energy)
+    applies_hpa = bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
+    report = preflight(
+        backend,
+        queries=lambda names: run_queries(config, names),
+        will_apply_hpa=applies_keda or applies_hpa,
+        energy=config.energy,
+        hpa_manifest=config.hpa_manifest if applies_hpa else None,
+    )
     for warning in report.warnings:
         print(f"preflight: {warning}", file=out)
     if not report.ok:

@@ -12,6 +12,7 @@ import datetime
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,12 @@ class PromClient:
     def metric_names(self) -> list[str]:
         """All metric names the server knows (`/api/v1/label/__name__/values`)."""
         return list(self._call("list metric names", lambda c: c.get_label_values("__name__")))
+
+    def label_values(self, label: str, match: list[str], lookback_s: float = 3600.0) -> list[str]:
+        """Values of `label` on the series matching any selector of `match`, seen in the last `lookback_s`."""
+        params = {"match[]": list(match), "start": f"{time.time() - lookback_s:.3f}"}
+        what = f"label values of {label} for {', '.join(match)}"
+        return sorted(self._call(what, lambda c: c.get_label_values(label, params)))
 
     def check_reachable(self, retry: RetryPolicy | None = None) -> None:
         """Raise QueryError unless the query API answers (a trivial query)."""

@@ -11,7 +11,7 @@ from hpa_experiments import cluster
 from hpa_experiments.errors import UsageError
 
 cluster_app = typer.Typer(
-    help="A local kind cluster with a model server, Prometheus, prometheus-adapter and an HPA.",
+    help="A local kind cluster with a model server, Prometheus and prometheus-adapter (an HPA on request).",
     no_args_is_help=True,
 )
 
@@ -25,7 +25,11 @@ def up(
         "emulator", "--variant", help="Model server: emulator (CPU, llm-d-inference-sim) or vllm (GPU)."
     ),
     name: str = NAME_OPTION,
-    hpa: str = typer.Option("queue", "--hpa", help="HPA to apply: queue, kvcache, combined or none."),
+    hpa: str = typer.Option(
+        "none",
+        "--hpa",
+        help="HPA to apply as well: none (default: each experiment applies its own), queue, kvcache or combined.",
+    ),
     autoscaler: str = typer.Option(
         "hpa",
         "--autoscaler",
@@ -38,11 +42,12 @@ def up(
         cluster.HPA_METRICS_TIMEOUT_S,
         "--hpa-timeout",
         min=0,
-        help="Seconds to wait for the HPA's metric values.",
+        help="Seconds to wait for the metric values.",
     ),
     dry_run: bool = DRY_RUN_OPTION,
 ) -> None:
-    """Create the kind cluster and install everything; end when the HPA sees its metrics.
+    """Create the kind cluster and install everything; end when the custom metrics API serves the
+    HPAs' metrics for the model server (or, with --hpa, when that HPA sees them).
 
     Needs docker, kind and kubectl.  Safe to rerun: an existing cluster is reused and
     the manifests are applied again.

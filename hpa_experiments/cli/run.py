@@ -189,6 +189,8 @@ def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
     energy = "no data" if kwh is None else f"{kwh:.3g} kWh" if kwh < 1000 else f"{kwh:,.0f} kWh"
     cost = "" if h["cost"] is None else f" · cost {show(h['cost'], ' ' + str(h['currency']))}"
     typer.echo(f"GPU energy {energy}{cost}")
+    for alert in h["alerts"]:
+        typer.echo(f"warning: {alert}", err=True)
     typer.echo(f"plots and HTML report: hpa-exp report {run_dir}")
 
 

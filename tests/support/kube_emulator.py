@@ -33,12 +33,14 @@ import pytest
 import yaml
 from kmock._internal import k8s as kmock_k8s
 
+from tests.support.kube_apis import ExtraApis
+
 JOBS = "batch/v1/jobs"
 PODS = "v1/pods"
 NAMESPACES = "v1/namespaces"
 DEPLOYMENTS = "apps/v1/deployments"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
-SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
+SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"  # declared only by install_keda() (the CRD)
 
 _RESOURCE_INFO: dict[str, dict[str, Any]] = {
     JOBS: {"kind": "Job", "namespaced": True, "singular": "job"},
@@ -163,6 +165,7 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
     )
     faults: list[Fault] = attrs.field(factory=list)
     log: deque[RecordedRequest] = attrs.field(factory=lambda: deque(maxlen=20_000))
+    extra: ExtraApis | None = None  # access reviews and the metrics APIs (tests/support/kube_apis.py)
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         del self._requests[: -self.kept_kmock_requests]
@@ -194,6 +197,12 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         return aiohttp.web.Response(status=503)  # never reaches the client
 
     async def _serve(self, request: Any) -> aiohttp.web.StreamResponse:
+        if self.extra is not None:
+            answer = self.extra.answer(
+                request.method.value.upper(), request.url.path, dict(request.params), request.data
+            )
+            if answer is not None:
+                return aiohttp.web.json_response(answer[1], status=answer[0])
         resource = request.resource
         method = request.method
         if request.url.path.rstrip("/") == "/version":  # the official client asks for "/version/"
@@ -354,10 +363,26 @@ class KubeEmulator:
                     "categories": [],
                     "subresources": ["status"],
                 }
+            handler.extra = ExtraApis(pods_of=self._pods_of)
             self.handler = handler
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
+
+    def _pods_of(self, namespace: str) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of the live pods of a namespace; called inside the event loop."""
+        wanted = kmock.resource(PODS)
+        return [
+            (name, dict(obj.raw.get("metadata", {}).get("labels") or {}))
+            for (res, ns, name), obj in self._handler.objects.items()
+            if res == wanted and ns == namespace and not obj.deleted
+        ]
+
+    @property
+    def apis(self) -> ExtraApis:
+        """Access reviews and metrics APIs: refuse a permission, serve or unregister a metric."""
+        assert self._handler.extra is not None
+        return self._handler.extra
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` inside the emulator's event loop (safe against concurrent requests)."""
@@ -599,6 +624,24 @@ class KubeEmulator:
             },
         )
 
+    def install_keda(self) -> None:
+        """Declare KEDA's ScaledObject resource, as installing its CRD does."""
+        info = {"kind": "ScaledObject", "namespaced": True, "singular": "scaledobject", "verbs": _VERBS,
+                "shortnames": ["so"], "categories": [], "subresources": ["status"]}
+        self.call(lambda: self._handler.resources.__setitem__(SCALED_OBJECTS, info))
+
+    def add_scaled_object(self, namespace: str, name: str, *, deployment: str) -> None:
+        """A KEDA ScaledObject and the HPA KEDA makes for it (keda-hpa-<name>, owned by the ScaledObject)."""
+        self.put(SCALED_OBJECTS, namespace, {
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": name},
+            "spec": {"scaleTargetRef": {"name": deployment}, "triggers": [{"type": "prometheus", "metadata": {}}]},
+        })
+        so = self.get(SCALED_OBJECTS, namespace, name) or {}
+        self.add_hpa(namespace, f"keda-hpa-{name}", deployment=deployment)
+        owner = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name,
+                 "uid": so.get("metadata", {}).get("uid", ""), "controller": True}
+        self.patch(HPAS, namespace, f"keda-hpa-{name}", {"metadata": {"ownerReferences": [owner]}})
+
     # --- playing the controllers -------------------------------------------------------------
 
     def set_hpa_status(
@@ -669,11 +712,14 @@ class KubeEmulator:
         return pod_name
 
     def add_vllm_setup(self, namespace: str = "bench", deployment: str = "vllm", hpa: str = "vllm-hpa") -> None:
-        """The usual scene: namespace, vLLM Deployment with one ready replica and its pod, the HPA."""
+        """The usual scene: namespace, vLLM Deployment with one ready replica and its pod, the HPA,
+        and the custom metrics API serving the HPA's two metrics for that pod (as the adapter would)."""
         self.add_namespace(namespace)
         self.add_deployment(namespace, deployment)
         self.add_pod(namespace, f"{deployment}-0", labels={"app": deployment})
         self.add_hpa(namespace, hpa, deployment=deployment)
+        self.apis.serve_pod_metric(namespace, "num_requests_waiting", {f"{deployment}-0": "60250m"})
+        self.apis.serve_pod_metric(namespace, "kv_cache_usage_perc", {f"{deployment}-0": "312m"})
 
 
 def _pods_metric_spec(metric: str, target: str) -> dict[str, Any]:
@@ -707,6 +753,7 @@ __all__ = [
     "JOBS",
     "NAMESPACES",
     "PODS",
+    "SCALED_OBJECTS",
     "Fault",
     "HpaExpEmulator",
     "KubeEmulator",
