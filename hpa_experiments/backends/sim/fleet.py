@@ -17,6 +17,12 @@ Routing of each new request among Ready pods: `round_robin` (a plain Service) or
 then in rotating order).  While no pod is Ready, requests wait at the gateway (FIFO, still
 counted by the client as in flight) and are routed when a pod becomes Ready.
 
+Cost: the next engine event and the least-loaded choice come from indexes (engine_index.py),
+so an event or a routed request costs O(log replicas), not a scan of every engine; they make
+exactly the choices of the scans (same ties).  The indexes are updated after every call the
+Fleet makes to an engine, and for every engine when `advance_to` starts (an engine read or
+driven from outside in between, e.g. a scrape applying pending decode steps, is then seen).
+
 With `request_log` set, each request's end (completed, aborted at scale-down or Job stop,
 rejected) becomes a row of requests.csv (request_log.py).
 
@@ -33,10 +39,10 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import numpy as np
 
+from hpa_experiments.backends.sim.engine_index import EventQueue, LeastLoaded
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.request_log import ABORTED_JOB_STOPPED, ABORTED_SCALE_DOWN, REJECTED, RequestLog
@@ -44,7 +50,6 @@ from hpa_experiments.backends.sim.serving import Replica, Request
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
 _DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}
-_next_event_t = attrgetter("next_event_t")
 
 
 @dataclass
@@ -91,6 +96,9 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._ready_engines: list[Replica] = []  # their engines, same order
         self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
+        self._events = EventQueue()  # next event of every serving engine
+        self._least_loaded = LeastLoaded()  # the Ready engines by load (least_loaded routing)
+        self._engines_added = 0  # orders the engines as the lists above do
         self._draining: dict[Replica, Pod] = {}
         self._round_robin = profile.routing == "round_robin"
         self._rr = 0
@@ -157,6 +165,8 @@ class Fleet:
     def advance_to(self, t: float) -> None:
         """Process every event up to `t` in time order."""
         jobs = [j for j in self.jobs.values() if not j.stopped]
+        for engine in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
+            self._touch(engine)
         t_send, sender = math.inf, None
         self._sends_changed = True
         while True:
@@ -167,8 +177,7 @@ class Fleet:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
-            engine = min(self._serving_engines, key=_next_event_t, default=None)
-            t_engine = engine.next_event_t if engine is not None else math.inf
+            t_engine, engine = self._events.peek()
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
             if t_next > t or t_next == math.inf:
@@ -177,13 +186,14 @@ class Fleet:
                 assert engine is not None
                 if engine in self._draining or any(len(j.in_flight) >= j.max_concurrency for j in jobs):
                     engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
+                    self._touch(engine)
                     if engine in self._draining and engine.idle:
                         self._gone(self._draining[engine], t_next)
                 else:  # completions cannot trigger sends: each Ready engine runs on alone until the next send
                     horizon = min(t_send, t_life, t)
-                    for ready in self._ready_engines:
-                        if ready.next_event_t <= horizon:
-                            ready.advance_to(horizon)
+                    for ready in self._events.pop_due(horizon, self._draining):
+                        ready.advance_to(horizon)
+                        self._touch(ready)
             elif t_life == t_next:
                 self._lifecycle_event()
             else:
@@ -232,6 +242,10 @@ class Fleet:
         self._ready.append(pod)
         self._ready_engines.append(pod.engine)
         self._serving_engines.append(pod.engine)
+        self._engines_added += 1
+        self._events.add(pod.engine, self._engines_added)
+        if not self._round_robin:
+            self._least_loaded.add(pod.engine, self._engines_added)
         while self._gateway:
             self._route(self._gateway.popleft(), t)
 
@@ -240,6 +254,8 @@ class Fleet:
         if pod in self._ready:
             self._ready.remove(pod)
             self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
+            if not self._round_robin:
+                self._least_loaded.remove(pod.engine)  # type: ignore[arg-type]
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:
@@ -259,6 +275,7 @@ class Fleet:
                     log.ended(req, t, ABORTED_SCALE_DOWN, req.generated)
                 self._tell_client(req, t, False)
             self._serving_engines.remove(pod.engine)
+            self._events.remove(pod.engine)
             self._draining.pop(pod.engine, None)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
@@ -273,16 +290,15 @@ class Fleet:
         n = len(engines)
         start = self._rr % n
         self._rr += 1
-        if self._round_robin:
-            engines[start].submit(req, t)
-            return
-        loads = [len(e.running) + len(e.waiting) for e in engines]
-        low = min(loads)
-        ties = [j for j in range(n) if loads[j] == low]
-        if len(ties) > 1:  # lowest KV usage, then the first in rotating order
-            ties = [j for j in ties if j >= start] + [j for j in ties if j < start]
-            ties.sort(key=lambda j: engines[j].used_blocks)
-        engines[ties[0]].submit(req, t)
+        engine = engines[start] if self._round_robin else self._least_loaded.pick(engines[start])
+        engine.submit(req, t)
+        self._touch(engine)
+
+    def _touch(self, engine: Replica) -> None:
+        """`engine` may have changed (next event, load, KV usage): update the indexes."""
+        self._events.update(engine)
+        if not self._round_robin and engine not in self._draining:
+            self._least_loaded.update(engine)
 
     def _engine_finished(self, req: Request, t: float, ok: bool) -> None:
         """An engine completed `req` (ok) or refused it (too long for its KV cache)."""
