@@ -1,172 +1,179 @@
-"""Indexes over a fleet's engines so that each event and each routed request costs O(log n).
+"""An index over a fleet's engines so that each event and each routed request costs O(log n).
 
-Both keep the exact choice of a plain scan over the engines in the order they became Ready
-(`order`: a number that grows with each engine added), so results do not change with the
-indexing:
+It makes exactly the choices of a plain scan over the engines in the order they became Ready
+(`order`: a number that grows with each engine added), so results do not change with it:
 
-- `EventQueue.peek()` is `min(engines, key=next_event_t)`: the earliest next event, ties to the
+- `next_event()` is `min(engines, key=next_event_t)`: the earliest next event, ties to the
   lowest order (the first in the list).
-- `LeastLoaded.pick(start)` is the llm-d gateway's choice: fewest running + waiting requests,
-  then the fewest KV blocks in use, then the first in rotating order from the engine at `start`.
+- `least_loaded(start)` is the llm-d gateway's choice among the routable engines: fewest running
+  + waiting requests, then the fewest KV blocks in use, then the first in rotating order from
+  the engine `start`.
 
-Engines change behind the indexes' back (a step ends, a request arrives), so the owner calls
-`update(engine)` after every call that may change an engine; an index is exact only at those
-points.  Both use lazy deletion: superseded heap entries stay until they reach the top or the
-heap is rebuilt (when it holds more than twice the live entries).
+Engines change behind the index's back (a step ends, a request arrives), so the owner calls
+`touch(engine)` after every call that may change one; the index is exact only at those points.
+
+Structures: the events are a heap of (t, order, engine) with lazy deletion (an entry is live
+while its time is the one recorded for the engine).  For routing, engines are grouped by
+(load, used blocks); each group is a sorted list of orders (the rotation is a bisect in it) and
+the group keys are in a heap, also lazy (a key whose group emptied is dropped when it reaches
+the top).  Either heap is rebuilt from the live entries when it holds more than twice as many.
 """
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
+from collections import deque
 from typing import Protocol
 
 _INF = float("inf")
+Key = tuple[int, int]
 
 
 class Engine(Protocol):
     next_event_t: float
     used_blocks: int
-
-    @property
-    def load(self) -> int: ...
-
-
-class EventQueue:
-    """The engines' next event times in a heap of (t, order, engine)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Engine]] = []
-        self._order: dict[Engine, int] = {}
-        self._queued: dict[Engine, float | None] = {}  # the time of the engine's live entry, if any
-
-    def add(self, engine: Engine, order: int) -> None:
-        self._order[engine] = order
-        self._queued[engine] = None
-        self.update(engine)
-
-    def remove(self, engine: Engine) -> None:
-        del self._order[engine]
-        del self._queued[engine]  # its entries become stale
-
-    def update(self, engine: Engine) -> None:
-        """Re-queue `engine` if its next event time changed (idle engines are not queued)."""
-        t = engine.next_event_t
-        if self._queued[engine] == t:
-            return
-        if t == _INF:
-            self._queued[engine] = None
-            return
-        self._queued[engine] = t
-        heap = self._heap
-        heapq.heappush(heap, (t, self._order[engine], engine))
-        if len(heap) > 2 * len(self._order) + 64:
-            self._rebuild()
-
-    def peek(self) -> tuple[float, Engine | None]:
-        """The earliest event (time, engine); (inf, None) when no engine has one."""
-        heap, queued = self._heap, self._queued
-        while heap:
-            t, _, engine = heap[0]
-            if queued.get(engine) == t:
-                return t, engine
-            heapq.heappop(heap)
-        return _INF, None
-
-    def pop_due(self, horizon: float, skip: dict[Engine, object]) -> list[Engine]:
-        """Engines whose next event is at or before `horizon`, except those in `skip`, by order.
-
-        They leave the queue: the caller advances them and calls `update`."""
-        heap, queued = self._heap, self._queued
-        due: list[tuple[int, Engine]] = []
-        kept: list[tuple[float, int, Engine]] = []
-        while heap and heap[0][0] <= horizon:
-            entry = heapq.heappop(heap)
-            t, order, engine = entry
-            if queued.get(engine) != t:
-                continue  # stale
-            if engine in skip:
-                kept.append(entry)
-            else:
-                queued[engine] = None
-                due.append((order, engine))
-        for entry in kept:
-            heapq.heappush(heap, entry)
-        due.sort(key=_first)
-        return [engine for _, engine in due]
-
-    def _rebuild(self) -> None:
-        queued, order = self._queued, self._order
-        self._heap = [(t, order[e], e) for e, t in queued.items() if t is not None]
-        heapq.heapify(self._heap)
+    running: dict
+    waiting: deque
 
 
-def _first(pair: tuple[int, Engine]) -> int:
-    return pair[0]
+class _Entry:
+    """What the index holds for one engine."""
+
+    __slots__ = ("key", "order", "queued_t", "routable")
+
+    def __init__(self, order: int) -> None:
+        self.order = order
+        self.queued_t: float | None = None  # time of its live event entry; None: not queued
+        self.key: Key | None = None  # its routing group, while routable and routing is least-loaded
+        self.routable = True
 
 
-class LeastLoaded:
-    """Engines grouped by (load, used KV blocks); each group holds the members' orders, sorted."""
+class EngineIndex:
+    """The next event over all engines, and the least-loaded choice over the routable ones."""
 
-    def __init__(self) -> None:
-        self._groups: dict[tuple[int, int], list[int]] = {}
-        self._keys: list[tuple[int, int]] = []  # heap of group keys (some possibly empty: lazy)
-        self._in_heap: set[tuple[int, int]] = set()
-        self._key: dict[Engine, tuple[int, int]] = {}
-        self._order: dict[Engine, int] = {}
+    def __init__(self, least_loaded: bool) -> None:
+        """With `least_loaded` False only events are indexed (round-robin routing needs no more)."""
+        self._least_loaded = least_loaded
+        self._entries: dict[Engine, _Entry] = {}
+        self._events: list[tuple[float, int, Engine]] = []
+        self._groups: dict[Key, list[int]] = {}
+        self._keys: list[Key] = []  # heap of group keys; some groups may be gone (lazy)
         self._by_order: dict[int, Engine] = {}
 
+    # ------------------------------------------------------------------ membership
     def add(self, engine: Engine, order: int) -> None:
-        self._order[engine] = order
+        """A new engine, routable (Ready)."""
+        self._entries[engine] = _Entry(order)
         self._by_order[order] = engine
-        key = (engine.load, engine.used_blocks)
-        self._key[engine] = key
-        self._insert(key, order)
+        self.touch(engine)
+
+    def stop_routing(self, engine: Engine) -> None:
+        """The engine takes no new requests (its pod is being deleted); its events still count."""
+        entry = self._entries[engine]
+        if entry.routable:
+            entry.routable = False
+            if entry.key is not None:
+                self._leave_group(entry.key, entry.order)
+                entry.key = None
 
     def remove(self, engine: Engine) -> None:
-        order = self._order.pop(engine)
-        del self._by_order[order]
-        self._discard(self._key.pop(engine), order)
+        self.stop_routing(engine)
+        entry = self._entries.pop(engine)  # its event entries become stale
+        del self._by_order[entry.order]
 
-    def update(self, engine: Engine) -> None:
-        key = (engine.load, engine.used_blocks)
-        old = self._key[engine]
-        if key != old:
-            order = self._order[engine]
-            self._discard(old, order)
-            self._key[engine] = key
-            self._insert(key, order)
+    # ------------------------------------------------------------------ updates
+    def touch(self, engine: Engine) -> None:
+        """`engine` may have changed: re-queue its next event, move it to its load group."""
+        entry = self._entries[engine]
+        t = engine.next_event_t
+        if entry.queued_t != t:
+            if t == _INF:
+                entry.queued_t = None
+            else:
+                entry.queued_t = t
+                events = self._events
+                heapq.heappush(events, (t, entry.order, engine))
+                if len(events) > 2 * len(self._entries) + 64:
+                    self._rebuild_events()
+        if entry.routable and self._least_loaded:
+            key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
+            old = entry.key
+            if key != old:
+                if old is not None:
+                    self._leave_group(old, entry.order)
+                entry.key = key
+                group = self._groups.get(key)
+                if group is None:
+                    self._groups[key] = [entry.order]
+                    keys = self._keys
+                    heapq.heappush(keys, key)  # may duplicate a key still in the heap: harmless
+                    if len(keys) > 2 * len(self._groups) + 64:
+                        self._keys = list(self._groups)
+                        heapq.heapify(self._keys)
+                else:
+                    insort(group, entry.order)
 
-    def pick(self, start: Engine) -> Engine:
-        """The least-loaded engine, ties broken by KV blocks, then rotating order from `start`."""
-        keys, groups = self._keys, self._groups
-        while True:
-            group = groups.get(keys[0])
-            if group:
-                break
-            self._in_heap.discard(heapq.heappop(keys))
-        if len(group) == 1:
-            return self._by_order[group[0]]
-        i = bisect_left(group, self._order[start])
-        return self._by_order[group[i] if i < len(group) else group[0]]
-
-    def _insert(self, key: tuple[int, int], order: int) -> None:
-        group = self._groups.get(key)
-        if group is None:
-            self._groups[key] = [order]
-            if key not in self._in_heap:
-                self._in_heap.add(key)
-                heapq.heappush(self._keys, key)
-                if len(self._keys) > 2 * len(self._groups) + 64:
-                    self._keys = list(self._groups)
-                    heapq.heapify(self._keys)
-                    self._in_heap = set(self._keys)
-        else:
-            insort(group, order)
-
-    def _discard(self, key: tuple[int, int], order: int) -> None:
+    def _leave_group(self, key: Key, order: int) -> None:
         group = self._groups[key]
         if len(group) == 1:
             del self._groups[key]  # its key stays in the heap until it reaches the top
         else:
             del group[bisect_left(group, order)]
+
+    def _rebuild_events(self) -> None:
+        self._events = [(e.queued_t, e.order, eng) for eng, e in self._entries.items() if e.queued_t is not None]
+        heapq.heapify(self._events)
+
+    # ------------------------------------------------------------------ queries
+    def next_event(self) -> tuple[float, Engine | None]:
+        """The earliest event (time, engine); (inf, None) when no engine has one."""
+        events, entries = self._events, self._entries
+        while events:
+            t, _, engine = events[0]
+            entry = entries.get(engine)
+            if entry is not None and entry.queued_t == t:
+                return t, engine
+            heapq.heappop(events)
+        return _INF, None
+
+    def pop_due(self, horizon: float) -> list[Engine]:
+        """The routable engines whose next event is at or before `horizon`, by order.
+
+        They leave the event queue: the caller advances them and touches them."""
+        events, entries = self._events, self._entries
+        due: list[tuple[int, Engine]] = []
+        kept: list[tuple[float, int, Engine]] = []
+        while events and events[0][0] <= horizon:
+            item = heapq.heappop(events)
+            t, order, engine = item
+            entry = entries.get(engine)
+            if entry is None or entry.queued_t != t:
+                continue  # stale
+            if entry.routable:
+                entry.queued_t = None
+                due.append((order, engine))
+            else:
+                kept.append(item)
+        for item in kept:
+            heapq.heappush(events, item)
+        if len(due) > 1:
+            due.sort(key=_first)
+        return [engine for _, engine in due]
+
+    def least_loaded(self, start: Engine) -> Engine:
+        """The least-loaded routable engine, ties broken by KV blocks, then rotating order from `start`."""
+        keys, groups = self._keys, self._groups
+        while True:
+            group = groups.get(keys[0])
+            if group:
+                break
+            heapq.heappop(keys)
+        if len(group) == 1:
+            return self._by_order[group[0]]
+        i = bisect_left(group, self._entries[start].order)
+        return self._by_order[group[i] if i < len(group) else group[0]]
+
+
+def _first(pair: tuple[int, Engine]) -> int:
+    return pair[0]

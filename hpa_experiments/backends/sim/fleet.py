@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hpa_experiments.backends.sim.engine_index import EventQueue, LeastLoaded
+from hpa_experiments.backends.sim.engine_index import EngineIndex
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.request_log import ABORTED_JOB_STOPPED, ABORTED_SCALE_DOWN, REJECTED, RequestLog
@@ -96,8 +96,7 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._ready_engines: list[Replica] = []  # their engines, same order
         self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
-        self._events = EventQueue()  # next event of every serving engine
-        self._least_loaded = LeastLoaded()  # the Ready engines by load (least_loaded routing)
+        self._engine_index = EngineIndex(least_loaded=profile.routing == "least_loaded")
         self._engines_added = 0  # orders the engines as the lists above do
         self._draining: dict[Replica, Pod] = {}
         self._round_robin = profile.routing == "round_robin"
@@ -165,8 +164,9 @@ class Fleet:
     def advance_to(self, t: float) -> None:
         """Process every event up to `t` in time order."""
         jobs = [j for j in self.jobs.values() if not j.stopped]
+        index = self._engine_index
         for engine in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
-            self._touch(engine)
+            index.touch(engine)
         t_send, sender = math.inf, None
         self._sends_changed = True
         while True:
@@ -177,7 +177,7 @@ class Fleet:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
-            t_engine, engine = self._events.peek()
+            t_engine, engine = index.next_event()
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
             if t_next > t or t_next == math.inf:
@@ -186,14 +186,14 @@ class Fleet:
                 assert engine is not None
                 if engine in self._draining or any(len(j.in_flight) >= j.max_concurrency for j in jobs):
                     engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
-                    self._touch(engine)
+                    index.touch(engine)
                     if engine in self._draining and engine.idle:
                         self._gone(self._draining[engine], t_next)
                 else:  # completions cannot trigger sends: each Ready engine runs on alone until the next send
                     horizon = min(t_send, t_life, t)
-                    for ready in self._events.pop_due(horizon, self._draining):
+                    for ready in index.pop_due(horizon):
                         ready.advance_to(horizon)
-                        self._touch(ready)
+                        index.touch(ready)
             elif t_life == t_next:
                 self._lifecycle_event()
             else:
@@ -243,9 +243,7 @@ class Fleet:
         self._ready_engines.append(pod.engine)
         self._serving_engines.append(pod.engine)
         self._engines_added += 1
-        self._events.add(pod.engine, self._engines_added)
-        if not self._round_robin:
-            self._least_loaded.add(pod.engine, self._engines_added)
+        self._engine_index.add(pod.engine, self._engines_added)
         while self._gateway:
             self._route(self._gateway.popleft(), t)
 
@@ -254,8 +252,7 @@ class Fleet:
         if pod in self._ready:
             self._ready.remove(pod)
             self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
-            if not self._round_robin:
-                self._least_loaded.remove(pod.engine)  # type: ignore[arg-type]
+            self._engine_index.stop_routing(pod.engine)  # type: ignore[arg-type]
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:
@@ -275,7 +272,7 @@ class Fleet:
                     log.ended(req, t, ABORTED_SCALE_DOWN, req.generated)
                 self._tell_client(req, t, False)
             self._serving_engines.remove(pod.engine)
-            self._events.remove(pod.engine)
+            self._engine_index.remove(pod.engine)
             self._draining.pop(pod.engine, None)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
@@ -290,15 +287,9 @@ class Fleet:
         n = len(engines)
         start = self._rr % n
         self._rr += 1
-        engine = engines[start] if self._round_robin else self._least_loaded.pick(engines[start])
+        engine = engines[start] if self._round_robin else self._engine_index.least_loaded(engines[start])
         engine.submit(req, t)
-        self._touch(engine)
-
-    def _touch(self, engine: Replica) -> None:
-        """`engine` may have changed (next event, load, KV usage): update the indexes."""
-        self._events.update(engine)
-        if not self._round_robin and engine not in self._draining:
-            self._least_loaded.update(engine)
+        self._engine_index.touch(engine)
 
     def _engine_finished(self, req: Request, t: float, ok: bool) -> None:
         """An engine completed `req` (ok) or refused it (too long for its KV cache)."""
