@@ -40,13 +40,14 @@ class Engine(Protocol):
 class _Entry:
     """What the index holds for one engine."""
 
-    __slots__ = ("key", "order", "queued_t", "routable")
+    __slots__ = ("grouped", "key", "order", "queued_t", "routable")
 
-    def __init__(self, order: int) -> None:
+    def __init__(self, order: int, grouped: bool) -> None:
         self.order = order
         self.queued_t: float | None = None  # time of its live event entry; None: not queued
-        self.key: Key | None = None  # its routing group, while routable and routing is least-loaded
         self.routable = True
+        self.grouped = grouped  # kept in a load group: routable, and routing is least-loaded
+        self.key: Key | None = None  # its load group, while grouped
 
 
 class EngineIndex:
@@ -64,18 +65,17 @@ class EngineIndex:
     # ------------------------------------------------------------------ membership
     def add(self, engine: Engine, order: int) -> None:
         """A new engine, routable (Ready)."""
-        self._entries[engine] = _Entry(order)
+        self._entries[engine] = _Entry(order, self._least_loaded)
         self._by_order[order] = engine
         self.touch(engine)
 
     def stop_routing(self, engine: Engine) -> None:
         """The engine takes no new requests (its pod is being deleted); its events still count."""
         entry = self._entries[engine]
-        if entry.routable:
-            entry.routable = False
-            if entry.key is not None:
-                self._leave_group(entry.key, entry.order)
-                entry.key = None
+        entry.routable = entry.grouped = False
+        if entry.key is not None:
+            self._leave_group(entry.key, entry.order)
+            entry.key = None
 
     def remove(self, engine: Engine) -> None:
         self.stop_routing(engine)
@@ -96,16 +96,21 @@ class EngineIndex:
                 heapq.heappush(events, (t, entry.order, engine))
                 if len(events) > 2 * len(self._entries) + 64:
                     self._rebuild_events()
-        if entry.routable and self._least_loaded:
+        if entry.grouped:
             key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
             old = entry.key
             if key != old:
-                if old is not None:
-                    self._leave_group(old, entry.order)
+                groups = self._groups
+                if old is not None:  # leave the old group (inlined _leave_group: the hot path)
+                    group = groups[old]
+                    if len(group) == 1:
+                        del groups[old]
+                    else:
+                        del group[bisect_left(group, entry.order)]
                 entry.key = key
-                group = self._groups.get(key)
+                group = groups.get(key)
                 if group is None:
-                    self._groups[key] = [entry.order]
+                    groups[key] = [entry.order]
                     keys = self._keys
                     heapq.heappush(keys, key)  # may duplicate a key still in the heap: harmless
                     if len(keys) > 2 * len(self._groups) + 64:
