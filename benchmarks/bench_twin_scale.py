@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_twin_scale.py                       # 10/50/100/200 replicas, 1 h each
     .venv/bin/python benchmarks/bench_twin_scale.py --replicas 200 --minutes 5 --repeat 3
     .venv/bin/python benchmarks/bench_twin_scale.py --replicas 200 --minutes 2 --profile prof.out
+    .venv/bin/python benchmarks/bench_twin_scale.py --plot results/bench_twin_scale.png   # the curves recorded
 
 Each point is one experiment as `hpa-exp run CONFIG --backend sim` runs it (Runner, monitor
 PromQL every 5 s, HPA every 15 s, scrapes, metrics.csv and requests.csv written), in a fresh
@@ -125,6 +126,35 @@ def measure(config_path: Path, profile_out: Path | None = None) -> dict[str, Any
     return data
 
 
+def plot(results_file: Path, out: Path) -> None:
+    """CPU and wall ms per simulated second against replicas, one line per recorded label (median)."""
+    import statistics
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for record in json.loads(results_file.read_text()):
+        by_n: dict[int, list[dict[str, Any]]] = {}
+        for point in record["points"]:
+            by_n.setdefault(point["replicas"], []).append(point)
+        ns = sorted(by_n)
+        label = f"{record['label']} ({record['minutes']:g} min)"
+        for key, style in (("cpu_ms_per_sim_s", "-o"), ("ms_per_sim_s", ":x")):
+            ys = [statistics.median(p[key] for p in by_n[n]) for n in ns]
+            ax.plot(ns, ys, style, label=f"{'CPU' if key.startswith('cpu') else 'wall'}: {label}")
+    ax.set_xlabel("replicas (5 req/s each)")
+    ax.set_ylabel("ms per simulated second")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"written {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, nargs="+", default=[10, 50, 100, 200])
@@ -134,8 +164,12 @@ def main() -> None:
     parser.add_argument("--label", default="", help="stored with the results (e.g. before/after)")
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_twin_scale.json")
     parser.add_argument("--profile", type=Path, help="cProfile the run (one point) into this file")
+    parser.add_argument("--plot", type=Path, help="draw the curves recorded in --output into this PNG and exit")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plot:
+        plot(args.output, args.plot)
+        return
     if args.child:
         print(json.dumps(child(args.child, args.profile)))
         return
