@@ -127,7 +127,8 @@ def measure(config_path: Path, profile_out: Path | None = None) -> dict[str, Any
 
 
 def plot(results_file: Path, out: Path) -> None:
-    """CPU and wall ms per simulated second against replicas, one line per recorded label (median)."""
+    """Against replicas, one line per recorded label (median of the repeats): CPU and wall ms per
+    simulated second, and CPU per request (flat when the cost per request does not grow)."""
     import statistics
 
     import matplotlib
@@ -135,21 +136,27 @@ def plot(results_file: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for record in json.loads(results_file.read_text()):
         by_n: dict[int, list[dict[str, Any]]] = {}
         for point in record["points"]:
             by_n.setdefault(point["replicas"], []).append(point)
         ns = sorted(by_n)
         label = f"{record['label']} ({record['minutes']:g} min)"
-        for key, style in (("cpu_ms_per_sim_s", "-o"), ("ms_per_sim_s", ":x")):
-            ys = [statistics.median(p[key] for p in by_n[n]) for n in ns]
-            ax.plot(ns, ys, style, label=f"{'CPU' if key.startswith('cpu') else 'wall'}: {label}")
-    ax.set_xlabel("replicas (5 req/s each)")
-    ax.set_ylabel("ms per simulated second")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+        cpu = [statistics.median(p["cpu_ms_per_sim_s"] for p in by_n[n]) for n in ns]
+        wall = [statistics.median(p["ms_per_sim_s"] for p in by_n[n]) for n in ns]
+        per_request = [statistics.median(1e6 * p["cpu_s"] / p["requests_sent"] for p in by_n[n]) for n in ns]
+        (line,) = left.plot(ns, cpu, "-o", label=f"CPU: {label}")
+        left.plot(ns, wall, ":x", color=line.get_color(), label=f"wall: {label}")
+        right.plot(ns, per_request, "-o", color=line.get_color(), label=label)
+    left.set_ylabel("ms per simulated second (log)")
+    left.set_yscale("log")
+    right.set_ylabel("CPU us per request (whole run)")
+    right.set_ylim(bottom=0)
+    for ax in (left, right):
+        ax.set_xlabel("replicas (5 req/s each)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"written {out}")
