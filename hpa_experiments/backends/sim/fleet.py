@@ -18,6 +18,12 @@ then in rotating order).  While no pod is Ready, requests wait at the gateway (F
 counted by the client as in flight) and are routed when a pod becomes Ready, or fail at once
 with `gateway_at_zero: fail` (gateway.py).
 
+Cost: the next engine event and the least-loaded choice come from indexes (engine_index.py),
+so an event or a routed request costs O(log replicas), not a scan of every engine; they make
+exactly the choices of the scans (same ties).  The indexes are updated after every call the
+Fleet makes to an engine, and for every engine when `advance_to` starts (an engine read or
+driven from outside in between, e.g. a scrape applying pending decode steps, is then seen).
+
 With `request_log` set, each request's end (completed, aborted at scale-down or Job stop,
 rejected) becomes a row of requests.csv (request_log.py).
 
@@ -33,10 +39,10 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import numpy as np
 
+from hpa_experiments.backends.sim.engine_index import EngineIndex
 from hpa_experiments.backends.sim.gateway import Gateway
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile
@@ -51,7 +57,6 @@ from hpa_experiments.backends.sim.serving import Replica, Request
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
 _DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}
-_next_event_t = attrgetter("next_event_t")
 
 
 @dataclass
@@ -99,6 +104,8 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._ready_engines: list[Replica] = []  # their engines, same order
         self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
+        self._engine_index = EngineIndex(least_loaded=profile.routing == "least_loaded")
+        self._engines_added = 0  # orders the engines as the lists above do
         self._draining: dict[Replica, Pod] = {}
         self._round_robin = profile.routing == "round_robin"
         self._rr = 0
@@ -164,6 +171,9 @@ class Fleet:
     def advance_to(self, t: float) -> None:
         """Process every event up to `t` in time order."""
         jobs = [j for j in self.jobs.values() if not j.stopped]
+        index = self._engine_index
+        for engine in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
+            index.touch(engine)
         t_send, sender = math.inf, None
         self._sends_changed = True
         while True:
@@ -174,8 +184,7 @@ class Fleet:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
-            engine = min(self._serving_engines, key=_next_event_t, default=None)
-            t_engine = engine.next_event_t if engine is not None else math.inf
+            t_engine, engine = index.next_event()
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
             if t_next > t or t_next == math.inf:
@@ -184,13 +193,14 @@ class Fleet:
                 assert engine is not None
                 if engine in self._draining or any(len(j.in_flight) >= j.max_concurrency for j in jobs):
                     engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
+                    index.touch(engine)
                     if engine in self._draining and engine.idle:
                         self._gone(self._draining[engine], t_next)
                 else:  # completions cannot trigger sends: each Ready engine runs on alone until the next send
                     horizon = min(t_send, t_life, t)
-                    for ready in self._ready_engines:
-                        if ready.next_event_t <= horizon:
-                            ready.advance_to(horizon)
+                    for ready in index.pop_due(horizon):
+                        ready.advance_to(horizon)
+                        index.touch(ready)
             elif t_life == t_next:
                 self._lifecycle_event()
             else:
@@ -239,6 +249,8 @@ class Fleet:
         self._ready.append(pod)
         self._ready_engines.append(pod.engine)
         self._serving_engines.append(pod.engine)
+        self._engines_added += 1
+        self._engine_index.add(pod.engine, self._engines_added)
         for req in self.gateway.release():
             self._route(req, t)
 
@@ -247,6 +259,7 @@ class Fleet:
         if pod in self._ready:
             self._ready.remove(pod)
             self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
+            self._engine_index.stop_routing(pod.engine)  # type: ignore[arg-type]
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:
@@ -266,6 +279,7 @@ class Fleet:
                     log.ended(req, t, ABORTED_SCALE_DOWN, req.generated)
                 self._tell_client(req, t, False)
             self._serving_engines.remove(pod.engine)
+            self._engine_index.remove(pod.engine)
             self._draining.pop(pod.engine, None)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
@@ -284,16 +298,9 @@ class Fleet:
         n = len(engines)
         start = self._rr % n
         self._rr += 1
-        if self._round_robin:
-            engines[start].submit(req, t)
-            return
-        loads = [len(e.running) + len(e.waiting) for e in engines]
-        low = min(loads)
-        ties = [j for j in range(n) if loads[j] == low]
-        if len(ties) > 1:  # lowest KV usage, then the first in rotating order
-            ties = [j for j in ties if j >= start] + [j for j in ties if j < start]
-            ties.sort(key=lambda j: engines[j].used_blocks)
-        engines[ties[0]].submit(req, t)
+        engine = engines[start] if self._round_robin else self._engine_index.least_loaded(engines[start])
+        engine.submit(req, t)
+        self._engine_index.touch(engine)
 
     def _engine_finished(self, req: Request, t: float, ok: bool) -> None:
         """An engine completed `req` (ok) or refused it (too long for its KV cache)."""

@@ -1,0 +1,184 @@
+"""An index over a fleet's engines so that each event and each routed request costs O(log n).
+
+It makes exactly the choices of a plain scan over the engines in the order they became Ready
+(`order`: a number that grows with each engine added), so results do not change with it:
+
+- `next_event()` is `min(engines, key=next_event_t)`: the earliest next event, ties to the
+  lowest order (the first in the list).
+- `least_loaded(start)` is the llm-d gateway's choice among the routable engines: fewest running
+  + waiting requests, then the fewest KV blocks in use, then the first in rotating order from
+  the engine `start`.
+
+Engines change behind the index's back (a step ends, a request arrives), so the owner calls
+`touch(engine)` after every call that may change one; the index is exact only at those points.
+
+Structures: the events are a heap of (t, order, engine) with lazy deletion (an entry is live
+while its time is the one recorded for the engine).  For routing, engines are grouped by
+(load, used blocks); each group is a sorted list of orders (the rotation is a bisect in it) and
+the group keys are in a heap, also lazy (a key whose group emptied is dropped when it reaches
+the top).  Either heap is rebuilt from the live entries when it holds more than twice as many.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Protocol
+
+_INF = float("inf")
+Key = tuple[int, int]
+
+
+class Engine(Protocol):
+    next_event_t: float
+    used_blocks: int
+    running: dict
+    waiting: deque
+
+
+class _Entry:
+    """What the index holds for one engine."""
+
+    __slots__ = ("grouped", "key", "order", "queued_t", "routable")
+
+    def __init__(self, order: int, grouped: bool) -> None:
+        self.order = order
+        self.queued_t: float | None = None  # time of its live event entry; None: not queued
+        self.routable = True
+        self.grouped = grouped  # kept in a load group: routable, and routing is least-loaded
+        self.key: Key | None = None  # its load group, while grouped
+
+
+class EngineIndex:
+    """The next event over all engines, and the least-loaded choice over the routable ones."""
+
+    def __init__(self, least_loaded: bool) -> None:
+        """With `least_loaded` False only events are indexed (round-robin routing needs no more)."""
+        self._least_loaded = least_loaded
+        self._entries: dict[Engine, _Entry] = {}
+        self._events: list[tuple[float, int, Engine]] = []
+        self._groups: dict[Key, list[int]] = {}
+        self._keys: list[Key] = []  # heap of group keys; some groups may be gone (lazy)
+        self._by_order: dict[int, Engine] = {}
+
+    # ------------------------------------------------------------------ membership
+    def add(self, engine: Engine, order: int) -> None:
+        """A new engine, routable (Ready)."""
+        self._entries[engine] = _Entry(order, self._least_loaded)
+        self._by_order[order] = engine
+        self.touch(engine)
+
+    def stop_routing(self, engine: Engine) -> None:
+        """The engine takes no new requests (its pod is being deleted); its events still count."""
+        entry = self._entries[engine]
+        entry.routable = entry.grouped = False
+        if entry.key is not None:
+            self._leave_group(entry.key, entry.order)
+            entry.key = None
+
+    def remove(self, engine: Engine) -> None:
+        self.stop_routing(engine)
+        entry = self._entries.pop(engine)  # its event entries become stale
+        del self._by_order[entry.order]
+
+    # ------------------------------------------------------------------ updates
+    def touch(self, engine: Engine) -> None:
+        """`engine` may have changed: re-queue its next event, move it to its load group."""
+        entry = self._entries[engine]
+        t = engine.next_event_t
+        if entry.queued_t != t:
+            if t == _INF:
+                entry.queued_t = None
+            else:
+                entry.queued_t = t
+                events = self._events
+                heapq.heappush(events, (t, entry.order, engine))
+                if len(events) > 2 * len(self._entries) + 64:
+                    self._rebuild_events()
+        if entry.grouped:
+            key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
+            old = entry.key
+            if key != old:
+                groups = self._groups
+                if old is not None:  # leave the old group (inlined _leave_group: the hot path)
+                    group = groups[old]
+                    if len(group) == 1:
+                        del groups[old]
+                    else:
+                        del group[bisect_left(group, entry.order)]
+                entry.key = key
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [entry.order]
+                    keys = self._keys
+                    heapq.heappush(keys, key)  # may duplicate a key still in the heap: harmless
+                    if len(keys) > 2 * len(self._groups) + 64:
+                        self._keys = list(self._groups)
+                        heapq.heapify(self._keys)
+                else:
+                    insort(group, entry.order)
+
+    def _leave_group(self, key: Key, order: int) -> None:
+        group = self._groups[key]
+        if len(group) == 1:
+            del self._groups[key]  # its key stays in the heap until it reaches the top
+        else:
+            del group[bisect_left(group, order)]
+
+    def _rebuild_events(self) -> None:
+        self._events = [(e.queued_t, e.order, eng) for eng, e in self._entries.items() if e.queued_t is not None]
+        heapq.heapify(self._events)
+
+    # ------------------------------------------------------------------ queries
+    def next_event(self) -> tuple[float, Engine | None]:
+        """The earliest event (time, engine); (inf, None) when no engine has one."""
+        events, entries = self._events, self._entries
+        while events:
+            t, _, engine = events[0]
+            entry = entries.get(engine)
+            if entry is not None and entry.queued_t == t:
+                return t, engine
+            heapq.heappop(events)
+        return _INF, None
+
+    def pop_due(self, horizon: float) -> list[Engine]:
+        """The routable engines whose next event is at or before `horizon`, by order.
+
+        They leave the event queue: the caller advances them and touches them."""
+        events, entries = self._events, self._entries
+        due: list[tuple[int, Engine]] = []
+        kept: list[tuple[float, int, Engine]] = []
+        while events and events[0][0] <= horizon:
+            item = heapq.heappop(events)
+            t, order, engine = item
+            entry = entries.get(engine)
+            if entry is None or entry.queued_t != t:
+                continue  # stale
+            if entry.routable:
+                entry.queued_t = None
+                due.append((order, engine))
+            else:
+                kept.append(item)
+        for item in kept:
+            heapq.heappush(events, item)
+        if len(due) > 1:
+            due.sort(key=_first)
+        return [engine for _, engine in due]
+
+    def least_loaded(self, start: Engine) -> Engine:
+        """The least-loaded routable engine, ties broken by KV blocks, then rotating order from `start`."""
+        keys, groups = self._keys, self._groups
+        while True:
+            group = groups.get(keys[0])
+            if group:
+                break
+            heapq.heappop(keys)
+        if len(group) == 1:
+            return self._by_order[group[0]]
+        i = bisect_left(group, self._entries[start].order)
+        return self._by_order[group[i] if i < len(group) else group[0]]
+
+
+def _first(pair: tuple[int, Engine]) -> int:
+    return pair[0]
