@@ -100,7 +100,7 @@ def test_job_names_that_validate_accepts_are_accepted_by_the_api_server(
     assert answer.status_code == 201, answer.text
 
 
-@pytest.mark.parametrize("name", ["a" * (MAX_JOB_NAME + 1), "Phase-1", "phase_1", "phase-1-", "-phase"])
+@pytest.mark.parametrize("name", ["a" * (MAX_JOB_NAME + 1), "Phase-1", "phase_1", "-phase"])
 def test_job_names_the_api_server_rejects_are_rejected_by_validate(
     testbed: Testbed, tmp_path: Path, name: str
 ) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -93,6 +92,8 @@ def check_binaries(bin_dir: Path) -> None:
 
 class Testbed:
     """Start with `start()`, stop with `stop()`; `kubeconfig` and `prometheus_url` connect hpa-exp."""
+
+    __test__ = False  # not a test class
 
     def __init__(self, workdir: Path, bin_dir: Path | None = None):
         self.workdir = Path(workdir)
@@ -281,11 +282,9 @@ class Testbed:
             f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
         ])
         sched = self._spawn("kube-scheduler", [self.bin / "kube-scheduler", *common, f"--secure-port={p['sched']}"])
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        wait_until("kube-controller-manager /healthz",
-                   http_ok(f"https://127.0.0.1:{p['kcm']}/healthz", verify=False), 60, [kcm])
+        # both serve /healthz with a self-signed certificate of their own
+        wait_until("kube-controller-manager /healthz", http_ok(f"https://127.0.0.1:{p['kcm']}/healthz", verify=False),
+                   60, [kcm])
         wait_until("kube-scheduler /healthz", http_ok(f"https://127.0.0.1:{p['sched']}/healthz", verify=False), 60,
                    [sched])
 
@@ -298,7 +297,7 @@ class Testbed:
             self.bin / "kwok", f"--kubeconfig={self.kubeconfig}", f"--config={config}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}", f"--node-port={self.ports['kwok']}",
             f"--tls-cert-file={self.pki / 'kwok.crt'}", f"--tls-private-key-file={self.pki / 'kwok.key'}",
         ])
         self.apply([{
