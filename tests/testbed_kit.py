@@ -104,3 +104,10 @@ def job_objects(bed: Testbed, label: str = "app.kubernetes.io/managed-by=hpa-exp
     pods = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
                        params={"labelSelector": label}).json().get("items", [])
     return jobs, pods
+
+
+def delete_run_jobs(bed: Testbed) -> None:
+    """Delete every hpa-exp Job (admin), e.g. after a run that was not allowed to delete its own."""
+    bed.request("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+                params={"labelSelector": "app.kubernetes.io/managed-by=hpa-exp"})
