@@ -74,11 +74,11 @@ k8s_ldflags() {
   echo "$f"
 }
 build_k8s() {
-  (cd "$ROOT/testbed/k8s" && go build -trimpath -ldflags "$(k8s_ldflags)" -o "$OUT/" \
+  (cd "$ROOT/testbed/k8s" && go build -trimpath -buildvcs=false -ldflags "$(k8s_ldflags)" -o "$OUT/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
 }
 wrapper_build() { # wrapper-module-dir package binary-name
-  (cd "$ROOT/testbed/$1" && go build -trimpath -ldflags "-s -w" -o "$OUT/$3" "$2")
+  (cd "$ROOT/testbed/$1" && go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$OUT/$3" "$2")
 }
 go_install() { # PACKAGE@VERSION
   GOBIN="$OUT" GOFLAGS= go install -trimpath -ldflags "-s -w" "$1"

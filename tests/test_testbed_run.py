@@ -28,9 +28,9 @@ from tests.testbed_kit import (
 pytestmark = pytest.mark.testbed
 
 SHIPPED = REPO / "experiment-configs" / "high-load-hpa.yaml"
-# One simulator decodes at most 2 requests at once, so one pod saturates at a few req/s and the
+# One simulator decodes one request at a time, so one pod saturates at a few req/s and the
 # queue (vllm:num_requests_waiting, the HPA's signal) builds at rates a 2-core machine generates.
-SIM_ARGS = {"--max-num-seqs": "2", "--time-to-first-token": "100", "--time-to-first-token-std-dev": "0",
+SIM_ARGS = {"--max-num-seqs": "1", "--time-to-first-token": "100", "--time-to-first-token-std-dev": "0",
             "--inter-token-latency": "12", "--inter-token-latency-std-dev": "0"}
 OUTPUT_LEN = 16
 
@@ -41,7 +41,7 @@ def short_high_load(doc: dict) -> None:
         job["duration"] = 60
         job["start_delay"] = job["start_delay"] // 6
         job["rate"] = job["rate"] / 4
-    doc["cooldown"]["duration"] = 150
+    doc["cooldown"]["duration"] = 90
     doc["metrics"]["rate_window"] = "20s"
     doc["values"]["output_len"] = OUTPUT_LEN
 
@@ -56,18 +56,21 @@ def test_hpa_scales_the_deployment_up_under_load_and_down_after(testbed: Testbed
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     run_dir = only_run_dir(tmp_path)
     rows = read_metrics(run_dir)
-    replicas = [int(float(r["desired_replicas"] or 0)) for r in rows]
-    peak = max(replicas)
-    assert peak >= 3, f"the HPA never scaled out (desired replicas {replicas})"
-    assert replicas[-1] == 1, f"the HPA did not scale back to 1 in the cooldown (desired replicas {replicas})"
+    loaded = [r for r in rows if r["phase"] != "cooldown"]
+    desired = [int(float(r["desired_replicas"] or 0)) for r in rows]
+    peak_under_load = max(int(float(r["desired_replicas"] or 0)) for r in loaded)
+    assert peak_under_load >= 2, f"the HPA never scaled out under load (desired replicas {desired})"
+    assert desired[-1] == 1, f"the HPA did not scale back to 1 in the cooldown (desired replicas {desired})"
 
-    itl = [v for v in (number(r.get("itl_p50_ms", "")) for r in rows) if v is not None]
-    ttft = [v for v in (number(r.get("ttft_p50_ms", "")) for r in rows) if v is not None]
-    assert itl and ttft, "metrics.csv has no TTFT/ITL values"
-    # configured: ITL 12 ms, up to 2x under load (time-factor-under-load); histogram buckets
-    # give Prometheus's interpolation some slack.
-    assert 6 <= statistics.median(itl) <= 40, itl
-    # configured: TTFT 100 ms, plus queueing while one pod is saturated
-    assert 50 <= min(ttft) <= 400, ttft
+    # Configured: TTFT 100 ms and ITL 12 ms with no spread; under load both may grow up to 2x
+    # (time-factor-under-load 2.0).  ttft_ms/itl_ms are the means over the rate window.
+    ttft = [v for v in (number(r["ttft_ms"]) for r in loaded) if v is not None]
+    itl = [v for v in (number(r["itl_ms"]) for r in loaded) if v is not None]
+    assert ttft and itl, "metrics.csv has no TTFT/ITL values under load"
+    assert all(95 <= v <= 2 * 100 * 1.05 for v in ttft), f"TTFT means (ms) {ttft}"
+    assert all(11.4 <= v <= 2 * 12 * 1.05 for v in itl), f"ITL means (ms) {itl}"
+    # the percentile columns interpolate inside the simulator's histogram buckets
+    p50 = [v for v in (number(r["ttft_p50_ms"]) for r in loaded) if v is not None]
+    assert p50 and statistics.median(p50) <= 250, f"TTFT p50 (ms) {p50}"
     jobs, pods = job_objects(testbed)
     assert not jobs and not pods, f"left behind: {[j['metadata']['name'] for j in jobs]}"

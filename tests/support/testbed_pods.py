@@ -44,19 +44,39 @@ def _flag_name(arg: str) -> str:
     return arg.split("=", 1)[0]
 
 
+# latency flags: integers in milliseconds for the kit's image (v0.6.0), Go durations since (v0.10.2 wants "100ms")
+SIM_MS_FLAGS = frozenset({
+    "--time-to-first-token", "--time-to-first-token-std-dev", "--inter-token-latency",
+    "--inter-token-latency-std-dev", "--prefill-overhead", "--prefill-time-per-token", "--prefill-time-std-dev",
+    "--kv-cache-transfer-latency", "--kv-cache-transfer-latency-std-dev", "--kv-cache-transfer-time-per-token",
+    "--kv-cache-transfer-time-std-dev",
+})
+
+
 def sim_args(args: list[str], port: int) -> list[str]:
-    """The pod's simulator args for a local process: our port, no tokenizer download."""
+    """The pod's simulator args for a local process: our port, no tokenizer download, and the
+    kit image's millisecond numbers as durations for the pinned simulator."""
     out: list[str] = []
-    skip_next = False
-    for arg in args:
-        if skip_next:
-            skip_next = False
+    words = iter(args)
+    for arg in words:
+        name, has_value, value = arg.partition("=")
+        if not has_value and name in (*SIM_DROPPED_FLAGS, *SIM_MS_FLAGS):
+            value = next(words, "")
+        if name in SIM_DROPPED_FLAGS:
             continue
-        if _flag_name(arg) in SIM_DROPPED_FLAGS:
-            skip_next = "=" not in arg
-            continue
-        out.append(arg)
+        if name in SIM_MS_FLAGS:
+            out.append(f"{name}={value}ms" if _is_number(value) else f"{name}={value}")
+        else:
+            out.append(arg)
     return [*out, f"--port={port}", "--force-dummy-tokenizer"]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def bench_args(pod: dict[str, Any]) -> tuple[str, list[str]] | None:
