@@ -83,21 +83,23 @@ wrapper_build() { # wrapper-module-dir package binary-name
 go_install() { # PACKAGE@VERSION
   GOBIN="$OUT" GOFLAGS= go install -trimpath -ldflags "-s -w" "$1"
 }
-# kwok has no built-in stages: keep the module's stage files (fast node/pod life cycle) beside it.
-kwok_stages() {
+# kwok has no built-in stages: keep the module's stage files (fast node/pod life cycle) beside it,
+# and its Logs CRD (the test bed serves Job pod logs through kwok's kubelet API).
+kwok_data() {
   local dir
   dir=$(GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$dir/kustomize/stage" ] || { echo "no kustomize/stage in $dir" >&2; return 1; }
-  mkdir -p "$OUT/kwok-stages" && cp -r "$dir/kustomize/stage/." "$OUT/kwok-stages/" && chmod -R u+w "$OUT/kwok-stages"
-  touch "$OUT/kwok-stages/.complete"
+  mkdir -p "$OUT/kwok-data/stage" "$OUT/kwok-data/crd" && cp -r "$dir/kustomize/stage/." "$OUT/kwok-data/stage/" \
+    && cp "$dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$OUT/kwok-data/crd/" && chmod -R u+w "$OUT/kwok-data"
+  touch "$OUT/kwok-data/.complete"
 }
 
 build etcd "etcd" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" wrapper_build etcd go.etcd.io/etcd/server/v3 etcd
 build kwok "kwok" "sigs.k8s.io/kwok@$KWOK_VERSION" go_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-if [ ! -f "$BIN/kwok-stages/.complete" ]; then
-  OUT=$(mktemp -d "$BIN/.tmp-stages.XXXXXX")
-  kwok_stages || { echo "testbed-build: FAILED copying kwok's stages from sigs.k8s.io/kwok@$KWOK_VERSION" >&2; exit 1; }
-  rm -rf "$BIN/kwok-stages" && mv "$OUT/kwok-stages" "$BIN/kwok-stages" && rm -rf "$OUT"
+if [ ! -f "$BIN/kwok-data/.complete" ]; then
+  OUT=$(mktemp -d "$BIN/.tmp-kwok-data.XXXXXX")
+  kwok_data || { echo "testbed-build: FAILED copying kwok's stages and CRD from sigs.k8s.io/kwok@$KWOK_VERSION" >&2; exit 1; }
+  rm -rf "$BIN/kwok-data" && mv "$OUT/kwok-data" "$BIN/kwok-data" && rm -rf "$OUT"
 fi
 build prometheus-adapter "prometheus-adapter" "sigs.k8s.io/prometheus-adapter@$ADAPTER_VERSION" \
   wrapper_build prometheus-adapter sigs.k8s.io/prometheus-adapter/cmd/adapter prometheus-adapter

@@ -49,8 +49,8 @@ BINARIES = (
 )
 NODE_NAME = "kwok-node-0"
 ADAPTER_RULES = REPO / "manifests" / "monitoring" / "adapter-rules.yaml"
-# kwok's own stage files (copied next to the binaries by the build script).  No pod-complete
-# stage: a Job pod ends when its load generator ends (tests/support/testbed_pods.py).
+# kwok's own stage files (copied next to the binaries by the build script, under kwok-data/stage).
+# No pod-complete stage: a Job pod ends when its load generator ends (tests/support/testbed_pods.py).
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -77,8 +77,8 @@ def binary_dir() -> Path:
 
 def check_binaries(bin_dir: Path) -> None:
     missing = [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
-    if not (bin_dir / "kwok-stages" / ".complete").is_file():
-        missing.append("kwok-stages/")
+    if not (bin_dir / "kwok-data" / ".complete").is_file():
+        missing.append("kwok-data/")
     if shutil.which("prometheus") is None:
         raise TestbedMissing("the prometheus binary is missing (apt-get install prometheus)")
     if shutil.which("openssl") is None:
@@ -289,8 +289,12 @@ class Testbed:
                    [sched])
 
     def _start_kwok(self) -> None:
-        stages = self.bin / "kwok-stages"
+        stages = self.bin / "kwok-data" / "stage"
         text = "\n---\n".join((stages / rel).read_text() for rel in KWOK_STAGES)
+        # Logs objects (one per Job pod, made by the pod supervisor) tell kwok's kubelet API which
+        # file holds a container's log, so `pods/log` works through the API server.
+        self.apply_file(self.bin / "kwok-data" / "crd" / "kwok.x-k8s.io_logs.yaml")
+        wait_until("the kwok Logs CRD established", self._logs_crd_established, 30)
         config = self.workdir / "kwok.yaml"
         config.write_text(text)
         proc = self._spawn("kwok", [
@@ -298,6 +302,7 @@ class Testbed:
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{self.ports['kwok']}", f"--node-port={self.ports['kwok']}",
+            "--enable-crds=Logs",
             f"--tls-cert-file={self.pki / 'kwok.crt'}", f"--tls-private-key-file={self.pki / 'kwok.key'}",
         ])
         self.apply([{
@@ -315,6 +320,11 @@ class Testbed:
                        for c in node.get("status", {}).get("conditions", []))
 
         wait_until(f"node {NODE_NAME} Ready (kwok)", node_ready, 60, [proc])
+
+    def _logs_crd_established(self) -> bool:
+        crd = self.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/logs.kwok.x-k8s.io").json()
+        return any(c["type"] == "Established" and c["status"] == "True"
+                   for c in crd.get("status", {}).get("conditions", []))
 
     def _start_prometheus(self) -> None:
         targets = self.workdir / "prometheus-targets.json"

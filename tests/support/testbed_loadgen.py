@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TextIO
 
 import aiohttp
 import numpy as np
@@ -201,7 +204,34 @@ def print_result(args: argparse.Namespace, results: list[Result], duration: floa
         print(f"error: {error}", file=sys.stderr)
 
 
+class CriTee:
+    """Copies a stream's lines into a container log file in the CRI format kwok's kubelet API
+    serves (`<RFC 3339 time> stdout F <line>`), as the container runtime writes it."""
+
+    def __init__(self, stream: TextIO, log: TextIO, name: str):
+        self.stream, self.log, self.name, self.partial = stream, log, name, ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self.log.write(f"{stamp} {self.name} F {line}\n")
+        self.log.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+
 def main(argv: list[str]) -> int:
+    cri_path = os.environ.get("TESTBED_CRI_LOG")
+    if cri_path:
+        log = open(cri_path, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
+        sys.stdout = CriTee(sys.stdout, log, "stdout")  # type: ignore[assignment]
+        sys.stderr = CriTee(sys.stderr, log, "stderr")  # type: ignore[assignment]
     return asyncio.run(run(parse(argv)))
 
 

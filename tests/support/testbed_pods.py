@@ -13,8 +13,12 @@ and, like a kubelet:
   and its exit code ends the pod (Succeeded/Failed), so the Job controller completes the Job.
   A pod deleted mid-run gets its generator SIGTERMed, as a kubelet would.
 
-Container logs (seam for reading Job logs): `<workdir>/pod-logs/<namespace>/<pod>/<container>.log`,
-plain text as `kubectl logs` would print it.  There is no kubelet log endpoint behind them.
+Job pod logs: the generator's output is the container log, readable through the API server
+(`GET .../pods/<pod>/log?container=bench`, i.e. `kubectl logs`): the supervisor creates a kwok
+`Logs` object per Job pod (owned by the pod) naming the CRI-format file
+`<workdir>/pod-logs/<namespace>/<pod>/<container>.cri.log`, and kwok's kubelet API serves it.
+The same text, plain, is in `<container>.log` beside it.  As in a cluster, the log goes away
+with the pod: whoever wants it must read it before the Job is deleted.
 """
 
 from __future__ import annotations
@@ -285,10 +289,27 @@ class PodSupervisor:
             local.append(arg)
         log = self.container_log(meta["namespace"], meta["name"], container)
         log.parent.mkdir(parents=True, exist_ok=True)
+        cri = log.with_suffix(".cri.log")
+        cri.touch()
+        self._serve_log(pod, container, cri)
         proc = Proc(f"loadgen-{meta['namespace']}-{meta['name']}",
                     [sys.executable, "-m", "tests.support.testbed_loadgen", *local], log.parent,
-                    {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1"}, log_path=log)
+                    {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1",
+                     "TESTBED_CRI_LOG": str(cri)}, log_path=log)
         self.loadgens[uid] = LoadGen(proc, meta["namespace"], meta["name"], container, log)
+
+    def _serve_log(self, pod: dict[str, Any], container: str, cri: Path) -> None:
+        """A kwok Logs object: kwok's kubelet API then serves `cri` as the container's log."""
+        meta = pod["metadata"]
+        doc = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}]},
+            "spec": {"logs": [{"containers": [container], "logsFile": str(cri), "follow": True}]},
+        }
+        answer = self.bed.request("POST", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{meta['namespace']}/logs", doc)
+        if answer.status_code not in (201, 409):
+            self.errors.append(f"Logs for pod {meta['namespace']}/{meta['name']}: {answer.status_code} {answer.text}")
 
     def _finish_pod(self, pod: dict[str, Any], gen: LoadGen) -> bool:
         """Report the generator's exit as the pod's end (the Job controller takes it from there)."""
