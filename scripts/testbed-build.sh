@@ -18,6 +18,8 @@ ROOT=$PWD
 KWOK_VERSION=v0.8.0
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
+# a non-interactive shell (CI) may not have read the profile that puts Go on PATH
+command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 || { echo "testbed-build: the go command is missing (Go >= 1.26 is needed)" >&2; exit 1; }
 
 mod_version() { # wrapper-module-dir module -> the version its go.mod requires
