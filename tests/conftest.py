@@ -41,10 +41,10 @@ def testbed(tmp_path_factory) -> Iterator[Testbed]:
         bed.start()
     except TestbedMissing as exc:
         pytest.fail(str(exc))
-    except (RuntimeError, TimeoutError) as exc:
+    except Exception as exc:  # whatever broke, stop what did start and show its logs
         logs = bed.logs()
         bed.stop()
-        pytest.fail(f"the test bed did not start: {exc}\n{logs}")
+        pytest.fail(f"the test bed did not start: {type(exc).__name__}: {exc}\n{logs}")
     _TESTBEDS.append(bed)
     yield bed
     _TESTBEDS.remove(bed)

@@ -159,12 +159,6 @@ class Testbed:
 
     # --- the API ---------------------------------------------------------------------------
 
-    def api(self) -> Any:
-        """A kubernetes ApiClient with the admin credentials."""
-        from kubernetes import config
-
-        return config.new_client_from_config(str(self.kubeconfig))
-
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                 params: Mapping[str, str] | None = None) -> requests.Response:
         """A raw admin request to the API server (paths like /api/v1/nodes)."""

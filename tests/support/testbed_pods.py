@@ -201,6 +201,11 @@ class PodSupervisor:
             if pod is None or pod["status"].get("phase") != "Running":
                 sim.proc.stop(timeout=5)
                 del self.sims[uid]
+            elif not sim.proc.alive():  # restarted on the next pass, as a kubelet restarts a container
+                self.errors.append(f"simulator of pod {sim.namespace}/{sim.pod} exited with "
+                                   f"{sim.proc.popen.returncode}: {sim.proc.tail(5)}")
+                sim.proc.stop()
+                del self.sims[uid]
         for uid, pod in live.items():
             container = is_model_server(pod)
             if container is not None and uid not in self.sims and pod_ready(pod):
