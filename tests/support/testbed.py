@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     bed = Testbed(args.dir.resolve())
     try:
         bed.start()
-    except (TestbedMissing, RuntimeError, TimeoutError) as exc:
-        print(f"testbed: {exc}", file=sys.stderr)
+    except Exception as exc:  # report it, stop what did start
+        print(f"testbed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if bed.procs:
             print(bed.logs(), file=sys.stderr)
         bed.stop()
