@@ -35,12 +35,16 @@ def install_model_server(bed: Testbed, sim_args: Mapping[str, str] | None = None
         container["args"] = args + [f"{k}={v}" for k, v in sim_args.items()]
     bed.apply([deployment])
     bed.apply_file(KIT / "model-server" / "service.yaml")
-    wait_for(f"Deployment {NAMESPACE}/vllm available", lambda: deployment_ready(bed) >= 1, 60)
+    wait_for(f"Deployment {NAMESPACE}/vllm rolled out", lambda: rolled_out(bed), 90)
 
 
-def deployment_ready(bed: Testbed, name: str = "vllm") -> int:
+def rolled_out(bed: Testbed, name: str = "vllm") -> bool:
+    """As `kubectl rollout status`: every replica updated and available, no old pod left."""
     found = bed.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}").json()
-    return int(found.get("status", {}).get("readyReplicas") or 0)
+    want, status = found["spec"].get("replicas", 1), found.get("status", {})
+    return (status.get("observedGeneration", 0) >= found["metadata"]["generation"]
+            and status.get("updatedReplicas") == want and status.get("replicas") == want
+            and status.get("availableReplicas") == want)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
