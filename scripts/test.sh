@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install hpa-exp with its test extras into .venv (and, as root, the Debian packages the tests
-# drive: prometheus, chromium, tmux), then run ruff and the whole test suite.
+# drive: prometheus, chromium, tmux, openssl), build the test bed's binaries (a real Kubernetes
+# control plane, from pinned Go modules, cached outside the repo: scripts/testbed-build.sh), then
+# run ruff and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in prometheus chromium tmux; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+for tool in prometheus chromium tmux openssl; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -20,4 +22,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,notebooks]"
 .venv/bin/ruff check hpa_experiments tests benchmarks
+# the test bed's binaries: ~25 min cold on 2 cores, seconds when the cache is complete; a failed
+# build stops here, naming the module (the testbed tests would fail without it anyway)
+bash scripts/testbed-build.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

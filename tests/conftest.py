@@ -6,6 +6,7 @@ import pytest
 
 from tests.support.kube_emulator import kube_cluster  # noqa: F401 - fixture for all tests
 from tests.support.prometheus import PrometheusServer
+from tests.support.testbed import Testbed, TestbedMissing
 
 
 @pytest.fixture
@@ -27,3 +28,36 @@ def prometheus_factory(tmp_path_factory) -> Iterator[Callable[..., PrometheusSer
 def prometheus(prometheus_factory) -> PrometheusServer:
     """A real Prometheus with the remote-write receiver on and no scrape targets."""
     return prometheus_factory()
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory) -> Iterator[Testbed]:
+    """The real control plane of tests/support/testbed.py, started once per session.
+
+    Missing binaries fail (never skip) the test, naming scripts/testbed-build.sh.
+    """
+    try:
+        bed = Testbed(tmp_path_factory.mktemp("testbed"))
+        bed.start()
+    except TestbedMissing as exc:
+        pytest.fail(str(exc))
+    except Exception as exc:  # whatever broke, stop what did start and show its logs
+        logs = bed.logs()
+        bed.stop()
+        pytest.fail(f"the test bed did not start: {type(exc).__name__}: {exc}\n{logs}")
+    _TESTBEDS.append(bed)
+    yield bed
+    _TESTBEDS.remove(bed)
+    bed.stop()
+
+
+_TESTBEDS: list[Testbed] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test-bed test shows the last lines of every test-bed process log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _TESTBEDS and "testbed" in getattr(item, "fixturenames", ()):
+        report.sections.append(("test bed logs", _TESTBEDS[-1].logs()))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpa_experiments.analysis.kpis import headline
 from hpa_experiments.ensemble import ensemble_seeds, spread
 from hpa_experiments.errors import UsageError
 
@@ -80,9 +81,9 @@ def test_each_seed_is_a_tagged_run_and_the_medians_are_those_of_the_runs(ensembl
         run_dir = Path(entry["run_dir"])
         tags = json.loads((run_dir / "run.json").read_text())["config"]["tags"]
         assert tags == {"ensemble": summary["ensemble"], "seed": str(entry["seed"])}
-        kpis = json.loads((run_dir / "summary.json").read_text())["kpis"]
-        peaks.append(kpis["replicas"]["peak"])
-        ttfts.append(kpis["ttft_ms"]["p90"])
+        run_summary = json.loads((run_dir / "summary.json").read_text())
+        peaks.append(run_summary["kpis"]["replicas"]["peak"])
+        ttfts.append(headline(run_summary)["ttft_p90_ms"])  # the run's own headline p90
     assert summary["kpis"]["peak_replicas"]["median"] == statistics.median(peaks)
     assert summary["kpis"]["ttft_p90_ms"]["median"] == pytest.approx(statistics.median(ttfts))
     assert summary["max_replicas"] == 10

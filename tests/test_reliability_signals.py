@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from hpa_experiments.analysis.load import TEXT_COLUMNS as METRICS_TEXT_COLUMNS
 from hpa_experiments.cli import main
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, hpa_exp, prom, write_config  # noqa: F401 - `prom` is a fixture
 
-TEXT_COLUMNS = {"timestamp", "phase", "time", "kind", "detail", "job", "resource_name", "outcome"}
+# text, not numbers: metrics.csv's own (the reader's list) and those of events.csv and phases.csv
+TEXT_COLUMNS = {*METRICS_TEXT_COLUMNS, "time", "kind", "detail", "job", "resource_name", "outcome"}
 SIGTERM_DELAYS = [round(i * 2.9 / 19, 2) for i in range(20)]  # 0 .. 2.9 s after the run directory appears
 SIGKILL_DELAYS = [0.1, 0.6, 1.1, 1.6, 2.1]
 BATCH = 5
