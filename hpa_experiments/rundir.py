@@ -6,6 +6,8 @@ metrics.csv            one row per grid tick (columns below); an empty cell mean
 phases.csv             one row per job: planned and actual start/end (s since t0), outcome
 events.csv             elapsed_s, time, kind, detail
 requests.csv           twin only: one row per request (backends/sim/request_log.py)
+job-logs/<pod>_<container>.log  each load Job's pod log, saved before deletion (output.include_pod_logs)
+job-results.csv        one row per load Job: its `vllm bench serve` result block (analysis/bench_log.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -71,7 +73,9 @@ RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 EVENT_KINDS = (
     "run_started",
     "job_started",
+    "job_grace",
     "job_stopped",
+    "job_results",
     "job_failed",
     "scale_up",
     "scale_down",

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
+from hpa_experiments.client_results import ClientResults
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
@@ -58,6 +59,7 @@ class _JobRun:
     started: bool = False
     stopped: bool = False
     failed: str | None = None
+    in_grace: bool = False  # past its planned end, still running, given time to print its results
 
 
 class Runner:
@@ -96,6 +98,7 @@ class Runner:
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
+        self.client_results: ClientResults | None = None  # with output.include_pod_logs
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -150,6 +153,8 @@ class Runner:
                 new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
             )
             self.backend.attach_run_directory(self.writer.dir, self.t0)
+            if self.config.output.include_pod_logs:
+                self.client_results = ClientResults(self.writer.dir, self.backend, self._event)
             self.monitor = Monitor(
                 self.backend,
                 queries,
@@ -199,6 +204,7 @@ class Runner:
         for job in jobs:
             events.append((job.planned.start, 1, "start", job))
             events.append((job.planned.end, 0, "stop", job))
+            events += [(at, 0, kind, job) for at, kind in self._grace_checks(job)]
         if self.plan.cooldown:
             events.append((self.plan.load_end, 0, "cooldown", None))
         interval = self.config.metrics.interval
@@ -213,12 +219,16 @@ class Runner:
         pending = self._pending
         assert self.monitor is not None
         for at, _, _, kind, payload in self._schedule(jobs):
+            if kind in ("grace_check", "grace_end") and not payload.in_grace:
+                continue  # ended in time (or never needed a grace): nothing to wait for
             if not self._wait_until(self.t0 + at):
                 break
             if kind == "start":
                 self._start(payload, launches[payload.resource])
             elif kind == "stop":
-                self._stop(payload, "completed")
+                self._end(payload)
+            elif kind in ("grace_check", "grace_end"):
+                self._check_grace(payload, final=kind == "grace_end")
             elif kind == "cooldown":
                 self._event("cooldown_started", f"{self.plan.cooldown:g} s of cooldown")
             else:
@@ -253,9 +263,53 @@ class Runner:
         rate = f"{job.planned.rate:g} req/s" if job.planned.rate is not None else "rate unknown"
         self._event("job_started", f"{job.planned.name} as {job.resource} ({rate})")
 
-    def _stop(self, job: _JobRun, outcome: str) -> None:
+    # -- a Job's end: results grace, logs, deletion -----------------------------------
+
+    def _grace(self, job: _JobRun) -> float:
+        return self.config.results_grace(self.config.jobs[job.planned.index])
+
+    def _grace_checks(self, job: _JobRun) -> list[tuple[float, str]]:
+        """Instants after the planned end at which a Job in its grace is checked; the last ends it."""
+        grace = self._grace(job)
+        if grace <= 0:
+            return []
+        step = min(self.config.metrics.interval, 5.0)
+        checks = [(job.planned.end + i * step, "grace_check") for i in range(1, math.ceil(grace / step - 1e-9))]
+        return [*checks, (job.planned.end + grace, "grace_end")]
+
+    def _end(self, job: _JobRun) -> None:
+        """The planned end: a Job still running gets its results grace; any other is deleted now."""
         if not job.started or job.stopped:
             return
+        grace = self._grace(job)
+        if grace > 0 and self._running(job):
+            job.in_grace = True
+            self._event("job_grace", f"{job.planned.name} still running: up to {grace:g} s to print its results")
+            return
+        self._stop(job, "completed")
+
+    def _check_grace(self, job: _JobRun, final: bool) -> None:
+        if not job.in_grace or job.stopped:
+            return
+        if final or not self._running(job):
+            job.in_grace = False
+            late = f"still running {self._grace(job):g} s after its planned end (jobs[].results_grace)"
+            self._stop(job, "completed", late if final else "")
+
+    def _running(self, job: _JobRun) -> bool:
+        """Whether the Job has a pod still running (so it may yet print its results)."""
+        try:
+            state = self.backend.job_states().get(job.resource)
+        except HpaExpError as exc:
+            self._event("warning", f"{job.planned.name}: state not read ({exc}); deleting it now")
+            return False
+        return bool(state and state.exists and state.active > 0 and not state.failure)
+
+    def _stop(self, job: _JobRun, outcome: str, why_no_results: str = "") -> None:
+        if not job.started or job.stopped:
+            return
+        if self.client_results is not None:
+            self.client_results.collect(job.planned.name, job.resource, why_no_results)
         self.backend.stop_job(job.resource)
         job.stopped = True
         assert self.writer is not None
@@ -318,7 +372,7 @@ class Runner:
                     self.writer.phase(job.planned.name, outcome=f"kept ({outcome})")
                     continue
                 with self._errors_as_events():
-                    self._stop(job, outcome)
+                    self._stop(job, outcome, f"deleted before it finished: the run was {outcome}")
         self._drain(self._pending, jobs, block=True)
         if self.monitor is not None:
             self.monitor.close()

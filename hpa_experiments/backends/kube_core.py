@@ -1,9 +1,9 @@
-"""The two core/v1 reads hpa-exp makes (a namespace, pods by label), without `CoreV1Api`.
+"""The core/v1 reads hpa-exp makes (a namespace, pods by label, a pod's log), without `CoreV1Api`.
 
 The official client (kubernetes >= 33) builds `CoreV1Api` from several hundred
 pydantic-validated methods and ~130 pydantic models: loading it costs ~70 MB of memory
 (~90 MB at peak) and over a second of CPU, more than everything else in `hpa-exp run`
-together.  These two GETs go through the same `ApiClient` (auth, TLS, timeouts, the same
+together.  These GETs go through the same `ApiClient` (auth, TLS, timeouts, the same
 `ApiException` on errors) and return the raw response, as the generated methods do
 with `_preload_content=False`.
 """
@@ -18,7 +18,8 @@ from kubernetes.client.exceptions import ApiException
 
 
 class CoreReads:
-    """`read_namespace` and `list_namespaced_pod` with the generated methods' call signature."""
+    """`read_namespace`, `list_namespaced_pod` and `read_namespaced_pod_log` with the generated
+    methods' call signature."""
 
     def __init__(self, api_client: ApiClient):
         self.api_client = api_client
@@ -30,12 +31,21 @@ class CoreReads:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self._get(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", query, **options)
 
+    def read_namespaced_pod_log(
+        self, name: str, namespace: str, container: str | None = None, **options: Any
+    ) -> Any:
+        """The pods/log subresource: the container's log as text (the response body)."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        query = [("container", container)] if container else []
+        return self._get(path, query, accept="*/*", **options)
+
     def _get(
         self,
         path: str,
         query: list[tuple[str, str]],
         _preload_content: bool = False,
         _request_timeout: Any = None,
+        accept: str = "application/json",
     ) -> Any:
         if _preload_content:
             raise ValueError("CoreReads returns raw responses only (_preload_content=False)")
@@ -43,7 +53,7 @@ class CoreReads:
             "GET",
             path,
             query_params=query,
-            header_params={"Accept": "application/json"},
+            header_params={"Accept": accept},
             auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(method, url, headers, body, post_params, _request_timeout)

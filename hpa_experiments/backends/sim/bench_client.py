@@ -1,0 +1,168 @@
+"""The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv.
+
+The runner reads a Job's log before deleting it (Backend.job_logs) and parses the result block
+(analysis/bench_log.py); the twin prints that block from its own request log, so a simulated run
+gets the same job-logs/ and job-results.csv as a cluster run.  Like the real client, the twin
+prints the block only once its Job has finished (every prompt sent and answered); a Job deleted
+before that has no block.
+
+Definitions, as vllm/benchmarks/serve.py (`calculate_metrics`) computes them, over the Job's rows:
+- successful requests: outcome `completed`; failed: `rejected` and `aborted_scale_down` (the
+  client gets an error response).
+- duration: from the Job's first request being sent to the last response (failed ones included).
+- total input / generated tokens: prompt and output tokens of the successful requests; request,
+  output and total token throughput: those over the duration.
+- TTFT: `ttft_ms`; TPOT (excl. 1st token): (latency - TTFT) / (output tokens - 1), i.e. `itl_mean_ms`,
+  over requests with at least 2 output tokens; E2EL: `e2e_ms`; all over successful requests.
+- ITL: vLLM pools every gap between consecutive streamed chunks of every request.  The mean is
+  exact here (sum of (E2EL - TTFT) over sum of (output tokens - 1)); requests.csv keeps only each
+  request's mean gap, so median and percentiles treat each request's gaps as equal to its mean
+  (the twin's real gaps vary with the batch, so its ITL tail is somewhat understated).
+- mean, median, P<p> (numpy's linear-interpolation percentile); `metric_percentiles` from the
+  job's template values (vLLM's default "99").  E2EL is printed as with
+  `--percentile-metrics ttft,tpot,itl,e2el`.
+- peak concurrent requests: vLLM's per-second count: each successful request counts in every
+  whole second (since the first send) from the one it was sent in to the one it ended in.
+- peak output token throughput: vLLM's largest count of tokens in one such second; token times
+  are the first token, then the rest evenly spaced up to the last (the mean gap, as for ITL).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from array import array
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpa_experiments.analysis.bench_log import render_result_block
+from hpa_experiments.backends.sim.loadgen import LoadGenerator
+
+FAILED_OUTCOMES = ("rejected", "aborted_scale_down")
+_CHUNK = 4096  # requests per step of the token-time expansion
+
+
+def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: dict[str, Any]) -> str:
+    """The simulated client's log: its start lines, and the result block once it has finished."""
+    concurrency = generator.max_concurrency
+    lines = [
+        f"hpa-exp digital twin: simulated `vllm bench serve` client of job {generator.job} (Job {generator.name})",
+        "Starting main benchmark run...",
+        f"Traffic request rate: {generator.rate}",
+        f"Burstiness factor: {values.get('burstiness', 1.0)}",
+        f"Maximum request concurrency: {concurrency if math.isfinite(concurrency) else None}",
+    ]
+    text = "\n".join(lines) + "\n"
+    if not generator.finished or requests_csv is None:
+        return text
+    fields = bench_fields(read_job_requests(requests_csv, generator.job), generator, values)
+    return text + render_result_block(fields)
+
+
+def read_job_requests(path: Path, job: str) -> dict[str, np.ndarray]:
+    """The job's rows of requests.csv as arrays: arrival_s, end_s, ttft_ms, itl_mean_ms, e2e_ms,
+    prompt_tokens, output_tokens (NaN where empty) and `ok` (completed) / `failed` flags."""
+    columns = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
+    data = {c: array("d") for c in columns}
+    ok, failed = array("b"), array("b")
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["job"] != job:
+                continue
+            for c in columns:
+                data[c].append(float(row[c]) if row[c] else math.nan)
+            ok.append(row["outcome"] == "completed")
+            failed.append(row["outcome"] in FAILED_OUTCOMES)
+    out = {c: np.frombuffer(v, dtype=np.float64) if len(v) else np.empty(0) for c, v in data.items()}
+    out["ok"] = np.frombuffer(ok, dtype=np.int8).astype(bool) if len(ok) else np.empty(0, bool)
+    out["failed"] = np.frombuffer(failed, dtype=np.int8).astype(bool) if len(failed) else np.empty(0, bool)
+    return out
+
+
+def bench_fields(rows: dict[str, np.ndarray], generator: LoadGenerator, values: dict[str, Any]) -> dict[str, Any]:
+    """The result block's fields, in vLLM's order (definitions in the module docstring)."""
+    ok = rows["ok"]
+    arrival, end = rows["arrival_s"], rows["end_s"]
+    ended = ~np.isnan(end)
+    duration = float(end[ended].max() - arrival.min()) if ended.any() else 0.0
+    prompt, output = rows["prompt_tokens"][ok], rows["output_tokens"][ok]
+    ttft, e2e = rows["ttft_ms"][ok], rows["e2e_ms"][ok]
+    multi = output > 1
+    tpot = rows["itl_mean_ms"][ok][multi]
+    completed, total_in, total_out = int(ok.sum()), int(prompt.sum()), int(output.sum())
+    fields: dict[str, Any] = {
+        "successful_requests": completed,
+        "failed_requests": int(rows["failed"].sum()),
+    }
+    if math.isfinite(generator.max_concurrency):
+        fields["max_concurrency"] = int(generator.max_concurrency)
+    if math.isfinite(generator.rate):
+        fields["request_rate_configured_rps"] = float(generator.rate)
+    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    peak_tokens, peak_concurrent = _peaks(arrival[ok], ttft, e2e, output)
+    fields |= {
+        "duration_s": duration,
+        "total_input_tokens": total_in,
+        "total_generated_tokens": total_out,
+        "request_throughput_rps": per_s(completed),
+        "output_throughput_tok_s": per_s(total_out),
+        "peak_output_throughput_tok_s": float(peak_tokens),
+        "peak_concurrent_requests": float(peak_concurrent),
+        "total_throughput_tok_s": per_s(total_in + total_out),
+    }
+    gaps = output[multi] - 1
+    itl_mean = float((e2e[multi] - ttft[multi]).sum() / gaps.sum()) if gaps.sum() > 0 else 0.0
+    percentiles = [float(p) for p in str(values.get("metric_percentiles", "99")).split(",")]
+    for metric, data, weights in (("ttft", ttft, None), ("tpot", tpot, None), ("itl", tpot, gaps), ("e2el", e2e, None)):
+        mean = itl_mean if metric == "itl" else (float(data.mean()) if len(data) else 0.0)
+        fields[f"{metric}_mean_ms"] = mean
+        fields[f"{metric}_median_ms"] = weighted_percentile(data, 50, weights)
+        for p in percentiles:
+            word = str(int(p)) if p.is_integer() else str(p).replace(".", "_")
+            fields[f"{metric}_p{word}_ms"] = weighted_percentile(data, p, weights)
+    return fields
+
+
+def weighted_percentile(values: np.ndarray, q: float, weights: np.ndarray | None = None) -> float:
+    """`np.percentile(np.repeat(values, weights), q)` without building the repeated array (0 if empty)."""
+    if weights is None:
+        return float(np.percentile(values, q)) if len(values) else 0.0
+    keep = weights > 0
+    values, weights = values[keep], weights[keep].astype(np.int64)
+    n = int(weights.sum())
+    if n == 0:
+        return 0.0
+    order = np.argsort(values, kind="stable")
+    values, ends = values[order], np.cumsum(weights[order])
+    position = q / 100.0 * (n - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    v_lo = values[np.searchsorted(ends, lo, side="right")]
+    v_hi = values[np.searchsorted(ends, hi, side="right")]
+    return float(v_lo + (v_hi - v_lo) * (position - lo))
+
+
+def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output: np.ndarray) -> tuple[int, int]:
+    """vLLM's peak tokens in one second and peak requests active in one second (whole seconds since
+    the first send of a successful request)."""
+    if len(start_s) == 0:
+        return 0, 0
+    origin = start_s.min()
+    end_s = start_s + e2e_ms / 1000.0
+    seconds = int(math.ceil(end_s.max() - origin)) + 1
+    concurrent = np.zeros(seconds + 1, dtype=np.int64)
+    np.add.at(concurrent, (start_s - origin).astype(np.int64), 1)
+    np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
+    tokens = np.zeros(seconds, dtype=np.int64)
+    first = start_s + ttft_ms / 1000.0 - origin
+    n = output.astype(np.int64)
+    gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
+    for lo in range(0, len(n), _CHUNK):
+        counts = n[lo : lo + _CHUNK]
+        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        times = np.repeat(first[lo : lo + _CHUNK], counts) + k * np.repeat(gap[lo : lo + _CHUNK], counts)
+        buckets = times.astype(np.int64)
+        buckets = buckets[(buckets >= 0) & (buckets < seconds)]
+        tokens += np.bincount(buckets, minlength=seconds)
+    return int(tokens.max()), int(np.cumsum(concurrent)[:seconds].max())
