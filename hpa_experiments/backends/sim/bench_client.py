@@ -57,7 +57,8 @@ def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: di
     text = "\n".join(lines) + "\n"
     if not generator.finished or requests_csv is None:
         return text
-    fields = bench_fields(read_job_requests(requests_csv, generator.job), generator, values)
+    rows = read_job_requests(requests_csv, generator.job)
+    fields = bench_fields(rows, generator.rate, generator.max_concurrency, values)
     return text + render_result_block(fields)
 
 
@@ -81,7 +82,9 @@ def read_job_requests(path: Path, job: str) -> dict[str, np.ndarray]:
     return out
 
 
-def bench_fields(rows: dict[str, np.ndarray], generator: LoadGenerator, values: dict[str, Any]) -> dict[str, Any]:
+def bench_fields(
+    rows: dict[str, np.ndarray], rate: float, max_concurrency: float, values: dict[str, Any]
+) -> dict[str, Any]:
     """The result block's fields, in vLLM's order (definitions in the module docstring)."""
     ok = rows["ok"]
     arrival, end = rows["arrival_s"], rows["end_s"]
@@ -96,10 +99,10 @@ def bench_fields(rows: dict[str, np.ndarray], generator: LoadGenerator, values: 
         "successful_requests": completed,
         "failed_requests": int(rows["failed"].sum()),
     }
-    if math.isfinite(generator.max_concurrency):
-        fields["max_concurrency"] = int(generator.max_concurrency)
-    if math.isfinite(generator.rate):
-        fields["request_rate_configured_rps"] = float(generator.rate)
+    if math.isfinite(max_concurrency):
+        fields["max_concurrency"] = int(max_concurrency)
+    if math.isfinite(rate):
+        fields["request_rate_configured_rps"] = float(rate)
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     peak_tokens, peak_concurrent = _peaks(arrival[ok], ttft, e2e, output)
     fields |= {
@@ -150,7 +153,7 @@ def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output:
         return 0, 0
     origin = start_s.min()
     end_s = start_s + e2e_ms / 1000.0
-    seconds = int(math.ceil(end_s.max() - origin)) + 1
+    seconds = math.ceil(end_s.max() - origin) + 1
     concurrent = np.zeros(seconds + 1, dtype=np.int64)
     np.add.at(concurrent, (start_s - origin).astype(np.int64), 1)
     np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
