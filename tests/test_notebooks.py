@@ -65,12 +65,14 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
         assert "legacy-import" in text and "no data" in text  # TTFT never collected: said, not 0
         assert "This run has no GPU power data" in text
         assert "This run has no requests.csv" in text
+        assert "This run has no job-results.csv" in text  # no client-side results: said so
     else:  # the standard figure, the energy figure and the per-request distributions
         assert png_count(notebook) == 3
         assert "simulation" in text
         assert "GPU energy" in text and " kWh" in text and "energy per output token" in text
         assert "completed" in text and "TTFT per completed request" in text
         assert "ttft p90 (ms)" in text  # the per-job table
+        assert "TTFT mean / median / P99 client" in text and "TTFT mean / p50 / p99 server" in text
 
 
 def test_compare_notebook_runs_headless(runs, monkeypatch):

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpa_experiments.analysis.client import client_kpis, client_notes
 from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
@@ -358,7 +359,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "phases": phase_rows,
         "data_coverage": coverage,
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
-        "notes": data_notes(run, coverage),
+        "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
+        "notes": data_notes(run, coverage) + client_notes(client),
         "energy": energy_kpis(run),
     })
 
