@@ -56,18 +56,31 @@ def client_job_rows(summary: dict[str, Any]) -> list[list[str]]:
         client, server = entry["client"], entry["server"]
         if entry["status"] != "ok":
             reason = f"no results: {entry['status']} ({entry['note']})"
-            rows.append([entry["job"], reason, NO_DATA, _server(server["ttft_ms"]), NO_DATA, NO_DATA,
-                         _server(server["itl_ms"]), NO_DATA, NO_DATA])
+            rows.append(
+                [
+                    entry["job"],
+                    reason,
+                    NO_DATA,
+                    _server(server["ttft_ms"]),
+                    NO_DATA,
+                    NO_DATA,
+                    _server(server["itl_ms"]),
+                    NO_DATA,
+                    NO_DATA,
+                ]
+            )
             continue
-        rows.append([
-            entry["job"],
-            f"{fmt(client.get('successful_requests'), '', 0)} / {fmt(client.get('failed_requests'), '', 0)}",
-            _three(client, "ttft"),
-            _server(server["ttft_ms"]),
-            _three(client, "tpot"),
-            _three(client, "itl"),
-            _server(server["itl_ms"]),
-            fmt(client.get("output_throughput_tok_s"), "", 0),
-            fmt(client.get("peak_concurrent_requests"), "", 0),
-        ])
+        rows.append(
+            [
+                entry["job"],
+                f"{fmt(client.get('successful_requests'), '', 0)} / {fmt(client.get('failed_requests'), '', 0)}",
+                _three(client, "ttft"),
+                _server(server["ttft_ms"]),
+                _three(client, "tpot"),
+                _three(client, "itl"),
+                _server(server["itl_ms"]),
+                fmt(client.get("output_throughput_tok_s"), "", 0),
+                fmt(client.get("peak_concurrent_requests"), "", 0),
+            ]
+        )
     return rows
