@@ -2,7 +2,7 @@
 
 The runner calls `collect` just before it deletes a Job (at its planned end, after the results
 grace, on interrupt or cleanup).  The logs go to `job-logs/<pod>.log`; the result block of each
-log is parsed (analysis/bench_log.py) and one row per Job is (re)written to `job-results.csv`.
+log is parsed (bench_log.py) and one row per Job is (re)written to `job-results.csv`.
 A Job whose log has no complete block is said so: a warning event now, and the row's status and
 note, which the summary's `client` section and the report repeat.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hpa_experiments.analysis.bench_log import (
+from hpa_experiments.backends.base import Backend, PodLog
+from hpa_experiments.bench_log import (
     JOB_LOGS_DIR,
     JOB_RESULTS_FILE,
     NO_LOG,
@@ -22,7 +23,6 @@ from hpa_experiments.analysis.bench_log import (
     parse_bench_log,
     write_job_results,
 )
-from hpa_experiments.backends.base import Backend, PodLog
 from hpa_experiments.errors import HpaExpError
 
 

@@ -7,7 +7,7 @@ phases.csv             one row per job: planned and actual start/end (s since t0
 events.csv             elapsed_s, time, kind, detail
 requests.csv           twin only: one row per request (backends/sim/request_log.py)
 job-logs/<pod>_<container>.log  each load Job's pod log, saved before deletion (output.include_pod_logs)
-job-results.csv        one row per load Job: its `vllm bench serve` result block (analysis/bench_log.py)
+job-results.csv        one row per load Job: its `vllm bench serve` result block (bench_log.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hpa_experiments.analysis.bench_log import (
+from hpa_experiments.bench_log import (
     INCOMPLETE,
     NO_BLOCK,
     OK,

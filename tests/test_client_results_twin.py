@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from hpa_experiments.analysis.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, NO_BLOCK, OK
 from hpa_experiments.backends.factory import BackendOptions, make_backend
 from hpa_experiments.backends.sim.bench_client import bench_fields, read_job_requests, weighted_percentile
+from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, NO_BLOCK, OK
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import REQUEST_COLUMNS

@@ -1,7 +1,7 @@
 """summary.json's `client` section: what the load generators themselves measured.
 
 Read from job-results.csv (one row per load Job: the `vllm bench serve` result block of its log,
-or the twin's block from requests.csv; see analysis/bench_log.py).  Client-side numbers are per
+or the twin's block from requests.csv; see bench_log.py).  Client-side numbers are per
 request over each Job's whole life, from the client's clock; the server-side columns of
 metrics.csv are Prometheus rate-window means per sample.  The report puts them side by side per
 job (the phase of the same name).
@@ -18,7 +18,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from hpa_experiments.analysis.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, OK
+from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, OK
 
 SIDE_BY_SIDE = ("ttft", "tpot", "itl", "e2el")
 

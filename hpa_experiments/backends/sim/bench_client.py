@@ -1,7 +1,7 @@
 """The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv.
 
 The runner reads a Job's log before deleting it (Backend.job_logs) and parses the result block
-(analysis/bench_log.py); the twin prints that block from its own request log, so a simulated run
+(bench_log.py); the twin prints that block from its own request log, so a simulated run
 gets the same job-logs/ and job-results.csv as a cluster run.  Like the real client, the twin
 prints the block only once its Job has finished (every prompt sent and answered); a Job deleted
 before that has no block.
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from hpa_experiments.analysis.bench_log import render_result_block
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.bench_log import render_result_block
 
 FAILED_OUTCOMES = ("rejected", "aborted_scale_down")
 _CHUNK = 4096  # requests per step of the token-time expansion
