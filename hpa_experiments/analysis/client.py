@@ -21,6 +21,7 @@ from typing import Any
 from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, OK
 
 SIDE_BY_SIDE = ("ttft", "tpot", "itl", "e2el")
+RUN_SPECIFIC = ("resource_name", "pod")  # names carrying the run id: in job-results.csv, not in the summary
 
 
 def read_job_results(run_dir: Path) -> list[dict[str, Any]] | None:
@@ -89,7 +90,7 @@ def client_kpis(run_dir: Path) -> dict[str, Any] | None:
     return {
         "source": JOB_RESULTS_FILE,
         "run": run,
-        "jobs": rows,
+        "jobs": [{k: v for k, v in row.items() if k not in RUN_SPECIFIC} for row in rows],
         "jobs_without_results": missing,
     }
 
