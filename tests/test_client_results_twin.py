@@ -15,6 +15,7 @@ from hpa_experiments.backends.factory import BackendOptions, make_backend
 from hpa_experiments.backends.sim.bench_client import bench_fields, read_job_requests, weighted_percentile
 from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, NO_BLOCK, OK
 from hpa_experiments.config import load_config
+from hpa_experiments.errors import ConfigError
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import REQUEST_COLUMNS
 from hpa_experiments.runner import Runner
@@ -193,3 +194,19 @@ def test_without_pod_logs_jobs_end_on_plan_and_nothing_is_written(tmp_path: Path
     assert not (run_dir / JOB_RESULTS_FILE).exists() and not (run_dir / "job-logs").exists()
     (phase,) = _read(run_dir / "phases.csv")
     assert float(phase["actual_end_s"]) == pytest.approx(40.0)
+
+
+def test_results_grace_settings(tmp_path: Path) -> None:
+    path = _config(tmp_path, grace="2m")
+    doc = yaml.safe_load(path.read_text())
+    doc["jobs"].append({**doc["jobs"][0], "name": "b", "results_grace": "0s"})
+    path.write_text(yaml.safe_dump(doc))
+    config = load_config(path)
+    assert [config.results_grace(job) for job in config.jobs] == [120.0, 0.0]
+    config.output.include_pod_logs = False
+    assert [config.results_grace(job) for job in config.jobs] == [0.0, 0.0]  # no logs kept: no reason to wait
+    doc["jobs"][1]["results_grace"] = -1
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "jobs[1].results_grace: must be >= 0 (got -1)" in str(error.value)
