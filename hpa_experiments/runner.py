@@ -199,7 +199,10 @@ class Runner:
         return created
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
-        """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick."""
+        """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick.
+
+        Results-grace checks and ticks after the plan's end are in the list too; the loop skips
+        them when no Job is in its grace any more."""
         events: list[tuple[float, int, str, Any]] = []
         for job in jobs:
             events.append((job.planned.start, 1, "start", job))
@@ -208,8 +211,13 @@ class Runner:
         if self.plan.cooldown:
             events.append((self.plan.load_end, 0, "cooldown", None))
         interval = self.config.metrics.interval
-        for k in range(math.floor(self.plan.total / interval + 1e-9) + 1):
+        last = math.floor(self.plan.total / interval + 1e-9)
+        for k in range(last + 1):
             events.append((k * interval, 2, "tick", k))
+        # A Job whose grace reaches past the plan is still load: sample on while one is in its grace.
+        until = max((at for job in jobs for at, _ in self._grace_checks(job)), default=0.0)
+        for k in range(last + 1, math.floor(until / interval + 1e-9) + 1):
+            events.append((k * interval, 2, "tick_in_grace", k))
         return sorted(
             ((at, order, seq, kind, p) for seq, (at, order, kind, p) in enumerate(events)),
             key=lambda e: e[:3],
@@ -221,6 +229,8 @@ class Runner:
         for at, _, _, kind, payload in self._schedule(jobs):
             if kind in ("grace_check", "grace_end") and not payload.in_grace:
                 continue  # ended in time (or never needed a grace): nothing to wait for
+            if kind == "tick_in_grace" and not any(job.in_grace for job in jobs):
+                continue
             if not self._wait_until(self.t0 + at):
                 break
             if kind == "start":
