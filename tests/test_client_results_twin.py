@@ -210,3 +210,45 @@ def test_results_grace_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "jobs[1].results_grace: must be >= 0 (got -1)" in str(error.value)
+
+
+class _StopAt:
+    """An observer that asks the run to stop at its first row at or after `at` seconds."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.runner: Runner | None = None
+
+    def on_start(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def on_row(self, row: dict) -> None:
+        if row["elapsed_s"] >= self.at and self.runner is not None:
+            self.runner.request_stop("interrupted by SIGINT")
+
+    def on_event(self, elapsed: float, kind: str, detail: str) -> None: ...
+
+    def on_finish(self, result: object) -> None: ...
+
+
+def test_an_interrupted_run_saves_the_log_and_says_why_there_are_no_results(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path))
+    plan = build_plan(config)
+    backend, names = make_backend("simulation", config, plan, "r1", BackendOptions())
+    runner = Runner(
+        config,
+        plan,
+        backend,
+        base_dir=tmp_path / "out",
+        metric_names=names,
+        handle_signals=False,
+        run_id="r1",
+        observer=_StopAt(20.0),
+    )
+    result = runner.run()
+    assert result.status == "interrupted"
+    (row,) = _read(result.run_dir / JOB_RESULTS_FILE)
+    assert row["status"] == NO_BLOCK
+    assert row["note"].endswith("; deleted before it finished: the run was interrupted")
+    (log,) = list((result.run_dir / "job-logs").iterdir())
+    assert log.read_text().endswith("Maximum request concurrency: 512\n")  # started, no result block
