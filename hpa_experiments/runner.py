@@ -301,10 +301,11 @@ class Runner:
     def _check_grace(self, job: _JobRun, final: bool) -> None:
         if not job.in_grace or job.stopped:
             return
-        if final or not self._running(job):
+        running = self._running(job)
+        if final or not running:
             job.in_grace = False
             late = f"still running {self._grace(job):g} s after its planned end (jobs[].results_grace)"
-            self._stop(job, "completed", late if final else "")
+            self._stop(job, "completed", late if running else "")
 
     def _running(self, job: _JobRun) -> bool:
         """Whether the Job has a pod still running (so it may yet print its results)."""
