@@ -29,9 +29,7 @@ Definitions, as vllm/benchmarks/serve.py (`calculate_metrics`) computes them, ov
 
 from __future__ import annotations
 
-import csv
 import math
-from array import array
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,8 @@ from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.bench_log import render_result_block
 
 FAILED_OUTCOMES = ("rejected", "aborted_scale_down")
+_COLUMNS = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
+_DTYPES = {"job": str, "outcome": str, **dict.fromkeys(_COLUMNS, "float64")}
 _CHUNK = 4096  # requests per step of the token-time expansion
 
 
@@ -64,21 +64,23 @@ def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: di
 
 def read_job_requests(path: Path, job: str) -> dict[str, np.ndarray]:
     """The job's rows of requests.csv as arrays: arrival_s, end_s, ttft_ms, itl_mean_ms, e2e_ms,
-    prompt_tokens, output_tokens (NaN where empty) and `ok` (completed) / `failed` flags."""
-    columns = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
-    data = {c: array("d") for c in columns}
-    ok, failed = array("b"), array("b")
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row["job"] != job:
-                continue
-            for c in columns:
-                data[c].append(float(row[c]) if row[c] else math.nan)
-            ok.append(row["outcome"] == "completed")
-            failed.append(row["outcome"] in FAILED_OUTCOMES)
-    out = {c: np.frombuffer(v, dtype=np.float64) if len(v) else np.empty(0) for c, v in data.items()}
-    out["ok"] = np.frombuffer(ok, dtype=np.int8).astype(bool) if len(ok) else np.empty(0, bool)
-    out["failed"] = np.frombuffer(failed, dtype=np.int8).astype(bool) if len(failed) else np.empty(0, bool)
+    prompt_tokens, output_tokens (NaN where empty) and `ok` (completed) / `failed` flags.
+
+    Read in chunks with only these columns (a 24 h run's file has millions of rows); pandas is
+    imported here, when a Job ends, not when the twin starts."""
+    import pandas as pd
+
+    parts: list[pd.DataFrame] = []
+    with pd.read_csv(path, usecols=["job", *_COLUMNS, "outcome"], chunksize=1 << 18, dtype=_DTYPES) as chunks:
+        for chunk in chunks:
+            mine = chunk[chunk["job"] == job]
+            if len(mine):
+                parts.append(mine.drop(columns="job"))
+    frame = pd.concat(parts) if parts else pd.DataFrame({c: pd.Series(dtype="float64") for c in (*_COLUMNS, "outcome")})
+    out = {c: frame[c].to_numpy(dtype=np.float64) for c in _COLUMNS}
+    outcome = frame["outcome"].astype(str)
+    out["ok"] = (outcome == "completed").to_numpy()
+    out["failed"] = outcome.isin(FAILED_OUTCOMES).to_numpy()
     return out
 
 
@@ -157,15 +159,31 @@ def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output:
     concurrent = np.zeros(seconds + 1, dtype=np.int64)
     np.add.at(concurrent, (start_s - origin).astype(np.int64), 1)
     np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
-    tokens = np.zeros(seconds, dtype=np.int64)
     first = start_s + ttft_ms / 1000.0 - origin
     n = output.astype(np.int64)
     gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
+    tokens = np.zeros(seconds, dtype=np.int64)
     for lo in range(0, len(n), _CHUNK):
-        counts = n[lo : lo + _CHUNK]
-        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-        times = np.repeat(first[lo : lo + _CHUNK], counts) + k * np.repeat(gap[lo : lo + _CHUNK], counts)
-        buckets = times.astype(np.int64)
-        buckets = buckets[(buckets >= 0) & (buckets < seconds)]
-        tokens += np.bincount(buckets, minlength=seconds)
+        tokens += _tokens_per_second(first[lo : lo + _CHUNK], gap[lo : lo + _CHUNK], n[lo : lo + _CHUNK], seconds)
     return int(tokens.max()), int(np.cumsum(concurrent)[:seconds].max())
+
+
+def _tokens_per_second(first: np.ndarray, gap: np.ndarray, n: np.ndarray, seconds: int) -> np.ndarray:
+    """Tokens at first + k * gap (k = 0 .. n-1) counted per whole second, without listing each token:
+    per request and second b, (tokens before b + 1) - (tokens before b)."""
+    last = first + (n - 1) * gap
+    lo, hi = np.floor(first).astype(np.int64), np.floor(last).astype(np.int64)
+    spans = hi - lo + 1
+    owner = np.repeat(np.arange(len(n)), spans)
+    b = np.repeat(lo, spans) + (np.arange(int(spans.sum())) - np.repeat(np.cumsum(spans) - spans, spans))
+    f, g, count = first[owner], gap[owner], n[owner]
+
+    def before(x: np.ndarray) -> np.ndarray:  # how many of a request's tokens come before time x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stepped = np.ceil((x - f) / np.where(g > 0, g, 1.0))
+        single = (x > f).astype(np.float64)  # one token (or all at once): before x or not
+        return np.clip(np.where(g > 0, stepped, single * count), 0, count)
+
+    per = (before(b + 1.0) - before(b.astype(np.float64))).astype(np.int64)
+    keep = (b >= 0) & (b < seconds)
+    return np.bincount(b[keep], weights=per[keep], minlength=seconds).astype(np.int64)
