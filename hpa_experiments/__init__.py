@@ -6,12 +6,16 @@ on first use, so that importing the package (as the command line does) stays che
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hpa_experiments.api import Experiment, ExperimentResult
 
-__version__ = "0.1.0"
+try:  # one source of truth: the version in pyproject.toml, as installed
+    __version__ = version("hpa-experiments")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 __all__ = ["Experiment", "ExperimentResult", "__version__"]
 
 _API_NAMES = ("Experiment", "ExperimentResult")

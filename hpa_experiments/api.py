@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,15 +29,25 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from hpa_experiments.config import K8S_NAME, ExperimentConfig, MetricsConfig, config_from_data, load_config
-from hpa_experiments.errors import UsageError
+from hpa_experiments.config import (
+    K8S_NAME,
+    TAG_KEY,
+    ExperimentConfig,
+    MetricsConfig,
+    config_from_data,
+    load_config,
+    namespace_problems,
+)
+from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
+from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from hpa_experiments.analysis.load import Run
+    from hpa_experiments.ensemble import EnsembleResult, SeedRun
     from hpa_experiments.runner import Runner, RunObserver, RunResult
 
 DICT_SOURCE = "<dict>"  # names a config given as a dict in messages
@@ -134,10 +144,15 @@ class Experiment:
         return build_plan(self._config)
 
     def with_overrides(
-        self, backend: str | None = None, seed: int | None = None, namespace: str | None = None
+        self,
+        backend: str | None = None,
+        seed: int | None = None,
+        namespace: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Experiment:
-        """A copy with the backend ('sim' or 'kubernetes'), simulation seed or namespace replaced."""
-        if backend is None and seed is None and namespace is None:
+        """A copy with the backend ('sim' or 'kubernetes'), simulation seed or namespace replaced,
+        and `tags` added to the config's."""
+        if backend is None and seed is None and namespace is None and not tags:
             return self
         from hpa_experiments.backends.factory import normalize_backend
 
@@ -145,6 +160,8 @@ class Experiment:
         if backend is not None:
             config.backend = normalize_backend(backend)  # type: ignore[assignment]
         if seed is not None:
+            if seed < 0:
+                raise UsageError(f"seed {seed}: must be a whole number >= 0")
             config.simulation.seed = seed
         if namespace is not None:
             if not K8S_NAME.match(namespace) or len(namespace) > 63:
@@ -152,6 +169,14 @@ class Experiment:
                     f"namespace {namespace!r}: must be a Kubernetes name (lower-case letters, digits, '-')"
                 )
             config.namespace = namespace
+            problems = namespace_problems(config, "the namespace override: -n/--namespace")
+            if problems:
+                raise ConfigError(problems, str(config.source or DICT_SOURCE))
+        if tags:
+            bad = [key for key in tags if not TAG_KEY.match(key)]
+            if bad:
+                raise UsageError(f"tag {bad[0]!r}: keys are letters, digits, '.', '_', '-' or '/' (at most 63)")
+            config.tags = {**config.tags, **{key: str(value) for key, value in tags.items()}}
         changed = Experiment(config)
         changed._given = self._given
         return changed
@@ -233,6 +258,28 @@ class Experiment:
         return prepared.run()
 
 
+    def run_ensemble(
+        self,
+        seeds: int | None = None,
+        output_dir: str | Path | None = None,
+        *,
+        processes: int | None = None,
+        on_seed: Callable[[SeedRun, int, int], None] | None = None,
+    ) -> EnsembleResult:
+        """The experiment on the twin under `seeds` seeds (default: `simulation.seeds`), starting at
+        `simulation.seed`, `processes` at a time (default: every core); see hpa_experiments.ensemble."""
+        from hpa_experiments.ensemble import ensemble_seeds, run_ensemble
+
+        config = self._config
+        count = seeds if seeds is not None else config.simulation.seeds
+        if count is None:
+            raise UsageError("how many seeds? give seeds= (--seeds N) or simulation.seeds in the config")
+        base = Path(output_dir) if output_dir is not None else config.output.base_dir
+        check_output_folder(base)
+        chosen = ensemble_seeds(config.simulation.seed, count)
+        return run_ensemble(config, chosen, base, processes=processes, on_seed=on_seed)
+
+
 class PreparedRun:
     """A run whose backend is ready (preflight passed): `run()` it once, or `close()` it."""
 
@@ -272,7 +319,7 @@ def finish_run(outcome: RunResult, metrics: MetricsConfig, given: Any = None) ->
 
 def _write_given_config(result: ExperimentResult, given: Any) -> None:
     try:
-        plain = json.loads(json.dumps(given, default=str))  # Paths and the like as text
+        plain = redact_config(json.loads(json.dumps(given, default=str)))  # Paths as text, credentials as ***
         (result.run_dir / CONFIG_COPY).write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
     except (OSError, ValueError) as exc:
         result.warnings.append(f"could not write {CONFIG_COPY}: {exc}")

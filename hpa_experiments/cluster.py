@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hpa_experiments.errors import EXIT_FAILED, EXIT_PREFLIGHT, HpaExpError
+from hpa_experiments.kit import kit_dir
 
 Variant = Literal["emulator", "vllm"]
 HpaVariant = Literal["queue", "kvcache", "combined", "none"]
@@ -92,8 +93,8 @@ class KitSpec:
 
 
 def find_manifests(explicit: Path | None = None) -> Path:
-    """The manifests folder: --manifests, else ./manifests, else the one next to the package."""
-    candidates = [explicit] if explicit else [Path("manifests"), Path(__file__).resolve().parents[1] / "manifests"]
+    """The manifests folder: --manifests, else ./manifests, else the one shipped with hpa-exp."""
+    candidates = [explicit] if explicit else [Path("manifests"), kit_dir("manifests")]
     for candidate in candidates:
         if (candidate / "kind" / "cluster.yaml").is_file():
             return candidate

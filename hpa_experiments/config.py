@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -26,27 +28,47 @@ from pydantic import (
     model_validator,
 )
 
+from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.kit import kit_dir
 from hpa_experiments.manifests import (
     ManifestError,
     check_job_manifest,
     hpa_problems,
     load_hpa_manifest,
     load_manifest,
+    namespace_mismatch,
     render_template,
     template_placeholders,
 )
+from hpa_experiments.redact import redact_config
+from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MIN_INTERVAL_S = 0.1  # a sampling or scrape grid finer than this only makes millions of rows
+MAX_RATE = 100_000.0  # requests per second; more is a typo (and would make the twin generate forever)
+MAX_REPLICAS = 1000  # the twin starts this many pods at once; more would not finish
+
+
+def _interval(value: float) -> float:
+    if 0 < value < MIN_INTERVAL_S:
+        raise ValueError(f"must be at least {MIN_INTERVAL_S:g} s (got {_show(value)})")
+    return value
+
+
+Interval = Annotated[Seconds, AfterValidator(_interval)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
+BACKEND_ALIASES = {"sim": "simulation", "simulation": "simulation", "twin": "simulation",
+                   "kubernetes": "kubernetes", "kube": "kubernetes", "k8s": "kubernetes"}
+TAG_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class HpaConfig(_Section):
@@ -62,7 +84,7 @@ class JobConfig(_Section):
     manifest: Path | None = None
     duration: Seconds = Field(gt=0)
     start_delay: Seconds = Field(0.0, ge=0)
-    rate: float | None = Field(None, gt=0, description="offered load in requests per second")
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, description="offered load in requests per second")
     values: dict[str, Any] = Field(default_factory=dict)
     results_grace: Seconds | None = Field(None, ge=0, description="overrides output.results_grace for this job")
 
@@ -86,7 +108,7 @@ class PromQuery(_Section):
 
 
 class MetricsConfig(_Section):
-    interval: Seconds = Field(5.0, gt=0)
+    interval: Interval = Field(5.0, gt=0)
     rate_window: str = "1m"
     percentiles: list[float] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99],
@@ -146,9 +168,24 @@ class PrometheusConfig(_Section):
     ca_file: Path | None = None
 
 
+class SloGates(_Section):
+    """Upper bounds a run must meet; `hpa-exp run --fail-on-slo` exits 4 when one is missed."""
+
+    ttft_p50_ms: float | None = Field(None, gt=0)
+    ttft_p90_ms: float | None = Field(None, gt=0)
+    ttft_p99_ms: float | None = Field(None, gt=0)
+    itl_p50_ms: float | None = Field(None, gt=0)
+    itl_p90_ms: float | None = Field(None, gt=0)
+    itl_p99_ms: float | None = Field(None, gt=0)
+    failed_requests: int | None = Field(None, ge=0, description="requests that failed (client or twin)")
+    peak_replicas: int | None = Field(None, ge=0)
+    gpu_hours: float | None = Field(None, gt=0)
+
+
 class SloConfig(_Section):
-    ttft_ms: float | None = Field(None, gt=0)
-    itl_ms: float | None = Field(None, gt=0)
+    ttft_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
+    itl_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
+    gates: SloGates = Field(default_factory=SloGates)
 
 
 class EnergyConfig(_Section):
@@ -175,11 +212,14 @@ class CostConfig(_Section):
 
 
 class SimulationConfig(_Section):
-    seed: int = 42
+    seed: int = Field(42, ge=0)
+    seeds: int | None = Field(
+        None, ge=2, le=1000, description="run an ensemble of this many seeds (seed, seed+1, ...) in parallel"
+    )
     profile: str = "llama-3.1-8b-h100"
     parameters: dict[str, Any] = Field(default_factory=dict, description="profile overrides")
-    initial_replicas: int = Field(1, ge=1)
-    scrape_interval: Seconds = Field(15.0, gt=0)
+    initial_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    scrape_interval: Interval = Field(15.0, gt=0)
 
 
 class OutputConfig(_Section):
@@ -217,12 +257,31 @@ class ExperimentConfig(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     on_job_failure: Literal["abort", "continue"] = "abort"
     values: dict[str, Any] = Field(default_factory=dict, description="template values for every job")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="labels for telling runs apart (`hpa-exp run --tag key=value`)"
+    )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     # Filled by load_config, not read from the file.
     source: Path | None = Field(None, exclude=True)
     hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_alias(cls, v: Any) -> Any:
+        """`sim` as on the command line (`--backend sim`), and `k8s`, as the backend's other names."""
+        return BACKEND_ALIASES.get(v.lower(), v) if isinstance(v, str) else v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in v:
+                if not isinstance(key, str) or not TAG_KEY.match(key):
+                    raise ValueError(f"tag key {key!r}: letters, digits, '.', '_', '-' or '/', at most 63")
+            return {key: str(value) for key, value in v.items()}
+        return v
 
     @field_validator("name")
     @classmethod
@@ -278,8 +337,8 @@ class ExperimentConfig(_Section):
         return self.output.results_grace if job.results_grace is None else job.results_grace
 
     def resolved_dict(self) -> dict[str, Any]:
-        """The config with defaults filled in and paths made absolute, for run.json."""
-        return self.model_dump(mode="json", exclude={"source", "hpa_manifest"})
+        """The config with defaults filled in and paths made absolute, for run.json (credentials as ***)."""
+        return redact_config(self.model_dump(mode="json", exclude={"source", "hpa_manifest"}))
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -296,18 +355,18 @@ def read_config_data(path: Path, syntax: Literal["json", "yaml"] | None = None) 
     `.json` file and YAML otherwise."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc}", source) from None
+        text = read_input_text(path)
+    except InputFileError as exc:
+        raise ConfigError(str(exc), source) from None
     if (syntax or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
         try:
-            return json.loads(text)
+            return load_json(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}", source) from None
+        except ValueError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", source) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -338,8 +397,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
 
     config.hpa.manifest = resolve(config.hpa.manifest)
     default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
-    if not default_template.exists() and SHIPPED_JOB_TEMPLATE.exists():  # a config outside the repo, or a dict
-        default_template = SHIPPED_JOB_TEMPLATE
+    if not default_template.exists():  # a config outside the repo, or a dict: the template hpa-exp ships
+        default_template = kit_dir("workloads") / SHIPPED_JOB_TEMPLATE_NAME
     for job in config.jobs:
         job.manifest = resolve(job.manifest) if job.manifest else default_template
     config.prometheus.token_file = resolve(config.prometheus.token_file)
@@ -349,10 +408,10 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
     config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 
 
-# A job without `manifest` uses the shipped template (relative to the config's folder), or the
-# one next to this package when the config's folder has none.
+# A job without `manifest` uses the template next to the config's folder (as in a checkout or an
+# `hpa-exp init` folder), else the one hpa-exp ships.
 DEFAULT_JOB_TEMPLATE = "../workloads/vllm-bench-serve.yaml"
-SHIPPED_JOB_TEMPLATE = Path(__file__).resolve().parents[1] / "workloads" / "vllm-bench-serve.yaml"
+SHIPPED_JOB_TEMPLATE_NAME = "vllm-bench-serve.yaml"
 
 
 def _check_files(config: ExperimentConfig) -> list[str]:
@@ -370,11 +429,49 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"hpa.manifest: {exc}")
         else:
             problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            # what the API server checks in metrics and behavior (ranges, integers): NaN or 1e300 there
+            # would otherwise surface only when the HPA is applied or simulated
+            api_rules = validate_hpa_manifest(config.hpa_manifest)
+            problems += [f"hpa.manifest: {p}" for p in api_rules if p.startswith(("spec.metrics", "spec.behavior"))]
+            problems += hpa_namespace_problems(config)
     elif config.hpa.enabled and not config.hpa.name:
         problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
-    return problems + _simulation_problems(config.simulation)
+    return problems + _simulation_problems(config.simulation) + _load_value_problems(config)
+
+
+def _load_value_problems(config: ExperimentConfig) -> list[str]:
+    """Template values the load generator reads as numbers (the twin's and `vllm bench serve`'s)
+    must be such numbers, so that a run cannot break when its Job starts."""
+    problems = []
+    for i, job in enumerate(config.jobs):
+        for key, value in {**config.values, **job.values}.items():
+            where = f"jobs[{i}].values.{key}" if key in job.values else f"values.{key}"
+            problem = _load_value_problem(key, value)
+            if problem and f"{where}: {problem}" not in problems:
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _load_value_problem(key: str, value: Any) -> str | None:
+    if key not in ("max_concurrency", "num_prompts", "output_len", "burstiness"):
+        return None
+    if key == "output_len" and value is None:
+        return None  # the dataset's lengths
+    if isinstance(value, bool):
+        return f"must be a number (got {value!r})"
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return f"must be a number (got {value!r})"
+    if key == "burstiness":
+        return None if math.isfinite(number) and number > 0 else f"must be a finite number > 0 (got {value!r})"
+    if key == "output_len" and number == -1:
+        return None  # the dataset's lengths
+    if not (math.isfinite(number) and number.is_integer() and 1 <= number <= 10**9):
+        return f"must be a whole number from 1 to 1000000000 (got {value!r})"
+    return None
 
 
 def _simulation_problems(simulation: SimulationConfig) -> list[str]:
@@ -387,8 +484,12 @@ def _simulation_problems(simulation: SimulationConfig) -> list[str]:
     return []
 
 
-def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]:
-    """Check that the job's manifest exists and renders to a batch/v1 Job."""
+# Where the run's namespace came from, for messages about a manifest that names another one.
+NAMESPACE_KEY = "config key 'namespace'"
+
+
+def job_manifest_problems(config: ExperimentConfig, job: JobConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """Check that the job's manifest exists and renders to a batch/v1 Job in the run's namespace."""
     assert job.manifest is not None
     try:
         doc = load_manifest(job.manifest)
@@ -400,7 +501,24 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig) -> list[str]
         check_job_manifest(doc, str(job.manifest))
     except ManifestError as exc:
         return [str(exc)]
-    return []
+    mismatch = namespace_mismatch(doc, config.namespace, origin)
+    return [f"{job.manifest}: {mismatch}"] if mismatch else []
+
+
+def hpa_namespace_problems(config: ExperimentConfig, origin: str = NAMESPACE_KEY) -> list[str]:
+    """The HPA manifest must not name another namespace than the run's."""
+    if not (config.hpa.enabled and config.hpa_manifest):
+        return []
+    mismatch = namespace_mismatch(config.hpa_manifest, config.namespace, origin)
+    return [f"hpa.manifest: {config.hpa.manifest}: {mismatch}"] if mismatch else []
+
+
+def namespace_problems(config: ExperimentConfig, origin: str) -> list[str]:
+    """Every manifest of the config checked against the run's namespace (after an override)."""
+    problems = hpa_namespace_problems(config, origin)
+    for i, job in enumerate(config.jobs):
+        problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job, origin)]
+    return problems
 
 
 # --- messages --------------------------------------------------------------------------
@@ -457,6 +575,8 @@ def _describe(err: dict[str, Any]) -> str:
         ]
         bound = next(iter(ctx.values()))
         return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
+    if kind == "finite_number":
+        return f"{where}: must be a finite number (got {given!r})"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{where}: must be a number (got {given!r})"
     if kind in ("bool_parsing", "bool_type"):

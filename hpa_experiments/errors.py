@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_PREFLIGHT = 3
+EXIT_SLO_MISSED = 4  # completed, but a gate of `slo.gates` was missed (run --fail-on-slo)
 EXIT_INTERRUPTED = 130
 
 

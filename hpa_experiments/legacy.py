@@ -45,6 +45,7 @@ from hpa_experiments.rundir import (
     format_cell,
     utc_iso,
 )
+from hpa_experiments.yaml_io import InputFileError, describe_yaml_error, load_yaml, read_input_text
 
 BACKEND_NAME = "legacy-import"
 NEVER_COLLECTED = ("ttft_ms", "itl_ms", "request_rate_per_min", "active_jobs")
@@ -116,9 +117,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_input_text(path))
+    except InputFileError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: invalid YAML: {exc}") from None
+        raise UsageError(f"{path}: invalid YAML: {describe_yaml_error(exc)}") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from hpa_experiments.yaml_io import InputFileError, describe_yaml_error, load_yaml_all, read_input_text
+
 DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0
 
 
@@ -22,11 +24,9 @@ class ManifestError(ValueError):
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"file not found: {path}") from None
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+        return read_input_text(path)
+    except InputFileError as exc:
+        raise ManifestError(f"{exc}: {path}" if str(exc) == "file not found" else f"{path}: {exc}") from None
 
 
 _PLACEHOLDER = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name}; $${name} is a literal
@@ -88,18 +88,12 @@ def load_manifest(path: Path) -> dict[str, Any]:
 
 def parse_single_document(text: str, source: str) -> dict[str, Any]:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_yaml_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ManifestError(f"{source}: not valid YAML: {describe_yaml_error(exc)}") from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ManifestError(f"{source}: must hold exactly one Kubernetes object (found {len(docs)})")
     return docs[0]
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def check_job_manifest(doc: Mapping[str, Any], source: str) -> None:
@@ -110,6 +104,20 @@ def check_job_manifest(doc: Mapping[str, Any], source: str) -> None:
     containers = (doc.get("spec") or {}).get("template", {}).get("spec", {}).get("containers")
     if not containers:
         raise ManifestError(f"{source}: the Job has no spec.template.spec.containers")
+
+
+def namespace_mismatch(doc: Mapping[str, Any], namespace: str, origin: str) -> str | None:
+    """Why `doc` may not be applied in the run's `namespace` (None when it names none or the same).
+
+    A run uses one namespace, decided once: were the manifest's own namespace applied, the run
+    would watch an HPA (or Jobs) in one namespace and create them in another."""
+    theirs = (doc.get("metadata") or {}).get("namespace")
+    if theirs is None or theirs == namespace:
+        return None
+    return (
+        f"metadata.namespace is {theirs!r} but the run's namespace is {namespace!r} ({origin}); "
+        "a run uses one namespace: remove metadata.namespace from the manifest or make the two equal"
+    )
 
 
 def load_hpa_manifest(path: Path) -> dict[str, Any]:

@@ -6,6 +6,10 @@ metrics.csv            one row per grid tick (columns below); an empty cell mean
 phases.csv             one row per job: planned and actual start/end (s since t0), outcome
 events.csv             elapsed_s, time, kind, detail
 requests.csv           twin only: one row per request (backends/sim/request_log.py)
+pods.csv               the scaled Deployment's pods: created, started, ready, deleting (s since t0)
+hpa-applied.yaml       the HPA manifest as the run applied it (absent when the run applied none)
+hpa-live-start.yaml    the HPA as the cluster (or the twin) held it at the start, spec and status
+latency-windows.json   TTFT/ITL over the run and each phase from the histograms (latency_windows.py)
 job-logs/<pod>_<container>.log  each load Job's pod log, saved before deletion (output.include_pod_logs)
 job-results.csv        one row per load Job: its `vllm bench serve` result block (bench_log.py)
 summary.json           KPIs (written by analysis)
@@ -21,13 +25,14 @@ import csv
 import json
 import math
 import os
-import shutil
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from hpa_experiments.redact import write_config_copy
 
 # The original system's columns, same names and meanings, in its order.
 LEGACY_COLUMNS = [
@@ -82,6 +87,7 @@ EVENT_KINDS = (
     "cooldown_started",
     "warning",
     "error",
+    "hpa_condition",
     "run_finished",
 )
 
@@ -97,6 +103,11 @@ PHASE_COLUMNS = [
 ]
 EVENT_COLUMNS = ["elapsed_s", "time", "kind", "detail"]
 REQUESTS_FILE = "requests.csv"
+PODS_FILE = "pods.csv"
+POD_COLUMNS = ("pod", "created_s", "started_s", "ready_s", "deleting_s")
+HPA_APPLIED_FILE = "hpa-applied.yaml"
+HPA_LIVE_FILE = "hpa-live-start.yaml"
+LATENCY_WINDOWS_FILE = "latency-windows.json"
 # requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
 REQUEST_COLUMNS = (
     "request_id",
@@ -113,6 +124,7 @@ REQUEST_COLUMNS = (
     "outcome",
 )
 REQUEST_OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
+SUITE_ENTRY_FILE = "suite-entry.json"  # written by suites: the entry and overrides a run was made with
 
 
 def percentile_label(q: float) -> str:
@@ -250,7 +262,7 @@ class RunWriter:
         self.info = info
         directory.mkdir(parents=True, exist_ok=False)
         if config_source is not None:
-            shutil.copyfile(config_source, directory / "experiment-config.yaml")
+            write_config_copy(config_source, directory / "experiment-config.yaml")  # credentials as ***
         self.write_run_json()
         self.metrics = _CsvStream(directory / "metrics.csv", metrics_cols)
         self.events = _CsvStream(directory / "events.csv", EVENT_COLUMNS)

@@ -26,11 +26,13 @@ from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.client_results import ClientResults
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
 from hpa_experiments.signals import stop_on_signals
+from hpa_experiments.why_recorder import WhyRecorder
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
 
@@ -98,6 +100,7 @@ class Runner:
         self._failing: dict[str, int] = {}  # column -> consecutive missed ticks
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
+        self._why: WhyRecorder | None = None
         self.client_results: ClientResults | None = None  # with output.include_pod_logs
 
     # -- control from outside (signals, the menu) ------------------------------------
@@ -129,6 +132,8 @@ class Runner:
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
             )
+            self._why = WhyRecorder(self.config.hpa_manifest, first)
+            columns += [c for c in self._why.columns() if c not in columns]
             backend_info, versions = self.backend.describe(), _versions()
             # t0 only after the slow preparations (rendering, API reads), so tick 0 and Jobs
             # planned at 0 s are not late by their duration.  A whole millisecond, so the
@@ -153,6 +158,7 @@ class Runner:
                 new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
             )
             self.backend.attach_run_directory(self.writer.dir, self.t0)
+            self._why.attach(self.writer.dir, self.t0)
             if self.config.output.include_pod_logs:
                 self.client_results = ClientResults(self.writer.dir, self.backend, self._event)
             self.monitor = Monitor(
@@ -170,6 +176,7 @@ class Runner:
             created_hpa = False
             try:
                 created_hpa = self._prepare_hpa()
+                self._record_hpa()
                 self._loop(jobs, launches)
             except HpaExpError as exc:
                 self._failure = self._failure or str(exc)
@@ -197,6 +204,15 @@ class Runner:
         if created:
             self._event("hpa_applied", f"created HPA {manifest['metadata']['name']}")
         return created
+
+    def _record_hpa(self) -> None:
+        """The HPA as applied and as it is at the start, into the run directory."""
+        if not self.config.hpa.enabled:
+            return
+        applied = self.config.hpa_manifest if self.config.hpa.apply else None
+        assert self._why is not None
+        for problem in self._why.write_hpa_files(self.backend, applied):
+            self._event("warning", problem)
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
         """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick.
@@ -337,6 +353,9 @@ class Runner:
     def _record(self, result: TickResult, jobs: list[_JobRun]) -> None:
         assert self.writer is not None
         row = result.row
+        if self._why is not None:
+            for kind, text in self._why.fill(row, result.snapshot):
+                self._event(kind, text, row)
         self._note_scaling(row)
         self._note_failures(result)
         for job in jobs:
@@ -388,6 +407,7 @@ class Runner:
         if self.monitor is not None:
             self.monitor.close()
             self._fill_from_range_queries(self.monitor)
+            self._measure_latency_windows()
         if created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
@@ -436,6 +456,17 @@ class Runner:
             _rewrite_metrics(self.writer.dir / "metrics.csv", interval, filled)
         total = sum(len(ks) for ks in missed.values())
         self._event("range_fill", f"range queries filled {len(filled)} of {total} missed cells")
+
+    def _measure_latency_windows(self) -> None:
+        """TTFT/ITL over the run and each phase from the histograms (latency_windows.py); before the
+        backend closes.  A problem is a warning: the run's status does not depend on it."""
+        assert self.writer is not None
+        warn = lambda text: self._event("warning", text)  # noqa: E731
+        try:
+            write_latency_windows(self.backend, self.writer.dir, self.config, self.metric_names, self.t0,
+                                  self.elapsed, warn)
+        except OSError as exc:
+            warn(f"latency over windows not written: {exc}")
 
     def _finish(self, leftover: list[str]) -> RunResult:
         assert self.writer is not None

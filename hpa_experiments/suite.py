@@ -57,11 +57,10 @@ from hpa_experiments.errors import (
     UsageError,
 )
 from hpa_experiments.plan import build_plan
-from hpa_experiments.rundir import atomic_write_json, utc_iso
+from hpa_experiments.rundir import SUITE_ENTRY_FILE, atomic_write_json, utc_iso
 from hpa_experiments.signals import stop_on_signals
 
 PROGRESS_FILE = "suite-progress.json"
-SUITE_ENTRY_FILE = "suite-entry.json"
 FAILURES_FILE = "failures.csv"
 FAILURE_COLUMNS = ["time", "run", "entry", "repeat", "attempt", "reason"]
 COMPARISON_DIR = "comparison"

@@ -15,7 +15,8 @@ def texts(fig) -> list[str]:
 
 
 def legend_labels(fig) -> list[str]:
-    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
 
 
 @pytest.fixture

@@ -165,8 +165,11 @@ def test_invalid_dicts_raise_config_errors_naming_the_key() -> None:
         Experiment(["not", "a", "mapping"])  # type: ignore[arg-type]
 
 
-def test_overrides_make_a_changed_copy_and_check_their_values() -> None:
-    experiment = Experiment(short_config(backend="kubernetes"))
+def test_overrides_make_a_changed_copy_and_check_their_values(tmp_path: Path) -> None:
+    hpa = yaml.safe_load(HPA_MANIFEST.read_text())
+    del hpa["metadata"]["namespace"]  # it follows the run's namespace
+    (tmp_path / "hpa.yaml").write_text(yaml.safe_dump(hpa))
+    experiment = Experiment(short_config(backend="kubernetes", hpa={"manifest": str(tmp_path / "hpa.yaml")}))
     changed = experiment.with_overrides(backend="twin", seed=9, namespace="other-ns")
     assert (changed.config.backend, changed.config.simulation.seed, changed.config.namespace) == (
         "simulation", 9, "other-ns")
@@ -174,6 +177,8 @@ def test_overrides_make_a_changed_copy_and_check_their_values() -> None:
         "kubernetes", SEED, "hpa-exp")
     with pytest.raises(UsageError, match="namespace 'Not_Valid'"):
         experiment.with_overrides(namespace="Not_Valid")
+    with pytest.raises(ConfigError, match=r"metadata\.namespace is 'hpa-exp' but the run's namespace is 'other-ns'"):
+        Experiment(short_config()).with_overrides(namespace="other-ns")
     with pytest.raises(UsageError, match="unknown backend 'docker'"):
         experiment.run(backend="docker")
 

@@ -334,6 +334,7 @@ def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
     manifests.mkdir(parents=True)
     hpa = yaml.safe_load(HPA)  # the original HPA targeted the llm-d decode Deployment
     hpa["spec"]["scaleTargetRef"]["name"] = "ms-inference-scheduling-llm-d-modelservice-decode"
+    hpa["metadata"]["namespace"] = "llm-d-inference-scheduler"  # as in reference-runs/hpa-vllm-combined.yaml
     (manifests / "hpa-vllm-combined.yaml").write_text(yaml.safe_dump(hpa))
     config = load_config(configs / "h.yaml")
     assert [j.name for j in config.jobs] == ["phase-1-high-load", "phase-2-peak-load", "phase-3-sustained"]
@@ -370,3 +371,10 @@ def test_shipped_configs_validate() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("given", "meant"), [("sim", "simulation"), ("Twin", "simulation"), ("k8s", "kubernetes")])
+def test_backend_takes_the_command_line_names(workspace: Path, given: str, meant: str) -> None:
+    doc = base_config()
+    doc["backend"] = given
+    assert load_config(write(workspace, doc)).backend == meant

@@ -91,10 +91,11 @@ def sample(backend: Backend, queries: dict[str, str], t0: float) -> dict[str, An
 
 
 def test_sample_ms_spans_tick_time_to_the_slowest_answer_with_queries_concurrent() -> None:
-    queries = {"a": "sleep:0.3", "b": "sleep:0.3", "c": "sleep:0.3", "d": "sleep:0.05"}
+    queries = {name: "sleep:0.8" for name in "abcdef"} | {"g": "sleep:0.05"}
     row = sample(SlowQueries(Wall()), queries, time.time())
-    assert row["sample_ms"] >= 300.0
-    assert row["sample_ms"] < 850.0  # well under the 950 ms the queries take one after another
+    assert row["sample_ms"] >= 800.0
+    # one after another they take 4,850 ms; concurrently about 800 (the 4,000 bound leaves 5x for a loaded machine)
+    assert row["sample_ms"] < 4000.0
     assert row["sample_lag_ms"] < row["sample_ms"]
 
 
@@ -162,21 +163,21 @@ def test_run_starts_its_clock_after_preparing_so_tick_0_and_first_job_are_on_tim
     }
     (tmp_path / "timing.yaml").write_text(yaml.safe_dump(doc))
     config = load_config(tmp_path / "timing.yaml")
-    backend = SlowToPrepare(Wall(), delay=0.3)
+    backend = SlowToPrepare(Wall(), delay=1.5)  # two slow reads: a clock started before them is 3 s late
     runner = Runner(config, build_plan(config), backend, base_dir=tmp_path / "out", handle_signals=False)
     result = runner.run()
     assert result.exit_code == 0, result.reason
     (started_at,) = backend.started.values()
-    assert started_at - runner.t0 < 0.1  # not 0.6 s late after two slow preparation reads
+    assert started_at - runner.t0 < 0.6  # not 3 s late after two slow preparation reads (5x headroom)
     with (result.run_dir / "metrics.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert float(rows[0]["sample_lag_ms"]) < 100.0
+    assert float(rows[0]["sample_lag_ms"]) < 600.0
     # The row timestamps are the exact evaluation times of the PromQL columns (whole ms).
     assert abs(runner.t0 * 1000 - round(runner.t0 * 1000)) < 1e-3
     assert [r["timestamp"] for r in rows] == [utc_iso(float(f"{runner.t0 + k:.3f}")) for k in range(len(rows))]
     with (result.run_dir / "phases.csv").open(newline="") as fh:
         (phase,) = list(csv.DictReader(fh))
-    assert float(phase["actual_start_s"]) < 0.1
+    assert float(phase["actual_start_s"]) < 0.6
 
 
 def test_a_long_stall_with_many_pending_ticks_does_not_deadlock() -> None:

@@ -61,17 +61,22 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
     text = text_of(notebook)
     assert runs[kind].name in text
     if kind == "imported":  # the original system recorded no power and no requests: said so, no figures
-        assert png_count(notebook) == 1
+        assert png_count(notebook) == 2  # the standard figure and the why figure
         assert "legacy-import" in text and "no data" in text  # TTFT never collected: said, not 0
+        assert "limit unknown (no HPA conditions recorded)" in text and "ready lag unknown" in text
         assert "This run has no GPU power data" in text
         assert "This run has no requests.csv" in text
+        assert "kept no latency histograms" in text  # no p90 over the run: said why
         assert "This run has no job-results.csv" in text  # no client-side results: said so
-    else:  # the standard figure, the energy figure and the per-request distributions
-        assert png_count(notebook) == 3
+    else:  # the standard figure, the why figure, the energy figure and the per-request distributions
+        assert png_count(notebook) == 4
         assert "simulation" in text
+        assert "capped by maxReplicas 10" in text and "ready after" in text  # the scale-event lines
         assert "GPU energy" in text and " kWh" in text and "energy per output token" in text
         assert "completed" in text and "TTFT per completed request" in text
         assert "ttft p90 (ms)" in text  # the per-job table
+        assert "TTFT over the run 0–900 s (histogram)" in text and "first scale-up 90 s after the load rose" in text
+        assert "ttft observations" in text  # the window table: the run, each phase, the cooldown
         assert "TTFT mean / median / P99 client" in text and "TTFT mean / p50 / p99 server" in text
 
 
@@ -81,3 +86,30 @@ def test_compare_notebook_runs_headless(runs, monkeypatch):
     assert png_count(notebook) == 3  # the overlay and each run's standard figure
     text = text_of(notebook)
     assert "Δ vs" in text and runs["simulated"].name in text
+
+
+def test_notebook_execute_writes_the_page_into_the_run_directory(runs):
+    """`hpa-exp notebook RUN --execute`, as a pipeline calls it: the executed notebook as HTML."""
+    import subprocess
+    import sys
+
+    run = runs["simulated"]
+    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(run), "--execute"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    page = run / "notebook.html"
+    assert f"notebook page: {page}" in done.stdout
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 3  # the figures, embedded
+    assert run.name in html and "Traceback" not in html
+
+
+def test_notebook_execute_on_several_runs_needs_an_output(runs):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(runs["simulated"]),
+                           str(runs["imported"]), "--execute"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "--execute on several runs needs --output FILE.html" in done.stderr

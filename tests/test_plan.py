@@ -180,13 +180,13 @@ def test_dry_run_applies_nothing_and_prints_manifests(name: str) -> None:
 def test_template_values_cannot_change_the_manifest_structure(workspace: Path) -> None:  # noqa: F811
     """Values are placed into the parsed YAML tree, so text that looks like YAML stays text."""
     doc = base_config()
-    doc["values"] = {"base_url": "http://gw:80\nkind: ConfigMap", "max_concurrency": "8: x"}
+    doc["values"] = {"base_url": "http://gw:80\nkind: ConfigMap", "seed": "8: x"}
     config = load_config(write(workspace, doc))
     rendered = render_job(config, build_plan(config).jobs[0], new_run_id(1_800_000_000.0))
     assert rendered["kind"] == "Job"
     args = rendered["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--base-url=http://gw:80\nkind: ConfigMap" in args
-    assert "--max-concurrency=8: x" in args
+    assert "--seed=8: x" in args
 
 
 def test_whole_placeholder_keeps_the_value_type(workspace: Path) -> None:  # noqa: F811

@@ -1,14 +1,16 @@
 """Bad input never reaches the user as a traceback.
 
 2,000 generated malformed configs (mutations of a valid one: wrong types, unknown keys, typos,
-negative numbers, missing files, manifests of another kind, invalid names, removed keys; plus
-random YAML) go through the real `validate` and `run` commands in-process: exit code 2 and one
-paragraph naming the problem.  A handful of subprocess checks cover the other commands' inputs.
+negative numbers, NaN, infinities and absurd magnitudes, missing files, manifests of another
+kind, invalid names, removed keys; plus random YAML) go through the real `validate` and `run`
+commands in-process: exit code 2 and one paragraph naming the problem.  A handful of subprocess
+checks cover the other commands' inputs.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import subprocess
 import sys
@@ -96,6 +98,7 @@ BOOLS = [("hpa", "enabled"), ("cooldown", "enabled"), ("prometheus", "verify_tls
 LISTS = [("jobs",), ("metrics", "percentiles")]
 REQUIRED = [("name",), ("jobs",), ("jobs", 0, "name"), ("jobs", 1, "duration")]
 K8S_NAMES = [("namespace",), ("deployment",), ("jobs", 0, "name"), ("jobs", 1, "name")]
+ABSURD = [math.nan, math.inf, -math.inf, "nan", "inf", "-Infinity", 1e300, "1e400", 10**400, "400d"]
 YAML_BOOL_WORDS = {"y", "yes", "n", "no", "on", "off", "true", "false", "t", "f", "1", "0"}
 
 letters = st.text(alphabet="abcdefghijklmnopqrstuvwxyzXYZ_", min_size=1, max_size=10)
@@ -147,6 +150,7 @@ def mutate(doc: dict[str, Any], data: st.DataObject) -> str:
                 "bad_name",
                 "bad_run_name",
                 "remove_required",
+                "not_finite",
             ]
         )
     )
@@ -201,6 +205,9 @@ def mutate(doc: dict[str, Any], data: st.DataObject) -> str:
             )
         )
         set_at(doc, data.draw(st.sampled_from(K8S_NAMES)), name)
+    elif kind == "not_finite":  # NaN, infinities and absurd magnitudes, as YAML or as text
+        path = data.draw(st.sampled_from(POSITIVE))
+        set_at(doc, path, data.draw(st.sampled_from(ABSURD)))
     elif kind == "bad_run_name":
         doc["name"] = data.draw(st.sampled_from(["..", "../escape", "a/b", "/abs", ".hidden", "x" * 81, ""]))
     else:

@@ -103,7 +103,8 @@ def test_compare_files(reports):
 @pytest.mark.parametrize("kind", ["high", "moderate", "sim"])
 def test_report_html_renders_with_all_figures(reports, kind, tmp_path):
     require_chromium()
-    figures = 3 if kind == "sim" else 1  # a twin run also has requests.csv and GPU power: two more figures
+    # the standard figure and the why figure; a twin run also has requests.csv and GPU power: two more
+    figures = 4 if kind == "sim" else 2
     assert images_loaded(reports[kind] / "report.html", tmp_path) == (figures, figures)
 
 

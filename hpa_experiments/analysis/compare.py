@@ -16,6 +16,7 @@ from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.plots import COMPARE_FILE, compare_figure, save_figure
 from hpa_experiments.analysis.report import NO_DATA, definitions_html, fmt, html_page, html_table, png_data_uri
+from hpa_experiments.analysis.window_latency import run_window, window_value
 from hpa_experiments.rundir import atomic_write_json
 
 COMPARE_HTML = "compare.html"
@@ -72,12 +73,15 @@ KPIS = [
     Kpi("replica direction changes", "", 0, lambda s: s["kpis"]["replicas"]["direction_changes"], True),
     Kpi("replica std", "", 2, lambda s: s["kpis"]["replicas"]["std"], None),
     Kpi("time with waiting > 0", " %", 1, lambda s: _share(s["kpis"]["waiting_share"]), True),
-    Kpi("TTFT mean", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
-    Kpi("TTFT p90", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
-    Kpi("TTFT p99", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
-    Kpi("ITL mean", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
-    Kpi("ITL p90", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
-    Kpi("ITL p99", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
+    *[Kpi(f"{name} {key} over the run (histogram)", " ms", digits,
+          lambda s, metric=metric, key=key: window_value(run_window(s), metric, key), True)
+      for metric, name, digits in (("ttft_ms", "TTFT", 1), ("itl_ms", "ITL", 2)) for key in ("mean", "p90", "p99")],
+    Kpi("TTFT mean of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
+    Kpi("TTFT p90 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
+    Kpi("TTFT p99 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
+    Kpi("ITL mean of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
+    Kpi("ITL p90 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
+    Kpi("ITL p99 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
     Kpi("client: requests ok", "", 0, lambda s: _client(s, "successful_requests"), None),
     Kpi("client: requests failed", "", 0, lambda s: _client(s, "failed_requests"), True),
     Kpi("client: TTFT mean", " ms", 1, lambda s: _client(s, "ttft_mean_ms"), True),
@@ -126,9 +130,21 @@ class Comparison:
             headers += [run.label, f"Δ vs {first}"]
         return headers
 
+    def label_rows(self) -> list[list[tuple[str, str | None]]]:
+        """'tags' and 'suite overrides' rows, when any run has them: what tells the runs apart."""
+        table = []
+        for title, pick in (("tags", lambda r: r.tags), ("suite overrides", lambda r: r.overrides)):
+            texts = [describe_labels(pick(run)) for run in self.runs]
+            if any(texts):
+                row: list[tuple[str, str | None]] = [(title, None), (texts[0] or "-", None)]
+                for text in texts[1:]:
+                    row += [(text or "-", None), ("", None)]
+                table.append(row)
+        return table
+
     def rows(self) -> list[list[tuple[str, str | None]]]:
         """Cells as (text, verdict) so that HTML can colour better/worse deltas."""
-        table = []
+        table = self.label_rows()
         for kpi in KPIS:
             values = [kpi.pick(s) for s in self.summaries]
             if all(v is None for v in values):
@@ -147,11 +163,16 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path)}
-                     for r in self.runs],
+            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path), "tags": r.tags,
+                      "overrides": r.overrides} for r in self.runs],
             "kpis": [{"kpi": k.label, "unit": units[0], "units": units, "values": [k.pick(s) for s in self.summaries]}
                      for k in KPIS for units in [[u.strip() for u in k.units(self.summaries)]]],
         }
+
+
+def describe_labels(labels: dict[str, Any]) -> str:
+    """'a=1, b=x' in the given order; '' when there are none."""
+    return ", ".join(f"{key}={value}" for key, value in labels.items())
 
 
 def compare(runs: Sequence[Run]) -> Comparison:

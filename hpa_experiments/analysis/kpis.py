@@ -9,8 +9,10 @@ Conventions (so that every number has one meaning):
 - Load increases are the planned job starts of phases.csv at which the planned offered load
   rises (every job start when rates are unknown); without phases, the points where the
   `offered_rps` column rises.  Each increase is measured up to the next one (or the end).
-- TTFT/ITL statistics are over the per-sample values of the `ttft_ms`/`itl_ms` columns (each a
-  mean over the Prometheus rate window), not over individual requests.
+- TTFT/ITL statistics in `kpis` and `phases` are over the per-sample values of the `ttft_ms`/`itl_ms`
+  columns (each a mean over the Prometheus rate window), not over individual requests.  The
+  percentiles over all requests of the run and of each phase are `latency_over_window`
+  (window_latency.py), from the histograms; the headline uses those.
 - Warm-up (`metrics.warm_up_duration_s`): samples before it stay in metrics.csv but not in the
   sample statistics (latency, waiting share, SLO shares, replica mean/max of the run and of each
   phase).  Whole-run quantities - peak replicas, replica-seconds and GPU-hours, scale-up and
@@ -33,6 +35,9 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
+from hpa_experiments.analysis.slo_gates import gates_summary
+from hpa_experiments.analysis.why import scale_events
+from hpa_experiments.analysis.window_latency import latency_over_window, missing_note, run_window, window_value
 from hpa_experiments.rundir import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -256,7 +261,7 @@ def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict
     """Time from the end of the last job until replicas are back at the run's minimum."""
     replicas, t = cols.get("replicas"), cols.elapsed
     result: dict[str, Any] = {"load_end_s": load_end_s, "from_replicas": None, "to_replicas": None,
-                              "completed_after_s": None}
+                              "completed_after_s": None, "at_minimum_since_s": None}
     known = ~np.isnan(replicas)
     if load_end_s is None or not known.any():
         return result
@@ -267,8 +272,19 @@ def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict
         result["from_replicas"] = float(replicas[np.flatnonzero(before)[-1]])
     reached = known & (t >= load_end_s) & (replicas <= minimum)
     if reached.any():
-        result["completed_after_s"] = float(t[np.flatnonzero(reached)[0]] - load_end_s)
+        first = int(np.flatnonzero(reached)[0])
+        result["completed_after_s"] = float(t[first] - load_end_s)
+        result["at_minimum_since_s"] = _at_minimum_since(t, replicas, known, minimum, first)
     return result
+
+
+def _at_minimum_since(t: np.ndarray, replicas: np.ndarray, known: np.ndarray, minimum: float, at: int) -> float:
+    """When the stretch at the minimum that holds at sample `at` began (before the load ended, when
+    replicas were back at the minimum earlier; the first sample when they never left it)."""
+    above = np.flatnonzero(known[:at] & (replicas[:at] > minimum))
+    rows = np.flatnonzero(known)
+    since = rows[rows > above[-1]][0] if len(above) else rows[0]
+    return float(t[since])
 
 
 def window_kpis(cols: SampleColumns, mask: np.ndarray, slo: dict[str, float]) -> dict[str, Any]:
@@ -345,7 +361,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
         for column in COVERAGE_COLUMNS
     }
-    return _clean({
+    over_window = latency_over_window(run)
+    summary = _clean({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run": {
             "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
@@ -359,10 +376,14 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "phases": phase_rows,
         "data_coverage": coverage,
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
+        "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
         "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
-        "notes": data_notes(run, coverage) + client_notes(client),
+        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]) + client_notes(client),
         "energy": energy_kpis(run),
+        "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
     })
+    summary["slo_gates"] = gates_summary(summary, run.slo_gates)
+    return summary
 
 
 def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
@@ -402,8 +423,10 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "scale_down_s": kpis["scale_down"]["completed_after_s"],
         "direction_changes": kpis["replicas"]["direction_changes"],
         "waiting_share": kpis["waiting_share"],
-        "ttft_p90_ms": kpis["ttft_ms"]["p90"],
-        "itl_p90_ms": kpis["itl_ms"]["p90"],
+        "ttft_p90_ms": window_value(run_window(summary), "ttft_ms", "p90"),  # over the run, from histograms
+        "itl_p90_ms": window_value(run_window(summary), "itl_ms", "p90"),
+        "ttft_p90_of_samples_ms": kpis["ttft_ms"]["p90"],
+        "itl_p90_of_samples_ms": kpis["itl_ms"]["p90"],
         "energy_kwh": (energy.get("run") or {}).get("energy_kwh"),
         "cost": (energy.get("run") or {}).get("cost"),
         "currency": energy.get("currency"),

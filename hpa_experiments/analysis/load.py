@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from hpa_experiments.errors import UsageError
-from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS
+from hpa_experiments.hpa_reasons import text_columns
+from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS, SUITE_ENTRY_FILE
 
 DEFAULT_DATA_DIR = Path("experiment-data")
-TEXT_COLUMNS = ("timestamp", "phase")
+TEXT_COLUMNS = ("timestamp", "phase", *text_columns())
 
 
 @dataclass
@@ -71,6 +72,29 @@ class Run:
             if value is not None:
                 found[key] = value
         return found
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The config's `tags` (with `hpa-exp run --tag`)."""
+        raw = self.config.get("tags")
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The suite overrides this run was made with (suite-entry.json), or {} outside suites."""
+        try:
+            entry = json.loads((self.path / SUITE_ENTRY_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        found = entry.get("overrides") if isinstance(entry, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def slo_gates(self) -> dict[str, Any]:
+        """`slo.gates` of the config: the bounds `hpa-exp run --fail-on-slo` checks."""
+        raw = self.config.get("slo")
+        gates = raw.get("gates") if isinstance(raw, dict) else None
+        return gates if isinstance(gates, dict) else {}
 
     @property
     def warm_up_s(self) -> float:

@@ -89,6 +89,34 @@ def phase_frame(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(phase_table_rows(summary), columns=phase_headers(summary))
 
 
+def headline(summary: dict[str, Any]) -> Any:
+    """The scaling sentences with their reference points (and what an unfinished run could not measure)."""
+    from hpa_experiments.analysis.reference_points import headline_sentences
+
+    return _note(" · ".join(headline_sentences(summary)))
+
+
+def latency_window_frame(summary: dict[str, Any]) -> Any:
+    """TTFT/ITL over the run and each phase from the histograms (ms), or why the run has none."""
+    from hpa_experiments.analysis.window_latency import WINDOW_KEYS
+
+    over = summary.get("latency_over_window")
+    if not over:
+        return _note("This run has no latency histograms over its windows: " + next(
+            (n for n in summary.get("notes", []) if "histograms" in n), "not measured"))
+    rows = []
+    for window in [over["run"], *over["phases"]]:
+        row: dict[str, Any] = {"window": window["name"], "start_s": window["start_s"], "end_s": window["end_s"]}
+        for metric in ("ttft_ms", "itl_ms"):
+            stats = window.get(metric) or {}
+            name = metric.removesuffix("_ms")
+            row[f"{name} observations"] = stats.get("observations")
+            row.update({f"{name} {key} (ms)": stats.get(key) for key in WINDOW_KEYS})
+        row["not measured"] = window.get("not_measured") or ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("window")
+
+
 def increase_frame(summary: dict[str, Any]) -> pd.DataFrame:
     columns = ["at_s", "offered_rps_before", "offered_rps_after", "baseline_replicas",
                "time_to_first_scale_up_s", "steady_replicas", "time_to_steady_s"]
@@ -112,6 +140,38 @@ def energy_plot(run: Run) -> Any:
     if run.series(POWER_COLUMN) is None:
         return _note("This run has no GPU power data (no DCGM exporter series on the cluster, or an imported run).")
     return show(energy_figure(run))
+
+
+def scale_event_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per scale event: time, desired count, the limit that held it, ready lag."""
+    events = summary.get("scale_events") or []
+    if not events:
+        return pd.DataFrame({"scale events": ["none: the desired replica count never changed"]})
+    columns = ["at_s", "direction", "from_desired", "desired", "limited_by", "new_pods", "ready_pods",
+               "ready_after_s"]
+    frame = pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
+    frame.index = range(1, len(frame) + 1)
+    return frame
+
+
+def scale_event_lines(summary: dict[str, Any]) -> Any:
+    """The per-event lines as a numbered list (numbers as in the why figure)."""
+    events = summary.get("scale_events") or []
+    if not events:
+        return _note("No scale event: the desired replica count never changed.")
+    from IPython.display import Markdown
+
+    return Markdown("\n".join(f"{n}. {e['line']}" for n, e in enumerate(events, start=1)))
+
+
+def why_plot(run: Run) -> Any:
+    """Metric/target ratios, proposals and limits with the scale events, or a note without HPA metrics."""
+    from hpa_experiments.analysis.why import why_data
+    from hpa_experiments.analysis.why_plots import why_figure
+
+    if not why_data(run).metrics:
+        return _note("This run recorded no HPA metric next to its target, so there is nothing to explain.")
+    return show(why_figure(run))
 
 
 def request_frame(summary: dict[str, Any]) -> pd.DataFrame:

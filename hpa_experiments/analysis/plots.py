@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from hpa_experiments.analysis.kpis import phase_windows
 from hpa_experiments.analysis.load import Run
@@ -128,12 +129,11 @@ def _no_data(ax: Axes, what: str) -> None:
     ax.set_yticks([])
 
 
-def _line(ax: Axes, axis: TimeAxis, t: np.ndarray, y: np.ndarray, *, step: bool = False, **style) -> None:
+def _line(ax: Axes, axis: TimeAxis, t: np.ndarray, y: np.ndarray, *, step: bool = False, **style) -> Line2D:
     tt, yy = thin_steps(t, y) if step else thin_envelope(t, y)
     if step:
-        ax.step(axis.scale(tt), yy, where="post", **style)
-    else:
-        ax.plot(axis.scale(tt), yy, **style)
+        return ax.step(axis.scale(tt), yy, where="post", **style)[0]
+    return ax.plot(axis.scale(tt), yy, **style)[0]
 
 
 def _planned_load(run: Run, t: np.ndarray) -> np.ndarray | None:
@@ -380,7 +380,7 @@ def standard_figure(run: Run) -> Figure:
 
 
 def compare_figure(runs: Sequence[Run]) -> Figure:
-    """The key series of several runs overlaid on experiment time (elapsed_s)."""
+    """The key series of several runs overlaid on experiment time (elapsed_s), one legend on top."""
     spans = [float(r.elapsed.max()) for r in runs if len(r.elapsed)]
     axis = TimeAxis.for_span(max(spans, default=0.0))
     panels = [
@@ -391,10 +391,12 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
         ("TTFT mean (ms)", ["ttft_ms"], False),
         ("ITL mean (ms)", ["itl_ms"], False),
     ]
-    height = 2.3 * len(panels) + 1
+    legend_in = 0.25 * len(runs) + 0.2  # one full-width legend line per run, under the title
+    height = 2.3 * len(panels) + 1 + legend_in
     fig = Figure(figsize=(FIGURE_WIDTH_IN, height))
     axes = fig.subplots(len(panels), 1, sharex=True)
-    fig.subplots_adjust(top=1 - 0.9 / height, **MARGINS)
+    fig.subplots_adjust(top=1 - (0.9 + legend_in) / height, **MARGINS)
+    handles: dict[int, Line2D] = {}
     for ax, (title, columns, step) in zip(axes, panels, strict=True):
         drawn = False
         for i, run in enumerate(runs):
@@ -402,7 +404,8 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
             if values is None:
                 continue
             t = _plot_times(run)
-            _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4, label=run.label)
+            handles[i] = _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4,
+                               label=run.label)
             drawn = True
         ax.set_ylabel(title, fontsize=9)
         if not drawn:
@@ -410,16 +413,23 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
             continue
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(**LEGEND)
     axes[-1].set_xlabel(axis.label)
-    title = "Run comparison (aligned on experiment time)\n" + " vs ".join(r.label for r in runs)
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle("Run comparison (aligned on experiment time)", fontsize=12, y=1 - 0.25 / height)
+    if handles:
+        order = sorted(handles)
+        fig.legend([handles[i] for i in order], [_compare_label(runs[i]) for i in order], loc="upper left",
+                   bbox_to_anchor=(MARGINS["left"], 1 - 0.6 / height), fontsize=9, frameon=False)
     return fig
+
+
+def _compare_label(run: Run) -> str:
+    tags = ", ".join(f"{k}={v}" for k, v in run.tags.items())
+    return f"{run.label} [{tags}]" if tags else run.label
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)  # nothing outside the canvas is cut
     return path
 
 

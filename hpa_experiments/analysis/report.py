@@ -17,7 +17,12 @@ from hpa_experiments.analysis.energy_plots import write_energy_plots
 from hpa_experiments.analysis.kpis import write_summary
 from hpa_experiments.analysis.load import Run, load_run
 from hpa_experiments.analysis.plots import write_standard_plots
+from hpa_experiments.analysis.reference_points import headline_sentences
 from hpa_experiments.analysis.request_plots import write_request_plots
+from hpa_experiments.analysis.slo_gates import gate_results
+from hpa_experiments.analysis.why import event_lines, why_html
+from hpa_experiments.analysis.why_plots import write_why_plots
+from hpa_experiments.analysis.window_latency import phase_window, window_rows, window_value
 
 HTML_FILE = "report.html"
 NO_DATA = "no data"
@@ -67,11 +72,13 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         load = "" if inc["offered_rps_after"] is None else (
             f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
         rows.append(("scale-up", f"load increase at {fmt(inc['at_s'], ' s', 0)}{load}", _scale_up_text(inc)))
-    rows.append(_scale_down_row(down))
+    rows.append(_scale_down_row(down, rep["peak"]))
+    rows += window_rows(summary, fmt)
     for metric in ("ttft_ms", "itl_ms"):
         stats = k[metric]
         name = metric.removesuffix("_ms").upper()
-        rows.append(("latency", f"{name} mean / p50 / p90 / p99", _latency_text(stats)))
+        rows.append(("latency", f"{name} of the samples (rate-window means) mean / p50 / p90 / p99",
+                     _latency_text(stats)))
     rows.append(("queue", "time with waiting requests > 0", pct(k["waiting_share"])))
     for metric, threshold in summary["slo"].items():
         name = metric.removesuffix("_ms")
@@ -79,7 +86,9 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
                      pct(k.get(f"{name}_over_slo_share"))))
     from hpa_experiments.analysis.client_report import client_rows  # imports this module
 
-    return rows + request_rows(summary.get("requests")) + client_rows(summary) + energy_rows(summary.get("energy"))
+    gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
+    return (rows + gates + request_rows(summary.get("requests")) + client_rows(summary)
+            + energy_rows(summary.get("energy")))
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -140,13 +149,19 @@ def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _scale_down_row(down: dict[str, Any]) -> tuple[str, str, str]:
+def _scale_down_row(down: dict[str, Any], peak: float | None) -> tuple[str, str, str]:
     if down["load_end_s"] is None:
         return ("scale-down", "after the load ends", "no data (no job end recorded)")
     label = f"after load end at {fmt(down['load_end_s'], ' s', 0)}"
     if down["completed_after_s"] is None:
         text = NO_DATA if down["to_replicas"] is None else "not back at the minimum before the run ended"
         return ("scale-down", label, text)
+    since = down.get("at_minimum_since_s")  # summaries written before it have none
+    if peak == down["to_replicas"]:
+        return ("scale-down", label, f"none needed: replicas stayed at {fmt(peak, '', 0)} the whole run")
+    if since is not None and since < down["load_end_s"]:
+        return ("scale-down", label, f"already at the minimum ({fmt(down['to_replicas'], '', 0)}) since "
+                                     f"{fmt(since, ' s', 0)}, {fmt(down['load_end_s'] - since, ' s', 0)} before")
     return ("scale-down", label, f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} "
                                  f"replicas after {fmt(down['completed_after_s'], ' s', 0)}")
 
@@ -170,7 +185,8 @@ def _latency_text(stats: dict[str, Any]) -> str:
     return " / ".join(fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
 
 
-PHASE_HEADERS = ["phase", "window (s)", "replicas mean / max", "TTFT p90", "ITL p90", "waiting > 0"]
+PHASE_HEADERS = ["phase", "window (s)", "replicas mean / max", "TTFT p90 (histogram)", "ITL p90 (histogram)",
+                 "TTFT p90 of samples", "ITL p90 of samples", "waiting > 0"]
 
 
 def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -182,6 +198,7 @@ def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
             f"{phase['phase']}{rate}",
             f"{fmt(phase['start_s'], '', 0)}–{fmt(phase['end_s'], '', 0)} ({phase['basis']})",
             f"{fmt(phase['replicas_mean'], '', 2)} / {fmt(phase['replicas_max'], '', 0)}",
+            *[_window_p90(phase_window(summary, phase["phase"]), metric) for metric in ("ttft_ms", "itl_ms")],
             fmt(phase["ttft_ms"]["p90"], " ms"),
             fmt(phase["itl_ms"]["p90"], " ms"),
             pct(phase["waiting_share"]),
@@ -190,14 +207,23 @@ def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _window_p90(window: dict[str, Any] | None, metric: str) -> str:
+    """A phase's p90 over all its requests; "not measured" when the backend could not answer."""
+    if window is not None and window.get("not_measured"):
+        return "not measured"
+    if window is not None and (window.get(metric) or {}).get("observations") == 0:
+        return "no requests"
+    return fmt(window_value(window, metric, "p90"), " ms")
+
+
 def phase_headers(summary: dict[str, Any]) -> list[str]:
     return PHASE_HEADERS + [f"{m.removesuffix('_ms').upper()} > SLO" for m in summary["slo"]]
 
 
 def kpi_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['run']['name']} · {summary['run']['directory']}", title_justify="left")
-    table.add_column("", style="bold cyan")
-    table.add_column("KPI")
+    table.add_column("", style="bold cyan", overflow="fold")
+    table.add_column("KPI", overflow="fold")
     table.add_column("value", overflow="fold")
     previous = None
     for section, label, value in kpi_rows(summary):
@@ -213,7 +239,7 @@ def phase_table(summary: dict[str, Any]) -> Table | None:
         return None
     table = Table(title="per phase", title_justify="left")
     for header in phase_headers(summary):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for row in rows:
         table.add_row(*row)
     return table
@@ -221,6 +247,8 @@ def phase_table(summary: dict[str, Any]) -> Table | None:
 
 def print_report(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    for line in headline_sentences(summary):
+        console.print(line, highlight=False)
     console.print(kpi_table(summary))
     phases = phase_table(summary)
     if phases is not None:
@@ -239,10 +267,15 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     if by_phase:
         table = Table(title="energy per phase", title_justify="left")
         for header in ENERGY_PHASE_HEADERS:
-            table.add_column(header)
+            table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
         for row in by_phase:
             table.add_row(*row)
         console.print(table)
+    lines = event_lines(summary)
+    if lines:
+        console.print("[bold]why the HPA scaled[/]")
+        for n, line in enumerate(lines, start=1):
+            console.print(f"  {n}. {line}", highlight=False)
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 
@@ -257,8 +290,13 @@ KPI_DEFINITIONS = [
     "Scale-down completion: from the end of the last job until replicas first equal the run's minimum.",
     "Replica-seconds: the area under the replicas step function; GPU-hours = replica-seconds / 3600 "
     "at one GPU per replica. Direction changes: how often replicas switch between rising and falling.",
-    "TTFT and ITL statistics are over the sampled values (each a mean over the Prometheus rate window), "
-    "not over individual requests.",
+    "TTFT and ITL over the run (histogram): from the increase of vLLM's histograms over the window, "
+    "histogram_quantile(q, sum by (le) (increase(<histogram>_bucket[window]))) evaluated at the window's end, "
+    "and the mean as increase(_sum) / increase(_count): percentiles over every request (TTFT) or token gap "
+    "(ITL) in the window, within the bucket-interpolation error. Windows start after the warm-up; a phase's "
+    "window counts everything in its time span, including jobs running beside it.",
+    "TTFT and ITL of the samples are statistics over the sampled values (each a mean over the Prometheus "
+    "rate window), not over individual requests: a quiet minute weighs as much as a busy one.",
     "Requests (twin runs, from requests.csv): one row per request; latencies over the completed requests "
     "that arrived after the warm-up, mean ITL per request = (last token - first token) / (output tokens - 1).",
     "Client side (job-results.csv): each load Job's own `vllm bench serve` result block, per request over "
@@ -286,6 +324,7 @@ th { background: #f3f3f3; } td.section { font-weight: bold; color: #246; }
 td.nodata { color: #999; font-style: italic; } td.num { text-align: right; }
 td.better { color: #1a7f37; } td.worse { color: #b42318; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
+p.headline { font-size: 1.1em; }
 ul.notes { background: #fff8e1; border: 1px solid #f0d890; padding: 0.6em 2em; }
 """
 
@@ -340,10 +379,12 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     return html_page(
         f"{run['name']} · backend: {run['backend']}",
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
-        [f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
+        [f'<p class="headline">{html.escape(" · ".join(headline_sentences(summary)))}</p>',
+         f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
          "<h2>Per phase</h2>" if phases else "", phases,
          "<h2>Client side vs server side, per job</h2>" if client else "", client,
          "<h2>Energy per phase</h2>" if energy else "", energy,
+         why_html(summary),
          "<h2>Figures</h2>", figures, definitions_html()],
     )
 
@@ -360,7 +401,7 @@ def build_report(run_or_path: Run | Path) -> ReportFiles:
     """summary.json, plots/*.png and report.html in the run directory."""
     run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
     summary, summary_path = write_summary(run)
-    plots = write_standard_plots(run) + write_request_plots(run) + write_energy_plots(run)
+    plots = write_standard_plots(run) + write_why_plots(run) + write_request_plots(run) + write_energy_plots(run)
     html_path = run.path / HTML_FILE
     html_path.write_text(html_report(summary, plots), encoding="utf-8")
     return ReportFiles(summary, summary_path, plots, html_path)

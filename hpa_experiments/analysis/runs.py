@@ -79,6 +79,31 @@ def list_runs(data_dir: Path) -> list[RunListing]:
     return sorted(listings, key=lambda r: r.started or datetime.min, reverse=True)
 
 
+def describe_tags(info: dict[str, Any]) -> str:
+    config = info.get("config")
+    tags = config.get("tags") if isinstance(config, dict) else None
+    return ", ".join(f"{k}={v}" for k, v in tags.items()) if isinstance(tags, dict) else ""
+
+
+def runs_json(listings: list[RunListing]) -> list[dict[str, Any]]:
+    """The listing for machines (`hpa-exp runs --json`): one object per run, newest first."""
+    rows = []
+    for item in listings:
+        config = item.info.get("config")
+        tags = config.get("tags") if isinstance(config, dict) else None
+        rows.append({
+            "run": item.path.name,
+            "path": str(item.path),
+            "backend": item.info.get("backend"),
+            "status": item.status,
+            "start_utc": item.info.get("start_utc"),
+            "tags": tags if isinstance(tags, dict) else {},
+            "headline": item.headline,
+            "problem": item.problem,
+        })
+    return rows
+
+
 STATUS_STYLE = {
     "completed": "green",
     "running": "cyan",
@@ -93,9 +118,9 @@ def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
     table.add_column("run", overflow="fold", min_width=36)
     headers = ("backend", "status", "started", "duration", "peak", "GPU-h", "energy", "scale-up", "scale-down",
-               "TTFT p90")
+               "TTFT p90", "tags")
     for header in headers:
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for item in listings:
         started = item.started.strftime("%Y-%m-%d %H:%M:%S") if item.started else "unknown"
         if item.started:
@@ -114,5 +139,6 @@ def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
             fmt(h.get("first_scale_up_s"), " s", 0),
             fmt(h.get("scale_down_s"), " s", 0),
             fmt(h.get("ttft_p90_ms"), " ms", 0),
+            describe_tags(item.info),
         )
     return table

@@ -42,6 +42,17 @@ class HpaMetricReading:
 
 
 @dataclass(frozen=True)
+class PodTimes:
+    """One pod of the scaled Deployment: when it was created, started, became ready, began deleting."""
+
+    name: str
+    created_at: float | None
+    started_at: float | None = None  # status.startTime (kubelet accepted it; the twin: container start)
+    ready_at: float | None = None  # the Ready condition's transition to True; None while not ready
+    deleting_at: float | None = None  # metadata.deletionTimestamp
+
+
+@dataclass(frozen=True)
 class ScalingSnapshot:
     """HPA spec targets and status, and the scale target's replica counts, at one moment."""
 
@@ -56,6 +67,8 @@ class ScalingSnapshot:
     conditions: tuple[dict[str, str], ...] = ()
     deployment_replicas: int | None = None  # Deployment spec.replicas
     ready_replicas: int | None = None  # Deployment status.readyReplicas
+    limited_by: str | None = None  # what held desired, when the backend knows it (the twin); see hpa_reasons
+    pods: tuple[PodTimes, ...] | None = None  # the Deployment's pods now; None if the backend cannot list them
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,10 @@ class Backend(ABC):
 
     name: str  # "kubernetes" | "simulation"
     clock: Clock
+    # How far back the TTFT/ITL histograms can be queried, when the store is bounded (the twin's
+    # in-memory TSDB); None: the server's retention, assumed to cover the run.  Longer windows are
+    # reported as not measured (latency_windows.py).
+    series_retention_s: float | None = None
     _warning_handler: Callable[[str], None] = logging.getLogger(__name__).warning
 
     def set_warning_handler(self, handler: Callable[[str], None]) -> None:
@@ -145,6 +162,10 @@ class Backend(ABC):
     @abstractmethod
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         """Range PromQL query. Raises QueryError."""
+
+    def hpa_object(self) -> dict[str, Any] | None:
+        """The HPA as the cluster holds it now (spec and status), None when there is none."""
+        return None
 
     def apply_hpa(self, manifest: dict[str, Any]) -> bool:
         """Make the HPA of `manifest` exist; True if this call created it (so the run removes it)."""

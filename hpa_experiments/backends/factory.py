@@ -7,24 +7,15 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from hpa_experiments.backends.base import Backend
-from hpa_experiments.config import ExperimentConfig
+from hpa_experiments.config import BACKEND_ALIASES, ExperimentConfig
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan
 from hpa_experiments.promql import MetricNames
 
-_ALIASES = {
-    "sim": "simulation",
-    "simulation": "simulation",
-    "twin": "simulation",
-    "kubernetes": "kubernetes",
-    "kube": "kubernetes",
-    "k8s": "kubernetes",
-}
-
 
 def normalize_backend(name: str) -> str:
     try:
-        return _ALIASES[name.lower()]
+        return BACKEND_ALIASES[name.lower()]
     except KeyError:
         raise UsageError(f"unknown backend '{name}': use 'sim' (digital twin) or 'kubernetes'") from None
 

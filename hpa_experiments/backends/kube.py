@@ -30,11 +30,13 @@ from hpa_experiments.backends.base import (
     JobLaunch,
     JobState,
     PodLog,
+    PodTimes,
     QueryError,
     RangeSeries,
     ScalingSnapshot,
 )
 from hpa_experiments.backends.kube_core import CoreReads
+from hpa_experiments.backends.kube_pods import deployment_selector, pod_times
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
 from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
@@ -62,7 +64,7 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("batch", "jobs", "get", "inspect a Job whose name is taken (adopt it if it is this run's)"),
     ApiCall("batch", "jobs", "list", "job states and leftover check, by label hpa-exp/run"),
     ApiCall("batch", "jobs", "delete", "stop a Job (background propagation deletes its pods)"),
-    ApiCall("", "pods", "list", "find why a Job's pod is stuck (image pull, crash loop)"),
+    ApiCall("", "pods", "list", "find why a Job's pod is stuck; the Deployment's pods' start and ready times"),
     ApiCall("", "pods/log", "get", "save a Job's pod logs before deleting it (output.include_pod_logs)"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "get", "HPA targets and status"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "create", "apply the experiment's HPA manifest"),
@@ -379,6 +381,7 @@ class KubeBackend(Backend):
         deployment_fields: dict[str, Any] = {
             "deployment_replicas": deployment.get("spec", {}).get("replicas"),
             "ready_replicas": kube_objects.replica_count(deployment.get("status") or {}, "readyReplicas"),
+            "pods": self._deployment_pods(deployment),
         }
         if hpa is None:
             return ScalingSnapshot(taken_at=taken_at, hpa_found=False, **deployment_fields)
@@ -396,11 +399,35 @@ class KubeBackend(Backend):
             **deployment_fields,
         )
 
+    def _deployment_pods(self, deployment: dict[str, Any]) -> tuple[PodTimes, ...] | None:
+        """The Deployment's pods by its selector; None when that is unknown or the listing failed."""
+        selector = deployment_selector(deployment)
+        if selector is None:
+            return None
+        try:
+            listing = self.call_json(
+                f"list pods of Deployment {self.namespace}/{self.deployment}",
+                self.core.list_namespaced_pod,
+                self.namespace,
+                label_selector=selector,
+            )
+        except BackendError:  # the retries were reported as warnings; the ready lag goes unknown
+            return None
+        return tuple(pod_times(pod) for pod in (listing or {}).get("items") or [])
+
+    def hpa_object(self) -> dict[str, Any] | None:
+        return self.read_hpa()
+
     def apply_hpa(self, manifest: dict[str, Any]) -> bool:
         """Create the HPA; if one of that name exists, merge-patch its spec to the manifest's (like
         `kubectl apply`) and return False so the run does not delete an HPA it did not create."""
         name = manifest.get("metadata", {}).get("name") or self.hpa_name
-        namespace = manifest.get("metadata", {}).get("namespace") or self.namespace
+        namespace = self.namespace  # the run's only namespace: it is where read_hpa looks
+        if manifest.get("metadata", {}).get("namespace") not in (None, namespace):
+            raise BackendError(
+                f"HPA manifest {name!r}: metadata.namespace {manifest['metadata']['namespace']!r} is not the "
+                f"run's namespace {namespace!r}"
+            )
         what = f"create HPA {namespace}/{name}"
         api = self.autoscaling
         created = self.call_json(

@@ -12,6 +12,7 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError
 from hpa_experiments.plan import Plan
 from hpa_experiments.promql import MetricNames, run_queries
+from hpa_experiments.redact import redact_url
 
 
 def connect_and_preflight(
@@ -51,7 +52,7 @@ def connect_and_preflight(
     names = MetricNames(**report.metric_names.names) if report.metric_names else MetricNames()
     print(
         f"preflight passed: cluster {report.server_version} ({backend.context}), namespace {config.namespace}, "
-        f"Prometheus {prometheus_url}",
+        f"Prometheus {redact_url(prometheus_url)}",
         file=out,
     )
     return backend, names

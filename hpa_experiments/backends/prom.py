@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -25,6 +24,7 @@ from urllib3.util.retry import Retry
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
 from hpa_experiments.errors import BackendError
+from hpa_experiments.redact import REDACTED, redact_url, url_secrets
 from hpa_experiments.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
@@ -64,17 +64,6 @@ class PromHttpError(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password, if any were embedded in it."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def read_token(settings: PromSettings) -> str | None:
@@ -126,6 +115,7 @@ class PromClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         secrets = {v for v in headers.values() if len(v) >= 4} | ({token} if token else set())
+        secrets |= {s for s in url_secrets(settings.url) if len(s) >= 4}
         self._secrets = sorted(secrets, key=len, reverse=True)
         session = requests.Session()
         session.verify = settings.ca_file or settings.verify_tls
@@ -166,7 +156,7 @@ class PromClient:
     def _redact(self, text: str) -> str:
         """Remove the token and header values, should a server or proxy echo them back."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, REDACTED)
         return text
 
     # --- calls ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
 
 # Modules that add commands; each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
+    "hpa_experiments.cli.init",
     "hpa_experiments.cli.config_cmds",
     "hpa_experiments.cli.cluster",
     "hpa_experiments.cli.run",

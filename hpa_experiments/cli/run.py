@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from hpa_experiments.api import Experiment
     from hpa_experiments.config import ExperimentConfig
     from hpa_experiments.plan import Plan
 
@@ -45,6 +46,18 @@ def run(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."
     ),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Twin only: an ensemble of N seeds in parallel, with each KPI's median and spread."
+    ),
+    processes: int | None = typer.Option(None, "--processes", help="Parallel seeds of --seeds. Default: every core."),
+    tag: list[str] = typer.Option(
+        [], "--tag", "-t", metavar="KEY=VALUE", help="Label the run (repeatable); shown by runs and compare."
+    ),
+    fail_on_slo: bool = typer.Option(
+        False,
+        "--fail-on-slo",
+        help="Exit 4 when a completed run misses a gate of the config's slo.gates (or a gate has no data).",
+    ),
 ) -> int:
     """Run an experiment: start each load Job on time, sample the HPA and Prometheus on a fixed grid.
 
@@ -53,7 +66,8 @@ def run(
     validated and (on Kubernetes) the preflight checks have passed.
 
     Exit codes: 0 completed, 1 failed (a Job failed, the backend broke), 2 invalid config or
-    arguments, 3 preflight failed, 130 interrupted (Jobs cleaned up, partial run kept).
+    arguments, 3 preflight failed, 4 completed but an SLO gate missed (only with
+    --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
 
     Examples:
 
@@ -66,10 +80,12 @@ def run(
     from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
 
-    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace)
+    experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace, parse_tags(tag))
     if dry_run:
         _print_dry_run(experiment.config, experiment.plan())
         return 0
+    if seeds is not None or (experiment.config.simulation.seeds and experiment.config.backend == "simulation"):
+        return _run_ensemble(experiment, seeds, output_dir, processes, quiet)
     use_live = sys.stdout.isatty() if live is None else live
     observer = PlainConsole(quiet=quiet) if quiet or not use_live else LiveConsole()
     prepared = experiment.prepare(
@@ -88,11 +104,68 @@ def run(
         typer.echo(f"warning: {warning}", err=True)
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
+    return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
+
+
+def _run_ensemble(
+    experiment: Experiment, seeds: int | None, output_dir: Path | None, processes: int | None, quiet: bool
+) -> int:
+    from hpa_experiments.analysis.ensemble_report import load_ensemble, spread_table, write_ensemble_page
+    from hpa_experiments.cli.analysis import output_console
+    from hpa_experiments.ensemble import SeedRun
+
+    def progress(run: SeedRun, done: int, total: int) -> None:
+        if not quiet:
+            where = run.run_dir.name if run.run_dir else run.reason
+            typer.echo(f"[{done}/{total}] seed {run.seed}: {run.status} ({where})")
+
+    result = experiment.run_ensemble(seeds, output_dir, processes=processes, on_seed=progress)
+    ensemble = load_ensemble(result.directory)
+    _, page = write_ensemble_page([ensemble], result.directory, f"Ensemble {ensemble.summary['ensemble']}")
+    for run in result.runs:
+        if run.exit_code:
+            typer.echo(f"seed {run.seed}: {run.status}: {run.reason}", err=True)
+    if not quiet:
+        output_console().print(spread_table([ensemble]))
+    typer.echo(f"ensemble: {result.directory}\nreport:   {page}")
     return result.exit_code
+
+
+def parse_tags(given: list[str]) -> dict[str, str]:
+    """`--tag key=value` options as a dict; a malformed one is a usage error (exit 2)."""
+    from hpa_experiments.errors import UsageError
+
+    tags = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: give KEY=VALUE, e.g. --tag variant=queue-5")
+        tags[key] = value
+    return tags
+
+
+def _slo_exit_code(exit_code: int, summary: dict[str, Any] | None, fail_on_slo: bool) -> int:
+    """Print one line per gate; with --fail-on-slo a completed run that missed one exits 4."""
+    from hpa_experiments.analysis.slo_gates import gate_results
+    from hpa_experiments.errors import EXIT_OK, EXIT_SLO_MISSED
+
+    block = (summary or {}).get("slo_gates")
+    for gate in gate_results(block):
+        typer.echo(f"SLO gate {gate.line()}", err=not gate.passed)
+    if not fail_on_slo or exit_code != EXIT_OK:
+        return exit_code
+    if summary is None:
+        typer.echo("SLO gates: not checked, the KPIs could not be computed", err=True)
+        return EXIT_SLO_MISSED
+    if block is None:
+        typer.echo("warning: --fail-on-slo, but the config sets no slo.gates: nothing to check", err=True)
+        return exit_code
+    return exit_code if block["passed"] else EXIT_SLO_MISSED
 
 
 def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
     from hpa_experiments.analysis import headline
+    from hpa_experiments.analysis.reference_points import headline_sentences
 
     h = headline(summary)
 
@@ -106,10 +179,11 @@ def _print_headline(summary: dict[str, Any], run_dir: Path) -> None:
             return f"{value:.{digits}f}{unit}"
         return f"{value}{unit}"
 
+    typer.echo(" · ".join(headline_sentences(summary)))
     typer.echo(
-        f"peak replicas {show(h['peak_replicas'], '')} · first scale-up after {show(h['first_scale_up_s'], ' s')}"
-        f" · scale-down done {show(h['scale_down_s'], ' s')} after load · GPU-hours {show(h['gpu_hours'], '')}"
-        f" · TTFT p90 {show(h['ttft_p90_ms'], ' ms')} · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
+        f"peak replicas {show(h['peak_replicas'], '')} · GPU-hours {show(h['gpu_hours'], '')}"
+        f" · over the run (histograms): TTFT p90 {show(h['ttft_p90_ms'], ' ms')}"
+        f" · ITL p90 {show(h['itl_p90_ms'], ' ms')}"
     )
     kwh = h["energy_kwh"]
     energy = "no data" if kwh is None else f"{kwh:.3g} kWh" if kwh < 1000 else f"{kwh:,.0f} kWh"

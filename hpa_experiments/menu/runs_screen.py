@@ -145,16 +145,11 @@ def report_files(ctx: MenuContext, path: Path) -> None:
 
 def notebook(ctx: MenuContext, run_dirs: list[Path]) -> None:
     """Print the Jupyter command for these runs (as `hpa-exp notebook` does), and start it on request."""
-    from hpa_experiments.cli.analysis import (
-        ANALYZE_NOTEBOOK,
-        COMPARE_NOTEBOOK,
-        NOTEBOOKS_DIR,
-        notebook_command,
-    )
+    from hpa_experiments.cli.analysis import notebook_command, notebook_path
 
-    path = NOTEBOOKS_DIR / (COMPARE_NOTEBOOK if len(run_dirs) > 1 else ANALYZE_NOTEBOOK)
+    path = notebook_path(len(run_dirs) > 1)
     if not path.exists():
-        notice(ctx.console, "Notebook", Text(f"{path}: notebook not found (needs a source checkout of hpa-exp)"))
+        notice(ctx.console, "Notebook", Text(f"{path}: notebook not found (this installation lacks its notebooks)"))
         return
     command, env = notebook_command(run_dirs, path)
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command)

@@ -103,10 +103,13 @@ def seconds_to_ms(t: float) -> int:
 class TimeSeriesDB:
     """Append-only store of float samples keyed by label sets (which include `__name__`)."""
 
-    def __init__(self, retention_seconds: float = 900.0):
+    def __init__(self, retention_seconds: float = 900.0, keep_longer: Mapping[str, float] | None = None):
+        """`keep_longer`: metric name -> seconds, for the few series kept longer than the rest (the
+        twin's end-of-run latency queries need the histograms of the whole run)."""
         if retention_seconds <= 0:
             raise ValueError("retention_seconds must be positive")
         self.retention_ms = seconds_to_ms(retention_seconds)
+        self._longer_ms = {name: seconds_to_ms(seconds) for name, seconds in (keep_longer or {}).items()}
         self._series: dict[Labels, Series] = {}
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._key_cache: dict[tuple[tuple[str, str], ...], Series] = {}
@@ -198,9 +201,11 @@ class TimeSeriesDB:
         """Drop samples older than the retention, and series left empty."""
         assert self._newest_ms is not None
         cutoff = self._newest_ms - self.retention_ms
+        longer = self._longer_ms
         emptied = []
         for key, series in self._series.items():
-            series.drop_before(cutoff)
+            keep = longer.get(series.label_map[METRIC_NAME]) if longer else None
+            series.drop_before(cutoff if keep is None else self._newest_ms - keep)
             if not series.times:
                 emptied.append(key)
         for key in emptied:

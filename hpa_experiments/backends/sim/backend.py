@@ -31,12 +31,13 @@ from hpa_experiments.backends.base import (
     JobLaunch,
     JobState,
     PodLog,
+    PodTimes,
     QueryError,
     RangeSeries,
     ScalingSnapshot,
 )
 from hpa_experiments.backends.sim.bench_client import job_log_text
-from hpa_experiments.backends.sim.fleet import LOADING, PENDING, TERMINATING, Fleet
+from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
@@ -44,7 +45,9 @@ from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
+from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
+from hpa_experiments.promql import MetricNames
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
 from hpa_experiments.rundir import REQUESTS_FILE
 
@@ -87,6 +90,16 @@ class AdapterMetrics:
         return None
 
 
+# The in-memory TSDB keeps the TTFT/ITL histograms for the whole run, so the end-of-run latency
+# queries see it all (latency_windows.py), up to this bound: a day-long run's memory stays flat after it.
+MAX_HISTOGRAM_RETENTION_S = 3 * 3600.0
+
+
+def histogram_retention(plan_total_s: float, retention_s: float) -> float:
+    """Seconds of TTFT/ITL histogram samples the twin's Prometheus keeps: the run plus a margin."""
+    return max(retention_s, min(plan_total_s + retention_s, MAX_HISTOGRAM_RETENTION_S))
+
+
 class SimBackend(Backend):
     """One simulated experiment: the fleet, the HPA, Prometheus and the adapter, on virtual time."""
 
@@ -108,7 +121,10 @@ class SimBackend(Backend):
             initial_replicas=sim.initial_replicas,
             pod_prefix=config.deployment,
         )
-        self.tsdb = TimeSeriesDB(retention_seconds=max(900.0, 4 * parse_duration(config.metrics.rate_window)))
+        retention = max(900.0, 4 * parse_duration(config.metrics.rate_window))
+        self.series_retention_s = histogram_retention(plan.total, retention)
+        longer = dict.fromkeys(histogram_series(MetricNames()), self.series_retention_s)
+        self.tsdb = TimeSeriesDB(retention_seconds=retention, keep_longer=longer)
         self.engine = PromQLEngine(self.tsdb)
         self.clock = VirtualClock(self, VIRTUAL_EPOCH)
         self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
@@ -221,8 +237,11 @@ class SimBackend(Backend):
         now = self.clock.now()
         fleet = self.fleet
         status = self.hpa_status
+        pods = self._pod_times()
         if self.hpa is None:
-            return ScalingSnapshot(now, False, deployment_replicas=fleet.replicas, ready_replicas=fleet.ready_replicas)
+            return ScalingSnapshot(
+                now, False, deployment_replicas=fleet.replicas, ready_replicas=fleet.ready_replicas, pods=pods
+            )
         spec = self.hpa.spec
         if status is None:  # before the first sync the status holds only the replica count
             return ScalingSnapshot(
@@ -234,6 +253,7 @@ class SimBackend(Backend):
                 max_replicas=spec.max_replicas,
                 deployment_replicas=fleet.replicas,
                 ready_replicas=fleet.ready_replicas,
+                pods=pods,
             )
         return ScalingSnapshot(
             taken_at=now,
@@ -247,7 +267,31 @@ class SimBackend(Backend):
             conditions=status.conditions,
             deployment_replicas=fleet.replicas,
             ready_replicas=fleet.ready_replicas,
+            limited_by=status.limited_by,
+            pods=pods,
         )
+
+    def _pod_times(self) -> tuple[PodTimes, ...]:
+        """Live pods and those gone since the last snapshot, with their exact transition times."""
+        departed, self.fleet.departed = self.fleet.departed, []
+        return tuple(_pod_times(pod) for pod in [*departed, *self.fleet.pods])
+
+    def hpa_object(self) -> dict[str, Any] | None:
+        """The manifest as the controller reads it, with the status of its last sync (like a GET)."""
+        if self.hpa is None or self.config.hpa_manifest is None:
+            return None
+        obj = dict(self.config.hpa_manifest)
+        status = self.hpa_status
+        obj["status"] = (
+            {"currentReplicas": self.fleet.replicas, "desiredReplicas": self.fleet.replicas}
+            if status is None
+            else {
+                "currentReplicas": status.current_replicas,
+                "desiredReplicas": status.desired_replicas,
+                "conditions": [dict(c) for c in status.conditions],
+            }
+        )
+        return obj
 
     def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
         return self.engine.instant(promql, self.clock.now() if at is None else at)
@@ -285,6 +329,14 @@ class SimBackend(Backend):
             },
             "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time",
         }
+
+
+def _pod_times(pod: Any) -> PodTimes:
+    first = {}
+    for t, state in pod.transitions:
+        first.setdefault(state, t)
+    started = first.get(LOADING, first.get(READY))
+    return PodTimes(pod.name, pod.created_t, started, first.get(READY), pod.deleted_t)
 
 
 def _pod_view(pod: Any) -> PodView:

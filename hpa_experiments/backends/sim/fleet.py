@@ -84,6 +84,7 @@ class Fleet:
         self._prefix = pod_prefix
         self._pod_counter = 0
         self.pods: list[Pod] = []  # live pods (not yet gone), in creation order
+        self.departed: list[Pod] = []  # pods gone since the owner last cleared this list
         self.jobs: dict[str, LoadGenerator] = {}
         self._gateway: deque[Request] = deque()
         self._lifecycle: list[tuple[float, int, Pod, str]] = []  # (time, seq, pod, next state)
@@ -262,6 +263,7 @@ class Fleet:
             self._draining.pop(pod.engine, None)
         pod.set_state("Gone", t)
         self.pods.remove(pod)
+        self.departed.append(pod)
 
     # ------------------------------------------------------------------ routing
     def _route(self, req: Request, t: float) -> None:

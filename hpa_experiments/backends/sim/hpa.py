@@ -44,6 +44,15 @@ from hpa_experiments.backends.sim.hpa_spec import (
     scale_down_stabilization_seconds,
     validate_hpa_manifest,
 )
+from hpa_experiments.hpa_reasons import (
+    LIMITING_REASONS,
+    MAX_REPLICAS,
+    METRICS_UNAVAILABLE,
+    MIN_REPLICAS,
+    NOT_LIMITED,
+    SCALING_DISABLED,
+    STABILIZED_REASONS,
+)
 
 __all__ = [
     "HpaController",
@@ -92,6 +101,7 @@ class HpaStatus:
     rescaled: bool
     reason: str  # the rescale reason, e.g. "pods metric num_requests_waiting above target"; "" if none
     error: str | None = None  # the metrics error of this reconcile, if any
+    limited_by: str = NOT_LIMITED  # what held desired where it is (hpa_reasons values), known exactly here
 
     def condition(self, condition_type: str) -> dict[str, str] | None:
         return next((c for c in self.conditions if c["type"] == condition_type), None)
@@ -110,6 +120,7 @@ class MetricProposal:
     replicas: int
     usage_milli: int  # what the status reports as the current value
     label: str  # e.g. "pods metric num_requests_waiting"
+    held: str | None = None  # hpa_reasons.TOLERANCE / UNREADY_PODS when that kept it at the current size
 
 
 def tolerances_for_hpa(behavior: Behavior | None, flag: float) -> Tolerances:
@@ -174,6 +185,7 @@ class HpaController:
         rescaled: bool,
         reason: str = "",
         error: str | None = None,
+        limited_by: str = NOT_LIMITED,
     ) -> HpaStatus:
         return HpaStatus(
             current,
@@ -184,6 +196,7 @@ class HpaController:
             rescaled,
             reason,
             error,
+            limited_by,
         )
 
     def reconcile(
@@ -217,24 +230,30 @@ class HpaController:
                 "ScalingDisabled",
                 "scaling is disabled since the replica count of the target is zero",
             )
-            return self._status(current, current, readings, rescaled=False)
+            return self._status(current, current, readings, rescaled=False, limited_by=SCALING_DISABLED)
         if current > max_replicas:
-            desired, reason = max_replicas, "Current number of replicas above Spec.MaxReplicas"
+            desired, limited_by = max_replicas, MAX_REPLICAS
+            reason = "Current number of replicas above Spec.MaxReplicas"
         elif current < min_replicas:
-            desired, reason = min_replicas, "Current number of replicas below Spec.MinReplicas"
+            desired, limited_by = min_replicas, MIN_REPLICAS
+            reason = "Current number of replicas below Spec.MinReplicas"
         else:
             if status_replicas is None:
                 status_replicas = sum(1 for pod in pods if not pod.deleting and pod.phase != "Failed")
-            proposal, label, readings, error = self.compute_replicas_for_metrics(
+            proposal, label, readings, error, held = self.compute_replicas_for_metrics(
                 current, status_replicas, pods, metrics
             )
             if proposal is None:
-                return self._status(current, current, readings, rescaled=False, error=error)
+                return self._status(
+                    current, current, readings, rescaled=False, error=error, limited_by=METRICS_UNAVAILABLE
+                )
             if proposal > current:
                 reason = f"{label} above target"
             elif proposal < current:
                 reason = "All metrics below target"
-            desired = self._normalize(now, current, proposal, min_replicas, max_replicas)
+            desired, limited_by = self._normalize(now, current, proposal, min_replicas, max_replicas)
+            if limited_by == NOT_LIMITED and held:
+                limited_by = held
 
         rescaled = desired != current
         if rescaled:
@@ -246,10 +265,16 @@ class HpaController:
             )
             self.history.store_scale_event(self.behavior, now, current, desired)
             self.last_scale_time = now
-        return self._status(current, desired, readings, rescaled=rescaled, reason=reason, error=error)
+        return self._status(
+            current, desired, readings, rescaled=rescaled, reason=reason, error=error, limited_by=limited_by
+        )
 
-    def _normalize(self, now: float, current: int, desired: int, min_replicas: int, max_replicas: int) -> int:
-        """normalizeDesiredReplicas / ...WithBehaviors, setting AbleToScale and ScalingLimited (§1.5)."""
+    def _normalize(
+        self, now: float, current: int, desired: int, min_replicas: int, max_replicas: int
+    ) -> tuple[int, str]:
+        """normalizeDesiredReplicas / ...WithBehaviors, setting AbleToScale and ScalingLimited (§1.5).
+
+        Returns the replicas and what held them: a limit (ScalingLimited), else a stabilization window."""
         if self.behavior is None:
             result = normalize_legacy(
                 self.history, now, current, desired, min_replicas, max_replicas, self.downscale_stabilization
@@ -262,14 +287,19 @@ class HpaController:
         self._set_condition(
             "ScalingLimited", "True" if result.limited else "False", result.limit_reason, result.limit_message
         )
-        return result.replicas
+        if result.limited:
+            return result.replicas, LIMITING_REASONS[result.limit_reason]
+        if result.stabilized != desired:
+            return result.replicas, STABILIZED_REASONS[result.able_reason]
+        return result.replicas, NOT_LIMITED
 
     def compute_replicas_for_metrics(
         self, spec_replicas: int, status_replicas: int, pods: list[PodView], metrics: MetricsSource
-    ) -> tuple[int | None, str, tuple[HpaMetricReading, ...], str | None]:
+    ) -> tuple[int | None, str, tuple[HpaMetricReading, ...], str | None, str | None]:
         """computeReplicasForMetrics (§1.3): the max over metrics that computed; None (no scaling) if
-        all failed or some failed and the max would scale down. Returns (replicas, label, readings, error)."""
-        replicas, label = 0, ""
+        all failed or some failed and the max would scale down.
+        Returns (replicas, label, readings, error, held: what held the winning metric's count)."""
+        replicas, label, held = 0, "", None
         readings: list[HpaMetricReading] = []
         failures: list[MetricFailure] = []
         for metric in self.spec.metrics:
@@ -281,7 +311,7 @@ class HpaController:
                 continue
             readings.append(self._reading(metric, proposal.usage_milli))
             if replicas == 0 or proposal.replicas > replicas:
-                replicas, label = proposal.replicas, proposal.label
+                replicas, label, held = proposal.replicas, proposal.label, proposal.held
 
         error = None
         if failures:
@@ -297,14 +327,14 @@ class HpaController:
                 first.reason,
                 f"the HPA was unable to compute the replica count: {first}",
             )
-            return None, "", tuple(readings), error
+            return None, "", tuple(readings), error, None
         self._set_condition(
             "ScalingActive",
             "True",
             "ValidMetricFound",
             f"the HPA was able to successfully calculate a replica count from {label}",
         )
-        return replicas, label, tuple(readings), error
+        return replicas, label, tuple(readings), error, held
 
     @staticmethod
     def _reading(metric: MetricSpec, usage_milli: int | None) -> HpaMetricReading:
@@ -353,10 +383,12 @@ class HpaController:
         except ValueError as error:
             raise MetricFailure("FailedGetPodsMetric", f"unable to get metric {metric.name}: {error}") from error
         try:
-            replicas, usage = plain_metric_replicas(samples, pods, spec_replicas, metric.target_milli, self.tolerances)
+            replicas, usage, held = plain_metric_replicas(
+                samples, pods, spec_replicas, metric.target_milli, self.tolerances
+            )
         except ValueError as error:
             raise MetricFailure("FailedGetPodsMetric", str(error)) from error
-        return MetricProposal(replicas, usage, f"pods metric {metric.name}")
+        return MetricProposal(replicas, usage, f"pods metric {metric.name}", held)
 
     def _object_metric(
         self,

@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hpa_experiments.hpa_reasons import TOLERANCE, UNREADY_PODS
+
 
 @dataclass(frozen=True)
 class PodView:
@@ -77,11 +79,13 @@ def plain_metric_replicas(
     current_replicas: int,
     target_milli: int,
     tolerances: Tolerances,
-) -> tuple[int, int]:
-    """calcPlainMetricReplicas (§1.2 Pods metric): (replica count, average usage in milli-units).
+) -> tuple[int, int, str | None]:
+    """calcPlainMetricReplicas (§1.2 Pods metric): (replica count, average usage in milli-units, held).
 
     Missing pods count at the target on a scale-down and at 0 on a scale-up; Pending pods count at 0
     on a scale-up. If that brings the ratio within tolerance or flips the direction, keep the current size.
+    `held` says what kept the count at the current size when the bare ratio would have moved it:
+    hpa_reasons.TOLERANCE or hpa_reasons.UNREADY_PODS (None otherwise).
     """
     if not pods:
         raise ValueError("no pods returned by selector while calculating replica count")
@@ -93,11 +97,13 @@ def plain_metric_replicas(
         raise ValueError("did not receive metrics for targeted pods (pods might be unready)")
 
     usage_ratio, usage = metric_usage_ratio(metrics, target_milli)
+    bare = math.ceil(usage_ratio * float(ready_count))  # what the ratio alone says
+    within = tolerances.is_within(usage_ratio)
     scale_up_with_unready = bool(unready) and usage_ratio > 1.0
     if not scale_up_with_unready and not missing:
-        if tolerances.is_within(usage_ratio):
-            return current_replicas, usage
-        return math.ceil(usage_ratio * float(ready_count)), usage
+        if within:
+            return current_replicas, usage, TOLERANCE if bare != current_replicas else None
+        return bare, usage, None
 
     missing_value = target_milli if usage_ratio < 1.0 else 0
     metrics.update(dict.fromkeys(missing, missing_value))
@@ -105,14 +111,15 @@ def plain_metric_replicas(
         metrics.update(dict.fromkeys(unready, 0))
     new_usage_ratio, _ = metric_usage_ratio(metrics, target_milli)
     direction_flips = (usage_ratio < 1.0 < new_usage_ratio) or (usage_ratio > 1.0 > new_usage_ratio)
+    held = None if bare == current_replicas else (TOLERANCE if within else UNREADY_PODS)
     if tolerances.is_within(new_usage_ratio) or direction_flips:
-        return current_replicas, usage
+        return current_replicas, usage, held
     new_replicas = math.ceil(new_usage_ratio * float(len(metrics)))
     if (new_usage_ratio < 1.0 and new_replicas > current_replicas) or (
         new_usage_ratio > 1.0 and new_replicas < current_replicas
     ):
-        return current_replicas, usage
-    return new_replicas, usage
+        return current_replicas, usage, held
+    return new_replicas, usage, None
 
 
 def ready_pods_count(pods: list[PodView]) -> int:
