@@ -1,5 +1,6 @@
 """The local cluster kit: a kind cluster with a model server, Prometheus, prometheus-adapter
-and an HPA, driven through the `kind` and `kubectl` command-line tools.
+and an HPA (or, with `--autoscaler keda`, a pinned KEDA release and a ScaledObject), driven
+through the `kind` and `kubectl` command-line tools.
 
 Every step is a plain argument list run without a shell, so `--dry-run` can print exactly
 what would run.  All kubectl calls name the kind context explicitly: the kit never touches
@@ -24,10 +25,17 @@ from hpa_experiments.kit import kit_dir
 
 Variant = Literal["emulator", "vllm"]
 HpaVariant = Literal["queue", "kvcache", "combined", "none"]
+Autoscaler = Literal["hpa", "keda"]
 
 NAMESPACE = "hpa-exp"
 MONITORING_NAMESPACE = "monitoring"
 CUSTOM_METRICS_API = "apiservice/v1beta1.custom.metrics.k8s.io"
+EXTERNAL_METRICS_API = "apiservice/v1beta1.external.metrics.k8s.io"
+# KEDA's release manifest, pinned (KEDA's documented `kubectl apply --server-side` install).
+KEDA_VERSION = "2.16.1"
+KEDA_RELEASE_URL = f"https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml"
+KEDA_NAMESPACE = "keda"
+KEDA_DEPLOYMENTS = ("keda-operator", "keda-operator-metrics-apiserver")
 MODEL_SERVER_SELECTOR = "app.kubernetes.io/name=vllm"
 
 INSTALL_HINTS = {
@@ -37,7 +45,7 @@ INSTALL_HINTS = {
 }
 
 # Seconds to wait for each Deployment to roll out: vLLM downloads ~16 GB of weights.
-ROLLOUT_TIMEOUT_S = {"prometheus": 180, "prometheus-adapter": 180, "emulator": 300, "vllm": 1800}
+ROLLOUT_TIMEOUT_S = {"prometheus": 180, "prometheus-adapter": 180, "keda": 180, "emulator": 300, "vllm": 1800}
 HPA_METRICS_TIMEOUT_S = 180  # adapter relist (1 m) + scrape (15 s) + HPA sync (15 s), with margin
 HPA_POLL_INTERVAL_S = 5
 
@@ -79,6 +87,7 @@ class KitSpec:
     hpa: HpaVariant = "queue"
     hpa_timeout_s: float = HPA_METRICS_TIMEOUT_S
     hf_token: bool = False  # $HF_TOKEN is set: store it as secret hf-token for gated models
+    autoscaler: Autoscaler = "hpa"  # keda: KEDA instead of prometheus-adapter, a ScaledObject instead of the HPA
 
     @property
     def context(self) -> str:
@@ -86,7 +95,8 @@ class KitSpec:
 
     @property
     def hpa_name(self) -> str:
-        return f"vllm-hpa-{self.hpa}"
+        """The HPA to check: the variant's, or the one KEDA creates for the variant's ScaledObject."""
+        return f"keda-hpa-vllm-keda-{self.hpa}" if self.autoscaler == "keda" else f"vllm-hpa-{self.hpa}"
 
     def path(self, relative: str) -> str:
         return str(self.manifests / relative)
@@ -161,10 +171,7 @@ def up_steps(spec: KitSpec) -> list[Step]:
             _kubectl(spec, "apply", "-f", spec.path("model-server/service.yaml"), "-f", model_server),
         ),
         Step("Install Prometheus", _kubectl(spec, "apply", "-f", spec.path("monitoring/prometheus.yaml"))),
-        Step(
-            "Install prometheus-adapter",
-            _kubectl(spec, "apply", "-f", spec.path("monitoring/prometheus-adapter.yaml")),
-        ),
+        *(_keda_install_steps(spec) if spec.autoscaler == "keda" else [_adapter_install_step(spec)]),
         Step(
             "Install the hpa-exp runner RBAC",
             _kubectl(spec, "apply", "-f", spec.path("rbac/hpa-exp-runner.yaml")),
@@ -176,6 +183,41 @@ def up_steps(spec: KitSpec) -> list[Step]:
             ROLLOUT_TIMEOUT_S["prometheus"],
             f"{monitoring} describe pod -l app.kubernetes.io/name=prometheus",
         ),
+        *(_keda_ready_steps(spec) if spec.autoscaler == "keda" else _adapter_ready_steps(spec, monitoring)),
+        _rollout(
+            spec,
+            NAMESPACE,
+            "vllm",
+            ROLLOUT_TIMEOUT_S[spec.variant],
+            f"{pods_of} describe pod -l {MODEL_SERVER_SELECTOR}; {pods_of} logs deployment/vllm",
+        ),
+    ]
+    if spec.hpa != "none" and spec.autoscaler == "keda":
+        steps.append(
+            Step(
+                f"Apply the ScaledObject vllm-keda-{spec.hpa} (KEDA creates {spec.hpa_name})",
+                _kubectl(spec, "-n", NAMESPACE, "apply", "-f", spec.path(f"keda/scaledobject-vllm-{spec.hpa}.yaml")),
+            )
+        )
+    elif spec.hpa != "none":
+        steps.append(
+            Step(
+                f"Apply the HPA {spec.hpa_name}",
+                _kubectl(spec, "-n", NAMESPACE, "apply", "-f", spec.path(f"hpa-vllm-{spec.hpa}.yaml")),
+            )
+        )
+    return steps
+
+
+def _adapter_install_step(spec: KitSpec) -> Step:
+    return Step(
+        "Install prometheus-adapter",
+        _kubectl(spec, "apply", "-f", spec.path("monitoring/prometheus-adapter.yaml")),
+    )
+
+
+def _adapter_ready_steps(spec: KitSpec, monitoring: str) -> list[Step]:
+    return [
         _rollout(
             spec,
             MONITORING_NAMESPACE,
@@ -189,22 +231,35 @@ def up_steps(spec: KitSpec) -> list[Step]:
             timeout_s=150,
             hint=f"kubectl --context {spec.context} describe {CUSTOM_METRICS_API}",
         ),
-        _rollout(
-            spec,
-            NAMESPACE,
-            "vllm",
-            ROLLOUT_TIMEOUT_S[spec.variant],
-            f"{pods_of} describe pod -l {MODEL_SERVER_SELECTOR}; {pods_of} logs deployment/vllm",
+    ]
+
+
+def _keda_install_steps(spec: KitSpec) -> list[Step]:
+    return [
+        Step(
+            f"Install KEDA {KEDA_VERSION} (pinned release manifest)",
+            _kubectl(spec, "apply", "--server-side", "-f", KEDA_RELEASE_URL),
+            timeout_s=180,
+            hint="kubectl downloads the manifest from GitHub: check the network; KEDA's support matrix lists "
+            "the Kubernetes versions each release supports (kind's node image decides yours).",
+        )
+    ]
+
+
+def _keda_ready_steps(spec: KitSpec) -> list[Step]:
+    keda = f"kubectl --context {spec.context} -n {KEDA_NAMESPACE}"
+    return [
+        *(
+            _rollout(spec, KEDA_NAMESPACE, name, ROLLOUT_TIMEOUT_S["keda"], f"{keda} logs deployment/{name}")
+            for name in KEDA_DEPLOYMENTS
+        ),
+        Step(
+            "Wait for the external metrics API (KEDA's metrics server)",
+            _kubectl(spec, "wait", "--for=condition=Available", EXTERNAL_METRICS_API, "--timeout=120s"),
+            timeout_s=150,
+            hint=f"kubectl --context {spec.context} describe {EXTERNAL_METRICS_API}",
         ),
     ]
-    if spec.hpa != "none":
-        steps.append(
-            Step(
-                f"Apply the HPA {spec.hpa_name}",
-                _kubectl(spec, "-n", NAMESPACE, "apply", "-f", spec.path(f"hpa-vllm-{spec.hpa}.yaml")),
-            )
-        )
-    return steps
 
 
 def hf_token_secret(token: str) -> str:
@@ -391,6 +446,17 @@ def describe_current_metrics(hpa: dict[str, Any]) -> list[str]:
 
 
 def hpa_troubleshooting(spec: KitSpec, metric: str) -> list[str]:
+    if spec.autoscaler == "keda":
+        return [
+            "what to check, in order:",
+            f"  1. the ScaledObject: kubectl --context {spec.context} -n {NAMESPACE} describe scaledobject "
+            f"vllm-keda-{spec.hpa} (Ready, Active, events)",
+            f"  2. KEDA's operator: kubectl --context {spec.context} -n {KEDA_NAMESPACE} logs deployment/keda-operator",
+            f"  3. the metric KEDA serves: kubectl --context {spec.context} get --raw "
+            f'"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/{metric}'
+            f'?labelSelector=scaledobject.keda.sh%2Fname%3Dvllm-keda-{spec.hpa}"',
+            f"  4. HPA events: kubectl --context {spec.context} -n {NAMESPACE} describe hpa {spec.hpa_name}",
+        ]
     return [
         "what to check, in order:",
         f"  1. Prometheus has the series: open http://127.0.0.1:9090 and query vllm:{metric}",

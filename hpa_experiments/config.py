@@ -44,6 +44,7 @@ from hpa_experiments.manifests import (
     template_placeholders,
 )
 from hpa_experiments.redact import redact_config
+from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object, scaled_object_problems
 from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -77,6 +78,18 @@ class HpaConfig(_Section):
     name: str | None = Field(None, description="HPA name; defaults to the manifest's metadata.name")
     apply: bool = Field(True, description="apply the manifest before the run (kubernetes backend)")
     remove_after: bool = Field(True, description="delete the HPA after the run if this run created it")
+
+
+class AutoscalerConfig(_Section):
+    """`autoscaler:`: an HPA (`kind: hpa`, the same keys as the older `hpa:` section) or a KEDA
+    ScaledObject (`kind: keda`); KEDA creates the HPA `keda-hpa-<name>` that the run records."""
+
+    kind: Literal["hpa", "keda"] = "hpa"
+    enabled: bool = True
+    manifest: Path | None = None
+    name: str | None = Field(None, description="HPA or ScaledObject name; defaults to the manifest's metadata.name")
+    apply: bool = Field(True, description="apply the manifest before the run (kubernetes backend)")
+    remove_after: bool = Field(True, description="delete it after the run if this run created it")
 
 
 class JobConfig(_Section):
@@ -247,6 +260,7 @@ class ExperimentConfig(_Section):
     backend: Literal["kubernetes", "simulation"] = "simulation"
     mode: str | None = Field(None, description="accepted from the original configs; unused")
     hpa: HpaConfig = Field(default_factory=HpaConfig)
+    autoscaler: AutoscalerConfig | None = Field(None, description="kind: hpa (as `hpa:`) or keda (a ScaledObject)")
     jobs: list[JobConfig] = Field(min_length=1)
     gap: Seconds = Field(30.0, ge=0, description="seconds between sequential jobs")
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
@@ -265,7 +279,29 @@ class ExperimentConfig(_Section):
 
     # Filled by load_config, not read from the file.
     source: Path | None = Field(None, exclude=True)
-    hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)
+    hpa_manifest: dict[str, Any] | None = Field(None, exclude=True)  # for KEDA: the HPA KEDA creates
+    scaled_object: dict[str, Any] | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_autoscaler_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "autoscaler" in data and "hpa" in data:
+            raise ValueError("give 'autoscaler' or 'hpa' (its older spelling), not both")
+        return data
+
+    @model_validator(mode="after")
+    def _hpa_from_autoscaler(self) -> ExperimentConfig:
+        """`autoscaler: {kind: hpa}` is the `hpa` section; for KEDA the HPA is KEDA's, never applied by the run."""
+        auto = self.autoscaler
+        if auto is not None and auto.kind == "hpa":
+            self.hpa = HpaConfig(**auto.model_dump(exclude={"kind"}))
+        elif auto is not None:
+            self.hpa = HpaConfig(enabled=auto.enabled, apply=False, remove_after=False)
+        return self
+
+    @property
+    def autoscaler_kind(self) -> str:
+        return self.autoscaler.kind if self.autoscaler is not None else "hpa"
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -338,7 +374,7 @@ class ExperimentConfig(_Section):
 
     def resolved_dict(self) -> dict[str, Any]:
         """The config with defaults filled in and paths made absolute, for run.json (credentials as ***)."""
-        return redact_config(self.model_dump(mode="json", exclude={"source", "hpa_manifest"}))
+        return redact_config(self.model_dump(mode="json", exclude={"source", "hpa_manifest", "scaled_object"}))
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -396,6 +432,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
     config.hpa.manifest = resolve(config.hpa.manifest)
+    if config.autoscaler is not None:
+        config.autoscaler.manifest = resolve(config.autoscaler.manifest)
     default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
     if not default_template.exists():  # a config outside the repo, or a dict: the template hpa-exp ships
         default_template = kit_dir("workloads") / SHIPPED_JOB_TEMPLATE_NAME
@@ -422,20 +460,25 @@ def _check_files(config: ExperimentConfig) -> list[str]:
             problems.append(f"jobs[{i}].name: '{job.name}' is already used by jobs[{seen[job.name]}]")
         seen.setdefault(job.name, i)
         problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job)]
-    if config.hpa.enabled and config.hpa.manifest is not None:
+    if config.autoscaler_kind == "keda":
+        problems += _keda_problems(config)
+    elif config.hpa.enabled and config.hpa.manifest is not None:
+        section = "hpa" if config.autoscaler is None else "autoscaler"  # the key the file used
         try:
             config.hpa_manifest = load_hpa_manifest(config.hpa.manifest)
         except ManifestError as exc:
-            problems.append(f"hpa.manifest: {exc}")
+            problems.append(f"{section}.manifest: {exc}")
         else:
-            problems += [f"hpa.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
+            problems += [f"{section}.manifest: {p}" for p in hpa_problems(config.hpa_manifest, config.deployment)]
             # what the API server checks in metrics and behavior (ranges, integers): NaN or 1e300 there
             # would otherwise surface only when the HPA is applied or simulated
             api_rules = validate_hpa_manifest(config.hpa_manifest)
-            problems += [f"hpa.manifest: {p}" for p in api_rules if p.startswith(("spec.metrics", "spec.behavior"))]
+            rules = [p for p in api_rules if p.startswith(("spec.metrics", "spec.behavior"))]
+            problems += [f"{section}.manifest: {p}" for p in rules]
             problems += hpa_namespace_problems(config)
     elif config.hpa.enabled and not config.hpa.name:
-        problems.append("hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
+        section = "hpa" if config.autoscaler is None else "autoscaler"
+        problems.append(f"{section}: give 'manifest' (the HPA to apply or simulate) or at least 'name'")
     if config.prometheus.token_env and config.prometheus.token_file:
         problems.append("prometheus: give token_env or token_file, not both")
     return problems + _simulation_problems(config.simulation) + _load_value_problems(config)
@@ -474,6 +517,29 @@ def _load_value_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def _keda_problems(config: ExperimentConfig) -> list[str]:
+    """Load and check the ScaledObject; derive the HPA KEDA will create for it."""
+    auto = config.autoscaler
+    assert auto is not None
+    if not auto.enabled:
+        return []
+    if auto.manifest is None:
+        return ["autoscaler.manifest: is required for kind keda (the ScaledObject)"]
+    try:
+        doc = load_manifest(auto.manifest)
+    except ManifestError as exc:
+        return [f"autoscaler.manifest: {exc}"]
+    problems = [f"autoscaler.manifest: {p}" for p in scaled_object_problems(doc, config.deployment)]
+    if not problems:
+        name = doc["metadata"]["name"]
+        if auto.name and auto.name != name:
+            problems.append(f"autoscaler.name: '{auto.name}' differs from the manifest's metadata.name '{name}'")
+        config.scaled_object = doc
+        config.hpa_manifest = keda_hpa_manifest(parse_scaled_object(doc))
+        problems += hpa_namespace_problems(config)
+    return problems
+
+
 def _simulation_problems(simulation: SimulationConfig) -> list[str]:
     """The twin's profile with its overrides must make sense (e.g. the model must fit its GPUs)."""
     try:
@@ -506,11 +572,17 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig, origin: str 
 
 
 def hpa_namespace_problems(config: ExperimentConfig, origin: str = NAMESPACE_KEY) -> list[str]:
-    """The HPA manifest must not name another namespace than the run's."""
-    if not (config.hpa.enabled and config.hpa_manifest):
+    """The autoscaler's manifest (an HPA, or KEDA's ScaledObject) must not name another namespace
+    than the run's."""
+    if config.scaled_object and config.autoscaler is not None:
+        manifest, key, path = config.scaled_object, "autoscaler.manifest", config.autoscaler.manifest
+    elif config.hpa.enabled and config.hpa_manifest:
+        key = "hpa.manifest" if config.autoscaler is None else "autoscaler.manifest"
+        manifest, path = config.hpa_manifest, config.hpa.manifest
+    else:
         return []
-    mismatch = namespace_mismatch(config.hpa_manifest, config.namespace, origin)
-    return [f"hpa.manifest: {config.hpa.manifest}: {mismatch}"] if mismatch else []
+    mismatch = namespace_mismatch(manifest, config.namespace, origin)
+    return [f"{key}: {path}: {mismatch}"] if mismatch else []
 
 
 def namespace_problems(config: ExperimentConfig, origin: str) -> list[str]:

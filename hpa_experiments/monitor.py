@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpa_experiments.backends.base import Backend, HpaMetricReading, JobState, QueryError, ScalingSnapshot
+from hpa_experiments.keda_status import condition_cells
 from hpa_experiments.rundir import utc_iso
 
 QUEUE_SUFFIX = "num_requests_waiting"
@@ -139,6 +140,8 @@ class Monitor:
     def _fill_scaling(row: dict[str, Any], snap: ScalingSnapshot, at: float) -> None:
         row["sample_lag_ms"] = round(max(0.0, snap.taken_at - at) * 1000, 1)
         row["ready_replicas"] = snap.ready_replicas
+        if snap.scaled_object is not None:
+            row.update(condition_cells(snap.scaled_object))
         if not snap.hpa_found:
             return
         row["replicas"] = snap.current_replicas

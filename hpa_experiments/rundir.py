@@ -73,6 +73,9 @@ ENERGY_COLUMNS = [
     "generation_tokens_per_s",
 ]
 
+# A KEDA ScaledObject's conditions (keda_status.py): 1 True, 0 False, empty Unknown.
+KEDA_COLUMNS = ["keda_ready", "keda_active", "keda_fallback", "keda_paused"]
+
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
 EVENT_KINDS = (
@@ -85,6 +88,7 @@ EVENT_KINDS = (
     "scale_up",
     "scale_down",
     "cooldown_started",
+    "scaled_object",
     "warning",
     "error",
     "hpa_condition",
@@ -107,6 +111,7 @@ PODS_FILE = "pods.csv"
 POD_COLUMNS = ("pod", "created_s", "started_s", "ready_s", "deleting_s")
 HPA_APPLIED_FILE = "hpa-applied.yaml"
 HPA_LIVE_FILE = "hpa-live-start.yaml"
+SCALED_OBJECT_APPLIED_FILE = "scaledobject-applied.yaml"  # KEDA runs: the ScaledObject as the run applied it
 LATENCY_WINDOWS_FILE = "latency-windows.json"
 # requests.csv (the twin's per-request log): definitions in hpa_experiments/backends/sim/request_log.py
 REQUEST_COLUMNS = (
@@ -122,8 +127,16 @@ REQUEST_COLUMNS = (
     "prompt_tokens",
     "output_tokens",
     "outcome",
+    "gateway_wait_ms",
 )
-REQUEST_OUTCOMES = ("completed", "aborted_scale_down", "aborted_job_stopped", "rejected", "running_at_end")
+REQUEST_OUTCOMES = (
+    "completed",
+    "aborted_scale_down",
+    "aborted_job_stopped",
+    "rejected",
+    "running_at_end",
+    "failed_no_replica",
+)
 SUITE_ENTRY_FILE = "suite-entry.json"  # written by suites: the entry and overrides a run was made with
 
 
@@ -142,9 +155,12 @@ def metrics_columns(
     percentiles: Iterable[float],
     extra_hpa_metrics: Iterable[str] = (),
     extra_queries: Iterable[str] = (),
+    keda: bool = False,
 ) -> list[str]:
-    """All columns of metrics.csv for a run, in file order."""
+    """All columns of metrics.csv for a run, in file order (`keda`: the ScaledObject's conditions)."""
     cols = LEGACY_COLUMNS + ADDED_COLUMNS + ENERGY_COLUMNS + percentile_columns(percentiles)
+    if keda:
+        cols += KEDA_COLUMNS
     for name in extra_hpa_metrics:
         cols += [f"hpa_{name}", f"hpa_{name}_target"]
     cols += [f"query_{name}" for name in extra_queries]

@@ -21,16 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.client_results import ClientResults
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.keda_status import condition_changes
 from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
-from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, new_run_dir_path
+from hpa_experiments.rundir import (
+    SCALED_OBJECT_APPLIED_FILE,
+    RunInfo,
+    RunWriter,
+    format_cell,
+    metrics_columns,
+    new_run_dir_path,
+)
 from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.why_recorder import WhyRecorder
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
@@ -101,6 +111,7 @@ class Runner:
         self._missed: dict[str, set[int]] = {}  # column -> ticks without a value
         self._failed_jobs: list[str] = []  # jobs that failed; with `continue` the run goes on
         self._why: WhyRecorder | None = None
+        self._keda_conditions: dict[str, dict[str, str]] = {}  # ScaledObject condition type -> last seen
         self.client_results: ClientResults | None = None  # with output.include_pod_logs
 
     # -- control from outside (signals, the menu) ------------------------------------
@@ -131,6 +142,7 @@ class Runner:
                 self.config.metrics.percentiles,
                 extra_hpa_metrics(first.metrics),
                 self.config.metrics.prometheus,
+                keda=self.config.autoscaler_kind == "keda",
             )
             self._why = WhyRecorder(self.config.hpa_manifest, first)
             columns += [c for c in self._why.columns() if c not in columns]
@@ -197,6 +209,8 @@ class Runner:
         )
 
     def _prepare_hpa(self) -> bool:
+        if self.config.autoscaler_kind == "keda":
+            return self._prepare_scaled_object()
         manifest = self.config.hpa_manifest
         if not (self.config.hpa.enabled and self.config.hpa.apply and manifest):
             return False
@@ -206,13 +220,28 @@ class Runner:
         return created
 
     def _record_hpa(self) -> None:
-        """The HPA as applied and as it is at the start, into the run directory."""
+        """The HPA (or KEDA's ScaledObject) as applied and the HPA as it is at the start, into the run
+        directory.  With KEDA the run applies the ScaledObject; the HPA is KEDA's own."""
         if not self.config.hpa.enabled:
             return
-        applied = self.config.hpa_manifest if self.config.hpa.apply else None
+        keda = self.config.autoscaler_kind == "keda"
+        applied = self.config.hpa_manifest if self.config.hpa.apply and not keda else None
+        if keda and self.config.scaled_object is not None and self.writer is not None:
+            text = yaml.safe_dump(self.config.scaled_object, sort_keys=False)
+            (self.writer.dir / SCALED_OBJECT_APPLIED_FILE).write_text(text, encoding="utf-8")
         assert self._why is not None
         for problem in self._why.write_hpa_files(self.backend, applied):
             self._event("warning", problem)
+
+    def _prepare_scaled_object(self) -> bool:
+        auto, manifest = self.config.autoscaler, self.config.scaled_object
+        if not (auto and auto.enabled and auto.apply and manifest):
+            return False
+        created = self.backend.apply_scaled_object(manifest)
+        if created:
+            name, hpa = manifest["metadata"]["name"], self.config.hpa_name
+            self._event("scaled_object_applied", f"created ScaledObject {name}; KEDA creates HPA {hpa}")
+        return created
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
         """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick.
@@ -357,6 +386,10 @@ class Runner:
             for kind, text in self._why.fill(row, result.snapshot):
                 self._event(kind, text, row)
         self._note_scaling(row)
+        if result.snapshot is not None and result.snapshot.scaled_object is not None:
+            self._keda_conditions, changes = condition_changes(self._keda_conditions, result.snapshot.scaled_object)
+            for line in changes:
+                self._event("scaled_object", line, row)
         self._note_failures(result)
         for job in jobs:
             state = result.job_states.get(job.resource)
@@ -408,7 +441,12 @@ class Runner:
             self.monitor.close()
             self._fill_from_range_queries(self.monitor)
             self._measure_latency_windows()
-        if created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
+        auto = self.config.autoscaler
+        if created_hpa and auto and auto.kind == "keda" and auto.remove_after and self.config.scaled_object:
+            with self._errors_as_events():
+                self.backend.delete_scaled_object(self.config.scaled_object["metadata"]["name"])
+                self._event("scaled_object_removed", "deleted the ScaledObject this run created (KEDA deletes its HPA)")
+        elif created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
                 self._event("hpa_removed", "deleted the HPA this run created")

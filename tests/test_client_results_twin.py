@@ -127,7 +127,7 @@ def _literal_vllm(rows: list[dict[str, str]]) -> dict[str, float]:
             active[sec] += 1
     return {
         "successful_requests": len(ok),
-        "failed_requests": sum(r["outcome"] in ("rejected", "aborted_scale_down") for r in rows),
+        "failed_requests": sum(r["outcome"] in ("rejected", "aborted_scale_down", "failed_no_replica") for r in rows),
         "duration_s": duration,
         "total_input_tokens": sum(int(r["prompt_tokens"]) for r in ok),
         "total_generated_tokens": sum(out),
@@ -155,7 +155,7 @@ def test_short_run_job_results_match_requests_csv(tmp_path: Path) -> None:
     (row,) = _read(run_dir / JOB_RESULTS_FILE)
     assert (row["job"], row["resource_name"], row["status"], row["source"]) == ("a", "a-r1", OK, "twin requests.csv")
     requests = _read(run_dir / "requests.csv")
-    assert {r["outcome"] for r in requests} <= {"completed", "rejected", "aborted_scale_down"}  # none cut off
+    assert {r["outcome"] for r in requests} <= {"completed", "rejected", "aborted_scale_down", "failed_no_replica"}
     expected = _literal_vllm(requests)
     assert expected["successful_requests"] > 100  # 4 req/s for 40 s
     for column, value in expected.items():

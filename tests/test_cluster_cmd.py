@@ -157,6 +157,24 @@ def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     assert titles[-1].startswith("[13/13] Check that vllm-hpa-queue reports its metrics")
 
 
+def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tmp_path):
+    result = run_cli("cluster", "up", "--dry-run", "--autoscaler", "keda", "--hpa", "kvcache", path=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    commands = dry_run_commands(result.stdout)
+    joined = [" ".join(c) for c in commands]
+    assert not any("prometheus-adapter" in c or "custom.metrics" in c for c in joined)
+    url = f"https://github.com/kedacore/keda/releases/download/v{cluster.KEDA_VERSION}/keda-{cluster.KEDA_VERSION}.yaml"
+    assert ["kubectl", "--context", "kind-hpa-exp", "apply", "--server-side", "-f", url] in commands
+    waits = [c for c in joined if "rollout status" in c and "-n keda" in c]
+    assert [w.split("deployment/")[1].split()[0] for w in waits] == ["keda-operator", "keda-operator-metrics-apiserver"]
+    assert any("apiservice/v1beta1.external.metrics.k8s.io" in c for c in joined)
+    # the ScaledObject after the model server is up, then KEDA's HPA is the one checked
+    assert commands[-2][-1] == "manifests/keda/scaledobject-vllm-kvcache.yaml"
+    assert commands[-1][-4:] == ["hpa", "keda-hpa-vllm-keda-kvcache", "-o", "json"]
+    bad = run_cli("cluster", "up", "--dry-run", "--autoscaler", "kedda", path=str(tmp_path))
+    assert bad.returncode == 2 and "--autoscaler must be one of hpa, keda" in bad.stdout + bad.stderr
+
+
 def test_dry_run_for_vllm_without_hpa_waits_longer_and_applies_no_hpa(tmp_path):
     result = run_cli(
         "cluster", "up", "--dry-run", "--variant", "vllm", "--hpa", "none", "--name", "gpu", path=str(tmp_path)

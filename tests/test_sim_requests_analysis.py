@@ -59,7 +59,7 @@ def test_counts_tokens_and_latencies_after_the_warm_up(tmp_path: Path) -> None:
     assert kpis["excluded_by_warm_up"] == 1 and kpis["warm_up_s"] == 5.0
     assert kpis["requests"] == 7
     assert kpis["by_outcome"] == {"completed": 4, "aborted_scale_down": 1, "aborted_job_stopped": 1,
-                                  "rejected": 0, "running_at_end": 1}
+                                  "rejected": 0, "running_at_end": 1, "failed_no_replica": 0}
     assert kpis["prompt_tokens"] == 120 + 80 + 90 + 70 + 60 + 200 + 40
     assert kpis["output_tokens"] == 48 + 1 + 60 + 9 + 0 + 51 + 3
     ttft = kpis["ttft_ms"]  # completed after warm-up: 20, 40, 60, 100 (the aborted 30 ms is not counted)

@@ -50,6 +50,20 @@ def _currency(summary: dict[str, Any]) -> str:
     return " " + str((summary.get("energy") or {}).get("currency") or "")
 
 
+def _cold(summary: dict[str, Any], *keys: str) -> float | None:
+    """A cold-start KPI; None for runs without requests.csv (Kubernetes) or from before cold starts."""
+    value: Any = summary.get("cold_starts")
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _request_stat(summary: dict[str, Any], column: str, key: str) -> float | None:
+    """A per-request statistic of completed requests (twin runs); None without requests.csv."""
+    requests = summary.get("requests") or {}
+    return (requests.get(column) or {}).get(key)
+
+
 def _energy(summary: dict[str, Any], key: str) -> float | None:
     """A run-level energy KPI; None for runs without power data or summaries from before energy."""
     energy = summary.get("energy") or {}
@@ -91,6 +105,12 @@ KPIS = [
     Kpi("client: ITL P99 (worst job)", " ms", 2, lambda s: _client(s, "itl_p99_ms_worst_job"), True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
+    Kpi("TTFT p99 per request (requests.csv: gateway waits included)", " ms", 1,
+        lambda s: _request_stat(s, "ttft_ms", "p99"), True),
+    Kpi("time at 0 replicas", " s", 0, lambda s: _cold(s, "zero_replicas_s"), None),
+    Kpi("cold starts (episodes at zero Ready replicas)", "", 0, lambda s: _cold(s, "episodes"), True),
+    Kpi("requests that arrived at zero Ready replicas", "", 0, lambda s: _cold(s, "requests_at_zero"), True),
+    Kpi("cold start (arrival to first token) max", " s", 1, lambda s: _cold(s, "cold_start_s", "max"), True),
     Kpi("GPU energy", " kWh", 4, lambda s: _energy(s, "energy_kwh"), True),
     Kpi("GPU power mean", " W", 0, lambda s: _energy(s, "mean_power_w"), None),
     Kpi("energy per output token", " J", 3, lambda s: _energy(s, "joules_per_token"), True),

@@ -8,6 +8,8 @@ Conventions are those of kpis.py:
 - An empty cell is not 0: the figures cover only the time with data, and `power_coverage` says
   how much of the time that was.  Without any power data every energy figure is None.
 - Joules per output token use only the time where both power and the token rate are known.
+- Samples with 0 replicas and 0 Ready (scale to zero) count as 0 W, 0 GPUs and 0 tokens/s when the
+  run has such data elsewhere: no pod, no DCGM series, nothing drawn.
 - GPU-hours: measured from `gpu_count` when present; else replicas x GPUs per replica (the twin's
   profile knows them; otherwise 1 GPU per replica is assumed, and `gpu_hours_basis` says so).
   `kpis.replicas.gpu_hours` stays what it was: replica-hours at 1 GPU per replica.
@@ -42,6 +44,13 @@ class _EnergyColumns(SampleColumns):
         self.gpu_count = self.get("gpu_count")
         self.tokens_per_s = self.get("generation_tokens_per_s")
         self.replicas = self.get("replicas")
+        # Scaled to zero no pod holds a GPU, so no DCGM series exist: that is 0 W and 0 GPUs, not "no
+        # data" - in runs that do have power data (a cluster without DCGM stays without).
+        no_pods = (self.replicas == 0) & (self.get("ready_replicas") == 0)
+        self.power, self.gpu_count, self.tokens_per_s = (
+            values if np.isnan(values).all() else np.where(no_pods & np.isnan(values), 0.0, values)
+            for values in (self.power, self.gpu_count, self.tokens_per_s)
+        )
         phases = run.metrics["phase"] if "phase" in run.metrics.columns else None
         self.phase = None if phases is None else phases.fillna("").astype(str).to_numpy()
 

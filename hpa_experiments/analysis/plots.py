@@ -265,6 +265,10 @@ def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
         _no_data(ax, "replicas")
         return
     _mark_scale_events(ax, run, axis, t)
+    active = _values(run, "keda_active")
+    if active is not None:  # a KEDA run: when the ScaledObject was active (KEDA keeps >= 1 replica)
+        ax.fill_between(axis.scale(t), 0, 1, where=active == 1, step="post", color="tab:purple", alpha=0.1,
+                        transform=ax.get_xaxis_transform(), label="KEDA active", linewidth=0)
     ax.set_ylabel("replicas")
     ax.set_ylim(bottom=0)
     ax.yaxis.get_major_locator().set_params(integer=True)

@@ -87,8 +87,24 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     from hpa_experiments.analysis.client_report import client_rows  # imports this module
 
     gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
-    return (rows + gates + request_rows(summary.get("requests")) + client_rows(summary)
-            + energy_rows(summary.get("energy")))
+    return (rows + gates + request_rows(summary.get("requests")) + cold_start_rows(summary.get("cold_starts"))
+            + client_rows(summary) + energy_rows(summary.get("energy")))
+
+
+def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Requests at zero Ready replicas and the cold starts they waited for (twin runs); none without data."""
+    if not cold or not cold["episodes"]:
+        return []
+    stats = cold["cold_start_s"]
+    times = NO_DATA if not stats["count"] else (
+        f"{fmt(stats['mean'], ' s', 1)} / {fmt(stats['min'], ' s', 1)} / {fmt(stats['max'], ' s', 1)}")
+    refused = f", {cold['failed_no_replica']:,} refused" if cold["failed_no_replica"] else ""
+    return [
+        ("cold starts", "episodes at zero Ready replicas",
+         f"{cold['episodes']} ({cold['requests_at_zero']:,} requests arrived at zero{refused})"),
+        ("cold starts", "first request's arrival to its first token mean / min / max", times),
+        ("cold starts", "time at 0 replicas", fmt(cold["zero_replicas_s"], " s", 0)),
+    ]
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -135,7 +151,8 @@ def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     if not requests:
         return []
     names = {"completed": "completed", "aborted_scale_down": "aborted at scale-down",
-             "aborted_job_stopped": "aborted at Job stop", "rejected": "rejected", "running_at_end": "running at end"}
+             "aborted_job_stopped": "aborted at Job stop", "rejected": "rejected", "running_at_end": "running at end",
+             "failed_no_replica": "refused at zero replicas"}
     counts = [f"{n:,} {names.get(o, o)}" for o, n in requests["by_outcome"].items() if n or o == "completed"]
     rows = [("requests", "requests by outcome", ", ".join(counts))]
     for column, label in (("ttft_ms", "TTFT"), ("itl_mean_ms", "mean ITL"), ("e2e_ms", "E2E"),

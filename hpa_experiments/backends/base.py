@@ -53,6 +53,16 @@ class PodTimes:
 
 
 @dataclass(frozen=True)
+class ScaledObjectState:
+    """A KEDA ScaledObject's status: conditions (Ready, Active, Fallback, Paused) and the HPA it owns."""
+
+    name: str
+    hpa_name: str | None = None
+    conditions: tuple[dict[str, str], ...] = ()
+    last_active_time: str | None = None
+
+
+@dataclass(frozen=True)
 class ScalingSnapshot:
     """HPA spec targets and status, and the scale target's replica counts, at one moment."""
 
@@ -69,6 +79,7 @@ class ScalingSnapshot:
     ready_replicas: int | None = None  # Deployment status.readyReplicas
     limited_by: str | None = None  # what held desired, when the backend knows it (the twin); see hpa_reasons
     pods: tuple[PodTimes, ...] | None = None  # the Deployment's pods now; None if the backend cannot list them
+    scaled_object: ScaledObjectState | None = None  # KEDA runs: the ScaledObject behind the HPA
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,13 @@ class Backend(ABC):
 
     def delete_hpa(self, name: str) -> None:  # noqa: B027 - only backends that apply HPAs need it
         """Delete an HPA this run created."""
+
+    def apply_scaled_object(self, manifest: dict[str, Any]) -> bool:
+        """Make the KEDA ScaledObject of `manifest` exist; True if this call created it."""
+        return False
+
+    def delete_scaled_object(self, name: str) -> None:  # noqa: B027 - only backends that apply them need it
+        """Delete a ScaledObject this run created."""
 
     def job_logs(self, resource_name: str) -> list[PodLog]:
         """Logs of the Job's pods, oldest pod first, read before the Job is deleted.

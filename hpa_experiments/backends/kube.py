@@ -36,10 +36,12 @@ from hpa_experiments.backends.base import (
     ScalingSnapshot,
 )
 from hpa_experiments.backends.kube_core import CoreReads
+from hpa_experiments.backends.kube_keda import ScaledObjects
 from hpa_experiments.backends.kube_pods import deployment_selector, pod_times
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
 from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
+from hpa_experiments.scaledobject import parse_scaled_object
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "hpa-exp"
@@ -70,6 +72,10 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("autoscaling", "horizontalpodautoscalers", "create", "apply the experiment's HPA manifest"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "patch", "update an existing HPA to the manifest"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "delete", "remove the HPA the run applied"),
+    ApiCall("keda.sh", "scaledobjects", "get", "KEDA runs: the ScaledObject's conditions"),
+    ApiCall("keda.sh", "scaledobjects", "create", "KEDA runs: apply the experiment's ScaledObject"),
+    ApiCall("keda.sh", "scaledobjects", "patch", "KEDA runs: update an existing ScaledObject to the manifest"),
+    ApiCall("keda.sh", "scaledobjects", "delete", "KEDA runs: remove the ScaledObject the run applied"),
     ApiCall("apps", "deployments", "get", "Deployment replicas and readiness"),
     ApiCall("", "namespaces", "get", "preflight: the namespace exists"),
 )
@@ -163,7 +169,9 @@ class KubeBackend(Backend):
         run_id: str,
         retry: RetryPolicy = DEFAULT_API_RETRY,
         on_warning: Callable[[str], None] | None = None,
+        scaled_object: dict[str, Any] | None = None,
     ):
+        """`scaled_object`: the run's KEDA ScaledObject (KEDA runs); `hpa_name` is then KEDA's HPA."""
         self.settings = settings
         self.namespace = namespace
         self.deployment = deployment
@@ -182,6 +190,11 @@ class KubeBackend(Backend):
         self.prom = PromClient(prom, on_retry=self._warn) if prom is not None else None
         self._job_namespaces: dict[str, str] = {}  # resource name -> namespace, for Jobs we started
         self._hpa_namespaces: dict[str, str] = {}
+        self.keda = (
+            None
+            if scaled_object is None
+            else ScaledObjects(self.api_client, self.call_json, parse_scaled_object(scaled_object), namespace)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -383,9 +396,12 @@ class KubeBackend(Backend):
             "ready_replicas": kube_objects.replica_count(deployment.get("status") or {}, "readyReplicas"),
             "pods": self._deployment_pods(deployment),
         }
+        if self.keda is not None:
+            deployment_fields["scaled_object"] = self.keda.state()
         if hpa is None:
             return ScalingSnapshot(taken_at=taken_at, hpa_found=False, **deployment_fields)
         spec, status = hpa.get("spec") or {}, hpa.get("status") or {}
+        readings = kube_objects.hpa_metric_readings(hpa)
         return ScalingSnapshot(
             taken_at=taken_at,
             hpa_found=True,
@@ -393,7 +409,7 @@ class KubeBackend(Backend):
             desired_replicas=kube_objects.replica_count(status, "desiredReplicas"),
             min_replicas=spec.get("minReplicas", 1),
             max_replicas=spec.get("maxReplicas"),
-            metrics=kube_objects.hpa_metric_readings(hpa),
+            metrics=self.keda.named_readings(readings) if self.keda is not None else readings,
             last_scale_time=status.get("lastScaleTime"),
             conditions=kube_objects.hpa_conditions(hpa),
             **deployment_fields,
@@ -456,6 +472,15 @@ class KubeBackend(Backend):
             tolerate=(404,),
         )
 
+    def apply_scaled_object(self, manifest: dict[str, Any]) -> bool:
+        if self.keda is None:
+            raise BackendError("this backend was not set up with a ScaledObject")
+        return self.keda.apply(manifest, self._warn)
+
+    def delete_scaled_object(self, name: str) -> None:
+        if self.keda is not None:
+            self.keda.delete()
+
     # --- Prometheus -----------------------------------------------------------------------------
 
     def _prometheus(self) -> PromClient:
@@ -487,6 +512,7 @@ class KubeBackend(Backend):
             "namespace": self.namespace,
             "deployment": self.deployment,
             "hpa": self.hpa_name,
+            "scaled_object": None if self.keda is None else self.keda.spec.name,
             "run_id": self.run_id,
             "prometheus": self.prom.describe() if self.prom is not None else None,
         }

@@ -40,9 +40,13 @@ def connect_and_preflight(
         hpa_name=config.hpa_name or "",
         run_id=run_id,
         on_warning=lambda text: print(f"warning: {text}", file=out),
+        scaled_object=config.scaled_object,
     )
     queries = run_queries(config, MetricNames())
-    will_apply = bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
+    auto = config.autoscaler
+    # KEDA creates its HPA once the run has applied the ScaledObject: then the HPA need not exist yet
+    applies_keda = bool(auto and auto.kind == "keda" and auto.enabled and auto.apply and config.scaled_object)
+    will_apply = applies_keda or bool(config.hpa.enabled and config.hpa.apply and config.hpa_manifest)
     report = preflight(backend, queries=queries, will_apply_hpa=will_apply, energy=config.energy)
     for warning in report.warnings:
         print(f"preflight: {warning}", file=out)

@@ -26,6 +26,11 @@ def up(
     ),
     name: str = NAME_OPTION,
     hpa: str = typer.Option("queue", "--hpa", help="HPA to apply: queue, kvcache, combined or none."),
+    autoscaler: str = typer.Option(
+        "hpa",
+        "--autoscaler",
+        help="hpa: prometheus-adapter and the --hpa variant; keda: a pinned KEDA release and its ScaledObject.",
+    ),
     manifests: Path | None = typer.Option(
         None, "--manifests", help="Manifests folder (default: ./manifests, else the repository's)."
     ),
@@ -44,6 +49,7 @@ def up(
     """
     _check_choice("--variant", variant, ("emulator", "vllm"))
     _check_choice("--hpa", hpa, ("queue", "kvcache", "combined", "none"))
+    _check_choice("--autoscaler", autoscaler, ("hpa", "keda"))
     spec = cluster.KitSpec(
         manifests=cluster.find_manifests(manifests),
         name=name,
@@ -51,6 +57,7 @@ def up(
         hpa=hpa,  # type: ignore[arg-type]
         hpa_timeout_s=hpa_timeout,
         hf_token=bool(os.environ.get("HF_TOKEN")),
+        autoscaler=autoscaler,  # type: ignore[arg-type]
     )
     cluster.up(spec, dry_run=dry_run)
 

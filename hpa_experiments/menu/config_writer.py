@@ -34,6 +34,30 @@ class Answers:
     cooldown: float
 
 
+
+def _autoscaler_lines(base: ExperimentConfig, folder: Path) -> list[str]:
+    """The `hpa:` section, or `autoscaler:` for a KEDA ScaledObject (docs/keda.md)."""
+    auto = base.autoscaler
+    if auto is not None and auto.kind == "keda":
+        lines = ["autoscaler:", "  kind: keda           # a KEDA ScaledObject (docs/keda.md)",
+                 f"  enabled: {_scalar(auto.enabled)}"]
+        if auto.manifest is not None:
+            lines.append(f"  manifest: {_relative(auto.manifest, folder)}   # the ScaledObject to apply or simulate")
+        if auto.name:
+            lines.append(f"  name: {auto.name}")
+        return [*lines,
+                f"  apply: {_scalar(auto.apply)}          # kubernetes backend: apply it before the run ...",
+                f"  remove_after: {_scalar(auto.remove_after)}   # ... and delete it afterwards if this run created it"]
+    lines = ["hpa:", f"  enabled: {_scalar(base.hpa.enabled)}"]
+    if base.hpa.manifest is not None:
+        lines.append(f"  manifest: {_relative(base.hpa.manifest, folder)}   # the HPA to apply (kubernetes) "
+                     "or to simulate")
+    if base.hpa.name:
+        lines.append(f"  name: {base.hpa.name}")
+    return [*lines,
+            f"  apply: {_scalar(base.hpa.apply)}          # kubernetes backend: apply the manifest before the run ...",
+            f"  remove_after: {_scalar(base.hpa.remove_after)}   # ... and delete it afterwards if this run created it"]
+
 def _num(value: float) -> str:
     return f"{value:g}" if value != int(value) else str(int(value))
 
@@ -88,17 +112,7 @@ def render_config(base: ExperimentConfig, answers: Answers, destination: Path) -
         f"backend: {base.backend:<27} # simulation (the digital twin) | kubernetes; --backend overrides",
         f"on_job_failure: {base.on_job_failure:<20} # abort: a failed load Job stops the run; continue: keep going",
         "",
-        "hpa:",
-        f"  enabled: {_scalar(base.hpa.enabled)}",
-    ]
-    if base.hpa.manifest is not None:
-        lines.append(f"  manifest: {_relative(base.hpa.manifest, folder)}   # the HPA to apply (kubernetes) "
-                     "or to simulate")
-    if base.hpa.name:
-        lines.append(f"  name: {base.hpa.name}")
-    lines += [
-        f"  apply: {_scalar(base.hpa.apply)}          # kubernetes backend: apply the manifest before the run ...",
-        f"  remove_after: {_scalar(base.hpa.remove_after)}   # ... and delete it afterwards if this run created it",
+        *_autoscaler_lines(base, folder),
         "",
         "# Sequential mode (every start_delay is 0): each job starts `gap` seconds after the previous",
         "# one ends.  Parallel mode (any start_delay > 0): every job starts at its own start_delay,",

@@ -38,6 +38,7 @@ PODS = "v1/pods"
 NAMESPACES = "v1/namespaces"
 DEPLOYMENTS = "apps/v1/deployments"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
+SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 
 _RESOURCE_INFO: dict[str, dict[str, Any]] = {
     JOBS: {"kind": "Job", "namespaced": True, "singular": "job"},
@@ -45,6 +46,7 @@ _RESOURCE_INFO: dict[str, dict[str, Any]] = {
     NAMESPACES: {"kind": "Namespace", "namespaced": False, "singular": "namespace"},
     DEPLOYMENTS: {"kind": "Deployment", "namespaced": True, "singular": "deployment"},
     HPAS: {"kind": "HorizontalPodAutoscaler", "namespaced": True, "singular": "horizontalpodautoscaler"},
+    SCALED_OBJECTS: {"kind": "ScaledObject", "namespaced": True, "singular": "scaledobject"},
 }
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 

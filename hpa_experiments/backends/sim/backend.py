@@ -7,6 +7,10 @@ Pieces and how they meet, in virtual-time order:
 - prometheus-adapter: at each HPA sync, per-pod values come from an instant PromQL query
   `avg(vllm:<metric>{namespace=..,pod=~..}) by (pod)`, as the kit's adapter rules do.
 - `HpaController` (hpa.py): the real algorithm; its desired replicas scale the Fleet.
+- KEDA (keda.py, `autoscaler.kind: keda`): the operator's scale loop every pollingInterval
+  (0 <-> 1 replicas, cooldown) and its metrics server, which answers the HPA KEDA created
+  instead of the adapter.  The gateway (gateway.py) is scraped too, so triggers see requests
+  while no pod exists.
 - DCGM exporter: each scrape also appends GPU power and utilization per GPU of every pod
   that holds GPUs (power.py).
 - The monitor's PromQL runs on the same TSDB through `PromQLEngine`, so simulated columns
@@ -34,11 +38,13 @@ from hpa_experiments.backends.base import (
     PodTimes,
     QueryError,
     RangeSeries,
+    ScaledObjectState,
     ScalingSnapshot,
 )
 from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
+from hpa_experiments.backends.sim.keda import KedaOperator
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
 from hpa_experiments.backends.sim.profiles import Profile, load_profile
@@ -49,7 +55,8 @@ from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
 from hpa_experiments.promql import MetricNames
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
-from hpa_experiments.rundir import REQUESTS_FILE
+from hpa_experiments.rundir import REQUESTS_FILE, utc_iso
+from hpa_experiments.scaledobject import parse_scaled_object
 
 VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated runs are timestamped from here
 
@@ -130,8 +137,12 @@ class SimBackend(Backend):
         self.next_scrape = VIRTUAL_EPOCH + phases[0] * self.scrape_interval
         self.hpa: HpaController | None = None
         self.hpa_status: HpaStatus | None = None
+        self.keda: KedaOperator | None = None
         if config.hpa.enabled and config.hpa_manifest:
-            self.hpa = HpaController(config.hpa_manifest, created_at=VIRTUAL_EPOCH - phases[1] * 15.0)
+            created = VIRTUAL_EPOCH - phases[1] * 15.0  # KEDA creates its HPA when the ScaledObject appears
+            self.hpa = HpaController(config.hpa_manifest, created_at=created)
+            if config.scaled_object is not None:
+                self.keda = KedaOperator(parse_scaled_object(config.scaled_object), self.engine, created_at=created)
         self.jobs: dict[str, LoadGenerator] = {}
         self.job_values: dict[str, dict[str, Any]] = {}  # template values of each Job (bench_client)
         self._scraped_pods: set[str] = set()
@@ -143,13 +154,16 @@ class SimBackend(Backend):
         """Run the fleet, scrapes and HPA syncs in time order up to `t`."""
         while True:
             next_sync = self.hpa.next_sync_at if self.hpa else float("inf")
-            step = min(self.next_scrape, next_sync)
+            next_poll = self.keda.next_poll_at if self.keda else float("inf")
+            step = min(self.next_scrape, next_sync, next_poll)
             if step > t:
                 break
             self.fleet.advance_to(step)
             if step == self.next_scrape:
                 self._scrape(step)
                 self.next_scrape += self.scrape_interval
+            if step == next_poll:
+                self._poll_keda(step)
             if step == next_sync:
                 self._sync_hpa(step)
         self.fleet.advance_to(t)
@@ -161,6 +175,11 @@ class SimBackend(Backend):
             present.add(pod.name)
             extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
             samples += [({"__name__": name, **labels, **extra}, value) for name, labels, value in families]
+        sent = sum(job.sent for job in self.fleet.jobs.values())
+        in_flight = sum(len(job.in_flight) for job in self.fleet.jobs.values())
+        gateway = {"namespace": self.namespace, "job": "gateway"}
+        for name, labels, value in self.fleet.gateway.metric_families(sent, in_flight):
+            samples.append(({"__name__": name, **labels, **gateway}, value))
         gpu_samples, gpus_released = self.gpus.scrape(t, self.fleet.pods)
         self.tsdb.append_many(t, samples + gpu_samples)
         for gone in sorted(self._scraped_pods - present):  # the pod left: Prometheus marks its series stale
@@ -172,11 +191,26 @@ class SimBackend(Backend):
     def _sync_hpa(self, t: float) -> None:
         assert self.hpa is not None
         pods = [_pod_view(p) for p in self.fleet.pods]
-        self.hpa_status = self.hpa.reconcile(
-            t, self.fleet.replicas, pods, AdapterMetrics(self.engine, self.namespace, t)
-        )
+        metrics = self.keda.metrics_server(t) if self.keda else AdapterMetrics(self.engine, self.namespace, t)
+        self.hpa_status = self.hpa.reconcile(t, self.fleet.replicas, pods, metrics)
         if self.hpa_status.desired_replicas != self.fleet.replicas:
             self.fleet.scale_to(self.hpa_status.desired_replicas, t)
+
+    def _poll_keda(self, t: float) -> None:
+        """KEDA's own scaling: to zero (or idle) after the cooldown, and back to its minimum on activation."""
+        assert self.keda is not None
+        target = self.keda.poll(t, self.fleet.replicas)
+        if target is not None:
+            self.fleet.scale_to(target, t)
+
+    def _scaled_object_state(self) -> ScaledObjectState | None:
+        keda = self.keda
+        if keda is None:
+            return None
+        active = keda.last_active_time
+        return ScaledObjectState(
+            keda.spec.name, keda.spec.hpa_name, keda.condition_rows(), None if active is None else utc_iso(active)
+        )
 
     # -- Backend ---------------------------------------------------------------------
 
@@ -254,7 +288,11 @@ class SimBackend(Backend):
                 deployment_replicas=fleet.replicas,
                 ready_replicas=fleet.ready_replicas,
                 pods=pods,
+                scaled_object=self._scaled_object_state(),
             )
+        metrics = status.current_metrics
+        if self.keda is not None:  # KEDA's s<i>-prometheus metrics are named after their triggers
+            metrics = tuple(dataclasses.replace(m, name=self._trigger_label(m.name)) for m in metrics)
         return ScalingSnapshot(
             taken_at=now,
             hpa_found=True,
@@ -262,13 +300,14 @@ class SimBackend(Backend):
             desired_replicas=status.desired_replicas,
             min_replicas=spec.min_replicas,
             max_replicas=spec.max_replicas,
-            metrics=status.current_metrics,
+            metrics=metrics,
             last_scale_time=None if status.last_scale_time is None else str(status.last_scale_time),
             conditions=status.conditions,
             deployment_replicas=fleet.replicas,
             ready_replicas=fleet.ready_replicas,
             limited_by=status.limited_by,
             pods=pods,
+            scaled_object=self._scaled_object_state(),
         )
 
     def _pod_times(self) -> tuple[PodTimes, ...]:
@@ -292,6 +331,11 @@ class SimBackend(Backend):
             }
         )
         return obj
+
+    def _trigger_label(self, metric_name: str) -> str:
+        assert self.keda is not None
+        trigger = self.keda.spec.trigger_for_metric(metric_name)
+        return trigger.label if trigger is not None else metric_name
 
     def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
         return self.engine.instant(promql, self.clock.now() if at is None else at)
@@ -327,7 +371,11 @@ class SimBackend(Backend):
                 "tolerance": {"scale_up": hpa.tolerances.scale_up, "scale_down": hpa.tolerances.scale_down},
                 "downscale_stabilization_s": hpa.downscale_stabilization,
             },
-            "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time",
+            "adapter": "avg(vllm:<metric>{namespace,pod=~...}) by (pod), instant query at sync time"
+            if self.keda is None
+            else "KEDA metrics server: each trigger's query at sync time",
+            "keda": None if self.keda is None else self.keda.describe(),
+            "gateway_at_zero": self.profile.gateway_at_zero,
         }
 
 

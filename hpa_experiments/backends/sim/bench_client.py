@@ -7,8 +7,8 @@ prints the block only once its Job has finished (every prompt sent and answered)
 before that has no block.
 
 Definitions, as vllm/benchmarks/serve.py (`calculate_metrics`) computes them, over the Job's rows:
-- successful requests: outcome `completed`; failed: `rejected` and `aborted_scale_down` (the
-  client gets an error response).
+- successful requests: outcome `completed`; failed: `rejected`, `aborted_scale_down` and
+  `failed_no_replica` (the client gets an error response).
 - duration: from the Job's first request being sent to the last response (failed ones included).
 - total input / generated tokens: prompt and output tokens of the successful requests; request,
   output and total token throughput: those over the duration.
@@ -38,7 +38,7 @@ import numpy as np
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.bench_log import render_result_block
 
-FAILED_OUTCOMES = ("rejected", "aborted_scale_down")
+FAILED_OUTCOMES = ("rejected", "aborted_scale_down", "failed_no_replica")
 _COLUMNS = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
 _DTYPES = {"job": str, "outcome": str, **dict.fromkeys(_COLUMNS, "float64")}
 _CHUNK = 4096  # requests per step of the token-time expansion

@@ -15,7 +15,8 @@ fail at once (the client sees a broken connection) - the simple, pessimistic cho
 Routing of each new request among Ready pods: `round_robin` (a plain Service) or
 `least_loaded` (the llm-d gateway: fewest running + waiting requests, ties broken by KV usage,
 then in rotating order).  While no pod is Ready, requests wait at the gateway (FIFO, still
-counted by the client as in flight) and are routed when a pod becomes Ready.
+counted by the client as in flight) and are routed when a pod becomes Ready, or fail at once
+with `gateway_at_zero: fail` (gateway.py).
 
 With `request_log` set, each request's end (completed, aborted at scale-down or Job stop,
 rejected) becomes a row of requests.csv (request_log.py).
@@ -30,16 +31,22 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
 
+from hpa_experiments.backends.sim.gateway import Gateway
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.profiles import Profile
-from hpa_experiments.backends.sim.request_log import ABORTED_JOB_STOPPED, ABORTED_SCALE_DOWN, REJECTED, RequestLog
+from hpa_experiments.backends.sim.request_log import (
+    ABORTED_JOB_STOPPED,
+    ABORTED_SCALE_DOWN,
+    FAILED_NO_REPLICA,
+    REJECTED,
+    RequestLog,
+)
 from hpa_experiments.backends.sim.serving import Replica, Request
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
@@ -86,7 +93,7 @@ class Fleet:
         self.pods: list[Pod] = []  # live pods (not yet gone), in creation order
         self.departed: list[Pod] = []  # pods gone since the owner last cleared this list
         self.jobs: dict[str, LoadGenerator] = {}
-        self._gateway: deque[Request] = deque()
+        self.gateway = Gateway(profile.gateway_at_zero)
         self._lifecycle: list[tuple[float, int, Pod, str]] = []  # (time, seq, pod, next state)
         self._lifecycle_seq = 0
         self._ready: list[Pod] = []  # routable pods in creation order
@@ -140,8 +147,7 @@ class Fleet:
         job = self.jobs[name]
         gone = job.stop()
         if gone:
-            gone_set = set(gone)
-            self._gateway = deque(r for r in self._gateway if r not in gone_set)
+            self.gateway.drop(gone)
             for engine in self._serving_engines:
                 engine.abort(gone, t)
             if self.request_log is not None:
@@ -233,8 +239,8 @@ class Fleet:
         self._ready.append(pod)
         self._ready_engines.append(pod.engine)
         self._serving_engines.append(pod.engine)
-        while self._gateway:
-            self._route(self._gateway.popleft(), t)
+        for req in self.gateway.release():
+            self._route(req, t)
 
     def _delete(self, pod: Pod, t: float) -> None:
         pod.deleted_t = t
@@ -269,7 +275,10 @@ class Fleet:
     def _route(self, req: Request, t: float) -> None:
         ready = self._ready
         if not ready:
-            self._gateway.append(req)
+            if not self.gateway.hold(req):
+                if self.request_log is not None:
+                    self.request_log.ended(req, t, FAILED_NO_REPLICA, 0)
+                self._tell_client(req, t, False)
             return
         engines = self._ready_engines
         n = len(engines)

@@ -133,7 +133,7 @@ def _metric_problems(metric: Any, path: str) -> list[str]:
     return problems
 
 
-def _rules_problems(rules: Any, path: str) -> list[str]:
+def rules_problems(rules: Any, path: str) -> list[str]:
     if rules is None:
         return []
     if not isinstance(rules, Mapping):
@@ -217,7 +217,7 @@ def validate_hpa_manifest(manifest: Any) -> list[str]:
         problems.append("spec.behavior must be a mapping")
     elif behavior is not None:
         for direction in ("scaleUp", "scaleDown"):
-            problems += _rules_problems(behavior.get(direction), f"spec.behavior.{direction}")
+            problems += rules_problems(behavior.get(direction), f"spec.behavior.{direction}")
     return problems
 
 

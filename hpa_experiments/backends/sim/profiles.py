@@ -95,6 +95,7 @@ class Profile:
     routing: RoutingPolicy = "least_loaded"
     scale_down: ScaleDownPolicy = "abort"
     drain_grace_s: float = 30.0  # terminationGracePeriodSeconds default
+    gateway_at_zero: str = "wait"  # requests finding no Ready pod: wait at the gateway, or fail (gateway.py)
 
     @property
     def usable_gib(self) -> float:
@@ -153,6 +154,8 @@ class Profile:
             problems.append(f"routing must be round_robin or least_loaded, not {self.routing!r}")
         if self.scale_down not in ("abort", "drain"):
             problems.append(f"scale_down must be abort or drain, not {self.scale_down!r}")
+        if self.gateway_at_zero not in ("wait", "fail"):
+            problems.append(f"gateway_at_zero must be wait or fail, not {self.gateway_at_zero!r}")
         if min(self.pod_pending_s, self.pod_load_mean_s, self.pod_load_spread_s, self.drain_grace_s) < 0:
             problems.append("pod delays must be >= 0")
         if self.readiness_period_s <= 0:

@@ -25,7 +25,11 @@ an empty cell means the value does not exist for this request, never 0):
 - `outcome`: `completed`; `aborted_scale_down` (its pod was removed under it); `aborted_job_stopped`
   (the runner deleted its load Job while it was in flight: the client is gone and vLLM cancels
   it); `rejected` (prompt + output can never fit in one replica's KV cache: vLLM refuses it);
-  `running_at_end` (still in flight when the run ended, e.g. with `--keep-jobs`).
+  `running_at_end` (still in flight when the run ended, e.g. with `--keep-jobs`); `failed_no_replica`
+  (no pod was Ready when it arrived and the gateway refuses such requests: `gateway_at_zero: fail`).
+- `gateway_wait_ms`: how long it waited at the gateway for a Ready pod: 0 when one was Ready at its
+  arrival; until a pod took it, or until it ended if none did; empty for `running_at_end` requests
+  still held.  Non-zero (or `failed_no_replica`) marks a request that arrived at zero Ready replicas.
 
 vLLM's own histograms measure from the request's arrival at the server; the two agree except for
 requests that waited at the gateway.
@@ -40,7 +44,7 @@ from pathlib import Path
 from hpa_experiments.backends.sim.serving import Request
 from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES
 
-COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END = REQUEST_OUTCOMES
+COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END, FAILED_NO_REPLICA = REQUEST_OUTCOMES
 BUFFER_BYTES = 1 << 20
 
 
@@ -64,7 +68,7 @@ class RequestLog:
         self._fh.write(
             f"{req.uid},{req.client.job},{req.replica.pod},{sent - t0:.6f},{t - t0:.6f},"
             f"{(req.scheduled_t - sent) * 1000.0:.3f},{(first - sent) * 1000.0:.3f},{itl},"
-            f"{(t - sent) * 1000.0:.3f},{req.prompt_len},{output},completed\n"
+            f"{(t - sent) * 1000.0:.3f},{req.prompt_len},{output},completed,{(req.arrival_t - sent) * 1000.0:.3f}\n"
         )
 
     def ended(self, req: Request, t: float | None, outcome: str, output_tokens: int) -> None:
@@ -75,7 +79,7 @@ class RequestLog:
             "" if t is None else f"{t - self._t0:.6f}",
             "" if scheduled is None else f"{(scheduled - sent) * 1000.0:.3f}",
             "" if first is None else f"{(first - sent) * 1000.0:.3f}", "", "",
-            req.prompt_len, output_tokens, outcome,
+            req.prompt_len, output_tokens, outcome, _gateway_wait(req, t),
         ))
 
     def flush(self) -> None:
@@ -91,6 +95,13 @@ class RequestLog:
             engine = req.replica
             self.ended(req, None, RUNNING_AT_END, engine.tokens_by(req, t) if engine is not None else 0)
         self._fh.close()
+
+
+def _gateway_wait(req: Request, t: float | None) -> str:
+    """Arrival at a pod (Replica.submit resets arrival_t) or the end, minus the send; see the module docstring."""
+    if req.replica is not None:
+        return f"{(req.arrival_t - req.sent_t) * 1000.0:.3f}"
+    return "" if t is None else f"{(t - req.sent_t) * 1000.0:.3f}"
 
 
 def _job(req: Request) -> str:
