@@ -29,12 +29,12 @@ def test_fields_by_hand(tmp_path: Path) -> None:
     path = tmp_path / "requests.csv"
     path.write_text(
         HEADER + "\n"
-        # id,job,replica,arrival,end,queue,ttft,itl_mean,e2e,prompt,output,outcome
-        "1,j,p0,10.0,10.5,1,100,100,500,10,5,completed\n"  # tokens at 10.1 .. 10.5 every 0.1 s
-        "2,j,p0,10.7,11.3,1,200,200,600,20,3,completed\n"  # tokens at 10.9, 11.1, 11.3
-        "3,j,p1,11.0,11.3,1,300,,300,30,1,completed\n"  # one token at 11.3
-        "4,j,,11.5,11.5,,,,,40,0,rejected\n"
-        "1,other,p1,10.0,99.0,1,5,5,89000,10,5,completed\n",
+        # id,job,replica,arrival,end,queue,ttft,itl_mean,e2e,prompt,output,outcome,gateway_wait
+        "1,j,p0,10.0,10.5,1,100,100,500,10,5,completed,0\n"  # tokens at 10.1 .. 10.5 every 0.1 s
+        "2,j,p0,10.7,11.3,1,200,200,600,20,3,completed,0\n"  # tokens at 10.9, 11.1, 11.3
+        "3,j,p1,11.0,11.3,1,300,,300,30,1,completed,0\n"  # one token at 11.3
+        "4,j,,11.5,11.5,,,,,40,0,rejected,0\n"
+        "1,other,p1,10.0,99.0,1,5,5,89000,10,5,completed,0\n",
         encoding="utf-8",
     )
     f = bench_fields(read_job_requests(path, "j"), 2.0, 512, {})
