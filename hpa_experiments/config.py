@@ -99,6 +99,7 @@ class JobConfig(_Section):
     start_delay: Seconds = Field(0.0, ge=0)
     rate: float | None = Field(None, gt=0, le=MAX_RATE, description="offered load in requests per second")
     values: dict[str, Any] = Field(default_factory=dict)
+    results_grace: Seconds | None = Field(None, ge=0, description="overrides output.results_grace for this job")
 
     @field_validator("name")
     @classmethod
@@ -269,7 +270,17 @@ class SimulationConfig(_Section):
 
 class OutputConfig(_Section):
     base_dir: Path = Path("experiment-data")
-    include_pod_logs: bool = Field(False, description="accepted from the original configs; unused")
+    include_pod_logs: bool = Field(
+        True,
+        description="save each load Job's pod logs in job-logs/ before deleting it, and its "
+        "`vllm bench serve` result block in job-results.csv",
+    )
+    results_grace: Seconds = Field(
+        120.0,
+        ge=0,
+        description="how long a Job still running at its planned end may go on to print its results "
+        "(it is deleted as soon as it ends); per job: jobs[].results_grace",
+    )
     include_events: bool = Field(True, description="accepted from the original configs; unused")
 
 
@@ -387,6 +398,12 @@ class ExperimentConfig(_Section):
             values["rate"] = rate
             values.setdefault("num_prompts", max(1, round(rate * job.duration)))
         return values
+
+    def results_grace(self, job: JobConfig) -> float:
+        """Seconds a Job still running at its planned end may take to print its results (0 without logs)."""
+        if not self.output.include_pod_logs:
+            return 0.0
+        return self.output.results_grace if job.results_grace is None else job.results_grace
 
     def resolved_dict(self) -> dict[str, Any]:
         """The config with defaults filled in and paths made absolute, for run.json (credentials as ***)."""

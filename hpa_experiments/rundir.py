@@ -10,6 +10,8 @@ pods.csv               the scaled Deployment's pods: created, started, ready, de
 hpa-applied.yaml       the HPA manifest as the run applied it (absent when the run applied none)
 hpa-live-start.yaml    the HPA as the cluster (or the twin) held it at the start, spec and status
 latency-windows.json   TTFT/ITL over the run and each phase from the histograms (latency_windows.py)
+job-logs/<pod>_<container>.log  each load Job's pod log, saved before deletion (output.include_pod_logs)
+job-results.csv        one row per load Job: its `vllm bench serve` result block (bench_log.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```
@@ -79,7 +81,9 @@ RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 EVENT_KINDS = (
     "run_started",
     "job_started",
+    "job_grace",
     "job_stopped",
+    "job_results",
     "job_failed",
     "scale_up",
     "scale_down",

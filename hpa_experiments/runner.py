@@ -25,6 +25,7 @@ import yaml
 
 from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
+from hpa_experiments.client_results import ClientResults
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.keda_status import condition_changes
@@ -71,6 +72,7 @@ class _JobRun:
     started: bool = False
     stopped: bool = False
     failed: str | None = None
+    in_grace: bool = False  # past its planned end, still running, given time to print its results
 
 
 class Runner:
@@ -112,6 +114,7 @@ class Runner:
         self._why: WhyRecorder | None = None
         self._keda_conditions: dict[str, dict[str, str]] = {}  # ScaledObject condition type -> last seen
         self._watchdog: Watchdog | None = None
+        self.client_results: ClientResults | None = None  # with output.include_pod_logs
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -170,6 +173,8 @@ class Runner:
             )
             self.backend.attach_run_directory(self.writer.dir, self.t0)
             self._why.attach(self.writer.dir, self.t0)
+            if self.config.output.include_pod_logs:
+                self.client_results = ClientResults(self.writer.dir, self.backend, self._event)
             self.monitor = Monitor(
                 self.backend,
                 queries,
@@ -242,16 +247,25 @@ class Runner:
         return created
 
     def _schedule(self, jobs: list[_JobRun]) -> list[tuple[float, int, int, str, Any]]:
-        """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick."""
+        """(time since t0, order, seq, kind, payload) sorted; at equal times: stops, starts, tick.
+
+        Results-grace checks and ticks after the plan's end are in the list too; the loop skips
+        them when no Job is in its grace any more."""
         events: list[tuple[float, int, str, Any]] = []
         for job in jobs:
             events.append((job.planned.start, 1, "start", job))
             events.append((job.planned.end, 0, "stop", job))
+            events += [(at, 0, kind, job) for at, kind in self._grace_checks(job)]
         if self.plan.cooldown:
             events.append((self.plan.load_end, 0, "cooldown", None))
         interval = self.config.metrics.interval
-        for k in range(math.floor(self.plan.total / interval + 1e-9) + 1):
+        last = math.floor(self.plan.total / interval + 1e-9)
+        for k in range(last + 1):
             events.append((k * interval, 2, "tick", k))
+        # A Job whose grace reaches past the plan is still load: sample on while one is in its grace.
+        until = max((at for job in jobs for at, _ in self._grace_checks(job)), default=0.0)
+        for k in range(last + 1, math.floor(until / interval + 1e-9) + 1):
+            events.append((k * interval, 2, "tick_in_grace", k))
         return sorted(
             ((at, order, seq, kind, p) for seq, (at, order, kind, p) in enumerate(events)),
             key=lambda e: e[:3],
@@ -261,12 +275,18 @@ class Runner:
         pending = self._pending
         assert self.monitor is not None
         for at, _, _, kind, payload in self._schedule(jobs):
+            if kind in ("grace_check", "grace_end") and not payload.in_grace:
+                continue  # ended in time (or never needed a grace): nothing to wait for
+            if kind == "tick_in_grace" and not any(job.in_grace for job in jobs):
+                continue
             if not self._wait_until(self.t0 + at):
                 break
             if kind == "start":
                 self._start(payload, launches[payload.resource])
             elif kind == "stop":
-                self._stop(payload, "completed")
+                self._end(payload)
+            elif kind in ("grace_check", "grace_end"):
+                self._check_grace(payload, final=kind == "grace_end")
             elif kind == "cooldown":
                 self._event("cooldown_started", f"{self.plan.cooldown:g} s of cooldown")
             else:
@@ -301,9 +321,54 @@ class Runner:
         rate = f"{job.planned.rate:g} req/s" if job.planned.rate is not None else "rate unknown"
         self._event("job_started", f"{job.planned.name} as {job.resource} ({rate})")
 
-    def _stop(self, job: _JobRun, outcome: str) -> None:
+    # -- a Job's end: results grace, logs, deletion -----------------------------------
+
+    def _grace(self, job: _JobRun) -> float:
+        return self.config.results_grace(self.config.jobs[job.planned.index])
+
+    def _grace_checks(self, job: _JobRun) -> list[tuple[float, str]]:
+        """Instants after the planned end at which a Job in its grace is checked; the last ends it."""
+        grace = self._grace(job)
+        if grace <= 0:
+            return []
+        step = min(self.config.metrics.interval, 5.0)
+        checks = [(job.planned.end + i * step, "grace_check") for i in range(1, math.ceil(grace / step - 1e-9))]
+        return [*checks, (job.planned.end + grace, "grace_end")]
+
+    def _end(self, job: _JobRun) -> None:
+        """The planned end: a Job still running gets its results grace; any other is deleted now."""
         if not job.started or job.stopped:
             return
+        grace = self._grace(job)
+        if grace > 0 and self._running(job):
+            job.in_grace = True
+            self._event("job_grace", f"{job.planned.name} still running: up to {grace:g} s to print its results")
+            return
+        self._stop(job, "completed")
+
+    def _check_grace(self, job: _JobRun, final: bool) -> None:
+        if not job.in_grace or job.stopped:
+            return
+        running = self._running(job)
+        if final or not running:
+            job.in_grace = False
+            late = f"still running {self._grace(job):g} s after its planned end (jobs[].results_grace)"
+            self._stop(job, "completed", late if running else "")
+
+    def _running(self, job: _JobRun) -> bool:
+        """Whether the Job has a pod still running (so it may yet print its results)."""
+        try:
+            state = self.backend.job_states().get(job.resource)
+        except HpaExpError as exc:
+            self._event("warning", f"{job.planned.name}: state not read ({exc}); deleting it now")
+            return False
+        return bool(state and state.exists and state.active > 0 and not state.failure)
+
+    def _stop(self, job: _JobRun, outcome: str, why_no_results: str = "") -> None:
+        if not job.started or job.stopped:
+            return
+        if self.client_results is not None:
+            self.client_results.collect(job.planned.name, job.resource, why_no_results)
         self.backend.stop_job(job.resource)
         job.stopped = True
         assert self.writer is not None
@@ -375,7 +440,7 @@ class Runner:
                     self.writer.phase(job.planned.name, outcome=f"kept ({outcome})")
                     continue
                 with self._errors_as_events():
-                    self._stop(job, outcome)
+                    self._stop(job, outcome, f"deleted before it finished: the run was {outcome}")
         self._drain(self._pending, jobs, block=True)
         if self.monitor is not None:
             self.monitor.close()

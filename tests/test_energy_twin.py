@@ -57,10 +57,11 @@ def measured(table: list[dict[str, str]], column: str) -> list[float]:
 
 
 def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> None:
-    """The Job's first request comes 70 s after it starts (job_start_delay_s): the 60 s run is idle."""
+    """The Job's first request comes 70 s after it starts (job_start_delay_s): the 60 s run is idle
+    (no results grace: the Job is deleted at its planned end, before it sends anything)."""
     run_dir, printed = run_twin(
         tmp_path, "idle",
-        jobs=[{"name": "late", "rate": 1, "duration": 60, "manifest": str(JOB_TEMPLATE)}],
+        jobs=[{"name": "late", "rate": 1, "duration": 60, "manifest": str(JOB_TEMPLATE), "results_grace": 0}],
         simulation={"initial_replicas": 3, "parameters": {"gpus_per_replica": 2}},
     )
     table = rows(run_dir)
@@ -154,7 +155,7 @@ def test_pending_pods_hold_no_gpus_and_loading_pods_idle() -> None:
 def test_configured_metric_and_label_names_are_what_the_twin_exports(tmp_path: Path) -> None:
     run_dir, _ = run_twin(
         tmp_path, "renamed",
-        jobs=[{"name": "late", "rate": 1, "duration": 30, "manifest": str(JOB_TEMPLATE)}],
+        jobs=[{"name": "late", "rate": 1, "duration": 30, "manifest": str(JOB_TEMPLATE), "results_grace": 0}],
         energy={"power_metric": "gpu_watts", "utilization_metric": "gpu_busy_pct", "pod_label": "exported_pod",
                 "namespace_label": "exported_namespace"},
     )

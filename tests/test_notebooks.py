@@ -67,6 +67,7 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
         assert "This run has no GPU power data" in text
         assert "This run has no requests.csv" in text
         assert "kept no latency histograms" in text  # no p90 over the run: said why
+        assert "This run has no job-results.csv" in text  # no client-side results: said so
     else:  # the standard figure, the why figure, the energy figure and the per-request distributions
         assert png_count(notebook) == 4
         assert "simulation" in text
@@ -76,6 +77,7 @@ def test_analysis_notebook_runs_headless(runs, kind, monkeypatch):
         assert "ttft p90 (ms)" in text  # the per-job table
         assert "TTFT over the run 0–900 s (histogram)" in text and "first scale-up 90 s after the load rose" in text
         assert "ttft observations" in text  # the window table: the run, each phase, the cooldown
+        assert "TTFT mean / median / P99 client" in text and "TTFT mean / p50 / p99 server" in text
 
 
 def test_compare_notebook_runs_headless(runs, monkeypatch):

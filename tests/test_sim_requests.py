@@ -62,6 +62,7 @@ def run_twin(
 
     With `interrupt_at` the run is interrupted then and its Jobs are kept (`--keep-jobs`)."""
     config = load_config(config_path)
+    config.output.results_grace = 0.0  # Jobs are deleted at their planned end, busy or not (aborted_job_stopped)
     plan = build_plan(config)
     backend, names = make_backend("simulation", config, plan, "r1", BackendOptions())
     assert isinstance(backend, SimBackend)

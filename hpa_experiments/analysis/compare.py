@@ -70,6 +70,11 @@ def _energy(summary: dict[str, Any], key: str) -> float | None:
     return (energy.get("run") or {}).get(key)
 
 
+def _client(summary: dict[str, Any], key: str) -> float | None:
+    """A run-level client-side KPI (job-results.csv); None for runs without the load Jobs' results."""
+    return ((summary.get("client") or {}).get("run") or {}).get(key)
+
+
 KPIS = [
     Kpi("duration", " s", 0, lambda s: s["kpis"]["duration_s"], None),
     Kpi("peak replicas", "", 0, lambda s: s["kpis"]["replicas"]["peak"], None),
@@ -91,6 +96,13 @@ KPIS = [
     Kpi("ITL mean of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["mean"], True),
     Kpi("ITL p90 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p90"], True),
     Kpi("ITL p99 of samples", " ms", 2, lambda s: s["kpis"]["itl_ms"]["p99"], True),
+    Kpi("client: requests ok", "", 0, lambda s: _client(s, "successful_requests"), None),
+    Kpi("client: requests failed", "", 0, lambda s: _client(s, "failed_requests"), True),
+    Kpi("client: TTFT mean", " ms", 1, lambda s: _client(s, "ttft_mean_ms"), True),
+    Kpi("client: TTFT P99 (worst job)", " ms", 1, lambda s: _client(s, "ttft_p99_ms_worst_job"), True),
+    Kpi("client: TPOT mean", " ms", 2, lambda s: _client(s, "tpot_mean_ms"), True),
+    Kpi("client: ITL mean", " ms", 2, lambda s: _client(s, "itl_mean_ms"), True),
+    Kpi("client: ITL P99 (worst job)", " ms", 2, lambda s: _client(s, "itl_p99_ms_worst_job"), True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
     Kpi("TTFT p99 per request (requests.csv: gateway waits included)", " ms", 1,

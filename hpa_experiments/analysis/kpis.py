@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpa_experiments.analysis.client import client_kpis, client_notes
 from hpa_experiments.analysis.cold_starts import cold_start_kpis
 from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
@@ -379,7 +380,9 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
         "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
         "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
-        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]) + alerts,
+        "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
+        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]) + client_notes(client)
+        + alerts,
         "alerts": alerts,
         "energy": energy_kpis(run),
         "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)

@@ -206,6 +206,16 @@ def request_plot(run: Run) -> Any:
     return show(request_figure(run, scan_requests(path, run.warm_up_s)))
 
 
+def client_frame(summary: dict[str, Any]) -> Any:
+    """Per job: the load Job's own results beside the server-side numbers, or a note without them."""
+    from hpa_experiments.analysis.client_report import CLIENT_HEADERS, client_job_rows
+
+    rows = client_job_rows(summary)
+    if not rows:
+        return _note("This run has no job-results.csv (the load Jobs' own results; output.include_pod_logs).")
+    return pd.DataFrame(rows, columns=CLIENT_HEADERS).set_index("job")
+
+
 def _note(text: str) -> Any:
     from IPython.display import Markdown
 

@@ -84,9 +84,11 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         name = metric.removesuffix("_ms")
         rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
                      pct(k.get(f"{name}_over_slo_share"))))
+    from hpa_experiments.analysis.client_report import client_rows  # imports this module
+
     gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
     return (rows + gates + request_rows(summary.get("requests")) + cold_start_rows(summary.get("cold_starts"))
-            + energy_rows(summary.get("energy")))
+            + client_rows(summary) + energy_rows(summary.get("energy")))
 
 
 def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -268,6 +270,16 @@ def print_report(summary: dict[str, Any], console: Console | None = None) -> Non
     phases = phase_table(summary)
     if phases is not None:
         console.print(phases)
+    from hpa_experiments.analysis.client_report import CLIENT_HEADERS, client_job_rows
+
+    jobs = client_job_rows(summary)
+    if jobs:
+        table = Table(title="client side (vllm bench serve) vs server side (Prometheus samples)", title_justify="left")
+        for header in CLIENT_HEADERS:
+            table.add_column(header)
+        for row in jobs:
+            table.add_row(*row)
+        console.print(table)
     by_phase = energy_phase_rows(summary)
     if by_phase:
         table = Table(title="energy per phase", title_justify="left")
@@ -304,6 +316,10 @@ KPI_DEFINITIONS = [
     "rate window), not over individual requests: a quiet minute weighs as much as a busy one.",
     "Requests (twin runs, from requests.csv): one row per request; latencies over the completed requests "
     "that arrived after the warm-up, mean ITL per request = (last token - first token) / (output tokens - 1).",
+    "Client side (job-results.csv): each load Job's own `vllm bench serve` result block, per request over "
+    "the Job's life (TPOT excludes the first token; ITL pools every gap between streamed chunks); the twin "
+    "prints the same block from requests.csv. Server side: the phase's Prometheus samples (rate-window means). "
+    "Run level: means weighted by requests (ITL by output-token gaps), P99 of the worst job.",
     "GPU energy: the area under the GPU power step function (DCGM exporter, all the Deployment's GPUs) "
     "over the time with power data; J per output token over the time with both power and token rate; "
     "phases of the energy table are the samples' phase labels, so they add up to the run. GPU-hours from "
@@ -369,6 +385,10 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     phases = html_table(phase_headers(summary), phase_table_rows(summary)) if summary["phases"] else ""
     by_phase = energy_phase_rows(summary)
     energy = html_table(ENERGY_PHASE_HEADERS, by_phase) if by_phase else ""
+    from hpa_experiments.analysis.client_report import CLIENT_HEADERS, client_job_rows
+
+    jobs = client_job_rows(summary)
+    client = html_table(CLIENT_HEADERS, jobs) if jobs else ""
     figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
     start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
                                       if run.get("start_local") else "unknown start")
@@ -378,7 +398,9 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
         [f'<p class="headline">{html.escape(" · ".join(headline_sentences(summary)))}</p>',
          f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
-         "<h2>Per phase</h2>" if phases else "", phases, "<h2>Energy per phase</h2>" if energy else "", energy,
+         "<h2>Per phase</h2>" if phases else "", phases,
+         "<h2>Client side vs server side, per job</h2>" if client else "", client,
+         "<h2>Energy per phase</h2>" if energy else "", energy,
          why_html(summary),
          "<h2>Figures</h2>", figures, definitions_html()],
     )

@@ -118,6 +118,16 @@ class JobLaunch:
     values: dict[str, Any] = field(default_factory=dict)  # template values (max_concurrency, ...)
 
 
+@dataclass(frozen=True)
+class PodLog:
+    """The log of one container of a load Job's pod, as the pods/log API returns it."""
+
+    pod: str
+    container: str
+    text: str
+    source: str = "vllm bench serve log"  # what printed it (the twin says so)
+
+
 class QueryError(Exception):
     """A PromQL query failed (server unreachable, bad query, timeout)."""
 
@@ -181,6 +191,13 @@ class Backend(ABC):
 
     def delete_scaled_object(self, name: str) -> None:  # noqa: B027 - only backends that apply them need it
         """Delete a ScaledObject this run created."""
+
+    def job_logs(self, resource_name: str) -> list[PodLog]:
+        """Logs of the Job's pods, oldest pod first, read before the Job is deleted.
+
+        Pods are found by the Job's `job-name` label.  Raises HpaExpError when they cannot be read;
+        an empty list means the Job has no pods."""
+        return []
 
     def leftover_jobs(self) -> list[str]:
         """Jobs of this run still present (checked by label at the end of a run)."""

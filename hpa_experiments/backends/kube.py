@@ -29,6 +29,7 @@ from hpa_experiments.backends.base import (
     InstantSample,
     JobLaunch,
     JobState,
+    PodLog,
     PodTimes,
     QueryError,
     RangeSeries,
@@ -67,6 +68,7 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("batch", "jobs", "list", "job states and leftover check, by label hpa-exp/run"),
     ApiCall("batch", "jobs", "delete", "stop a Job (background propagation deletes its pods)"),
     ApiCall("", "pods", "list", "find why a Job's pod is stuck; the Deployment's pods' start and ready times"),
+    ApiCall("", "pods/log", "get", "save a Job's pod logs before deleting it (output.include_pod_logs)"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "get", "HPA targets and status"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "create", "apply the experiment's HPA manifest"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "patch", "update an existing HPA to the manifest"),
@@ -328,6 +330,41 @@ class KubeBackend(Backend):
             propagation_policy="Background",
             tolerate=(404,),
         )
+
+    def job_logs(self, resource_name: str) -> list[PodLog]:
+        namespace = self._job_namespaces.get(resource_name, self.namespace)
+        pods = self._pods_of(namespace, [resource_name]).get(resource_name, [])
+        pods.sort(key=lambda pod: (pod["metadata"].get("creationTimestamp") or "", pod["metadata"]["name"]))
+        logs = []
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            for container in (pod.get("spec") or {}).get("containers") or [{}]:
+                text = self._pod_log(namespace, name, container.get("name"))
+                if text is not None:
+                    logs.append(PodLog(name, container.get("name") or "", text))
+        return logs
+
+    def _pod_log(self, namespace: str, pod: str, container: str | None) -> str | None:
+        """The container's log; "" when its container has not started (400), None when the pod is gone."""
+
+        def attempt() -> str | None:
+            try:
+                response = self.core.read_namespaced_pod_log(
+                    pod, namespace, container, _preload_content=False, _request_timeout=self.settings.request_timeout
+                )
+            except ApiException as exc:
+                if exc.status == 400:  # "container ... is waiting to start": nothing printed yet
+                    return ""
+                if exc.status == 404:
+                    return None
+                raise
+            try:
+                return response.data.decode("utf-8", errors="replace")
+            finally:
+                response.release_conn()
+
+        what = f"read the log of pod {namespace}/{pod}" + (f" container {container}" if container else "")
+        return call_with_retry(attempt, what=what, policy=self.retry, on_retry=self._warn)
 
     def _namespaces(self) -> list[str]:
         return sorted({self.namespace, *list(self._job_namespaces.values())})

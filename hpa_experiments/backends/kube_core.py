@@ -1,5 +1,5 @@
-"""The core/v1 reads hpa-exp makes (a namespace, pods by label), and raw GET/POST of any API
-path (aggregated metrics APIs, access reviews, custom resources), without `CoreV1Api`.
+"""The core/v1 reads hpa-exp makes (a namespace, pods by label, a pod's log), and raw GET/POST of
+any API path (aggregated metrics APIs, access reviews, custom resources), without `CoreV1Api`.
 
 The official client (kubernetes >= 33) builds `CoreV1Api` from several hundred
 pydantic-validated methods and ~130 pydantic models: loading it costs ~70 MB of memory
@@ -19,7 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 
 class CoreReads:
-    """`read_namespace`, `list_namespaced_pod`, `get` and `post` with the generated methods' call signature."""
+    """`read_namespace`, `list_namespaced_pod`, `read_namespaced_pod_log`, `get` and `post` with the
+    generated methods' call signature."""
 
     def __init__(self, api_client: ApiClient):
         self.api_client = api_client
@@ -30,6 +31,14 @@ class CoreReads:
     def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **options: Any) -> Any:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self._get(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", query, **options)
+
+    def read_namespaced_pod_log(
+        self, name: str, namespace: str, container: str | None = None, **options: Any
+    ) -> Any:
+        """The pods/log subresource: the container's log as text (the response body)."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        query = [("container", container)] if container else []
+        return self._get(path, query, accept="*/*", **options)
 
     def get(self, path: str, query: list[tuple[str, str]] | None = None, **options: Any) -> Any:
         """GET any API path (e.g. `/apis/custom.metrics.k8s.io/v1beta2`), raw like the reads above."""
@@ -50,10 +59,11 @@ class CoreReads:
         payload: dict[str, Any] | None,
         _preload_content: bool = False,
         _request_timeout: Any = None,
+        accept: str = "application/json",
     ) -> Any:
         if _preload_content:
             raise ValueError("CoreReads returns raw responses only (_preload_content=False)")
-        header_params = {"Accept": "application/json"}
+        header_params = {"Accept": accept}
         if payload is not None:
             header_params["Content-Type"] = "application/json"
         method, url, headers, body, post_params = self.api_client.param_serialize(

@@ -54,6 +54,7 @@ _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "updat
 
 _resource_versions = itertools.count(1)
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/?$")
+_POD_LOG_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 
 T = TypeVar("T")
 
@@ -164,6 +165,8 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         }
     )
     faults: list[Fault] = attrs.field(factory=list)
+    # (namespace, pod, container) -> log text, served by GET .../pods/<pod>/log like a kubelet
+    pod_logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict)
     log: deque[RecordedRequest] = attrs.field(factory=lambda: deque(maxlen=20_000))
     extra: ExtraApis | None = None  # access reviews and the metrics APIs (tests/support/kube_apis.py)
 
@@ -207,6 +210,9 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         method = request.method
         if request.url.path.rstrip("/") == "/version":  # the official client asks for "/version/"
             return aiohttp.web.json_response(self.server_version)
+        log_match = _POD_LOG_PATH.match(request.url.path)
+        if log_match and method == kmock.method.GET:
+            return await self._serve_pod_log(log_match[1], log_match[2], request.params.get("container"))
         namespace_match = _NAMESPACE_PATH.match(request.url.path)
         if namespace_match and method == kmock.method.GET and not request.params.get("watch"):
             return await self._serve_namespace(namespace_match[1])
@@ -245,6 +251,28 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         if raw is None:
             return await self._render_error(kmock_k8s.KubernetesObjectNotFoundError())
         return aiohttp.web.json_response(raw)
+
+    async def _serve_pod_log(self, namespace: str, pod: str, container: str | None) -> aiohttp.web.StreamResponse:
+        """The pods/log subresource as the API server answers it: 404 without the pod, 400 when
+        the container is ambiguous or has no log yet, else the text."""
+        key = _object_key(PODS, namespace, pod)
+        async with self._lock:
+            raw = self._objects[key].raw if key in self._objects and not self._objects[key].deleted else None
+        if raw is None:
+            return aiohttp.web.json_response(
+                _status_body(404, "NotFound", f'pods "{pod}" not found'), status=404
+            )
+        names = [c.get("name") for c in (raw.get("spec") or {}).get("containers") or []]
+        if container is None and len(names) == 1:
+            container = names[0]
+        if container is None or container not in names:
+            message = f"a container name must be specified for pod {pod}, choose one of: {names}"
+            return aiohttp.web.json_response(_status_body(400, "BadRequest", message), status=400)
+        text = self.pod_logs.get((namespace, pod, container))
+        if text is None:
+            message = f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating'
+            return aiohttp.web.json_response(_status_body(400, "BadRequest", message), status=400)
+        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
         key = (request.resource, request.namespace, request.name)
@@ -710,6 +738,14 @@ class KubeEmulator:
         labels = {"job-name": job_name, "batch.kubernetes.io/job-name": job_name}
         self.add_pod(namespace, pod_name, labels=labels, waiting_reason=waiting_reason)
         return pod_name
+
+    def set_pod_log(self, namespace: str, pod: str, text: str, container: str = "main") -> None:
+        """What the pod's container has printed so far (served by GET .../pods/<pod>/log)."""
+
+        def store() -> None:
+            self._handler.pod_logs[(namespace, pod, container)] = text
+
+        self.call(store)
 
     def add_vllm_setup(self, namespace: str = "bench", deployment: str = "vllm", hpa: str = "vllm-hpa") -> None:
         """The usual scene: namespace, vLLM Deployment with one ready replica and its pod, the HPA,

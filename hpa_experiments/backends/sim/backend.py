@@ -34,12 +34,14 @@ from hpa_experiments.backends.base import (
     InstantSample,
     JobLaunch,
     JobState,
+    PodLog,
     PodTimes,
     QueryError,
     RangeSeries,
     ScaledObjectState,
     ScalingSnapshot,
 )
+from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.keda import KedaOperator
@@ -142,6 +144,7 @@ class SimBackend(Backend):
             if config.scaled_object is not None:
                 self.keda = KedaOperator(parse_scaled_object(config.scaled_object), self.engine, created_at=created)
         self.jobs: dict[str, LoadGenerator] = {}
+        self.job_values: dict[str, dict[str, Any]] = {}  # template values of each Job (bench_client)
         self._scraped_pods: set[str] = set()
         self.gpus = GpuMeter(self.profile, config.energy, self.namespace)  # the DCGM exporter
 
@@ -234,11 +237,24 @@ class SimBackend(Backend):
         )
         self.fleet.add_job(generator)
         self.jobs[launch.resource_name] = generator
+        self.job_values[launch.resource_name] = dict(values)
 
     def stop_job(self, resource_name: str) -> None:
         job = self.jobs.get(resource_name)
         if job is not None and not job.stopped:
             self.fleet.stop_job(resource_name, self.clock.now())
+
+    def job_logs(self, resource_name: str) -> list[PodLog]:
+        """The simulated client's log, its result block computed from requests.csv (bench_client.py)."""
+        job = self.jobs.get(resource_name)
+        if job is None:
+            return []
+        self.fleet.advance_to(self.clock.now())
+        log = self.fleet.request_log
+        if log is not None:
+            log.flush()
+        text = job_log_text(job, log.path if log is not None else None, self.job_values[resource_name])
+        return [PodLog(f"{resource_name}-twin", "bench", text, source="twin requests.csv")]
 
     def job_states(self) -> dict[str, JobState]:
         return {

@@ -82,6 +82,11 @@ class RequestLog:
             req.prompt_len, output_tokens, outcome, _gateway_wait(req, t),
         ))
 
+    def flush(self) -> None:
+        """Write the buffered rows, so that the file can be read while the run goes on."""
+        if not self._fh.closed:
+            self._fh.flush()
+
     def close(self, in_flight: Iterable[Request], t: float) -> None:
         """Write the requests still in flight at the run's end `t` as `running_at_end`, then close."""
         if self._fh.closed:
