@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
@@ -417,7 +418,7 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
     config.hpa.manifest = resolve(config.hpa.manifest)
     if config.autoscaler is not None:
         config.autoscaler.manifest = resolve(config.autoscaler.manifest)
-    default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
+    default_template = (base / DEFAULT_JOB_TEMPLATE).resolve()
     if not default_template.exists():  # a config outside the repo, or a dict: the template hpa-exp ships
         default_template = kit_dir("workloads") / SHIPPED_JOB_TEMPLATE_NAME
     for job in config.jobs:
@@ -614,7 +615,7 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     loc, kind, given = tuple(err["loc"]), err["type"], err.get("input")
     where = _path(loc)
     ctx = err.get("ctx") or {}
