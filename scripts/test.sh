@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install hpa-exp with its test extras into .venv (and, as root, the Debian packages the tests
-# drive: prometheus, chromium, tmux), then run ruff and the whole test suite.
+# drive: prometheus, chromium, tmux), then run ruff, mypy and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +20,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,notebooks]"
 .venv/bin/ruff check hpa_experiments tests benchmarks
+.venv/bin/mypy hpa_experiments
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
