@@ -13,7 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import yaml
 from pydantic import (
@@ -412,6 +412,10 @@ def config_from_data(raw: Any, path: Path, source: str | None = None) -> Experim
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
+    @overload
+    def resolve(p: Path) -> Path: ...
+    @overload
+    def resolve(p: Path | None) -> Path | None: ...
     def resolve(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
@@ -425,7 +429,7 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
         job.manifest = resolve(job.manifest) if job.manifest else default_template
     config.prometheus.token_file = resolve(config.prometheus.token_file)
     config.prometheus.ca_file = resolve(config.prometheus.ca_file)
-    config.output.base_dir = resolve(config.output.base_dir)  # type: ignore[assignment]
+    config.output.base_dir = resolve(config.output.base_dir)
     config.metrics.output_summary_json_path = resolve(config.metrics.output_summary_json_path)
     config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 

@@ -246,7 +246,8 @@ class Fleet:
         pod.deleted_t = t
         if pod in self._ready:
             self._ready.remove(pod)
-            self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
+            assert pod.engine is not None  # set by _make_ready
+            self._ready_engines.remove(pod.engine)
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:
