@@ -9,15 +9,17 @@ every Job `app.kubernetes.io/managed-by=hpa-exp` in the namespace with `--all`.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPResponse
 
 from hpa_experiments.backends.kube import (
     DEFAULT_API_RETRY,
@@ -82,9 +84,8 @@ class RunToClean:
 
     @property
     def namespace(self) -> str:
-        backend_info = self.info.get("backend_info") if isinstance(self.info.get("backend_info"), dict) else {}
-        config = self.info.get("config") if isinstance(self.info.get("config"), dict) else {}
-        for candidate in (backend_info.get("namespace"), config.get("namespace")):
+        for section in (self.info.get("backend_info"), self.info.get("config")):
+            candidate = section.get("namespace") if isinstance(section, dict) else None
             if isinstance(candidate, str) and candidate:
                 return candidate
         return DEFAULT_NAMESPACE
@@ -170,9 +171,10 @@ def delete_jobs(
 
     def names() -> list[str]:
         def read() -> list[str]:
-            response = batch.list_namespaced_job(
+            listed = batch.list_namespaced_job(
                 namespace, label_selector=selector, _preload_content=False, _request_timeout=settings.request_timeout
             )
+            response = cast(HTTPResponse, listed)  # raw with _preload_content=False, not the annotated V1JobList
             try:  # plain JSON: the typed models reject Jobs they consider incomplete
                 return sorted(item["metadata"]["name"] for item in json.loads(response.data)["items"])
             finally:
@@ -192,7 +194,7 @@ def delete_jobs(
     try:
         found = names()
         for name in found:
-            retried(f"delete Job {namespace}/{name}", lambda name=name: delete(name))
+            retried(f"delete Job {namespace}/{name}", functools.partial(delete, name))
         return found, names()
     finally:
         api_client.close()

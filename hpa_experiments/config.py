@@ -13,7 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import yaml
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
 from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
@@ -461,20 +462,24 @@ def config_from_data(raw: Any, path: Path, source: str | None = None) -> Experim
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
+    @overload
+    def resolve(p: Path) -> Path: ...
+    @overload
+    def resolve(p: Path | None) -> Path | None: ...
     def resolve(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
     config.hpa.manifest = resolve(config.hpa.manifest)
     if config.autoscaler is not None:
         config.autoscaler.manifest = resolve(config.autoscaler.manifest)
-    default_template = resolve(Path(DEFAULT_JOB_TEMPLATE))
+    default_template = (base / DEFAULT_JOB_TEMPLATE).resolve()
     if not default_template.exists():  # a config outside the repo, or a dict: the template hpa-exp ships
         default_template = kit_dir("workloads") / SHIPPED_JOB_TEMPLATE_NAME
     for job in config.jobs:
         job.manifest = resolve(job.manifest) if job.manifest else default_template
     config.prometheus.token_file = resolve(config.prometheus.token_file)
     config.prometheus.ca_file = resolve(config.prometheus.ca_file)
-    config.output.base_dir = resolve(config.output.base_dir)  # type: ignore[assignment]
+    config.output.base_dir = resolve(config.output.base_dir)
     config.metrics.output_summary_json_path = resolve(config.metrics.output_summary_json_path)
     config.metrics.output_requests_csv_path = resolve(config.metrics.output_requests_csv_path)
 
@@ -664,7 +669,7 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     loc, kind, given = tuple(err["loc"]), err["type"], err.get("input")
     where = _path(loc)
     ctx = err.get("ctx") or {}

@@ -160,7 +160,8 @@ def _gauges(row: dict[str, Any]) -> Group:
         f"offered {_num(row.get('offered_rps'), 0, ' req/s')}"
     )
     if "keda_active" in row:  # a KEDA run: is the ScaledObject active (0 <-> 1 is KEDA's own step)?
-        state = {1: "active", 0: "not active"}.get(row.get("keda_active"), "active: unknown")
+        states: dict[Any, str] = {1: "active", 0: "not active"}  # the value may be None, or a float
+        state = states.get(row.get("keda_active"), "active: unknown")
         latency.append(f" · KEDA {state}" + (" · FALLBACK" if row.get("keda_fallback") == 1 else ""))
     return Group(gauges, latency)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from hpa_experiments.backends.factory import normalize_backend
 from hpa_experiments.config import (
@@ -268,7 +269,7 @@ def _fingerprint(config_path: Path, entry: SuiteEntry, backend: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "(top level)"
     if err["type"] == "extra_forbidden":
         known = list(SuiteConfig.model_fields) + list(SuiteEntry.model_fields) + list(SettleConfig.model_fields)

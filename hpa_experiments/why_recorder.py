@@ -158,7 +158,7 @@ class WhyRecorder:
         """hpa-applied.yaml (when the run applied a manifest) and hpa-live-start.yaml; returns what
         could not be recorded (said in events.csv by the caller)."""
         assert self._dir is not None
-        problems = []
+        problems: list[str] = []
         if applied is not None:
             _write_yaml(self._dir / HPA_APPLIED_FILE, applied)
         try:

@@ -74,7 +74,7 @@ def _kind(mode: int) -> str:
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and alias expansion beyond MAX_VALUES."""
 
-    def compose_document(self) -> Node:
+    def compose_document(self) -> Node | None:
         node = super().compose_document()
         _check_expansion(node)
         return node

@@ -2,7 +2,7 @@
 # Install hpa-exp with its test extras into .venv (and, as root, the Debian packages the tests
 # drive: prometheus, chromium, tmux, openssl), build the test bed's binaries (a real Kubernetes
 # control plane, from pinned Go modules, cached outside the repo: scripts/testbed-build.sh), then
-# run ruff and the whole test suite.
+# run ruff, mypy and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,notebooks]"
 .venv/bin/ruff check hpa_experiments tests benchmarks
+.venv/bin/mypy hpa_experiments
 # the test bed's binaries: ~25 min cold on 2 cores, seconds when the cache is complete; a failed
 # build stops here, naming the module (the testbed tests would fail without it anyway)
 bash scripts/testbed-build.sh

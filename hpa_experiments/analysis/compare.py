@@ -75,6 +75,11 @@ def _client(summary: dict[str, Any], key: str) -> float | None:
     return ((summary.get("client") or {}).get("run") or {}).get(key)
 
 
+def _run_window_pick(metric: str, key: str) -> Callable[[dict[str, Any]], float | None]:
+    """A whole-run histogram KPI (bound here: lambdas made in a loop would share its variables)."""
+    return lambda s: window_value(run_window(s), metric, key)
+
+
 KPIS = [
     Kpi("duration", " s", 0, lambda s: s["kpis"]["duration_s"], None),
     Kpi("peak replicas", "", 0, lambda s: s["kpis"]["replicas"]["peak"], None),
@@ -87,8 +92,7 @@ KPIS = [
     Kpi("replica direction changes", "", 0, lambda s: s["kpis"]["replicas"]["direction_changes"], True),
     Kpi("replica std", "", 2, lambda s: s["kpis"]["replicas"]["std"], None),
     Kpi("time with waiting > 0", " %", 1, lambda s: _share(s["kpis"]["waiting_share"]), True),
-    *[Kpi(f"{name} {key} over the run (histogram)", " ms", digits,
-          lambda s, metric=metric, key=key: window_value(run_window(s), metric, key), True)
+    *[Kpi(f"{name} {key} over the run (histogram)", " ms", digits, _run_window_pick(metric, key), True)
       for metric, name, digits in (("ttft_ms", "TTFT", 1), ("itl_ms", "ITL", 2)) for key in ("mean", "p90", "p99")],
     Kpi("TTFT mean of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
     Kpi("TTFT p90 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),

@@ -141,9 +141,9 @@ def phase_windows(run: Run) -> list[Window]:
 def load_increases(run: Run) -> list[LoadIncrease]:
     """Planned job starts where the planned offered load rises (see module docstring)."""
     jobs = [
-        (str(r.job), float(r.planned_start_s), _float_or_none(r.planned_end_s), _float_or_none(r.rate))
+        (str(r.job), start, _float_or_none(r.planned_end_s), _float_or_none(r.rate))
         for r in run.phases.itertuples(index=False)
-        if _float_or_none(r.planned_start_s) is not None
+        if (start := _float_or_none(r.planned_start_s)) is not None
     ]
     if not jobs:
         return _increases_from_offered_column(run)

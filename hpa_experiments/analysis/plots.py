@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import matplotlib
 import numpy as np
@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from hpa_experiments.analysis.kpis import phase_windows
 from hpa_experiments.analysis.load import Run
@@ -32,8 +33,8 @@ COMPARE_FILE = "compare.png"
 DPI = 110
 COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 # Legends sit right of the panels (past a twin axis's labels), so they never hide data.
-LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "borderaxespad": 0.0}
-LEGEND_PAST_TWIN = {**LEGEND, "bbox_to_anchor": (1.07, 1.0)}
+LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "borderaxespad": 0.0}
+LEGEND_PAST_TWIN: dict[str, Any] = {**LEGEND, "bbox_to_anchor": (1.07, 1.0)}
 # Fixed margins: constrained layout costs ~0.5 s per figure, too much for long runs.
 MARGINS = {"left": 0.065, "right": 0.79, "bottom": 0.04, "hspace": 0.14}
 FIGURE_WIDTH_IN = 13.0
@@ -56,6 +57,10 @@ class TimeAxis:
             return cls(60.0, "min")
         return cls(1.0, "s")
 
+    @overload
+    def scale(self, seconds: float) -> float: ...
+    @overload
+    def scale(self, seconds: np.ndarray) -> np.ndarray: ...
     def scale(self, seconds: np.ndarray | float) -> np.ndarray | float:
         return seconds / self.divisor
 
@@ -139,10 +144,12 @@ def _line(ax: Axes, axis: TimeAxis, t: np.ndarray, y: np.ndarray, *, step: bool 
 def _planned_load(run: Run, t: np.ndarray) -> np.ndarray | None:
     """Sum of the planned rates of the jobs active at each time (None when rates are unknown)."""
     windows = phase_windows(run)
-    if not windows or any(w.rate is None for w in windows):
+    if not windows:
         return None
     load = np.zeros(len(t))
     for w in windows:
+        if w.rate is None:
+            return None
         load += np.where((t >= w.start_s) & (t < w.end_s), w.rate, 0.0)
     return load
 
@@ -271,7 +278,9 @@ def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
                         transform=ax.get_xaxis_transform(), label="KEDA active", linewidth=0)
     ax.set_ylabel("replicas")
     ax.set_ylim(bottom=0)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the linear axis' AutoLocator
+        locator.set_params(integer=True)
     ax.legend(**LEGEND)
 
 
@@ -314,11 +323,12 @@ def _draw_against_target(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, titl
 def _draw_latency(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, metric: str) -> None:
     name = metric.upper()
     drawn = False
-    for column, label, style in (
+    curves: tuple[tuple[str, str, dict[str, Any]], ...] = (
         (f"{metric}_ms", f"{name} mean", {"color": "tab:purple", "lw": 1.5}),
         (f"{metric}_p90_ms", f"{name} p90", {"color": "tab:purple", "lw": 0.9, "alpha": 0.55, "ls": "--"}),
         (f"{metric}_p99_ms", f"{name} p99", {"color": "tab:purple", "lw": 0.8, "alpha": 0.4, "ls": ":"}),
-    ):
+    )
+    for column, label, style in curves:
         values = _values(run, column)
         if values is not None:
             _line(ax, axis, t, values, label=label, **style)

@@ -100,7 +100,9 @@ def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
 
 def _count(scan: RequestScan, chunk: pd.DataFrame) -> None:
     """Requests by (job, outcome) and token sums by job, added to `scan`; new jobs join `scan.jobs`."""
-    for (job, outcome), n in chunk.groupby(["job", "outcome"], observed=True, sort=False).size().items():
+    counts = chunk.groupby(["job", "outcome"], observed=True, sort=False).size()
+    # zip(index, values) is Series.items(); pandas-stubs types items()' MultiIndex keys as Hashable, not tuples
+    for (job, outcome), n in zip(counts.index, counts, strict=True):
         scan.counts[(str(job), str(outcome))] += int(n)
         if str(job) not in scan.jobs:
             scan.jobs.append(str(job))

@@ -40,7 +40,9 @@ def effective_status(directory: Path, info: dict[str, Any], now: float | None = 
     if isinstance(pid, int) and not process_alive(pid):
         return "incomplete"
     metrics = directory / "metrics.csv"
-    interval = info.get("interval_s") if isinstance(info.get("interval_s"), (int, float)) else 0.0
+    interval = info.get("interval_s")
+    if not isinstance(interval, (int, float)):
+        interval = 0.0
     stale_after = max(STALE_AFTER_S, 10 * float(interval))
     last_write = metrics.stat().st_mtime if metrics.exists() else (directory / "run.json").stat().st_mtime
     if (now if now is not None else time.time()) - last_write > stale_after:

@@ -65,7 +65,7 @@ def day_run(directory: Path, hours: float = 24.0, interval: float = 1.0) -> Path
     """A long run: a daily load wave, replicas following it, latencies rising with the queue."""
     samples = int(hours * 3600 / interval)
     job_length = 3600.0
-    phases = [
+    phases: list[dict[str, Any]] = [
         {"job": f"hour-{h:02d}", "rate": 10.0 + 10.0 * (h % 6), "planned_start_s": h * job_length,
          "planned_end_s": (h + 1) * job_length, "actual_start_s": h * job_length + 0.5,
          "actual_end_s": (h + 1) * job_length, "outcome": "succeeded"}

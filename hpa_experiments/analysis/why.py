@@ -128,7 +128,8 @@ def why_data(run: Run) -> WhyData:
         higher = np.nan_to_num(proposed, nan=-np.inf) > best  # the first of equal proposals wins
         best, best_held = np.where(higher, proposed, best), np.where(higher, held, best_held)
     proven = best == column("desired_replicas")
-    derived[LIMITED_BY_COLUMN] = np.where(proven, np.where(best_held == "", NOT_LIMITED, best_held), None)
+    unproven = np.full(len(frame), None, dtype=object)
+    derived[LIMITED_BY_COLUMN] = np.where(proven, np.where(best_held == "", NOT_LIMITED, best_held), unproven)
     merged = frame.drop(columns=[c for c in derived if c in frame.columns]).assign(**derived)
     return WhyData(merged, metrics, True, has_conditions)
 
@@ -228,6 +229,7 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     events = []
     for n, (i, at_s, basis, was) in enumerate(decisions):
         row = frame.loc[i]
+        assert isinstance(row, pd.Series)  # the samples' index is unique: one label, one row
         desired = int(row["desired_replicas"])
         replicas = _number(row.get("replicas"))
         metrics = []

@@ -9,11 +9,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from hpa_experiments import __version__
 from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
+
+if TYPE_CHECKING:  # the typer mypy checks against vendors click
+    from typer._click.exceptions import ClickException
 
 # Modules that add commands; each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _click_usage_error() -> type[Exception]:
+def _click_usage_error() -> type[ClickException]:
     try:
         import click
     except ModuleNotFoundError:  # recent typer vendors click as typer._click

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -35,6 +36,7 @@ def validation_table(ctx: MenuContext) -> tuple[Table, list[Text]]:
 
 def configs(ctx: MenuContext) -> None:
     while True:
+        body: RenderableType
         if ctx.config_files():
             table, notes = validation_table(ctx)
             body = stack(table, Text(""), *notes)

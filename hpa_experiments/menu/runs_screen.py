@@ -48,7 +48,7 @@ def _runs_table(ctx: MenuContext, listings: list[RunListing], first: int) -> Tab
             table.add_column(header, justify="right", no_wrap=True)
     for i, item in enumerate(listings[first : first + PAGE], start=1):
         h = item.headline or {}
-        row = [str(i), item.path.name, Text(item.status, style=STATUS_STYLE.get(item.status, "")),
+        row: list[str | Text] = [str(i), item.path.name, Text(item.status, style=STATUS_STYLE.get(item.status, "")),
                fmt(h.get("peak_replicas"), "", 0), fmt(h.get("ttft_p90_ms"), " ms", 0)]
         if wide:
             row += [str(item.info.get("backend", "?")), fmt(h.get("gpu_hours"), "", 3),

@@ -90,7 +90,7 @@ def ask_answers(ctx: MenuContext, base: ExperimentConfig) -> Answers:
     count = int(ask_text(console, "Number of load jobs", str(len(base.jobs)), _job_count))
     console.print("Durations and delays: seconds, or e.g. 90s, 6m.  A start delay > 0 on any job makes the jobs "
                   "run in parallel (each starts at its delay); all 0 means one after another.", style="dim")
-    jobs = []
+    jobs: list[JobAnswer] = []
     for i in range(count):
         template = base.jobs[min(i, len(base.jobs) - 1)]
         default_name = template.name if i < len(base.jobs) else f"job-{i + 1}"

@@ -206,6 +206,7 @@ class SubqueryNode(Node):
         if self.inner.kind not in ("vector", "scalar"):
             raise QueryError("subquery is only allowed on instant vector or scalar expressions")
         self.shift = TimeShift(node.offset, node.at)
+        assert node.range is not None  # the parser rejects `[:step]`; its stub still says Optional
         self.range_ms = _duration_ms(node.range)
         self.step_ms = _duration_ms(node.step) if node.step else default_step_ms
 
@@ -359,10 +360,9 @@ class AbsentNode(Node):
     def __init__(self, raw_argument: Any, argument: Node):
         self.argument = argument
         selector = raw_argument.vector_selector if isinstance(raw_argument, pp.MatrixSelector) else raw_argument
-        is_selector = isinstance(argument, VectorSelectorNode | MatrixSelectorNode)
         self.labels = (
-            absent_labels(argument.selection.matchers)  # type: ignore[union-attr]
-            if is_selector and isinstance(selector, pp.VectorSelector)
+            absent_labels(argument.selection.matchers)
+            if isinstance(argument, VectorSelectorNode | MatrixSelectorNode) and isinstance(selector, pp.VectorSelector)
             else ()
         )
 

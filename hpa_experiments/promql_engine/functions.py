@@ -322,28 +322,28 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         return -INF
     if q > 1:
         return INF
-    buckets = sorted(buckets, key=lambda bucket: bucket[0])
-    if not (math.isinf(buckets[-1][0]) and buckets[-1][0] > 0):
+    ordered = sorted(buckets, key=lambda bucket: bucket[0])
+    if not (math.isinf(ordered[-1][0]) and ordered[-1][0] > 0):
         return NAN
-    buckets = _coalesce(buckets)
-    _ensure_monotonic(buckets)
-    if len(buckets) < 2:
+    merged = _coalesce(ordered)
+    _ensure_monotonic(merged)
+    if len(merged) < 2:
         return NAN
-    observations = buckets[-1][1]
+    observations = merged[-1][1]
     if observations == 0:
         return NAN
     rank = q * observations
-    index = next((i for i in range(len(buckets) - 1) if buckets[i][1] >= rank), len(buckets) - 1)
-    if index == len(buckets) - 1:
-        return buckets[-2][0]
-    if index == 0 and buckets[0][0] <= 0:
-        return buckets[0][0]
+    index = next((i for i in range(len(merged) - 1) if merged[i][1] >= rank), len(merged) - 1)
+    if index == len(merged) - 1:
+        return merged[-2][0]
+    if index == 0 and merged[0][0] <= 0:
+        return merged[0][0]
     bucket_start = 0.0
-    bucket_end, count = buckets[index]
+    bucket_end, count = merged[index]
     if index > 0:
-        bucket_start = buckets[index - 1][0]
-        count -= buckets[index - 1][1]
-        rank -= buckets[index - 1][1]
+        bucket_start = merged[index - 1][0]
+        count -= merged[index - 1][1]
+        rank -= merged[index - 1][1]
     return bucket_start + (bucket_end - bucket_start) * go_divide(rank, count)
 
 

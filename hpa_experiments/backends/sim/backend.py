@@ -380,7 +380,7 @@ class SimBackend(Backend):
 
 
 def _pod_times(pod: Any) -> PodTimes:
-    first = {}
+    first: dict[str, float] = {}
     for t, state in pod.transitions:
         first.setdefault(state, t)
     started = first.get(LOADING, first.get(READY))

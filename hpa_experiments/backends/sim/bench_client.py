@@ -40,7 +40,7 @@ from hpa_experiments.bench_log import render_result_block
 
 FAILED_OUTCOMES = ("rejected", "aborted_scale_down", "failed_no_replica")
 _COLUMNS = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
-_DTYPES = {"job": str, "outcome": str, **dict.fromkeys(_COLUMNS, "float64")}
+_DTYPES: dict[str, str] = {"job": "str", "outcome": "str", **dict.fromkeys(_COLUMNS, "float64")}
 _CHUNK = 4096  # requests per step of the token-time expansion
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 _INF = float("inf")
 Key = tuple[int, int]
@@ -35,6 +35,9 @@ class Engine(Protocol):
     used_blocks: int
     running: dict
     waiting: deque
+
+
+E = TypeVar("E", bound=Engine)  # the engine type the owner indexes (the twin's Replica)
 
 
 class _Entry:
@@ -50,26 +53,26 @@ class _Entry:
         self.key: Key | None = None  # its load group, while grouped
 
 
-class EngineIndex:
+class EngineIndex(Generic[E]):
     """The next event over all engines, and the least-loaded choice over the routable ones."""
 
     def __init__(self, least_loaded: bool) -> None:
         """With `least_loaded` False only events are indexed (round-robin routing needs no more)."""
         self._least_loaded = least_loaded
-        self._entries: dict[Engine, _Entry] = {}
-        self._events: list[tuple[float, int, Engine]] = []
+        self._entries: dict[E, _Entry] = {}
+        self._events: list[tuple[float, int, E]] = []
         self._groups: dict[Key, list[int]] = {}
         self._keys: list[Key] = []  # heap of group keys; some groups may be gone (lazy)
-        self._by_order: dict[int, Engine] = {}
+        self._by_order: dict[int, E] = {}
 
     # ------------------------------------------------------------------ membership
-    def add(self, engine: Engine, order: int) -> None:
+    def add(self, engine: E, order: int) -> None:
         """A new engine, routable (Ready)."""
         self._entries[engine] = _Entry(order, self._least_loaded)
         self._by_order[order] = engine
         self.touch(engine)
 
-    def stop_routing(self, engine: Engine) -> None:
+    def stop_routing(self, engine: E) -> None:
         """The engine takes no new requests (its pod is being deleted); its events still count."""
         entry = self._entries[engine]
         entry.routable = entry.grouped = False
@@ -77,13 +80,13 @@ class EngineIndex:
             self._leave_group(entry.key, entry.order)
             entry.key = None
 
-    def remove(self, engine: Engine) -> None:
+    def remove(self, engine: E) -> None:
         self.stop_routing(engine)
         entry = self._entries.pop(engine)  # its event entries become stale
         del self._by_order[entry.order]
 
     # ------------------------------------------------------------------ updates
-    def touch(self, engine: Engine) -> None:
+    def touch(self, engine: E) -> None:
         """`engine` may have changed: re-queue its next event, move it to its load group."""
         entry = self._entries[engine]
         t = engine.next_event_t
@@ -108,8 +111,8 @@ class EngineIndex:
                     else:
                         del group[bisect_left(group, entry.order)]
                 entry.key = key
-                group = groups.get(key)
-                if group is None:
+                joined = groups.get(key)
+                if joined is None:
                     groups[key] = [entry.order]
                     keys = self._keys
                     heapq.heappush(keys, key)  # may duplicate a key still in the heap: harmless
@@ -117,7 +120,7 @@ class EngineIndex:
                         self._keys = list(self._groups)
                         heapq.heapify(self._keys)
                 else:
-                    insort(group, entry.order)
+                    insort(joined, entry.order)
 
     def _leave_group(self, key: Key, order: int) -> None:
         group = self._groups[key]
@@ -131,7 +134,7 @@ class EngineIndex:
         heapq.heapify(self._events)
 
     # ------------------------------------------------------------------ queries
-    def next_event(self) -> tuple[float, Engine | None]:
+    def next_event(self) -> tuple[float, E | None]:
         """The earliest event (time, engine); (inf, None) when no engine has one."""
         events, entries = self._events, self._entries
         while events:
@@ -142,13 +145,13 @@ class EngineIndex:
             heapq.heappop(events)
         return _INF, None
 
-    def pop_due(self, horizon: float) -> list[Engine]:
+    def pop_due(self, horizon: float) -> list[E]:
         """The routable engines whose next event is at or before `horizon`, by order.
 
         They leave the event queue: the caller advances them and touches them."""
         events, entries = self._events, self._entries
-        due: list[tuple[int, Engine]] = []
-        kept: list[tuple[float, int, Engine]] = []
+        due: list[tuple[int, E]] = []
+        kept: list[tuple[float, int, E]] = []
         while events and events[0][0] <= horizon:
             item = heapq.heappop(events)
             t, order, engine = item
@@ -166,7 +169,7 @@ class EngineIndex:
             due.sort(key=_first)
         return [engine for _, engine in due]
 
-    def least_loaded(self, start: Engine) -> Engine:
+    def least_loaded(self, start: E) -> E:
         """The least-loaded routable engine, ties broken by KV blocks, then rotating order from `start`."""
         keys, groups = self._keys, self._groups
         while True:
@@ -180,5 +183,5 @@ class EngineIndex:
         return self._by_order[group[i] if i < len(group) else group[0]]
 
 
-def _first(pair: tuple[int, Engine]) -> int:
+def _first(pair: tuple[int, E]) -> int:
     return pair[0]

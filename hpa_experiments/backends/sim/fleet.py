@@ -104,7 +104,7 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._ready_engines: list[Replica] = []  # their engines, same order
         self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
-        self._engine_index = EngineIndex(least_loaded=profile.routing == "least_loaded")
+        self._engine_index: EngineIndex[Replica] = EngineIndex(least_loaded=profile.routing == "least_loaded")
         self._engines_added = 0  # orders the engines as the lists above do
         self._draining: dict[Replica, Pod] = {}
         self._round_robin = profile.routing == "round_robin"
@@ -172,8 +172,8 @@ class Fleet:
         """Process every event up to `t` in time order."""
         jobs = [j for j in self.jobs.values() if not j.stopped]
         index = self._engine_index
-        for engine in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
-            index.touch(engine)
+        for serving in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
+            index.touch(serving)
         t_send, sender = math.inf, None
         self._sends_changed = True
         while True:
@@ -258,8 +258,9 @@ class Fleet:
         pod.deleted_t = t
         if pod in self._ready:
             self._ready.remove(pod)
-            self._ready_engines.remove(pod.engine)  # type: ignore[arg-type]
-            self._engine_index.stop_routing(pod.engine)  # type: ignore[arg-type]
+            assert pod.engine is not None  # set by _make_ready
+            self._ready_engines.remove(pod.engine)
+            self._engine_index.stop_routing(pod.engine)
         if pod.engine is None:
             self._gone(pod, t)
         elif self.profile.scale_down == "drain" and not pod.engine.idle:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from hpa_experiments.backends.sim.hpa_behavior import POLICY_TYPES, SELECT_POLICIES
 from hpa_experiments.quantity import parse_quantity_decimal, to_milli
@@ -82,7 +82,7 @@ def _positive_quantity_problem(value: Any, path: str) -> str | None:
     return None if parsed > 0 else f"{path} must be positive, got {value!r}"
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

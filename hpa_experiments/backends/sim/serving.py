@@ -338,7 +338,8 @@ class Replica:
             self._purge_aborted()
         if not self.running and not self.waiting:
             self._plan, self.next_event_t = _IDLE, _INF
-            self._busy_s += self.t - self._busy_since  # opened by `submit` when the work arrived
+            assert self._busy_since is not None  # opened by `submit` when the work arrived
+            self._busy_s += self.t - self._busy_since
             self._busy_since = None
             return
         free = self.usable_blocks - self.used_blocks
