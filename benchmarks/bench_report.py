@@ -75,10 +75,12 @@ def main() -> None:
         return f"{min(values):.2f} / {statistics.median(values):.2f}"
 
     print("## Report speed\n")
-    print(f"`.venv/bin/python benchmarks/bench_report.py --hours {args.hours:g} --repeats {args.repeats}` "
-          f"({time.strftime('%Y-%m-%d')}, CPython {platform.python_version()}, {os.cpu_count()} CPUs (shared), "
-          f"load average {load_before:.1f} before / {load_after:.1f} after): synthetic run, {rows:,} rows "
-          f"at 1 s, {int(args.hours)} phases; target under 3 s.\n")
+    print(
+        f"`.venv/bin/python benchmarks/bench_report.py --hours {args.hours:g} --repeats {args.repeats}` "
+        f"({time.strftime('%Y-%m-%d')}, CPython {platform.python_version()}, {os.cpu_count()} CPUs (shared), "
+        f"load average {load_before:.1f} before / {load_after:.1f} after): synthetic run, {rows:,} rows "
+        f"at 1 s, {int(args.hours)} phases; target under 3 s.\n"
+    )
     print("| measured | best / median (s) |")
     print("|---|---:|")
     print(f"| `hpa-exp report RUN`, whole command (new process, imports included), wall | {cell(command_wall)} |")

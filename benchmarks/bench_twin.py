@@ -53,8 +53,14 @@ def day_config(folder: Path, hours: float) -> Path:
         "name": f"bench-day-{hours:g}h",
         "backend": "simulation",
         "hpa": {"enabled": True, "manifest": "hpa-pinned-10.yaml"},
-        "jobs": [{"name": "steady-50", "rate": 50, "duration": hours * 3600,
-                  "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")}],
+        "jobs": [
+            {
+                "name": "steady-50",
+                "rate": 50,
+                "duration": hours * 3600,
+                "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"),
+            }
+        ],
         "values": {"max_concurrency": 512, "output_len": 1024},
         "metrics": {"interval": 5},
         "simulation": {"seed": 42, "initial_replicas": 10},
@@ -78,8 +84,9 @@ class HourlyMemory:
     def on_row(self, row: dict[str, Any]) -> None:
         elapsed = float(row.get("elapsed_s") or 0.0)
         if elapsed > 0 and elapsed % 3600 == 0:
-            self.marks.append({"virtual_h": elapsed / 3600, "wall_s": time.perf_counter() - self.started,
-                               "rss_mib": rss_mib()})
+            self.marks.append(
+                {"virtual_h": elapsed / 3600, "wall_s": time.perf_counter() - self.started, "rss_mib": rss_mib()}
+            )
 
     def on_event(self, elapsed: float, kind: str, detail: str) -> None:
         pass
@@ -102,16 +109,23 @@ def child(config_path: Path, out: Path) -> dict[str, Any]:
     observer = HourlyMemory()
     started = time.perf_counter()
     backend, names = make_backend("simulation", config, plan, run_id, BackendOptions())
-    result = Runner(config, plan, backend, base_dir=out, metric_names=names, observer=observer,
-                    run_id=run_id).run()
+    result = Runner(config, plan, backend, base_dir=out, metric_names=names, observer=observer, run_id=run_id).run()
     wall = time.perf_counter() - started
     fleet = backend.fleet  # type: ignore[attr-defined]
     sent = sum(job.sent for job in fleet.jobs.values())
     rows = sum(1 for _ in (result.run_dir / "metrics.csv").open()) - 1
-    measured = {"exit_code": result.exit_code, "virtual_s": plan.total, "wall_s": wall,
-                "speedup": plan.total / wall, "requests_sent": sent, "metrics_rows": rows,
-                "hourly": observer.marks, "rss_end_mib": rss_mib(), "peak_rss_run_mib": rss_mib("VmHWM"),
-                "requests_csv_bytes": (result.run_dir / "requests.csv").stat().st_size}
+    measured = {
+        "exit_code": result.exit_code,
+        "virtual_s": plan.total,
+        "wall_s": wall,
+        "speedup": plan.total / wall,
+        "requests_sent": sent,
+        "metrics_rows": rows,
+        "hourly": observer.marks,
+        "rss_end_mib": rss_mib(),
+        "peak_rss_run_mib": rss_mib("VmHWM"),
+        "requests_csv_bytes": (result.run_dir / "requests.csv").stat().st_size,
+    }
     # what `hpa-exp run` does next for summary.json: the per-request statistics read requests.csv
     from hpa_experiments.analysis.load import load_run
     from hpa_experiments.analysis.requests import request_kpis
@@ -127,7 +141,9 @@ def measure(config_path: Path, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", str(config_path), "--child-out", str(out)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -167,17 +183,23 @@ def main() -> None:
             runs = [measure(HIGH_LOAD, folder / f"high-{i}") for i in range(args.repeat)]
             best = min(runs, key=lambda r: r["wall_s"])
             results["high_load"] = {**best, "wall_s_all": [r["wall_s"] for r in runs]}
-            print(f"high-load: {best['virtual_s']:g} virtual s in {best['wall_s']:.2f} s "
-                  f"({best['speedup']:.0f}x real time), {best['requests_sent']} requests, "
-                  f"peak RSS {best['peak_rss_run_mib']:.0f} MiB (run) / {best['peak_rss_mib']:.0f} MiB "
-                  f"(with request statistics, {best['request_kpis_s']:.2f} s)", flush=True)
+            print(
+                f"high-load: {best['virtual_s']:g} virtual s in {best['wall_s']:.2f} s "
+                f"({best['speedup']:.0f}x real time), {best['requests_sent']} requests, "
+                f"peak RSS {best['peak_rss_run_mib']:.0f} MiB (run) / {best['peak_rss_mib']:.0f} MiB "
+                f"(with request statistics, {best['request_kpis_s']:.2f} s)",
+                flush=True,
+            )
         if args.only in (None, "day"):
             day = measure(day_config(folder, args.hours), folder / "day")
             results["day"] = {**day, "hours": args.hours}
-            print(f"day: {args.hours:g} h in {day['wall_s']:.0f} s ({day['speedup']:.0f}x), "
-                  f"{day['requests_sent']} requests, requests.csv {day['requests_csv_bytes'] / 2**20:.0f} MiB, "
-                  f"peak RSS {day['peak_rss_run_mib']:.0f} MiB (run) / {day['peak_rss_mib']:.0f} MiB "
-                  f"(with request statistics, {day['request_kpis_s']:.1f} s)", flush=True)
+            print(
+                f"day: {args.hours:g} h in {day['wall_s']:.0f} s ({day['speedup']:.0f}x), "
+                f"{day['requests_sent']} requests, requests.csv {day['requests_csv_bytes'] / 2**20:.0f} MiB, "
+                f"peak RSS {day['peak_rss_run_mib']:.0f} MiB (run) / {day['peak_rss_mib']:.0f} MiB "
+                f"(with request statistics, {day['request_kpis_s']:.1f} s)",
+                flush=True,
+            )
             for mark in day["hourly"]:
                 print(f"  hour {mark['virtual_h']:4.0f}: wall {mark['wall_s']:7.1f} s  RSS {mark['rss_mib']:.1f} MiB")
     results["load_avg_at_end"] = os.getloadavg()

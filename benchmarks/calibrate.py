@@ -64,8 +64,7 @@ def _evaluate_one(args: tuple[int, dict[str, Any], int, str]) -> dict[str, Any]:
     ref = REFERENCES[index]
     real = real_run(ref, Path(tempfile.mkdtemp(dir=scratch)))
     parameters = {k: v for k, v in candidate.items() if k != "scrape_interval"}
-    twin = twin_run(ref, parameters, seed, until_s=real_end_s(real),
-                    scrape_interval=candidate.get("scrape_interval"))
+    twin = twin_run(ref, parameters, seed, until_s=real_end_s(real), scrape_interval=candidate.get("scrape_interval"))
     errors = fit_errors(real, twin.run)
     return {"run": ref.name, "seed": seed, "wall_s": twin.wall_s, "errors": errors, "score": score(errors)}
 
@@ -117,12 +116,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--report-seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
-                        help="seeds for the final error report of the fitted values")
+    parser.add_argument(
+        "--report-seeds",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3, 4, 5],
+        help="seeds for the final error report of the fitted values",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--evaluate-only", action="store_true", help="no search: score the current defaults")
-    parser.add_argument("--start", type=json.loads, default={},
-                        help='JSON of starting values, e.g. \'{"pod_load_mean_s": 100}\'')
+    parser.add_argument(
+        "--start", type=json.loads, default={}, help="JSON of starting values, e.g. '{\"pod_load_mean_s\": 100}'"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "calibration.json")
     args = parser.parse_args()
 
@@ -138,7 +143,7 @@ def main() -> None:
     result = {
         "fitted": best,
         "objective": f"mean over seeds of sum over runs: replicas MAE + {KV_WEIGHT:g} x KV MAE"
-                     f" + |first scale-up error| / {FIRST_UP_SCALE_S:g} s",
+        f" + |first scale-up error| / {FIRST_UP_SCALE_S:g} s",
         "search_seeds": args.seeds,
         "report_seeds": args.report_seeds,
         "score_start": initial_score,

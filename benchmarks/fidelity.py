@@ -57,9 +57,15 @@ def plot(ref: Reference, real: Run, twins: list[Run], path: Path) -> None:
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(11, 8.5), sharex=True)
     for ax, (column, title, target) in zip(axes, PANELS, strict=True):
         for i, twin in enumerate(twins):
-            ax.step(twin.elapsed, twin.metrics[column], where="post", color="tab:orange",
-                    alpha=1.0 if i == 0 else 0.25, lw=1.6 if i == 0 else 0.8,
-                    label="twin (config seed)" if i == 0 else ("twin, other seeds" if i == 1 else None))
+            ax.step(
+                twin.elapsed,
+                twin.metrics[column],
+                where="post",
+                color="tab:orange",
+                alpha=1.0 if i == 0 else 0.25,
+                lw=1.6 if i == 0 else 0.8,
+                label="twin (config seed)" if i == 0 else ("twin, other seeds" if i == 1 else None),
+            )
         ax.step(real.elapsed, real.metrics[column], where="post", color="tab:blue", lw=1.8, label="real")
         ax.plot(real.elapsed, real.metrics[column], "o", color="tab:blue", ms=3)
         if target:
@@ -69,8 +75,15 @@ def plot(ref: Reference, real: Run, twins: list[Run], path: Path) -> None:
         for _job, rate, start, end in ref.jobs:
             ax.axvspan(start, end, color="grey", alpha=0.04)
             if column == "replicas":
-                ax.annotate(f"{rate:g}/s", (start, 0), xycoords=("data", "axes fraction"), fontsize=7,
-                            xytext=(2, 2), textcoords="offset points", color="grey")
+                ax.annotate(
+                    f"{rate:g}/s",
+                    (start, 0),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=7,
+                    xytext=(2, 2),
+                    textcoords="offset points",
+                    color="grey",
+                )
         ax.set_ylabel(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper right")
@@ -88,9 +101,14 @@ def fmt(value: float | None, digits: int = 0) -> str:
 def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
     for name, data in results["runs"].items():
-        lines += [f"#### {name}", "",
-                  "| KPI | real | twin (config seed) | twin, seeds " + ",".join(map(str, results["seeds"]))
-                  + " (min – max) |", "|---|---:|---:|---:|"]
+        lines += [
+            f"#### {name}",
+            "",
+            "| KPI | real | twin (config seed) | twin, seeds "
+            + ",".join(map(str, results["seeds"]))
+            + " (min – max) |",
+            "|---|---:|---:|---:|",
+        ]
         for key, label in KPI_LABELS.items():
             values = [k[key] for k in data["twin_seeds_kpis"] if k[key] is not None]
             spread = f"{min(values):.0f} – {max(values):.0f}" if values else "–"
@@ -99,9 +117,13 @@ def markdown(results: dict[str, Any]) -> str:
                 spread += f" ({missing} without)"
             lines.append(f"| {label} | {fmt(data['real_kpis'][key])} | {fmt(data['twin_kpis'][key])} | {spread} |")
         errors = data["twin_errors"]
-        lines += ["", f"Trajectory error at the real samples (config seed): replicas MAE "
-                      f"{fmt(errors['replicas_mae'], 2)}, KV MAE {fmt(errors['kv_mae'], 3)}, "
-                      f"waiting MAE {fmt(errors['waiting_mae'], 1)} requests per pod.", ""]
+        lines += [
+            "",
+            f"Trajectory error at the real samples (config seed): replicas MAE "
+            f"{fmt(errors['replicas_mae'], 2)}, KV MAE {fmt(errors['kv_mae'], 3)}, "
+            f"waiting MAE {fmt(errors['waiting_mae'], 1)} requests per pod.",
+            "",
+        ]
     return "\n".join(lines)
 
 

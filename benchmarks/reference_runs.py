@@ -72,8 +72,16 @@ REFERENCES = (
 def as_really_run(run: Run, ref: Reference) -> Run:
     """The run with the phase table of the jobs as really run (in memory only)."""
     rows = [
-        {"job": job, "resource_name": job, "rate": rate, "planned_start_s": start, "planned_end_s": end,
-         "actual_start_s": math.nan, "actual_end_s": math.nan, "outcome": "as really run"}
+        {
+            "job": job,
+            "resource_name": job,
+            "rate": rate,
+            "planned_start_s": start,
+            "planned_end_s": end,
+            "actual_start_s": math.nan,
+            "actual_end_s": math.nan,
+            "outcome": "as really run",
+        }
         for job, rate, start, end in ref.jobs
     ]
     return dataclasses.replace(run, phases=pd.DataFrame(rows, columns=PHASE_COLUMNS))
@@ -116,8 +124,9 @@ def twin_run(
         base = out_dir or Path(tmp)
         started = time.perf_counter()
         backend, names = make_backend("simulation", config, plan, run_id, BackendOptions())
-        result = Runner(config, plan, backend, base_dir=base, metric_names=names, handle_signals=False,
-                        run_id=run_id).run()
+        result = Runner(
+            config, plan, backend, base_dir=base, metric_names=names, handle_signals=False, run_id=run_id
+        ).run()
         wall = time.perf_counter() - started
         if result.exit_code != 0:
             raise RuntimeError(f"twin run of {ref.name} failed: {result.reason}")
@@ -148,8 +157,11 @@ def kpi_row(run: Run) -> dict[str, float | None]:
     """The compared KPIs of one run, from hpa_experiments.analysis.compute_kpis."""
     summary = compute_kpis(run)
     first_up = next(
-        (row["at_s"] + row["time_to_first_scale_up_s"] for row in summary["load_increases"]
-         if row["time_to_first_scale_up_s"] is not None),
+        (
+            row["at_s"] + row["time_to_first_scale_up_s"]
+            for row in summary["load_increases"]
+            if row["time_to_first_scale_up_s"] is not None
+        ),
         None,
     )
     replicas = summary["kpis"]["replicas"]

@@ -257,7 +257,6 @@ class Experiment:
         )
         return prepared.run()
 
-
     def run_ensemble(
         self,
         seeds: int | None = None,

@@ -301,8 +301,13 @@ def metrics_check_steps(spec: KitSpec) -> list[Step]:
     return [
         Step(
             f"Check that the custom metrics API serves {metric} for the model server",
-            _kubectl(spec, "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/"
-                     f"{metric}?labelSelector={MODEL_SERVER_SELECTOR}"),
+            _kubectl(
+                spec,
+                "get",
+                "--raw",
+                f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/"
+                f"{metric}?labelSelector={MODEL_SERVER_SELECTOR}",
+            ),
             timeout_s=30,
         )
         for metric in SERVED_METRICS
@@ -492,8 +497,11 @@ def hpa_troubleshooting(spec: KitSpec, metric: str) -> list[str]:
         f'"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/{metric}"',
         f"  3. adapter logs: kubectl --context {spec.context} -n {MONITORING_NAMESPACE} "
         "logs deployment/prometheus-adapter",
-        *([f"  4. HPA events: kubectl --context {spec.context} -n {NAMESPACE} describe hpa {spec.hpa_name}"]
-          if spec.hpa != "none" else []),
+        *(
+            [f"  4. HPA events: kubectl --context {spec.context} -n {NAMESPACE} describe hpa {spec.hpa_name}"]
+            if spec.hpa != "none"
+            else []
+        ),
         "  (a new adapter discovers metric names on its 1-minute relist: a first <unknown> is normal)",
     ]
 

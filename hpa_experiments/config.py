@@ -63,8 +63,14 @@ def _interval(value: float) -> float:
 Interval = Annotated[Seconds, AfterValidator(_interval)]
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a trailing newline
 RUN_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
-BACKEND_ALIASES = {"sim": "simulation", "simulation": "simulation", "twin": "simulation",
-                   "kubernetes": "kubernetes", "kube": "kubernetes", "k8s": "kubernetes"}
+BACKEND_ALIASES = {
+    "sim": "simulation",
+    "simulation": "simulation",
+    "twin": "simulation",
+    "kubernetes": "kubernetes",
+    "kube": "kubernetes",
+    "k8s": "kubernetes",
+}
 TAG_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?\Z")
 MAX_JOB_NAME = 42  # a 20-character run id is appended, and Job names stay within 63
 
@@ -198,8 +204,7 @@ def normalize_selector(text: str) -> str:
         parsed = promql_parser.parse(f"up{{{text}}}")
     except ValueError as exc:
         raise ValueError(
-            f"not valid PromQL label matchers ({exc}); write them as inside braces, "
-            'e.g. pod=~"vllm-.*",role="decode"'
+            f'not valid PromQL label matchers ({exc}); write them as inside braces, e.g. pod=~"vllm-.*",role="decode"'
         ) from None
     if not isinstance(parsed, promql_parser.VectorSelector) or parsed.matchers.or_matchers:
         raise ValueError('must be label matchers joined by commas, e.g. pod=~"vllm-.*",role="decode"')
@@ -680,9 +685,7 @@ def _describe(err: ErrorDetails) -> str:
     if kind == "missing":
         return f"{where}: is required"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
-            kind
-        ]
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
         return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
     if kind == "finite_number":

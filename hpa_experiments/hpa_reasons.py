@@ -94,9 +94,7 @@ def condition_cells(conditions: Iterable[Mapping[str, str]]) -> dict[str, str | 
     return cells
 
 
-def condition_changes(
-    before: Mapping[str, str | None], after: Mapping[str, str | None]
-) -> list[tuple[str, str]]:
+def condition_changes(before: Mapping[str, str | None], after: Mapping[str, str | None]) -> list[tuple[str, str]]:
     """(condition type, event text) for every condition whose status or reason changed between two
     rows of condition cells; nothing for a condition absent from `after` (no value is not a change)."""
     changes = []
@@ -287,8 +285,16 @@ def why_cells(
     """
     replicas, ready = _int(row.get("replicas")), _int(row.get("ready_replicas"))
     proposals = [
-        metric_proposal(m.column, _float(row.get(m.column)), _float(row.get(target_column(m.column))),
-                        replicas, ready, tolerances, m.source_type, m.target_type)
+        metric_proposal(
+            m.column,
+            _float(row.get(m.column)),
+            _float(row.get(target_column(m.column))),
+            replicas,
+            ready,
+            tolerances,
+            m.source_type,
+            m.target_type,
+        )
         for m in metrics
     ]
     cells: dict[str, object] = {}
@@ -296,9 +302,14 @@ def why_cells(
         cells[f"{proposal.column}_ratio"] = None if proposal.ratio is None else round(proposal.ratio, 6)
         cells[f"{proposal.column}_proposed"] = proposal.proposed
     if limited_by is None:
-        limited_by = infer_limit(replicas=replicas, desired=_int(row.get("desired_replicas")),
-                                 proposals=proposals, conditions=conditions,
-                                 min_replicas=min_replicas, max_replicas=max_replicas)
+        limited_by = infer_limit(
+            replicas=replicas,
+            desired=_int(row.get("desired_replicas")),
+            proposals=proposals,
+            conditions=conditions,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
     cells[LIMITED_BY_COLUMN] = limited_by
     return cells
 
@@ -319,7 +330,10 @@ def _int(value: object) -> int | None:
 
 
 def pods_proposals(
-    values: np.ndarray, targets: np.ndarray, replicas: np.ndarray, ready: np.ndarray,
+    values: np.ndarray,
+    targets: np.ndarray,
+    replicas: np.ndarray,
+    ready: np.ndarray,
     tolerances: Tolerances = Tolerances(),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`metric_proposal` of a Pods metric over whole columns at once (NaN = no value): (ratio,

@@ -146,8 +146,9 @@ def _read_log(path: Path) -> list[tuple[datetime, str]]:
     return entries
 
 
-def _choose_t0(log: list[tuple[datetime, str]], metadata: dict[str, Any], first_sample: datetime,
-               where: Path) -> tuple[datetime, str]:
+def _choose_t0(
+    log: list[tuple[datetime, str]], metadata: dict[str, Any], first_sample: datetime, where: Path
+) -> tuple[datetime, str]:
     for when, text in log:
         if text.startswith("Monitor started"):
             return when, "scaling-events.log 'Monitor started'"
@@ -173,21 +174,25 @@ def _phase_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
         start = _number(str(job.get("start_delay", 0)))
         duration = _number(str(job.get("duration"))) if job.get("duration") is not None else None
         manifest = job.get("manifest")
-        rows.append({
-            "job": job["name"],
-            "resource_name": Path(str(manifest)).stem if manifest else None,
-            "rate": None,  # the original configs state no rate (only comments, some wrong)
-            "planned_start_s": start,
-            "planned_end_s": start + duration if start is not None and duration is not None else None,
-            "outcome": "unknown",
-        })
+        rows.append(
+            {
+                "job": job["name"],
+                "resource_name": Path(str(manifest)).stem if manifest else None,
+                "rate": None,  # the original configs state no rate (only comments, some wrong)
+                "planned_start_s": start,
+                "planned_end_s": start + duration if start is not None and duration is not None else None,
+                "outcome": "unknown",
+            }
+        )
     return rows
 
 
 def _active_jobs_label(phases: list[dict[str, Any]], elapsed: float) -> str | None:
     names = [
-        p["job"] for p in phases
-        if p["planned_start_s"] is not None and p["planned_end_s"] is not None
+        p["job"]
+        for p in phases
+        if p["planned_start_s"] is not None
+        and p["planned_end_s"] is not None
         and p["planned_start_s"] <= elapsed < p["planned_end_s"]
     ]
     return "+".join(names) if names else None
@@ -205,8 +210,12 @@ def _event(clock: _Clock, when: datetime, text: str) -> dict[str, Any]:
             kind = "warning"
     else:
         kind = "warning"
-    return {"elapsed_s": round(clock.elapsed(when), 3), "time": clock.stamp(when), "kind": kind,
-            "detail": f"legacy: {text}"}
+    return {
+        "elapsed_s": round(clock.elapsed(when), 3),
+        "time": clock.stamp(when),
+        "kind": kind,
+        "detail": f"legacy: {text}",
+    }
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -231,8 +240,7 @@ def _convert_rows(
             value = row.get(column)
             if value is not None and is_milli_misread(value):
                 row[column] = value / 1000
-                corrections.append(
-                    {"row": index + 1, "column": column, "read": value, "corrected": value / 1000})
+                corrections.append({"row": index + 1, "column": column, "read": value, "corrected": value / 1000})
         elapsed = clock.elapsed(when)
         row.update(timestamp=clock.stamp(when), elapsed_s=elapsed, phase=_active_jobs_label(phases, elapsed))
         rows.append(row)
@@ -287,39 +295,43 @@ def import_legacy(source: Path, output_dir: Path, tz: str | None = None) -> Impo
 
     start_unix = clock.unix(t0)
     end_unix = clock.unix(end_local)
-    atomic_write_json(target / "run.json", {
-        "id": source.name,
-        "name": name,
-        "status": "completed",
-        "backend": BACKEND_NAME,
-        "start_utc": utc_iso(start_unix) if start_unix is not None else None,
-        "end_utc": utc_iso(end_unix) if end_unix is not None else None,
-        "start_local": t0.strftime("%Y-%m-%dT%H:%M:%S"),
-        "end_local": end_local.strftime("%Y-%m-%dT%H:%M:%S"),
-        "timezone": tz or "unknown",
-        "t0_unix": start_unix,
-        "interval_s": interval,
-        "exit_code": None,
-        "reason": None,
-        "pid": None,
-        "versions": {"hpa_experiments": __version__},
-        "backend_info": {"source": "original shell-based experiment system", **metadata},
-        "config": config,
-        "legacy": {
-            "source_path": str(source.resolve()),
-            "t0_source": t0_source,
+    atomic_write_json(
+        target / "run.json",
+        {
+            "id": source.name,
+            "name": name,
+            "status": "completed",
+            "backend": BACKEND_NAME,
+            "start_utc": utc_iso(start_unix) if start_unix is not None else None,
+            "end_utc": utc_iso(end_unix) if end_unix is not None else None,
+            "start_local": t0.strftime("%Y-%m-%dT%H:%M:%S"),
+            "end_local": end_local.strftime("%Y-%m-%dT%H:%M:%S"),
             "timezone": tz or "unknown",
-            "never_collected_columns": list(NEVER_COLLECTED),
-            "milli_unit_rule": "num_requests_waiting: whole number >= 1000, not a multiple of 1000 -> / 1000",
-            "corrections": corrections,
-            "rows": len(rows),
+            "t0_unix": start_unix,
+            "interval_s": interval,
+            "exit_code": None,
+            "reason": None,
+            "pid": None,
+            "versions": {"hpa_experiments": __version__},
+            "backend_info": {"source": "original shell-based experiment system", **metadata},
+            "config": config,
+            "legacy": {
+                "source_path": str(source.resolve()),
+                "t0_source": t0_source,
+                "timezone": tz or "unknown",
+                "never_collected_columns": list(NEVER_COLLECTED),
+                "milli_unit_rule": "num_requests_waiting: whole number >= 1000, not a multiple of 1000 -> / 1000",
+                "corrections": corrections,
+                "rows": len(rows),
+            },
         },
-    })
+    )
     return ImportResult(target, len(rows), corrections)
 
 
-def _end_time(log: list[tuple[datetime, str]], metadata: dict[str, Any], last_sample: datetime,
-              source: Path) -> datetime:
+def _end_time(
+    log: list[tuple[datetime, str]], metadata: dict[str, Any], last_sample: datetime, source: Path
+) -> datetime:
     for when, text in reversed(log):
         if text.startswith("Monitor stopped"):
             return when

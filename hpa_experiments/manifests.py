@@ -156,9 +156,7 @@ def scale_down_stabilization_s(hpa: Mapping[str, Any] | None) -> float:
     """behavior.scaleDown.stabilizationWindowSeconds, or the controller default (300 s)."""
     if not hpa:
         return DEFAULT_SCALE_DOWN_STABILIZATION_S
-    window = (((hpa.get("spec") or {}).get("behavior") or {}).get("scaleDown") or {}).get(
-        "stabilizationWindowSeconds"
-    )
+    window = (((hpa.get("spec") or {}).get("behavior") or {}).get("scaleDown") or {}).get("stabilizationWindowSeconds")
     return float(window) if isinstance(window, (int, float)) else DEFAULT_SCALE_DOWN_STABILIZATION_S
 
 

@@ -113,9 +113,7 @@ class Monitor:
             result.failures["hpa"] = _short(exc)
         try:
             result.job_states = jobs_f.result()
-            result.row["active_jobs"] = sum(
-                1 for s in result.job_states.values() if s.exists and s.active > 0
-            )
+            result.row["active_jobs"] = sum(1 for s in result.job_states.values() if s.exists and s.active > 0)
         except Exception as exc:
             result.failures["jobs"] = _short(exc)
         for col, future in query_f.items():

@@ -145,9 +145,7 @@ def _warnings(config: ExperimentConfig, plan: Plan) -> list[str]:
     if plan.mode == "parallel":
         for seg in plan.segments:
             if not seg.active_jobs:
-                out.append(
-                    f"no job runs from {seg.start:g} s to {seg.end:g} s (a job ends before the next begins)"
-                )
+                out.append(f"no job runs from {seg.start:g} s to {seg.end:g} s (a job ends before the next begins)")
     by_manifest: dict[Path, list[PlannedJob]] = {}
     for job in plan.jobs:
         by_manifest.setdefault(job.manifest, []).append(job)

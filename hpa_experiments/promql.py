@@ -116,9 +116,16 @@ def run_queries(config: ExperimentConfig, names: MetricNames) -> dict[str, str]:
     queries = standard_queries(
         names, config.model_name, config.namespace, metrics.rate_window, metrics.percentiles, metrics.selector
     )
-    queries.update(energy_queries(
-        names, config.energy, config.model_name, config.namespace, config.deployment, metrics.rate_window,
-        metrics.selector,
-    ))
+    queries.update(
+        energy_queries(
+            names,
+            config.energy,
+            config.model_name,
+            config.namespace,
+            config.deployment,
+            metrics.rate_window,
+            metrics.selector,
+        )
+    )
     queries.update({f"query_{name}": q.query for name, q in metrics.prometheus.items()})
     return queries

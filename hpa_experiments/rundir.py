@@ -295,16 +295,12 @@ class RunWriter:
         self.metrics.write(row)
 
     def event(self, t: float, kind: str, detail: str) -> None:
-        self.events.write(
-            {"elapsed_s": round(t - self.info.t0, 3), "time": utc_iso(t), "kind": kind, "detail": detail}
-        )
+        self.events.write({"elapsed_s": round(t - self.info.t0, 3), "time": utc_iso(t), "kind": kind, "detail": detail})
 
     def phase(self, job: str, **fields: Any) -> None:
         """Update one job's row of phases.csv (the whole small file is rewritten atomically)."""
         self._phases.setdefault(job, {"job": job}).update(fields)
-        lines = [PHASE_COLUMNS] + [
-            [format_cell(r.get(c)) for c in PHASE_COLUMNS] for r in self._phases.values()
-        ]
+        lines = [PHASE_COLUMNS] + [[format_cell(r.get(c)) for c in PHASE_COLUMNS] for r in self._phases.values()]
         tmp = self.dir / "phases.csv.tmp"
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             csv.writer(fh, lineterminator="\n").writerows(lines)

@@ -506,8 +506,9 @@ class Runner:
         assert self.writer is not None
         warn = lambda text: self._event("warning", text)  # noqa: E731
         try:
-            write_latency_windows(self.backend, self.writer.dir, self.config, self.metric_names, self.t0,
-                                  self.elapsed, warn)
+            write_latency_windows(
+                self.backend, self.writer.dir, self.config, self.metric_names, self.t0, self.elapsed, warn
+            )
         except OSError as exc:
             warn(f"latency over windows not written: {exc}")
 

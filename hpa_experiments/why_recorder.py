@@ -134,8 +134,12 @@ class WhyRecorder:
         changed = False
         for pod in pods:
             seen = self._pods.setdefault(pod.name, dict.fromkeys(POD_COLUMNS[1:]))
-            for column, value in (("created_s", pod.created_at), ("started_s", pod.started_at),
-                                  ("ready_s", pod.ready_at), ("deleting_s", pod.deleting_at)):
+            for column, value in (
+                ("created_s", pod.created_at),
+                ("started_s", pod.started_at),
+                ("ready_s", pod.ready_at),
+                ("deleting_s", pod.deleting_at),
+            ):
                 if seen[column] is None and value is not None:  # the first time seen is kept
                     seen[column] = self._since_t0(value)
                     changed = True

@@ -22,6 +22,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,notebooks]"
 .venv/bin/ruff check hpa_experiments tests benchmarks
+.venv/bin/ruff format --check hpa_experiments tests benchmarks
 .venv/bin/mypy hpa_experiments
 # the test bed's binaries: ~25 min cold on 2 cores, seconds when the cache is complete; a failed
 # build stops here, naming the module (the testbed tests would fail without it anyway)

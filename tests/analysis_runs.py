@@ -28,9 +28,23 @@ def simulated_run(data_dir: Path) -> Path:
     """`hpa-exp run <high-load config> --backend sim`, as a user would start it."""
     before = set(data_dir.glob("*")) if data_dir.exists() else set()
     subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", "run", str(SIM_CONFIG), "--backend", "sim",
-         "--output-dir", str(data_dir), "--quiet"],
-        check=True, capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "hpa_experiments",
+            "run",
+            str(SIM_CONFIG),
+            "--backend",
+            "sim",
+            "--output-dir",
+            str(data_dir),
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     (created,) = set(data_dir.glob("*")) - before
     return created

@@ -121,11 +121,7 @@ def _label_matchers(pods: list[str]) -> str:
 
 def adapter_query(rule: dict[str, Any], pods: list[str]) -> str:
     """metricsQuery with the template filled in as prometheus-adapter does."""
-    return (
-        rule["metricsQuery"]
-        .replace("<<.LabelMatchers>>", _label_matchers(pods))
-        .replace("<<.GroupBy>>", "pod")
-    )
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", _label_matchers(pods)).replace("<<.GroupBy>>", "pod")
 
 
 def per_pod(result: list[dict[str, Any]]) -> dict[str, float]:
@@ -204,8 +200,9 @@ def prometheus_scraping_an_old_server(tmp_path_factory) -> Iterator[PrometheusSe
     Gauge("vllm:num_requests_waiting", "w", ["model_name"], registry=registry).labels(SERVED_MODEL).set(2)
     port = free_port()
     http_server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    server = PrometheusServer(tmp_path_factory.mktemp("prom-old"), [_manifest_scrape_job([_static_target(
-        port, "vllm-old")])], "1s")
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prom-old"), [_manifest_scrape_job([_static_target(port, "vllm-old")])], "1s"
+    )
     server.start()
     try:
         server.wait_for("count(vllm:gpu_cache_usage_perc) == 1")

@@ -23,8 +23,10 @@ def run_cli(*args: str) -> int:
 
 
 def replica_rows(peak: int, n: int = 120) -> list[dict]:
-    return [{"elapsed_s": t, "replicas": peak if 30 <= t < 90 else 1, "desired_replicas": peak if 25 <= t < 90 else 1}
-            for t in range(n)]
+    return [
+        {"elapsed_s": t, "replicas": peak if 30 <= t < 90 else 1, "desired_replicas": peak if 25 <= t < 90 else 1}
+        for t in range(n)
+    ]
 
 
 PHASES = [{"job": "load", "rate": 10, "planned_start_s": 10, "planned_end_s": 80}]
@@ -40,10 +42,12 @@ def dead_pid() -> int:
 def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "experiment-data"
     write_run(data / "old-completed", replica_rows(4), phases=PHASES, started_at=T0)
-    write_run(data / "middle-crashed", replica_rows(3), phases=PHASES, started_at=T0 + 3600,
-              status="running", pid=dead_pid())
-    write_run(data / "newest-running", replica_rows(2), phases=PHASES, started_at=T0 + 7200,
-              status="running", pid=os.getpid())
+    write_run(
+        data / "middle-crashed", replica_rows(3), phases=PHASES, started_at=T0 + 3600, status="running", pid=dead_pid()
+    )
+    write_run(
+        data / "newest-running", replica_rows(2), phases=PHASES, started_at=T0 + 7200, status="running", pid=os.getpid()
+    )
     return data
 
 
@@ -52,8 +56,10 @@ def test_runs_lists_newest_first_with_status(data_dir, capsys):
     out = capsys.readouterr().out
     order = [out.index(name) for name in ("newest-running", "middle-crashed", "old-completed")]
     assert order == sorted(order)
-    lines = {name: next(line for line in out.splitlines() if name in line)
-             for name in ("newest-running", "middle-crashed", "old-completed")}
+    lines = {
+        name: next(line for line in out.splitlines() if name in line)
+        for name in ("newest-running", "middle-crashed", "old-completed")
+    }
     assert "running" in lines["newest-running"]
     assert "incomplete" in lines["middle-crashed"]  # "running" in run.json, but the process is gone
     assert "completed" in lines["old-completed"] and " 4 " in lines["old-completed"]  # peak replicas
@@ -99,8 +105,9 @@ def test_report_errors_are_messages_with_exit_code_2(data_dir, capsys):
 
 def test_compare_deltas_vs_first_run(data_dir, tmp_path, capsys):
     output = tmp_path / "cmp"
-    assert run_cli("compare", "old-completed", "middle-crashed", "--data-dir", str(data_dir),
-                   "--output", str(output)) == 0
+    assert (
+        run_cli("compare", "old-completed", "middle-crashed", "--data-dir", str(data_dir), "--output", str(output)) == 0
+    )
     out = capsys.readouterr().out
     peak_line = next(line for line in out.splitlines() if "peak replicas" in line)
     assert "-1 (-25%)" in peak_line  # 3 vs 4
@@ -111,8 +118,9 @@ def test_compare_deltas_vs_first_run(data_dir, tmp_path, capsys):
 
 def test_import_legacy_command(tmp_path, capsys):
     data = tmp_path / "data"
-    assert run_cli("import-legacy", str(REFERENCE_RUNS / HIGH_LOAD), "--tz", "Europe/Rome",
-                   "--output-dir", str(data)) == 0
+    assert (
+        run_cli("import-legacy", str(REFERENCE_RUNS / HIGH_LOAD), "--tz", "Europe/Rome", "--output-dir", str(data)) == 0
+    )
     assert "2 milli-unit value(s) corrected" in capsys.readouterr().out
     info = json.loads((data / HIGH_LOAD / "run.json").read_text())
     assert info["timezone"] == "Europe/Rome" and info["start_utc"].endswith("Z")

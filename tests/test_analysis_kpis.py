@@ -23,25 +23,37 @@ def step_rows(n: int = 240, up_at: int = 90, down_at: int = 170, ttft: bool = Tr
     for t in range(n):
         replicas = 4 if up_at <= t < down_at else 1
         desired = 4 if up_at - 10 <= t < down_at else 1
-        rows.append({
-            "elapsed_s": t,
-            "replicas": replicas,
-            "desired_replicas": desired,
-            "num_requests_waiting": 5 if 60 <= t < 100 else 0,
-            "ttft_ms": (1000.0 if 60 <= t < 90 else 100.0) if ttft else None,
-            "itl_ms": None,
-        })
+        rows.append(
+            {
+                "elapsed_s": t,
+                "replicas": replicas,
+                "desired_replicas": desired,
+                "num_requests_waiting": 5 if 60 <= t < 100 else 0,
+                "ttft_ms": (1000.0 if 60 <= t < 90 else 100.0) if ttft else None,
+                "itl_ms": None,
+            }
+        )
     return rows
 
 
-PHASES = [{"job": "load", "rate": 20, "planned_start_s": 60, "planned_end_s": 150,
-           "actual_start_s": 60, "actual_end_s": 150, "outcome": "succeeded"}]
+PHASES = [
+    {
+        "job": "load",
+        "rate": 20,
+        "planned_start_s": 60,
+        "planned_end_s": 150,
+        "actual_start_s": 60,
+        "actual_end_s": 150,
+        "outcome": "succeeded",
+    }
+]
 
 
 @pytest.fixture
 def step_run(tmp_path: Path):
-    write_run(tmp_path / "step", step_rows(), phases=PHASES,
-              config={"name": "step", "slo": {"ttft_ms": 500, "itl_ms": 30}})
+    write_run(
+        tmp_path / "step", step_rows(), phases=PHASES, config={"name": "step", "slo": {"ttft_ms": 500, "itl_ms": 30}}
+    )
     return load_run(tmp_path / "step")
 
 
@@ -134,8 +146,7 @@ def test_warm_up_longer_than_the_run_leaves_no_statistics(tmp_path):
 
 
 def test_missing_data_is_none_never_zero(tmp_path):
-    write_run(tmp_path / "r", step_rows(ttft=False), phases=PHASES,
-              config={"name": "r", "slo": {"ttft_ms": 500}})
+    write_run(tmp_path / "r", step_rows(ttft=False), phases=PHASES, config={"name": "r", "slo": {"ttft_ms": 500}})
     summary = compute_kpis(load_run(tmp_path / "r"))
     kpis = summary["kpis"]
     for column in ("ttft_ms", "itl_ms"):
@@ -166,8 +177,7 @@ def test_only_rising_planned_load_counts_as_increase(tmp_path):
         {"job": "b", "rate": 5, "planned_start_s": 100, "planned_end_s": 200},  # load falls 10 -> 5
         {"job": "c", "rate": 20, "planned_start_s": 150, "planned_end_s": 250},  # rises 5 -> 25
     ]
-    write_run(tmp_path / "r", [{"elapsed_s": t, "replicas": 1} for t in range(0, 260, 5)],
-              phases=phases, interval=5)
+    write_run(tmp_path / "r", [{"elapsed_s": t, "replicas": 1} for t in range(0, 260, 5)], phases=phases, interval=5)
     increases = load_increases(load_run(tmp_path / "r"))
     assert [(i.at_s, i.offered_before, i.offered_after) for i in increases] == [(0, 0, 10), (150, 5, 25)]
 
@@ -231,8 +241,13 @@ def test_kpi_invariants_on_random_runs(replicas, waiting):
     from hpa_experiments.analysis.load import Run
 
     n = len(replicas)
-    metrics = pd.DataFrame({"elapsed_s": np.arange(n) * 5.0, "replicas": np.array(replicas, dtype=float),
-                            "num_requests_waiting": np.array(waiting[:n], dtype=float)})
+    metrics = pd.DataFrame(
+        {
+            "elapsed_s": np.arange(n) * 5.0,
+            "replicas": np.array(replicas, dtype=float),
+            "num_requests_waiting": np.array(waiting[:n], dtype=float),
+        }
+    )
     run = Run(Path("mem"), {"interval_s": 5.0}, metrics, pd.DataFrame(columns=["job"]), pd.DataFrame())
     kpis = compute_kpis(run)["kpis"]
     assert kpis["replicas"]["replica_seconds"] == pytest.approx(5.0 * sum(replicas))

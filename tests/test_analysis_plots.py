@@ -21,12 +21,27 @@ def legend_labels(fig) -> list[str]:
 
 @pytest.fixture
 def run(tmp_path):
-    rows = [{"elapsed_s": t, "replicas": 1 + (t >= 50), "desired_replicas": 1 + (t >= 45),
-             "num_requests_waiting": 3.0, "num_requests_waiting_target": 2, "ttft_ms": 100.0 + t}
-            for t in range(100)]
+    rows = [
+        {
+            "elapsed_s": t,
+            "replicas": 1 + (t >= 50),
+            "desired_replicas": 1 + (t >= 45),
+            "num_requests_waiting": 3.0,
+            "num_requests_waiting_target": 2,
+            "ttft_ms": 100.0 + t,
+        }
+        for t in range(100)
+    ]
     phases = [{"job": "burst", "rate": 12, "planned_start_s": 10, "planned_end_s": 70}]
-    write_run(tmp_path / "run-a", rows, phases=phases, events=[(50, "scale_up", "1 -> 2")],
-              config={"name": "plot-test", "slo": {"ttft_ms": 150}}, name="plot-test", backend="sim")
+    write_run(
+        tmp_path / "run-a",
+        rows,
+        phases=phases,
+        events=[(50, "scale_up", "1 -> 2")],
+        config={"name": "plot-test", "slo": {"ttft_ms": 150}},
+        name="plot-test",
+        backend="sim",
+    )
     return load_run(tmp_path / "run-a")
 
 

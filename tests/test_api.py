@@ -33,8 +33,17 @@ HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
 SHIPPED_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
 SEED = 5
 ORIGINAL_COLUMNS = [
-    "timestamp", "replicas", "desired_replicas", "num_requests_waiting", "num_requests_waiting_target",
-    "kv_cache_usage_perc", "kv_cache_usage_target", "ttft_ms", "itl_ms", "request_rate_per_min", "active_jobs",
+    "timestamp",
+    "replicas",
+    "desired_replicas",
+    "num_requests_waiting",
+    "num_requests_waiting_target",
+    "kv_cache_usage_perc",
+    "kv_cache_usage_target",
+    "ttft_ms",
+    "itl_ms",
+    "request_rate_per_min",
+    "active_jobs",
 ]
 
 
@@ -176,9 +185,15 @@ def test_overrides_make_a_changed_copy_and_check_their_values(tmp_path: Path) ->
     experiment = Experiment(short_config(backend="kubernetes", hpa={"manifest": str(tmp_path / "hpa.yaml")}))
     changed = experiment.with_overrides(backend="twin", seed=9, namespace="other-ns")
     assert (changed.config.backend, changed.config.simulation.seed, changed.config.namespace) == (
-        "simulation", 9, "other-ns")
+        "simulation",
+        9,
+        "other-ns",
+    )
     assert (experiment.config.backend, experiment.config.simulation.seed, experiment.config.namespace) == (
-        "kubernetes", SEED, "hpa-exp")
+        "kubernetes",
+        SEED,
+        "hpa-exp",
+    )
     with pytest.raises(UsageError, match="namespace 'Not_Valid'"):
         experiment.with_overrides(namespace="Not_Valid")
     with pytest.raises(ConfigError, match=r"metadata\.namespace is 'hpa-exp' but the run's namespace is 'other-ns'"):
@@ -188,10 +203,14 @@ def test_overrides_make_a_changed_copy_and_check_their_values(tmp_path: Path) ->
 
 
 def test_output_copies_are_written_where_the_config_says(tmp_path: Path) -> None:
-    metrics = {"interval": 5, "output_summary_json_path": "copies/deep/summary.json",
-               "output_requests_csv_path": "copies/requests.csv"}
+    metrics = {
+        "interval": 5,
+        "output_summary_json_path": "copies/deep/summary.json",
+        "output_requests_csv_path": "copies/requests.csv",
+    }
     result = Experiment(short_config(metrics=metrics), base_dir=tmp_path).run(
-        output_dir=tmp_path / "out", handle_signals=False)
+        output_dir=tmp_path / "out", handle_signals=False
+    )
     assert result.status == "completed"
     copied_summary = tmp_path / "copies" / "deep" / "summary.json"
     assert copied_summary.read_bytes() == (result.run_dir / "summary.json").read_bytes()
@@ -213,8 +232,10 @@ def test_after_a_run_missing_files_and_failed_kpis_become_warnings(round_trip: R
     assert (result.status, result.exit_code, result.reason) == ("failed", 1, "job x failed")
     assert result.summary is not None and (tmp_path / "s.json").read_bytes() == (run_dir / "summary.json").read_bytes()
     assert not (tmp_path / "r.csv").exists() and result.requests is None
-    assert result.warnings == [f"this run has no requests.csv (only the digital twin records single requests); "
-                               f"nothing copied to {tmp_path / 'r.csv'}"]
+    assert result.warnings == [
+        f"this run has no requests.csv (only the digital twin records single requests); "
+        f"nothing copied to {tmp_path / 'r.csv'}"
+    ]
 
     (run_dir / "metrics.csv").unlink()
     (run_dir / "summary.json").unlink()
@@ -225,8 +246,10 @@ def test_after_a_run_missing_files_and_failed_kpis_become_warnings(round_trip: R
 
 
 def test_importing_the_package_does_not_import_the_api_until_used() -> None:
-    code = ("import sys, hpa_experiments; assert 'hpa_experiments.api' not in sys.modules; "
-            "assert 'pandas' not in sys.modules; from hpa_experiments import Experiment; print(Experiment.__module__)")
+    code = (
+        "import sys, hpa_experiments; assert 'hpa_experiments.api' not in sys.modules; "
+        "assert 'pandas' not in sys.modules; from hpa_experiments import Experiment; print(Experiment.__module__)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "hpa_experiments.api"
@@ -243,7 +266,8 @@ def test_cli_reports_a_json_syntax_error_with_line_and_column(tmp_path: Path) ->
         done = hpa_exp(command, str(bad))
         assert done.returncode == 2, done.stderr
         assert f"{bad}: invalid experiment config: line 3, column 25: not valid JSON: Expecting ',' delimiter" in (
-            done.stderr)
+            done.stderr
+        )
         assert "Traceback" not in done.stderr
 
 
@@ -267,14 +291,20 @@ def test_a_suite_takes_a_json_config_with_overrides(tmp_path: Path) -> None:
     config = tmp_path / "short.json"
     config.write_text(json.dumps(short_config()))
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text(yaml.safe_dump({
-        "name": "json-suite",
-        "output_dir": str(tmp_path / "suites"),
-        "entries": [{"config": "short.json", "repeats": 2, "overrides": {"jobs[0].rate": 4}}],
-    }))
+    suite_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "json-suite",
+                "output_dir": str(tmp_path / "suites"),
+                "entries": [{"config": "short.json", "repeats": 2, "overrides": {"jobs[0].rate": 4}}],
+            }
+        )
+    )
     suite = load_suite(suite_file)
     assert [(run.repeat, run.config.jobs[0].rate, run.config.simulation.seed) for run in suite.runs] == [
-        (1, 4.0, SEED), (2, 4.0, SEED + 1)]
+        (1, 4.0, SEED),
+        (2, 4.0, SEED + 1),
+    ]
 
 
 def test_a_suite_file_may_itself_be_json(tmp_path: Path) -> None:

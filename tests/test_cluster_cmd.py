@@ -32,11 +32,21 @@ EXPECTED_UP_EMULATOR = [
     [*CTX, "-n", "monitoring", "rollout", "status", "deployment/prometheus-adapter", "--timeout=180s"],
     [*CTX, "wait", "--for=condition=Available", "apiservice/v1beta1.custom.metrics.k8s.io", "--timeout=120s"],
     [*CTX, "-n", "hpa-exp", "rollout", "status", "deployment/vllm", "--timeout=300s"],
-    *[[*CTX, "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/{metric}"
-       "?labelSelector=app.kubernetes.io/name=vllm"] for metric in ("num_requests_waiting", "kv_cache_usage_perc")],
+    *[
+        [
+            *CTX,
+            "get",
+            "--raw",
+            f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/{metric}"
+            "?labelSelector=app.kubernetes.io/name=vllm",
+        ]
+        for metric in ("num_requests_waiting", "kv_cache_usage_perc")
+    ],
 ]
-SERVED = {"kind": "MetricValueList", "items": [{"describedObject": {"kind": "Pod", "name": "vllm-7d9f-abcde"},
-                                                "metricName": "x", "value": "0"}]}
+SERVED = {
+    "kind": "MetricValueList",
+    "items": [{"describedObject": {"kind": "Pod", "name": "vllm-7d9f-abcde"}, "metricName": "x", "value": "0"}],
+}
 
 HPA_WITH_METRICS = {
     "spec": {"metrics": [{"type": "Pods", "pods": {"metric": {"name": "num_requests_waiting"}}}]},
@@ -164,10 +174,14 @@ def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_pa
     result = run_cli("cluster", "up", "--dry-run", "--hpa", "queue", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
     commands = dry_run_commands(result.stdout)
-    assert commands[-2:] == [[*CTX, "-n", "hpa-exp", "apply", "-f", "manifests/hpa-vllm-queue.yaml"],
-                             [*CTX, "-n", "hpa-exp", "get", "hpa", "vllm-hpa-queue", "-o", "json"]]
-    assert ("note: --hpa queue applies vllm-hpa-queue; an experiment that applies another HPA to the same "
-            "Deployment is refused by its preflight (two HPAs disable each other)") in result.stdout
+    assert commands[-2:] == [
+        [*CTX, "-n", "hpa-exp", "apply", "-f", "manifests/hpa-vllm-queue.yaml"],
+        [*CTX, "-n", "hpa-exp", "get", "hpa", "vllm-hpa-queue", "-o", "json"],
+    ]
+    assert (
+        "note: --hpa queue applies vllm-hpa-queue; an experiment that applies another HPA to the same "
+        "Deployment is refused by its preflight (two HPAs disable each other)"
+    ) in result.stdout
 
 
 def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tmp_path):
@@ -330,15 +344,27 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
 def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
     """Issue 13, defect 3 as `cluster up` sees it: the adapter has no kv_cache_usage_perc for the pods."""
     respond, _ = fake_tools
-    respond([("kv_cache_usage_perc", {"rc": 1, "stderr": "Error from server (NotFound): the server could not "
-                                                        "find the metric kv_cache_usage_perc for pods"}),
-             ("get --raw", {"stdout": json.dumps(SERVED)})])
+    respond(
+        [
+            (
+                "kv_cache_usage_perc",
+                {
+                    "rc": 1,
+                    "stderr": "Error from server (NotFound): the server could not "
+                    "find the metric kv_cache_usage_perc for pods",
+                },
+            ),
+            ("get --raw", {"stdout": json.dumps(SERVED)}),
+        ]
+    )
     with pytest.raises(cluster.ClusterKitError) as failure:
         cluster.up(spec(hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
-    assert message.startswith("the custom metrics API serves no kv_cache_usage_perc for the model server after "
-                              "0 s: Error from server (NotFound): the server could not find the metric")
+    assert message.startswith(
+        "the custom metrics API serves no kv_cache_usage_perc for the model server after "
+        "0 s: Error from server (NotFound): the server could not find the metric"
+    )
     assert "query vllm:kv_cache_usage_perc" in message and "describe hpa" not in message
 
 

@@ -231,17 +231,13 @@ def test_job_manifest_of_another_kind_is_rejected(workspace: Path) -> None:
     doc = base_config()
     doc["jobs"][0]["manifest"] = "../workloads/cm.yaml"
     path = (workspace / "workloads" / "cm.yaml").resolve()
-    assert problems(workspace, doc) == [
-        f"jobs[0].manifest: {path}: must be a batch/v1 Job (found v1 ConfigMap)"
-    ]
+    assert problems(workspace, doc) == [f"jobs[0].manifest: {path}: must be a batch/v1 Job (found v1 ConfigMap)"]
 
 
 def test_template_needs_a_rate(workspace: Path) -> None:
     doc = base_config()
     del doc["jobs"][0]["rate"]
-    assert problems(workspace, doc) == [
-        "jobs[0].manifest: the template needs a request rate: set 'rate' on this job"
-    ]
+    assert problems(workspace, doc) == ["jobs[0].manifest: the template needs a request rate: set 'rate' on this job"]
 
 
 def test_template_placeholder_without_value(workspace: Path) -> None:
@@ -271,9 +267,7 @@ def test_hpa_must_be_autoscaling_v2(workspace: Path) -> None:
 def test_hpa_without_manifest_or_name(workspace: Path) -> None:
     doc = base_config()
     doc["hpa"] = {"enabled": True}
-    assert problems(workspace, doc) == [
-        "hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'"
-    ]
+    assert problems(workspace, doc) == ["hpa: give 'manifest' (the HPA to apply or simulate) or at least 'name'"]
 
 
 def test_several_problems_are_all_listed(workspace: Path) -> None:
@@ -302,9 +296,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not REFERENCE_RUNS.exists(), reason="shared reference runs not present")
-@pytest.mark.parametrize(
-    "run", ["high-load-hpa-20251124-155733", "moderate-load-hpa-extended-20251210-132157"]
-)
+@pytest.mark.parametrize("run", ["high-load-hpa-20251124-155733", "moderate-load-hpa-extended-20251210-132157"])
 def test_original_configs_load_unchanged_and_name_each_missing_file(run: str) -> None:
     path = REFERENCE_RUNS / run / "experiment-config.yaml"
     with pytest.raises(ConfigError) as info:
@@ -323,9 +315,7 @@ def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
     new_experiments = tmp_path / "config" / "samples" / "not_wva" / "new-experiments"
     configs = new_experiments / "experiment-configs"
     configs.mkdir(parents=True)
-    shutil.copy(
-        REFERENCE_RUNS / "high-load-hpa-20251124-155733" / "experiment-config.yaml", configs / "h.yaml"
-    )
+    shutil.copy(REFERENCE_RUNS / "high-load-hpa-20251124-155733" / "experiment-config.yaml", configs / "h.yaml")
     workloads = tmp_path / "config" / "samples" / "not_wva" / "workloads"
     workloads.mkdir(parents=True)
     for rate in (20, 30):

@@ -60,10 +60,13 @@ def push_vllm_gauges(prom: PrometheusServer) -> None:
     """The model server's queue and KV gauges (without them the preflight refuses: no queue columns)."""
     now = round(time.time())
     times = [now - 120 + i for i in range(300)]
-    prom.push([
-        ({"__name__": f"vllm:{name}", "model_name": "m", "namespace": NS, "pod": pod}, [(t, 1.0) for t in times])
-        for name in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc") for pod in OUR_PODS
-    ])
+    prom.push(
+        [
+            ({"__name__": f"vllm:{name}", "model_name": "m", "namespace": NS, "pod": pod}, [(t, 1.0) for t in times])
+            for name in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc")
+            for pod in OUR_PODS
+        ]
+    )
 
 
 def write_config(folder: Path) -> Path:
@@ -74,8 +77,9 @@ def write_config(folder: Path) -> Path:
         "model_name": "m",
         "backend": "kubernetes",
         "hpa": {"enabled": True, "name": "vllm-hpa", "apply": False},
-        "jobs": [{"name": "load", "rate": 1, "duration": 3,
-                  "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")}],
+        "jobs": [
+            {"name": "load", "rate": 1, "duration": 3, "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")}
+        ],
         "metrics": {"interval": 1, "rate_window": "10s"},
         "cost": {"price_per_gpu_hour": 2.5, "currency": "EUR"},
     }
@@ -89,10 +93,25 @@ def test_energy_from_a_constant_power_series_is_power_times_time(
 ) -> None:
     push_constant_series(prometheus)
     done = subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", "run", str(write_config(tmp_path)), "--backend", "kubernetes",
-         "--kubeconfig", str(kube_cluster.kubeconfig), "--prometheus-url", prometheus.url,
-         "-o", str(tmp_path / "out"), "--plain"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "hpa_experiments",
+            "run",
+            str(write_config(tmp_path)),
+            "--backend",
+            "kubernetes",
+            "--kubeconfig",
+            str(kube_cluster.kubeconfig),
+            "--prometheus-url",
+            prometheus.url,
+            "-o",
+            str(tmp_path / "out"),
+            "--plain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     assert "no DCGM power series" not in done.stderr

@@ -20,9 +20,16 @@ from hpa_experiments.rundir import ENERGY_COLUMNS
 def half_powered_run(directory: Path, price: float | None = 4.0) -> Path:
     """10 one-second samples: 1000 W on 2 GPUs and 100 tokens/s for the first 5, then no power data."""
     rows = [
-        {"elapsed_s": float(k), "phase": "a" if k < 5 else "b", "replicas": 2,
-         **({"gpu_power_w": 1000.0, "gpu_count": 2, "gpu_utilization_pct": 40, "generation_tokens_per_s": 100.0}
-            if k < 5 else {})}
+        {
+            "elapsed_s": float(k),
+            "phase": "a" if k < 5 else "b",
+            "replicas": 2,
+            **(
+                {"gpu_power_w": 1000.0, "gpu_count": 2, "gpu_utilization_pct": 40, "generation_tokens_per_s": 100.0}
+                if k < 5
+                else {}
+            ),
+        }
         for k in range(10)
     ]
     cost = {"cost": {"price_per_gpu_hour": price, "currency": "EUR"}} if price else {}
@@ -50,7 +57,8 @@ def test_partial_power_data_counts_only_the_covered_time(tmp_path: Path) -> None
     assert whole["gpu_hours"] == 2 * 5 / 3600  # measured on the covered samples only
     assert whole["cost"] == pytest.approx(whole["gpu_hours"] * 4.0, rel=1e-15)
     assert energy["notes"] == [
-        "GPU power known for 50.0% of the run's time: energy and measured GPU-hours cover that part only"]
+        "GPU power known for 50.0% of the run's time: energy and measured GPU-hours cover that part only"
+    ]
     a, b = energy["phases"]
     assert (a["phase"], a["start_s"], a["end_s"], a["energy_kwh"]) == ("a", 0.0, 5.0, whole["energy_kwh"])
     assert (b["phase"], b["energy_kwh"], b["power_coverage"]) == ("b", None, 0.0)

@@ -40,7 +40,10 @@ def run_twin(folder: Path, name: str, **sections: object) -> tuple[Path, str]:
     out = folder / f"{name}-out"
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "run", str(path), "--output-dir", str(out), "--plain"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
@@ -60,7 +63,8 @@ def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> Non
     """The Job's first request comes 70 s after it starts (job_start_delay_s): the 60 s run is idle
     (no results grace: the Job is deleted at its planned end, before it sends anything)."""
     run_dir, printed = run_twin(
-        tmp_path, "idle",
+        tmp_path,
+        "idle",
         jobs=[{"name": "late", "rate": 1, "duration": 60, "manifest": str(JOB_TEMPLATE), "results_grace": 0}],
         simulation={"initial_replicas": 3, "parameters": {"gpus_per_replica": 2}},
     )
@@ -80,7 +84,8 @@ def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> Non
 def loaded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """15 req/s under the HPA: scale-out with loading pods, cooldown, and a price."""
     return run_twin(
-        tmp_path_factory.mktemp("loaded"), "loaded",
+        tmp_path_factory.mktemp("loaded"),
+        "loaded",
         hpa={"enabled": True, "manifest": str(HPA_MANIFEST)},
         cooldown={"enabled": True, "duration": 60},
         simulation={"seed": 3},
@@ -113,7 +118,8 @@ def test_phase_energies_add_up_and_cost_is_gpu_hours_times_price(loaded_run: tup
     assert whole["gpu_hours_basis"] == "measured (gpu_count)"
     assert whole["cost"] == pytest.approx(whole["gpu_hours"] * 3.0, rel=1e-12)
     assert whole["joules_per_token"] == pytest.approx(
-        whole["energy_kwh"] * 3.6e6 / whole["output_tokens"], rel=0.05)  # the token-less first samples differ
+        whole["energy_kwh"] * 3.6e6 / whole["output_tokens"], rel=0.05
+    )  # the token-less first samples differ
     assert 0 < whole["power_coverage"] < 1  # the twin's first scrape comes after the first sample
     assert energy["notes"] and "GPU power known for" in energy["notes"][0]
     assert f"GPU energy {whole['energy_kwh']:.3g} kWh · cost " in printed and " USD\n" in printed
@@ -154,9 +160,14 @@ def test_pending_pods_hold_no_gpus_and_loading_pods_idle() -> None:
 
 def test_configured_metric_and_label_names_are_what_the_twin_exports(tmp_path: Path) -> None:
     run_dir, _ = run_twin(
-        tmp_path, "renamed",
+        tmp_path,
+        "renamed",
         jobs=[{"name": "late", "rate": 1, "duration": 30, "manifest": str(JOB_TEMPLATE), "results_grace": 0}],
-        energy={"power_metric": "gpu_watts", "utilization_metric": "gpu_busy_pct", "pod_label": "exported_pod",
-                "namespace_label": "exported_namespace"},
+        energy={
+            "power_metric": "gpu_watts",
+            "utilization_metric": "gpu_busy_pct",
+            "pod_label": "exported_pod",
+            "namespace_label": "exported_namespace",
+        },
     )
     assert set(measured(rows(run_dir), "gpu_power_w")) == {IDLE_W}

@@ -36,10 +36,15 @@ from hpa_experiments.hpa_reasons import (
 )
 
 
-def conditions(able: str = "ReadyForNewScale", active: tuple[str, str] = ("True", "ValidMetricFound"),
-               limited: tuple[str, str] | None = ("False", "DesiredWithinRange")) -> dict[str, str | None]:
-    found = [{"type": "AbleToScale", "status": "True", "reason": able},
-             {"type": "ScalingActive", "status": active[0], "reason": active[1]}]
+def conditions(
+    able: str = "ReadyForNewScale",
+    active: tuple[str, str] = ("True", "ValidMetricFound"),
+    limited: tuple[str, str] | None = ("False", "DesiredWithinRange"),
+) -> dict[str, str | None]:
+    found = [
+        {"type": "AbleToScale", "status": "True", "reason": able},
+        {"type": "ScalingActive", "status": active[0], "reason": active[1]},
+    ]
     if limited is not None:
         found.append({"type": "ScalingLimited", "status": limited[0], "reason": limited[1]})
     return condition_cells(found)
@@ -111,8 +116,9 @@ def test_recomputed_proposal_equals_the_twin_controllers(per_pod_milli, target_m
     pods += [PodView(f"q{i}", "Running", False) for i in range(not_serving)]
     samples = {f"p{i}": per_pod_milli for i in range(ready)}
     replicas = ready + not_serving
-    twin, usage, twin_held = plain_metric_replicas(samples, pods, replicas, target_milli,
-                                                   TwinTolerances(tolerance, tolerance))
+    twin, usage, twin_held = plain_metric_replicas(
+        samples, pods, replicas, target_milli, TwinTolerances(tolerance, tolerance)
+    )
     ours = metric_proposal("m", usage / 1000, target_milli / 1000, replicas, ready, Tolerances(tolerance, tolerance))
     assert ours.proposed == twin
     assert ours.held == twin_held
@@ -131,7 +137,8 @@ def test_limit_from_conditions():
         assert found == expected
     stabilized = conditions(able="ScaleDownStabilized")
     assert infer_limit(replicas=5, desired=5, proposals=[Proposal("q", 0.2, 1)], conditions=stabilized) == (
-        SCALE_DOWN_WINDOW)
+        SCALE_DOWN_WINDOW
+    )
     failing = conditions(active=("False", "FailedGetPodsMetric"))
     assert infer_limit(replicas=3, desired=3, proposals=p, conditions=failing) == METRICS_UNAVAILABLE
 
@@ -141,14 +148,20 @@ def test_limit_inferred_from_the_recomputation():
     # the metrics propose 2 and nothing is ScalingLimited: only a scale-down window keeps it higher.
     rescaled = conditions(able="SucceededRescale")
     assert infer_limit(replicas=6, desired=5, proposals=[Proposal("q", 0.3, 2)], conditions=rescaled) == (
-        SCALE_DOWN_WINDOW)
-    assert infer_limit(replicas=4, desired=4, proposals=[Proposal("q", 1.05, 4, TOLERANCE)],
-                       conditions=conditions()) == TOLERANCE
+        SCALE_DOWN_WINDOW
+    )
+    assert (
+        infer_limit(replicas=4, desired=4, proposals=[Proposal("q", 1.05, 4, TOLERANCE)], conditions=conditions())
+        == TOLERANCE
+    )
     assert infer_limit(replicas=4, desired=7, proposals=[Proposal("q", 1.65, 7)], conditions=conditions()) == (
-        NOT_LIMITED)
+        NOT_LIMITED
+    )
     # replicas above maxReplicas: the controller clamps before looking at any metric
-    assert infer_limit(replicas=12, desired=10, proposals=p_none(), conditions=conditions(),
-                       max_replicas=10) == MAX_REPLICAS
+    assert (
+        infer_limit(replicas=12, desired=10, proposals=p_none(), conditions=conditions(), max_replicas=10)
+        == MAX_REPLICAS
+    )
 
 
 def p_none() -> list[Proposal]:
@@ -166,7 +179,8 @@ def test_condition_changes_become_event_texts():
     before = conditions()
     after = conditions(limited=("True", "TooManyReplicas"))
     assert condition_changes(before, after) == [
-        ("ScalingLimited", "ScalingLimited: False/DesiredWithinRange -> True/TooManyReplicas")]
+        ("ScalingLimited", "ScalingLimited: False/DesiredWithinRange -> True/TooManyReplicas")
+    ]
     assert condition_changes({}, conditions(limited=None))[0][1] == "AbleToScale: absent -> True/ReadyForNewScale"
     assert condition_changes(after, after) == []
 
@@ -178,26 +192,52 @@ def test_tolerances_from_the_manifest():
 
 
 def test_why_cells_of_one_row():
-    row = {"replicas": 6, "desired_replicas": 10, "ready_replicas": 1, "num_requests_waiting": 331.0,
-           "num_requests_waiting_target": 20.0, "kv_cache_usage_perc": 0.999, "kv_cache_usage_target": 0.5}
-    cells = why_cells(row, [MetricKind("num_requests_waiting"), MetricKind("kv_cache_usage_perc")], Tolerances(),
-                      conditions(limited=("True", "TooManyReplicas")))
+    row = {
+        "replicas": 6,
+        "desired_replicas": 10,
+        "ready_replicas": 1,
+        "num_requests_waiting": 331.0,
+        "num_requests_waiting_target": 20.0,
+        "kv_cache_usage_perc": 0.999,
+        "kv_cache_usage_target": 0.5,
+    }
+    cells = why_cells(
+        row,
+        [MetricKind("num_requests_waiting"), MetricKind("kv_cache_usage_perc")],
+        Tolerances(),
+        conditions(limited=("True", "TooManyReplicas")),
+    )
     # queue: 17 (see above); KV: ratio 0.999/0.5 = 1.998, average with 5 pods at 0: 999 // 6 = 166 milli,
     # ratio 0.332 < 1: the direction flips, so the KV metric holds at 6.
-    assert cells == {"num_requests_waiting_ratio": 16.55, "num_requests_waiting_proposed": 17,
-                     "kv_cache_usage_perc_ratio": 1.998, "kv_cache_usage_perc_proposed": 6,
-                     "limited_by": MAX_REPLICAS}
-    assert why_cells(row, [MetricKind("num_requests_waiting")], Tolerances(), None,
-                     limited_by=SCALE_UP_POLICY)["limited_by"] == SCALE_UP_POLICY  # the twin's own answer wins
+    assert cells == {
+        "num_requests_waiting_ratio": 16.55,
+        "num_requests_waiting_proposed": 17,
+        "kv_cache_usage_perc_ratio": 1.998,
+        "kv_cache_usage_perc_proposed": 6,
+        "limited_by": MAX_REPLICAS,
+    }
+    assert (
+        why_cells(row, [MetricKind("num_requests_waiting")], Tolerances(), None, limited_by=SCALE_UP_POLICY)[
+            "limited_by"
+        ]
+        == SCALE_UP_POLICY
+    )  # the twin's own answer wins
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(
-    st.one_of(st.none(), st.integers(0, 400_000)),  # value, milli
-    st.integers(1, 50_000),  # target, milli
-    st.integers(0, 12),  # replicas
-    st.one_of(st.none(), st.integers(0, 12)),  # ready
-), min_size=1, max_size=20), st.sampled_from([0.0, 0.1, 0.3]))
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 400_000)),  # value, milli
+            st.integers(1, 50_000),  # target, milli
+            st.integers(0, 12),  # replicas
+            st.one_of(st.none(), st.integers(0, 12)),  # ready
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from([0.0, 0.1, 0.3]),
+)
 def test_column_proposals_equal_the_row_by_row_ones(cases, tolerance):
     """pods_proposals (whole columns, for long runs recorded without the why columns) = metric_proposal."""
     tol = Tolerances(tolerance, tolerance)

@@ -411,8 +411,10 @@ def test_wall_clock_sleeps_until_the_time():
 def _rbac_triple(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str] | None:
     if path.rstrip("/") == "/version":
         return None  # a non-resource URL, readable by every authenticated user
-    if re.fullmatch(r"/apis/[^/]+(/[^/]+)?/?", path) or path.startswith("/apis/authorization.k8s.io/") or (
-        path.startswith("/apis/authentication.k8s.io/")
+    if (
+        re.fullmatch(r"/apis/[^/]+(/[^/]+)?/?", path)
+        or path.startswith("/apis/authorization.k8s.io/")
+        or (path.startswith("/apis/authentication.k8s.io/"))
     ):
         return None  # discovery, access and self reviews: open to every authenticated user (system:basic-user)
     if m := re.fullmatch(r"/apis/((?:custom|external)\.metrics\.k8s\.io)/[^/]+/namespaces/[^/]+/.+", path):

@@ -49,7 +49,8 @@ def test_import_keeps_rows_and_blanks_never_collected_columns(sources, tmp_path,
     # local time kept, without a UTC marker
     assert imported[0]["timestamp"] == original[0]["timestamp"].replace(" ", "T") + ".000"
     assert (result.directory / "legacy-source" / "metrics.csv").read_bytes() == (
-        sources / name / "metrics.csv").read_bytes()
+        sources / name / "metrics.csv"
+    ).read_bytes()
 
 
 def test_milli_unit_value_is_corrected(sources, tmp_path):
@@ -74,8 +75,11 @@ def test_phases_events_and_elapsed(sources, tmp_path):
     result = import_legacy(sources / MODERATE, tmp_path / "data")
     phases = _rows(result.directory / "phases.csv")
     assert [(p["job"], p["planned_start_s"], p["planned_end_s"]) for p in phases] == [
-        ("phase-1-baseline", "0", "600"), ("phase-2-ramp-up", "180", "780"),
-        ("phase-3-sustained", "360", "960"), ("phase-4-cooldown", "540", "1140")]
+        ("phase-1-baseline", "0", "600"),
+        ("phase-2-ramp-up", "180", "780"),
+        ("phase-3-sustained", "360", "960"),
+        ("phase-4-cooldown", "540", "1140"),
+    ]
     events = _rows(result.directory / "events.csv")
     assert events[0]["kind"] == "run_started" and events[-1]["kind"] == "run_finished"
     assert {"scale_up", "scale_down"} <= {e["kind"] for e in events}
@@ -115,7 +119,8 @@ def test_bad_inputs_are_clear_errors(sources, tmp_path):
         import_legacy(sources / HIGH, tmp_path / "data")
 
 
-@pytest.mark.parametrize(("value", "expected"), [(60250, True), (1001, True), (97.5, False), (355, False),
-                                                 (2000, False), (1500.5, False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(60250, True), (1001, True), (97.5, False), (355, False), (2000, False), (1500.5, False)]
+)
 def test_milli_rule(value, expected):
     assert is_milli_misread(float(value)) is expected

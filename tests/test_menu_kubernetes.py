@@ -31,26 +31,38 @@ def prom(tmp_path_factory) -> Iterator[PrometheusServer]:
         yield server
 
 
-def test_kubernetes_run_from_the_menu_stops_with_cleanup(kube_cluster: KubeEmulator, prom: PrometheusServer,
-                                                          tmp_path: Path) -> None:
+def test_kubernetes_run_from_the_menu_stops_with_cleanup(
+    kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path
+) -> None:
     if not tmux_available():
         pytest.skip("tmux is not installed")
     workspace = tmp_path / "work"
     (workspace / "experiment-configs").mkdir(parents=True)
     config = {
-        "name": "menu-kube", "namespace": NS, "deployment": "vllm", "model_name": "m", "backend": "kubernetes",
+        "name": "menu-kube",
+        "namespace": NS,
+        "deployment": "vllm",
+        "model_name": "m",
+        "backend": "kubernetes",
         "hpa": {"enabled": True, "name": "vllm-hpa", "apply": False},
-        "jobs": [{"name": "first", "rate": 2, "duration": 30,
-                  "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")},
-                 {"name": "second", "rate": 3, "duration": 30, "start_delay": 1,
-                  "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")}],
+        "jobs": [
+            {"name": "first", "rate": 2, "duration": 30, "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml")},
+            {
+                "name": "second",
+                "rate": 3,
+                "duration": 30,
+                "start_delay": 1,
+                "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"),
+            },
+        ],
         "metrics": {"interval": 1, "rate_window": "10s"},
         "prometheus": {"url": prom.url},
         "output": {"base_dir": "../experiment-data"},
     }
     (workspace / "experiment-configs" / "menu-kube.yaml").write_text(yaml.safe_dump(config))
     terminal = TmuxTerminal(tmp_path, 100, 30).start(
-        [sys.executable, "-m", "hpa_experiments", "menu"], workspace,
+        [sys.executable, "-m", "hpa_experiments", "menu"],
+        workspace,
         {"KUBECONFIG": str(kube_cluster.kubeconfig), "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
     )
     try:
@@ -73,7 +85,10 @@ def test_kubernetes_run_from_the_menu_stops_with_cleanup(kube_cluster: KubeEmula
         (run_dir,) = (workspace / "experiment-data").iterdir()
         info = json.loads((run_dir / "run.json").read_text())
         assert (info["status"], info["backend"], info["reason"]) == (
-            "interrupted", "kubernetes", "interrupted from the menu")
+            "interrupted",
+            "kubernetes",
+            "interrupted from the menu",
+        )
         terminal.press("q")
         terminal.wait_for(r"bye: hpa-exp menu closed")
         assert terminal.exit_status() == 0

@@ -26,11 +26,17 @@ SHIPPED = sorted((REPO / "experiment-configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("source", SHIPPED, ids=lambda p: p.name)
 @pytest.mark.parametrize("delays", [(0, 0), (0, 45)], ids=["sequential", "parallel"])
-def test_written_config_validates_and_keeps_the_answers(source: Path, delays: tuple[float, float],
-                                                        tmp_path: Path) -> None:
+def test_written_config_validates_and_keeps_the_answers(
+    source: Path, delays: tuple[float, float], tmp_path: Path
+) -> None:
     base = load_config(source)
-    answers = Answers("my-run", "two: steps [test]", (JobAnswer("warm-up", 4, 60, delays[0]),
-                                                      JobAnswer("burst", 12.5, 150, delays[1])), 20, 75)
+    answers = Answers(
+        "my-run",
+        "two: steps [test]",
+        (JobAnswer("warm-up", 4, 60, delays[0]), JobAnswer("burst", 12.5, 150, delays[1])),
+        20,
+        75,
+    )
     destination = tmp_path / "configs" / "my-run.yaml"
     destination.parent.mkdir()
     destination.write_text(render_config(base, answers, destination), encoding="utf-8")
@@ -39,7 +45,9 @@ def test_written_config_validates_and_keeps_the_answers(source: Path, delays: tu
     plan = build_plan(config)
     assert (config.name, config.description) == ("my-run", "two: steps [test]")
     assert [(j.name, j.rate, j.duration, j.start_delay) for j in config.jobs] == [
-        ("warm-up", 4.0, 60.0, delays[0]), ("burst", 12.5, 150.0, delays[1])]
+        ("warm-up", 4.0, 60.0, delays[0]),
+        ("burst", 12.5, 150.0, delays[1]),
+    ]
     assert (config.cooldown.enabled, config.cooldown.duration) == (True, 75.0)
     if delays[1]:
         assert (plan.mode, plan.load_end, plan.peak_rps) == ("parallel", 195.0, 16.5)
@@ -73,12 +81,18 @@ def test_bar_and_sparkline() -> None:
 
 
 def _kubeconfig(path: Path, current: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": current,
-        "clusters": [{"name": "c1", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "ctx-a", "context": {"cluster": "c1", "user": "u"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": current,
+                "clusters": [{"name": "c1", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "ctx-a", "context": {"cluster": "c1", "user": "u"}}],
+            }
+        )
+    )
     return path
 
 
@@ -90,8 +104,9 @@ def test_current_context_from_the_kubeconfig(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("content", [None, "::: not yaml", "apiVersion: v1\nkind: Config\n"])
-def test_no_usable_kubeconfig_means_simulation_only(content: str | None, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_usable_kubeconfig_means_simulation_only(
+    content: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "config"
     if content is not None:
         path.write_text(content)
@@ -103,7 +118,8 @@ def test_no_usable_kubeconfig_means_simulation_only(content: str | None, tmp_pat
 def test_end_of_run_messages(tmp_path: Path) -> None:
     stopped = RunResult(tmp_path / "r", "interrupted", 130, "interrupted from the menu")
     assert outcome_text(Outcome(stopped, None, 2)).plain == (
-        f"stopped: 2 job(s) deleted, partial run kept in {tmp_path / 'r'}")
+        f"stopped: 2 job(s) deleted, partial run kept in {tmp_path / 'r'}"
+    )
     stuck = RunResult(tmp_path / "r", "interrupted", 130, "x", leftover_jobs=["job-a"])
     assert "Jobs are still present: job-a" in outcome_text(Outcome(stuck, None, 0)).plain
     failed = RunResult(tmp_path / "r", "failed", 1, "job x failed: OOMKilled")
@@ -112,8 +128,14 @@ def test_end_of_run_messages(tmp_path: Path) -> None:
 
 
 def test_not_a_terminal_exits_2_with_a_pointer_to_run() -> None:
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "menu"], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "menu"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 2
     assert "hpa-exp menu needs an interactive terminal" in done.stderr
     assert "hpa-exp run experiment-configs/high-load-hpa.yaml --backend sim" in done.stderr

@@ -27,7 +27,6 @@ MENU = [sys.executable, "-m", "hpa_experiments", "menu"]
 COLOUR_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]")
 
 
-
 SHIPPED_CONFIGS = sorted(p.name for p in (REPO / "experiment-configs").glob("*.yaml"))  # the home list's order
 
 
@@ -71,12 +70,18 @@ def _run_dirs(workspace: Path) -> list[Path]:
 
 
 def _kubeconfig(path: Path, context: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": context,
-        "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "me", "user": {"token": "x"}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": "me"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": context,
+                "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "me", "user": {"token": "x"}}],
+                "contexts": [{"name": context, "context": {"cluster": context, "user": "me"}}],
+            }
+        )
+    )
     return path
 
 

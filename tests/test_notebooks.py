@@ -25,8 +25,9 @@ def execute(name: str, env: dict[str, str], monkeypatch) -> nbformat.NotebookNod
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     return notebook
 
 
@@ -94,8 +95,14 @@ def test_notebook_execute_writes_the_page_into_the_run_directory(runs):
     import sys
 
     run = runs["simulated"]
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(run), "--execute"],
-                          capture_output=True, text=True, timeout=600, cwd=REPO, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "notebook", str(run), "--execute"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     page = run / "notebook.html"
     assert f"notebook page: {page}" in done.stdout
@@ -108,8 +115,21 @@ def test_notebook_execute_on_several_runs_needs_an_output(runs):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "notebook", str(runs["simulated"]),
-                           str(runs["imported"]), "--execute"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpa_experiments",
+            "notebook",
+            str(runs["simulated"]),
+            str(runs["imported"]),
+            "--execute",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 2
     assert "--execute on several runs needs --output FILE.html" in done.stderr

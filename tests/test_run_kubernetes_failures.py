@@ -50,7 +50,11 @@ def two_jobs(tmp_path: Path, on_failure: str) -> Path:
 
 
 def run_with_a_failing_job(
-    kube: KubeEmulator, prom: PrometheusServer, tmp_path: Path, on_failure: str, how: str  # noqa: F811
+    kube: KubeEmulator,
+    prom: PrometheusServer,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+    on_failure: str,
+    how: str,
 ) -> tuple[Path, dict]:
     """Run two jobs while the first one fails; the run exits 1. Returns its folder and run.json."""
     controller = fail_first_job_when_created(kube, how)

@@ -12,8 +12,7 @@ from hpa_experiments.errors import ConfigError
 
 def sent(profile_overrides: dict, n: int = 4000, output_len: int | None = -1) -> list:
     profile = load_profile(overrides=profile_overrides)
-    gen = LoadGenerator("job", profile, rate=100.0, start_t=0.0, seed=5, max_concurrency=None,
-                        output_len=output_len)
+    gen = LoadGenerator("job", profile, rate=100.0, start_t=0.0, seed=5, max_concurrency=None, output_len=output_len)
     return [gen.pop_send(gen.next_send_time()) for _ in range(n)]
 
 
@@ -40,8 +39,9 @@ def test_without_natural_length_every_answer_is_max_tokens() -> None:
     assert {r.finish_reason for r in reqs} == {"length"}
 
 
-@pytest.mark.parametrize(("key", "value"), [("natural_output_len_mean", 0), ("job_start_delay_s", -1.0),
-                                            ("natural_output_len_mean", "long")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("natural_output_len_mean", 0), ("job_start_delay_s", -1.0), ("natural_output_len_mean", "long")]
+)
 def test_bad_values_are_config_errors(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         load_profile(overrides={key: value})

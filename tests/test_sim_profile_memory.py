@@ -93,9 +93,16 @@ def test_an_explicit_capacity_larger_than_the_memory_left_is_a_config_error() ->
     assert load_profile(overrides={"kv_capacity_tokens": 467_280, "gpu_memory_gib": 80.0}).kv_capacity == 467_280
 
 
-@pytest.mark.parametrize(("key", "value"), [("gpus_per_replica", 0), ("gpu_memory_utilization", 1.2),
-                                            ("model_weights_gib", -1.0), ("kv_bytes_per_token", 0),
-                                            ("kv_capacity_tokens", "many")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("gpus_per_replica", 0),
+        ("gpu_memory_utilization", 1.2),
+        ("model_weights_gib", -1.0),
+        ("kv_bytes_per_token", 0),
+        ("kv_capacity_tokens", "many"),
+    ],
+)
 def test_bad_memory_fields_are_config_errors(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         load_profile(overrides={key: value})
@@ -112,8 +119,13 @@ def test_run_json_records_the_derived_capacity(tmp_path: Path) -> None:
 
 def test_the_cli_refuses_a_model_that_does_not_fit_without_writing_anything(tmp_path: Path) -> None:
     path = config_file(tmp_path, {"model_weights_gib": 140.0})
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "run", str(path), "--backend", "sim"],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "run", str(path), "--backend", "sim"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 2
     output = done.stdout + done.stderr
     expected = PREFIX + "the model does not fit: 140.0 GiB of weights > 79.65 GiB x 1 GPU x 0.9 = 71.7 GiB usable"

@@ -55,9 +55,7 @@ class _InterruptAt:
         pass
 
 
-def run_twin(
-    config_path: Path, out: Path, interrupt_at: float | None = None
-) -> tuple[SimBackend, Path, Scrapes]:
+def run_twin(config_path: Path, out: Path, interrupt_at: float | None = None) -> tuple[SimBackend, Path, Scrapes]:
     """Run a config on the twin in this process; also returns every scraped counter value per pod.
 
     With `interrupt_at` the run is interrupted then and its Jobs are kept (`--keep-jobs`)."""
@@ -83,8 +81,17 @@ def run_twin(
 
     backend.tsdb.append_many = recording  # type: ignore[method-assign]
     observer = _InterruptAt(interrupt_at) if interrupt_at is not None else None
-    result = Runner(config, plan, backend, base_dir=out, metric_names=names, handle_signals=False,
-                    keep_jobs=interrupt_at is not None, observer=observer, run_id="r1").run()
+    result = Runner(
+        config,
+        plan,
+        backend,
+        base_dir=out,
+        metric_names=names,
+        handle_signals=False,
+        keep_jobs=interrupt_at is not None,
+        observer=observer,
+        run_id="r1",
+    ).run()
     assert result.status == ("completed" if interrupt_at is None else "interrupted"), result.reason
     return backend, result.run_dir, scrapes
 
@@ -93,8 +100,10 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     with (run_dir / REQUESTS_FILE).open(newline="") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == REQUEST_COLUMNS
-        return [{k: (v if k in ("job", "replica", "outcome") else (float(v) if v != "" else None))
-                 for k, v in row.items()} for row in reader]
+        return [
+            {k: (v if k in ("job", "replica", "outcome") else (float(v) if v != "" else None)) for k, v in row.items()}
+            for row in reader
+        ]
 
 
 def fixed_config(folder: Path) -> Path:
@@ -324,8 +333,13 @@ def test_tokens_by_counts_the_decode_steps_ended_by_then(read_metrics: bool) -> 
 
 
 def test_requests_that_can_never_fit_the_kv_cache_are_rejected_rows(tmp_path: Path) -> None:
-    profile = load_profile(overrides={"job_start_delay_s": 0.0, "kv_capacity_tokens": 1024,  # < prompt + 1024
-                                      "natural_output_len_mean": None})
+    profile = load_profile(
+        overrides={
+            "job_start_delay_s": 0.0,
+            "kv_capacity_tokens": 1024,  # < prompt + 1024
+            "natural_output_len_mean": None,
+        }
+    )
     fleet = Fleet(profile, seed=4, initial_replicas=1)
     log = RequestLog(tmp_path / REQUESTS_FILE, 0.0)
     fleet.request_log = log

@@ -30,12 +30,19 @@ ROWS = [
 ]
 
 
-def make_run(folder: Path, rows: list[tuple] | None = ROWS, warm_up: float = 5.0,
-             percentiles: list[float] | None = None) -> Path:
+def make_run(
+    folder: Path, rows: list[tuple] | None = ROWS, warm_up: float = 5.0, percentiles: list[float] | None = None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     metrics = {"warm_up_duration_s": warm_up, "percentiles": percentiles or [0.5, 0.9, 0.99]}
-    info = {"id": "r1", "name": "t", "backend": "simulation", "status": "completed", "interval_s": 5,
-            "config": {"metrics": metrics, "slo": {"ttft_ms": 50}}}
+    info = {
+        "id": "r1",
+        "name": "t",
+        "backend": "simulation",
+        "status": "completed",
+        "interval_s": 5,
+        "config": {"metrics": metrics, "slo": {"ttft_ms": 50}},
+    }
     (folder / "run.json").write_text(json.dumps(info))
     (folder / "metrics.csv").write_text("elapsed_s,replicas\n0,1\n5,1\n10,1\n")
     if rows is not None:
@@ -44,8 +51,22 @@ def make_run(folder: Path, rows: list[tuple] | None = ROWS, warm_up: float = 5.0
             writer.writerow(REQUEST_COLUMNS)
             for i, (job, arrival, outcome, ttft, itl, e2e, wait, prompt, output) in enumerate(rows):
                 end = "" if outcome == "running_at_end" else arrival + (e2e or 5.0) / 1000
-                writer.writerow([i + 1, job, "vllm-0", arrival, end, _cell(wait), _cell(ttft), _cell(itl),
-                                 _cell(e2e), prompt, output, outcome])
+                writer.writerow(
+                    [
+                        i + 1,
+                        job,
+                        "vllm-0",
+                        arrival,
+                        end,
+                        _cell(wait),
+                        _cell(ttft),
+                        _cell(itl),
+                        _cell(e2e),
+                        prompt,
+                        output,
+                        outcome,
+                    ]
+                )
     return folder
 
 
@@ -58,8 +79,14 @@ def test_counts_tokens_and_latencies_after_the_warm_up(tmp_path: Path) -> None:
     assert kpis is not None
     assert kpis["excluded_by_warm_up"] == 1 and kpis["warm_up_s"] == 5.0
     assert kpis["requests"] == 7
-    assert kpis["by_outcome"] == {"completed": 4, "aborted_scale_down": 1, "aborted_job_stopped": 1,
-                                  "rejected": 0, "running_at_end": 1, "failed_no_replica": 0}
+    assert kpis["by_outcome"] == {
+        "completed": 4,
+        "aborted_scale_down": 1,
+        "aborted_job_stopped": 1,
+        "rejected": 0,
+        "running_at_end": 1,
+        "failed_no_replica": 0,
+    }
     assert kpis["prompt_tokens"] == 120 + 80 + 90 + 70 + 60 + 200 + 40
     assert kpis["output_tokens"] == 48 + 1 + 60 + 9 + 0 + 51 + 3
     ttft = kpis["ttft_ms"]  # completed after warm-up: 20, 40, 60, 100 (the aborted 30 ms is not counted)
@@ -69,8 +96,7 @@ def test_counts_tokens_and_latencies_after_the_warm_up(tmp_path: Path) -> None:
     assert itl["count"] == 3 and itl["mean"] == pytest.approx(40 / 3, abs=1e-3)
     assert kpis["queue_wait_ms"]["p50"] == 3.5
     assert kpis["per_job"]["a"]["by_outcome"]["completed"] == 3
-    assert kpis["per_job"]["b"]["e2e_ms"] == {"count": 1, "mean": 1100.0, "p50": 1100.0, "p90": 1100.0,
-                                              "p99": 1100.0}
+    assert kpis["per_job"]["b"]["e2e_ms"] == {"count": 1, "mean": 1100.0, "p50": 1100.0, "p90": 1100.0, "p99": 1100.0}
     assert kpis["per_job"]["b"]["requests"] == 3
 
 
@@ -89,8 +115,10 @@ def test_reading_in_small_chunks_gives_the_same_result(tmp_path: Path, monkeypat
     monkeypatch.setattr(request_analysis, "CHUNK_ROWS", 3)
     assert request_kpis(run) == whole
     # jobs met in another order than their names sort in, spread over chunks
-    rows = [(job, 6.0 + i, "completed", 10.0 * (i + 1), 5.0, 100.0 + i, 1.0, 10, 20)
-            for i, job in enumerate(["z", "z", "z", "a", "z", "a", "m", "a"])]
+    rows = [
+        (job, 6.0 + i, "completed", 10.0 * (i + 1), 5.0, 100.0 + i, 1.0, 10, 20)
+        for i, job in enumerate(["z", "z", "z", "a", "z", "a", "m", "a"])
+    ]
     kpis = request_kpis(load_run(make_run(tmp_path / "jobs", rows=rows)))
     assert kpis is not None
     assert list(kpis["per_job"]) == ["z", "a", "m"]

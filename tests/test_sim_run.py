@@ -90,8 +90,17 @@ def test_high_load_run_scales_out_under_the_peak_and_back_in_during_cooldown(hig
 
 
 @pytest.mark.parametrize(
-    "name", ["ttft_ms", "itl_ms", "num_requests_waiting", "kv_cache_usage_perc", "prom_requests_waiting",
-             "prom_kv_cache_usage_avg", "ttft_p90_ms", "itl_p90_ms"]
+    "name",
+    [
+        "ttft_ms",
+        "itl_ms",
+        "num_requests_waiting",
+        "kv_cache_usage_perc",
+        "prom_requests_waiting",
+        "prom_kv_cache_usage_avg",
+        "ttft_p90_ms",
+        "itl_p90_ms",
+    ],
 )
 def test_high_load_run_fills_latency_queue_and_kv_columns(high_load_run: Path, name: str) -> None:
     table = rows(high_load_run)

@@ -43,8 +43,11 @@ def test_two_hpas_on_one_deployment_disable_both(testbed: Testbed) -> None:
     try:
         testbed.apply_file(KIT / "hpa-vllm-queue.yaml")
         testbed.apply_file(KIT / "hpa-vllm-combined.yaml")
-        wait_for("AmbiguousSelector on both HPAs",
-                 lambda: ambiguous(testbed, "vllm-hpa-queue") and ambiguous(testbed, "vllm-hpa-combined"), 60)
+        wait_for(
+            "AmbiguousSelector on both HPAs",
+            lambda: ambiguous(testbed, "vllm-hpa-queue") and ambiguous(testbed, "vllm-hpa-combined"),
+            60,
+        )
     finally:
         delete_hpas(testbed)
 
@@ -81,6 +84,9 @@ def test_no_series_for_the_configured_model_fails_the_preflight(testbed: Testbed
 
 
 def vllm_series(bed: Testbed) -> list:
-    answer = requests.get(f"{bed.prometheus_url}/api/v1/series",
-                          params={"match[]": 'vllm:num_requests_running{namespace="hpa-exp"}'}, timeout=10)
+    answer = requests.get(
+        f"{bed.prometheus_url}/api/v1/series",
+        params={"match[]": 'vllm:num_requests_running{namespace="hpa-exp"}'},
+        timeout=10,
+    )
     return answer.json().get("data", [])

@@ -45,14 +45,19 @@ def test_bench_job_completes_and_its_log_has_the_result_block(testbed: Testbed, 
         return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
 
     wait_for(f"Job {name} Complete", complete, 120)
-    pods = testbed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
-                           params={"labelSelector": f"job-name={name}"}).json()["items"]
+    pods = testbed.request(
+        "GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params={"labelSelector": f"job-name={name}"}
+    ).json()["items"]
     assert len(pods) == 1 and pods[0]["status"]["phase"] == "Succeeded", [p["status"] for p in pods]
-    log = testbed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{pods[0]['metadata']['name']}/log",
-                          params={"container": "bench"})
+    log = testbed.request(
+        "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{pods[0]['metadata']['name']}/log", params={"container": "bench"}
+    )
     assert log.status_code == 200, log.text
     assert "============ Serving Benchmark Result ============" in log.text, log.text
     assert re.search(r"^Successful requests:\s+12\s*$", log.text, re.M), log.text
     assert re.search(r"^Request rate configured \(RPS\):\s+4\.00\s*$", log.text, re.M), log.text
-    testbed.request("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}",
-                    {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+    testbed.request(
+        "DELETE",
+        f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}",
+        {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+    )

@@ -46,8 +46,13 @@ def test_cluster_up_manifests_apply_cleanly(testbed: Testbed, hpa: str) -> None:
     Namespaces are created for real (namespaced objects need them); nothing else is changed, so the
     test bed's own adapter registration stays in place.
     """
-    done = subprocess.run([sys.executable, "-m", "hpa_experiments", "cluster", "up", "--dry-run", "--hpa", hpa],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "cluster", "up", "--dry-run", "--hpa", hpa],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     files = dry_run_apply_files(done.stdout)
     assert REPO / "manifests" / "model-server" / "emulator.yaml" in files, done.stdout
@@ -81,8 +86,13 @@ def _validate(tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
         doc["jobs"] = [{"name": name, "rate": 1, "duration": 10}]
 
     path = derive_config(SHIPPED, tmp_path, change)
-    return subprocess.run([sys.executable, "-m", "hpa_experiments", "validate", str(path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "hpa_experiments", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("name", ["a" * MAX_JOB_NAME, "phase-1", "x" + "-9" * 20 + "z"])
@@ -95,22 +105,27 @@ def test_job_names_that_validate_accepts_are_accepted_by_the_api_server(
     assert _validate(tmp_path, name).returncode == 0
     testbed.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     job = _job_with_name(tmp_path, name)
-    answer = testbed.request("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs", job,
-                             params={"dryRun": "All", "fieldValidation": "Strict"})
+    answer = testbed.request(
+        "POST",
+        f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+        job,
+        params={"dryRun": "All", "fieldValidation": "Strict"},
+    )
     assert answer.status_code == 201, answer.text
 
 
 @pytest.mark.parametrize("name", ["a" * (MAX_JOB_NAME + 1), "Phase-1", "phase_1", "-phase"])
-def test_job_names_the_api_server_rejects_are_rejected_by_validate(
-    testbed: Testbed, tmp_path: Path, name: str
-) -> None:
+def test_job_names_the_api_server_rejects_are_rejected_by_validate(testbed: Testbed, tmp_path: Path, name: str) -> None:
     """Real API server: the rendered Job of such a name is refused by the server, and `hpa-exp
     validate` refuses the config first (exit 2, naming the field) - nothing reaches the cluster."""
     run_id = new_run_id(1_900_000_000.0)
     job_name = f"{name}-{run_id}"
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job_name, "namespace": NAMESPACE},
-           "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name, "namespace": NAMESPACE},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+    }
     testbed.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     answer = testbed.request("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs", job, params={"dryRun": "All"})
     assert answer.status_code == 422, f"the API server accepted {job_name!r}: {answer.text}"

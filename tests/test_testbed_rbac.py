@@ -29,18 +29,31 @@ def short_run(doc: dict) -> None:
 
 def token_kubeconfig(bed: Testbed, path: Path) -> Path:
     """A kubeconfig for ServiceAccount hpa-exp/hpa-exp-runner with a fresh bound token."""
-    answer = bed.request("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/hpa-exp-runner/token",
-                         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                          "spec": {"expirationSeconds": 3600}})
+    answer = bed.request(
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/hpa-exp-runner/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
+    )
     assert answer.status_code == 201, answer.text
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "runner",
-        "clusters": [{"name": "testbed", "cluster": {"server": bed.api_url,
-                                                     "certificate-authority": str(bed.pki / "ca.crt")}}],
-        "users": [{"name": "runner", "user": {"token": answer.json()["status"]["token"]}}],
-        "contexts": [{"name": "runner", "context": {"cluster": "testbed", "user": "runner",
-                                                    "namespace": NAMESPACE}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "runner",
+                "clusters": [
+                    {
+                        "name": "testbed",
+                        "cluster": {"server": bed.api_url, "certificate-authority": str(bed.pki / "ca.crt")},
+                    }
+                ],
+                "users": [{"name": "runner", "user": {"token": answer.json()["status"]["token"]}}],
+                "contexts": [
+                    {"name": "runner", "context": {"cluster": "testbed", "user": "runner", "namespace": NAMESPACE}}
+                ],
+            }
+        )
+    )
     return path
 
 

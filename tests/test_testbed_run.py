@@ -30,8 +30,13 @@ pytestmark = pytest.mark.testbed
 SHIPPED = REPO / "experiment-configs" / "high-load-hpa.yaml"
 # One simulator decodes one request at a time, so one pod saturates at a few req/s and the
 # queue (vllm:num_requests_waiting, the HPA's signal) builds at rates a 2-core machine generates.
-SIM_ARGS = {"--max-num-seqs": "1", "--time-to-first-token": "100", "--time-to-first-token-std-dev": "0",
-            "--inter-token-latency": "12", "--inter-token-latency-std-dev": "0"}
+SIM_ARGS = {
+    "--max-num-seqs": "1",
+    "--time-to-first-token": "100",
+    "--time-to-first-token-std-dev": "0",
+    "--inter-token-latency": "12",
+    "--inter-token-latency-std-dev": "0",
+}
 OUTPUT_LEN = 16
 
 

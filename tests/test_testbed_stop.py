@@ -36,8 +36,12 @@ def long_low_load(doc: dict) -> None:
 
 def start_run(bed: Testbed, config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "hpa_experiments", *run_args(bed, config)], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **bed.env()},
+        [sys.executable, "-m", "hpa_experiments", *run_args(bed, config)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **bed.env()},
     )
 
 
@@ -59,8 +63,10 @@ def wait_for_nothing_left(bed: Testbed) -> None:
         wait_for("0 Jobs and 0 Job pods", empty, 60)
     except AssertionError:
         jobs, pods = job_objects(bed)
-        raise AssertionError(f"left: Jobs {[j['metadata']['name'] for j in jobs]}, "
-                             f"pods {[(p['metadata']['name'], p['status'].get('phase')) for p in pods]}") from None
+        raise AssertionError(
+            f"left: Jobs {[j['metadata']['name'] for j in jobs]}, "
+            f"pods {[(p['metadata']['name'], p['status'].get('phase')) for p in pods]}"
+        ) from None
 
 
 def test_sigterm_mid_run_leaves_no_job_and_no_pod(testbed: Testbed, tmp_path: Path) -> None:
@@ -96,7 +102,11 @@ def test_sigkill_then_cleanup_leaves_no_job_and_no_pod(testbed: Testbed, tmp_pat
     run_dir = only_run_dir(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "cleanup", str(run_dir), "--kubeconfig", str(testbed.kubeconfig)],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, **testbed.env()},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, **testbed.env()},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for_nothing_left(testbed)

@@ -43,18 +43,35 @@ def write_config(folder: Path) -> Path:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
             "minReplicas": 1,
             "maxReplicas": 4,
-            "metrics": [{"type": "Pods", "pods": {"metric": {"name": "num_requests_waiting"},
-                                                  "target": {"type": "AverageValue", "averageValue": "20"}}},
-                        {"type": "Pods", "pods": {"metric": {"name": "kv_cache_usage_perc"},
-                                                  "target": {"type": "AverageValue", "averageValue": "500m"}}}],
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "num_requests_waiting"},
+                        "target": {"type": "AverageValue", "averageValue": "20"},
+                    },
+                },
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "kv_cache_usage_perc"},
+                        "target": {"type": "AverageValue", "averageValue": "500m"},
+                    },
+                },
+            ],
         },
     }
     (folder / "hpa.yaml").write_text(yaml.safe_dump(manifest))
     doc = {
-        "name": "why", "namespace": NS, "deployment": "vllm", "model_name": "m", "backend": "kubernetes",
+        "name": "why",
+        "namespace": NS,
+        "deployment": "vllm",
+        "model_name": "m",
+        "backend": "kubernetes",
         "hpa": {"enabled": True, "manifest": "hpa.yaml", "apply": True, "remove_after": False},
-        "jobs": [{"name": "load", "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"), "rate": 5,
-                  "duration": 6}],
+        "jobs": [
+            {"name": "load", "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"), "rate": 5, "duration": 6}
+        ],
         "metrics": {"interval": 1},
     }
     path = folder / "why.yaml"
@@ -63,8 +80,13 @@ def write_config(folder: Path) -> Path:
 
 
 def condition(kind: str, status: str, reason: str) -> dict[str, str]:
-    return {"type": kind, "status": status, "reason": reason, "message": reason,
-            "lastTransitionTime": rfc3339(time.time())}
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": reason,
+        "lastTransitionTime": rfc3339(time.time()),
+    }
 
 
 def play_the_controller(kube: KubeEmulator, out: Path, scale_at: list[float]) -> None:
@@ -78,33 +100,63 @@ def play_the_controller(kube: KubeEmulator, out: Path, scale_at: list[float]) ->
         time.sleep(0.02)
     decided = float(int(time.time()))
     scale_at.append(decided)
-    kube.patch(HPAS, NS, "vllm-hpa", {"status": {
-        "currentReplicas": 1, "desiredReplicas": 4, "lastScaleTime": rfc3339(decided),
-        "currentMetrics": [
-            {"type": "Pods", "pods": {"metric": {"name": "num_requests_waiting"}, "current": {"averageValue": "300"}}},
-            {"type": "Pods", "pods": {"metric": {"name": "kv_cache_usage_perc"}, "current": {"averageValue": "900m"}}},
-        ],
-        "conditions": [condition("AbleToScale", "True", "SucceededRescale"),
-                       condition("ScalingActive", "True", "ValidMetricFound"),
-                       condition("ScalingLimited", "True", "TooManyReplicas")],
-    }})
+    kube.patch(
+        HPAS,
+        NS,
+        "vllm-hpa",
+        {
+            "status": {
+                "currentReplicas": 1,
+                "desiredReplicas": 4,
+                "lastScaleTime": rfc3339(decided),
+                "currentMetrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {"metric": {"name": "num_requests_waiting"}, "current": {"averageValue": "300"}},
+                    },
+                    {
+                        "type": "Pods",
+                        "pods": {"metric": {"name": "kv_cache_usage_perc"}, "current": {"averageValue": "900m"}},
+                    },
+                ],
+                "conditions": [
+                    condition("AbleToScale", "True", "SucceededRescale"),
+                    condition("ScalingActive", "True", "ValidMetricFound"),
+                    condition("ScalingLimited", "True", "TooManyReplicas"),
+                ],
+            }
+        },
+    )
     for n in range(1, 4):
-        kube.put(PODS, NS, {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"vllm-new-{n}", "labels": {"app": "vllm"}, "creationTimestamp": rfc3339(decided)},
-            "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest"}]},
-            "status": {"phase": "Running", "startTime": rfc3339(decided + 1),
-                       "conditions": [{"type": "Ready", "status": "True",
-                                       "lastTransitionTime": rfc3339(decided + 3)}]},
-        })
+        kube.put(
+            PODS,
+            NS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"vllm-new-{n}", "labels": {"app": "vllm"}, "creationTimestamp": rfc3339(decided)},
+                "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:latest"}]},
+                "status": {
+                    "phase": "Running",
+                    "startTime": rfc3339(decided + 1),
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(decided + 3)}],
+                },
+            },
+        )
     kube.set_deployment_replicas(NS, "vllm", replicas=4, ready_replicas=1)
 
 
 def test_kubernetes_run_records_the_why(kube_cluster: KubeEmulator, tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     run_id = new_run_id(time.time())
-    backend = KubeBackend(KubeSettings(kubeconfig=str(kube_cluster.kubeconfig)), None, namespace=NS,
-                          deployment="vllm", hpa_name="vllm-hpa", run_id=run_id)
+    backend = KubeBackend(
+        KubeSettings(kubeconfig=str(kube_cluster.kubeconfig)),
+        None,
+        namespace=NS,
+        deployment="vllm",
+        hpa_name="vllm-hpa",
+        run_id=run_id,
+    )
     out = tmp_path / "out"
     scale_at: list[float] = []
     controller = threading.Thread(target=play_the_controller, args=(kube_cluster, out, scale_at))

@@ -29,8 +29,15 @@ from hpa_experiments.hpa_reasons import (
 )
 from tests.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
 
-LIMIT_VALUES = {*LIMITING_REASONS.values(), *STABILIZED_REASONS.values(), "tolerance", "unready pods",
-                "metrics unavailable", "scaling disabled", "none"}
+LIMIT_VALUES = {
+    *LIMITING_REASONS.values(),
+    *STABILIZED_REASONS.values(),
+    "tolerance",
+    "unready pods",
+    "metrics unavailable",
+    "scaling disabled",
+    "none",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +54,15 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_twin_run_records_conditions_ratios_and_limits(runs):
     run = runs["simulated"]
     rows = read_csv(run / "metrics.csv")
-    for column in [*condition_columns(), "hpa_last_scale_s", "num_requests_waiting_ratio",
-                   "num_requests_waiting_proposed", "kv_cache_usage_perc_ratio", "kv_cache_usage_perc_proposed",
-                   "limited_by"]:
+    for column in [
+        *condition_columns(),
+        "hpa_last_scale_s",
+        "num_requests_waiting_ratio",
+        "num_requests_waiting_proposed",
+        "kv_cache_usage_perc_ratio",
+        "kv_cache_usage_perc_proposed",
+        "limited_by",
+    ]:
         assert column in rows[0], column
     synced = [r for r in rows if r["scaling_active"]]
     assert synced and synced[0] is rows[3]  # the first HPA sync is within 15 s of the start (5 s ticks)
@@ -157,8 +170,10 @@ def test_hand_check_of_an_imported_real_event(runs):
     assert (queue["ratio"], queue["proposed"]) == (177.5, 888)
     assert (kv["ratio"], kv["proposed"]) == (1.994, 10)
     assert first["limited_by"] is None and first["ready_basis"] == "unknown"
-    assert first["line"] == ("at 253 s: desired 9 (was 1); queue 177.5x target, proposes 888; limit unknown "
-                             "(no HPA conditions recorded); ready lag unknown (no pod or ready-replica data)")
+    assert first["line"] == (
+        "at 253 s: desired 9 (was 1); queue 177.5x target, proposes 888; limit unknown "
+        "(no HPA conditions recorded); ready lag unknown (no pod or ready-replica data)"
+    )
     assert why_data(run).recomputed
 
 
@@ -176,5 +191,10 @@ def test_report_shows_the_why_on_both_runs(runs):
 def test_condition_cells_of_a_status():
     status = [{"type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas", "message": "..."}]
     assert condition_cells(status) == {
-        "able_to_scale": None, "able_to_scale_reason": None, "scaling_active": None,
-        "scaling_active_reason": None, "scaling_limited": "True", "scaling_limited_reason": "TooManyReplicas"}
+        "able_to_scale": None,
+        "able_to_scale_reason": None,
+        "scaling_active": None,
+        "scaling_active_reason": None,
+        "scaling_limited": "True",
+        "scaling_limited_reason": "TooManyReplicas",
+    }

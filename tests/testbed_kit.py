@@ -42,9 +42,12 @@ def rolled_out(bed: Testbed, name: str = "vllm") -> bool:
     """As `kubectl rollout status`: every replica updated and available, no old pod left."""
     found = bed.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}").json()
     want, status = found["spec"].get("replicas", 1), found.get("status", {})
-    return (status.get("observedGeneration", 0) >= found["metadata"]["generation"]
-            and status.get("updatedReplicas") == want and status.get("replicas") == want
-            and status.get("availableReplicas") == want)
+    return (
+        status.get("observedGeneration", 0) >= found["metadata"]["generation"]
+        and status.get("updatedReplicas") == want
+        and status.get("replicas") == want
+        and status.get("availableReplicas") == want
+    )
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
@@ -76,14 +79,28 @@ def derive_config(source: Path, out_dir: Path, changes: Callable[[dict[str, Any]
 def hpa_exp(bed: Testbed, *args: str, timeout: float = 900, **popen: Any) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a person would, pointed at the test bed."""
     return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **bed.env(), "HPA_EXP_DEBUG": "1"}, cwd=REPO, **popen,
+        [sys.executable, "-m", "hpa_experiments", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **bed.env(), "HPA_EXP_DEBUG": "1"},
+        cwd=REPO,
+        **popen,
     )
 
 
 def run_args(bed: Testbed, config: Path) -> list[str]:
-    return ["run", str(config), "--backend", "kubernetes", "--kubeconfig", str(bed.kubeconfig),
-            "--prometheus-url", bed.prometheus_url, "--plain"]
+    return [
+        "run",
+        str(config),
+        "--backend",
+        "kubernetes",
+        "--kubeconfig",
+        str(bed.kubeconfig),
+        "--prometheus-url",
+        bed.prometheus_url,
+        "--plain",
+    ]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -103,15 +120,24 @@ def number(value: str) -> float | None:
 
 def job_objects(bed: Testbed, label: str = "app.kubernetes.io/managed-by=hpa-exp") -> tuple[list, list]:
     """(Jobs, their pods) in the namespace with `label`."""
-    jobs = bed.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
-                       params={"labelSelector": label}).json().get("items", [])
-    pods = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
-                       params={"labelSelector": label}).json().get("items", [])
+    jobs = (
+        bed.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs", params={"labelSelector": label})
+        .json()
+        .get("items", [])
+    )
+    pods = (
+        bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params={"labelSelector": label})
+        .json()
+        .get("items", [])
+    )
     return jobs, pods
 
 
 def delete_run_jobs(bed: Testbed) -> None:
     """Delete every hpa-exp Job (admin), e.g. after a run that was not allowed to delete its own."""
-    bed.request("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
-                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
-                params={"labelSelector": "app.kubernetes.io/managed-by=hpa-exp"})
+    bed.request(
+        "DELETE",
+        f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+        {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+        params={"labelSelector": "app.kubernetes.io/managed-by=hpa-exp"},
+    )

@@ -85,15 +85,19 @@ KPIS = [
     Kpi("peak replicas", "", 0, lambda s: s["kpis"]["replicas"]["peak"], None),
     Kpi("mean replicas", "", 2, lambda s: s["kpis"]["replicas"]["mean"], True),
     Kpi("GPU-hours", "", 3, lambda s: s["kpis"]["replicas"]["gpu_hours"], True),
-    Kpi("first scale-up after a load increase", " s", 0,
-        lambda s: _first_increase(s, "time_to_first_scale_up_s"), True),
+    Kpi(
+        "first scale-up after a load increase", " s", 0, lambda s: _first_increase(s, "time_to_first_scale_up_s"), True
+    ),
     Kpi("time to steady replicas", " s", 0, lambda s: _first_increase(s, "time_to_steady_s"), True),
     Kpi("scale-down completion", " s", 0, lambda s: s["kpis"]["scale_down"]["completed_after_s"], True),
     Kpi("replica direction changes", "", 0, lambda s: s["kpis"]["replicas"]["direction_changes"], True),
     Kpi("replica std", "", 2, lambda s: s["kpis"]["replicas"]["std"], None),
     Kpi("time with waiting > 0", " %", 1, lambda s: _share(s["kpis"]["waiting_share"]), True),
-    *[Kpi(f"{name} {key} over the run (histogram)", " ms", digits, _run_window_pick(metric, key), True)
-      for metric, name, digits in (("ttft_ms", "TTFT", 1), ("itl_ms", "ITL", 2)) for key in ("mean", "p90", "p99")],
+    *[
+        Kpi(f"{name} {key} over the run (histogram)", " ms", digits, _run_window_pick(metric, key), True)
+        for metric, name, digits in (("ttft_ms", "TTFT", 1), ("itl_ms", "ITL", 2))
+        for key in ("mean", "p90", "p99")
+    ],
     Kpi("TTFT mean of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["mean"], True),
     Kpi("TTFT p90 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p90"], True),
     Kpi("TTFT p99 of samples", " ms", 1, lambda s: s["kpis"]["ttft_ms"]["p99"], True),
@@ -109,8 +113,13 @@ KPIS = [
     Kpi("client: ITL P99 (worst job)", " ms", 2, lambda s: _client(s, "itl_p99_ms_worst_job"), True),
     Kpi("time with TTFT over SLO", " %", 1, lambda s: _share(s["kpis"].get("ttft_over_slo_share")), True),
     Kpi("time with ITL over SLO", " %", 1, lambda s: _share(s["kpis"].get("itl_over_slo_share")), True),
-    Kpi("TTFT p99 per request (requests.csv: gateway waits included)", " ms", 1,
-        lambda s: _request_stat(s, "ttft_ms", "p99"), True),
+    Kpi(
+        "TTFT p99 per request (requests.csv: gateway waits included)",
+        " ms",
+        1,
+        lambda s: _request_stat(s, "ttft_ms", "p99"),
+        True,
+    ),
     Kpi("time at 0 replicas", " s", 0, lambda s: _cold(s, "zero_replicas_s"), None),
     Kpi("cold starts (episodes at zero Ready replicas)", "", 0, lambda s: _cold(s, "episodes"), True),
     Kpi("requests that arrived at zero Ready replicas", "", 0, lambda s: _cold(s, "requests_at_zero"), True),
@@ -118,8 +127,13 @@ KPIS = [
     Kpi("GPU energy", " kWh", 4, lambda s: _energy(s, "energy_kwh"), True),
     Kpi("GPU power mean", " W", 0, lambda s: _energy(s, "mean_power_w"), None),
     Kpi("energy per output token", " J", 3, lambda s: _energy(s, "joules_per_token"), True),
-    Kpi("GPU-hours (measured GPU count)", "", 3,
-        lambda s: _energy(s, "gpu_hours") if _energy(s, "gpu_hours_basis") == MEASURED_GPU_HOURS else None, True),
+    Kpi(
+        "GPU-hours (measured GPU count)",
+        "",
+        3,
+        lambda s: _energy(s, "gpu_hours") if _energy(s, "gpu_hours_basis") == MEASURED_GPU_HOURS else None,
+        True,
+    ),
     Kpi("cost (GPU-hours x the config's price)", "", 2, lambda s: _energy(s, "cost"), True, _currency),
 ]
 
@@ -187,10 +201,22 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runs": [{"id": r.run_id, "name": r.name, "backend": r.backend, "path": str(r.path), "tags": r.tags,
-                      "overrides": r.overrides} for r in self.runs],
-            "kpis": [{"kpi": k.label, "unit": units[0], "units": units, "values": [k.pick(s) for s in self.summaries]}
-                     for k in KPIS for units in [[u.strip() for u in k.units(self.summaries)]]],
+            "runs": [
+                {
+                    "id": r.run_id,
+                    "name": r.name,
+                    "backend": r.backend,
+                    "path": str(r.path),
+                    "tags": r.tags,
+                    "overrides": r.overrides,
+                }
+                for r in self.runs
+            ],
+            "kpis": [
+                {"kpi": k.label, "unit": units[0], "units": units, "values": [k.pick(s) for s in self.summaries]}
+                for k in KPIS
+                for units in [[u.strip() for u in k.units(self.summaries)]]
+            ],
         }
 
 
@@ -220,8 +246,15 @@ def comparison_html(comparison: Comparison, image: Path) -> str:
     return html_page(
         "Run comparison",
         " vs ".join(r.label for r in comparison.runs),
-        ["<h2>Runs</h2>", f"<ul>{runs}</ul>", "<h2>KPIs</h2>", table,
-         "<h2>Overlay (aligned on experiment time)</h2>", image_tag, definitions_html()],
+        [
+            "<h2>Runs</h2>",
+            f"<ul>{runs}</ul>",
+            "<h2>KPIs</h2>",
+            table,
+            "<h2>Overlay (aligned on experiment time)</h2>",
+            image_tag,
+            definitions_html(),
+        ],
     )
 
 

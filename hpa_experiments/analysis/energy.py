@@ -80,9 +80,7 @@ def price_per_gpu_hour(run: Run) -> tuple[float | None, str]:
     return price, str(cost.get("currency") or "USD")
 
 
-def window_energy(
-    cols: _EnergyColumns, mask: np.ndarray, gpus: int | None, price: float | None
-) -> dict[str, Any]:
+def window_energy(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None, price: float | None) -> dict[str, Any]:
     """Energy, power, tokens, GPU-hours and cost over the samples selected by `mask`."""
     w = cols.weights
     duration = float(w[mask].sum())
@@ -102,7 +100,8 @@ def window_energy(
         "mean_utilization_pct": util / util_time if util is not None and util_time > 0 else None,
         "output_tokens": tokens,
         "joules_per_token": joules_both / tokens_both
-        if joules_both is not None and tokens_both is not None and tokens_both > 0 else None,
+        if joules_both is not None and tokens_both is not None and tokens_both > 0
+        else None,
         "gpu_hours": gpu_hours,
         "gpu_hours_basis": basis,
         "cost": gpu_hours * price if gpu_hours is not None and price is not None else None,
@@ -133,9 +132,14 @@ def energy_kpis(run: Run) -> dict[str, Any]:
         for label in dict.fromkeys(cols.phase):  # in order of first appearance
             mask = cols.phase == label
             start = float(cols.elapsed[mask][0])
-            phases.append({"phase": label or "(none)", "start_s": start,
-                           "end_s": float(cols.elapsed[mask][-1] + cols.weights[mask][-1]),
-                           **window_energy(cols, mask, gpus, price)})
+            phases.append(
+                {
+                    "phase": label or "(none)",
+                    "start_s": start,
+                    "end_s": float(cols.elapsed[mask][-1] + cols.weights[mask][-1]),
+                    **window_energy(cols, mask, gpus, price),
+                }
+            )
     return {
         "measured": run_level["energy_kwh"] is not None,
         "run": run_level,
@@ -152,6 +156,8 @@ def _notes(run_level: dict[str, Any]) -> list[str]:
     if run_level["energy_kwh"] is None:
         return ["no GPU power data (gpu_power_w is empty: no DCGM exporter series for the Deployment's pods)"]
     if coverage is not None and coverage < 1.0:
-        return [f"GPU power known for {coverage * 100:.1f}% of the run's time: "
-                "energy and measured GPU-hours cover that part only"]
+        return [
+            f"GPU power known for {coverage * 100:.1f}% of the run's time: "
+            "energy and measured GPU-hours cover that part only"
+        ]
     return []

@@ -183,9 +183,7 @@ def _increases_from_offered_column(run: Run) -> list[LoadIncrease]:
     ]
 
 
-def scale_up_response(
-    cols: SampleColumns, start_s: float, end_s: float, interval_s: float | None
-) -> dict[str, Any]:
+def scale_up_response(cols: SampleColumns, start_s: float, end_s: float, interval_s: float | None) -> dict[str, Any]:
     """Time from a load increase to the first scale-up and to the new steady replica count."""
     replicas, desired, t = cols.get("replicas"), cols.get("desired_replicas"), cols.elapsed
     known = ~np.isnan(replicas)
@@ -195,8 +193,12 @@ def scale_up_response(
     elif known.any():
         baseline = replicas[np.flatnonzero(known)[0]]
     else:
-        return {"baseline_replicas": None, "time_to_first_scale_up_s": None,
-                "steady_replicas": None, "time_to_steady_s": None}
+        return {
+            "baseline_replicas": None,
+            "time_to_first_scale_up_s": None,
+            "steady_replicas": None,
+            "time_to_steady_s": None,
+        }
     inside = (t > start_s) & (t < end_s)
     rising = inside & ((replicas > baseline) | (desired > baseline))
     first_up = float(t[np.flatnonzero(rising)[0]] - start_s) if rising.any() else None
@@ -219,8 +221,9 @@ def scale_up_response(
     return result
 
 
-def _constant_segments(t: np.ndarray, values: np.ndarray, start_s: float, end_s: float,
-                       interval_s: float | None) -> list[tuple[float, float, float]]:
+def _constant_segments(
+    t: np.ndarray, values: np.ndarray, start_s: float, end_s: float, interval_s: float | None
+) -> list[tuple[float, float, float]]:
     """(value, since, until) for each stretch of equal known values in [start_s, end_s)."""
     rows = np.flatnonzero((t >= start_s) & (t < end_s) & ~np.isnan(values))
     if len(rows) == 0:
@@ -236,8 +239,10 @@ def replica_kpis(cols: SampleColumns) -> dict[str, Any]:
     replicas, t, w = cols.get("replicas"), cols.elapsed, cols.weights
     known = ~np.isnan(replicas)
     if not known.any():
-        return {key: None for key in (
-            "min", "peak", "peak_at_s", "mean", "std", "direction_changes", "replica_seconds", "gpu_hours")}
+        return {
+            key: None
+            for key in ("min", "peak", "peak_at_s", "mean", "std", "direction_changes", "replica_seconds", "gpu_hours")
+        }
     values, weights = replicas[known], w[known]
     peak_index = int(np.argmax(values))
     replica_seconds = float((values * weights).sum())
@@ -261,8 +266,13 @@ def replica_kpis(cols: SampleColumns) -> dict[str, Any]:
 def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict[str, Any]:
     """Time from the end of the last job until replicas are back at the run's minimum."""
     replicas, t = cols.get("replicas"), cols.elapsed
-    result: dict[str, Any] = {"load_end_s": load_end_s, "from_replicas": None, "to_replicas": None,
-                              "completed_after_s": None, "at_minimum_since_s": None}
+    result: dict[str, Any] = {
+        "load_end_s": load_end_s,
+        "from_replicas": None,
+        "to_replicas": None,
+        "completed_after_s": None,
+        "at_minimum_since_s": None,
+    }
     known = ~np.isnan(replicas)
     if load_end_s is None or not known.any():
         return result
@@ -302,13 +312,15 @@ def window_kpis(cols: SampleColumns, mask: np.ndarray, slo: dict[str, float]) ->
     known = mask & ~np.isnan(replicas)
     out["replicas_mean"] = (
         float((replicas[known] * weights[known]).sum() / weights[known].sum())
-        if known.any() and weights[known].sum() > 0 else None
+        if known.any() and weights[known].sum() > 0
+        else None
     )
     out["replicas_max"] = float(replicas[known].max()) if known.any() else None
     for column, threshold in slo.items():
         values = cols.get(column)
         out[f"{column.removesuffix('_ms')}_over_slo_share"] = _weighted_share(
-            values > threshold, mask & ~np.isnan(values), weights)
+            values > threshold, mask & ~np.isnan(values), weights
+        )
     return out
 
 
@@ -325,14 +337,16 @@ def compute_kpis(run: Run) -> dict[str, Any]:
     increase_rows = []
     for i, inc in enumerate(increases):
         end = increases[i + 1].at_s if i + 1 < len(increases) else data_end
-        increase_rows.append({
-            "at_s": inc.at_s,
-            "jobs": list(inc.jobs),
-            "offered_rps_before": inc.offered_before,
-            "offered_rps_after": inc.offered_after,
-            "measured_until_s": end,
-            **scale_up_response(cols, inc.at_s, end, interval),
-        })
+        increase_rows.append(
+            {
+                "at_s": inc.at_s,
+                "jobs": list(inc.jobs),
+                "offered_rps_before": inc.offered_before,
+                "offered_rps_after": inc.offered_after,
+                "measured_until_s": end,
+                **scale_up_response(cols, inc.at_s, end, interval),
+            }
+        )
 
     windows = phase_windows(run)
     load_end = max((w.end_s for w in windows), default=None)
@@ -341,12 +355,28 @@ def compute_kpis(run: Run) -> dict[str, Any]:
     phase_rows = []
     for window in windows:
         mask = (t >= window.start_s) & (t < window.end_s) & after_warm_up
-        phase_rows.append({"phase": window.name, "rate": window.rate, "start_s": window.start_s,
-                           "end_s": window.end_s, "basis": window.basis, **window_kpis(cols, mask, slo)})
+        phase_rows.append(
+            {
+                "phase": window.name,
+                "rate": window.rate,
+                "start_s": window.start_s,
+                "end_s": window.end_s,
+                "basis": window.basis,
+                **window_kpis(cols, mask, slo),
+            }
+        )
     if load_end is not None and (t >= load_end).any():
         mask = (t >= load_end) & after_warm_up
-        phase_rows.append({"phase": "cooldown", "rate": 0.0, "start_s": load_end, "end_s": data_end,
-                           "basis": "after last job", **window_kpis(cols, mask, slo)})
+        phase_rows.append(
+            {
+                "phase": "cooldown",
+                "rate": 0.0,
+                "start_s": load_end,
+                "end_s": data_end,
+                "basis": "after last job",
+                **window_kpis(cols, mask, slo),
+            }
+        )
 
     run_level = {
         "duration_s": float(t[-1] - t[0]) if len(t) else None,
@@ -358,35 +388,40 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "warm_up_s": warm_up,
         "samples_in_statistics": int(after_warm_up.sum()),
     }
-    coverage = {
-        column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None
-        for column in COVERAGE_COLUMNS
-    }
+    coverage = {column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None for column in COVERAGE_COLUMNS}
     over_window = latency_over_window(run)
     alerts = run_alerts(run)
-    summary = _clean({
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "run": {
-            "id": run.run_id, "directory": run.path.name, "name": run.name, "backend": run.backend,
-            "status": run.status,
-            "start_utc": run.info.get("start_utc"), "start_local": run.info.get("start_local"),
-            "path": str(run.path),
-        },
-        "slo": slo,
-        "kpis": run_level,
-        "load_increases": increase_rows,
-        "phases": phase_rows,
-        "data_coverage": coverage,
-        "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
-        "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
-        "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
-        "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
-        "notes": data_notes(run, coverage) + ([] if over_window else [missing_note(run)]) + client_notes(client)
-        + alerts,
-        "alerts": alerts,
-        "energy": energy_kpis(run),
-        "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
-    })
+    summary = _clean(
+        {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "run": {
+                "id": run.run_id,
+                "directory": run.path.name,
+                "name": run.name,
+                "backend": run.backend,
+                "status": run.status,
+                "start_utc": run.info.get("start_utc"),
+                "start_local": run.info.get("start_local"),
+                "path": str(run.path),
+            },
+            "slo": slo,
+            "kpis": run_level,
+            "load_increases": increase_rows,
+            "phases": phase_rows,
+            "data_coverage": coverage,
+            "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
+            "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
+            "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
+            "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
+            "notes": data_notes(run, coverage)
+            + ([] if over_window else [missing_note(run)])
+            + client_notes(client)
+            + alerts,
+            "alerts": alerts,
+            "energy": energy_kpis(run),
+            "scale_events": scale_events(run),  # why the HPA scaled, per change of desired replicas (why.py)
+        }
+    )
     summary["slo_gates"] = gates_summary(summary, run.slo_gates)
     return summary
 
@@ -411,8 +446,10 @@ def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
         notes.append("no data at all in: " + ", ".join(empty))
     legacy = run.info.get("legacy")
     if isinstance(legacy, dict):
-        notes.append(f"imported from the original system ({legacy.get('source_path')}); "
-                     f"never-collected columns left empty: {', '.join(legacy.get('never_collected_columns', []))}")
+        notes.append(
+            f"imported from the original system ({legacy.get('source_path')}); "
+            f"never-collected columns left empty: {', '.join(legacy.get('never_collected_columns', []))}"
+        )
         corrections = legacy.get("corrections") or []
         if corrections:
             notes.append(f"{len(corrections)} milli-unit value(s) corrected ({legacy.get('milli_unit_rule')})")
@@ -429,8 +466,14 @@ def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The few numbers shown per run in listings and comparisons."""
     kpis = summary["kpis"]
-    first_up = next((row["time_to_first_scale_up_s"] for row in summary["load_increases"]
-                     if row["time_to_first_scale_up_s"] is not None), None)
+    first_up = next(
+        (
+            row["time_to_first_scale_up_s"]
+            for row in summary["load_increases"]
+            if row["time_to_first_scale_up_s"] is not None
+        ),
+        None,
+    )
     energy = summary.get("energy") or {}  # summaries written before energy have none
     return {
         "duration_s": kpis["duration_s"],

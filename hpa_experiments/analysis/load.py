@@ -227,8 +227,9 @@ def load_run(path: Path | str) -> Run:
         _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome")),
         ("job", "resource_name", "outcome"),
     )
-    events = _numeric(_read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail")),
-                      ("time", "kind", "detail"))
+    events = _numeric(
+        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail")), ("time", "kind", "detail")
+    )
     return Run(path=directory, info=info, metrics=metrics, phases=phases, events=events)
 
 

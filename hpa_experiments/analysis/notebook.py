@@ -42,9 +42,7 @@ def choose_run_dir(parameter: str | Path | None, data_dir: Path = NOTEBOOK_DATA_
     return Path(chosen) if chosen else newest_run_path(data_dir)
 
 
-def choose_run_dirs(
-    parameter: Sequence[str | Path] | None, data_dir: Path = NOTEBOOK_DATA_DIR
-) -> list[Path]:
+def choose_run_dirs(parameter: Sequence[str | Path] | None, data_dir: Path = NOTEBOOK_DATA_DIR) -> list[Path]:
     """$HPA_EXP_RUN_DIRS (separated by os.pathsep), else the parameter, else the two newest runs."""
     from_env = [p for p in os.environ.get(RUN_DIRS_ENV, "").split(os.pathsep) if p]
     if from_env:
@@ -69,10 +67,15 @@ def describe(run: Run) -> pd.DataFrame:
     """Who, when, where: the run's identity as a small table."""
     info = run.info
     rows = {
-        "directory": run.path.name, "run id": run.run_id, "name": run.name, "backend": run.backend,
+        "directory": run.path.name,
+        "run id": run.run_id,
+        "name": run.name,
+        "backend": run.backend,
         "status": run.status,
         "start": info.get("start_utc") or f"{info.get('start_local')} (local, zone {info.get('timezone')})",
-        "interval (s)": run.interval_s, "samples": len(run.metrics), "path": str(run.path),
+        "interval (s)": run.interval_s,
+        "samples": len(run.metrics),
+        "path": str(run.path),
     }
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
 
@@ -102,8 +105,10 @@ def latency_window_frame(summary: dict[str, Any]) -> Any:
 
     over = summary.get("latency_over_window")
     if not over:
-        return _note("This run has no latency histograms over its windows: " + next(
-            (n for n in summary.get("notes", []) if "histograms" in n), "not measured"))
+        return _note(
+            "This run has no latency histograms over its windows: "
+            + next((n for n in summary.get("notes", []) if "histograms" in n), "not measured")
+        )
     rows = []
     for window in [over["run"], *over["phases"]]:
         row: dict[str, Any] = {"window": window["name"], "start_s": window["start_s"], "end_s": window["end_s"]}
@@ -118,8 +123,15 @@ def latency_window_frame(summary: dict[str, Any]) -> Any:
 
 
 def increase_frame(summary: dict[str, Any]) -> pd.DataFrame:
-    columns = ["at_s", "offered_rps_before", "offered_rps_after", "baseline_replicas",
-               "time_to_first_scale_up_s", "steady_replicas", "time_to_steady_s"]
+    columns = [
+        "at_s",
+        "offered_rps_before",
+        "offered_rps_after",
+        "baseline_replicas",
+        "time_to_first_scale_up_s",
+        "steady_replicas",
+        "time_to_steady_s",
+    ]
     return pd.DataFrame(summary["load_increases"], columns=columns)
 
 
@@ -147,8 +159,7 @@ def scale_event_frame(summary: dict[str, Any]) -> pd.DataFrame:
     events = summary.get("scale_events") or []
     if not events:
         return pd.DataFrame({"scale events": ["none: the desired replica count never changed"]})
-    columns = ["at_s", "direction", "from_desired", "desired", "limited_by", "new_pods", "ready_pods",
-               "ready_after_s"]
+    columns = ["at_s", "direction", "from_desired", "desired", "limited_by", "new_pods", "ready_pods", "ready_after_s"]
     frame = pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
     frame.index = range(1, len(frame) + 1)
     return frame

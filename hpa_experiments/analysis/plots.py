@@ -79,9 +79,7 @@ def thin_steps(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], y[keep]
 
 
-def thin_envelope(
-    t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
-) -> tuple[np.ndarray, np.ndarray]:
+def thin_envelope(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """At most `max_points` points: each bucket's minimum and maximum, in time order."""
     if len(t) <= max_points:
         return t, y
@@ -129,8 +127,17 @@ def _values(run: Run, column: str) -> np.ndarray | None:
 
 
 def _no_data(ax: Axes, what: str) -> None:
-    ax.text(0.5, 0.5, f"{what}: no data", transform=ax.transAxes, ha="center", va="center",
-            fontsize=11, color="0.45", style="italic")
+    ax.text(
+        0.5,
+        0.5,
+        f"{what}: no data",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=11,
+        color="0.45",
+        style="italic",
+    )
     ax.set_yticks([])
 
 
@@ -168,11 +175,14 @@ def _shade_phases(axes: Sequence[Axes], run: Run, axis: TimeAxis) -> None:
     last_end = max(ends)
     for ax in axes:
         spans = [[(s, 0.0), (s, 1.0), (e, 1.0), (e, 0.0)] for s, e in zip(starts, ends, strict=True)]
-        ax.add_collection(PolyCollection(spans, facecolors=colors, alpha=0.07, linewidths=0,
-                                         transform=ax.get_xaxis_transform()), autolim=False)
+        ax.add_collection(
+            PolyCollection(spans, facecolors=colors, alpha=0.07, linewidths=0, transform=ax.get_xaxis_transform()),
+            autolim=False,
+        )
         ax.vlines(starts, 0, 1, colors=colors, lw=0.8, linestyles=":", alpha=0.8, transform=ax.get_xaxis_transform())
-        ax.vlines([last_end], 0, 1, colors="0.3", lw=0.8, linestyles="--", alpha=0.6,
-                  transform=ax.get_xaxis_transform())
+        ax.vlines(
+            [last_end], 0, 1, colors="0.3", lw=0.8, linestyles="--", alpha=0.6, transform=ax.get_xaxis_transform()
+        )
 
 
 def _phase_lanes(run: Run) -> list[list[int]]:
@@ -211,8 +221,9 @@ def _draw_timeline(ax: Axes, run: Run, axis: TimeAxis, span_s: float) -> None:
             left, width = axis.scale(w.start_s), axis.scale(w.end_s - w.start_s)
             ax.barh(row, width, left=left, height=0.7, color=color, alpha=0.35, edgecolor=color)
             rate = f"{w.rate:g} rps" if w.rate is not None else ""
-            label = _fitting_label([f"{w.name} · {rate}" if rate else w.name, w.name, rate], w.end_s - w.start_s,
-                                   span_s)
+            label = _fitting_label(
+                [f"{w.name} · {rate}" if rate else w.name, w.name, rate], w.end_s - w.start_s, span_s
+            )
             if label:
                 ax.text(left + width * 0.01, row, label, va="center", ha="left", fontsize=8, clip_on=True)
     last_end = max(w.end_s for w in windows)
@@ -274,8 +285,18 @@ def _draw_replicas(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> None:
     _mark_scale_events(ax, run, axis, t)
     active = _values(run, "keda_active")
     if active is not None:  # a KEDA run: when the ScaledObject was active (KEDA keeps >= 1 replica)
-        ax.fill_between(axis.scale(t), 0, 1, where=active == 1, step="post", color="tab:purple", alpha=0.1,
-                        transform=ax.get_xaxis_transform(), label="KEDA active", linewidth=0)
+        ax.fill_between(
+            axis.scale(t),
+            0,
+            1,
+            where=active == 1,
+            step="post",
+            color="tab:purple",
+            alpha=0.1,
+            transform=ax.get_xaxis_transform(),
+            label="KEDA active",
+            linewidth=0,
+        )
     ax.set_ylabel("replicas")
     ax.set_ylim(bottom=0)
     locator = ax.yaxis.get_major_locator()
@@ -289,18 +310,37 @@ def _mark_scale_events(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray) -> Non
     events = run.events
     if replicas is None or events.empty:
         return
-    for kind, marker, color, label in (("scale_up", "^", "tab:green", "scale up"),
-                                       ("scale_down", "v", "tab:red", "scale down")):
+    for kind, marker, color, label in (
+        ("scale_up", "^", "tab:green", "scale up"),
+        ("scale_down", "v", "tab:red", "scale down"),
+    ):
         times = events.loc[events["kind"] == kind, "elapsed_s"].dropna().to_numpy(dtype=float)
         if len(times) == 0:
             continue
         index = np.clip(np.searchsorted(t, times, side="right") - 1, 0, len(t) - 1)
-        ax.scatter(axis.scale(times), replicas[index], marker=marker, color=color, s=36, zorder=5,
-                   label=label, edgecolor="black", linewidth=0.4)
+        ax.scatter(
+            axis.scale(times),
+            replicas[index],
+            marker=marker,
+            color=color,
+            s=36,
+            zorder=5,
+            label=label,
+            edgecolor="black",
+            linewidth=0.4,
+        )
 
 
-def _draw_against_target(ax: Axes, run: Run, axis: TimeAxis, t: np.ndarray, title: str,
-                         series: Sequence[tuple[str, str, str]], target: str, unit: str) -> None:
+def _draw_against_target(
+    ax: Axes,
+    run: Run,
+    axis: TimeAxis,
+    t: np.ndarray,
+    title: str,
+    series: Sequence[tuple[str, str, str]],
+    target: str,
+    unit: str,
+) -> None:
     drawn = False
     for column, label, color in series:
         values = _values(run, column)
@@ -373,14 +413,32 @@ def standard_figure(run: Run) -> Figure:
     _draw_timeline(timeline, run, axis, end - start)
     _draw_load(load, run, axis, t)
     _draw_replicas(replicas, run, axis, t)
-    _draw_against_target(queue, run, axis, t, "queue (waiting requests)",
-                         [("num_requests_waiting", "waiting per pod (HPA)", "tab:blue"),
-                          ("prom_requests_waiting", "waiting, all pods (Prom.)", "tab:cyan")],
-                         "num_requests_waiting_target", "requests")
-    _draw_against_target(kv, run, axis, t, "KV cache usage",
-                         [("kv_cache_usage_perc", "KV per pod (HPA)", "tab:brown"),
-                          ("prom_kv_cache_usage_max", "KV, fullest pod (Prom.)", "tab:olive")],
-                         "kv_cache_usage_target", "fraction")
+    _draw_against_target(
+        queue,
+        run,
+        axis,
+        t,
+        "queue (waiting requests)",
+        [
+            ("num_requests_waiting", "waiting per pod (HPA)", "tab:blue"),
+            ("prom_requests_waiting", "waiting, all pods (Prom.)", "tab:cyan"),
+        ],
+        "num_requests_waiting_target",
+        "requests",
+    )
+    _draw_against_target(
+        kv,
+        run,
+        axis,
+        t,
+        "KV cache usage",
+        [
+            ("kv_cache_usage_perc", "KV per pod (HPA)", "tab:brown"),
+            ("prom_kv_cache_usage_max", "KV, fullest pod (Prom.)", "tab:olive"),
+        ],
+        "kv_cache_usage_target",
+        "fraction",
+    )
     _draw_latency(ttft, run, axis, t, "ttft")
     _draw_latency(itl, run, axis, t, "itl")
     _shade_phases(axes[1:], run, axis)
@@ -418,8 +476,7 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
             if values is None:
                 continue
             t = _plot_times(run)
-            handles[i] = _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4,
-                               label=run.label)
+            handles[i] = _line(ax, axis, t, values, step=step, color=COLORS[i % len(COLORS)], lw=1.4, label=run.label)
             drawn = True
         ax.set_ylabel(title, fontsize=9)
         if not drawn:
@@ -431,8 +488,14 @@ def compare_figure(runs: Sequence[Run]) -> Figure:
     fig.suptitle("Run comparison (aligned on experiment time)", fontsize=12, y=1 - 0.25 / height)
     if handles:
         order = sorted(handles)
-        fig.legend([handles[i] for i in order], [_compare_label(runs[i]) for i in order], loc="upper left",
-                   bbox_to_anchor=(MARGINS["left"], 1 - 0.6 / height), fontsize=9, frameon=False)
+        fig.legend(
+            [handles[i] for i in order],
+            [_compare_label(runs[i]) for i in order],
+            loc="upper left",
+            bbox_to_anchor=(MARGINS["left"], 1 - 0.6 / height),
+            fontsize=9,
+            frameon=False,
+        )
     return fig
 
 

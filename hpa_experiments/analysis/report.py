@@ -60,35 +60,52 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("run", "backend / status", f"{summary['run']['backend']} / {summary['run']['status']}"),
         ("run", "duration", fmt(k["duration_s"], " s", 0)),
         ("run", "samples (interval)", f"{k['samples']} ({fmt(k['interval_s'], ' s', 2)})"),
-        ("replicas", "peak (at)",
-         NO_DATA if rep["peak"] is None else f"{fmt(rep['peak'], '', 0)} (at {fmt(rep['peak_at_s'], ' s', 0)})"),
-        ("replicas", "mean ± std",
-         NO_DATA if rep["mean"] is None else f"{fmt(rep['mean'], '', 2)} ± {fmt(rep['std'], '', 2)}"),
+        (
+            "replicas",
+            "peak (at)",
+            NO_DATA if rep["peak"] is None else f"{fmt(rep['peak'], '', 0)} (at {fmt(rep['peak_at_s'], ' s', 0)})",
+        ),
+        (
+            "replicas",
+            "mean ± std",
+            NO_DATA if rep["mean"] is None else f"{fmt(rep['mean'], '', 2)} ± {fmt(rep['std'], '', 2)}",
+        ),
         ("replicas", "direction changes", fmt(rep["direction_changes"])),
         ("replicas", "replica-seconds", fmt(rep["replica_seconds"], "", 0)),
         ("replicas", "GPU-hours (1 GPU/replica)", fmt(rep["gpu_hours"], "", 3)),
     ]
     for inc in summary["load_increases"]:
-        load = "" if inc["offered_rps_after"] is None else (
-            f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
+        load = (
+            ""
+            if inc["offered_rps_after"] is None
+            else (f" ({fmt(inc['offered_rps_before'])} → {fmt(inc['offered_rps_after'])} req/s)")
+        )
         rows.append(("scale-up", f"load increase at {fmt(inc['at_s'], ' s', 0)}{load}", _scale_up_text(inc)))
     rows.append(_scale_down_row(down, rep["peak"]))
     rows += window_rows(summary, fmt)
     for metric in ("ttft_ms", "itl_ms"):
         stats = k[metric]
         name = metric.removesuffix("_ms").upper()
-        rows.append(("latency", f"{name} of the samples (rate-window means) mean / p50 / p90 / p99",
-                     _latency_text(stats)))
+        rows.append(
+            ("latency", f"{name} of the samples (rate-window means) mean / p50 / p90 / p99", _latency_text(stats))
+        )
     rows.append(("queue", "time with waiting requests > 0", pct(k["waiting_share"])))
     for metric, threshold in summary["slo"].items():
         name = metric.removesuffix("_ms")
-        rows.append(("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}",
-                     pct(k.get(f"{name}_over_slo_share"))))
+        rows.append(
+            ("SLO", f"time with {name.upper()} over {fmt(threshold, ' ms', 0)}", pct(k.get(f"{name}_over_slo_share")))
+        )
     from hpa_experiments.analysis.client_report import client_rows  # imports this module
 
     gates = [("SLO gate", gate.name, gate.detail()) for gate in gate_results(summary.get("slo_gates"))]
-    return (rows + gates + request_rows(summary.get("requests")) + cold_start_rows(summary.get("cold_starts"))
-            + client_rows(summary) + energy_rows(summary.get("energy")))
+    return (
+        rows
+        + gates
+        + request_rows(summary.get("requests"))
+        + cold_start_rows(summary.get("cold_starts"))
+        + client_rows(summary)
+        + energy_rows(summary.get("energy"))
+    )
 
 
 def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
@@ -96,12 +113,18 @@ def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     if not cold or not cold["episodes"]:
         return []
     stats = cold["cold_start_s"]
-    times = NO_DATA if not stats["count"] else (
-        f"{fmt(stats['mean'], ' s', 1)} / {fmt(stats['min'], ' s', 1)} / {fmt(stats['max'], ' s', 1)}")
+    times = (
+        NO_DATA
+        if not stats["count"]
+        else (f"{fmt(stats['mean'], ' s', 1)} / {fmt(stats['min'], ' s', 1)} / {fmt(stats['max'], ' s', 1)}")
+    )
     refused = f", {cold['failed_no_replica']:,} refused" if cold["failed_no_replica"] else ""
     return [
-        ("cold starts", "episodes at zero Ready replicas",
-         f"{cold['episodes']} ({cold['requests_at_zero']:,} requests arrived at zero{refused})"),
+        (
+            "cold starts",
+            "episodes at zero Ready replicas",
+            f"{cold['episodes']} ({cold['requests_at_zero']:,} requests arrived at zero{refused})",
+        ),
         ("cold starts", "first request's arrival to its first token mean / min / max", times),
         ("cold starts", "time at 0 replicas", fmt(cold["zero_replicas_s"], " s", 0)),
     ]
@@ -119,8 +142,11 @@ def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         known = "" if coverage is None or coverage >= 0.9995 else f" (power known for {pct(coverage)} of the time)"
         rows = [
             ("energy", "GPU energy", f"{significant(whole['energy_kwh'], ' kWh')}{known}"),
-            ("energy", "GPU power mean / peak",
-             f"{fmt(whole['mean_power_w'], ' W', 0)} / {fmt(whole['peak_power_w'], ' W', 0)}"),
+            (
+                "energy",
+                "GPU power mean / peak",
+                f"{fmt(whole['mean_power_w'], ' W', 0)} / {fmt(whole['peak_power_w'], ' W', 0)}",
+            ),
             ("energy", "GPU utilization mean", fmt(whole["mean_utilization_pct"], " %", 1)),
             ("energy", "energy per output token", significant(whole["joules_per_token"], " J")),
         ]
@@ -132,8 +158,7 @@ def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     return rows
 
 
-ENERGY_PHASE_HEADERS = ["phase (samples labelled)", "time", "GPU energy", "GPU power mean", "J per token",
-                        "GPU-hours"]
+ENERGY_PHASE_HEADERS = ["phase (samples labelled)", "time", "GPU energy", "GPU power mean", "J per token", "GPU-hours"]
 
 
 def energy_phase_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -141,25 +166,45 @@ def energy_phase_rows(summary: dict[str, Any]) -> list[list[str]]:
     energy = summary.get("energy")
     if not energy or energy["run"]["energy_kwh"] is None:
         return []
-    return [[p["phase"], fmt(p["duration_s"], " s", 0), significant(p["energy_kwh"], " kWh"),
-             fmt(p["mean_power_w"], " W", 0), significant(p["joules_per_token"], " J"), fmt(p["gpu_hours"], "", 3)]
-            for p in energy["phases"]]
+    return [
+        [
+            p["phase"],
+            fmt(p["duration_s"], " s", 0),
+            significant(p["energy_kwh"], " kWh"),
+            fmt(p["mean_power_w"], " W", 0),
+            significant(p["joules_per_token"], " J"),
+            fmt(p["gpu_hours"], "", 3),
+        ]
+        for p in energy["phases"]
+    ]
 
 
 def request_rows(requests: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """Per-request KPIs (requests.csv, twin runs only); none without the file."""
     if not requests:
         return []
-    names = {"completed": "completed", "aborted_scale_down": "aborted at scale-down",
-             "aborted_job_stopped": "aborted at Job stop", "rejected": "rejected", "running_at_end": "running at end",
-             "failed_no_replica": "refused at zero replicas"}
+    names = {
+        "completed": "completed",
+        "aborted_scale_down": "aborted at scale-down",
+        "aborted_job_stopped": "aborted at Job stop",
+        "rejected": "rejected",
+        "running_at_end": "running at end",
+        "failed_no_replica": "refused at zero replicas",
+    }
     counts = [f"{n:,} {names.get(o, o)}" for o, n in requests["by_outcome"].items() if n or o == "completed"]
     rows = [("requests", "requests by outcome", ", ".join(counts))]
-    for column, label in (("ttft_ms", "TTFT"), ("itl_mean_ms", "mean ITL"), ("e2e_ms", "E2E"),
-                          ("queue_wait_ms", "queue wait")):
+    for column, label in (
+        ("ttft_ms", "TTFT"),
+        ("itl_mean_ms", "mean ITL"),
+        ("e2e_ms", "E2E"),
+        ("queue_wait_ms", "queue wait"),
+    ):
         stats = requests[column]
-        text = NO_DATA if not stats["count"] else " / ".join(
-            fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
+        text = (
+            NO_DATA
+            if not stats["count"]
+            else " / ".join(fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
+        )
         rows.append(("requests", f"{label} per completed request mean / p50 / p90 / p99", text))
     tokens = f"{requests['prompt_tokens']:,} / {requests['output_tokens']:,}"
     rows.append(("requests", "prompt / output tokens", tokens))
@@ -177,10 +222,18 @@ def _scale_down_row(down: dict[str, Any], peak: float | None) -> tuple[str, str,
     if peak == down["to_replicas"]:
         return ("scale-down", label, f"none needed: replicas stayed at {fmt(peak, '', 0)} the whole run")
     if since is not None and since < down["load_end_s"]:
-        return ("scale-down", label, f"already at the minimum ({fmt(down['to_replicas'], '', 0)}) since "
-                                     f"{fmt(since, ' s', 0)}, {fmt(down['load_end_s'] - since, ' s', 0)} before")
-    return ("scale-down", label, f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} "
-                                 f"replicas after {fmt(down['completed_after_s'], ' s', 0)}")
+        return (
+            "scale-down",
+            label,
+            f"already at the minimum ({fmt(down['to_replicas'], '', 0)}) since "
+            f"{fmt(since, ' s', 0)}, {fmt(down['load_end_s'] - since, ' s', 0)} before",
+        )
+    return (
+        "scale-down",
+        label,
+        f"{fmt(down['from_replicas'], '', 0)} → {fmt(down['to_replicas'], '', 0)} "
+        f"replicas after {fmt(down['completed_after_s'], ' s', 0)}",
+    )
 
 
 def _scale_up_text(inc: dict[str, Any]) -> str:
@@ -191,8 +244,9 @@ def _scale_up_text(inc: dict[str, Any]) -> str:
     if inc["time_to_steady_s"] is None:
         steady = "no steady replica count before the next increase"
     else:
-        steady = (f"steady at {fmt(inc['steady_replicas'], '', 0)} replicas "
-                  f"after {fmt(inc['time_to_steady_s'], ' s', 0)}")
+        steady = (
+            f"steady at {fmt(inc['steady_replicas'], '', 0)} replicas after {fmt(inc['time_to_steady_s'], ' s', 0)}"
+        )
     return f"first scale-up after {fmt(inc['time_to_first_scale_up_s'], ' s', 0)}; {steady}"
 
 
@@ -202,8 +256,16 @@ def _latency_text(stats: dict[str, Any]) -> str:
     return " / ".join(fmt(stats[key], "", 1) for key in ("mean", "p50", "p90", "p99")) + " ms"
 
 
-PHASE_HEADERS = ["phase", "window (s)", "replicas mean / max", "TTFT p90 (histogram)", "ITL p90 (histogram)",
-                 "TTFT p90 of samples", "ITL p90 of samples", "waiting > 0"]
+PHASE_HEADERS = [
+    "phase",
+    "window (s)",
+    "replicas mean / max",
+    "TTFT p90 (histogram)",
+    "ITL p90 (histogram)",
+    "TTFT p90 of samples",
+    "ITL p90 of samples",
+    "waiting > 0",
+]
 
 
 def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -211,16 +273,18 @@ def phase_table_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for phase in summary["phases"]:
         rate = "" if phase["rate"] is None else f" ({fmt(phase['rate'])} rps)"
-        rows.append([
-            f"{phase['phase']}{rate}",
-            f"{fmt(phase['start_s'], '', 0)}–{fmt(phase['end_s'], '', 0)} ({phase['basis']})",
-            f"{fmt(phase['replicas_mean'], '', 2)} / {fmt(phase['replicas_max'], '', 0)}",
-            *[_window_p90(phase_window(summary, phase["phase"]), metric) for metric in ("ttft_ms", "itl_ms")],
-            fmt(phase["ttft_ms"]["p90"], " ms"),
-            fmt(phase["itl_ms"]["p90"], " ms"),
-            pct(phase["waiting_share"]),
-            *[pct(phase.get(key)) for key in slo_keys],
-        ])
+        rows.append(
+            [
+                f"{phase['phase']}{rate}",
+                f"{fmt(phase['start_s'], '', 0)}–{fmt(phase['end_s'], '', 0)} ({phase['basis']})",
+                f"{fmt(phase['replicas_mean'], '', 2)} / {fmt(phase['replicas_max'], '', 0)}",
+                *[_window_p90(phase_window(summary, phase["phase"]), metric) for metric in ("ttft_ms", "itl_ms")],
+                fmt(phase["ttft_ms"]["p90"], " ms"),
+                fmt(phase["itl_ms"]["p90"], " ms"),
+                pct(phase["waiting_share"]),
+                *[pct(phase.get(key)) for key in slo_keys],
+            ]
+        )
     return rows
 
 
@@ -244,8 +308,7 @@ def kpi_table(summary: dict[str, Any]) -> Table:
     table.add_column("value", overflow="fold")
     previous = None
     for section, label, value in kpi_rows(summary):
-        table.add_row(section if section != previous else "", label, value,
-                      style="dim" if value == NO_DATA else None)
+        table.add_row(section if section != previous else "", label, value, style="dim" if value == NO_DATA else None)
         previous = section
     return table
 
@@ -324,7 +387,7 @@ KPI_DEFINITIONS = [
     "over the time with power data; J per output token over the time with both power and token rate; "
     "phases of the energy table are the samples' phase labels, so they add up to the run. GPU-hours from "
     "the GPU count when measured; cost = GPU-hours x cost.price_per_gpu_hour.",
-    "A value that was not obtained is shown as \"no data\", never as 0.",
+    'A value that was not obtained is shown as "no data", never as 0.',
 ]
 
 
@@ -364,10 +427,11 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
 
 def html_page(title: str, subtitle: str, sections: Sequence[str]) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"sub\">{html.escape(subtitle)}</p>"
-        + "\n".join(sections) + "</body></html>\n"
+        f'<h1>{html.escape(title)}</h1><p class="sub">{html.escape(subtitle)}</p>'
+        + "\n".join(sections)
+        + "</body></html>\n"
     )
 
 
@@ -379,8 +443,10 @@ def definitions_html() -> str:
 def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     run = summary["run"]
     rows = kpi_rows(summary)
-    sectioned = [((section, "section") if i == 0 or rows[i - 1][0] != section else "", label, value)
-                 for i, (section, label, value) in enumerate(rows)]
+    sectioned = [
+        ((section, "section") if i == 0 or rows[i - 1][0] != section else "", label, value)
+        for i, (section, label, value) in enumerate(rows)
+    ]
     kpis = html_table(["", "KPI", "value"], sectioned)
     phases = html_table(phase_headers(summary), phase_table_rows(summary)) if summary["phases"] else ""
     by_phase = energy_phase_rows(summary)
@@ -390,19 +456,29 @@ def html_report(summary: dict[str, Any], images: Sequence[Path]) -> str:
     jobs = client_job_rows(summary)
     client = html_table(CLIENT_HEADERS, jobs) if jobs else ""
     figures = "".join(f'<img alt="{html.escape(p.stem)}" src="{png_data_uri(p)}">' for p in images)
-    start = run.get("start_utc") or (f"{run.get('start_local')} (local time, zone unknown)"
-                                      if run.get("start_local") else "unknown start")
+    start = run.get("start_utc") or (
+        f"{run.get('start_local')} (local time, zone unknown)" if run.get("start_local") else "unknown start"
+    )
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in summary.get("notes", []))
     return html_page(
         f"{run['name']} · backend: {run['backend']}",
         f"run {run['directory']} (id {run['id']}) · started {start} · status {run['status']}",
-        [f'<p class="headline">{html.escape(" · ".join(headline_sentences(summary)))}</p>',
-         f'<ul class="notes">{notes}</ul>' if notes else "", "<h2>KPIs</h2>", kpis,
-         "<h2>Per phase</h2>" if phases else "", phases,
-         "<h2>Client side vs server side, per job</h2>" if client else "", client,
-         "<h2>Energy per phase</h2>" if energy else "", energy,
-         why_html(summary),
-         "<h2>Figures</h2>", figures, definitions_html()],
+        [
+            f'<p class="headline">{html.escape(" · ".join(headline_sentences(summary)))}</p>',
+            f'<ul class="notes">{notes}</ul>' if notes else "",
+            "<h2>KPIs</h2>",
+            kpis,
+            "<h2>Per phase</h2>" if phases else "",
+            phases,
+            "<h2>Client side vs server side, per job</h2>" if client else "",
+            client,
+            "<h2>Energy per phase</h2>" if energy else "",
+            energy,
+            why_html(summary),
+            "<h2>Figures</h2>",
+            figures,
+            definitions_html(),
+        ],
     )
 
 

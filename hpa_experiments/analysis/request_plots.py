@@ -49,14 +49,28 @@ def _panel(ax: Axes, scan: RequestScan, column: str, title: str, slo: float | No
         if cdf is None:
             continue
         all_jobs = label == "all jobs"
-        ax.step(*cdf, where="post", color="black" if all_jobs else COLORS[i % len(COLORS)],
-                lw=1.8 if all_jobs else 1.2, ls="--" if all_jobs else "-",
-                label=f"{label} (n={len(values):,})")
+        ax.step(
+            *cdf,
+            where="post",
+            color="black" if all_jobs else COLORS[i % len(COLORS)],
+            lw=1.8 if all_jobs else 1.2,
+            ls="--" if all_jobs else "-",
+            label=f"{label} (n={len(values):,})",
+        )
         drawn = True
     ax.set_title(title, fontsize=10, loc="left")
     if not drawn:
-        ax.text(0.5, 0.5, f"{title}: no data", transform=ax.transAxes, ha="center", va="center",
-                fontsize=11, color="0.45", style="italic")
+        ax.text(
+            0.5,
+            0.5,
+            f"{title}: no data",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=11,
+            color="0.45",
+            style="italic",
+        )
         ax.set_yticks([])
         return
     if slo is not None:
@@ -76,8 +90,7 @@ def request_figure(run: Run, scan: RequestScan) -> Figure:
     for ax, (column, title, slo) in zip(axes, PANELS, strict=True):
         _panel(ax, scan, column, title, run.slo.get(slo) if slo else None)
     warm_up = f", arrivals after the {scan.warm_up_s:g} s warm-up" if scan.warm_up_s else ""
-    fig.suptitle(f"{run.name} · per-request latencies (completed requests{warm_up})\n{run.path.name}",
-                 fontsize=12)
+    fig.suptitle(f"{run.name} · per-request latencies (completed requests{warm_up})\n{run.path.name}", fontsize=12)
     return fig
 
 

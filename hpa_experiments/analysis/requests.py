@@ -53,7 +53,8 @@ class RequestScan:
     output_tokens: Counter[str] = field(default_factory=Counter)
     completed_job: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int16))  # index into jobs
     completed: dict[str, np.ndarray] = field(
-        default_factory=lambda: {c: np.array([], dtype=np.float32) for c in LATENCIES})
+        default_factory=lambda: {c: np.array([], dtype=np.float32) for c in LATENCIES}
+    )
 
     def latencies(self, column: str, job: str | None = None) -> np.ndarray:
         """The values present in one latency column of the completed requests, of one job or all (a new array)."""
@@ -75,9 +76,14 @@ def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
     job_parts: list[np.ndarray] = []
     parts: dict[str, list[np.ndarray]] = {c: [] for c in LATENCIES}
     try:
-        chunks = pd.read_csv(path, usecols=["job", "arrival_s", "outcome", "prompt_tokens", "output_tokens",
-                                            *LATENCIES], dtype=_DTYPES, chunksize=CHUNK_ROWS,
-                             keep_default_na=False, na_values=[""])
+        chunks = pd.read_csv(
+            path,
+            usecols=["job", "arrival_s", "outcome", "prompt_tokens", "output_tokens", *LATENCIES],
+            dtype=_DTYPES,
+            chunksize=CHUNK_ROWS,
+            keep_default_na=False,
+            na_values=[""],
+        )
         for chunk in chunks:
             late = chunk["arrival_s"].to_numpy() >= warm_up_s
             scan.excluded_by_warm_up += int((~late).sum())

@@ -93,16 +93,18 @@ def runs_json(listings: list[RunListing]) -> list[dict[str, Any]]:
     for item in listings:
         config = item.info.get("config")
         tags = config.get("tags") if isinstance(config, dict) else None
-        rows.append({
-            "run": item.path.name,
-            "path": str(item.path),
-            "backend": item.info.get("backend"),
-            "status": item.status,
-            "start_utc": item.info.get("start_utc"),
-            "tags": tags if isinstance(tags, dict) else {},
-            "headline": item.headline,
-            "problem": item.problem,
-        })
+        rows.append(
+            {
+                "run": item.path.name,
+                "path": str(item.path),
+                "backend": item.info.get("backend"),
+                "status": item.status,
+                "start_utc": item.info.get("start_utc"),
+                "tags": tags if isinstance(tags, dict) else {},
+                "headline": item.headline,
+                "problem": item.problem,
+            }
+        )
     return rows
 
 
@@ -119,8 +121,19 @@ STATUS_STYLE = {
 def runs_table(listings: list[RunListing], data_dir: Path) -> Table:
     table = Table(title=f"runs under {data_dir} (newest first)", title_justify="left")
     table.add_column("run", overflow="fold", min_width=36)
-    headers = ("backend", "status", "started", "duration", "peak", "GPU-h", "energy", "scale-up", "scale-down",
-               "TTFT p90", "tags")
+    headers = (
+        "backend",
+        "status",
+        "started",
+        "duration",
+        "peak",
+        "GPU-h",
+        "energy",
+        "scale-up",
+        "scale-down",
+        "TTFT p90",
+        "tags",
+    )
     for header in headers:
         table.add_column(header, overflow="fold")  # wrap on a narrow terminal, never cut
     for item in listings:

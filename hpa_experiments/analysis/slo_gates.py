@@ -67,8 +67,12 @@ def _latency_sources(metric: str, percentile: str) -> list[Source]:
     sources: list[Source] = []
     if metric == "ttft":
         sources.append(("requests.csv", lambda s: _get(s, "requests", "ttft_ms", percentile)))
-    sources.append((f"{metric.upper()} histogram over the run",
-                    lambda s: _get(s, "latency_over_window", "run", f"{metric}_ms", percentile)))
+    sources.append(
+        (
+            f"{metric.upper()} histogram over the run",
+            lambda s: _get(s, "latency_over_window", "run", f"{metric}_ms", percentile),
+        )
+    )
     sources.append((f"percentile of {metric.upper()} samples", lambda s: _get(s, "kpis", f"{metric}_ms", percentile)))
     return sources
 

@@ -33,9 +33,17 @@ def write_run(
 ) -> Path:
     """A run directory with these metric rows (keys = columns; `elapsed_s` required)."""
     info = RunInfo(
-        id=directory.name, name=name, backend=backend, status="running", started_at=started_at,
-        t0=started_at, interval=interval, config=config or {"name": name}, backend_info={},
-        versions={}, pid=pid,
+        id=directory.name,
+        name=name,
+        backend=backend,
+        status="running",
+        started_at=started_at,
+        t0=started_at,
+        interval=interval,
+        config=config or {"name": name},
+        backend_info={},
+        versions={},
+        pid=pid,
     )
     writer = RunWriter(directory, info, metrics_columns([0.5, 0.9, 0.99]), None)
     # Same columns and cell format as the writer's stream, but without its per-row fsync
@@ -66,9 +74,15 @@ def day_run(directory: Path, hours: float = 24.0, interval: float = 1.0) -> Path
     samples = int(hours * 3600 / interval)
     job_length = 3600.0
     phases: list[dict[str, Any]] = [
-        {"job": f"hour-{h:02d}", "rate": 10.0 + 10.0 * (h % 6), "planned_start_s": h * job_length,
-         "planned_end_s": (h + 1) * job_length, "actual_start_s": h * job_length + 0.5,
-         "actual_end_s": (h + 1) * job_length, "outcome": "succeeded"}
+        {
+            "job": f"hour-{h:02d}",
+            "rate": 10.0 + 10.0 * (h % 6),
+            "planned_start_s": h * job_length,
+            "planned_end_s": (h + 1) * job_length,
+            "actual_start_s": h * job_length + 0.5,
+            "actual_end_s": (h + 1) * job_length,
+            "outcome": "succeeded",
+        }
         for h in range(int(hours))
     ]
 
@@ -80,14 +94,23 @@ def day_run(directory: Path, hours: float = 24.0, interval: float = 1.0) -> Path
             replicas = max(1, min(10, round(rate / 6 + 2 * wave)))
             waiting = max(0.0, 30 * wave - 10)
             yield {
-                "elapsed_s": t, "phase": f"hour-{int(t // job_length):02d}", "offered_rps": rate,
-                "active_jobs": 1, "replicas": replicas, "desired_replicas": replicas,
-                "ready_replicas": replicas, "num_requests_waiting": waiting,
-                "num_requests_waiting_target": 20, "kv_cache_usage_perc": 0.3 + 0.5 * wave,
-                "kv_cache_usage_target": 0.5, "ttft_ms": 80 + 40 * waiting, "itl_ms": 12 + 3 * wave,
+                "elapsed_s": t,
+                "phase": f"hour-{int(t // job_length):02d}",
+                "offered_rps": rate,
+                "active_jobs": 1,
+                "replicas": replicas,
+                "desired_replicas": replicas,
+                "ready_replicas": replicas,
+                "num_requests_waiting": waiting,
+                "num_requests_waiting_target": 20,
+                "kv_cache_usage_perc": 0.3 + 0.5 * wave,
+                "kv_cache_usage_target": 0.5,
+                "ttft_ms": 80 + 40 * waiting,
+                "itl_ms": 12 + 3 * wave,
             }
 
     events = [(p["planned_start_s"], "job_started", p["job"]) for p in phases]
     config = {"name": "synthetic-day", "slo": {"ttft_ms": 500, "itl_ms": 20}}
-    return write_run(directory, rows(), phases=phases, events=events, name="synthetic-day",
-                     interval=interval, config=config)
+    return write_run(
+        directory, rows(), phases=phases, events=events, name="synthetic-day", interval=interval, config=config
+    )

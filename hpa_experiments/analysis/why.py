@@ -67,10 +67,14 @@ LIMIT_PHRASES = {
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """The HPA metric columns of metrics.csv: those recorded next to a target column."""
     candidates = ["num_requests_waiting", "kv_cache_usage_perc"]
-    candidates += [c for c in frame.columns if c.startswith("hpa_") and c != LAST_SCALE_COLUMN
-                   and not c.endswith(("_target", "_ratio", "_proposed"))]
-    return [c for c in candidates if c in frame.columns and target_column(c) in frame.columns
-            and frame[c].notna().any()]
+    candidates += [
+        c
+        for c in frame.columns
+        if c.startswith("hpa_") and c != LAST_SCALE_COLUMN and not c.endswith(("_target", "_ratio", "_proposed"))
+    ]
+    return [
+        c for c in candidates if c in frame.columns and target_column(c) in frame.columns and frame[c].notna().any()
+    ]
 
 
 def hpa_spec(run: Run) -> dict[str, Any] | None:
@@ -122,8 +126,9 @@ def why_data(run: Run) -> WhyData:
     best_held = np.full(len(frame), "", dtype=object)
     replicas, ready = column("replicas"), column("ready_replicas")
     for metric in metrics:  # the original system's metrics were Pods metrics
-        ratio, proposed, held = pods_proposals(column(metric), column(target_column(metric)), replicas, ready,
-                                               tolerances)
+        ratio, proposed, held = pods_proposals(
+            column(metric), column(target_column(metric)), replicas, ready, tolerances
+        )
         derived[f"{metric}_ratio"], derived[f"{metric}_proposed"] = ratio, proposed
         higher = np.nan_to_num(proposed, nan=-np.inf) > best  # the first of equal proposals wins
         best, best_held = np.where(higher, proposed, best), np.where(higher, held, best_held)
@@ -195,11 +200,17 @@ def _ready_lag_from_pods(pods: pd.DataFrame, at_s: float, added: int, taken: set
     }
 
 
-def _ready_lag_from_samples(t: np.ndarray, ready: np.ndarray, at_s: float, desired: int,
-                            until_s: float) -> dict[str, Any]:
+def _ready_lag_from_samples(
+    t: np.ndarray, ready: np.ndarray, at_s: float, desired: int, until_s: float
+) -> dict[str, Any]:
     """From the ready_replicas column: the first sample after the decision with `desired` ready."""
-    unknown = {"new_pods": None, "ready_pods": None, "first_ready_after_s": None, "ready_after_s": None,
-               "ready_basis": "unknown"}
+    unknown = {
+        "new_pods": None,
+        "ready_pods": None,
+        "first_ready_after_s": None,
+        "ready_after_s": None,
+        "ready_basis": "unknown",
+    }
     if np.isnan(ready).all():
         return unknown
     window = slice(int(np.searchsorted(t, at_s)), int(np.searchsorted(t, until_s)))
@@ -223,8 +234,11 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     pods = _read_pods(run)
     decisions = _decision_times(frame)
     times = frame["elapsed_s"].to_numpy(dtype=float)
-    ready_counts = (frame["ready_replicas"].to_numpy(dtype=float, na_value=np.nan)
-                    if "ready_replicas" in frame.columns else np.full(len(frame), np.nan))
+    ready_counts = (
+        frame["ready_replicas"].to_numpy(dtype=float, na_value=np.nan)
+        if "ready_replicas" in frame.columns
+        else np.full(len(frame), np.nan)
+    )
     taken: set[str] = set()
     events = []
     for n, (i, at_s, basis, was) in enumerate(decisions):
@@ -234,17 +248,30 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
         replicas = _number(row.get("replicas"))
         metrics = []
         for column in why.metrics:
-            metrics.append({
-                "metric": column, "name": SHORT_NAMES.get(column, column.removeprefix("hpa_")),
-                "value": _number(row.get(column)), "target": _number(row.get(target_column(column))),
-                "ratio": _number(row.get(f"{column}_ratio")), "proposed": _number(row.get(f"{column}_proposed")),
-            })
+            metrics.append(
+                {
+                    "metric": column,
+                    "name": SHORT_NAMES.get(column, column.removeprefix("hpa_")),
+                    "value": _number(row.get(column)),
+                    "target": _number(row.get(target_column(column))),
+                    "ratio": _number(row.get(f"{column}_ratio")),
+                    "proposed": _number(row.get(f"{column}_proposed")),
+                }
+            )
         limited = row.get(LIMITED_BY_COLUMN)
-        limited_by = None if limited is None or limited is pd.NA or (isinstance(limited, float)
-                                                                      and math.isnan(limited)) else str(limited)
+        limited_by = (
+            None
+            if limited is None or limited is pd.NA or (isinstance(limited, float) and math.isnan(limited))
+            else str(limited)
+        )
         event: dict[str, Any] = {
-            "at_s": round(at_s, 3), "time_basis": basis, "direction": "up" if desired > was else "down",
-            "from_desired": was, "replicas": replicas, "desired": desired, "metrics": metrics,
+            "at_s": round(at_s, 3),
+            "time_basis": basis,
+            "direction": "up" if desired > was else "down",
+            "from_desired": was,
+            "replicas": replicas,
+            "desired": desired,
+            "metrics": metrics,
             "limited_by": limited_by,
             "limit_basis": _limit_basis(run, why),
         }
@@ -289,15 +316,19 @@ def event_line(event: dict[str, Any]) -> str:
     if driver is None:
         reasons.append("metric values unknown")
     else:
-        text = f"{driver['name']} {driver['ratio']:.1f}x target" if driver["ratio"] is not None else (
-            f"{driver['name']} unknown")
+        text = (
+            f"{driver['name']} {driver['ratio']:.1f}x target"
+            if driver["ratio"] is not None
+            else (f"{driver['name']} unknown")
+        )
         if driver["proposed"] is not None and driver["proposed"] != desired:
             text += f", proposes {driver['proposed']:.0f}"
         reasons.append(text)
     limit = event["limited_by"]
     if limit is None:
-        reasons.append("limit unknown" + (" (no HPA conditions recorded)" if "recomputed" in event["limit_basis"]
-                                          else ""))
+        reasons.append(
+            "limit unknown" + (" (no HPA conditions recorded)" if "recomputed" in event["limit_basis"] else "")
+        )
     else:
         reasons.append(LIMIT_PHRASES.get(limit, limit).format(desired=desired))
     was = f" (was {event['from_desired']})"
@@ -343,8 +374,10 @@ def why_html(summary: dict[str, Any]) -> str:
         return "<h2>Why the HPA scaled</h2><p>No scale event: the desired replica count never changed.</p>"
     items = "".join(f"<li>{html.escape(e['line'])}</li>" for e in events)
     basis = html.escape(events[0]["limit_basis"])
-    return (f"<h2>Why the HPA scaled</h2><p class=\"sub\">What held the desired count: {basis}. "
-            f"Ready lag: from the decision until the new pods were Ready.</p><ol>{items}</ol>")
+    return (
+        f'<h2>Why the HPA scaled</h2><p class="sub">What held the desired count: {basis}. '
+        f"Ready lag: from the decision until the new pods were Ready.</p><ol>{items}</ol>"
+    )
 
 
 def ratio_arrays(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -352,4 +385,3 @@ def ratio_arrays(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     why = why_data(run)
     t = why.frame["elapsed_s"].to_numpy(dtype=float)
     return t, {m: why.frame[f"{m}_ratio"].to_numpy(dtype=float, na_value=np.nan) for m in why.metrics}
-

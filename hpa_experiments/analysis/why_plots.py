@@ -38,9 +38,16 @@ from hpa_experiments.hpa_reasons import LIMITED_BY_COLUMN, Tolerances, tolerance
 WHY_FILE = "why.png"
 MAX_LINES = 16
 LIMIT_COLORS = {
-    "none": "#d9d9d9", "maxReplicas": "tab:red", "minReplicas": "tab:blue", "scaleUp policy": "tab:orange",
-    "scaleDown policy": "tab:purple", "scaleUp stabilization": "gold", "scaleDown stabilization": "tab:pink",
-    "tolerance": "tab:green", "unready pods": "tab:brown", "metrics unavailable": "black",
+    "none": "#d9d9d9",
+    "maxReplicas": "tab:red",
+    "minReplicas": "tab:blue",
+    "scaleUp policy": "tab:orange",
+    "scaleDown policy": "tab:purple",
+    "scaleUp stabilization": "gold",
+    "scaleDown stabilization": "tab:pink",
+    "tolerance": "tab:green",
+    "unready pods": "tab:brown",
+    "metrics unavailable": "black",
     "scaling disabled": "0.3",
 }
 
@@ -50,14 +57,27 @@ def _ratio_panel(ax: Any, axis: TimeAxis, t: np.ndarray, ratios: dict[str, np.nd
     for i, (column, values) in enumerate(ratios.items()):
         if np.isnan(values).all():
             continue
-        _line(ax, axis, t, values, step=True, color=COLORS[i % len(COLORS)], lw=1.5,
-              label=f"{SHORT_NAMES.get(column, column)} / target")
+        _line(
+            ax,
+            axis,
+            t,
+            values,
+            step=True,
+            color=COLORS[i % len(COLORS)],
+            lw=1.5,
+            label=f"{SHORT_NAMES.get(column, column)} / target",
+        )
         drawn = True
     if not drawn:
         _no_data(ax, "metric / target ratios")
         return
-    ax.axhspan(1 - tol.scale_down, 1 + tol.scale_up, color="0.5", alpha=0.2,
-               label=f"tolerance band ({1 - tol.scale_down:g}-{1 + tol.scale_up:g})")
+    ax.axhspan(
+        1 - tol.scale_down,
+        1 + tol.scale_up,
+        color="0.5",
+        alpha=0.2,
+        label=f"tolerance band ({1 - tol.scale_down:g}-{1 + tol.scale_up:g})",
+    )
     ax.axhline(1.0, color="black", lw=0.9, ls="--")
     ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
     ax.set_ylim(bottom=0)
@@ -65,20 +85,32 @@ def _ratio_panel(ax: Any, axis: TimeAxis, t: np.ndarray, ratios: dict[str, np.nd
     ax.legend(**LEGEND)
 
 
-def _replica_panel(ax: Any, axis: TimeAxis, run: Run, t: np.ndarray, proposals: dict[str, np.ndarray],
-                   max_replicas: int | None) -> None:
+def _replica_panel(
+    ax: Any, axis: TimeAxis, run: Run, t: np.ndarray, proposals: dict[str, np.ndarray], max_replicas: int | None
+) -> None:
     drawn = False
-    for column, style in (("replicas", {"color": "tab:blue", "lw": 2.0, "label": "current"}),
-                          ("desired_replicas", {"color": "tab:orange", "lw": 1.4, "ls": "--", "label": "desired"}),
-                          ("ready_replicas", {"color": "tab:green", "lw": 1.3, "ls": ":", "label": "ready"})):
+    for column, style in (
+        ("replicas", {"color": "tab:blue", "lw": 2.0, "label": "current"}),
+        ("desired_replicas", {"color": "tab:orange", "lw": 1.4, "ls": "--", "label": "desired"}),
+        ("ready_replicas", {"color": "tab:green", "lw": 1.3, "ls": ":", "label": "ready"}),
+    ):
         values = _values(run, column)
         if values is not None:
             _line(ax, axis, t, values, step=True, **style)
             drawn = True
     for i, (column, values) in enumerate(proposals.items()):
         if not np.isnan(values).all():
-            _line(ax, axis, t, values, step=True, color=COLORS[i % len(COLORS)], lw=0.9, alpha=0.6,
-                  label=f"{SHORT_NAMES.get(column, column)} proposes")
+            _line(
+                ax,
+                axis,
+                t,
+                values,
+                step=True,
+                color=COLORS[i % len(COLORS)],
+                lw=0.9,
+                alpha=0.6,
+                label=f"{SHORT_NAMES.get(column, column)} proposes",
+            )
     if not drawn:
         _no_data(ax, "replicas")
         return
@@ -90,8 +122,9 @@ def _replica_panel(ax: Any, axis: TimeAxis, run: Run, t: np.ndarray, proposals: 
     top = 2.0 * max(highest, 1.0)
     clipped = [v for v in proposals.values() if not np.isnan(v).all() and np.nanmax(v) > top]
     if clipped:
-        ax.text(0.005, 0.97, f"proposals above {top:g} clipped", transform=ax.transAxes, va="top",
-                fontsize=8, color="0.35")
+        ax.text(
+            0.005, 0.97, f"proposals above {top:g} clipped", transform=ax.transAxes, va="top", fontsize=8, color="0.35"
+        )
     ax.set_ylim(0, top)
     ax.set_ylabel("replicas")
     ax.legend(**LEGEND)
@@ -120,8 +153,11 @@ def _limit_panel(ax: Any, axis: TimeAxis, t: np.ndarray, limits: list[str | None
     ax.set_ylim(0, 1)
     unknown = " (white: unknown)" if len(known) < len(limits) else ""
     ax.set_ylabel("what held\ndesired", fontsize=9)
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in seen.items()], title=f"limited_by{unknown}",
-              **{**LEGEND, "fontsize": 7})
+    ax.legend(
+        handles=[Patch(color=c, label=k) for k, c in seen.items()],
+        title=f"limited_by{unknown}",
+        **{**LEGEND, "fontsize": 7},
+    )
     if note != "as recorded":
         ax.text(0.005, 0.5, note, transform=ax.transAxes, va="center", fontsize=8, color="0.35", style="italic")
 
@@ -147,16 +183,25 @@ def why_figure(run: Run) -> Figure:
         limits.insert(int(position), None)
     events = scale_events(run, why)
     lines = [f"{n}. {e['line']}" for n, e in enumerate(events, start=1)]
-    shown = lines[:MAX_LINES] + ([f"... and {len(lines) - MAX_LINES} more (summary.json scale_events)"]
-                                 if len(lines) > MAX_LINES else [])
+    shown = lines[:MAX_LINES] + (
+        [f"... and {len(lines) - MAX_LINES} more (summary.json scale_events)"] if len(lines) > MAX_LINES else []
+    )
     wrapped = [w for line in shown for w in textwrap.wrap(line, 170, subsequent_indent="      ")] or [
-        "no scale event: the desired replica count never changed"]
+        "no scale event: the desired replica count never changed"
+    ]
     text_in = 0.16 * len(wrapped) + 0.3
     height = 9.0 + text_in
     fig = Figure(figsize=(FIGURE_WIDTH_IN, height))
-    grid = fig.add_gridspec(3, 1, height_ratios=[1.5, 1.5, 0.45], top=1 - 0.8 / height,
-                            bottom=(text_in + 0.5) / height, left=MARGINS["left"], right=MARGINS["right"],
-                            hspace=0.12)
+    grid = fig.add_gridspec(
+        3,
+        1,
+        height_ratios=[1.5, 1.5, 0.45],
+        top=1 - 0.8 / height,
+        bottom=(text_in + 0.5) / height,
+        left=MARGINS["left"],
+        right=MARGINS["right"],
+        hspace=0.12,
+    )
     ratio_ax = fig.add_subplot(grid[0])
     replica_ax = fig.add_subplot(grid[1], sharex=ratio_ax)
     limit_ax = fig.add_subplot(grid[2], sharex=ratio_ax)
@@ -164,8 +209,11 @@ def why_figure(run: Run) -> Figure:
     axis = TimeAxis.for_span(end - min(0.0, float(t[0]) if len(t) else 0.0))
     _ratio_panel(ratio_ax, axis, t, ratios, tolerances)
     _replica_panel(replica_ax, axis, run, t, proposals, max_replicas)
-    basis = ("recomputed: no HPA conditions recorded, so only 'none' or 'tolerance' can be shown"
-             if why.recomputed and not why.has_conditions else "as recorded")
+    basis = (
+        "recomputed: no HPA conditions recorded, so only 'none' or 'tolerance' can be shown"
+        if why.recomputed and not why.has_conditions
+        else "as recorded"
+    )
     _limit_panel(limit_ax, axis, t, limits, basis)
     axes = [ratio_ax, replica_ax, limit_ax]
     _shade_phases(axes[:2], run, axis)
@@ -175,15 +223,30 @@ def why_figure(run: Run) -> Figure:
         ax.vlines(xs, 0, 1, colors=colors, lw=0.9, alpha=0.7, transform=ax.get_xaxis_transform())
     if len(events) <= 2 * MAX_LINES:  # numbers only while they can be told apart
         for n, (x, color) in enumerate(zip(xs, colors, strict=True), start=1):
-            ratio_ax.annotate(str(n), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                              textcoords="offset points", fontsize=8, color=color, fontweight="bold")
+            ratio_ax.annotate(
+                str(n),
+                (x, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -10),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+                fontweight="bold",
+            )
     for ax in axes[:2]:
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelbottom=False)
     limit_ax.set_xlabel(axis.label)
     limit_ax.set_xlim(axis.scale(min(0.0, float(t[0]) if len(t) else 0.0)), axis.scale(max(end, 1.0)))
-    fig.text(MARGINS["left"], (text_in + 0.05) / height, "\n".join(wrapped), va="top", ha="left",
-             fontsize=8, family="monospace")
+    fig.text(
+        MARGINS["left"],
+        (text_in + 0.05) / height,
+        "\n".join(wrapped),
+        va="top",
+        ha="left",
+        fontsize=8,
+        family="monospace",
+    )
     fig.suptitle(f"{run.name} · why the HPA scaled · backend: {run.backend}\n{run.path.name}", fontsize=12)
     return fig
 

@@ -80,10 +80,8 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("apps", "deployments", "get", "Deployment replicas and readiness"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "list", "preflight: other HPAs on the Deployment"),
     ApiCall("keda.sh", "scaledobjects", "list", "preflight: KEDA ScaledObjects on the Deployment", optional=True),
-    ApiCall("custom.metrics.k8s.io", "*", "get", "preflight: the HPA's Pods/Object metrics are served",
-            optional=True),
-    ApiCall("external.metrics.k8s.io", "*", "get", "preflight: the HPA's External metrics are served",
-            optional=True),
+    ApiCall("custom.metrics.k8s.io", "*", "get", "preflight: the HPA's Pods/Object metrics are served", optional=True),
+    ApiCall("external.metrics.k8s.io", "*", "get", "preflight: the HPA's External metrics are served", optional=True),
     ApiCall("", "namespaces", "get", "preflight: the namespace exists", optional=True),
 )
 """Every (apiGroup, resource, verb) the backend uses; manifests/rbac must grant all of them."""

@@ -32,9 +32,7 @@ class CoreReads:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self._get(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", query, **options)
 
-    def read_namespaced_pod_log(
-        self, name: str, namespace: str, container: str | None = None, **options: Any
-    ) -> Any:
+    def read_namespaced_pod_log(self, name: str, namespace: str, container: str | None = None, **options: Any) -> Any:
         """The pods/log subresource: the container's log as text (the response body)."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
         query = [("container", container)] if container else []

@@ -166,16 +166,16 @@ def _check_kubernetes(
 
 def _getter(backend: KubeBackend) -> Callable[[str, list[tuple[str, str]]], tuple[int, dict[str, Any]]]:
     def get(path: str, query: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
-        return backend.request_json("GET", f"GET {path}", path, query=query, answers=(403, 404, 503),
-                                    retry=PREFLIGHT_RETRY)
+        return backend.request_json(
+            "GET", f"GET {path}", path, query=query, answers=(403, 404, 503), retry=PREFLIGHT_RETRY
+        )
 
     return get
 
 
 def _check_rbac(backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool) -> None:
     def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return backend.request_json("POST", f"POST {path}", path, body=body, answers=(403, 404),
-                                    retry=PREFLIGHT_RETRY)
+        return backend.request_json("POST", f"POST {path}", path, body=body, answers=(403, 404), retry=PREFLIGHT_RETRY)
 
     try:
         problems, warnings = check_permissions(post, backend.namespace, needed_calls(API_CALLS, will_apply_hpa))
@@ -191,7 +191,9 @@ def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply
     ns = backend.namespace
     try:
         listing = backend.call_json(
-            f"list HPAs in {ns}", backend.autoscaling.list_namespaced_horizontal_pod_autoscaler, ns,
+            f"list HPAs in {ns}",
+            backend.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            ns,
             retry=PREFLIGHT_RETRY,
         )
     except BackendError as exc:
@@ -199,8 +201,9 @@ def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply
         return
     path = f"/apis/{autoscalers.KEDA_GROUP_VERSION}/namespaces/{ns}/scaledobjects"
     try:
-        status, keda = backend.request_json("GET", f"list ScaledObjects in {ns}", path, answers=(403, 404),
-                                            retry=PREFLIGHT_RETRY)
+        status, keda = backend.request_json(
+            "GET", f"list ScaledObjects in {ns}", path, answers=(403, 404), retry=PREFLIGHT_RETRY
+        )
     except BackendError as exc:
         status, keda = 0, {}
         report.warnings.append(f"KEDA ScaledObjects not checked: {exc}")
@@ -292,8 +295,9 @@ def _check_gpu_power(
     try:
         found = prom.query(f"count({series})")
     except QueryError as exc:
-        report.warnings.append(f"no DCGM power series for pods {pods}: the query failed ({exc}); "
-                               "energy may not be measured")
+        report.warnings.append(
+            f"no DCGM power series for pods {pods}: the query failed ({exc}); energy may not be measured"
+        )
         return
     if not found:
         report.warnings.append(

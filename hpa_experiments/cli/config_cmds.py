@@ -33,13 +33,20 @@ def validate(
             if not as_json:
                 typer.echo(f"✗ {exc}", err=True)
             continue
-        results.append({"file": str(path), "valid": True, "jobs": len(config.jobs), "mode": plan.mode,
-                        "total_s": plan.total, "peak_rps": plan.peak_rps, "warnings": list(plan.warnings)})
+        results.append(
+            {
+                "file": str(path),
+                "valid": True,
+                "jobs": len(config.jobs),
+                "mode": plan.mode,
+                "total_s": plan.total,
+                "peak_rps": plan.peak_rps,
+                "warnings": list(plan.warnings),
+            }
+        )
         if as_json:
             continue
-        typer.echo(
-            f"✓ {path}: {len(config.jobs)} jobs, {plan.mode}, {plan.total:g} s, peak {plan.peak_rps:g} req/s"
-        )
+        typer.echo(f"✓ {path}: {len(config.jobs)} jobs, {plan.mode}, {plan.total:g} s, peak {plan.peak_rps:g} req/s")
         for warning in plan.warnings:
             typer.echo(f"  warning: {warning}")
     if as_json:

@@ -24,24 +24,18 @@ def run(
         "-b",
         help="sim (the digital twin, no cluster) or kubernetes. Default: the config's.",
     ),
-    seed: int | None = typer.Option(
-        None, help="Simulation seed (same config + seed = identical metrics.csv)."
-    ),
+    seed: int | None = typer.Option(None, help="Simulation seed (same config + seed = identical metrics.csv)."),
     output_dir: Path | None = typer.Option(
         None, "--output-dir", "-o", help="Folder for run directories. Default: the config's output.base_dir."
     ),
-    kubeconfig: str | None = typer.Option(
-        None, help="kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config."
-    ),
+    kubeconfig: str | None = typer.Option(None, help="kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config."),
     context: str | None = typer.Option(None, help="kubeconfig context. Default: the current context."),
     namespace: str | None = typer.Option(None, "--namespace", "-n", help="Override the config's namespace."),
     prometheus_url: str | None = typer.Option(
         None, help="Prometheus (or thanos-querier) URL. Default: config, then $HPA_EXP_PROMETHEUS_URL."
     ),
     keep_jobs: bool = typer.Option(False, help="Leave the load Jobs in the cluster at the end (debugging)."),
-    dry_run: bool = typer.Option(
-        False, help="Print the rendered Job manifests and the timeline; apply nothing."
-    ),
+    dry_run: bool = typer.Option(False, help="Print the rendered Job manifests and the timeline; apply nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final line."),
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live dashboard or plain lines. Default: live on a terminal."

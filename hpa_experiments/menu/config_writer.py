@@ -34,29 +34,37 @@ class Answers:
     cooldown: float
 
 
-
 def _autoscaler_lines(base: ExperimentConfig, folder: Path) -> list[str]:
     """The `hpa:` section, or `autoscaler:` for a KEDA ScaledObject (docs/keda.md)."""
     auto = base.autoscaler
     if auto is not None and auto.kind == "keda":
-        lines = ["autoscaler:", "  kind: keda           # a KEDA ScaledObject (docs/keda.md)",
-                 f"  enabled: {_scalar(auto.enabled)}"]
+        lines = [
+            "autoscaler:",
+            "  kind: keda           # a KEDA ScaledObject (docs/keda.md)",
+            f"  enabled: {_scalar(auto.enabled)}",
+        ]
         if auto.manifest is not None:
             lines.append(f"  manifest: {_relative(auto.manifest, folder)}   # the ScaledObject to apply or simulate")
         if auto.name:
             lines.append(f"  name: {auto.name}")
-        return [*lines,
-                f"  apply: {_scalar(auto.apply)}          # kubernetes backend: apply it before the run ...",
-                f"  remove_after: {_scalar(auto.remove_after)}   # ... and delete it afterwards if this run created it"]
+        return [
+            *lines,
+            f"  apply: {_scalar(auto.apply)}          # kubernetes backend: apply it before the run ...",
+            f"  remove_after: {_scalar(auto.remove_after)}   # ... and delete it afterwards if this run created it",
+        ]
     lines = ["hpa:", f"  enabled: {_scalar(base.hpa.enabled)}"]
     if base.hpa.manifest is not None:
-        lines.append(f"  manifest: {_relative(base.hpa.manifest, folder)}   # the HPA to apply (kubernetes) "
-                     "or to simulate")
+        lines.append(
+            f"  manifest: {_relative(base.hpa.manifest, folder)}   # the HPA to apply (kubernetes) or to simulate"
+        )
     if base.hpa.name:
         lines.append(f"  name: {base.hpa.name}")
-    return [*lines,
-            f"  apply: {_scalar(base.hpa.apply)}          # kubernetes backend: apply the manifest before the run ...",
-            f"  remove_after: {_scalar(base.hpa.remove_after)}   # ... and delete it afterwards if this run created it"]
+    return [
+        *lines,
+        f"  apply: {_scalar(base.hpa.apply)}          # kubernetes backend: apply the manifest before the run ...",
+        f"  remove_after: {_scalar(base.hpa.remove_after)}   # ... and delete it afterwards if this run created it",
+    ]
+
 
 def _num(value: float) -> str:
     return f"{value:g}" if value != int(value) else str(int(value))
@@ -101,7 +109,7 @@ def render_config(base: ExperimentConfig, answers: Answers, destination: Path) -
         f"#   hpa-exp plan {destination.name}         # see the timeline",
         f"#   hpa-exp run {destination.name} --backend sim",
         "#",
-        "# Durations are seconds (360) or strings such as \"90s\", \"6m\", \"1h30m\".",
+        '# Durations are seconds (360) or strings such as "90s", "6m", "1h30m".',
         "# Paths are relative to this file's folder.",
         "",
         f"name: {_scalar(answers.name):<30} # names the run folder: <name>-<UTC yyyymmdd-HHMMSS>",

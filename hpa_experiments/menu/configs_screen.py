@@ -28,8 +28,14 @@ def validation_table(ctx: MenuContext) -> tuple[Table, list[Text]]:
             table.add_row(Text("✗", style="red"), path.name, "", "", "", "")
             notes.append(Text(f"✗ {path.name}:\n" + "\n".join(f"    {p}" for p in exc.problems), style="red"))
             continue
-        table.add_row(Text("✓", style="green"), path.name, str(len(config.jobs)), plan.mode, f"{plan.total:g} s",
-                      f"{plan.peak_rps:g} req/s")
+        table.add_row(
+            Text("✓", style="green"),
+            path.name,
+            str(len(config.jobs)),
+            plan.mode,
+            f"{plan.total:g} s",
+            f"{plan.peak_rps:g} req/s",
+        )
         notes += [Text(f"! {path.name}: {w}", style="yellow") for w in plan.warnings]
     return table, notes
 
@@ -43,8 +49,13 @@ def configs(ctx: MenuContext) -> None:
         else:
             body = Text(f"no configs in {shown_path(ctx.configs_dir)}/", style="dim")
         footer = stack(Text(""), keys_line([("n", "new experiment from one of these"), ("b", "home"), ("q", "quit")]))
-        key = show_screen(ctx.console, f"Configs in {shown_path(ctx.configs_dir)}/ · validation", body, footer,
-                          lambda k: k in ("n", "b", "escape"))
+        key = show_screen(
+            ctx.console,
+            f"Configs in {shown_path(ctx.configs_dir)}/ · validation",
+            body,
+            footer,
+            lambda k: k in ("n", "b", "escape"),
+        )
         if key != "n":
             return
         new_experiment(ctx)

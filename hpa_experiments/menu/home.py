@@ -101,5 +101,11 @@ def home_screen(ctx: MenuContext) -> str:
     pairs = [("1-9", "run it")] if digits else []
     pairs += [("r", "run"), ("e", "runs"), ("c", "configs"), ("h", "help"), ("q", "quit")]
     footer = stack(Text(""), keys_line(pairs))
-    return show_screen(ctx.console, "hpa-exp menu · HPA experiments", body, footer,
-                       lambda key: key in HOME_KEYS or key in digits, redraw_when=ctx.loaded)
+    return show_screen(
+        ctx.console,
+        "hpa-exp menu · HPA experiments",
+        body,
+        footer,
+        lambda key: key in HOME_KEYS or key in digits,
+        redraw_when=ctx.loaded,
+    )

@@ -64,8 +64,13 @@ def choose_config(ctx: MenuContext) -> Path | None:
         body.append(f"no configs in {shown_path(ctx.configs_dir)}/\n", style="dim")
     digits = {str(i) for i in range(1, len(paths) + 1)}
     footer = stack(Text(""), keys_line([("1-9", "choose"), ("t", "type a path"), ("b", "back"), ("q", "quit")]))
-    key = show_screen(ctx.console, "Run an experiment · choose a config", body, footer,
-                      lambda k: k in digits or k in ("t", "b", "escape"))
+    key = show_screen(
+        ctx.console,
+        "Run an experiment · choose a config",
+        body,
+        footer,
+        lambda k: k in digits or k in ("t", "b", "escape"),
+    )
     if key in digits:
         return paths[int(key) - 1]
     if key == "t":
@@ -93,8 +98,11 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
         backends.append("  · kubernetes: no kubeconfig context", style="dim")
     body = stack(
         Text(f"{config.name}: {config.description}".rstrip(": ")),
-        Text(f"{len(plan.jobs)} jobs · total {plan.total:g} s · peak load {plan.peak_rps:g} req/s · "
-             f"{len(plan.warnings)} warning(s)", style="bold"),
+        Text(
+            f"{len(plan.jobs)} jobs · total {plan.total:g} s · peak load {plan.peak_rps:g} req/s · "
+            f"{len(plan.warnings)} warning(s)",
+            style="bold",
+        ),
         Text(""),
         Text(render_timeline(plan, _timeline_width(ctx, plan))),
     )
@@ -143,10 +151,18 @@ def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind:
         else:
             body.append(f"this creates load Jobs in namespace {config.namespace}; Ctrl-C stops and deletes them\n")
             body.append(notes, style="dim")
-        pairs = [("enter", "start")] + ([("p", "change pace")] if kind == SIMULATION else []) + [
-            ("b", "back"), ("q", "quit")]
-        key = show_screen(ctx.console, "Confirm", body, stack(Text(""), keys_line(pairs)),
-                          lambda k: k in ("enter", "y", "p", "b", "escape"))
+        pairs = (
+            [("enter", "start")]
+            + ([("p", "change pace")] if kind == SIMULATION else [])
+            + [("b", "back"), ("q", "quit")]
+        )
+        key = show_screen(
+            ctx.console,
+            "Confirm",
+            body,
+            stack(Text(""), keys_line(pairs)),
+            lambda k: k in ("enter", "y", "p", "b", "escape"),
+        )
         if key == "p" and kind == SIMULATION:
             pace_index = (pace_index + 1) % len(PACES)
         elif key in ("enter", "y"):
@@ -165,8 +181,10 @@ def outcome_text(outcome: Outcome) -> Text:
         return Text(f"completed: run saved in {where}", style="bold green")
     if result.status == "interrupted":
         if result.leftover_jobs:
-            return Text(f"stopped, but Jobs are still present: {', '.join(result.leftover_jobs)}; "
-                        f"partial run kept in {where}", style="bold red")
+            return Text(
+                f"stopped, but Jobs are still present: {', '.join(result.leftover_jobs)}; partial run kept in {where}",
+                style="bold red",
+            )
         deleted = f"{outcome.jobs_deleted} job(s) deleted" if outcome.jobs_deleted else "no job was running"
         return Text(f"stopped: {deleted}, partial run kept in {where}", style="bold yellow")
     return Text(f"{result.status}: {result.reason or 'see events.csv'}; run kept in {where}", style="bold red")
@@ -176,7 +194,12 @@ def result_screen(ctx: MenuContext, outcome: Outcome) -> None:
     has_run = outcome.result is not None
     pairs = ([("o", "open its summary")] if has_run else []) + [("b", "home"), ("q", "quit")]
     body = stack(outcome_text(outcome), *(Text(f"warning: {w}", style="yellow") for w in outcome.warnings))
-    key = show_screen(ctx.console, "Run finished", body, stack(Text(""), keys_line(pairs)),
-                      lambda k: k in ("b", "enter", "escape") or (k == "o" and has_run))
+    key = show_screen(
+        ctx.console,
+        "Run finished",
+        body,
+        stack(Text(""), keys_line(pairs)),
+        lambda k: k in ("b", "enter", "escape") or (k == "o" and has_run),
+    )
     if key == "o" and outcome.result is not None:
         open_run(ctx, outcome.result.run_dir)

@@ -48,11 +48,20 @@ def _runs_table(ctx: MenuContext, listings: list[RunListing], first: int) -> Tab
             table.add_column(header, justify="right", no_wrap=True)
     for i, item in enumerate(listings[first : first + PAGE], start=1):
         h = item.headline or {}
-        row: list[str | Text] = [str(i), item.path.name, Text(item.status, style=STATUS_STYLE.get(item.status, "")),
-               fmt(h.get("peak_replicas"), "", 0), fmt(h.get("ttft_p90_ms"), " ms", 0)]
+        row: list[str | Text] = [
+            str(i),
+            item.path.name,
+            Text(item.status, style=STATUS_STYLE.get(item.status, "")),
+            fmt(h.get("peak_replicas"), "", 0),
+            fmt(h.get("ttft_p90_ms"), " ms", 0),
+        ]
         if wide:
-            row += [str(item.info.get("backend", "?")), fmt(h.get("gpu_hours"), "", 3),
-                    fmt(h.get("first_scale_up_s"), " s", 0), fmt(h.get("scale_down_s"), " s", 0)]
+            row += [
+                str(item.info.get("backend", "?")),
+                fmt(h.get("gpu_hours"), "", 3),
+                fmt(h.get("first_scale_up_s"), " s", 0),
+                fmt(h.get("scale_down_s"), " s", 0),
+            ]
         table.add_row(*row)
     return table
 
@@ -67,8 +76,11 @@ def pick_run(ctx: MenuContext, listings: list[RunListing], title: str, back_labe
         shown = listings[first : first + PAGE]
         pages = (len(listings) - 1) // PAGE + 1
         body = stack(
-            Text(f"{len(listings)} run(s) under {shown_path(ctx.data_dir)}/, newest first · "
-                 f"page {first // PAGE + 1} of {pages}", style="dim"),
+            Text(
+                f"{len(listings)} run(s) under {shown_path(ctx.data_dir)}/, newest first · "
+                f"page {first // PAGE + 1} of {pages}",
+                style="dim",
+            ),
             _runs_table(ctx, listings, first),
         )
         pairs = [("1-9", "open")] + ([("n", "next page")] if first + PAGE < len(listings) else [])
@@ -105,10 +117,14 @@ def open_run(ctx: MenuContext, path: Path) -> None:
         return
     while True:
         body = stack(kpi_table(summary), phase_table(summary))
-        pairs = [("f", "plots & HTML report"), ("n", "notebook"), ("c", "compare with…"), ("b", "back"),
-                 ("q", "quit")]
-        key = show_screen(ctx.console, f"Run {path.name} · summary", body, stack(Text(""), keys_line(pairs)),
-                          lambda k: k in ("f", "n", "c", "b", "escape"))
+        pairs = [("f", "plots & HTML report"), ("n", "notebook"), ("c", "compare with…"), ("b", "back"), ("q", "quit")]
+        key = show_screen(
+            ctx.console,
+            f"Run {path.name} · summary",
+            body,
+            stack(Text(""), keys_line(pairs)),
+            lambda k: k in ("f", "n", "c", "b", "escape"),
+        )
         if key == "f":
             report_files(ctx, path)
         elif key == "n":
@@ -185,6 +201,7 @@ def compare_with(ctx: MenuContext, path: Path) -> None:
     except HpaExpError as exc:
         notice(ctx.console, "Compare", Text(str(exc), style="red"))
         return
-    where = Text(f"\nplot:   {shown_path(files.png)}\nreport: {shown_path(files.html)}\n"
-                 f"data:   {shown_path(files.json)}")
+    where = Text(
+        f"\nplot:   {shown_path(files.png)}\nreport: {shown_path(files.html)}\ndata:   {shown_path(files.json)}"
+    )
     notice(ctx.console, f"{path.name} vs {other.name}", stack(comparison_table(files.comparison), where))

@@ -83,13 +83,17 @@ def choose_base(ctx: MenuContext) -> ExperimentConfig | None:
 def ask_answers(ctx: MenuContext, base: ExperimentConfig) -> Answers:
     console = ctx.console
     console.clear()
-    console.print(f"New experiment from {base.name} · Enter keeps the value in [brackets] · q quits\n",
-                  style="bold", markup=False)
+    console.print(
+        f"New experiment from {base.name} · Enter keeps the value in [brackets] · q quits\n", style="bold", markup=False
+    )
     name = ask_text(console, "Name", f"{base.name}-custom", _check_run_name)
     description = ask_text(console, "Description", base.description or name)
     count = int(ask_text(console, "Number of load jobs", str(len(base.jobs)), _job_count))
-    console.print("Durations and delays: seconds, or e.g. 90s, 6m.  A start delay > 0 on any job makes the jobs "
-                  "run in parallel (each starts at its delay); all 0 means one after another.", style="dim")
+    console.print(
+        "Durations and delays: seconds, or e.g. 90s, 6m.  A start delay > 0 on any job makes the jobs "
+        "run in parallel (each starts at its delay); all 0 means one after another.",
+        style="dim",
+    )
     jobs: list[JobAnswer] = []
     for i in range(count):
         template = base.jobs[min(i, len(base.jobs) - 1)]
@@ -104,8 +108,9 @@ def ask_answers(ctx: MenuContext, base: ExperimentConfig) -> Answers:
     if not any(job.start_delay > 0 for job in jobs):
         gap = parse_duration(ask_text(console, "Gap between jobs", _g(base.gap), _seconds(0, True)))
     cooldown_default = base.cooldown.duration if base.cooldown.enabled else 0.0
-    cooldown = parse_duration(ask_text(console, "Cooldown after the last job (0: none)", _g(cooldown_default),
-                                       _seconds(0, True)))
+    cooldown = parse_duration(
+        ask_text(console, "Cooldown after the last job (0: none)", _g(cooldown_default), _seconds(0, True))
+    )
     return Answers(name, description, tuple(jobs), gap, cooldown)
 
 
@@ -128,19 +133,30 @@ def show_validation(ctx: MenuContext, path: Path) -> None:
         config = load_config(path)
         plan = build_plan(config)
     except HpaExpError as exc:
-        body = stack(Text(f"✗ written, but not valid: {shown_path(path)}", style="bold red"), Text(str(exc)),
-                     Text(f"\nfix the file, then: hpa-exp validate {shown_path(path)}"))
+        body = stack(
+            Text(f"✗ written, but not valid: {shown_path(path)}", style="bold red"),
+            Text(str(exc)),
+            Text(f"\nfix the file, then: hpa-exp validate {shown_path(path)}"),
+        )
         notice(ctx.console, "New experiment", body)
         return
     body = stack(
-        Text(f"✓ {shown_path(path)} is valid: {len(config.jobs)} jobs, {plan.mode}, {plan.total:g} s, "
-             f"peak {plan.peak_rps:g} req/s", style="bold green"),
+        Text(
+            f"✓ {shown_path(path)} is valid: {len(config.jobs)} jobs, {plan.mode}, {plan.total:g} s, "
+            f"peak {plan.peak_rps:g} req/s",
+            style="bold green",
+        ),
         Text(""),
         Text(render_timeline(plan, max(16, min(60, ctx.console.width - 50)))),
         Text(f"\nwithout the menu: hpa-exp run {shown_path(path)} --backend sim"),
     )
     footer = stack(Text(""), keys_line([("r", "run it now"), ("b", "back"), ("q", "quit")]))
-    key = show_screen(ctx.console, "New experiment · written and validated", body, footer,
-                      lambda k: k in ("r", "b", "enter", "escape"))
+    key = show_screen(
+        ctx.console,
+        "New experiment · written and validated",
+        body,
+        footer,
+        lambda k: k in ("r", "b", "enter", "escape"),
+    )
     if key == "r":
         run_flow(ctx, path)

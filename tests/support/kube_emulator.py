@@ -259,9 +259,7 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             raw = self._objects[key].raw if key in self._objects and not self._objects[key].deleted else None
         if raw is None:
-            return aiohttp.web.json_response(
-                _status_body(404, "NotFound", f'pods "{pod}" not found'), status=404
-            )
+            return aiohttp.web.json_response(_status_body(404, "NotFound", f'pods "{pod}" not found'), status=404)
         names = [c.get("name") for c in (raw.get("spec") or {}).get("containers") or []]
         if container is None and len(names) == 1:
             container = names[0]
@@ -654,20 +652,38 @@ class KubeEmulator:
 
     def install_keda(self) -> None:
         """Declare KEDA's ScaledObject resource, as installing its CRD does."""
-        info = {"kind": "ScaledObject", "namespaced": True, "singular": "scaledobject", "verbs": _VERBS,
-                "shortnames": ["so"], "categories": [], "subresources": ["status"]}
+        info = {
+            "kind": "ScaledObject",
+            "namespaced": True,
+            "singular": "scaledobject",
+            "verbs": _VERBS,
+            "shortnames": ["so"],
+            "categories": [],
+            "subresources": ["status"],
+        }
         self.call(lambda: self._handler.resources.__setitem__(SCALED_OBJECTS, info))
 
     def add_scaled_object(self, namespace: str, name: str, *, deployment: str) -> None:
         """A KEDA ScaledObject and the HPA KEDA makes for it (keda-hpa-<name>, owned by the ScaledObject)."""
-        self.put(SCALED_OBJECTS, namespace, {
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": name},
-            "spec": {"scaleTargetRef": {"name": deployment}, "triggers": [{"type": "prometheus", "metadata": {}}]},
-        })
+        self.put(
+            SCALED_OBJECTS,
+            namespace,
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": {"name": name},
+                "spec": {"scaleTargetRef": {"name": deployment}, "triggers": [{"type": "prometheus", "metadata": {}}]},
+            },
+        )
         so = self.get(SCALED_OBJECTS, namespace, name) or {}
         self.add_hpa(namespace, f"keda-hpa-{name}", deployment=deployment)
-        owner = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name,
-                 "uid": so.get("metadata", {}).get("uid", ""), "controller": True}
+        owner = {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "name": name,
+            "uid": so.get("metadata", {}).get("uid", ""),
+            "controller": True,
+        }
         self.patch(HPAS, namespace, f"keda-hpa-{name}", {"metadata": {"ownerReferences": [owner]}})
 
     # --- playing the controllers -------------------------------------------------------------

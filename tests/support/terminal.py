@@ -55,7 +55,10 @@ class TmuxTerminal:
     def _tmux(self, *args: str, check: bool = True) -> str:
         done = subprocess.run(
             ["tmux", "-S", str(self.socket), "-f", str(self.config), *args],
-            capture_output=True, text=True, check=False, timeout=20,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=20,
         )
         if check and done.returncode:
             raise RuntimeError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
@@ -68,8 +71,9 @@ class TmuxTerminal:
         env_args += [f"{name}={value}" for name, value in changes.items() if value is not None]
         recorder = [sys.executable, "-c", EXIT_RECORDER, str(self.status_file)]
         command = shlex.join(["env", *env_args, *recorder, *argv])
-        self._tmux("new-session", "-d", "-s", "t", "-x", str(self.width), "-y", str(self.height),
-                   "-c", str(cwd), command)
+        self._tmux(
+            "new-session", "-d", "-s", "t", "-x", str(self.width), "-y", str(self.height), "-c", str(cwd), command
+        )
         self.started = True
         return self
 

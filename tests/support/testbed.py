@@ -151,22 +151,35 @@ class Testbed:
 
     def logs(self, lines: int = 30) -> str:
         """The last lines of every process's log, for a failure report."""
-        parts = [f"--- {p.name} ({'running' if p.alive() else f'exited {p.popen.returncode}'}) {p.log_path}\n"
-                 f"{p.tail(lines)}" for p in self.procs]
+        parts = [
+            f"--- {p.name} ({'running' if p.alive() else f'exited {p.popen.returncode}'}) {p.log_path}\n{p.tail(lines)}"
+            for p in self.procs
+        ]
         if self.pods is not None:
             parts.append(self.pods.describe())
         return "\n".join(parts)
 
     # --- the API ---------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                params: Mapping[str, str] | None = None) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         """A raw admin request to the API server (paths like /api/v1/nodes)."""
         data = None if body is None else (body if isinstance(body, (str, bytes)) else json.dumps(body))
         return requests.request(
-            method, self.api_url + path, data=data, params=params,
-            headers={"Content-Type": content_type}, timeout=30,
-            cert=(str(self.pki / "admin.crt"), str(self.pki / "admin.key")), verify=str(self.pki / "ca.crt"),
+            method,
+            self.api_url + path,
+            data=data,
+            params=params,
+            headers={"Content-Type": content_type},
+            timeout=30,
+            cert=(str(self.pki / "admin.crt"), str(self.pki / "admin.key")),
+            verify=str(self.pki / "ca.crt"),
         )
 
     def apply(
@@ -186,8 +199,9 @@ class Testbed:
                 params["fieldValidation"] = "Strict"
             answer = self.request("PATCH", path, yaml.safe_dump(dict(doc)), "application/apply-patch+yaml", params)
             if answer.status_code >= 300:
-                raise RuntimeError(f"apply {doc.get('kind')} {doc.get('metadata', {}).get('name')}: "
-                                   f"{answer.status_code} {answer.text}")
+                raise RuntimeError(
+                    f"apply {doc.get('kind')} {doc.get('metadata', {}).get('name')}: {answer.status_code} {answer.text}"
+                )
             answers.append(answer)
         return answers
 
@@ -217,70 +231,125 @@ class Testbed:
 
     def _write_kubeconfig(self) -> None:
         pki = self.pki
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "testbed",
-            "clusters": [{"name": "testbed", "cluster": {
-                "server": f"https://127.0.0.1:{self.ports['api']}", "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-            "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "admin"}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "testbed",
+                    "clusters": [
+                        {
+                            "name": "testbed",
+                            "cluster": {
+                                "server": f"https://127.0.0.1:{self.ports['api']}",
+                                "certificate-authority": str(pki / "ca.crt"),
+                            },
+                        }
+                    ],
+                    "users": [
+                        {
+                            "name": "admin",
+                            "user": {
+                                "client-certificate": str(pki / "admin.crt"),
+                                "client-key": str(pki / "admin.key"),
+                            },
+                        }
+                    ],
+                    "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "admin"}}],
+                }
+            )
+        )
 
     def _start_etcd(self) -> None:
         p = self.ports
-        proc = self._spawn("etcd", [
-            self.bin / "etcd", "--name=n0", f"--data-dir={self.workdir / 'etcd'}", "--unsafe-no-fsync",
-            f"--listen-client-urls=http://127.0.0.1:{p['etcd']}", f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
-            f"--listen-peer-urls=http://127.0.0.1:{p['peer']}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['peer']}",
-            f"--initial-cluster=n0=http://127.0.0.1:{p['peer']}", "--listen-metrics-urls=",
-        ])
+        proc = self._spawn(
+            "etcd",
+            [
+                self.bin / "etcd",
+                "--name=n0",
+                f"--data-dir={self.workdir / 'etcd'}",
+                "--unsafe-no-fsync",
+                f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
+                f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
+                f"--listen-peer-urls=http://127.0.0.1:{p['peer']}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{p['peer']}",
+                f"--initial-cluster=n0=http://127.0.0.1:{p['peer']}",
+                "--listen-metrics-urls=",
+            ],
+        )
         wait_until("etcd", http_ok(f"http://127.0.0.1:{p['etcd']}/health"), 60, [proc])
 
     def _start_apiserver(self) -> None:
         pki, p = self.pki, self.ports
-        proc = self._spawn("kube-apiserver", [
-            self.bin / "kube-apiserver",
-            f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['api']}",
-            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-            # kwok serves the kubelet API (pod logs) with a certificate of this CA
-            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
-            f"--kubelet-client-certificate={pki / 'admin.crt'}", f"--kubelet-client-key={pki / 'admin.key'}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--profiling=false",
-        ])
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                self.bin / "kube-apiserver",
+                f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={p['api']}",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                # kwok serves the kubelet API (pod logs) with a certificate of this CA
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--profiling=false",
+            ],
+        )
         wait_until("kube-apiserver /readyz", lambda: self.request("GET", "/readyz").status_code == 200, 120, [proc])
 
     def _start_controllers(self) -> None:
         pki, p, kc = self.pki, self.ports, self.kubeconfig
-        common = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-                  "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
-        kcm = self._spawn("kube-controller-manager", [
-            self.bin / "kube-controller-manager", *common, f"--secure-port={p['kcm']}",
-            f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
-            # as kubeadm: each controller acts with its own ServiceAccount, so RBAC applies to the HPA's reads
-            "--use-service-account-credentials=true",
-            f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
-        ])
+        common = [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                self.bin / "kube-controller-manager",
+                *common,
+                f"--secure-port={p['kcm']}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                # as kubeadm: each controller acts with its own ServiceAccount, so RBAC applies to the HPA's reads
+                "--use-service-account-credentials=true",
+                f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
+            ],
+        )
         sched = self._spawn("kube-scheduler", [self.bin / "kube-scheduler", *common, f"--secure-port={p['sched']}"])
         # both serve /healthz with a self-signed certificate of their own
-        wait_until("kube-controller-manager /healthz", http_ok(f"https://127.0.0.1:{p['kcm']}/healthz", verify=False),
-                   60, [kcm])
-        wait_until("kube-scheduler /healthz", http_ok(f"https://127.0.0.1:{p['sched']}/healthz", verify=False), 60,
-                   [sched])
+        wait_until(
+            "kube-controller-manager /healthz",
+            http_ok(f"https://127.0.0.1:{p['kcm']}/healthz", verify=False),
+            60,
+            [kcm],
+        )
+        wait_until(
+            "kube-scheduler /healthz", http_ok(f"https://127.0.0.1:{p['sched']}/healthz", verify=False), 60, [sched]
+        )
 
     def _start_kwok(self) -> None:
         stages = self.bin / "kwok-data" / "stage"
@@ -291,75 +360,132 @@ class Testbed:
         wait_until("the kwok Logs CRD established", self._logs_crd_established, 30)
         config = self.workdir / "kwok.yaml"
         config.write_text(text)
-        proc = self._spawn("kwok", [
-            self.bin / "kwok", f"--kubeconfig={self.kubeconfig}", f"--config={config}",
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{self.ports['kwok']}", f"--node-port={self.ports['kwok']}",
-            "--enable-crds=Logs",
-            f"--tls-cert-file={self.pki / 'kwok.crt'}", f"--tls-private-key-file={self.pki / 'kwok.key'}",
-        ])
-        self.apply([{
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
-                                    "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
-                       "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"}},
-        }])
+        proc = self._spawn(
+            "kwok",
+            [
+                self.bin / "kwok",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={config}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                f"--node-port={self.ports['kwok']}",
+                "--enable-crds=Logs",
+                f"--tls-cert-file={self.pki / 'kwok.crt'}",
+                f"--tls-private-key-file={self.pki / 'kwok.key'}",
+            ],
+        )
+        self.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": NODE_NAME,
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "type": "kwok"},
+                    },
+                    "status": {
+                        "allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
+                        "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
+                    },
+                }
+            ]
+        )
 
         def node_ready() -> bool:
             node = self.request("GET", f"/api/v1/nodes/{NODE_NAME}").json()
-            return any(c["type"] == "Ready" and c["status"] == "True"
-                       for c in node.get("status", {}).get("conditions", []))
+            return any(
+                c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", [])
+            )
 
         wait_until(f"node {NODE_NAME} Ready (kwok)", node_ready, 60, [proc])
 
     def _logs_crd_established(self) -> bool:
         crd = self.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/logs.kwok.x-k8s.io").json()
-        return any(c["type"] == "Established" and c["status"] == "True"
-                   for c in crd.get("status", {}).get("conditions", []))
+        return any(
+            c["type"] == "Established" and c["status"] == "True" for c in crd.get("status", {}).get("conditions", [])
+        )
 
     def _start_prometheus(self) -> None:
         targets = self.workdir / "prometheus-targets.json"
         targets.write_text("[]")
         config = self.workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{
-                "job_name": "model-servers", "scrape_interval": "1s", "metrics_path": "/metrics",
-                "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
-            }],
-        }))
-        proc = self._spawn("prometheus", [
-            shutil.which("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'prom'}",
-            f"--web.listen-address=127.0.0.1:{self.ports['prom']}", "--storage.tsdb.retention.time=1d",
-        ])
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": "model-servers",
+                            "scrape_interval": "1s",
+                            "metrics_path": "/metrics",
+                            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
+                        }
+                    ],
+                }
+            )
+        )
+        proc = self._spawn(
+            "prometheus",
+            [
+                shutil.which("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'prom'}",
+                f"--web.listen-address=127.0.0.1:{self.ports['prom']}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+        )
         self.prometheus_targets = targets
         wait_until("prometheus /-/ready", http_ok(f"{self.prometheus_url}/-/ready"), 60, [proc])
 
     def _start_adapter(self) -> None:
         pki, port, kc = self.pki, self.ports["adapter"], self.kubeconfig
-        proc = self._spawn("prometheus-adapter", [
-            self.bin / "prometheus-adapter", f"--lister-kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}",
-            f"--tls-cert-file={pki / 'adapter.crt'}", f"--tls-private-key-file={pki / 'adapter.key'}",
-            f"--prometheus-url={self.prometheus_url}/", f"--config={ADAPTER_RULES}",
-            "--metrics-relist-interval=5s", "--v=2",
-        ])
-        service = {"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": "prometheus-adapter", "namespace": "monitoring"},
-                   "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}}
-        api_services = [{
-            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-            "metadata": {"name": f"{version}.custom.metrics.k8s.io"},
-            "spec": {"group": "custom.metrics.k8s.io", "version": version, "insecureSkipTLSVerify": True,
-                     "groupPriorityMinimum": 100, "versionPriority": priority,
-                     "service": {"name": "prometheus-adapter", "namespace": "monitoring", "port": port}},
-        } for version, priority in (("v1beta1", 100), ("v1beta2", 200))]
-        self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}, service,
-                    *api_services])
+        proc = self._spawn(
+            "prometheus-adapter",
+            [
+                self.bin / "prometheus-adapter",
+                f"--lister-kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={pki / 'adapter.crt'}",
+                f"--tls-private-key-file={pki / 'adapter.key'}",
+                f"--prometheus-url={self.prometheus_url}/",
+                f"--config={ADAPTER_RULES}",
+                "--metrics-relist-interval=5s",
+                "--v=2",
+            ],
+        )
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "prometheus-adapter", "namespace": "monitoring"},
+            "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
+        }
+        api_services = [
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": f"{version}.custom.metrics.k8s.io"},
+                "spec": {
+                    "group": "custom.metrics.k8s.io",
+                    "version": version,
+                    "insecureSkipTLSVerify": True,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": priority,
+                    "service": {"name": "prometheus-adapter", "namespace": "monitoring", "port": port},
+                },
+            }
+            for version, priority in (("v1beta1", 100), ("v1beta2", 200))
+        ]
+        self.apply(
+            [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}, service, *api_services]
+        )
 
         def available() -> bool:
             for version in ("v1beta1", "v1beta2"):

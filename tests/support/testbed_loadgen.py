@@ -27,8 +27,22 @@ import aiohttp
 import numpy as np
 
 WORDS = [
-    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog",
-    "while", "models", "serve", "tokens", "to", "many", "users",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "models",
+    "serve",
+    "tokens",
+    "to",
+    "many",
+    "users",
 ]
 
 
@@ -65,10 +79,17 @@ def prompts(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 400))) for _ in range(n)]
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int | None
-                      ) -> Result:
-    payload = {"model": model, "prompt": prompt, "temperature": 0.0, "stream": True,
-               "stream_options": {"include_usage": True}, "ignore_eos": False}
+async def one_request(
+    session: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int | None
+) -> Result:
+    payload = {
+        "model": model,
+        "prompt": prompt,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": False,
+    }
     if max_tokens:
         payload["max_tokens"] = max_tokens
     result = Result(start=time.perf_counter())
@@ -127,8 +148,7 @@ async def run(args: argparse.Namespace) -> int:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=6 * 3600)) as session:
         if not await wait_for_endpoint(session, url, args.model, args.ready_check_timeout_sec):
-            print(f"RuntimeError: Endpoint {url} did not become ready in {args.ready_check_timeout_sec} s",
-                  flush=True)
+            print(f"RuntimeError: Endpoint {url} did not become ready in {args.ready_check_timeout_sec} s", flush=True)
             return 1
         print("Starting main benchmark run...", flush=True)
         print(f"Traffic request rate: {args.request_rate}", flush=True)
@@ -191,9 +211,11 @@ def print_result(args: argparse.Namespace, results: list[Result], duration: floa
     print("{:<40} {:<10.2f}".format("Peak output token throughput (tok/s):", peak_tokens))
     print("{:<40} {:<10.2f}".format("Peak concurrent requests:", peak))
     print("{:<40} {:<10.2f}".format("Total Token throughput (tok/s):", (total_in + total_out) / duration))
-    for title, name, values in (("Time to First Token", "TTFT", ttfts),
-                                ("Time per Output Token (excl. 1st token)", "TPOT", tpots),
-                                ("Inter-token Latency", "ITL", itls)):
+    for title, name, values in (
+        ("Time to First Token", "TTFT", ttfts),
+        ("Time per Output Token (excl. 1st token)", "TPOT", tpots),
+        ("Inter-token Latency", "ITL", itls),
+    ):
         print("{s:{c}^{n}}".format(s=title, n=50, c="-"))
         print("{:<40} {:<10.2f}".format(f"Mean {name} (ms):", _ms(values)))
         print("{:<40} {:<10.2f}".format(f"Median {name} (ms):", _ms(values, 50)))

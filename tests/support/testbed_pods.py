@@ -49,12 +49,21 @@ def _flag_name(arg: str) -> str:
 
 
 # latency flags: integers in milliseconds for the kit's image (v0.6.0), Go durations since (v0.10.2 wants "100ms")
-SIM_MS_FLAGS = frozenset({
-    "--time-to-first-token", "--time-to-first-token-std-dev", "--inter-token-latency",
-    "--inter-token-latency-std-dev", "--prefill-overhead", "--prefill-time-per-token", "--prefill-time-std-dev",
-    "--kv-cache-transfer-latency", "--kv-cache-transfer-latency-std-dev", "--kv-cache-transfer-time-per-token",
-    "--kv-cache-transfer-time-std-dev",
-})
+SIM_MS_FLAGS = frozenset(
+    {
+        "--time-to-first-token",
+        "--time-to-first-token-std-dev",
+        "--inter-token-latency",
+        "--inter-token-latency-std-dev",
+        "--prefill-overhead",
+        "--prefill-time-per-token",
+        "--prefill-time-std-dev",
+        "--kv-cache-transfer-latency",
+        "--kv-cache-transfer-latency-std-dev",
+        "--kv-cache-transfer-time-per-token",
+        "--kv-cache-transfer-time-std-dev",
+    }
+)
 
 
 def sim_args(args: list[str], port: int) -> list[str]:
@@ -170,10 +179,14 @@ class PodSupervisor:
 
     def describe(self) -> str:
         with self._lock:
-            lines = [f"--- pods: {len(self.sims)} simulators, {len(self.loadgens)} load generators, "
-                     f"{len(self.proxies)} service proxies"]
-            lines += [f"sim {s.namespace}/{s.pod} :{s.port} {'running' if s.proc.alive() else 'exited'}"
-                      for s in self.sims.values()]
+            lines = [
+                f"--- pods: {len(self.sims)} simulators, {len(self.loadgens)} load generators, "
+                f"{len(self.proxies)} service proxies"
+            ]
+            lines += [
+                f"sim {s.namespace}/{s.pod} :{s.port} {'running' if s.proc.alive() else 'exited'}"
+                for s in self.sims.values()
+            ]
             lines += [f"error: {e}" for e in self.errors[-10:]]
         return "\n".join(lines)
 
@@ -202,8 +215,10 @@ class PodSupervisor:
                 sim.proc.stop(timeout=5)
                 del self.sims[uid]
             elif not sim.proc.alive():  # restarted on the next pass, as a kubelet restarts a container
-                self.errors.append(f"simulator of pod {sim.namespace}/{sim.pod} exited with "
-                                   f"{sim.proc.popen.returncode}: {sim.proc.tail(5)}")
+                self.errors.append(
+                    f"simulator of pod {sim.namespace}/{sim.pod} exited with "
+                    f"{sim.proc.popen.returncode}: {sim.proc.tail(5)}"
+                )
                 sim.proc.stop()
                 del self.sims[uid]
         for uid, pod in live.items():
@@ -237,8 +252,11 @@ class PodSupervisor:
         self.sims[uid] = Sim(proc, port, meta["namespace"], meta["name"], dict(meta.get("labels") or {}))
 
     def _write_targets(self) -> None:
-        groups = [{"targets": [f"127.0.0.1:{s.port}"], "labels": {"namespace": s.namespace, "pod": s.pod}}
-                  for s in self.sims.values() if s.proc.alive()]
+        groups = [
+            {"targets": [f"127.0.0.1:{s.port}"], "labels": {"namespace": s.namespace, "pod": s.pod}}
+            for s in self.sims.values()
+            if s.proc.alive()
+        ]
         _write_atomic(self.bed.prometheus_targets, json.dumps(groups, indent=1))
 
     # --- services --------------------------------------------------------------------------
@@ -255,9 +273,12 @@ class PodSupervisor:
         endpoints = self.bed.workdir / "services" / f"{namespace}.{name}.json"
         endpoints.parent.mkdir(exist_ok=True)
         endpoints.write_text("[]")
-        proc = Proc(f"service-{namespace}-{name}",
-                    [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints)], self.logdir,
-                    {"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        proc = Proc(
+            f"service-{namespace}-{name}",
+            [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints)],
+            self.logdir,
+            {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
         proxy = ServiceProxy(proc, port, namespace, name, selector, endpoints)
         self.proxies[key] = proxy
         self._write_endpoints()
@@ -265,9 +286,14 @@ class PodSupervisor:
 
     def _write_endpoints(self) -> None:
         for proxy in self.proxies.values():
-            ports = sorted(s.port for s in self.sims.values()
-                           if s.namespace == proxy.namespace and s.proc.alive() and proxy.selector
-                           and all(s.labels.get(k) == v for k, v in proxy.selector.items()))
+            ports = sorted(
+                s.port
+                for s in self.sims.values()
+                if s.namespace == proxy.namespace
+                and s.proc.alive()
+                and proxy.selector
+                and all(s.labels.get(k) == v for k, v in proxy.selector.items())
+            )
             if ports != proxy.last:
                 _write_atomic(proxy.endpoints_file, json.dumps(ports))
                 proxy.last = ports
@@ -297,19 +323,30 @@ class PodSupervisor:
         cri = log.with_suffix(".cri.log")
         cri.touch()
         self._serve_log(pod, container, cri)
-        proc = Proc(f"loadgen-{meta['namespace']}-{meta['name']}",
-                    [sys.executable, "-m", "tests.support.testbed_loadgen", *local], log.parent,
-                    {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1",
-                     "TESTBED_CRI_LOG": str(cri)}, log_path=log)
+        proc = Proc(
+            f"loadgen-{meta['namespace']}-{meta['name']}",
+            [sys.executable, "-m", "tests.support.testbed_loadgen", *local],
+            log.parent,
+            {
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "PYTHONUNBUFFERED": "1",
+                "TESTBED_CRI_LOG": str(cri),
+            },
+            log_path=log,
+        )
         self.loadgens[uid] = LoadGen(proc, meta["namespace"], meta["name"], container, log)
 
     def _serve_log(self, pod: dict[str, Any], container: str, cri: Path) -> None:
         """A kwok Logs object: kwok's kubelet API then serves `cri` as the container's log."""
         meta = pod["metadata"]
         doc = {
-            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}]},
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "Logs",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}],
+            },
             "spec": {"logs": [{"containers": [container], "logsFile": str(cri), "follow": True}]},
         }
         answer = self.bed.request("POST", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{meta['namespace']}/logs", doc)
@@ -327,17 +364,32 @@ class PodSupervisor:
                 {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
             ],
-            "containerStatuses": [{
-                "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False, "restartCount": 0,
-                "state": {"terminated": {"exitCode": code if c["name"] == gen.container else 0,
-                                         "reason": "Completed" if code == 0 else "Error",
-                                         "startedAt": pod["status"].get("startTime", now), "finishedAt": now}},
-            } for c in pod["spec"]["containers"]],
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {
+                            "exitCode": code if c["name"] == gen.container else 0,
+                            "reason": "Completed" if code == 0 else "Error",
+                            "startedAt": pod["status"].get("startTime", now),
+                            "finishedAt": now,
+                        }
+                    },
+                }
+                for c in pod["spec"]["containers"]
+            ],
         }
         meta = pod["metadata"]
         answer = self.bed.request(
-            "PATCH", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-            {"status": status}, "application/strategic-merge-patch+json")
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+            {"status": status},
+            "application/strategic-merge-patch+json",
+        )
         if answer.status_code >= 300:
             self.errors.append(f"pod {meta['namespace']}/{meta['name']} status {phase}: {answer.status_code}")
             return False

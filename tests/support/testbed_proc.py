@@ -29,7 +29,11 @@ class Proc:
     """One child process in its own process group, its output in `<logdir>/<name>.log`."""
 
     def __init__(
-        self, name: str, argv: Sequence[object], logdir: Path, env: Mapping[str, str] | None = None,
+        self,
+        name: str,
+        argv: Sequence[object],
+        logdir: Path,
+        env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
     ):
         self.name = name
@@ -129,19 +133,67 @@ def _openssl(pki: Path, *args: str) -> None:
 
 
 def _ca(pki: Path, name: str) -> None:
-    _openssl(pki, "req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca", "-newkey", "rsa:2048", "-nodes",
-             "-sha256", "-days", "7", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={name}")
+    _openssl(
+        pki,
+        "req",
+        "-x509",
+        "-config",
+        "ca.cnf",
+        "-extensions",
+        "v3_ca",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-sha256",
+        "-days",
+        "7",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        "-subj",
+        f"/CN={name}",
+    )
 
 
 def _leaf(pki: Path, name: str, ca: str, subject: str, eku: str, san: str = "") -> None:
-    _openssl(pki, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject)
+    _openssl(
+        pki,
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+    )
     ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", f"extendedKeyUsage={eku}"]
     if san:
         ext.append(f"subjectAltName={san}")
     (pki / f"{name}.ext").write_text("\n".join(ext) + "\n")
-    _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-sha256", "-days", "7", "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+    _openssl(
+        pki,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-sha256",
+        "-days",
+        "7",
+        "-out",
+        f"{name}.crt",
+        "-extfile",
+        f"{name}.ext",
+    )
 
 
 def make_pki(pki: Path) -> Path:
@@ -153,8 +205,14 @@ def make_pki(pki: Path) -> Path:
     _leaf(pki, "apiserver", "ca", "/CN=kube-apiserver", "serverAuth", APISERVER_SANS)
     _leaf(pki, "admin", "ca", "/O=system:masters/CN=kubernetes-admin", "clientAuth")
     _leaf(pki, "front-proxy-client", "front-proxy-ca", "/CN=front-proxy-client", "clientAuth")
-    _leaf(pki, "adapter", "ca", "/CN=prometheus-adapter", "serverAuth",
-          "DNS:localhost,DNS:prometheus-adapter.monitoring.svc,IP:127.0.0.1")
+    _leaf(
+        pki,
+        "adapter",
+        "ca",
+        "/CN=prometheus-adapter",
+        "serverAuth",
+        "DNS:localhost,DNS:prometheus-adapter.monitoring.svc,IP:127.0.0.1",
+    )
     _leaf(pki, "kwok", "ca", "/CN=kwok-kubelet", "serverAuth", "DNS:localhost,IP:127.0.0.1")
     _openssl(pki, "genrsa", "-out", "sa.key", "2048")
     _openssl(pki, "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")

@@ -79,18 +79,14 @@ def _rules_from_spec(spec: dict[str, Any] | None, defaults: ScalingRules) -> Sca
     window = spec.get("stabilizationWindowSeconds")
     tolerance = spec.get("tolerance")
     return ScalingRules(
-        stabilization_window_seconds=defaults.stabilization_window_seconds
-        if window is None
-        else float(window),
+        stabilization_window_seconds=defaults.stabilization_window_seconds if window is None else float(window),
         select_policy=str(spec.get("selectPolicy") or defaults.select_policy),
         policies=policies,
         tolerance=None if tolerance is None else parse_quantity(tolerance),
     )
 
 
-def behavior_from_spec(
-    spec_behavior: dict[str, Any] | None, *, downscale_stabilization: float
-) -> Behavior | None:
+def behavior_from_spec(spec_behavior: dict[str, Any] | None, *, downscale_stabilization: float) -> Behavior | None:
     """`spec.behavior` with defaults filled in, or None for the legacy path.
 
     API defaulting fills behavior only when the user set it (SetDefaults_HorizontalPodAutoscalerBehavior),
@@ -100,9 +96,7 @@ def behavior_from_spec(
         return None
     return Behavior(
         scale_up=_rules_from_spec(spec_behavior.get("scaleUp"), _default_scale_up_rules()),
-        scale_down=_rules_from_spec(
-            spec_behavior.get("scaleDown"), _default_scale_down_rules(downscale_stabilization)
-        ),
+        scale_down=_rules_from_spec(spec_behavior.get("scaleDown"), _default_scale_down_rules(downscale_stabilization)),
     )
 
 
@@ -192,9 +186,7 @@ class ScalingHistory:
     def replicas_changed_in_period(self, now: float, period_seconds: float) -> tuple[int, int]:
         """getReplicasChangePerPeriod for both directions: (added, removed) within the trailing period."""
         added = sum(e.replica_change for e in self.scale_up_events if _is_within(now, e.at, period_seconds))
-        removed = sum(
-            e.replica_change for e in self.scale_down_events if _is_within(now, e.at, period_seconds)
-        )
+        removed = sum(e.replica_change for e in self.scale_down_events if _is_within(now, e.at, period_seconds))
         return added, removed
 
 
@@ -305,9 +297,7 @@ def normalize_with_behavior(
     replicas, limit = stabilized, _WITHIN_RANGE
     if stabilized > current:
         up_limit = max(scale_up_limit(history, behavior.scale_up, now, current), current)
-        maximum_allowed, bound = (
-            (up_limit, _SCALE_UP_LIMIT) if max_replicas > up_limit else (max_replicas, _TOO_MANY)
-        )
+        maximum_allowed, bound = (up_limit, _SCALE_UP_LIMIT) if max_replicas > up_limit else (max_replicas, _TOO_MANY)
         if stabilized > maximum_allowed:
             replicas, limit = maximum_allowed, bound
     elif stabilized < current:

@@ -52,9 +52,7 @@ def metric_usage_ratio(metrics_milli: Mapping[str, int], target_milli: int) -> t
     return float(current_usage) / float(target_milli), current_usage
 
 
-def group_pods(
-    pods: list[PodView], metrics_milli: Mapping[str, int]
-) -> tuple[int, set[str], set[str], set[str]]:
+def group_pods(pods: list[PodView], metrics_milli: Mapping[str, int]) -> tuple[int, set[str], set[str], set[str]]:
     """groupPods for a non-CPU metric: (ready count, unready, missing, ignored).
 
     Deleting or Failed pods are ignored, Pending pods are unready, pods without a sample are missing;
@@ -90,9 +88,7 @@ def plain_metric_replicas(
     if not pods:
         raise ValueError("no pods returned by selector while calculating replica count")
     ready_count, unready, missing, ignored = group_pods(pods, metrics_milli)
-    metrics = {
-        pod: value for pod, value in metrics_milli.items() if pod not in ignored and pod not in unready
-    }
+    metrics = {pod: value for pod, value in metrics_milli.items() if pod not in ignored and pod not in unready}
     if not metrics:
         raise ValueError("did not receive metrics for targeted pods (pods might be unready)")
 
@@ -125,9 +121,7 @@ def plain_metric_replicas(
 def ready_pods_count(pods: list[PodView]) -> int:
     """getReadyPodsCount: pods that are Running and Ready (Object/External metrics use this count)."""
     if not pods:
-        raise ValueError(
-            "unable to calculate ready pods: no pods returned by selector while calculating replica count"
-        )
+        raise ValueError("unable to calculate ready pods: no pods returned by selector while calculating replica count")
     return sum(1 for pod in pods if pod.phase == "Running" and pod.ready)
 
 

@@ -180,13 +180,17 @@ class Profile:
         leaves = f"{usable} usable - {self.model_weights_gib:.2f} GiB of weights leaves {left:.2f} GiB"
         if self.kv_capacity_tokens is None:
             if self.kv_capacity < self.max_total_len:
-                return [f"the KV cache cannot hold one sequence of max_total_len {self.max_total_len:,} tokens: "
-                        f"{leaves} = {self.kv_capacity:,} tokens at {self.kv_bytes_per_token:,} bytes per token"]
+                return [
+                    f"the KV cache cannot hold one sequence of max_total_len {self.max_total_len:,} tokens: "
+                    f"{leaves} = {self.kv_capacity:,} tokens at {self.kv_bytes_per_token:,} bytes per token"
+                ]
             return []
         needed = self.kv_capacity_tokens * self.kv_bytes_per_token / 2**30
         if needed > left:
-            return [f"kv_capacity_tokens {self.kv_capacity_tokens:,} needs {needed:.2f} GiB at "
-                    f"{self.kv_bytes_per_token:,} bytes per token, but {leaves}"]
+            return [
+                f"kv_capacity_tokens {self.kv_capacity_tokens:,} needs {needed:.2f} GiB at "
+                f"{self.kv_bytes_per_token:,} bytes per token, but {leaves}"
+            ]
         return []
 
 

@@ -74,13 +74,23 @@ class RequestLog:
     def ended(self, req: Request, t: float | None, outcome: str, output_tokens: int) -> None:
         """`req` ended at `t` without completing (None: still running when the run ended)."""
         sent, first, scheduled = req.sent_t, req.first_token_t, req.scheduled_t
-        self._write((
-            req.uid, _job(req), _replica(req), f"{sent - self._t0:.6f}",
-            "" if t is None else f"{t - self._t0:.6f}",
-            "" if scheduled is None else f"{(scheduled - sent) * 1000.0:.3f}",
-            "" if first is None else f"{(first - sent) * 1000.0:.3f}", "", "",
-            req.prompt_len, output_tokens, outcome, _gateway_wait(req, t),
-        ))
+        self._write(
+            (
+                req.uid,
+                _job(req),
+                _replica(req),
+                f"{sent - self._t0:.6f}",
+                "" if t is None else f"{t - self._t0:.6f}",
+                "" if scheduled is None else f"{(scheduled - sent) * 1000.0:.3f}",
+                "" if first is None else f"{(first - sent) * 1000.0:.3f}",
+                "",
+                "",
+                req.prompt_len,
+                output_tokens,
+                outcome,
+                _gateway_wait(req, t),
+            )
+        )
 
     def flush(self) -> None:
         """Write the buffered rows, so that the file can be read while the run goes on."""
