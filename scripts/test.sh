@@ -20,7 +20,10 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip uv
-.venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,notebooks]"
+# pinned versions (tools included) from the lock; regenerate it after changing dependencies with
+#   uv pip compile pyproject.toml --extra test --extra notebooks --python-version 3.11 -o requirements/ci.lock
+.venv/bin/uv pip install -q --python .venv/bin/python -r requirements/ci.lock
+.venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
 .venv/bin/ruff check hpa_experiments tests benchmarks
 .venv/bin/ruff format --check hpa_experiments tests benchmarks
 .venv/bin/mypy hpa_experiments
