@@ -52,6 +52,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 MIN_INTERVAL_S = 0.1  # a sampling or scrape grid finer than this only makes millions of rows
 MAX_RATE = 100_000.0  # requests per second; more is a typo (and would make the twin generate forever)
 MAX_REPLICAS = 1000  # the twin starts this many pods at once; more would not finish
+MAX_LATENCY_MS = 86_400_000.0  # a day: a latency bound above it is a typo (e.g. seconds given in microseconds)
 
 
 def _interval(value: float) -> float:
@@ -223,20 +224,24 @@ class PrometheusConfig(_Section):
 class SloGates(_Section):
     """Upper bounds a run must meet; `hpa-exp run --fail-on-slo` exits 4 when one is missed."""
 
-    ttft_p50_ms: float | None = Field(None, gt=0)
-    ttft_p90_ms: float | None = Field(None, gt=0)
-    ttft_p99_ms: float | None = Field(None, gt=0)
-    itl_p50_ms: float | None = Field(None, gt=0)
-    itl_p90_ms: float | None = Field(None, gt=0)
-    itl_p99_ms: float | None = Field(None, gt=0)
+    ttft_p50_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
+    ttft_p90_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
+    ttft_p99_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
+    itl_p50_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
+    itl_p90_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
+    itl_p99_ms: float | None = Field(None, gt=0, le=MAX_LATENCY_MS)
     failed_requests: int | None = Field(None, ge=0, description="requests that failed (client or twin)")
-    peak_replicas: int | None = Field(None, ge=0)
-    gpu_hours: float | None = Field(None, gt=0)
+    peak_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
+    gpu_hours: float | None = Field(None, gt=0, le=1e9)
 
 
 class SloConfig(_Section):
-    ttft_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
-    itl_ms: float | None = Field(None, gt=0, description="per-sample threshold for the 'time over SLO' shares")
+    ttft_ms: float | None = Field(
+        None, gt=0, le=MAX_LATENCY_MS, description="per-sample threshold for the 'time over SLO' shares"
+    )
+    itl_ms: float | None = Field(
+        None, gt=0, le=MAX_LATENCY_MS, description="per-sample threshold for the 'time over SLO' shares"
+    )
     gates: SloGates = Field(default_factory=SloGates)
 
 

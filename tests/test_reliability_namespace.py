@@ -158,7 +158,9 @@ def test_an_hpa_manifest_without_namespace_is_created_where_the_run_looks(
     hpa["metadata"]["name"] = "ns-test-hpa"
     manifest = tmp_path / "hpa.yaml"
     manifest.write_text(yaml.safe_dump(hpa))
-    config = write_config(tmp_path, hpa={"manifest": str(manifest)})
+    # the exporter's model; and no other HPA on the Deployment, which the preflight would refuse
+    config = write_config(tmp_path, hpa={"manifest": str(manifest)}, model_name="m")
+    kube_cluster.remove(HPAS, "bench", "vllm-hpa")
 
     def play_the_hpa_controller() -> None:
         deadline = time.monotonic() + 30

@@ -70,9 +70,12 @@ def write_config(folder: Path) -> Path:
         "backend": "kubernetes",
         "hpa": {"enabled": True, "manifest": "hpa.yaml", "apply": True, "remove_after": False},
         "jobs": [
-            {"name": "load", "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"), "rate": 5, "duration": 6}
+            {"name": "load", "manifest": str(REPO / "workloads" / "vllm-bench-serve.yaml"), "rate": 5, "duration": 12}
         ],
         "metrics": {"interval": 1},
+        # ticks go on for several seconds after the pods' Ready time (decided + 3 s) even on a
+        # loaded machine, so every pod is listed once it is ready; no results wait for the Job
+        "output": {"results_grace": 0},
     }
     path = folder / "why.yaml"
     path.write_text(yaml.safe_dump(doc))

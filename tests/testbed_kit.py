@@ -18,6 +18,7 @@ from tests.support.testbed import REPO, Testbed
 
 NAMESPACE = "hpa-exp"
 KIT = REPO / "manifests"
+MODEL_SERVER_SELECTOR = "app.kubernetes.io/name=vllm,app.kubernetes.io/part-of=hpa-exp"  # the kit Deployment's
 
 
 def install_model_server(bed: Testbed, sim_args: Mapping[str, str] | None = None) -> None:
@@ -36,6 +37,16 @@ def install_model_server(bed: Testbed, sim_args: Mapping[str, str] | None = None
     bed.apply([deployment])
     bed.apply_file(KIT / "model-server" / "service.yaml")
     wait_for(f"Deployment {NAMESPACE}/vllm rolled out", lambda: rolled_out(bed), 90)
+    # as `hpa-exp cluster up` waits: until the adapter serves the HPAs' metric for the new pods
+    # (Prometheus has scraped them and the adapter has relisted); before that a preflight refuses
+    # the run, rightly: the HPA would see <unknown>
+    wait_for("the custom metrics API serves num_requests_waiting for the model server", lambda: served(bed), 90)
+
+
+def served(bed: Testbed, metric: str = "num_requests_waiting") -> bool:
+    path = f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods/*/{metric}"
+    answer = bed.request("GET", path, params={"labelSelector": MODEL_SERVER_SELECTOR})
+    return answer.status_code == 200 and bool(answer.json().get("items"))
 
 
 def rolled_out(bed: Testbed, name: str = "vllm") -> bool:
