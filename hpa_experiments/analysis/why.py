@@ -46,7 +46,8 @@ from hpa_experiments.hpa_reasons import (
 )
 from hpa_experiments.rundir import HPA_APPLIED_FILE, HPA_LIVE_FILE, PODS_FILE
 
-# Pod creation times have one-second resolution on Kubernetes, as has lastScaleTime.
+# Pod creation times have one-second resolution on Kubernetes, as has lastScaleTime; a decision seen
+# only in a sample may be up to this much older than the sample.
 CREATION_SLACK_S = 1.0
 SHORT_NAMES = {"num_requests_waiting": "queue", "kv_cache_usage_perc": "KV cache"}
 LIMIT_PHRASES = {
@@ -184,8 +185,11 @@ def _decision_times(frame: pd.DataFrame) -> list[tuple[int, float, str, int]]:
     return found
 
 
-def _ready_lag_from_pods(pods: pd.DataFrame, at_s: float, added: int, taken: set[str]) -> dict[str, Any]:
-    new = pods[(pods["created_s"] >= at_s - CREATION_SLACK_S) & ~pods["pod"].isin(list(taken))]
+def _ready_lag_from_pods(pods: pd.DataFrame, at_s: float, added: int, taken: set[str], basis: str) -> dict[str, Any]:
+    # lastScaleTime and creationTimestamp are both whole seconds, so the decision's pods are created
+    # at or after it; a decision first seen in a sample happened up to a second before that sample
+    slack = 0.0 if basis == "lastScaleTime" else CREATION_SLACK_S
+    new = pods[(pods["created_s"] >= at_s - slack) & ~pods["pod"].isin(list(taken))]
     new = new.sort_values("created_s", kind="stable").head(added)
     taken.update(str(p) for p in new["pod"])
     ready = new["ready_s"].dropna().to_numpy(dtype=float) - at_s
@@ -280,7 +284,7 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
             size_before = replicas if replicas is not None and replicas < desired else was
             added = desired - int(size_before or 0)
             if pods is not None:
-                event.update(_ready_lag_from_pods(pods, at_s, max(added, 0), taken))
+                event.update(_ready_lag_from_pods(pods, at_s, max(added, 0), taken, basis))
             else:
                 event.update(_ready_lag_from_samples(times, ready_counts, at_s, desired, until))
         event["line"] = event_line(event)
