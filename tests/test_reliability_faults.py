@@ -58,6 +58,7 @@ def test_api_faults_every_job_created_once_and_deleted_once(
             {"name": "b", "rate": 2, "duration": 4, "start_delay": 2.5},
             {"name": "c", "rate": 2, "duration": 3, "start_delay": 4},
         ],
+        output={"results_grace": 0},  # Jobs deleted on plan: the faults below are timed to it
     )
     out = tmp_path / "out"
     faults = [  # hit the first Job's create and delete (nothing else POSTs or DELETEs Jobs)
