@@ -259,3 +259,22 @@ def test_kpi_invariants_on_random_runs(replicas, waiting):
         assert kpis["waiting_share"] == pytest.approx(sum(w > 0 for w in present) / len(present))
     else:
         assert kpis["waiting_share"] is None
+
+
+@pytest.mark.parametrize(
+    ("manifest_name", "spec", "floor"),
+    [("hpa-applied.yaml", {"minReplicas": 2}, 2), ("scaledobject-applied.yaml", {"minReplicaCount": 2}, 2)],
+)
+def test_scale_down_target_is_the_autoscalers_floor_when_the_run_started_below_it(tmp_path, manifest_name, spec, floor):
+    """A Deployment at 1 replica under minReplicas 2: the scale-down is complete at 2, not 'never back at 1'."""
+    rows = step_rows()
+    for row in rows:
+        if row["elapsed_s"] >= 170:
+            row["replicas"] = row["desired_replicas"] = floor
+    write_run(tmp_path / "r", rows, phases=PHASES)
+    (tmp_path / "r" / manifest_name).write_text(json.dumps({"spec": spec}), encoding="utf-8")
+    down = compute_kpis(load_run(tmp_path / "r"))["kpis"]["scale_down"]
+    assert down["to_replicas"] == floor
+    assert down["completed_after_s"] == 20
+    (tmp_path / "r" / manifest_name).unlink()
+    assert compute_kpis(load_run(tmp_path / "r"))["kpis"]["scale_down"]["completed_after_s"] is None

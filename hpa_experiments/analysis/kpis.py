@@ -37,7 +37,7 @@ from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
 from hpa_experiments.analysis.samples import SampleColumns
 from hpa_experiments.analysis.slo_gates import gates_summary
-from hpa_experiments.analysis.why import scale_events
+from hpa_experiments.analysis.why import autoscaler_floor, scale_events
 from hpa_experiments.analysis.window_latency import latency_over_window, missing_note, run_window, window_value
 from hpa_experiments.rundir import atomic_write_json
 
@@ -263,8 +263,10 @@ def replica_kpis(cols: SampleColumns) -> dict[str, Any]:
     }
 
 
-def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict[str, Any]:
-    """Time from the end of the last job until replicas are back at the run's minimum."""
+def scale_down_completion(cols: SampleColumns, load_end_s: float | None, floor: int | None = None) -> dict[str, Any]:
+    """Time from the end of the last job until replicas are back at the run's minimum: the fewest
+    replicas seen, or the autoscaler's floor when that is higher (a Deployment that started below
+    minReplicas is not expected back there)."""
     replicas, t = cols.get("replicas"), cols.elapsed
     result: dict[str, Any] = {
         "load_end_s": load_end_s,
@@ -276,7 +278,7 @@ def scale_down_completion(cols: SampleColumns, load_end_s: float | None) -> dict
     known = ~np.isnan(replicas)
     if load_end_s is None or not known.any():
         return result
-    minimum = replicas[known].min()
+    minimum = replicas[known].min() if floor is None else max(replicas[known].min(), float(floor))
     result["to_replicas"] = float(minimum)
     before = known & (t <= load_end_s)
     if before.any():
@@ -382,7 +384,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "duration_s": float(t[-1] - t[0]) if len(t) else None,
         "interval_s": interval,
         "replicas": replica_kpis(cols),
-        "scale_down": scale_down_completion(cols, load_end),
+        "scale_down": scale_down_completion(cols, load_end, autoscaler_floor(run)),
         **window_kpis(cols, after_warm_up, slo),
         "samples": len(t),
         "warm_up_s": warm_up,

@@ -44,7 +44,7 @@ from hpa_experiments.hpa_reasons import (
     target_column,
     tolerances_of,
 )
-from hpa_experiments.rundir import HPA_APPLIED_FILE, HPA_LIVE_FILE, PODS_FILE
+from hpa_experiments.rundir import HPA_APPLIED_FILE, HPA_LIVE_FILE, PODS_FILE, SCALED_OBJECT_APPLIED_FILE
 
 # Pod creation times have one-second resolution on Kubernetes, as has lastScaleTime; a decision seen
 # only in a sample may be up to this much older than the sample.
@@ -81,15 +81,38 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 def hpa_spec(run: Run) -> dict[str, Any] | None:
     """The HPA of the run as applied (hpa-applied.yaml), else as found at the start; None if neither."""
     for name in (HPA_APPLIED_FILE, HPA_LIVE_FILE):
-        path = run.path / name
-        if path.exists():
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except yaml.YAMLError:
-                continue
-            if isinstance(data, dict):
-                return data
+        data = _yaml_mapping(run, name)
+        if data is not None:
+            return data
     return None
+
+
+def autoscaler_floor(run: Run) -> int | None:
+    """The fewest replicas the run's autoscaler keeps: a ScaledObject's idle/min replica count, else
+    the HPA's minReplicas (1 when unset); None when the run recorded neither manifest."""
+    scaled_object = _yaml_mapping(run, SCALED_OBJECT_APPLIED_FILE)
+    if scaled_object is not None:
+        spec = scaled_object.get("spec") or {}
+        for key in ("idleReplicaCount", "minReplicaCount"):
+            if isinstance(spec.get(key), int):
+                return int(spec[key])
+        return 0  # KEDA's default minReplicaCount
+    hpa = hpa_spec(run)
+    if hpa is None:
+        return None
+    value = (hpa.get("spec") or {}).get("minReplicas", 1)
+    return int(value) if isinstance(value, int) else None
+
+
+def _yaml_mapping(run: Run, name: str) -> dict[str, Any] | None:
+    path = run.path / name
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True)
