@@ -1,0 +1,135 @@
+"""Fit check of the twin's serving model: real steady latency points and the two HPA runs, before/after.
+
+    .venv/bin/python benchmarks/twin_fit.py                 # table + plots + JSON (~1-2 min)
+    .venv/bin/python benchmarks/twin_fit.py --points-only   # only the latency points (~20 s)
+
+Latency points (benchmarks/latency_points.py; copied to tests/data/latency-points.csv for the
+fidelity test): the twin runs each point's replica count, fixed, with the point's clients
+(hpa_experiments/backends/sim/latency_probe.py): the measured arrival rate split over the Jobs
+that were sending, or the Jobs' offered rates where the clients' concurrency limit held the
+load back (the twin must then hold it back too).  HPA runs: benchmarks/reference_runs.py.
+"before" is the profile as it was before this fit (BEFORE below), "after" the current default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency_points import Point, all_points, write_csv
+
+from hpa_experiments.backends.sim.latency_probe import ProbeResult, probe
+from hpa_experiments.backends.sim.profiles import Profile, load_profile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+POINTS_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "latency-points.csv"
+# the profile before this fit (the values the default had), as overrides of the current default
+BEFORE: dict[str, Any] = {}
+
+
+def point_rates(point: Point) -> list[float]:
+    """The clients that drive the twin at `point` (req/s each)."""
+    rates = list(point.job_rates) or [point.rate]
+    if point.client_limited:
+        return rates
+    total = sum(rates)
+    return [r * point.rate / total for r in rates]
+
+
+def run_point(profile: Profile, point: Point, seed: int = 1) -> ProbeResult:
+    return probe(profile, point.replicas, point_rates(point), seed=seed)
+
+
+def evaluate_points(profile: Profile, points: list[Point], seed: int = 1) -> list[dict[str, Any]]:
+    rows = []
+    for p in points:
+        r = run_point(profile, p, seed)
+        rows.append(
+            {
+                "run": p.run,
+                "replicas": p.replicas,
+                "rate_per_replica": round(p.rate_per_replica, 2),
+                "client_limited": p.client_limited,
+                "real_ttft_ms": p.ttft_ms,
+                "real_itl_ms": p.itl_ms,
+                "twin_ttft_ms": round(r.ttft_ms, 2),
+                "twin_itl_ms": round(r.itl_ms, 2),
+                "twin_rate_per_replica": round(r.arrival_rate / p.replicas, 2),
+                "twin_running": round(r.running, 1),
+                "twin_waiting": round(r.waiting, 1),
+                "twin_kv": round(r.kv_usage, 3),
+            }
+        )
+    return rows
+
+
+def log_error(rows: list[dict[str, Any]], key: str) -> float:
+    """Mean absolute log10 error twin vs real over the rows (0.1 = ~26 % off on average)."""
+    import math
+
+    return sum(abs(math.log10(r[f"twin_{key}_ms"] / r[f"real_{key}_ms"])) for r in rows) / len(rows)
+
+
+def plot_points(before: list[dict[str, Any]], after: list[dict[str, Any]], path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key in zip(axes, ("itl", "ttft"), strict=True):
+        x = [r["rate_per_replica"] for r in after]
+        ax.scatter(x, [r[f"real_{key}_ms"] for r in after], color="tab:blue", label="real", zorder=3)
+        ax.scatter(x, [r[f"twin_{key}_ms"] for r in before], marker="x", color="tab:grey", label="twin before")
+        ax.scatter(x, [r[f"twin_{key}_ms"] for r in after], marker="^", color="tab:orange", label="twin after")
+        for r in after:
+            if r["client_limited"]:
+                ax.annotate("limited", (r["rate_per_replica"], r[f"real_{key}_ms"]), fontsize=7, color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured arrival rate per replica (req/s)")
+        ax.set_ylabel(f"mean {key.upper()} (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Steady points of the latency-vs-load runs: real vs twin (one seed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    points = all_points()
+    if not points:
+        print("no steady points found in the latency-vs-load runs", file=sys.stderr)
+        return 1
+    write_csv(points, POINTS_CSV)
+    before = evaluate_points(load_profile(overrides=BEFORE), points, args.seed)
+    after = evaluate_points(load_profile(), points, args.seed)
+    print(f"{'run':42s} {'r':>2s} {'rate':>6s} | {'TTFT real':>9s} {'before':>8s} {'after':>8s} | {'ITL real':>8s} {'before':>7s} {'after':>7s}")
+    for b, a in zip(before, after, strict=True):
+        print(
+            f"{a['run'][11:]:42s} {a['replicas']:2d} {a['rate_per_replica']:6.2f} | {a['real_ttft_ms']:9.1f} "
+            f"{b['twin_ttft_ms']:8.1f} {a['twin_ttft_ms']:8.1f} | {a['real_itl_ms']:8.1f} {b['twin_itl_ms']:7.1f} "
+            f"{a['twin_itl_ms']:7.1f}{'  limited' if a['client_limited'] else ''}"
+        )
+    summary = {k: {"before": log_error(before, k), "after": log_error(after, k)} for k in ("itl", "ttft")}
+    print("mean |log10 twin/real|:", json.dumps(summary))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "twin_fit_points.json").write_text(
+        json.dumps({"before": before, "after": after, "log10_error": summary}, indent=1) + "\n"
+    )
+    plot_points(before, after, DOCS / "twin-fit-latency.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
