@@ -35,7 +35,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 POINTS_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "latency-points.csv"
 # the profile before this fit (the values the default had), as overrides of the current default
-BEFORE: dict[str, Any] = {}
+BEFORE: dict[str, Any] = {
+    "step_base_s": 6.472e-3,
+    "step_floor_s": 0.0,
+    "pod_load_mean_s": 160.0,
+    "pod_load_spread_s": 5.0,
+    "pod_image_cached_share": 1.0,
+}
 
 
 def point_rates(point: Point) -> list[float]:
@@ -128,7 +134,52 @@ def main() -> int:
         json.dumps({"before": before, "after": after, "log10_error": summary}, indent=1) + "\n"
     )
     plot_points(before, after, DOCS / "twin-fit-latency.png")
+    if args.points_only:
+        return 0
+    hpa = evaluate_hpa_runs(args.seed)
+    (RESULTS / "twin_fit_hpa.json").write_text(json.dumps(hpa, indent=1) + "\n")
     return 0
+
+
+def evaluate_hpa_runs(seed: int) -> dict[str, Any]:
+    """Both HPA reference runs replayed before and after: KPIs, trajectory errors, one figure each."""
+    import tempfile
+
+    from reference_runs import REFERENCES, fit_errors, kpi_row, real_end_s, real_run, twin_run
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for ref in REFERENCES:
+            real = real_run(ref, Path(tmp))
+            end = real_end_s(real)
+            twins = {
+                label: twin_run(ref, params, seed, until_s=end).run
+                for label, params in (("before", BEFORE), ("after", {}))
+            }
+            out[ref.name] = {
+                "real": kpi_row(real),
+                **{label: {**kpi_row(run), **fit_errors(real, run)} for label, run in twins.items()},
+            }
+            print(ref.name, json.dumps(out[ref.name], default=str))
+            plot_hpa(ref.name, real, twins, DOCS / f"twin-fit-{ref.name}.png")
+    return out
+
+
+def plot_hpa(name: str, real: Any, twins: dict[str, Any], path: Path) -> None:
+    fig, axes = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
+    columns = (("replicas", "replicas"), ("kv_cache_usage_perc", "KV usage (avg per pod)"), ("num_requests_waiting", "waiting (avg per pod)"))
+    for ax, (column, title) in zip(axes, columns, strict=True):
+        for label, color in (("before", "tab:grey"), ("after", "tab:orange")):
+            ax.step(twins[label].elapsed, twins[label].metrics[column], where="post", color=color, label=f"twin {label}")
+        ax.step(real.elapsed, real.metrics[column], where="post", color="tab:blue", lw=1.8, label="real")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[-1].set_xlabel("seconds since the run started")
+    fig.suptitle(f"{name}: real vs twin before/after the refit (seed as given)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

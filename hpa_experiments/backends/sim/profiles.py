@@ -53,9 +53,10 @@ class Profile:
     name: str
     model_name: str = "unsloth/Meta-Llama-3.1-8B"
     # engine step time (seconds)
-    step_base_s: float = 6.472e-3
+    step_base_s: float = 5.5e-3  # fitted on latency under load (docs/twin-calibration.md)
     step_per_prefill_token_s: float = 19.797e-6
     step_per_decode_seq_s: float = 0.06e-3  # fitted (docs/twin-calibration.md)
+    step_floor_s: float = 8.0e-3  # no step is shorter (roofline: weights read at small batches); fitted
     # scheduler and KV cache
     max_num_seqs: int = 1024
     max_num_batched_tokens: int = 8192
@@ -63,8 +64,11 @@ class Profile:
     block_size: int = 16
     # pod lifecycle (seconds)
     pod_pending_s: float = 5.0
-    pod_load_mean_s: float = 160.0  # fitted (docs/twin-calibration.md)
-    pod_load_spread_s: float = 5.0  # standard deviation of a normal, clamped at 0; fitted
+    pod_load_mean_s: float = 95.0  # engine start (weights, compile, CUDA graphs); fitted (docs/twin-calibration.md)
+    pod_load_spread_s: float = 20.0  # standard deviation of a normal, clamped at 0; fitted
+    pod_image_cached_share: float = 0.25  # share of new pods whose node already has the image; fitted
+    pod_image_pull_mean_s: float = 65.0  # image pull when it is not cached (normal, clamped at 0); fitted
+    pod_image_pull_spread_s: float = 15.0
     readiness_initial_delay_s: float = 60.0  # from container start
     readiness_period_s: float = 5.0
     # request lengths (tokens)
@@ -132,9 +136,9 @@ class Profile:
 
     def validate(self) -> None:
         problems: list[str] = []
-        if min(self.step_base_s, self.step_per_prefill_token_s, self.step_per_decode_seq_s) < 0:
+        if min(self.step_base_s, self.step_per_prefill_token_s, self.step_per_decode_seq_s, self.step_floor_s) < 0:
             problems.append("step-time coefficients must be >= 0")
-        if self.step_base_s + self.step_per_decode_seq_s <= 0:
+        if max(self.step_floor_s, self.step_base_s + self.step_per_decode_seq_s) <= 0:
             problems.append("a decode step must take time (step_base_s + step_per_decode_seq_s > 0)")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < self.max_num_seqs:
             problems.append("need 1 <= max_num_seqs <= max_num_batched_tokens")
@@ -156,8 +160,11 @@ class Profile:
             problems.append(f"scale_down must be abort or drain, not {self.scale_down!r}")
         if self.gateway_at_zero not in ("wait", "fail"):
             problems.append(f"gateway_at_zero must be wait or fail, not {self.gateway_at_zero!r}")
-        if min(self.pod_pending_s, self.pod_load_mean_s, self.pod_load_spread_s, self.drain_grace_s) < 0:
+        delays = (self.pod_pending_s, self.pod_load_mean_s, self.pod_load_spread_s, self.drain_grace_s)
+        if min(*delays, self.pod_image_pull_mean_s, self.pod_image_pull_spread_s) < 0:
             problems.append("pod delays must be >= 0")
+        if not 0.0 <= self.pod_image_cached_share <= 1.0:
+            problems.append("pod_image_cached_share must be between 0 and 1")
         if self.readiness_period_s <= 0:
             problems.append("readiness_period_s must be > 0")
         if problems:
