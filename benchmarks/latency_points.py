@@ -15,8 +15,9 @@ median, which must have at least `MIN_SAMPLES` - 1 samples over >= 90 s.  Its of
 that of the Jobs the configured timeline has sending at the stretch's middle (the timeline is
 only as good as the estimated start, +-30 s).  A stretch measuring more
 than 110 % of the offered load is a backlog draining, not a point.  A point is
-`client_limited` when the servers got < 90 % of the offered load: the clients' concurrency limit
-held requests back, so the twin must be driven by the offered load, not by the measured one.
+`client_limited` when the servers got < 90 % of the offered load while, by Little's law, at
+least half the clients' concurrency limit was in flight: the limit held requests back, so the
+twin must be driven by the offered load, not by the measured one.
 Runs without a controller log (no measured arrival rate) or config give no points.
 """
 
@@ -178,7 +179,7 @@ def steady_points(run_dir: Path) -> list[Point]:
                     rate=round(rate, 3),
                     offered=offered,
                     job_rates=window,
-                    client_limited=rate < 0.9 * offered,
+                    client_limited=_client_limited(rate, offered, stretch, len(window)),
                     ttft_ms=round(statistics.fmean(s.ttft_ms for s in stretch), 2),
                     itl_ms=round(statistics.fmean(s.itl_ms for s in stretch), 2),
                     output_tokens=round(statistics.fmean(s.output_tokens for s in stretch), 1),
@@ -186,6 +187,14 @@ def steady_points(run_dir: Path) -> list[Point]:
             )
         i = j + 1
     return points
+
+
+def _client_limited(rate: float, offered: float, stretch: list[Sample], clients: int) -> bool:
+    """The servers got < 90 % of the offered load and, by Little's law (rate x (TTFT + output x
+    ITL)), at least half the clients' 512-request limit was in flight: the limit was holding the
+    load back.  A shortfall without that is the estimated Job timeline's error, not a limit."""
+    in_flight = statistics.fmean(s.rate * (s.ttft_ms + s.output_tokens * s.itl_ms) / 1000.0 for s in stretch)
+    return rate < 0.9 * offered and in_flight >= 0.5 * 512 * clients
 
 
 def _steady_tail(stretch: list[Sample]) -> list[Sample]:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/twin_fit.py                 # table + plots + JSON (~1-2 min)
     .venv/bin/python benchmarks/twin_fit.py --points-only   # only the latency points (~20 s)
+    .venv/bin/python benchmarks/twin_fit.py --search        # grid search of the step-time model (~3 min)
 
 Latency points (benchmarks/latency_points.py; copied to tests/data/latency-points.csv for the
 fidelity test): the twin runs each point's replica count, fixed, with the point's clients
@@ -80,6 +81,29 @@ def evaluate_points(profile: Profile, points: list[Point], seed: int = 1) -> lis
     return rows
 
 
+SEARCH_GRID: dict[str, list[float]] = {
+    "step_base_s": [5.0e-3, 5.5e-3, 6.0e-3, 6.472e-3],
+    "step_per_decode_seq_s": [0.055e-3, 0.06e-3, 0.065e-3],
+    "step_floor_s": [0.0, 7.5e-3, 8.0e-3, 8.5e-3],
+}
+
+
+def search(points: list[Point], seed: int) -> list[dict[str, Any]]:
+    """Every grid combination of the step-time model scored on the points: mean |log10| error of
+    ITL plus half that of TTFT (TTFT carries the API overhead the twin lacks).  Best first."""
+    import itertools
+
+    keys = list(SEARCH_GRID)
+    scored = []
+    for values in itertools.product(*(SEARCH_GRID[k] for k in keys)):
+        overrides = dict(zip(keys, values, strict=True))
+        rows = evaluate_points(load_profile(overrides=overrides), points, seed)
+        itl, ttft = log_error(rows, "itl"), log_error(rows, "ttft")
+        scored.append({**overrides, "itl": itl, "ttft": ttft, "score": itl + 0.5 * ttft})
+        print(json.dumps(scored[-1]), flush=True)
+    return sorted(scored, key=lambda r: r["score"])
+
+
 def log_error(rows: list[dict[str, Any]], key: str) -> float:
     """Mean absolute log10 error twin vs real over the rows (0.1 = ~26 % off on average)."""
     import math
@@ -111,13 +135,21 @@ def plot_points(before: list[dict[str, Any]], after: list[dict[str, Any]], path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points-only", action="store_true")
+    parser.add_argument("--search", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hpa-seeds", type=int, default=5, help="seeds 1..N for the HPA runs' spread")
     args = parser.parse_args()
     points = all_points()
     if not points:
         print("no steady points found in the latency-vs-load runs", file=sys.stderr)
         return 1
     write_csv(points, POINTS_CSV)
+    RESULTS.mkdir(exist_ok=True)
+    if args.search:
+        ranked = search(points, args.seed)
+        (RESULTS / "twin_fit_search.json").write_text(json.dumps(ranked, indent=1) + "\n")
+        print("best:", json.dumps(ranked[0]))
+        return 0
     before = evaluate_points(load_profile(overrides=BEFORE), points, args.seed)
     after = evaluate_points(load_profile(), points, args.seed)
     print(f"{'run':42s} {'r':>2s} {'rate':>6s} | {'TTFT real':>9s} {'before':>8s} {'after':>8s} | {'ITL real':>8s} {'before':>7s} {'after':>7s}")
@@ -129,20 +161,20 @@ def main() -> int:
         )
     summary = {k: {"before": log_error(before, k), "after": log_error(after, k)} for k in ("itl", "ttft")}
     print("mean |log10 twin/real|:", json.dumps(summary))
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "twin_fit_points.json").write_text(
         json.dumps({"before": before, "after": after, "log10_error": summary}, indent=1) + "\n"
     )
     plot_points(before, after, DOCS / "twin-fit-latency.png")
     if args.points_only:
         return 0
-    hpa = evaluate_hpa_runs(args.seed)
+    hpa = evaluate_hpa_runs(args.seed, args.hpa_seeds)
     (RESULTS / "twin_fit_hpa.json").write_text(json.dumps(hpa, indent=1) + "\n")
     return 0
 
 
-def evaluate_hpa_runs(seed: int) -> dict[str, Any]:
-    """Both HPA reference runs replayed before and after: KPIs, trajectory errors, one figure each."""
+def evaluate_hpa_runs(seed: int, seeds: int) -> dict[str, Any]:
+    """Both HPA reference runs replayed before and after: KPIs and trajectory errors with `seed`
+    (and one figure each), and the errors' mean, min and max over seeds 1..`seeds`."""
     import tempfile
 
     from reference_runs import REFERENCES, fit_errors, kpi_row, real_end_s, real_run, twin_run
@@ -160,6 +192,13 @@ def evaluate_hpa_runs(seed: int) -> dict[str, Any]:
                 "real": kpi_row(real),
                 **{label: {**kpi_row(run), **fit_errors(real, run)} for label, run in twins.items()},
             }
+            for label, params in (("before", BEFORE), ("after", {})):
+                runs = [fit_errors(real, twin_run(ref, params, s, until_s=end).run) for s in range(1, seeds + 1)]
+                out[ref.name][f"{label}_seeds"] = {
+                    key: [min(r[key] for r in runs), sum(r[key] for r in runs) / len(runs), max(r[key] for r in runs)]
+                    for key in ("replicas_mae", "kv_mae", "waiting_mae", "d_first_scale_up_at_s", "d_replica_seconds")
+                    if all(r[key] is not None for r in runs)
+                }
             print(ref.name, json.dumps(out[ref.name], default=str))
             plot_hpa(ref.name, real, twins, DOCS / f"twin-fit-{ref.name}.png")
     return out
