@@ -142,9 +142,7 @@ def run_samples(run_dir: Path) -> tuple[list[Sample], list[Job]]:
     first_rate = jobs_cfg[0][0]
     covered = min(1.0, first[4] / 60.0 / first_rate)  # share of the minute the first Job was sending
     origin = first[0].timestamp() - 60.0 * covered
-    samples = [
-        Sample(s[0].timestamp() - origin, s[1], s[2], s[3], s[4] / 60.0, s[5], s[6]) for s in raw if s[4] > 0
-    ]
+    samples = [Sample(s[0].timestamp() - origin, s[1], s[2], s[3], s[4] / 60.0, s[5], s[6]) for s in raw if s[4] > 0]
     jobs = [Job(rate, delay, delay + length) for rate, delay, length in jobs_cfg]
     return samples, jobs
 

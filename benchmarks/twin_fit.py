@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/twin_fit.py                 # table + plots + JSON (~1-2 min)
     .venv/bin/python benchmarks/twin_fit.py --points-only   # only the latency points (~20 s)
-    .venv/bin/python benchmarks/twin_fit.py --search        # grid search of the step-time model (~3 min)
+    .venv/bin/python benchmarks/twin_fit.py --search        # grid search of the step-time model (~3-5 min)
 
 Latency points (benchmarks/latency_points.py; copied to tests/data/latency-points.csv for the
 fidelity test): the twin runs each point's replica count, fixed, with the point's clients
@@ -82,9 +82,9 @@ def evaluate_points(profile: Profile, points: list[Point], seed: int = 1) -> lis
 
 
 SEARCH_GRID: dict[str, list[float]] = {
-    "step_base_s": [5.0e-3, 5.5e-3, 6.0e-3, 6.472e-3],
+    "step_base_s": [5.0e-3, 5.5e-3, 6.472e-3],
     "step_per_decode_seq_s": [0.055e-3, 0.06e-3, 0.065e-3],
-    "step_floor_s": [0.0, 7.5e-3, 8.0e-3, 8.5e-3],
+    "step_floor_s": [0.0, 8.0e-3, 8.5e-3],
 }
 
 
@@ -152,7 +152,8 @@ def main() -> int:
         return 0
     before = evaluate_points(load_profile(overrides=BEFORE), points, args.seed)
     after = evaluate_points(load_profile(), points, args.seed)
-    print(f"{'run':42s} {'r':>2s} {'rate':>6s} | {'TTFT real':>9s} {'before':>8s} {'after':>8s} | {'ITL real':>8s} {'before':>7s} {'after':>7s}")
+    head = f"{'run':42s} {'r':>2s} {'rate':>6s} | {'TTFT real':>9s} {'before':>8s} {'after':>8s} |"
+    print(head + f" {'ITL real':>8s} {'before':>7s} {'after':>7s}")
     for b, a in zip(before, after, strict=True):
         print(
             f"{a['run'][11:]:42s} {a['replicas']:2d} {a['rate_per_replica']:6.2f} | {a['real_ttft_ms']:9.1f} "
@@ -206,10 +207,16 @@ def evaluate_hpa_runs(seed: int, seeds: int) -> dict[str, Any]:
 
 def plot_hpa(name: str, real: Any, twins: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
-    columns = (("replicas", "replicas"), ("kv_cache_usage_perc", "KV usage (avg per pod)"), ("num_requests_waiting", "waiting (avg per pod)"))
+    columns = (
+        ("replicas", "replicas"),
+        ("kv_cache_usage_perc", "KV usage (avg per pod)"),
+        ("num_requests_waiting", "waiting (avg per pod)"),
+    )
     for ax, (column, title) in zip(axes, columns, strict=True):
         for label, color in (("before", "tab:grey"), ("after", "tab:orange")):
-            ax.step(twins[label].elapsed, twins[label].metrics[column], where="post", color=color, label=f"twin {label}")
+            ax.step(
+                twins[label].elapsed, twins[label].metrics[column], where="post", color=color, label=f"twin {label}"
+            )
         ax.step(real.elapsed, real.metrics[column], where="post", color="tab:blue", lw=1.8, label="real")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)

@@ -63,7 +63,9 @@ def test_one_replica_itl_follows_real_up_to_capacity(replayed) -> None:
     one = [
         (float(p["rate"]), float(p["itl_ms"]), r[1])
         for p, r in replayed
-        if p["replicas"] == "1" and p["client_limited"] != "True" and p["run"].startswith(("model-based-multi", "model-based-moderate"))
+        if p["replicas"] == "1"
+        and p["client_limited"] != "True"
+        and p["run"].startswith(("model-based-multi", "model-based-moderate"))
     ]
     near = [(rate, real, twin) for rate, real, twin in one if rate > 13]
     assert len(near) >= 5
@@ -77,7 +79,11 @@ def test_one_replica_itl_follows_real_up_to_capacity(replayed) -> None:
 def test_client_concurrency_limit_holds_back_the_load_where_it_did(replayed) -> None:
     """Where the real clients' --max-concurrency held the load back (2 replicas, 65 req/s offered),
     the twin's servers also get < 90 % of the offered load, and its ITL is within 25 %."""
-    limited = [(p, r) for p, r in replayed if p["client_limited"] == "True" and p["replicas"] == "2" and float(p["offered"]) > 60]
+    limited = [
+        (p, r)
+        for p, r in replayed
+        if p["client_limited"] == "True" and p["replicas"] == "2" and float(p["offered"]) > 60
+    ]
     assert limited
     for p, (_ttft, itl, rate) in limited:
         assert rate < 0.9 * float(p["offered"]), rate

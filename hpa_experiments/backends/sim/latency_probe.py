@@ -40,7 +40,9 @@ def probe(
     """Run one client per entry of `rates` (req/s) against `replicas` Ready pods; measure a window."""
     fleet = Fleet(profile, seed=seed, initial_replicas=replicas)
     for i, rate in enumerate(rates):
-        fleet.add_job(LoadGenerator(f"job-{i}", profile, rate, 0.0, seed=seed * 1000 + i, max_concurrency=max_concurrency))
+        fleet.add_job(
+            LoadGenerator(f"job-{i}", profile, rate, 0.0, seed=seed * 1000 + i, max_concurrency=max_concurrency)
+        )
     before = _totals(fleet, warmup_s)
     after = _totals(fleet, warmup_s + window_s)
     d = [b - a for a, b in zip(before, after, strict=True)]
