@@ -140,7 +140,7 @@ def test_busy_time_is_the_time_the_engine_spends_stepping() -> None:
 
 
 def test_pending_pods_hold_no_gpus_and_loading_pods_idle() -> None:
-    profile = load_profile(overrides={"gpus_per_replica": 2})
+    profile = load_profile(overrides={"gpus_per_replica": 2, "pod_image_cached_share": 1.0})  # no image pull
     fleet = Fleet(profile, start_t=0.0, initial_replicas=1)
     meter = GpuMeter(profile, EnergyConfig(power_metric="my_power", pod_label="exported_pod"), "ns")
     fleet.scale_to(2, 10.0)  # the new pod is Pending for pod_pending_s (5 s), then Loading

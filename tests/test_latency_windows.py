@@ -71,7 +71,8 @@ def test_histogram_percentiles_over_the_run_match_the_requests_where_the_sample_
     assert "[900000ms]" in run["queries"]["ttft_p90"] and run["problems"] == []
     requests = pd.read_csv(twin_run / "requests.csv")
     truth = true_ttft(requests, run["start_s"], run["end_s"])
-    assert run["ttft_ms"]["observations"] == pytest.approx(len(truth), rel=0.01)
+    # increase() extrapolates each pod's series at its first and last scrape: ~1 % with the pods of this run
+    assert run["ttft_ms"]["observations"] == pytest.approx(len(truth), rel=0.015)
     for q in QUANTILES:
         low, high = allowed_range_ms(truth, q)
         assert low <= run["ttft_ms"][f"p{q}"] <= high, (q, np.percentile(truth, q), run["ttft_ms"][f"p{q}"])
@@ -122,10 +123,11 @@ def test_each_phase_window_matches_its_requests(twin_run):
 
 def test_headline_names_its_reference_points(twin_run):
     lines = headline_sentences(json.loads((twin_run / "summary.json").read_text()))
-    # replicas fall back to 1 at 540 s while the last job still runs (until 600 s)
+    # replicas fall back to 1 at 510 s while the last job still runs (until 600 s); values of the
+    # default profile since the issue-18 refit (was 90 s and 60 s before it)
     assert lines == [
-        "first scale-up 90 s after the load rose at 120 s (20 → 50 req/s)",
-        "back at the minimum (1) 60 s before the load ended at 600 s",
+        "first scale-up 105 s after the load rose at 120 s (20 → 50 req/s)",
+        "back at the minimum (1) 90 s before the load ended at 600 s",
     ]
 
 
@@ -145,7 +147,7 @@ def test_warm_up_moves_every_window_start(tmp_path):
     assert list(run["ttft_ms"]) == ["observations", "mean", "p50", "p90", "p95", "p99"]  # configured p95 too
     assert run["queries"]["itl_p95"].startswith("histogram_quantile(0.95, sum by (le) (increase(")
     truth = true_ttft(pd.read_csv(result.run_dir / "requests.csv"), 150.0, 900.0)
-    assert run["ttft_ms"]["observations"] == pytest.approx(len(truth), rel=0.01)
+    assert run["ttft_ms"]["observations"] == pytest.approx(len(truth), rel=0.015)  # as in the test above
 
 
 class _Stopper:
@@ -172,7 +174,7 @@ def test_interrupted_run_says_what_it_could_not_measure(tmp_path):
     assert result.status == "interrupted"
     lines = headline_sentences(result.summary)
     assert lines[0] == "interrupted at 300 s: scale-down not measured"
-    assert lines[1] == "first scale-up 90 s after the load rose at 120 s (20 → 50 req/s)"
+    assert lines[1] == "first scale-up 105 s after the load rose at 120 s (20 → 50 req/s)"
     run = result.summary["latency_over_window"]["run"]
     assert (run["start_s"], run["end_s"]) == (0.0, 300.0) and run["ttft_ms"]["p90"] is not None
 

@@ -24,6 +24,7 @@ FAST_START = {
     "pod_pending_s": 2.0,
     "pod_load_mean_s": 15.0,
     "pod_load_spread_s": 5.0,
+    "pod_image_cached_share": 0.5,  # both start paths (image cached or pulled)
     "readiness_initial_delay_s": 10.0,
     "readiness_period_s": 2.0,
 }

@@ -84,6 +84,7 @@ def run(
             "parameters": {
                 "pod_load_mean_s": 20,
                 "pod_load_spread_s": 0,
+                "pod_image_cached_share": 1.0,  # no image pulls: the cold start is exact
                 "readiness_initial_delay_s": 10,
                 "job_start_delay_s": 40,
                 "gateway_at_zero": at_zero,

@@ -21,6 +21,7 @@ PINNED = {
     "step_base_s": 6.472e-3,
     "step_per_prefill_token_s": 19.797e-6,
     "step_per_decode_seq_s": 0.3044e-3,
+    "step_floor_s": 0.0,  # the linear model, no roofline floor
     "max_num_seqs": 1024,
     "max_num_batched_tokens": 8192,
     "kv_capacity_tokens": 467_280,
@@ -36,6 +37,7 @@ PINNED = {
     "pod_pending_s": 5.0,
     "pod_load_mean_s": 60.0,
     "pod_load_spread_s": 10.0,
+    "pod_image_cached_share": 1.0,  # every node has the image: one draw per pod, as before
     "readiness_initial_delay_s": 60.0,
     "readiness_period_s": 5.0,
     "routing": "least_loaded",

@@ -1,8 +1,8 @@
 """The vLLM Deployment's pods and the router in front of them, on virtual time.
 
-Pods: Pending (`pod_pending_s`: scheduling, image already on the node) -> Loading (container
-running, engine starting: weights, compile, CUDA graphs; normal(`pod_load_mean_s`,
-`pod_load_spread_s`) clamped at 0; no metrics, not ready) -> Ready at the first readiness probe
+Pods: Pending (scheduling, and an image pull unless the node has the image) -> Loading (container
+running, engine starting: weights, compile, CUDA graphs; no metrics, not ready; both delays drawn
+in pod_startup.py) -> Ready at the first readiness probe
 (`readiness_initial_delay_s` after the container start, then every `readiness_period_s`) that
 finds the engine up.  Only Ready (and draining) pods have an engine and expose metrics.
 
@@ -45,6 +45,7 @@ import numpy as np
 from hpa_experiments.backends.sim.engine_index import EngineIndex
 from hpa_experiments.backends.sim.gateway import Gateway
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
+from hpa_experiments.backends.sim.pod_startup import startup_delays
 from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.request_log import (
     ABORTED_JOB_STOPPED,
@@ -215,8 +216,9 @@ class Fleet:
 
     def _new_pod(self, t: float) -> Pod:
         p = self.profile
-        running_t = t + p.pod_pending_s
-        engine_up = running_t + max(0.0, float(self._rng.normal(p.pod_load_mean_s, p.pod_load_spread_s)))
+        pending, load = startup_delays(p, self._rng)
+        running_t = t + pending
+        engine_up = running_t + load
         first_probe = running_t + p.readiness_initial_delay_s
         probes = max(0, math.ceil((engine_up - first_probe) / p.readiness_period_s - 1e-9))
         ready_t = first_probe + probes * p.readiness_period_s

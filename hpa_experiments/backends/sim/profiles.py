@@ -3,12 +3,15 @@
 Sources (all in /work/shared/reference/sim-model.md unless noted):
 - FITTED to the two real reference runs (/work/shared/reference-runs/, H100, llm-d gateway) by
   benchmarks/calibrate.py; method, errors and limits in docs/twin-calibration.md:
-  step_per_decode_seq_s, natural_output_len_mean, job_start_delay_s, pod_load_mean_s,
-  pod_load_spread_s.  The other numbers are from the sources below.
-- step time `b0 + b1*prefill_tokens + b2*decode_seqs`: b0, b1 from the BLIS legacy blackbox fit for
-  Llama-3.1-8B-Instruct, H100, TP1, vLLM v0.8.4, beta = [6472.0, 19.797, 304.40] us (section 4.2).
-  b2 fitted: 0.06 ms/seq (BLIS: 0.304; section 4.5 brackets it between 0.03 and 0.3 ms/seq); with
-  b0 it gives ITL 6.5 ms at batch 1 (measured 6.5-7 ms, section 4.5).
+  step_per_decode_seq_s, natural_output_len_mean, job_start_delay_s.  REFIT (issue 18) on the
+  steady latency points of the latency-vs-load runs jointly with them (benchmarks/twin_fit.py):
+  step_base_s, step_floor_s, the pod start (pod_load_*, pod_image_*).  The other numbers are from
+  the sources below.
+- step time `max(floor, b0 + b1*prefill_tokens + b2*decode_seqs)` (a roofline): b1 from the BLIS
+  legacy blackbox fit for Llama-3.1-8B-Instruct, H100, TP1, vLLM v0.8.4, beta = [6472.0, 19.797,
+  304.40] us (section 4.2).  b2 fitted: 0.06 ms/seq (BLIS: 0.304; section 4.5 brackets it between
+  0.03 and 0.3 ms/seq).  b0 5.5 ms (BLIS 6.47) and the floor 8 ms refitted on the real ITL under
+  load: 7.8-9.8 ms at low load, 12.4 ms at 17 req/s and 37.5 ms at 26 req/s on one replica.
 - KV capacity: derived from the hardware and model fields (`kv_capacity`), as vLLM sizes its cache:
   79.65 GiB x 0.9 - 14.96 GiB of weights = 56.73 GiB, at 128 KiB per token 464,704 tokens
   (29,044 blocks of 16).  BLIS's 467,280 tokens (29,205 blocks, defaults.yaml, section 4.2/4.5) is
@@ -17,10 +20,11 @@ Sources (all in /work/shared/reference/sim-model.md unless noted):
   activation and CUDA-graph memory vLLM also reserves, so a real server holds somewhat less.
 - scheduler limits max_num_seqs 1024, max_num_batched_tokens 8192: vLLM defaults for GPUs with
   >= 70 GiB that are not A100 (section 3, `get_batch_defaults`); the reference runs used defaults.
-- pod startup: Pending (scheduling, image cached) then loading (weights + compile + CUDA graphs,
-  14-60 s measured for 8B in isolation, section 5) then readiness probe (initialDelay 60 s, period
-  5 s in the vLLM k8s docs, section 5).  Loading time fitted: ~165 s from creation to Ready
-  (the new pods of the reference runs took 60-180 s).
+- pod startup (pod_startup.py): Pending (scheduling; an image pull unless the node has the image)
+  then loading (weights + compile + CUDA graphs, 14-60 s measured for 8B in isolation, section 5)
+  then readiness probe (initialDelay 60 s, period 5 s in the vLLM k8s docs, section 5).  Fitted:
+  a quarter of the nodes have the image; Ready ~100 s (cached) or ~165 s (pulled) after creation
+  (the new pods of the reference runs took 60-120 s in one run, 130-180 s in the other).
 - prompt lengths: ShareGPT as filtered by vllm bench, mean ~230 tokens, 4..1024, prompt+output
   <= 2048 (section 6.1); the lognormal shape sigma is an assumption (heavy tail, median unknown).
 - output length: fixed 1024 as in the reference runs (`--sharegpt-output-len 1024`); when drawn,
@@ -53,9 +57,10 @@ class Profile:
     name: str
     model_name: str = "unsloth/Meta-Llama-3.1-8B"
     # engine step time (seconds)
-    step_base_s: float = 6.472e-3
+    step_base_s: float = 5.5e-3  # fitted on latency under load (docs/twin-calibration.md)
     step_per_prefill_token_s: float = 19.797e-6
     step_per_decode_seq_s: float = 0.06e-3  # fitted (docs/twin-calibration.md)
+    step_floor_s: float = 8.0e-3  # no step is shorter (roofline: weights read at small batches); fitted
     # scheduler and KV cache
     max_num_seqs: int = 1024
     max_num_batched_tokens: int = 8192
@@ -63,8 +68,11 @@ class Profile:
     block_size: int = 16
     # pod lifecycle (seconds)
     pod_pending_s: float = 5.0
-    pod_load_mean_s: float = 160.0  # fitted (docs/twin-calibration.md)
-    pod_load_spread_s: float = 5.0  # standard deviation of a normal, clamped at 0; fitted
+    pod_load_mean_s: float = 95.0  # engine start (weights, compile, CUDA graphs); fitted (docs/twin-calibration.md)
+    pod_load_spread_s: float = 20.0  # standard deviation of a normal, clamped at 0; fitted
+    pod_image_cached_share: float = 0.25  # share of new pods whose node already has the image; fitted
+    pod_image_pull_mean_s: float = 65.0  # image pull when it is not cached (normal, clamped at 0); fitted
+    pod_image_pull_spread_s: float = 15.0
     readiness_initial_delay_s: float = 60.0  # from container start
     readiness_period_s: float = 5.0
     # request lengths (tokens)
@@ -132,9 +140,9 @@ class Profile:
 
     def validate(self) -> None:
         problems: list[str] = []
-        if min(self.step_base_s, self.step_per_prefill_token_s, self.step_per_decode_seq_s) < 0:
+        if min(self.step_base_s, self.step_per_prefill_token_s, self.step_per_decode_seq_s, self.step_floor_s) < 0:
             problems.append("step-time coefficients must be >= 0")
-        if self.step_base_s + self.step_per_decode_seq_s <= 0:
+        if max(self.step_floor_s, self.step_base_s + self.step_per_decode_seq_s) <= 0:
             problems.append("a decode step must take time (step_base_s + step_per_decode_seq_s > 0)")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < self.max_num_seqs:
             problems.append("need 1 <= max_num_seqs <= max_num_batched_tokens")
@@ -156,8 +164,11 @@ class Profile:
             problems.append(f"scale_down must be abort or drain, not {self.scale_down!r}")
         if self.gateway_at_zero not in ("wait", "fail"):
             problems.append(f"gateway_at_zero must be wait or fail, not {self.gateway_at_zero!r}")
-        if min(self.pod_pending_s, self.pod_load_mean_s, self.pod_load_spread_s, self.drain_grace_s) < 0:
+        delays = (self.pod_pending_s, self.pod_load_mean_s, self.pod_load_spread_s, self.drain_grace_s)
+        if min(*delays, self.pod_image_pull_mean_s, self.pod_image_pull_spread_s) < 0:
             problems.append("pod delays must be >= 0")
+        if not 0.0 <= self.pod_image_cached_share <= 1.0:
+            problems.append("pod_image_cached_share must be between 0 and 1")
         if self.readiness_period_s <= 0:
             problems.append("readiness_period_s must be > 0")
         if problems:

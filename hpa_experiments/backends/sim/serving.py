@@ -10,7 +10,8 @@ What is modelled, per engine step (exact at step granularity):
   recently admitted sequence is preempted (recompute: blocks freed, put back at the head of the
   queue, later re-prefilled with prompt + generated tokens); no admissions in a step that
   preempted.  KV usage = used blocks / (blocks - 1), as vLLM's BlockPool.
-- step time = b0 + b1 * prefill tokens + b2 * decoding sequences (profile).
+- step time = max(floor, b0 + b1 * prefill tokens + b2 * decoding sequences) (profile): a roofline,
+  small batches are bound by reading the weights (the floor), large ones grow with the batch.
 - metrics as vLLM exposes them: TTFT at the end of the step that completes the first prefill,
   one inter-token observation per sequence per decode step (the step's duration; after a
   preemption, the gap since the sequence's previous token), E2E at the last token.
@@ -138,6 +139,7 @@ class Replica:
         self._b0 = profile.step_base_s
         self._b1 = profile.step_per_prefill_token_s
         self._b2 = profile.step_per_decode_seq_s
+        self._floor = profile.step_floor_s
         self._max_seqs = profile.max_num_seqs
         self._max_tokens = profile.max_num_batched_tokens
         self._block = profile.block_size
@@ -402,7 +404,7 @@ class Replica:
             prefill_tokens += chunk
         self._step_chunks = [(req, chunk) for req, chunk, _ in chunks]
         self._step_n_decode = self._n_decode
-        self._step_dur = self._b0 + self._b1 * prefill_tokens + self._b2 * self._n_decode
+        self._step_dur = max(self._floor, self._b0 + self._b1 * prefill_tokens + self._b2 * self._n_decode)
         self._plan = _STEP
         self.next_event_t = self.t + self._step_dur
 
@@ -415,7 +417,7 @@ class Replica:
         k = heap[0][0] - self._s
         if free < n * (k // self._block + 1):  # the cache may run out before the next finish
             k = min(k, self._steps_until_full(free))
-        self._run_dt = self._b0 + self._b2 * n
+        self._run_dt = max(self._floor, self._b0 + self._b2 * n)
         self._run_k = k
         self._run_t0 = self.t
         self._run_done = 0
