@@ -33,18 +33,43 @@ def extrapolated_rate(window: RangeSample, is_counter: bool, is_rate: bool) -> f
         return None
     result = values[-1] - values[0]
     if is_counter:
-        previous = values[0]
-        for current in values[1:]:
-            if current < previous:
-                result += previous
-            previous = current
-    duration_to_start = (times[0] - window.start_ms) / 1000
-    duration_to_end = (window.end_ms - times[-1]) / 1000
-    sampled_interval = (times[-1] - times[0]) / 1000
-    average_between_samples = sampled_interval / (len(times) - 1)
-    if is_counter and result > 0 and values[0] >= 0:
+        result = add_resets(result, values, 0, len(values))
+    return extrapolate(
+        result, values[0], times[0], times[-1], len(times), window.start_ms, window.end_ms, is_counter, is_rate
+    )
+
+
+def add_resets(result: float, values: list[float], lo: int, hi: int) -> float:
+    """`result` (last - first of values[lo:hi]) plus, in order, each value a counter reset drops from."""
+    previous = values[lo]
+    for index in range(lo + 1, hi):
+        current = values[index]
+        if current < previous:
+            result += previous
+        previous = current
+    return result
+
+
+def extrapolate(
+    result: float,
+    first: float,
+    first_ms: int,
+    last_ms: int,
+    count: int,
+    start_ms: int,
+    end_ms: int,
+    is_counter: bool,
+    is_rate: bool,
+) -> float:
+    """extrapolatedRate's second half: `result` (last - first, resets corrected) of `count` >= 2
+    samples from first_ms to last_ms, extrapolated to the window [start_ms, end_ms]."""
+    duration_to_start = (first_ms - start_ms) / 1000
+    duration_to_end = (end_ms - last_ms) / 1000
+    sampled_interval = (last_ms - first_ms) / 1000
+    average_between_samples = sampled_interval / (count - 1)
+    if is_counter and result > 0 and first >= 0:
         # Do not extrapolate the counter to below zero.
-        duration_to_zero = sampled_interval * (values[0] / result)
+        duration_to_zero = sampled_interval * (first / result)
         duration_to_start = min(duration_to_start, duration_to_zero)
     threshold = average_between_samples * 1.1
     extrapolate_to = sampled_interval
@@ -52,7 +77,7 @@ def extrapolated_rate(window: RangeSample, is_counter: bool, is_rate: bool) -> f
     extrapolate_to += duration_to_end if duration_to_end < threshold else average_between_samples / 2
     factor = extrapolate_to / sampled_interval
     if is_rate:
-        factor /= (window.end_ms - window.start_ms) / 1000
+        factor /= (end_ms - start_ms) / 1000
     return result * factor
 
 
