@@ -1,18 +1,20 @@
 """The PromQL engine's shortcuts give exactly what the general path gives.
 
 rate/increase/delta over a plain selector are computed from the stored samples without window
-objects, skipping the counter-reset scan for series that never dropped; scrapes may append by
-series handles.  Both are checked against the general code on random data with counter resets,
-equal values and same-millisecond replacements (bit-for-bit, not approximately)."""
+objects, skipping the counter-reset scan for series that never dropped, and extrapolated for all
+series at once with numpy; scrapes may append by series handles.  Each is checked bit-for-bit
+against the general or scalar code on random data with counter resets, equal values and
+same-millisecond replacements."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
-from hpa_experiments.promql_engine.functions import RANGE_FUNCTIONS
+from hpa_experiments.promql_engine.functions import RANGE_FUNCTIONS, extrapolate
 from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
 from hpa_experiments.promql_engine.values import RangeSample, drop_metric_name
 
@@ -91,3 +93,56 @@ def test_appending_by_handle_stores_what_append_many_stores() -> None:
     ):
         assert (a.labels, a.times, a.values, a.never_dropped) == (b.labels, b.times, b.values, b.never_dropped)
         assert len(a.times) == 5  # retention applied to both
+
+
+def _scalar_extrapolate(
+    result: float,
+    first: float,
+    first_ms: int,
+    last_ms: int,
+    count: int,
+    start_ms: int,
+    end_ms: int,
+    is_counter: bool,
+    is_rate: bool,
+) -> float:
+    """Prometheus' extrapolatedRate (second half) on Python floats, as the engine computed it before."""
+    duration_to_start = (first_ms - start_ms) / 1000
+    duration_to_end = (end_ms - last_ms) / 1000
+    sampled_interval = (last_ms - first_ms) / 1000
+    average_between_samples = sampled_interval / (count - 1)
+    if is_counter and result > 0 and first >= 0:
+        duration_to_zero = sampled_interval * (first / result)
+        duration_to_start = min(duration_to_start, duration_to_zero)
+    threshold = average_between_samples * 1.1
+    extrapolate_to = sampled_interval
+    extrapolate_to += duration_to_start if duration_to_start < threshold else average_between_samples / 2
+    extrapolate_to += duration_to_end if duration_to_end < threshold else average_between_samples / 2
+    factor = extrapolate_to / sampled_interval
+    if is_rate:
+        factor /= (end_ms - start_ms) / 1000
+    return result * factor
+
+
+@pytest.mark.parametrize(("is_counter", "is_rate"), [(True, True), (True, False), (False, False)])
+def test_vectorized_extrapolation_is_bit_for_bit_the_scalar_one(is_counter: bool, is_rate: bool) -> None:
+    rng = random.Random(11)
+    start_ms, end_ms = 1_767_225_600_000, 1_767_225_660_000
+    cases = []
+    for _ in range(20_000):
+        first_ms = start_ms + rng.choice([0, 1, rng.randrange(0, 30_000), 16_500, 16_501])
+        last_ms = first_ms + rng.choice([1, 15_000, 30_000, rng.randrange(1, end_ms - first_ms + 1)])
+        last_ms = min(last_ms, end_ms)
+        if last_ms <= first_ms:
+            continue
+        count = rng.randrange(2, 7)
+        first = rng.choice([0.0, -0.0, 1.0, rng.uniform(0, 1e6), rng.uniform(-10, 10), 3e300])
+        result = rng.choice([0.0, 1.0, 1e-9, rng.uniform(0, 1e4), rng.uniform(-5, 5), first * 1e-3])
+        cases.append((result, first, first_ms, last_ms, count))
+    columns = list(zip(*cases, strict=True))
+    fast = extrapolate(
+        np.array(columns[0]), np.array(columns[1]), np.array(columns[2]), np.array(columns[3]), np.array(columns[4]),
+        start_ms, end_ms, is_counter, is_rate,
+    ).tolist()  # fmt: skip
+    slow = [_scalar_extrapolate(*case, start_ms, end_ms, is_counter, is_rate) for case in cases]
+    assert [repr(v) for v in fast] == [repr(v) for v in slow]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import promql_parser as pp
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
@@ -323,14 +324,15 @@ class RangeFunctionNode(Node):
         return ensure_unique_labelsets(out)
 
     def _extrapolated(self, ctx: Context, is_counter: bool, is_rate: bool) -> Vector:
-        """What evaluate() gives for these functions, without a window object per series."""
+        """What evaluate() gives for these functions: each series' window located in place (no
+        window objects), then the extrapolation of all of them at once."""
         matrix = self.matrix
         assert isinstance(matrix, MatrixSelectorNode)
         selection = matrix.selection
         end_ms = selection.shift.reference_ms(ctx)
         start_ms = end_ms - matrix.range_ms
-        extrapolate, add_resets = functions.extrapolate, functions.add_resets
-        out: Vector = []
+        add_resets = functions.add_resets
+        rows = []
         for series in selection.series(ctx.db):
             times = series.times
             lo = bisect_left(times, start_ms)
@@ -342,8 +344,22 @@ class RangeFunctionNode(Node):
             result = values[hi - 1] - first
             if is_counter and not series.never_dropped:
                 result = add_resets(result, values, lo, hi)
-            value = extrapolate(result, first, times[lo], times[hi - 1], hi - lo, start_ms, end_ms, is_counter, is_rate)
-            out.append((series.unnamed, value))
+            rows.append((series.unnamed, result, first, times[lo], times[hi - 1], hi - lo))
+        if not rows:
+            return []
+        labels, results, firsts, first_ms, last_ms, counts = zip(*rows, strict=True)
+        extrapolated = functions.extrapolate(
+            np.array(results, dtype=np.float64),
+            np.array(firsts, dtype=np.float64),
+            np.array(first_ms, dtype=np.int64),
+            np.array(last_ms, dtype=np.int64),
+            np.array(counts, dtype=np.int64),
+            start_ms,
+            end_ms,
+            is_counter,
+            is_rate,
+        )
+        out = list(zip(labels, extrapolated.tolist(), strict=True))
         # one metric name: dropping it cannot make two label sets equal
         return out if selection.one_name else ensure_unique_labelsets(out)
 
