@@ -8,8 +8,8 @@ that exercise the other code paths of the fleet (drain at scale-down, round-robi
 40-replica fleet pinned by the HPA), each as `hpa-exp run CONFIG --backend sim` does, and
 records the SHA-256 of metrics.csv, requests.csv, phases.csv and events.csv (with a fixed run id,
 which the Job resource names carry).  Run the old code with PYTHONPATH pointing at a checkout of
-it, e.g. `git archive main hpa_experiments | tar -x -C /tmp/old` and `PYTHONPATH=/tmp/old`.  `--compare` exits
-1 and names the runs whose files differ.
+it, e.g. `git archive main | tar -x -C /tmp/old` (the whole tree: its workloads/ folder is needed)
+and `PYTHONPATH=/tmp/old`.  `--compare` exits 1 and names the runs whose files differ.
 """
 
 from __future__ import annotations

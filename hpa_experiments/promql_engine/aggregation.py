@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import reduce
+from operator import add
 
 from hpa_experiments.backends.base import QueryError
 from hpa_experiments.promql_engine.functions import quantile, variance
@@ -46,21 +48,27 @@ def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | str | 
         assert isinstance(param, str)
         return _count_values(vector, grouping, param)
     assert not isinstance(param, str)
-    groups: dict[Labels, list[tuple[Labels, float]]] = {}
-    for labels, value in vector:
-        groups.setdefault(grouping.key(labels), []).append((labels, value))
+    key_of = grouping.key
     if op in ("topk", "bottomk"):
         assert param is not None
+        groups: dict[Labels, list[tuple[Labels, float]]] = {}
+        for labels, value in vector:
+            groups.setdefault(key_of(labels), []).append((labels, value))
         return _select_k(op, groups, param)
-    return [(key, _reduce(op, [value for _, value in members], param)) for key, members in groups.items()]
+    grouped: dict[Labels, list[float]] = {}
+    for labels, value in vector:
+        key = key_of(labels)
+        members = grouped.get(key)
+        if members is None:
+            grouped[key] = [value]
+        else:
+            members.append(value)
+    return [(key, _reduce(op, values, param)) for key, values in grouped.items()]
 
 
 def _reduce(op: str, values: list[float], param: float | None) -> float:
     if op == "sum":
-        total = values[0]
-        for value in values[1:]:
-            total += value
-        return total
+        return reduce(add, values)  # left to right, as Prometheus adds (builtin sum() may compensate)
     if op == "avg":
         return _mean(values)
     if op == "max":

@@ -9,11 +9,13 @@ every step, as in Prometheus.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import promql_parser as pp
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
@@ -140,6 +142,7 @@ class Selection:
         if all(m.matches("") for m in matchers):
             raise QueryError("vector selector must contain at least one non-empty matcher")
         self.matchers = matchers
+        self.one_name = any(m.name == METRIC_NAME and m.type is MatchType.EQUAL for m in matchers)
         self.shift = TimeShift(node.offset, node.at)
         self._cache_key: tuple[int, int] | None = None
         self._series: list[Series] = []
@@ -305,8 +308,13 @@ class RangeFunctionNode(Node):
         self.function, self.keeps_name = functions.RANGE_FUNCTIONS[name]
         self.matrix = next(arg for arg in args if arg.kind == "matrix")
         self.scalars = [arg for arg in args if arg.kind == "scalar"]
+        # rate/increase/delta straight over a selector (the monitor's and the adapter's queries,
+        # over every pod's series at every tick) are computed from the stored samples in place.
+        self.extrapolated = _EXTRAPOLATED.get(name) if isinstance(self.matrix, MatrixSelectorNode) else None
 
     def evaluate(self, ctx: Context) -> Vector:
+        if self.extrapolated is not None:
+            return self._extrapolated(ctx, *self.extrapolated)
         scalars = [arg.evaluate(ctx) for arg in self.scalars]
         out: Vector = []
         for window in self.matrix.evaluate(ctx):
@@ -314,6 +322,50 @@ class RangeFunctionNode(Node):
             if value is not None:
                 out.append((window.labels if self.keeps_name else drop_metric_name(window.labels), value))
         return ensure_unique_labelsets(out)
+
+    def _extrapolated(self, ctx: Context, is_counter: bool, is_rate: bool) -> Vector:
+        """What evaluate() gives for these functions: each series' window located in place (no
+        window objects), then the extrapolation of all of them at once."""
+        matrix = self.matrix
+        assert isinstance(matrix, MatrixSelectorNode)
+        selection = matrix.selection
+        end_ms = selection.shift.reference_ms(ctx)
+        start_ms = end_ms - matrix.range_ms
+        add_resets = functions.add_resets
+        rows = []
+        for series in selection.series(ctx.db):
+            times = series.times
+            lo = bisect_left(times, start_ms)
+            hi = bisect_right(times, end_ms)
+            if hi - lo < 2:
+                continue
+            values = series.values
+            first = values[lo]
+            result = values[hi - 1] - first
+            if is_counter and not series.never_dropped:
+                result = add_resets(result, values, lo, hi)
+            rows.append((series.unnamed, result, first, times[lo], times[hi - 1], hi - lo))
+        if not rows:
+            return []
+        labels, results, firsts, first_ms, last_ms, counts = zip(*rows, strict=True)
+        extrapolated = functions.extrapolate(
+            np.array(results, dtype=np.float64),
+            np.array(firsts, dtype=np.float64),
+            np.array(first_ms, dtype=np.int64),
+            np.array(last_ms, dtype=np.int64),
+            np.array(counts, dtype=np.int64),
+            start_ms,
+            end_ms,
+            is_counter,
+            is_rate,
+        )
+        out = list(zip(labels, extrapolated.tolist(), strict=True))
+        # one metric name: dropping it cannot make two label sets equal
+        return out if selection.one_name else ensure_unique_labelsets(out)
+
+
+# function -> (is_counter, is_rate) of extrapolatedRate
+_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
 
 
 class InstantFunctionNode(Node):

@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable
 from itertools import pairwise
 
+import numpy as np
+
 from hpa_experiments.promql_engine.values import (
     METRIC_NAME,
     Labels,
@@ -33,27 +35,67 @@ def extrapolated_rate(window: RangeSample, is_counter: bool, is_rate: bool) -> f
         return None
     result = values[-1] - values[0]
     if is_counter:
-        previous = values[0]
-        for current in values[1:]:
-            if current < previous:
-                result += previous
-            previous = current
-    duration_to_start = (times[0] - window.start_ms) / 1000
-    duration_to_end = (window.end_ms - times[-1]) / 1000
-    sampled_interval = (times[-1] - times[0]) / 1000
-    average_between_samples = sampled_interval / (len(times) - 1)
-    if is_counter and result > 0 and values[0] >= 0:
-        # Do not extrapolate the counter to below zero.
-        duration_to_zero = sampled_interval * (values[0] / result)
-        duration_to_start = min(duration_to_start, duration_to_zero)
-    threshold = average_between_samples * 1.1
-    extrapolate_to = sampled_interval
-    extrapolate_to += duration_to_start if duration_to_start < threshold else average_between_samples / 2
-    extrapolate_to += duration_to_end if duration_to_end < threshold else average_between_samples / 2
-    factor = extrapolate_to / sampled_interval
-    if is_rate:
-        factor /= (window.end_ms - window.start_ms) / 1000
-    return result * factor
+        result = add_resets(result, values, 0, len(values))
+    extrapolated = extrapolate(
+        np.array([result]),
+        np.array([values[0]]),
+        np.array([times[0]]),
+        np.array([times[-1]]),
+        np.array([len(times)]),
+        window.start_ms,
+        window.end_ms,
+        is_counter,
+        is_rate,
+    )
+    return float(extrapolated[0])
+
+
+def add_resets(result: float, values: list[float], lo: int, hi: int) -> float:
+    """`result` (last - first of values[lo:hi]) plus, in order, each value a counter reset drops from."""
+    previous = values[lo]
+    for index in range(lo + 1, hi):
+        current = values[index]
+        if current < previous:
+            result += previous
+        previous = current
+    return result
+
+
+def extrapolate(
+    result: np.ndarray,
+    first: np.ndarray,
+    first_ms: np.ndarray,
+    last_ms: np.ndarray,
+    count: np.ndarray,
+    start_ms: int,
+    end_ms: int,
+    is_counter: bool,
+    is_rate: bool,
+) -> np.ndarray:
+    """extrapolatedRate's second half for many windows at once: `result` (last - first, resets
+    corrected) of `count` >= 2 samples from first_ms to last_ms, extrapolated to [start_ms, end_ms].
+
+    Element by element the same IEEE operations in the same order as Prometheus' Go code (and as
+    plain Python floats would do them), so the values are bit-for-bit those of a scalar loop."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        duration_to_start = (first_ms - start_ms) / 1000
+        duration_to_end = (end_ms - last_ms) / 1000
+        sampled_interval = (last_ms - first_ms) / 1000
+        average_between_samples = sampled_interval / (count - 1)
+        if is_counter:
+            # Do not extrapolate the counter to below zero.
+            duration_to_zero = sampled_interval * (first / result)
+            closer = (result > 0) & (first >= 0) & (duration_to_zero < duration_to_start)
+            duration_to_start = np.where(closer, duration_to_zero, duration_to_start)
+        threshold = average_between_samples * 1.1
+        half = average_between_samples / 2
+        extrapolate_to = sampled_interval + np.where(duration_to_start < threshold, duration_to_start, half)
+        extrapolate_to = extrapolate_to + np.where(duration_to_end < threshold, duration_to_end, half)
+        factor = extrapolate_to / sampled_interval
+        if is_rate:
+            factor = factor / ((end_ms - start_ms) / 1000)
+        result = result * factor
+    return result
 
 
 def instant_value(window: RangeSample, is_rate: bool) -> float | None:

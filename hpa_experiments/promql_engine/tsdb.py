@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, make_labels
+from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, drop_metric_name, make_labels
 
 
 class MatchType(Enum):
@@ -49,11 +49,15 @@ class LabelMatcher:
 class Series:
     """One series: its interned label set and its samples in time order."""
 
-    __slots__ = ("label_map", "labels", "stale_times", "times", "values")
+    __slots__ = ("label_map", "labels", "never_dropped", "stale_times", "times", "unnamed", "values")
 
     def __init__(self, labels: Labels):
         self.labels = labels
+        self.unnamed = drop_metric_name(labels)  # what functions that drop the name return
         self.label_map = dict(labels)
+        # No stored sample is below the one before it (no counter reset anywhere in the series):
+        # rate() then needs no reset scan.  Set False at the first drop, never back.
+        self.never_dropped = True
         self.times: list[int] = []
         self.values: list[float] = []
         # Staleness markers (a scrape target went away), kept apart from the samples: range
@@ -119,6 +123,8 @@ class TimeSeriesDB:
         self.generation = 0
         # Bumped on every write, so query results can be shared while it stays the same.
         self.version = 0
+        # Bumped when series are removed, so handles from series() can be kept while it stays the same.
+        self.removals = 0
 
     # --- writing -------------------------------------------------------------------
 
@@ -132,12 +138,26 @@ class TimeSeriesDB:
         self._append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
 
-    def append_many(self, t: float, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
-        """Add one scrape: many samples sharing the timestamp t."""
+    def append_many(
+        self,
+        t: float,
+        samples: Iterable[tuple[Mapping[str, str], float]],
+        by_handle: Iterable[tuple[list[Series], Iterable[float]]] = (),
+    ) -> None:
+        """Add one scrape: many samples sharing the timestamp t.  `by_handle` comes first: values of
+        series already looked up with series() (`removals` unchanged since), e.g. a scrape target's."""
         t_ms = seconds_to_ms(t)
+        append_to = self._append_to
+        for handles, values in by_handle:
+            for series, value in zip(handles, values, strict=True):
+                append_to(series, t_ms, float(value))
         for labels, value in samples:
-            self._append_to(self._series_for(labels), t_ms, float(value))
+            append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
+
+    def series(self, label_sets: Iterable[Mapping[str, str]]) -> list[Series]:
+        """Handles of the series with these label sets (created if new), for append_many's `by_handle`."""
+        return [self._series_for(labels) for labels in label_sets]
 
     def mark_stale(self, labels: Mapping[str, str], t: float) -> int:
         """Write staleness markers at t for every series carrying all of `labels` (a target that went
@@ -176,16 +196,20 @@ class TimeSeriesDB:
 
     @staticmethod
     def _append_to(series: Series, t_ms: int, value: float) -> None:
-        times = series.times
+        times, values = series.times, series.values
         if times and t_ms <= times[-1]:
             if t_ms == times[-1]:
-                series.values[-1] = value
+                values[-1] = value
+                if len(values) > 1 and value < values[-2]:
+                    series.never_dropped = False
                 return
             raise ValueError(
                 f"out-of-order sample for {dict(series.labels)}: t={t_ms / 1000} < last {times[-1] / 1000}"
             )
+        if values and value < values[-1]:
+            series.never_dropped = False
         times.append(t_ms)
-        series.values.append(value)
+        values.append(value)
 
     def _advance(self, t_ms: int) -> None:
         self.version += 1
@@ -217,6 +241,7 @@ class TimeSeriesDB:
         if emptied:
             self._key_cache.clear()
             self.generation += 1
+            self.removals += 1
 
     # --- reading -------------------------------------------------------------------
 

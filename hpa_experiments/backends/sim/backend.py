@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
 from hpa_experiments.promql import MetricNames
 from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.promql_engine.tsdb import Series
 from hpa_experiments.rundir import REQUESTS_FILE, utc_iso
 from hpa_experiments.scaledobject import parse_scaled_object
 
@@ -146,6 +148,7 @@ class SimBackend(Backend):
         self.jobs: dict[str, LoadGenerator] = {}
         self.job_values: dict[str, dict[str, Any]] = {}  # template values of each Job (bench_client)
         self._scraped_pods: set[str] = set()
+        self._scrape_targets: dict[str, tuple[Any, int, list[Series]]] = {}  # pod -> (engine, removals, series)
         self.gpus = GpuMeter(self.profile, config.energy, self.namespace)  # the DCGM exporter
 
     # -- time ------------------------------------------------------------------------
@@ -171,22 +174,37 @@ class SimBackend(Backend):
     def _scrape(self, t: float) -> None:
         samples = []
         present = set()
+        by_handle = []
         for pod, families in self.fleet.scrape(t):
             present.add(pod.name)
-            extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
-            samples += [({"__name__": name, **labels, **extra}, value) for name, labels, value in families]
+            by_handle.append((self._target_series(pod, families), [value for _, _, value in families]))
+        for gone in self._scraped_pods - present:
+            del self._scrape_targets[gone]
         sent = sum(job.sent for job in self.fleet.jobs.values())
         in_flight = sum(len(job.in_flight) for job in self.fleet.jobs.values())
         gateway = {"namespace": self.namespace, "job": "gateway"}
         for name, labels, value in self.fleet.gateway.metric_families(sent, in_flight):
             samples.append(({"__name__": name, **labels, **gateway}, value))
         gpu_samples, gpus_released = self.gpus.scrape(t, self.fleet.pods)
-        self.tsdb.append_many(t, samples + gpu_samples)
+        self.tsdb.append_many(t, samples + gpu_samples, by_handle)
         for gone in sorted(self._scraped_pods - present):  # the pod left: Prometheus marks its series stale
             self.tsdb.mark_stale({"namespace": self.namespace, "pod": gone}, t)
         for labels in gpus_released:
             self.tsdb.mark_stale(labels, t)
         self._scraped_pods = present
+
+    def _target_series(self, pod: Any, families: list[tuple[str, Mapping[str, str], float]]) -> list[Series]:
+        """The TSDB series of a pod's families, in their order.  An engine's families keep their
+        names and labels from scrape to scrape, so they are looked up once (again if the TSDB
+        dropped series since)."""
+        tsdb = self.tsdb
+        target = self._scrape_targets.get(pod.name)
+        if target is not None and (target[0], target[1], len(target[2])) == (pod.engine, tsdb.removals, len(families)):
+            return target[2]
+        extra = {"namespace": self.namespace, "pod": pod.name, "job": "vllm"}
+        handles = tsdb.series({"__name__": name, **labels, **extra} for name, labels, _ in families)
+        self._scrape_targets[pod.name] = (pod.engine, tsdb.removals, handles)
+        return handles
 
     def _sync_hpa(self, t: float) -> None:
         assert self.hpa is not None
