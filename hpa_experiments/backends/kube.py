@@ -48,7 +48,9 @@ MANAGED_BY = "hpa-exp"
 RUN_LABEL = "hpa-exp/run"
 JOB_LABEL = "hpa-exp/job"
 
-DEFAULT_API_RETRY = RetryPolicy(max_attempts=6, max_elapsed=60.0, base_delay=0.5, max_delay=8.0)
+# Bounded by time, not attempts: an API server that is away for a minute (an upgrade, a failover)
+# is waited for; the short max_delay means a Job due for deletion goes within ~4 s of its return.
+DEFAULT_API_RETRY = RetryPolicy(max_attempts=None, max_elapsed=120.0, base_delay=0.5, max_delay=4.0)
 DESCRIBE_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.5, max_delay=1.0)
 
 
