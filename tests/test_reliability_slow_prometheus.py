@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,16 +36,21 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
 
 SLOW_S = 15.0
 PLAN_S = 30
-SLOW_TICKS = range(5, 20)  # instant queries evaluated at these seconds after t0 take SLOW_S
+SLOW_TICKS = range(5, 20)  # instant queries asked in these seconds after t0 take SLOW_S to answer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a tick opens ~20 connections at once; a backlog of 5 drops some (1 s SYN retry)
 
 
 class SlowProxy:
-    """Forwards to a real Prometheus; instant queries whose `time` falls in the slow window wait first."""
+    """Forwards to a real Prometheus; instant queries asked within the slow window wait first."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream
         self.slow_window: tuple[float, float] | None = None  # unix times
-        self.slowed = 0
+        self.slowed: list[str] = []  # the PromQL of each slowed query
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,10 +63,9 @@ class SlowProxy:
             def _forward(self, body: bytes) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 params = urllib.parse.parse_qs(url.query) | urllib.parse.parse_qs(body.decode())
-                at = float(params.get("time", ["nan"])[0])
                 window = proxy.slow_window
-                if url.path == "/api/v1/query" and window and window[0] <= at < window[1]:
-                    proxy.slowed += 1
+                if url.path == "/api/v1/query" and window and window[0] <= time.time() < window[1]:
+                    proxy.slowed.append(params.get("query", [""])[0])
                     time.sleep(SLOW_S)
                 request = urllib.request.Request(
                     proxy.upstream + self.path,
@@ -85,8 +90,7 @@ class SlowProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -127,13 +131,13 @@ def test_15_s_queries_neither_delay_ticks_nor_pile_up_and_the_backfill_fills_the
             while not list(out.glob("*/run.json")) and process.poll() is None:
                 time.sleep(0.02)
             t0 = json.loads(next(out.glob("*/run.json")).read_text())["t0_unix"]
-            slow_proxy.slow_window = (t0 + SLOW_TICKS[0] - 0.001, t0 + SLOW_TICKS[-1] + 0.5)
+            slow_proxy.slow_window = (t0 + SLOW_TICKS[0] - 0.001, t0 + SLOW_TICKS[-1] + 0.9)
             returncode = process.wait(timeout=180)
         finally:
             process.kill()
     output = stderr.read_text() + stdout.read_text()
     assert returncode == 0, output[-4000:]
-    assert slow_proxy.slowed > 0
+    assert slow_proxy.slowed
 
     run = run_dir(out)
     info = json.loads((run / "run.json").read_text())
@@ -150,12 +154,15 @@ def test_15_s_queries_neither_delay_ticks_nor_pile_up_and_the_backfill_fills_the
     ended = datetime.fromisoformat(info["end_utc"].replace("Z", "+00:00")).timestamp()
     assert ended - (t0 + PLAN_S) < 10.0  # the run ended on time (no wait for the calls still in flight)
 
-    # at most one call in flight per column: one slow call every ~SLOW_S per column, not one a tick
+    # at most one call in flight per column: a new slow call once the previous one timed out (10 s),
+    # so two per column in the 15 s, not one a tick (15)
+    per_query = Counter(slow_proxy.slowed)
+    assert max(per_query.values()) <= 2, per_query
     queries = standard_queries(MetricNames(**info["config"]["metric_names"]), "m", NS, "10s", [0.5, 0.9, 0.99])
-    assert slow_proxy.slowed <= len(queries) * (len(SLOW_TICKS) // 10 + 2)
+    assert set(queries.values()) <= set(per_query)
     sampling = info["sampling"]
-    assert sum(sampling["cells_skipped"].values()) >= len(queries) * (len(SLOW_TICKS) - 3)
-    assert set(sampling["answers_late"]) == set(queries)
+    assert all(sampling["cells_skipped"][c] >= len(SLOW_TICKS) - 2 for c in queries), sampling
+    assert all(sampling["answers_late"][c] >= 1 for c in queries), sampling
 
     # the holes were filled by the range queries with what Prometheus answers for each instant
     checked = 0
@@ -176,7 +183,7 @@ def test_15_s_queries_neither_delay_ticks_nor_pile_up_and_the_backfill_fills_the
     (fill,) = [e for e in events if e["kind"] == "range_fill"]
     print(
         f"15 s queries at ticks {SLOW_TICKS[0]}-{SLOW_TICKS[-1]}: {len(rows)} rows written, max tick lateness "
-        f"{lateness:.2f} s, {slow_proxy.slowed} slow calls, skipped {sum(sampling['cells_skipped'].values())}, "
+        f"{lateness:.2f} s, {len(slow_proxy.slowed)} slow calls, skipped {sum(sampling['cells_skipped'].values())}, "
         f"late {sum(sampling['answers_late'].values())}; {fill['detail']}; {checked} filled cells equal Prometheus'; "
         f"run ended {ended - t0 - PLAN_S:.1f} s after the plan"
     )
