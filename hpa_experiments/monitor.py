@@ -124,8 +124,8 @@ class Monitor:
         started = self.backend.clock.now()
         late_by = started - at if wall else 0.0
         parts: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
-            "hpa": (self.backend.scaling_snapshot, ()),
-            "jobs": (self.backend.job_states, ()),
+            "hpa": (self._cluster_read, (self.backend.scaling_snapshot,)),
+            "jobs": (self._cluster_read, (self.backend.job_states,)),
             **{col: (self.backend.query, (q, at)) for col, q in self.queries.items()},
         }
         deadline = max(at, started) + self.interval  # a tick waits for its calls until the next is due
@@ -162,6 +162,12 @@ class Monitor:
         # How long the tick took, from its planned time until the last part answered.
         result.row["sample_ms"] = round(max(0.0, self.backend.clock.now() - at) * 1000, 1)
         return result
+
+    def _cluster_read(self, read: Callable[[], Any]) -> Any:
+        """A read of the cluster at tick time, retried for less than one interval: the next tick
+        reads again (an API outage is then one failed read per tick, not reads piling up)."""
+        with self.backend.tick_reads(0.8 * self.interval):  # so that it answers, or fails, within the tick
+            return read()
 
     def _ask(
         self,
