@@ -510,7 +510,7 @@ class Runner:
         if skipped or late:
             self._event(
                 "warning",
-                f"slow answers: {sum(skipped.values())} cell(s) not asked (previous call unanswered), "
+                f"slow answers: {sum(skipped.values())} cell(s) not asked (previous call unanswered, or tick late), "
                 f"{sum(late.values())} answer(s) dropped as late; range queries filled {filled} PromQL cell(s)",
             )
 
