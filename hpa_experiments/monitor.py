@@ -7,11 +7,12 @@ start; on the simulation's virtual clock everything is synchronous.  A value tha
 not be obtained stays empty (None), never 0.
 
 Slow answers never pile up: each part of a tick (the HPA/Deployment read, the Job listing, each
-PromQL column) has at most one call in flight.  A tick whose part is still in flight leaves that
-cell empty (counted in `skipped`); a tick waits for its calls until the next tick is due, and an
-answer later than that is dropped (counted in `late`).  The runner's range queries at the end
-fill the PromQL holes.  A tick that starts more than an interval after its time (the run was
-held up, e.g. by an API outage) does not read the cluster: its state now is not its state then.
+PromQL column) has at most one call in flight.  A tick waits until the next tick is due: for a
+part's previous call to answer before asking again (else the cell stays empty, counted in
+`skipped`), and for its own calls (an answer later than that is dropped, counted in `late`).
+The runner's range queries at the end fill the PromQL holes.  A tick that starts more than an
+interval after its time (the run was held up, e.g. by an API outage) does not read the cluster:
+its state now is not its state then.
 """
 
 from __future__ import annotations
