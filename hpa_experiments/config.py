@@ -219,6 +219,7 @@ class PrometheusConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     verify_tls: bool = True
     ca_file: Path | None = None
+    max_answer_mib: float = Field(8.0, gt=0, le=1024, description="a larger answer is a failed query (cell left empty)")
 
 
 class SloGates(_Section):

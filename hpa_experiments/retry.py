@@ -2,9 +2,11 @@
 
 Transient failures (429 honouring Retry-After, 408, 5xx except 501, connection refused or
 reset, dropped connections, timeouts) are retried with exponential backoff and jitter, within
-a bound on attempts and on total time.  Everything else that is recognisably an HTTP or
-network failure (401, 403, 404, 400/422 invalid manifest, TLS errors, ...) fails at once with
-one clear message.  Exceptions that are neither (programming errors) propagate unchanged.
+a bound on total time and, optionally, on attempts (the Kubernetes API's reads and deletes are
+bounded by time only, so an outage of any length within the budget is survived).  Everything
+else that is recognisably an HTTP or network failure (401, 403, 404, 400/422 invalid manifest,
+TLS errors, ...) fails at once with one clear message.  Exceptions that are neither
+(programming errors) propagate unchanged.
 
 Callers that expect a status (404 on delete, 409 on create) handle it inside the retried
 function, so it never reaches the classifier.
@@ -51,9 +53,10 @@ _MAX_DETAIL = 300
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: at most `max_attempts` calls and `max_elapsed` seconds in total."""
+    """How hard to try: at most `max_elapsed` seconds in total and `max_attempts` calls (None: no
+    bound on attempts, only on time; `max_delay` then also bounds how late a recovery is noticed)."""
 
-    max_attempts: int = 6
+    max_attempts: int | None = 6
     max_elapsed: float = 60.0
     base_delay: float = 0.5
     max_delay: float = 10.0
@@ -212,10 +215,13 @@ def call_with_retry(
             delay = policy.backoff(attempt, rng)
             if failure.retry_after is not None:
                 delay = max(delay, failure.retry_after)
-            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
+            out_of_attempts = policy.max_attempts is not None and attempt >= policy.max_attempts
+            if out_of_attempts or elapsed + delay > policy.max_elapsed:
                 raise RetriesExhausted(
                     f"{what}: gave up after {attempt} attempt(s) in {elapsed:.1f} s: {failure.message}"
                 ) from exc
             if on_retry is not None:
-                on_retry(f"{what}: {failure.message}; retry {attempt}/{policy.max_attempts - 1} in {delay:.2f} s")
+                of = "" if policy.max_attempts is None else f"/{policy.max_attempts - 1}"
+                budget = f" (for up to {policy.max_elapsed:g} s)" if policy.max_attempts is None else ""
+                on_retry(f"{what}: {failure.message}; retry {attempt}{of} in {delay:.2f} s{budget}")
             sleep(delay)

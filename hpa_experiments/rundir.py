@@ -254,6 +254,8 @@ class RunInfo:
     exit_code: int | None = None
     reason: str | None = None
     pid: int | None = None
+    # cells the live poll left empty because an answer was slow, and how many range queries filled
+    sampling: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -268,6 +270,7 @@ class RunInfo:
             "exit_code": self.exit_code,
             "reason": self.reason,
             "pid": self.pid,
+            "sampling": self.sampling,
             "versions": self.versions,
             "backend_info": self.backend_info,
             "config": self.config,

@@ -444,7 +444,8 @@ class Runner:
         self._drain(self._pending, jobs, block=True)
         if self.monitor is not None:
             self.monitor.close()
-            self._fill_from_range_queries(self.monitor)
+            filled = self._fill_from_range_queries(self.monitor)
+            self._note_slow_answers(self.monitor, filled)
             self._measure_latency_windows()
         auto = self.config.autoscaler
         if created_hpa and auto and auto.kind == "keda" and auto.remove_after and self.config.scaled_object:
@@ -475,11 +476,11 @@ class Runner:
             self._failure = self._failure or f"cleanup: {exc}"
             self._event("error", f"cleanup: {exc}")
 
-    def _fill_from_range_queries(self, monitor: Monitor) -> None:
-        """Fill PromQL cells the live poll missed from one range query per column."""
+    def _fill_from_range_queries(self, monitor: Monitor) -> int:
+        """Fill PromQL cells the live poll missed from one range query per column; how many were filled."""
         missed = {c: ks for c, ks in self._missed.items() if c in monitor.queries}
         if not missed or self.writer is None:
-            return
+            return 0
         interval = self.config.metrics.interval
         last_k = max(k for ks in missed.values() for k in ks)
         filled: dict[tuple[int, str], float] = {}
@@ -499,6 +500,19 @@ class Runner:
             _rewrite_metrics(self.writer.dir / "metrics.csv", interval, filled)
         total = sum(len(ks) for ks in missed.values())
         self._event("range_fill", f"range queries filled {len(filled)} of {total} missed cells")
+        return len(filled)
+
+    def _note_slow_answers(self, monitor: Monitor, filled: int) -> None:
+        """Cells left empty live because an answer was slow (monitor.py), in run.json and as an event."""
+        assert self.writer is not None
+        skipped, late = dict(monitor.skipped), dict(monitor.late)
+        self.writer.info.sampling = {"cells_skipped": skipped, "answers_late": late, "cells_filled_by_range": filled}
+        if skipped or late:
+            self._event(
+                "warning",
+                f"slow answers: {sum(skipped.values())} cell(s) not asked (previous call unanswered, or tick late), "
+                f"{sum(late.values())} answer(s) dropped as late; range queries filled {filled} PromQL cell(s)",
+            )
 
     def _measure_latency_windows(self) -> None:
         """TTFT/ITL over the run and each phase from the histograms (latency_windows.py); before the

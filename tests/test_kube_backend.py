@@ -6,6 +6,7 @@ The tests play the controllers (Job status, Pod states, HPA status, Deployment r
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 
@@ -356,6 +357,26 @@ def test_persistent_server_errors_give_up_within_the_policy(kube_cluster):
     kube_cluster.fail_next(10, 503, path="/jobs$")
     with pytest.raises(RetriesExhausted, match=r"gave up after 3 attempt\(s\)"):
         backend.job_states()
+
+
+def test_a_tick_read_gives_up_within_its_budget_while_other_calls_keep_the_backend_policy(kube_cluster):
+    """Emulator: the API answering 503 on every HPA read for as long as the test says."""
+    backend = make_backend(kube_cluster, retry=RetryPolicy(max_attempts=None, max_elapsed=60.0, base_delay=0.01))
+    outage = kube_cluster.fail_next(10**9, 503, path="horizontalpodautoscalers")
+    began = time.monotonic()
+    with backend.tick_reads(0.4), pytest.raises(RetriesExhausted, match=r"^read HPA bench/vllm-hpa: gave up"):
+        backend.scaling_snapshot()
+    assert time.monotonic() - began < 2.0  # 0.4 s budget (5x headroom), not the backend's 60 s
+    done = threading.Event()
+
+    def read_outside_the_context() -> None:
+        backend.scaling_snapshot()
+        done.set()
+
+    threading.Thread(target=read_outside_the_context, daemon=True).start()
+    assert not done.wait(1.0)  # the backend's own policy goes on retrying...
+    outage.remaining = 0
+    assert done.wait(10.0)  # ...until the API answers
 
 
 # --- configuration, description, RBAC -------------------------------------------------------------

@@ -256,3 +256,35 @@ def test_tls_is_verified_against_the_ca_file_or_can_be_disabled(tls_server):
         client_for(url).query("up")
     assert client_for(url, ca_file=str(cert)).query("up") == []
     assert client_for(url, verify_tls=False).query("up") == []
+
+
+def test_an_oversized_answer_is_a_failed_query_read_no_further_than_the_limit(scripted):
+    url, recorder = scripted
+    series = {"metric": {"pod": "p" * 1000}, "value": [1, "1"]}
+    big = {"status": "success", "data": {"resultType": "vector", "result": [series] * 3000}}  # ~3 MiB
+    recorder.answer = lambda req: (200, "application/json", json.dumps(big))
+    with pytest.raises(QueryError, match=r"answer larger than 1048576 bytes \(prometheus.max_answer_mib\)"):
+        client_for(url, max_answer_bytes=1024 * 1024).query("up")
+    assert len(recorder.requests) == 1  # not retried: the same question gets the same answer
+    assert len(client_for(url).query("up")) == 3000  # within the default limit (8 MiB) it is read
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [["x", "1"]]}]}}',
+        '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, {}]}]}}',
+        '{"status": "success", "data": {"result": {"a": 1}}}',
+        '{"status": "success", "data": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"status": "success", "data": {"result": [',
+        "null",
+    ],
+)
+def test_a_malformed_answer_is_a_failed_query_not_an_internal_error(scripted, body):
+    url, recorder = scripted
+    recorder.answer = lambda req: (200, "application/json", body)
+    prom = client_for(url)
+    with pytest.raises(QueryError, match="unexpected answer"):
+        prom.query("up")
+    with pytest.raises(QueryError, match="unexpected answer"):
+        prom.query_range("up", 0, 10, 1)

@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -37,25 +36,17 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
 )
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="in the full suite the injector thread injects only 7 of its 9 faults (all of those are consumed); "
-    "passes alone, with and without CI=true; cause not found yet (see the session note)",
-)
 def test_api_faults_every_job_created_once_and_deleted_once(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture
     tmp_path: Path,
 ) -> None:
+    """Emulator: faults are injected per request, which a real API server cannot do on demand.
+
+    The create and delete faults aim at one Job each (by name), armed before the run, so they hit
+    their request whatever the machine's load; arming them when an earlier Job appeared raced the
+    run under load (the armed fault hit the next Job, or came after the request it aimed at).
+    """
     config = write_config(
         tmp_path,
         [
@@ -63,42 +54,41 @@ def test_api_faults_every_job_created_once_and_deleted_once(
             {"name": "b", "rate": 2, "duration": 4, "start_delay": 2.5},
             {"name": "c", "rate": 2, "duration": 3, "start_delay": 4},
         ],
-        output={"results_grace": 0},  # Jobs deleted on plan: the faults below are timed to it
+        output={"results_grace": 0},  # Jobs deleted on plan, so every Job is deleted by the run itself
     )
     out = tmp_path / "out"
-    faults = [  # hit the first Job's create and delete (nothing else POSTs or DELETEs Jobs)
-        kube_cluster.fail_next(1, 500, method="POST", path="/jobs$"),
-        kube_cluster.fail_next(1, 429, retry_after=0.5, method="POST", path="/jobs$"),
-        kube_cluster.fail_next(1, 503, method="DELETE", path="/jobs/"),
+    faults = [  # nothing but the run POSTs or DELETEs Jobs
+        kube_cluster.fail_next(1, 500, method="POST", path="/jobs$", name="^a-"),
+        kube_cluster.fail_next(1, 429, retry_after=0.5, method="POST", path="/jobs$", name="^a-"),
+        kube_cluster.fail_next(1, 503, method="DELETE", path="/jobs/a-"),
+        # b's create is applied but its answer lost (adopted after its 409); c's is lost before it is applied
+        kube_cluster.drop_next(1, method="POST", path="/jobs$", name="^b-", after_processing=True),
+        kube_cluster.drop_next(1, method="POST", path="/jobs$", name="^c-"),
+        # b's delete is applied but its answer lost (the retry then finds it gone: 404)
+        kube_cluster.drop_next(1, method="DELETE", path="/jobs/b-", after_processing=True),
     ]
     expected_posts = {"a": 3, "b": 2, "c": 2}
     expected_deletes = {"a": 2, "b": 2, "c": 1}
 
-    def job_exists(prefix: str) -> Callable[[], bool]:
-        return lambda: any(n.startswith(prefix + "-") for n in kube_cluster.names(JOBS, NS))
-
-    def inject_during_the_run() -> None:
-        wait_for_run_start(out)
-        # reads: the HPA, the Job list, the Deployment, at tick time
-        faults.append(kube_cluster.fail_next(3, 500, method="GET", path="horizontalpodautoscalers"))
-        faults.append(kube_cluster.fail_next(2, 429, retry_after=0.3, method="GET", path="/jobs$"))
-        faults.append(kube_cluster.drop_next(2, method="GET", path="deployments"))
-        # b's create is applied but its answer lost; c's create is lost before it is applied
-        wait_until(job_exists("a"))
-        faults.append(kube_cluster.drop_next(1, method="POST", path="/jobs$", after_processing=True))
-        wait_until(lambda: bool(kube_cluster.requests_to("GET", "/jobs/b-")))  # b adopted after its 409
-        faults.append(kube_cluster.drop_next(1, method="POST", path="/jobs$"))
-        # b's delete is applied but its answer lost (the retry then finds it gone: 404)
-        wait_until(lambda: job_exists("a")() is False and job_exists("b")())
-        faults.append(kube_cluster.drop_next(1, method="DELETE", path="/jobs/", after_processing=True))
-
-    injector = threading.Thread(target=inject_during_the_run, daemon=True)
-    injector.start()
-    done = subprocess.run(
-        hpa_exp(str(config), kube=kube_cluster, prom_url=prom.url, out=out), capture_output=True, text=True, timeout=90
-    )
-    injector.join(5)
-    assert done.returncode == 0, done.stderr + done.stdout
+    stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with stdout.open("w") as out_fh, stderr.open("w") as err_fh:
+        process = subprocess.Popen(
+            hpa_exp(str(config), kube=kube_cluster, prom_url=prom.url, out=out), stdout=out_fh, stderr=err_fh, text=True
+        )
+        try:
+            # Reads at tick time (any tick will do), armed once the run directory exists: preflight makes
+            # the same reads.  No timeout here: on a loaded machine preflight can take longer than any
+            # fixed wait, and a wait that timed out armed these faults into preflight.
+            while not out.exists() and process.poll() is None:
+                time.sleep(0.02)
+            faults.append(kube_cluster.fail_next(3, 500, method="GET", path="horizontalpodautoscalers"))
+            faults.append(kube_cluster.fail_next(2, 429, retry_after=0.3, method="GET", path="/jobs$"))
+            faults.append(kube_cluster.drop_next(2, method="GET", path="deployments"))
+            returncode = process.wait(timeout=180)
+        finally:
+            process.kill()
+    output = stderr.read_text() + stdout.read_text()
+    assert returncode == 0, output
     assert len(faults) == 9 and all(f.remaining == 0 for f in faults), [f for f in faults if f.remaining]
 
     run = run_dir(out)
@@ -113,14 +103,22 @@ def test_api_faults_every_job_created_once_and_deleted_once(
     )
     assert posts == expected_posts
     assert deletes == expected_deletes
-    assert "adopted, not recreated" in done.stderr + done.stdout, done.stderr + done.stdout  # b: 409 with our labels
+    assert "adopted, not recreated" in output, output  # b: 409 with our labels
     assert kube_cluster.names(JOBS, NS) == []
     phases = {p["job"]: p for p in read_csv(run / "phases.csv")}
     assert {p["outcome"] for p in phases.values()} == {"completed"}
     # every tick of the 7 s plan was recorded despite the faults
     rows = read_csv(run / "metrics.csv")
     assert [float(r["elapsed_s"]) for r in rows] == [float(k) for k in range(8)]
-    assert all(r["replicas"] == "1" for r in rows)  # HPA reads succeeded after their retries
+    # HPA reads were retried: a row whose tick could not read in time (the loop held up by the retries
+    # before it, a read longer than the interval, or one still unanswered from an earlier tick) has an
+    # empty cell, counted in run.json, and the state is obtained again once the faults are consumed
+    assert {r["replicas"] for r in rows} <= {"1", ""} and rows[-1]["replicas"] == "1"
+    held = info["sampling"]["answers_late"].get("hpa", 0) + info["sampling"]["cells_skipped"].get("hpa", 0)
+    assert held <= sum(r["replicas"] == "" for r in rows)
+    details = [e["detail"] for e in read_csv(run / "events.csv") if e["kind"] == "warning"]
+    lost = sum(d.startswith("HPA/Deployment state: not obtained") for d in details)
+    assert lost == sum(d.startswith("hpa: obtained again") for d in details)
 
 
 def test_prometheus_outage_is_marked_and_filled_from_what_prometheus_stored(

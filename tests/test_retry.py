@@ -196,3 +196,16 @@ def test_total_time_is_bounded_including_retry_after():
         run(script, RetryPolicy(max_attempts=10, max_elapsed=20.0), fake)
     assert script.calls == 1  # waiting 30 s would exceed the 20 s budget: give up at once
     assert fake.sleeps == []
+
+
+def test_a_time_only_budget_outlasts_any_number_of_attempts_and_still_ends():
+    """An API outage of 30 s is survived by a 120 s budget, however many attempts it takes."""
+    fake = FakeTime()
+    outage = [ConnectionRefusedError(111, "refused") for _ in range(40)]
+    policy = RetryPolicy(max_attempts=None, max_elapsed=120.0, base_delay=0.5, max_delay=2.0, jitter=0.0)
+    lines: list[str] = []
+    assert run(Script(*outage), policy, fake, lines) == "done"
+    assert len(fake.sleeps) == 40 and max(fake.sleeps) == 2.0  # recovery noticed within max_delay
+    assert lines[-1].endswith("retry 40 in 2.00 s (for up to 120 s)")
+    with pytest.raises(RetriesExhausted, match=r"gave up after \d+ attempt\(s\) in 11\d\.\d s"):
+        run(Script(*[ConnectionRefusedError(111, "refused") for _ in range(1000)]), policy, FakeTime())

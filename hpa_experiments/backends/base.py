@@ -8,6 +8,7 @@ virtual clock for the simulation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -149,6 +150,11 @@ class Backend(ABC):
 
     def _warn(self, text: str) -> None:
         self._warning_handler(text)
+
+    def tick_reads(self, budget_s: float) -> contextlib.AbstractContextManager[None]:
+        """Reads made inside (by this thread) give up after about `budget_s`: a tick's reads, which the
+        next tick makes again.  Backends that do not retry have nothing to bound."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def start_job(self, launch: JobLaunch) -> None:

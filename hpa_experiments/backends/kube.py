@@ -8,10 +8,12 @@ reach `quantity.parse_quantity` and a field the typed models do not know cannot 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,7 +50,9 @@ MANAGED_BY = "hpa-exp"
 RUN_LABEL = "hpa-exp/run"
 JOB_LABEL = "hpa-exp/job"
 
-DEFAULT_API_RETRY = RetryPolicy(max_attempts=6, max_elapsed=60.0, base_delay=0.5, max_delay=8.0)
+# Bounded by time, not attempts: an API server that is away for a minute (an upgrade, a failover)
+# is waited for; the short max_delay means a Job due for deletion goes within ~4 s of its return.
+DEFAULT_API_RETRY = RetryPolicy(max_attempts=None, max_elapsed=120.0, base_delay=0.5, max_delay=4.0)
 DESCRIBE_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.5, max_delay=1.0)
 
 
@@ -192,6 +196,7 @@ class KubeBackend(Backend):
         self.run_id = run_id
         self.clock = WallClock()
         self.retry = retry
+        self._tick = threading.local()  # .retry: the bounded policy of a tick's reads in this thread
         if on_warning is not None:
             self.set_warning_handler(on_warning)
         self.api_client, self.context = connect(settings)
@@ -217,6 +222,19 @@ class KubeBackend(Backend):
         )
 
     # --- plumbing -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def tick_reads(self, budget_s: float) -> Iterator[None]:
+        self._tick.retry = RetryPolicy(
+            max_attempts=None, max_elapsed=budget_s, base_delay=min(0.2, budget_s / 4), max_delay=budget_s / 2
+        )
+        try:
+            yield
+        finally:
+            self._tick.retry = None
+
+    def _policy(self, retry: RetryPolicy | None) -> RetryPolicy:
+        return retry or getattr(self._tick, "retry", None) or self.retry
 
     def call_json(
         self,
@@ -248,7 +266,7 @@ class KubeBackend(Backend):
             finally:
                 response.release_conn()
 
-        return call_with_retry(attempt, what=what, policy=retry or self.retry, on_retry=self._warn)
+        return call_with_retry(attempt, what=what, policy=self._policy(retry), on_retry=self._warn)
 
     def request_json(
         self,
@@ -280,7 +298,7 @@ class KubeBackend(Backend):
             finally:
                 response.release_conn()
 
-        return call_with_retry(attempt, what=what, policy=retry or self.retry, on_retry=self._warn)
+        return call_with_retry(attempt, what=what, policy=self._policy(retry), on_retry=self._warn)
 
     # --- jobs -----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ def connect_and_preflight(
             verify_tls=prom.verify_tls,
             ca_file=str(prom.ca_file) if prom.ca_file else None,
             headers=dict(prom.headers),
+            max_answer_bytes=int(prom.max_answer_mib * 1024 * 1024),
         ),
         namespace=config.namespace,
         deployment=config.deployment,

@@ -31,6 +31,7 @@ from hpa_experiments.retry import RetryPolicy, call_with_retry
 T = TypeVar("T")
 
 DEFAULT_QUERY_RETRY = RetryPolicy(max_attempts=3, max_elapsed=10.0, base_delay=0.3, max_delay=2.0)
+DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a run's answers are a few series; a larger one is not for us
 _CLIENT_ERROR = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
 
@@ -45,17 +46,43 @@ class PromSettings:
     ca_file: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 10.0
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # decoded body; a larger answer is a failed query
 
     def __repr__(self) -> str:
         return (
             f"PromSettings(url={redact_url(self.url)!r}, token_env={self.token_env!r}, "
             f"token_file={self.token_file!r}, verify_tls={self.verify_tls}, ca_file={self.ca_file!r}, "
-            f"headers={sorted(self.headers)!r}, timeout={self.timeout})"
+            f"headers={sorted(self.headers)!r}, timeout={self.timeout}, max_answer_bytes={self.max_answer_bytes})"
         )
 
 
 class _UnexpectedAnswer(Exception):
     """A 200 answer whose body is not what the Prometheus HTTP API returns."""
+
+
+class _AnswerCutOff(Exception):
+    """The body went past `max_answer_bytes` or took longer than the timeout; it was not read further."""
+
+
+def _bounded_body(limit: int, timeout: float) -> Callable[..., requests.Response]:
+    """A requests response hook reading the body (decompressed) up to `limit` bytes and `timeout` s.
+
+    Hooks run before requests reads the body itself, so an oversized, endless or trickling answer
+    is cut off here instead of being held in memory whole or waited for without end."""
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        chunks, size, deadline = [], 0, time.monotonic() + timeout
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > limit or time.monotonic() > deadline:
+                response.close()
+                too = f"larger than {limit} bytes (prometheus.max_answer_mib)" if size > limit else "too slow"
+                raise _AnswerCutOff(f"answer {too}" + ("" if size > limit else f": not complete after {timeout:g} s"))
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what requests would have read, now bounded
+        return response
+
+    return hook
 
 
 class PromHttpError(Exception):
@@ -119,6 +146,7 @@ class PromClient:
         secrets |= {s for s in url_secrets(settings.url) if len(s) >= 4}
         self._secrets = sorted(secrets, key=len, reverse=True)
         session = requests.Session()
+        session.hooks["response"].append(_bounded_body(settings.max_answer_bytes, settings.timeout))
         session.verify = settings.ca_file or settings.verify_tls
         if not settings.verify_tls:  # the user's explicit choice, recorded by describe(); once is enough
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -171,7 +199,10 @@ class PromClient:
                 return fn(self._connect)
             except PrometheusApiClientException as exc:
                 raise _as_http_error(exc) from None
-            except (requests.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            except _AnswerCutOff as exc:
+                raise _UnexpectedAnswer(str(exc)) from None
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+                # ValueError covers requests.JSONDecodeError and numbers that are not numbers
                 raise _UnexpectedAnswer(type(exc).__name__) from None
 
         def report_retry(line: str) -> None:

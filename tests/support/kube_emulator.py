@@ -137,13 +137,22 @@ class Fault:
     method: str | None = None
     path: str | None = None  # a regular expression searched in the request path
     after_processing: bool = False
+    # a regular expression searched in the body's metadata.name: aims a create at one object, so a
+    # fault armed before the run hits that request whatever the timing (not the next create)
+    name: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, data: Any = None) -> bool:
         if self.remaining <= 0:
             return False
         if self.method is not None and self.method.upper() != method.upper():
             return False
-        return self.path is None or re.search(self.path, path) is not None
+        if self.path is not None and re.search(self.path, path) is None:
+            return False
+        if self.name is None:
+            return True
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        return isinstance(name, str) and re.search(self.name, name) is not None
 
 
 @attrs.define(kw_only=True)
@@ -174,7 +183,7 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         del self._requests[: -self.kept_kmock_requests]
         method, path = request.method.value.upper(), request.url.path
         self.log.append(RecordedRequest(method, path, dict(request.params), copy.deepcopy(request.data)))
-        fault = next((f for f in self.faults if f.matches(method, path)), None)
+        fault = next((f for f in self.faults if f.matches(method, path, request.data)), None)
         if fault is not None:
             fault.remaining -= 1
             if fault.kind == "status":
@@ -511,9 +520,10 @@ class KubeEmulator:
         retry_after: float | None = None,
         method: str | None = None,
         path: str | None = None,
+        name: str | None = None,
     ) -> Fault:
         """Answer the next `count` matching requests with `status` (and Retry-After when given)."""
-        fault = Fault("status", count, status=status, retry_after=retry_after, method=method, path=path)
+        fault = Fault("status", count, status=status, retry_after=retry_after, method=method, path=path, name=name)
         self.call(lambda: self._handler.faults.append(fault))
         return fault
 
@@ -524,9 +534,10 @@ class KubeEmulator:
         method: str | None = None,
         path: str | None = None,
         after_processing: bool = False,
+        name: str | None = None,
     ) -> Fault:
         """Abort the connection of the next `count` matching requests (after applying them if asked)."""
-        fault = Fault("drop", count, method=method, path=path, after_processing=after_processing)
+        fault = Fault("drop", count, method=method, path=path, after_processing=after_processing, name=name)
         self.call(lambda: self._handler.faults.append(fault))
         return fault
 
