@@ -4,6 +4,7 @@ plot with the front (front.png in tune.html), and the recommended manifest."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 import yaml
 from matplotlib.figure import Figure
+from rich.markup import escape
 from rich.table import Table
 
 from hpa_experiments.analysis.plots import save_figure
@@ -93,9 +95,9 @@ def terminal_table(plan: TunePlan, outcome: Outcome) -> Table:
     headers, body = rows(plan, outcome)
     table = Table(title=f"tune {plan.space.name}: {len(plan.seeds)} seeds per point", title_justify="left")
     for header in headers:
-        table.add_column(header, overflow="fold")
+        table.add_column(escape(header), overflow="fold")  # a path like metrics[name] is no markup
     for row in body:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     return table
 
 
@@ -234,18 +236,12 @@ def write_outputs(plan: TunePlan, outcome: Outcome) -> dict[str, Path]:
                 html_table(headers, body),
                 f'<img alt="cost vs attainment" src="{png_data_uri(paths["png"])}">',
                 "<h2>Recommended manifest</h2>",
-                f"<pre>{_escape(text) if text else NO_DATA}</pre>",
+                f"<pre>{html.escape(text) if text else NO_DATA}</pre>",
             ],
         ),
         encoding="utf-8",
     )
     return paths
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def summary_lines(plan: TunePlan, outcome: Outcome, skipped: int) -> Sequence[str]:
