@@ -27,8 +27,21 @@ def test_a_search_runs_as_one_indexed_job_and_is_cleaned_up(testbed: Testbed, tm
     testbed.apply_file(KIT / "namespace.yaml")
     config, space = small_config(tmp_path), space_file(tmp_path, [1, 3])
     done = hpa_exp(
-        testbed, "tune", str(config), str(space), "-o", str(tmp_path / "kube"), "--backend", "kubernetes",
-        "--image", "hpa-exp:test", "-n", NAMESPACE, "--kubeconfig", str(testbed.kubeconfig), timeout=900,
+        testbed,
+        "tune",
+        str(config),
+        str(space),
+        "-o",
+        str(tmp_path / "kube"),
+        "--backend",
+        "kubernetes",
+        "--image",
+        "hpa-exp:test",
+        "-n",
+        NAMESPACE,
+        "--kubeconfig",
+        str(testbed.kubeconfig),
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Indexed Job {NAMESPACE}/hpa-exp-tune-" in done.stdout, done.stdout

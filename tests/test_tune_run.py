@@ -24,7 +24,11 @@ JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
 def hpa_exp(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hpa_experiments", *args],
-        capture_output=True, text=True, timeout=900, cwd=REPO, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -46,8 +50,12 @@ def small_config(folder: Path) -> Path:
 
 def space_file(folder: Path, min_replicas: list[int]) -> Path:
     path = folder / "space.yaml"
-    path.write_text(yaml.safe_dump({"name": "small", "seeds": 2, "target_attainment": 0.9,
-                                    "parameters": {"minReplicas": min_replicas}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "small", "seeds": 2, "target_attainment": 0.9, "parameters": {"minReplicas": min_replicas}}
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -72,7 +80,9 @@ def test_a_search_writes_the_table_plot_and_the_recommended_manifest(tuned) -> N
         shares = sorted(run_attainment(r, plan.points[0].config).share for r in runs)  # type: ignore[union-attr]
         assert [point["attainment"]["min"], point["attainment"]["max"]] == shares
     by_min = {p["values"]["minReplicas"]: p for p in summary["points"]}
-    assert by_min[3]["gpu_hours"]["median"] > by_min[1]["gpu_hours"]["median"]  # three replicas from the start cost more
+    assert (
+        by_min[3]["gpu_hours"]["median"] > by_min[1]["gpu_hours"]["median"]
+    )  # three replicas from the start cost more
     chosen = summary["recommended"]
     manifest = yaml.safe_load(Path(chosen["manifest"]).read_text())
     point = summary["points"][chosen["index"]]

@@ -66,12 +66,23 @@ def test_keda_paths_set_thresholds_polling_cooldown_and_replica_counts() -> None
 
 
 def test_grid_ranges_and_a_seeded_random_search(tmp_path: Path) -> None:
-    grid = load_space(write(tmp_path, {"name": "g", "parameters": {"maxReplicas": {"min": 4, "max": 10, "step": 3}, "minReplicas": [1, 2]}}))
-    assert [p.values for p in grid.points] == [
-        {"maxReplicas": m, "minReplicas": n} for m in (4, 7, 10) for n in (1, 2)
-    ]
-    spec = {"name": "r", "search": "random", "samples": 5, "seed": 3,
-            "parameters": {"maxReplicas": {"min": 4, "max": 40}, "behavior.scaleDown.stabilizationWindowSeconds": [0, 60, 300]}}
+    grid = load_space(
+        write(
+            tmp_path,
+            {"name": "g", "parameters": {"maxReplicas": {"min": 4, "max": 10, "step": 3}, "minReplicas": [1, 2]}},
+        )
+    )
+    assert [p.values for p in grid.points] == [{"maxReplicas": m, "minReplicas": n} for m in (4, 7, 10) for n in (1, 2)]
+    spec = {
+        "name": "r",
+        "search": "random",
+        "samples": 5,
+        "seed": 3,
+        "parameters": {
+            "maxReplicas": {"min": 4, "max": 40},
+            "behavior.scaleDown.stabilizationWindowSeconds": [0, 60, 300],
+        },
+    }
     first, again = load_space(write(tmp_path, spec)), load_space(write(tmp_path, spec))
     assert [p.values for p in first.points] == [p.values for p in again.points]  # the seed fixes the draw
     assert len(first.points) == 5 and len({repr(p.values) for p in first.points}) == 5
@@ -84,11 +95,20 @@ def test_grid_ranges_and_a_seeded_random_search(tmp_path: Path) -> None:
         ({"name": "x", "parameters": {"maxReplicas": [4]}, "serch": "grid"}, "serch: Extra inputs are not permitted"),
         ({"name": "x", "parameters": {}}, "parameters: Dictionary should have at least 1 item"),
         ({"name": "x", "parameters": {"maxReplicas": []}}, "parameters.maxReplicas: give at least one value"),
-        ({"name": "x", "parameters": {"maxReplicas": {"min": 9, "max": 2, "step": 1}}}, "parameters.maxReplicas: min 9.0 is above max 2.0"),
-        ({"name": "x", "parameters": {"maxReplicas": {"min": 2, "max": 9}}}, "parameters.maxReplicas: a grid needs a list"),
+        (
+            {"name": "x", "parameters": {"maxReplicas": {"min": 9, "max": 2, "step": 1}}},
+            "parameters.maxReplicas: min 9.0 is above max 2.0",
+        ),
+        (
+            {"name": "x", "parameters": {"maxReplicas": {"min": 2, "max": 9}}},
+            "parameters.maxReplicas: a grid needs a list",
+        ),
         ({"name": "x", "search": "random", "parameters": {"maxReplicas": [3]}}, "samples: required for search: random"),
         ({"name": "x", "parameters": {"metrics[0]..target": [3]}}, "parameters.metrics[0]..target: '' is not a key"),
-        ({"name": "x", "seeds": 1, "parameters": {"maxReplicas": [3]}}, "seeds: Input should be greater than or equal to 2"),
+        (
+            {"name": "x", "seeds": 1, "parameters": {"maxReplicas": [3]}},
+            "seeds: Input should be greater than or equal to 2",
+        ),
     ],
 )
 def test_a_bad_space_file_names_the_key(tmp_path: Path, space: dict, message: str) -> None:
@@ -101,8 +121,15 @@ def test_a_bad_space_file_names_the_key(tmp_path: Path, space: dict, message: st
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"metrics[gpu_busy].target": [3]}, "point 0 (metrics[gpu_busy].target=3): spec.metrics has no entry named 'gpu_busy' (names: kv_cache_usage_perc, num_requests_waiting)"),
-        ({"behavior.scaleUp.policies[5].value": [3]}, "spec.behavior.scaleUp.policies has 2 entries; [5] does not exist"),
+        (
+            {"metrics[gpu_busy].target": [3]},
+            "point 0 (metrics[gpu_busy].target=3): spec.metrics has no entry named 'gpu_busy' "
+            "(names: kv_cache_usage_perc, num_requests_waiting)",
+        ),
+        (
+            {"behavior.scaleUp.policies[5].value": [3]},
+            "spec.behavior.scaleUp.policies has 2 entries; [5] does not exist",
+        ),
         ({"minReplicas": [1, 12]}, "point 1 (minReplicas=12): hpa.manifest:"),
         ({"behavior.scaleDown.stabilizationWindowSeconds": [-5]}, "stabilizationWindowSeconds"),
     ],
@@ -113,7 +140,11 @@ def test_a_point_the_hpa_refuses_stops_the_search_with_exit_2_before_any_run(
     space = write(tmp_path, {"name": "bad", "parameters": parameters})
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "tune", str(CONFIG), str(space), "-o", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, cwd=REPO, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr, done.stderr
@@ -130,6 +161,10 @@ def test_a_config_without_slo_thresholds_is_refused(tmp_path: Path) -> None:
     space = write(tmp_path, {"name": "s", "parameters": {"maxReplicas": [4]}})
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "tune", str(config), str(space), "--check"],
-        capture_output=True, text=True, timeout=300, cwd=REPO, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2 and "slo: set ttft_ms and/or itl_ms" in done.stderr, done.stderr

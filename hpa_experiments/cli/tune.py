@@ -15,7 +15,10 @@ def tune(
         None, metavar="SPACE", help="Search space file (YAML, see docs/tune.md).", show_default=False
     ),
     output_dir: Path | None = typer.Option(
-        None, "--output-dir", "-o", help="The search goes to <this>/tunes/<name>. Default: the config's output.base_dir."
+        None,
+        "--output-dir",
+        "-o",
+        help="The search goes to <this>/tunes/<name>. Default: the config's output.base_dir.",
     ),
     backend: str = typer.Option(
         "local", "--backend", "-b", help="local (processes on this machine) or kubernetes (one Indexed Job)."
@@ -25,7 +28,9 @@ def tune(
     namespace: str | None = typer.Option(None, "--namespace", "-n", help="Kubernetes: default the config's namespace."),
     kubeconfig: str | None = typer.Option(None, help="kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config."),
     context: str | None = typer.Option(None, help="kubeconfig context. Default: the current context."),
-    parallelism: int | None = typer.Option(None, "--parallelism", help="Kubernetes: pods at once. Default: all points."),
+    parallelism: int | None = typer.Option(
+        None, "--parallelism", help="Kubernetes: pods at once. Default: all points."
+    ),
     cpu: str = typer.Option("1", "--cpu", help="Kubernetes: CPU request (and limit) of each pod."),
     check: bool = typer.Option(False, "--check", help="Only validate and list the points."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the outcome."),

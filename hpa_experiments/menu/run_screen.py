@@ -113,7 +113,11 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
         Text(""),
         Text(render_timeline(plan, _timeline_width(ctx, plan))),
     )
-    pairs = [("s", "simulate"), ("e", "ensemble")] + ([("k", "kubernetes")] if ctx.cluster else []) + [("b", "back"), ("q", "quit")]
+    pairs = (
+        [("s", "simulate"), ("e", "ensemble")]
+        + ([("k", "kubernetes")] if ctx.cluster else [])
+        + [("b", "back"), ("q", "quit")]
+    )
     footer = stack(Text(""), backends, keys_line(pairs))
     allowed = {"s", "e", "b", "escape"} | ({"k"} if ctx.cluster else set())
     key = show_screen(ctx.console, f"Plan · {shown_path(path)}", body, footer, lambda k: k in allowed)

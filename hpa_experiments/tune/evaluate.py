@@ -42,8 +42,10 @@ class BaseExperiment:
     def manifest(self) -> dict[str, Any]:
         doc = self.config.scaled_object if self.config.autoscaler_kind == "keda" else self.config.hpa_manifest
         if not doc:
-            raise ConfigError(f"{self.manifest_key}.manifest: tune needs an HPA or ScaledObject manifest to vary",
-                              str(self.config.source))
+            raise ConfigError(
+                f"{self.manifest_key}.manifest: tune needs an HPA or ScaledObject manifest to vary",
+                str(self.config.source),
+            )
         return doc
 
 
@@ -91,7 +93,13 @@ def point_config(base: BaseExperiment, point: Point, folder: Path) -> tuple[Expe
 
 def point_key(config: ExperimentConfig, manifest: dict[str, Any], seeds: Sequence[int]) -> str:
     """What a point's result depends on: a changed experiment, manifest or seed list runs it again."""
-    data = config.model_dump(mode="json", exclude={"source", "hpa_manifest", "scaled_object", "name", "output"})
+    # the manifest's content counts, not where the point's copy lies (another output folder, same key)
+    exclude: Any = {
+        **dict.fromkeys(("source", "hpa_manifest", "scaled_object", "name", "output"), True),
+        "hpa": {"manifest"},
+        "autoscaler": {"manifest"},
+    }
+    data = config.model_dump(mode="json", exclude=exclude)
     text = json.dumps([RESULT_VERSION, data, manifest, list(seeds)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -104,16 +112,25 @@ def score_point(
 
     seeds = []
     for run in sorted(runs, key=lambda r: r.seed):
-        entry: dict[str, Any] = {"seed": run.seed, "status": run.status, "reason": run.reason,
-                                 "run_dir": str(run.run_dir) if run.run_dir else None,
-                                 "gpu_hours": None, "attainment": None, "requests_counted": None}
+        entry: dict[str, Any] = {
+            "seed": run.seed,
+            "status": run.status,
+            "reason": run.reason,
+            "run_dir": str(run.run_dir) if run.run_dir else None,
+            "gpu_hours": None,
+            "attainment": None,
+            "requests_counted": None,
+        }
         summary_path = run.run_dir / SUMMARY_FILE if run.run_dir else None
         if run.status == "completed" and summary_path and summary_path.is_file():
             line = headline(json.loads(summary_path.read_text(encoding="utf-8")))
             attained = run_attainment(run.run_dir, config) if run.run_dir else None
-            entry.update(gpu_hours=line["gpu_hours"], peak_replicas=line["peak_replicas"],
-                         attainment=attained.share if attained else None,
-                         requests_counted=attained.counted if attained else None)
+            entry.update(
+                gpu_hours=line["gpu_hours"],
+                peak_replicas=line["peak_replicas"],
+                attainment=attained.share if attained else None,
+                requests_counted=attained.counted if attained else None,
+            )
         seeds.append(entry)
     ensemble = summarize(config.name, config, list(runs))
     cost = [s["gpu_hours"] for s in seeds if s["gpu_hours"] is not None and s["attainment"] is not None]

@@ -63,10 +63,7 @@ def analyse(plan: TunePlan) -> Outcome:
 def _band(stats: dict[str, Any], digits: int, scale: float = 1.0) -> str:
     if not stats.get("n"):
         return NO_DATA
-    return (
-        f"{stats['median'] * scale:.{digits}f} "
-        f"({stats['p10'] * scale:.{digits}f}-{stats['p90'] * scale:.{digits}f})"
-    )
+    return f"{stats['median'] * scale:.{digits}f} ({stats['p10'] * scale:.{digits}f}-{stats['p90'] * scale:.{digits}f})"
 
 
 def rows(plan: TunePlan, outcome: Outcome) -> tuple[list[str], list[list[str]]]:
@@ -213,16 +210,39 @@ def write_outputs(plan: TunePlan, outcome: Outcome) -> dict[str, Path]:
     writer = csv.writer(buffer)
     keys = list(plan.space.spec.parameters)
     writer.writerow(
-        ["point", *keys, "gpu_hours_median", "gpu_hours_p10", "gpu_hours_p90", "attainment_median",
-         "attainment_p10", "attainment_p90", "reached_max_share", "scored_seeds", "front", "recommended"]
+        [
+            "point",
+            *keys,
+            "gpu_hours_median",
+            "gpu_hours_p10",
+            "gpu_hours_p90",
+            "attainment_median",
+            "attainment_p10",
+            "attainment_p90",
+            "reached_max_share",
+            "scored_seeds",
+            "front",
+            "recommended",
+        ]
     )
     chosen = outcome.recommendation.index if outcome.recommendation else None
     for r in outcome.results:
         g, a = r["gpu_hours"], r["attainment"]
         writer.writerow(
-            [r["index"], *(r["values"].get(k) for k in keys), g["median"], g["p10"], g["p90"], a["median"],
-             a["p10"], a["p90"], r.get("reached_max_share"), r["scored_seeds"],
-             int(r["index"]) in outcome.front, int(r["index"]) == chosen]
+            [
+                r["index"],
+                *(r["values"].get(k) for k in keys),
+                g["median"],
+                g["p10"],
+                g["p90"],
+                a["median"],
+                a["p10"],
+                a["p90"],
+                r.get("reached_max_share"),
+                r["scored_seeds"],
+                int(r["index"]) in outcome.front,
+                int(r["index"]) == chosen,
+            ]
         )
     paths["csv"].write_text(buffer.getvalue(), encoding="utf-8")
     paths["png"] = save_figure(front_figure(plan, outcome), folder / FRONT_PNG)
@@ -247,7 +267,9 @@ def write_outputs(plan: TunePlan, outcome: Outcome) -> dict[str, Path]:
 def summary_lines(plan: TunePlan, outcome: Outcome, skipped: int) -> Sequence[str]:
     lines = [f"{len(outcome.results)} of {len(plan.points)} points scored ({skipped} done before, skipped)"]
     if outcome.unscored:
-        lines.append("no completed seed (not on the front): points " + ", ".join(str(r["index"]) for r in outcome.unscored))
+        lines.append(
+            "no completed seed (not on the front): points " + ", ".join(str(r["index"]) for r in outcome.unscored)
+        )
     if outcome.recommendation is None:
         lines.append("no recommendation: no point has a measured cost and attainment")
     elif not outcome.recommendation.meets_target:

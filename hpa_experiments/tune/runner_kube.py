@@ -35,7 +35,11 @@ def job_manifest(name: str, namespace: str, count: int, options: KubeOptions) ->
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "hpa-exp", "hpa-exp/tune": name}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "hpa-exp", "hpa-exp/tune": name},
+        },
         "spec": {
             "completionMode": "Indexed",
             "completions": count,
@@ -49,7 +53,14 @@ def job_manifest(name: str, namespace: str, count: int, options: KubeOptions) ->
                         {
                             "name": CONTAINER,
                             "image": options.image,
-                            "args": ["tune", "--worker", "--bundle", f"{MOUNT}/bundle.json", "--index", "$(JOB_COMPLETION_INDEX)"],
+                            "args": [
+                                "tune",
+                                "--worker",
+                                "--bundle",
+                                f"{MOUNT}/bundle.json",
+                                "--index",
+                                "$(JOB_COMPLETION_INDEX)",
+                            ],
                             "resources": {"requests": {"cpu": options.cpu}, "limits": {"cpu": options.cpu}},
                             "volumeMounts": [{"name": "bundle", "mountPath": MOUNT, "readOnly": True}],
                         }
@@ -82,11 +93,10 @@ def run_kube(
     }
     collected: set[str] = set()
     try:
-        _call(lambda: core.create_namespaced_config_map(namespace, configmap), f"create ConfigMap {namespace}/{name}")
-        _call(
-            lambda: batch.create_namespaced_job(namespace, job_manifest(name, namespace, len(pending), options)),
-            f"create Job {namespace}/{name}",
-        )
+        manifest = job_manifest(name, namespace, len(pending), options)
+        # dicts, not V1 models: the client serialises them as they are
+        _call(lambda: core.create_namespaced_config_map(namespace, configmap), f"create ConfigMap {namespace}/{name}")  # type: ignore[arg-type]
+        _call(lambda: batch.create_namespaced_job(namespace, manifest), f"create Job {namespace}/{name}")  # type: ignore[arg-type]
         say(f"Indexed Job {namespace}/{name} ({context}): {len(pending)} points, image {options.image}")
         deadline = time.monotonic() + options.timeout_s
         while True:
@@ -95,11 +105,7 @@ def run_kube(
                 if pod["status"].get("phase") != "Succeeded" or pod_name in collected:
                     continue
                 collected.add(pod_name)
-                log = _call(
-                    lambda: core.read_namespaced_pod_log(pod_name, namespace, container=CONTAINER),
-                    f"read log of pod {pod_name}",
-                )
-                result = parse_result(str(log))
+                result = parse_result(_log(core, namespace, pod_name))
                 index = (pod["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION)
                 if result is None or result.get("key") not in by_key:
                     say(f"pod {pod_name} (index {index}) left no result line; its point stays without result")
@@ -109,7 +115,9 @@ def run_kube(
             if state == "Complete" and len(collected) >= len(pending):
                 return
             if state == "Failed":
-                raise BackendError(f"Job {namespace}/{name} failed (backoffLimit reached); points with results are kept")
+                raise BackendError(
+                    f"Job {namespace}/{name} failed (backoffLimit reached); points with results are kept"
+                )
             if time.monotonic() > deadline:
                 raise BackendError(f"Job {namespace}/{name} not complete after {options.timeout_s:.0f} s")
             time.sleep(POLL_S)
@@ -125,6 +133,15 @@ def _pods(core: client.CoreV1Api, namespace: str, job: str) -> list[dict[str, An
     return list(json.loads(answer.data).get("items") or [])
 
 
+def _log(core: client.CoreV1Api, namespace: str, pod: str) -> str:
+    """The pod's log as text (unparsed: the client would turn a log that is one JSON line into a dict)."""
+    answer = _call(
+        lambda: core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, _preload_content=False),
+        f"read log of pod {pod}",
+    )
+    return bytes(answer.data).decode("utf-8", "replace")
+
+
 def _job_state(batch: client.BatchV1Api, namespace: str, name: str) -> str | None:
     answer = _call(lambda: batch.read_namespaced_job(name, namespace, _preload_content=False), f"read Job {name}")
     for condition in json.loads(answer.data).get("status", {}).get("conditions") or []:
@@ -133,7 +150,9 @@ def _job_state(batch: client.BatchV1Api, namespace: str, name: str) -> str | Non
     return None
 
 
-def _delete(batch: client.BatchV1Api, core: client.CoreV1Api, namespace: str, name: str, say: Callable[[str], None]) -> None:
+def _delete(
+    batch: client.BatchV1Api, core: client.CoreV1Api, namespace: str, name: str, say: Callable[[str], None]
+) -> None:
     """The Job with its pods (Background propagation) and the ConfigMap; a failure is said, not raised."""
     for what, call in (
         ("Job", lambda: batch.delete_namespaced_job(name, namespace, propagation_policy="Background")),

@@ -187,7 +187,7 @@ def _points(spec: SpaceFile, choices: dict[str, list[Number | str] | Range]) -> 
     if spec.search == "grid":
         lists = [v if isinstance(v, list) else _range_values(v) for v in choices.values()]
         combos = list(itertools.islice(itertools.product(*lists), MAX_POINTS + 1))
-        return [Point(i, dict(zip(keys, combo))) for i, combo in enumerate(combos)]
+        return [Point(i, dict(zip(keys, combo, strict=True))) for i, combo in enumerate(combos)]
     rng = random.Random(spec.seed)
     assert spec.samples is not None
     points: list[Point] = []

@@ -72,7 +72,9 @@ def run_worker(bundle_path: Path, index: int | None, processes: int | None = Non
     except (OSError, ValueError) as exc:
         raise UsageError(f"--bundle {bundle_path}: not readable ({exc})") from None
     if bundle.get("version") != BUNDLE_VERSION:
-        raise UsageError(f"--bundle {bundle_path}: version {bundle.get('version')}, this hpa-exp reads {BUNDLE_VERSION}")
+        raise UsageError(
+            f"--bundle {bundle_path}: version {bundle.get('version')}, this hpa-exp reads {BUNDLE_VERSION}"
+        )
     if not 0 <= index < len(bundle["points"]):
         raise UsageError(f"--index {index}: the bundle has entries 0 to {len(bundle['points']) - 1}")
     entry = bundle["points"][index]

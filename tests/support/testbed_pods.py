@@ -375,9 +375,22 @@ class PodSupervisor:
         self._serve_log(pod, container["name"], cri)
         proc = Proc(
             f"tune-{meta['namespace']}-{meta['name']}",
-            [sys.executable, "-m", "tests.support.testbed_container", str(cri), sys.executable, "-m", "hpa_experiments", *local],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.testbed_container",
+                str(cri),
+                sys.executable,
+                "-m",
+                "hpa_experiments",
+                *local,
+            ],
             log.parent,
-            {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1", "JOB_COMPLETION_INDEX": index},
+            {
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "PYTHONUNBUFFERED": "1",
+                "JOB_COMPLETION_INDEX": index,
+            },
             log_path=log,
         )
         self.loadgens[uid] = LoadGen(proc, meta["namespace"], meta["name"], container["name"], log)
