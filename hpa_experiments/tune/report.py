@@ -102,6 +102,7 @@ def front_figure(plan: TunePlan, outcome: Outcome) -> Figure:
     fig = Figure(figsize=(9.0, 6.0))
     ax = fig.subplots()
     by_index = {int(r["index"]): r for r in outcome.results}
+    labels: dict[tuple[float, float], list[str]] = {}  # points at the same place share one label
     for result in outcome.results:
         s = _scored(result)
         if s is None:
@@ -118,7 +119,15 @@ def front_figure(plan: TunePlan, outcome: Outcome) -> Figure:
             ms=5,
             capsize=2,
         )
-        ax.annotate(str(s.index), (s.cost, s.attainment * 100), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        labels.setdefault((s.cost, s.attainment * 100), []).append(str(s.index))
+    placed: list[tuple[float, float]] = []
+    span_x = (max(x for x, _ in labels) - min(x for x, _ in labels)) or 1.0 if labels else 1.0
+    span_y = (max(y for _, y in labels) - min(y for _, y in labels)) or 1.0 if labels else 1.0
+    for (x, y), names in sorted(labels.items()):
+        crowded = any(abs(x - px) < 0.04 * span_x and abs(y - py) < 0.03 * span_y for px, py in placed)
+        offset = (4, -11) if crowded else (4, 4)  # a second label close by goes under its point
+        ax.annotate(",".join(names), (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+        placed.append((x, y))
     front = [by_index[i] for i in outcome.front]
     ax.step(
         [r["gpu_hours"]["median"] for r in front],
@@ -143,7 +152,7 @@ def front_figure(plan: TunePlan, outcome: Outcome) -> Figure:
     ax.set_xlabel("cost: GPU-hours per run (median; bars p10-p90 over seeds)")
     ax.set_ylabel("SLO attainment: % of requests within slo (median; bars p10-p90)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False, ncols=3)
     fig.suptitle(f"tune {plan.space.name}: cost vs SLO attainment ({len(plan.seeds)} seeds per point)", fontsize=11)
     return fig
 
