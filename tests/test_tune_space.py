@@ -168,3 +168,19 @@ def test_a_config_without_slo_thresholds_is_refused(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2 and "slo: set ttft_ms and/or itl_ms" in done.stderr, done.stderr
+
+
+def test_the_shipped_keda_random_search_validates_every_point() -> None:
+    """The example space over a ScaledObject: 8 points drawn, each checked as the experiment's manifest."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "hpa_experiments", "tune",
+            str(REPO / "experiment-configs" / "high-load-keda.yaml"),
+            str(REPO / "experiment-configs" / "tune" / "high-load-keda-random.yaml"),
+            "--check",
+        ],
+        capture_output=True, text=True, timeout=300, cwd=REPO, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tune high-load-keda-random: 8 points x 3 seeds" in done.stdout
+    assert done.stdout.count("  point ") == 8 and "triggers[num_requests_waiting].threshold=" in done.stdout

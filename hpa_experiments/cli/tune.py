@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -78,6 +79,8 @@ def tune(
             raise UsageError("--backend kubernetes needs --image (an image built from the Dockerfile)")
         if parallelism is not None and parallelism < 1:
             raise UsageError(f"--parallelism {parallelism}: at least 1")
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?m?", cpu) or float(cpu.rstrip("m")) == 0:
+            raise UsageError(f"--cpu {cpu}: a CPU quantity such as 1, 2 or 500m")
         kube = KubeOptions(image, namespace, kubeconfig, context, parallelism, cpu)
 
     def say(line: str) -> None:

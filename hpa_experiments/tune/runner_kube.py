@@ -31,6 +31,16 @@ CONTAINER = "tune"
 MOUNT = "/tune"
 
 
+def worker_processes(cpu: str) -> int:
+    """The seeds a pod runs at once: its CPU request in whole cores, at least 1 (`os.cpu_count()` in
+    a pod is the node's, not the pod's share)."""
+    try:
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    except ValueError:
+        return 1
+    return max(1, int(cores))
+
+
 def job_manifest(name: str, namespace: str, count: int, options: KubeOptions) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
