@@ -184,3 +184,13 @@ def test_the_shipped_keda_random_search_validates_every_point() -> None:
     assert done.returncode == 0, done.stderr
     assert "tune high-load-keda-random: 8 points x 3 seeds" in done.stdout
     assert done.stdout.count("  point ") == 8 and "triggers[num_requests_waiting].threshold=" in done.stdout
+
+
+def test_a_key_the_manifest_lacks_is_added_only_when_it_is_an_optional_field() -> None:
+    bare = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "spec": {"maxReplicas": 5}}
+    doc = apply_point(bare, {"behavior.scaleDown.stabilizationWindowSeconds": 60, "minReplicas": 2})
+    assert doc["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 60}}
+    with pytest.raises(ValueError, match=r"spec\.maxReplica is not in the manifest .* \(did you mean maxReplicas\?\)"):
+        apply_point(bare, {"maxReplica": 6})
+    with pytest.raises(ValueError, match=r"spec\.behaviour is not in the manifest .* \(did you mean behavior\?\)"):
+        apply_point(bare, {"behaviour.scaleDown.stabilizationWindowSeconds": 6})

@@ -16,8 +16,9 @@ parameters:               # paths under the manifest's `spec`
 A path is dotted keys with `[n]` (a list index) or `[name]` (the HPA metric or KEDA trigger of
 that name).  `metrics[<name>].target` sets whichever of averageValue / value /
 averageUtilization the metric's target has; on a KEDA trigger `threshold` and
-`activationThreshold` are its `metadata` fields.  Missing mapping keys on the way are created
-(a stabilization window on an HPA without `behavior`); list entries must exist.  A range
+`activationThreshold` are its `metadata` fields.  A key the manifest lacks is added only when it
+is an optional HPA / ScaledObject field (a stabilization window on an HPA without `behavior`),
+so a typo is an error; list entries must exist.  A range
 `{min, max, step}` lists min, min+step, ... up to max; `{min, max}` without step is for random
 search (uniform; whole numbers when both bounds are).  Every point is validated like the
 experiment's own manifest before anything runs.
@@ -26,6 +27,7 @@ experiment's own manifest before anything runs.
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import random
 import re
@@ -46,6 +48,17 @@ SEGMENT = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?")
 # fields written as Kubernetes quantities (strings), as the API server stores them
 QUANTITY_FIELDS = ("averageValue", "value", "threshold", "activationThreshold")
 TARGET_FIELDS = ("averageValue", "value", "averageUtilization")
+# optional HPA / ScaledObject keys a point may add when the manifest leaves them out
+ADDABLE_SECTIONS = frozenset(
+    {"behavior", "scaleUp", "scaleDown", "advanced", "horizontalPodAutoscalerConfig", "fallback"}
+)
+ADDABLE_FIELDS = frozenset(
+    {
+        "minReplicas", "stabilizationWindowSeconds", "selectPolicy", "tolerance",
+        "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "minReplicaCount",
+        "maxReplicaCount", "idleReplicaCount", "failureThreshold", "replicas",
+    }
+)  # fmt: skip
 
 
 class Range(BaseModel):
@@ -234,7 +247,10 @@ def _set(spec: dict[str, Any], parts: list[tuple[str, str | None]], value: Numbe
             _set_leaf(node, name, value, trail, keda)
             return
         if selector is None:
-            node = node.setdefault(name, {})
+            if name not in node:
+                _check_new(name, ADDABLE_SECTIONS, node, trail)
+                node[name] = {}
+            node = node[name]
             trail += f".{name}"
             continue
         items = node.get(name)
@@ -285,7 +301,19 @@ def _set_leaf(node: dict[str, Any], name: str, value: Number | str, trail: str, 
     if keda and name in ("threshold", "activationThreshold") and isinstance(node.get("metadata"), dict):
         node["metadata"][name] = _quantity(value)
         return
+    if name not in node:
+        _check_new(name, ADDABLE_FIELDS, node, trail)
     node[name] = _quantity(value) if name in QUANTITY_FIELDS and trail.endswith(".target") else value
+
+
+def _check_new(name: str, allowed: frozenset[str], node: dict[str, Any], trail: str) -> None:
+    """A key the manifest lacks is added only when it is an optional field of an HPA or
+    ScaledObject, so a typo (`maxReplica`) is an error, not a point that changes nothing."""
+    if name in allowed:
+        return
+    close = difflib.get_close_matches(name, [*node, *allowed], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"{trail}.{name} is not in the manifest and is not an optional field tune adds{hint}")
 
 
 def _target_block(metric: dict[str, Any]) -> dict[str, Any] | None:
