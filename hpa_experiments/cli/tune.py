@@ -47,7 +47,8 @@ def tune(
     <output>/tunes/<name>/: tune.json, tune.csv, front.png, tune.html and recommended-*.yaml (the
     cheapest front point meeting target_attainment).  Rerunning skips the points already done.
 
-    Exit codes: 0 done, 1 some point has no result (run again to resume), 2 invalid config or space.
+    Exit codes: 0 done, 1 some point has no result or no completed seed (run again to resume; see
+    the runs), 2 invalid config or space, 3 the cluster cannot be used (kubernetes backend).
 
     Example:  hpa-exp tune experiment-configs/high-load-hpa.yaml experiment-configs/tune/high-load-grid.yaml
     """
@@ -93,7 +94,8 @@ def tune(
         typer.echo(line)
     for label, path in result.paths.items():
         typer.echo(f"{label + ':':10}{path}")
-    return 0
+    incomplete = result.outcome.unscored or result.outcome.recommendation is None
+    return 1 if incomplete else 0
 
 
 def register(app: typer.Typer) -> None:

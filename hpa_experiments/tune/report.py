@@ -275,6 +275,9 @@ def write_outputs(plan: TunePlan, outcome: Outcome) -> dict[str, Path]:
 
 def summary_lines(plan: TunePlan, outcome: Outcome, skipped: int) -> Sequence[str]:
     lines = [f"{len(outcome.results)} of {len(plan.points)} points scored ({skipped} done before, skipped)"]
+    partial = [str(r["index"]) for r in outcome.results if 0 < r["scored_seeds"] < len(plan.seeds)]
+    if partial:
+        lines.append(f"points scored on fewer than {len(plan.seeds)} seeds (a seed failed): " + ", ".join(partial))
     if outcome.unscored:
         lines.append(
             "no completed seed (not on the front): points " + ", ".join(str(r["index"]) for r in outcome.unscored)
