@@ -70,7 +70,7 @@ def ensemble_seeds(first: int, count: int) -> list[int]:
     return [first + i for i in range(count)]
 
 
-def _run_seed(config: ExperimentConfig, seed: int, output_dir: str, tags: dict[str, str]) -> SeedRun:
+def run_seed(config: ExperimentConfig, seed: int, output_dir: str, tags: dict[str, str]) -> SeedRun:
     """One seed in a worker process (no signal handlers: the parent owns Ctrl-C)."""
     from hpa_experiments.api import Experiment
 
@@ -101,7 +101,7 @@ def run_ensemble(
     runs: list[SeedRun] = []
     # spawn, not fork: the parent may hold threads and open files a forked child must not share
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_seed, config, seed, str(output_dir), {"ensemble": ensemble_id}) for seed in seeds]
+        futures = [pool.submit(run_seed, config, seed, str(output_dir), {"ensemble": ensemble_id}) for seed in seeds]
         for future in as_completed(futures):
             runs.append(future.result())
             if on_seed:

@@ -256,3 +256,26 @@ def test_create_a_config_by_answering_questions_wide_without_colour(open_termina
     terminal.press("b")
     terminal.wait_for(r"Recent runs")
     _quit(terminal)
+
+
+def test_an_ensemble_from_the_plan_screen_shows_the_spread_at_100x40(open_terminal, workspace: Path) -> None:
+    """`e` on the plan screen: the number of seeds, then each KPI's median (p10, p90) and the page."""
+    terminal = open_terminal(100, 40)
+    terminal.wait_for(r"Recent runs")
+    terminal.press(str(SHIPPED_CONFIGS.index("baseline-hpa.yaml") + 1))
+    screen = terminal.wait_for(r"\[e\] ensemble")
+    terminal.press("e")
+    terminal.wait_for(r"Seeds \(from \d+\) \[10\]:")
+    terminal.type_line("1")
+    terminal.wait_for(r"a whole number from 2 to 1000")
+    terminal.type_line("2")
+    screen = terminal.wait_for(r"Ensemble finished", timeout=300)
+    assert "2 of 2 seeds completed" in screen
+    assert "KPIs across seeds: median (p10, p90)" in screen and "GPU-hours" in screen
+    [folder] = (workspace / "experiment-data" / "ensembles").iterdir()
+    summary = json.loads((folder / "ensemble.json").read_text())
+    assert summary["completed"] == 2 and (folder / "replicas-band.png").is_file()
+    assert len(_run_dirs(workspace)) == 2
+    terminal.press("b")
+    terminal.wait_for(r"Recent runs")
+    _quit(terminal)

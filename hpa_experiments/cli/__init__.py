@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "hpa_experiments.cli.analysis",
     "hpa_experiments.cli.cleanup",
     "hpa_experiments.cli.suite",
+    "hpa_experiments.cli.tune",
     "hpa_experiments.cli.menu",
 ]
 

@@ -17,7 +17,7 @@ from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import Plan, render_timeline
 
-SIMULATION, KUBERNETES = "simulation", "kubernetes"
+SIMULATION, KUBERNETES, ENSEMBLE = "simulation", "kubernetes", "ensemble"
 
 
 def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
@@ -34,6 +34,11 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
     config = experiment.config
     kind = plan_screen(ctx, path, config, plan)
     if kind is None:
+        return
+    if kind == ENSEMBLE:
+        from hpa_experiments.menu.ensemble_screen import ensemble_flow
+
+        ensemble_flow(ctx, experiment)
         return
     observer = DashboardObserver()  # its pace is chosen on the confirm screen
     notes = io.StringIO()  # what the preflight says (warnings, what it found)
@@ -91,6 +96,8 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
     """The plan, then the backend choice: 's' simulation, 'k' Kubernetes when a context exists."""
     backends = Text("backend: ")
     backends.append("[s] simulation (digital twin)", style="bold")
+    backends.append("  ")
+    backends.append("[e] ensemble of seeds (twin)", style="bold")
     if ctx.cluster:
         backends.append("  ")
         backends.append(f"[k] kubernetes, context {ctx.cluster.name}", style="bold")
@@ -106,11 +113,15 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
         Text(""),
         Text(render_timeline(plan, _timeline_width(ctx, plan))),
     )
-    pairs = [("s", "simulate")] + ([("k", "kubernetes")] if ctx.cluster else []) + [("b", "back"), ("q", "quit")]
+    pairs = (
+        [("s", "simulate"), ("e", "ensemble")]
+        + ([("k", "kubernetes")] if ctx.cluster else [])
+        + [("b", "back"), ("q", "quit")]
+    )
     footer = stack(Text(""), backends, keys_line(pairs))
-    allowed = {"s", "b", "escape"} | ({"k"} if ctx.cluster else set())
+    allowed = {"s", "e", "b", "escape"} | ({"k"} if ctx.cluster else set())
     key = show_screen(ctx.console, f"Plan · {shown_path(path)}", body, footer, lambda k: k in allowed)
-    return {"s": SIMULATION, "k": KUBERNETES}.get(key)
+    return {"s": SIMULATION, "k": KUBERNETES, "e": ENSEMBLE}.get(key)
 
 
 def kubernetes_preflight(

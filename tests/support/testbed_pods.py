@@ -8,6 +8,10 @@ and, like a kubelet:
   simulators through a file_sd list with `namespace`/`pod` labels;
 - stands in for each Service a load generator addresses (no kube-proxy here): a round-robin
   HTTP proxy on a local port over the simulators of the Ready pods the Service selects;
+- runs, for each Pod of an Indexed Job whose container runs `hpa-exp tune --worker` (the image's
+  entrypoint is hpa-exp), that worker as a local process: the ConfigMap its `--bundle` lives in is
+  copied to a local folder (the volume), `$(JOB_COMPLETION_INDEX)` is expanded from the pod's
+  completion-index annotation as a kubelet expands it from the env, and its stdout is the log;
 - runs, for each Pod of a Job whose container runs `vllm bench serve`, a load generator with
   the same arguments (tests/support/testbed_loadgen.py); its output is the container's log
   and its exit code ends the pod (Succeeded/Failed), so the Job controller completes the Job.
@@ -98,6 +102,17 @@ def bench_args(pod: dict[str, Any]) -> tuple[str, list[str]] | None:
         argv = [*(c.get("command") or []), *(c.get("args") or [])]
         if argv[:3] == ["vllm", "bench", "serve"]:
             return c["name"], argv[3:]
+    return None
+
+
+def tune_worker_args(pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+    """(container, args) of an `hpa-exp tune --worker` Job pod (the image's entrypoint runs hpa-exp), or None."""
+    for c in pod["spec"].get("containers", []):
+        argv = [*(c.get("command") or []), *(c.get("args") or [])]
+        if argv[:1] == ["hpa-exp"]:
+            argv = argv[1:]
+        if argv[:2] == ["tune", "--worker"]:
+            return c, argv
     return None
 
 
@@ -239,6 +254,9 @@ class PodSupervisor:
             found = bench_args(pod)
             if found is not None:
                 self._start_loadgen(uid, pod, *found)
+            worker = tune_worker_args(pod)
+            if worker is not None:
+                self._start_tune_worker(uid, pod, *worker)
         self._write_endpoints()
 
     # --- simulators ------------------------------------------------------------------------
@@ -335,6 +353,47 @@ class PodSupervisor:
             log_path=log,
         )
         self.loadgens[uid] = LoadGen(proc, meta["namespace"], meta["name"], container, log)
+
+    def _start_tune_worker(self, uid: str, pod: dict[str, Any], container: dict[str, Any], args: list[str]) -> None:
+        meta = pod["metadata"]
+        index = (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", "")
+        volumes = self.pod_logs.parent / "pod-volumes" / meta["namespace"] / meta["name"]
+        local = [a.replace("$(JOB_COMPLETION_INDEX)", index) for a in args]
+        for mount in container.get("volumeMounts") or []:
+            volume = next(v for v in pod["spec"].get("volumes", []) if v["name"] == mount["name"])
+            name = (volume.get("configMap") or {}).get("name")
+            data = self.bed.request("GET", f"/api/v1/namespaces/{meta['namespace']}/configmaps/{name}").json()
+            folder = volumes / mount["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, text in (data.get("data") or {}).items():
+                (folder / key).write_text(text)
+            local = [a.replace(mount["mountPath"], str(folder)) for a in local]
+        log = self.container_log(meta["namespace"], meta["name"], container["name"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cri = log.with_suffix(".cri.log")
+        cri.touch()
+        self._serve_log(pod, container["name"], cri)
+        proc = Proc(
+            f"tune-{meta['namespace']}-{meta['name']}",
+            [
+                sys.executable,
+                "-m",
+                "tests.support.testbed_container",
+                str(cri),
+                sys.executable,
+                "-m",
+                "hpa_experiments",
+                *local,
+            ],
+            log.parent,
+            {
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "PYTHONUNBUFFERED": "1",
+                "JOB_COMPLETION_INDEX": index,
+            },
+            log_path=log,
+        )
+        self.loadgens[uid] = LoadGen(proc, meta["namespace"], meta["name"], container["name"], log)
 
     def _serve_log(self, pod: dict[str, Any], container: str, cri: Path) -> None:
         """A kwok Logs object: kwok's kubelet API then serves `cri` as the container's log."""
