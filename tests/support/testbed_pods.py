@@ -7,7 +7,9 @@ and, like a kubelet:
   contacts a model hub) and stops it when the pod is deleted; Prometheus finds the
   simulators through a file_sd list with `namespace`/`pod` labels;
 - stands in for each Service a load generator addresses (no kube-proxy here): a round-robin
-  HTTP proxy on a local port over the simulators of the Ready pods the Service selects;
+  HTTP proxy on a local port over the simulators of the Ready pods the Service selects (with
+  the KEDA test bed also a scale-to-zero gateway that holds requests while no pod is Ready,
+  its requests in flight scraped by Prometheus);
 - runs, for each Pod of a Job whose container runs `vllm bench serve`, a load generator with
   the same arguments (tests/support/testbed_loadgen.py); its output is the container's log
   and its exit code ends the pod (Succeeded/Failed), so the Job controller completes the Job.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.support.testbed_proc import Proc, free_port
+from tests.support.testbed_proxy import GATEWAY_METRICS_PATH
 
 if TYPE_CHECKING:
     from tests.support.testbed import Testbed
@@ -257,6 +260,14 @@ class PodSupervisor:
             for s in self.sims.values()
             if s.proc.alive()
         ]
+        if self.bed.gateway_hold_s > 0:  # a scale-to-zero gateway: its requests in flight, per Service
+            groups += [
+                {
+                    "targets": [f"127.0.0.1:{p.port}"],
+                    "labels": {"namespace": p.namespace, "service": p.name, "__metrics_path__": GATEWAY_METRICS_PATH},
+                }
+                for p in self.proxies.values()
+            ]
         _write_atomic(self.bed.prometheus_targets, json.dumps(groups, indent=1))
 
     # --- services --------------------------------------------------------------------------
@@ -273,9 +284,10 @@ class PodSupervisor:
         endpoints = self.bed.workdir / "services" / f"{namespace}.{name}.json"
         endpoints.parent.mkdir(exist_ok=True)
         endpoints.write_text("[]")
+        hold = str(self.bed.gateway_hold_s)
         proc = Proc(
             f"service-{namespace}-{name}",
-            [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints)],
+            [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints), hold],
             self.logdir,
             {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
