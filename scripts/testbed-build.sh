@@ -10,7 +10,7 @@
 # testbed/{etcd,prometheus-adapter,inference-sim,keda}/go.mod: wrapper modules, because `go install
 # pkg@version` is refused for them (k8s, etcd and keda: replace directives in their go.mod; adapter
 # and simulator: the module proxy answers 403 for their version list, which `go install` reads).
-# KEDA's CRDs are not built: the test bed applies them from the keda module in GOMODCACHE.
+# KEDA's CRDs are not generated: they are copied from the keda module (GOMODCACHE) to keda-data/crd.
 # kwok installs plainly at KWOK_VERSION below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +118,15 @@ build_keda() {
     -trimpath -buildvcs=false -ldflags "-s -w" -o "$OUT/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter)
 }
 build keda "keda-operator keda-adapter" "github.com/kedacore/keda/v2@$KEDA_VERSION" build_keda
+# KEDA's CRDs as released: config/crd/bases of the same module (already in GOMODCACHE after the build)
+if [ ! -f "$BIN/keda-data/.complete" ]; then
+  OUT=$(mktemp -d "$BIN/.tmp-keda-data.XXXXXX")
+  dir=$(cd "$ROOT/testbed/keda" && GOFLAGS= go mod download -json "github.com/kedacore/keda/v2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  { [ -d "$dir/config/crd/bases" ] && mkdir -p "$OUT/keda-data/crd" && cp "$dir"/config/crd/bases/*.yaml "$OUT/keda-data/crd/" \
+    && chmod -R u+w "$OUT/keda-data" && touch "$OUT/keda-data/.complete"; } \
+    || { echo "testbed-build: FAILED copying KEDA's CRDs from github.com/kedacore/keda/v2@$KEDA_VERSION" >&2; exit 1; }
+  rm -rf "$BIN/keda-data" && mv "$OUT/keda-data" "$BIN/keda-data" && rm -rf "$OUT"
+fi
 build kubernetes "kube-apiserver kube-controller-manager kube-scheduler" "k8s.io/kubernetes@$K8S_VERSION" build_k8s
 
 echo "$KEY" >"$BIN/.complete"
