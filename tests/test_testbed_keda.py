@@ -11,6 +11,7 @@ that the runner records and cleans up what KEDA made; the emulator can only play
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,12 @@ def test_keda_scales_to_zero_and_back_on_the_test_bed(testbed_keda: Testbed, tmp
     assert "scaled_object_applied" in events and "scaled_object_removed" in events
     assert f"{so_name} Active: False -> True" in events, events[-2000:]  # active again: back from zero
 
-    results = (run_dir / "job-results.csv").read_text().splitlines()
-    assert len(results) == 3, results  # header + two Jobs
+    with open(run_dir / "job-results.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    assert [r["status"] for r in results] == ["ok", "ok"], results
+    # every request was served, those held at the gateway while no pod was Ready included
+    assert [r["failed_requests"] for r in results] == ["0", "0"], results
+    assert all(int(r["successful_requests"]) == 6 * BURST_S for r in results), results
 
     # cleanup: the ScaledObject gone, KEDA's HPA with it (owner reference), no Job left
     path = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects/{so_name}"

@@ -25,8 +25,10 @@ with the pod: whoever wants it must read it before the Job is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -129,6 +131,13 @@ class Sim:
     namespace: str
     pod: str
     labels: dict[str, str]
+    listening: bool = False  # its port accepts connections: the readiness probe kwok does not run
+
+    def serving(self) -> bool:
+        if not self.listening and self.proc.alive():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.05):
+                self.listening = True
+        return self.listening and self.proc.alive()
 
 
 @dataclass
@@ -211,11 +220,13 @@ class PodSupervisor:
 
     def _sync(self, pods: list[dict[str, Any]]) -> None:
         live = {p["metadata"]["uid"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
-        # model servers
+        # model servers; a going pod leaves its Services before its simulator stops (no request
+        # is routed to a closed port), as endpoints drop a terminating pod
+        going = []
         for uid, sim in list(self.sims.items()):
             pod = live.get(uid)
             if pod is None or pod["status"].get("phase") != "Running":
-                sim.proc.stop(timeout=5)
+                going.append(sim)
                 del self.sims[uid]
             elif not sim.proc.alive():  # restarted on the next pass, as a kubelet restarts a container
                 self.errors.append(
@@ -224,6 +235,10 @@ class PodSupervisor:
                 )
                 sim.proc.stop()
                 del self.sims[uid]
+        if going:
+            self._write_endpoints()
+        for sim in going:
+            sim.proc.stop(timeout=5)
         for uid, pod in live.items():
             container = is_model_server(pod)
             if container is not None and uid not in self.sims and pod_ready(pod):
@@ -302,7 +317,7 @@ class PodSupervisor:
                 s.port
                 for s in self.sims.values()
                 if s.namespace == proxy.namespace
-                and s.proc.alive()
+                and s.serving()
                 and proxy.selector
                 and all(s.labels.get(k) == v for k, v in proxy.selector.items())
             )
