@@ -55,11 +55,11 @@ def testbed(tmp_path_factory) -> Iterator[Testbed]:
     yield from _started_testbed(tmp_path_factory, "prometheus-adapter")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def testbed_keda(tmp_path_factory) -> Iterator[Testbed]:
     """The same control plane with KEDA (operator and metrics server) instead of prometheus-adapter,
-    and Service stand-ins that hold requests at zero replicas.  Use one of the two per pytest run
-    (test-bed tests run one file at a time): each is a whole control plane on a small machine."""
+    and Service stand-ins that hold requests at zero replicas.  Per module, not per session: in a
+    run of every test-bed file it is stopped after its file rather than run beside the other."""
     yield from _started_testbed(tmp_path_factory, "keda")
 
 
