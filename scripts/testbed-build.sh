@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Build the test bed's binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
-# kwok, prometheus-adapter, llm-d-inference-sim) from pinned Go modules into a cache folder outside
+# kwok, prometheus-adapter, llm-d-inference-sim, keda-operator, keda-adapter) from pinned Go modules into a cache folder outside
 # the repo, keyed by the versions, and reuse what is already there.
 #
 #   scripts/testbed-build.sh              build what is missing, print timings
 #   scripts/testbed-build.sh --print-dir  print the cache folder and exit (nothing is built)
 #
 # HPA_EXP_TESTBED_BIN overrides the cache folder.  Versions: testbed/k8s/go.mod and
-# testbed/{etcd,prometheus-adapter,inference-sim}/go.mod: wrapper modules, because `go install
-# pkg@version` is refused for them (k8s and etcd: replace directives in their go.mod; adapter and
-# simulator: the module proxy answers 403 for their version list, which `go install` reads).
+# testbed/{etcd,prometheus-adapter,inference-sim,keda}/go.mod: wrapper modules, because `go install
+# pkg@version` is refused for them (k8s, etcd and keda: replace directives in their go.mod; adapter
+# and simulator: the module proxy answers 403 for their version list, which `go install` reads).
+# KEDA's CRDs are not generated: they are copied from the keda module (GOMODCACHE) to keda-data/crd.
 # kwok installs plainly at KWOK_VERSION below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,10 @@ K8S_VERSION=$(mod_version k8s k8s.io/kubernetes)
 ETCD_VERSION=$(mod_version etcd go.etcd.io/etcd/server/v3)
 ADAPTER_VERSION=$(mod_version prometheus-adapter sigs.k8s.io/prometheus-adapter)
 SIM_VERSION=$(mod_version inference-sim github.com/llm-d/llm-d-inference-sim)
-[ -n "$K8S_VERSION" ] && [ -n "$ETCD_VERSION" ] && [ -n "$ADAPTER_VERSION" ] && [ -n "$SIM_VERSION" ] || { echo "testbed-build: cannot read the versions from testbed/*/go.mod" >&2; exit 1; }
+KEDA_VERSION=$(mod_version keda github.com/kedacore/keda/v2)
+[ -n "$K8S_VERSION" ] && [ -n "$ETCD_VERSION" ] && [ -n "$ADAPTER_VERSION" ] && [ -n "$SIM_VERSION" ] && [ -n "$KEDA_VERSION" ] || { echo "testbed-build: cannot read the versions from testbed/*/go.mod" >&2; exit 1; }
 GO_VERSION=$(go env GOVERSION)
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_adapter-${ADAPTER_VERSION}_sim-${SIM_VERSION}_${GO_VERSION}"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_adapter-${ADAPTER_VERSION}_sim-${SIM_VERSION}_keda-${KEDA_VERSION}_${GO_VERSION}"
 BIN="${HPA_EXP_TESTBED_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/hpa-exp-testbed/$KEY}"
 
 if [ "${1:-}" = "--print-dir" ]; then echo "$BIN"; exit 0; fi
@@ -107,6 +109,24 @@ build prometheus-adapter "prometheus-adapter" "sigs.k8s.io/prometheus-adapter@$A
   wrapper_build prometheus-adapter sigs.k8s.io/prometheus-adapter/cmd/adapter prometheus-adapter
 build llm-d-inference-sim "llm-d-inference-sim" "github.com/llm-d/llm-d-inference-sim@$SIM_VERSION" \
   wrapper_build inference-sim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d-inference-sim
+# KEDA: a large module (every scaler's client library); GOMAXPROCS / -p bound the build on small hosts
+# (HPA_EXP_TESTBED_BUILD_P, default 2).
+build_keda() {
+  (cd "$ROOT/testbed/keda" && GOMAXPROCS=${HPA_EXP_TESTBED_BUILD_P:-2} go build -p "${HPA_EXP_TESTBED_BUILD_P:-2}" \
+    -trimpath -buildvcs=false -ldflags "-s -w" -o "$OUT/keda-operator" github.com/kedacore/keda/v2/cmd/operator \
+    && cd "$ROOT/testbed/keda" && GOMAXPROCS=${HPA_EXP_TESTBED_BUILD_P:-2} go build -p "${HPA_EXP_TESTBED_BUILD_P:-2}" \
+    -trimpath -buildvcs=false -ldflags "-s -w" -o "$OUT/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter)
+}
+build keda "keda-operator keda-adapter" "github.com/kedacore/keda/v2@$KEDA_VERSION" build_keda
+# KEDA's CRDs as released: config/crd/bases of the same module (already in GOMODCACHE after the build)
+if [ ! -f "$BIN/keda-data/.complete" ]; then
+  OUT=$(mktemp -d "$BIN/.tmp-keda-data.XXXXXX")
+  dir=$(cd "$ROOT/testbed/keda" && GOFLAGS= go mod download -json "github.com/kedacore/keda/v2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  { [ -d "$dir/config/crd/bases" ] && mkdir -p "$OUT/keda-data/crd" && cp "$dir"/config/crd/bases/*.yaml "$OUT/keda-data/crd/" \
+    && chmod -R u+w "$OUT/keda-data" && touch "$OUT/keda-data/.complete"; } \
+    || { echo "testbed-build: FAILED copying KEDA's CRDs from github.com/kedacore/keda/v2@$KEDA_VERSION" >&2; exit 1; }
+  rm -rf "$BIN/keda-data" && mv "$OUT/keda-data" "$BIN/keda-data" && rm -rf "$OUT"
+fi
 build kubernetes "kube-apiserver kube-controller-manager kube-scheduler" "k8s.io/kubernetes@$K8S_VERSION" build_k8s
 
 echo "$KEY" >"$BIN/.complete"

@@ -3,6 +3,7 @@
 # as local processes on 127.0.0.1 (tests/support/testbed.py), left running in the background.
 #
 #   scripts/testbed.sh up     start it (builds nothing: run scripts/testbed-build.sh first)
+#   scripts/testbed.sh up --autoscaler keda   KEDA (operator, metrics server) instead of prometheus-adapter
 #   scripts/testbed.sh env    print the exports that point hpa-exp at it:  eval "$(scripts/testbed.sh env)"
 #   scripts/testbed.sh down   stop every process it started
 #
@@ -21,8 +22,9 @@ running() { [ -f "$DIR/testbed.pid" ] && kill -0 "$(cat "$DIR/testbed.pid")" 2>/
 case "${1:-}" in
   up)
     if running; then echo "testbed: already up (pid $(cat "$DIR/testbed.pid")); $0 env"; exit 0; fi
+    shift
     rm -rf "$DIR" && mkdir -p "$DIR"
-    setsid "$PY" -m tests.support.testbed up "$DIR" >"$DIR/testbed.out" 2>&1 </dev/null &
+    setsid "$PY" -m tests.support.testbed up "$DIR" "$@" >"$DIR/testbed.out" 2>&1 </dev/null &
     echo $! >"$DIR/testbed.pid"
     for _ in $(seq 1 240); do
       if [ -f "$DIR/env" ]; then cat "$DIR/testbed.out"; echo "eval \"\$($0 env)\"   # logs: $DIR/logs"; exit 0; fi
@@ -39,5 +41,5 @@ case "${1:-}" in
     running && [ -f "$DIR/env" ] || { echo "testbed: not running ($0 up)" >&2; exit 1; }
     cat "$DIR/env" ;;
   *)
-    sed -n '2,12p' "$0" >&2; exit 2 ;;
+    sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

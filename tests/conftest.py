@@ -30,14 +30,9 @@ def prometheus(prometheus_factory) -> PrometheusServer:
     return prometheus_factory()
 
 
-@pytest.fixture(scope="session")
-def testbed(tmp_path_factory) -> Iterator[Testbed]:
-    """The real control plane of tests/support/testbed.py, started once per session.
-
-    Missing binaries fail (never skip) the test, naming scripts/testbed-build.sh.
-    """
+def _started_testbed(tmp_path_factory, autoscaler: str) -> Iterator[Testbed]:
     try:
-        bed = Testbed(tmp_path_factory.mktemp("testbed"))
+        bed = Testbed(tmp_path_factory.mktemp(f"testbed-{autoscaler}"), autoscaler=autoscaler)
         bed.start()
     except TestbedMissing as exc:
         pytest.fail(str(exc))
@@ -51,6 +46,23 @@ def testbed(tmp_path_factory) -> Iterator[Testbed]:
     bed.stop()
 
 
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory) -> Iterator[Testbed]:
+    """The real control plane of tests/support/testbed.py with prometheus-adapter, started once per session.
+
+    Missing binaries fail (never skip) the test, naming scripts/testbed-build.sh.
+    """
+    yield from _started_testbed(tmp_path_factory, "prometheus-adapter")
+
+
+@pytest.fixture(scope="module")
+def testbed_keda(tmp_path_factory) -> Iterator[Testbed]:
+    """The same control plane with KEDA (operator and metrics server) instead of prometheus-adapter,
+    and Service stand-ins that hold requests at zero replicas.  Per module, not per session: in a
+    run of every test-bed file it is stopped after its file rather than run beside the other."""
+    yield from _started_testbed(tmp_path_factory, "keda")
+
+
 _TESTBEDS: list[Testbed] = []
 
 
@@ -59,5 +71,6 @@ def pytest_runtest_makereport(item, call):
     """A failing test-bed test shows the last lines of every test-bed process log."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _TESTBEDS and "testbed" in getattr(item, "fixturenames", ()):
+    fixtures = getattr(item, "fixturenames", ())
+    if report.failed and _TESTBEDS and ("testbed" in fixtures or "testbed_keda" in fixtures):
         report.sections.append(("test bed logs", _TESTBEDS[-1].logs()))

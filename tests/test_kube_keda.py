@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -195,3 +197,29 @@ def test_a_run_applies_records_and_removes_the_scaled_object(kube_cluster: KubeE
     flips = [e["detail"] for e in events if e["kind"] == "scaled_object" and " Active: " in e["detail"]]
     assert any("True -> False" in d for d in flips)
     assert any(r["num_requests_waiting"] == "12.5" for r in rows)  # KEDA's s0-prometheus in the standard column
+
+
+def test_the_preflight_refuses_keda_when_the_scaled_object_crd_is_missing(
+    kube_cluster: KubeEmulator, tmp_path: Path
+) -> None:
+    """Emulator with the ScaledObject resource undeclared (as on a cluster without KEDA's CRD): `hpa-exp
+    run` with `autoscaler: kind: keda` exits 3 before applying anything, naming the missing CRD and the fix."""
+    kube_cluster.uninstall_keda()
+    (tmp_path / "so.yaml").write_text(yaml.safe_dump(SO))
+    doc = {
+        "name": "keda-no-crd",
+        "namespace": NS,
+        "backend": "kubernetes",
+        "autoscaler": {"kind": "keda", "manifest": "so.yaml", "apply": True},
+        "jobs": [{"name": "a", "rate": 1, "duration": 4}],
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(doc))
+    argv = [sys.executable, "-m", "hpa_experiments", "run", str(tmp_path / "exp.yaml"), "--backend", "kubernetes"]
+    argv += ["--kubeconfig", str(kube_cluster.kubeconfig), "--prometheus-url", "http://127.0.0.1:1", "--plain"]
+    done = subprocess.run([*argv, "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert "no ScaledObject resource" in done.stderr and "scaledobjects.keda.sh is not installed" in done.stderr
+    assert "hpa-exp cluster up --autoscaler keda" in done.stderr
+    assert "Traceback" not in done.stderr
+    kube_cluster.install_keda()
+    assert kube_cluster.get(SCALED_OBJECTS, NS, NAME) is None  # nothing was applied

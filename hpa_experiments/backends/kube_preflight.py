@@ -209,6 +209,13 @@ def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply
         report.warnings.append(f"KEDA ScaledObjects not checked: {exc}")
     if status == 403:
         report.warnings.append(f"KEDA ScaledObjects not checked: listing them in {ns} is forbidden (403)")
+    if status == 404 and backend.keda is not None:
+        report.problems.append(
+            f"the run's autoscaler is a KEDA ScaledObject ({backend.keda.spec.name}), but this cluster has no "
+            f"ScaledObject resource ({path} answers 404: the CRD scaledobjects.keda.sh is not installed, so KEDA "
+            "is not either). Fix: install KEDA (`hpa-exp cluster up --autoscaler keda`, or KEDA's release "
+            "manifests or Helm chart), or use an HPA (autoscaler: kind: hpa)"
+        )
     scaled = keda.get("items") or [] if status == 200 else []  # 404: KEDA is not installed
     acting = autoscalers.acting_on((listing or {}).get("items") or [], scaled, backend.deployment)
     problems, warnings = autoscalers.competing_problems(

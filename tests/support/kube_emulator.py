@@ -40,7 +40,7 @@ PODS = "v1/pods"
 NAMESPACES = "v1/namespaces"
 DEPLOYMENTS = "apps/v1/deployments"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
-SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"  # declared only by install_keda() (the CRD)
+SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"  # declared at start; uninstall_keda() removes it
 
 _RESOURCE_INFO: dict[str, dict[str, Any]] = {
     JOBS: {"kind": "Job", "namespaced": True, "singular": "job"},
@@ -660,6 +660,10 @@ class KubeEmulator:
                 },
             },
         )
+
+    def uninstall_keda(self) -> None:
+        """Undeclare the ScaledObject resource: its paths answer 404, as without KEDA's CRD."""
+        self.call(lambda: self._handler.resources.pop(SCALED_OBJECTS, None))
 
     def install_keda(self) -> None:
         """Declare KEDA's ScaledObject resource, as installing its CRD does."""

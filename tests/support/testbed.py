@@ -5,15 +5,17 @@ etcd, kube-apiserver (RBAC, front-proxy flags for the aggregator), kube-controll
 pods go away), the Debian Prometheus (file_sd targets with `namespace`/`pod` labels, as the
 kit's pod discovery gives them) and prometheus-adapter with the kit's rules
 (manifests/monitoring/adapter-rules.yaml), registered as custom.metrics.k8s.io through an
-APIService and an ExternalName Service to 127.0.0.1.  `tests/support/testbed_pods.py` plays
+APIService and an ExternalName Service to 127.0.0.1; or, with `autoscaler="keda"`, KEDA's operator
+and metrics server instead of prometheus-adapter (tests/support/testbed_keda.py), the Service
+stand-ins then holding requests while no pod is Ready.  `tests/support/testbed_pods.py` plays
 the kubelet's part for the pods that matter: one llm-d-inference-sim per model-server pod,
 a round-robin stand-in for each Service, and a load generator per `vllm bench serve` Job pod.
 
 Binaries come from `scripts/testbed-build.sh` (a version-keyed cache outside the repo).  A
 missing binary fails the tests that need the test bed, naming that script.
 
-Use: the session fixture `testbed` (tests/conftest.py), or `python -m tests.support.testbed up DIR`
-(what `scripts/testbed.sh` runs for a person).
+Use: the session fixtures `testbed` and `testbed_keda` (tests/conftest.py), or
+`python -m tests.support.testbed up DIR [--autoscaler keda]` (what `scripts/testbed.sh` runs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import requests
 import yaml
 
+from tests.support import testbed_keda
 from tests.support.testbed_proc import Proc, free_port, http_ok, make_pki, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,6 +61,9 @@ KWOK_STAGES = (
     "pod/fast/pod-delete.yaml",
 )
 HPA_SYNC_PERIOD = "5s"
+AUTOSCALERS = ("prometheus-adapter", "keda")
+# KEDA test bed: how long a Service stand-in holds a request while no pod is Ready (scale from zero)
+GATEWAY_HOLD_S = 300.0
 
 
 class TestbedMissing(RuntimeError):
@@ -75,8 +81,8 @@ def binary_dir() -> Path:
     return Path(done.stdout.strip())
 
 
-def check_binaries(bin_dir: Path) -> None:
-    missing = [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
+def check_binaries(bin_dir: Path, extra: Iterable[str] = ()) -> None:
+    missing = [name for name in (*BINARIES, *extra) if not os.access(bin_dir / name, os.X_OK)]
     if not (bin_dir / "kwok-data" / ".complete").is_file():
         missing.append("kwok-data/")
     if shutil.which("prometheus") is None:
@@ -95,7 +101,11 @@ class Testbed:
 
     __test__ = False  # not a test class
 
-    def __init__(self, workdir: Path, bin_dir: Path | None = None):
+    def __init__(self, workdir: Path, bin_dir: Path | None = None, autoscaler: str = "prometheus-adapter"):
+        if autoscaler not in AUTOSCALERS:
+            raise ValueError(f"autoscaler must be one of {AUTOSCALERS}, not {autoscaler!r}")
+        self.autoscaler = autoscaler
+        self.gateway_hold_s = GATEWAY_HOLD_S if autoscaler == "keda" else 0.0
         self.workdir = Path(workdir)
         self.bin = Path(bin_dir) if bin_dir else binary_dir()
         self.pki = self.workdir / "pki"
@@ -109,7 +119,8 @@ class Testbed:
     # --- life cycle ------------------------------------------------------------------------
 
     def start(self) -> Testbed:
-        check_binaries(self.bin)
+        keda = self.autoscaler == "keda"
+        check_binaries(self.bin, testbed_keda.BINARIES if keda else ())
         t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logdir.mkdir(exist_ok=True)
@@ -121,7 +132,10 @@ class Testbed:
         self._start_controllers()
         self._start_kwok()
         self._start_prometheus()
-        self._start_adapter()
+        if keda:
+            testbed_keda.start(self)
+        else:
+            self._start_adapter()
         from tests.support.testbed_pods import PodSupervisor
 
         self.pods = PodSupervisor(self)
@@ -504,11 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.testbed")
     parser.add_argument("command", choices=["up"])
     parser.add_argument("dir", type=Path)
+    parser.add_argument("--autoscaler", choices=AUTOSCALERS, default="prometheus-adapter")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    bed = Testbed(args.dir.resolve())
+    bed = Testbed(args.dir.resolve(), autoscaler=args.autoscaler)
     try:
         bed.start()
     except Exception as exc:  # report it, stop what did start

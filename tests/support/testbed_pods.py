@@ -7,7 +7,9 @@ and, like a kubelet:
   contacts a model hub) and stops it when the pod is deleted; Prometheus finds the
   simulators through a file_sd list with `namespace`/`pod` labels;
 - stands in for each Service a load generator addresses (no kube-proxy here): a round-robin
-  HTTP proxy on a local port over the simulators of the Ready pods the Service selects;
+  HTTP proxy on a local port over the simulators of the Ready pods the Service selects (with
+  the KEDA test bed also a scale-to-zero gateway that holds requests while no pod is Ready,
+  its requests in flight scraped by Prometheus);
 - runs, for each Pod of an Indexed Job whose container runs `hpa-exp tune --worker` (the image's
   entrypoint is hpa-exp), that worker as a local process: the ConfigMap its `--bundle` lives in is
   copied to a local folder (the volume), `$(JOB_COMPLETION_INDEX)` is expanded from the pod's
@@ -27,8 +29,10 @@ with the pod: whoever wants it must read it before the Job is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.support.testbed_proc import Proc, free_port
+from tests.support.testbed_proxy import GATEWAY_METRICS_PATH
 
 if TYPE_CHECKING:
     from tests.support.testbed import Testbed
@@ -141,6 +146,13 @@ class Sim:
     namespace: str
     pod: str
     labels: dict[str, str]
+    listening: bool = False  # its port accepts connections: the readiness probe kwok does not run
+
+    def serving(self) -> bool:
+        if not self.listening and self.proc.alive():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.05):
+                self.listening = True
+        return self.listening and self.proc.alive()
 
 
 @dataclass
@@ -223,11 +235,13 @@ class PodSupervisor:
 
     def _sync(self, pods: list[dict[str, Any]]) -> None:
         live = {p["metadata"]["uid"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
-        # model servers
+        # model servers; a going pod leaves its Services before its simulator stops (no request
+        # is routed to a closed port), as endpoints drop a terminating pod
+        going = []
         for uid, sim in list(self.sims.items()):
             pod = live.get(uid)
             if pod is None or pod["status"].get("phase") != "Running":
-                sim.proc.stop(timeout=5)
+                going.append(sim)
                 del self.sims[uid]
             elif not sim.proc.alive():  # restarted on the next pass, as a kubelet restarts a container
                 self.errors.append(
@@ -236,6 +250,10 @@ class PodSupervisor:
                 )
                 sim.proc.stop()
                 del self.sims[uid]
+        if going:
+            self._write_endpoints()
+        for sim in going:
+            sim.proc.stop(timeout=5)
         for uid, pod in live.items():
             container = is_model_server(pod)
             if container is not None and uid not in self.sims and pod_ready(pod):
@@ -275,6 +293,14 @@ class PodSupervisor:
             for s in self.sims.values()
             if s.proc.alive()
         ]
+        if self.bed.gateway_hold_s > 0:  # a scale-to-zero gateway: its requests in flight, per Service
+            groups += [
+                {
+                    "targets": [f"127.0.0.1:{p.port}"],
+                    "labels": {"namespace": p.namespace, "service": p.name, "__metrics_path__": GATEWAY_METRICS_PATH},
+                }
+                for p in self.proxies.values()
+            ]
         _write_atomic(self.bed.prometheus_targets, json.dumps(groups, indent=1))
 
     # --- services --------------------------------------------------------------------------
@@ -291,9 +317,10 @@ class PodSupervisor:
         endpoints = self.bed.workdir / "services" / f"{namespace}.{name}.json"
         endpoints.parent.mkdir(exist_ok=True)
         endpoints.write_text("[]")
+        hold = str(self.bed.gateway_hold_s)
         proc = Proc(
             f"service-{namespace}-{name}",
-            [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints)],
+            [sys.executable, "-m", "tests.support.testbed_proxy", str(port), str(endpoints), hold],
             self.logdir,
             {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
@@ -308,7 +335,7 @@ class PodSupervisor:
                 s.port
                 for s in self.sims.values()
                 if s.namespace == proxy.namespace
-                and s.proc.alive()
+                and s.serving()
                 and proxy.selector
                 and all(s.labels.get(k) == v for k, v in proxy.selector.items())
             )

@@ -1,11 +1,15 @@
 """A Service stand-in for the test bed: round-robin HTTP proxy over local simulator ports.
 
-    python -m tests.support.testbed_proxy PORT ENDPOINTS_JSON
+    python -m tests.support.testbed_proxy PORT ENDPOINTS_JSON [HOLD_S]
 
 ENDPOINTS_JSON holds the list of backend ports (the Ready pods the Service selects); the
 supervisor rewrites it as pods come and go, and it is re-read when it changes.  Responses are
 streamed chunk by chunk, so a client's time to first token is the server's.  With no endpoint
-the proxy answers 503, like a Service without ready pods refuses connections.
+the proxy answers 503, like a Service without ready pods refuses connections; with HOLD_S > 0
+it acts as a scale-to-zero gateway instead: a request waits up to HOLD_S seconds for a Ready
+pod.  `GET /-/gateway-metrics` reports the requests in flight (held or being served) as
+`hpa_exp_gateway_requests_in_flight`, the gauge a KEDA trigger activates on at zero replicas
+(the twin's gateway exports the same name; manifests/keda/scaledobject-vllm-scale-to-zero.yaml).
 """
 
 from __future__ import annotations
@@ -43,8 +47,12 @@ class Endpoints:
         return self.ports[next(self.counter) % len(self.ports)]
 
 
-def make_app(endpoints: Endpoints) -> web.Application:
+GATEWAY_METRICS_PATH = "/-/gateway-metrics"
+
+
+def make_app(endpoints: Endpoints, hold_s: float = 0.0) -> web.Application:
     session: dict[str, aiohttp.ClientSession] = {}
+    in_flight = [0]
 
     async def startup(_: web.Application) -> None:
         session["s"] = aiohttp.ClientSession(
@@ -54,8 +62,27 @@ def make_app(endpoints: Endpoints) -> web.Application:
     async def cleanup(_: web.Application) -> None:
         await session["s"].close()
 
+    async def gateway_metrics(_: web.Request) -> web.Response:
+        text = (
+            "# HELP hpa_exp_gateway_requests_in_flight Requests held (no Ready pod) or being served.\n"
+            "# TYPE hpa_exp_gateway_requests_in_flight gauge\n"
+            f"hpa_exp_gateway_requests_in_flight {in_flight[0]}\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        in_flight[0] += 1
+        try:
+            return await forward(request)
+        finally:
+            in_flight[0] -= 1
+
     async def forward(request: web.Request) -> web.StreamResponse:
         port = endpoints.next()
+        deadline = asyncio.get_running_loop().time() + hold_s
+        while port is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            port = endpoints.next()
         if port is None:
             return web.Response(status=503, text="no ready endpoints\n")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
@@ -79,13 +106,15 @@ def make_app(endpoints: Endpoints) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
-    app.router.add_route("*", "/{tail:.*}", forward)
+    app.router.add_get(GATEWAY_METRICS_PATH, gateway_metrics)
+    app.router.add_route("*", "/{tail:.*}", counted)
     return app
 
 
 def main(argv: list[str]) -> int:
     port, path = int(argv[0]), Path(argv[1])
-    web.run_app(make_app(Endpoints(path)), host="127.0.0.1", port=port, print=None, handle_signals=True)
+    hold_s = float(argv[2]) if len(argv) > 2 else 0.0
+    web.run_app(make_app(Endpoints(path), hold_s), host="127.0.0.1", port=port, print=None, handle_signals=True)
     return 0
 
 
