@@ -455,6 +455,9 @@ class Runner:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
                 self._event("hpa_removed", "deleted the HPA this run created")
+        with self._errors_as_events():
+            for line in self.backend.restore_taken_over():
+                self._event("restored", line)
         if self.keep_jobs:
             return []
         leftover: list[str] = []

@@ -192,6 +192,10 @@ class Backend(ABC):
     def delete_scaled_object(self, name: str) -> None:  # noqa: B027 - only backends that apply them need it
         """Delete a ScaledObject this run created."""
 
+    def restore_taken_over(self) -> list[str]:
+        """Put back the objects this run took over (--take-over); one line each for the events."""
+        return []
+
     def job_logs(self, resource_name: str) -> list[PodLog]:
         """Logs of the Job's pods, oldest pod first, read before the Job is deleted.
 
