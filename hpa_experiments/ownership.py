@@ -94,8 +94,11 @@ def restored(live: Mapping[str, Any]) -> dict[str, Any] | None:
     body = copy.deepcopy(dict(live))
     body["spec"] = original.get("spec")
     meta = body.setdefault("metadata", {})
-    meta["labels"] = original.get("labels") or {}
-    meta["annotations"] = original.get("annotations") or {}
+    for key in ("labels", "annotations"):  # an object without labels gets none back, not {}
+        if original.get(key):
+            meta[key] = original[key]
+        else:
+            meta.pop(key, None)
     body.pop("status", None)
     return body
 

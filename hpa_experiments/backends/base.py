@@ -80,6 +80,7 @@ class ScalingSnapshot:
     limited_by: str | None = None  # what held desired, when the backend knows it (the twin); see hpa_reasons
     pods: tuple[PodTimes, ...] | None = None  # the Deployment's pods now; None if the backend cannot list them
     scaled_object: ScaledObjectState | None = None  # KEDA runs: the ScaledObject behind the HPA
+    deployment_found: bool = True  # False when the backend read the Deployment and it was not there
 
 
 @dataclass(frozen=True)

@@ -449,8 +449,10 @@ class KubeBackend(Backend):
     def scaling_snapshot(self) -> ScalingSnapshot:
         taken_at = self.clock.now()
         hpa = self.read_hpa()
-        deployment = self.read_deployment() or {}
+        found = self.read_deployment()
+        deployment = found or {}
         deployment_fields: dict[str, Any] = {
+            "deployment_found": found is not None,
             "deployment_replicas": deployment.get("spec", {}).get("replicas"),
             "ready_replicas": kube_objects.replica_count(deployment.get("status") or {}, "readyReplicas"),
             "pods": self._deployment_pods(deployment),
