@@ -38,8 +38,8 @@ SHIPPED = REPO / "experiment-configs" / "high-load-hpa.yaml"
 
 def two_jobs(doc: dict) -> None:
     doc["jobs"] = [
-        {"name": "lost-job", "rate": 1, "duration": 40, "start_delay": 0},
-        {"name": "kept-job", "rate": 1, "duration": 40, "start_delay": 0},
+        {"name": "lost-job", "rate": 1, "duration": 40, "start_delay": 0},  # parallel: a start_delay > 0
+        {"name": "kept-job", "rate": 1, "duration": 40, "start_delay": 1},
     ]
     doc["cooldown"]["duration"] = 2
     doc["metrics"]["interval"] = 1
@@ -70,7 +70,14 @@ def test_the_hpa_and_a_job_deleted_mid_run_are_said_at_once_and_fail_the_run(tes
             _, pods = job_objects(testbed)
             return sum(p["status"].get("phase") == "Running" for p in pods) >= 2 and read_hpa(testbed) is not None
 
-        wait_for("two Job pods Running and the run's HPA", both_running, 120)
+        try:
+            wait_for("two Job pods Running and the run's HPA", both_running, 120)
+        except AssertionError:
+            proc.kill()
+            out, err = proc.communicate()
+            jobs, pods = job_objects(testbed)
+            phases = [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+            raise AssertionError(f"Jobs {[j['metadata']['name'] for j in jobs]}, pods {phases}\n{out}\n{err}") from None
         jobs, _ = job_objects(testbed)
         lost_job = next(j["metadata"]["name"] for j in jobs if j["metadata"]["name"].startswith("lost-job-"))
         deleted_at = time.time()

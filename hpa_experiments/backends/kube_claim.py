@@ -227,7 +227,7 @@ class Claims:
             if put(kind, name, restored):
                 lines.append(f"{kind.label(name)}: original spec, labels and annotations restored")
             else:
-                lines.append(f"{kind.label(name)}: not restored, it was deleted during the run")
+                lines.append(f"{kind.label(name)}: nothing to restore (deleted during the run, or never changed)")
         self.taken.clear()
         return lines
 
