@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.cli import main
-from tests.support.kube_emulator import DEPLOYMENTS, JOBS, KubeEmulator
+from tests.support.kube_emulator import DEPLOYMENTS, HPAS, JOBS, SCALED_OBJECTS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, hpa_exp, prom, read_csv, run_dir, write_config  # noqa: F401
 
@@ -118,3 +118,36 @@ def test_a_deployment_deleted_mid_run_is_said_at_once_and_fails_the_run(
     # said at once: at a tick right after the deletion (interval 1 s), not at the end of the run
     seen = datetime.fromisoformat(lost[0]["time"].replace("Z", "+00:00")).timestamp()
     assert seen - deleted_at[0] < 5
+
+
+def test_cleanup_deletes_what_a_run_created_restores_what_it_took_over_and_leaves_keda_its_hpa(
+    kube_cluster: KubeEmulator,
+) -> None:
+    """Emulator: the choices cleanup makes among labelled objects (the test bed's
+    tests/test_testbed_ownership.py shows the same for an HPA on a real API server after SIGKILL)."""
+    from hpa_experiments.backends.kube import KubeSettings
+    from hpa_experiments.cleanup import release_autoscalers
+    from hpa_experiments.ownership import stamp, taken_over
+
+    marks = {"hpa-exp/run": "r9", "app.kubernetes.io/managed-by": "hpa-exp"}
+    kube_cluster.install_keda()
+    kube_cluster.add_scaled_object(NS, "so-a", deployment="vllm")  # and keda-hpa-so-a, owned by it
+    for resource, name in ((SCALED_OBJECTS, "so-a"), (HPAS, "keda-hpa-so-a")):
+        kube_cluster.put(resource, NS, stamp(kube_cluster.get(resource, NS, name) or {}, "r9"))
+    original = kube_cluster.get(HPAS, NS, "vllm-hpa") or {}
+    changed = {"spec": {**original["spec"], "maxReplicas": 2}}
+    kube_cluster.put(HPAS, NS, taken_over(original, changed, "r9"))
+    assert marks.items() <= kube_cluster.get(HPAS, NS, "vllm-hpa")["metadata"]["labels"].items()  # type: ignore[index]
+
+    notes: list[str] = []
+    settings = KubeSettings(kubeconfig=str(kube_cluster.kubeconfig))
+    done = release_autoscalers(settings, NS, "hpa-exp/run=r9", notes, lambda _: None)
+    assert (done.deleted, done.restored, notes) == ([f"ScaledObject {NS}/so-a"], [f"HPA {NS}/vllm-hpa"], [])
+    assert kube_cluster.get(SCALED_OBJECTS, NS, "so-a") is None
+    assert kube_cluster.get(HPAS, NS, "keda-hpa-so-a") is not None  # KEDA's: deleted by KEDA with its owner
+    back = kube_cluster.get(HPAS, NS, "vllm-hpa") or {}
+    assert (back["spec"], back["metadata"].get("labels"), back["metadata"].get("annotations")) == (
+        original["spec"],
+        original["metadata"].get("labels"),
+        original["metadata"].get("annotations"),
+    )
