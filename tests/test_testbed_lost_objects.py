@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.testbed import REPO, Testbed
-from tests.test_testbed_ownership import HPA_NAME, HPAS, delete_hpas, read_hpa
+from tests.test_testbed_ownership import HPA_NAME, HPAS, delete_hpas, read_hpa, wait_for_job_pods
 from tests.testbed_kit import (
     NAMESPACE,
     derive_config,
@@ -64,21 +64,18 @@ def test_the_hpa_and_a_job_deleted_mid_run_are_said_at_once_and_fail_the_run(tes
         env={**os.environ, **testbed.env()},
     )
     try:
-
-        def both_running() -> bool:
-            assert proc.poll() is None, f"the run ended early: {proc.communicate()}"
-            _, pods = job_objects(testbed)
-            return sum(p["status"].get("phase") == "Running" for p in pods) >= 2 and read_hpa(testbed) is not None
-
         try:
-            wait_for("two Job pods Running and the run's HPA", both_running, 120)
-        except AssertionError:
+            run_id = wait_for_job_pods(testbed, proc, tmp_path, count=2)
+            assert read_hpa(testbed) is not None
+        except AssertionError as exc:
             proc.kill()
             out, err = proc.communicate()
             jobs, pods = job_objects(testbed)
             phases = [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
-            raise AssertionError(f"Jobs {[j['metadata']['name'] for j in jobs]}, pods {phases}\n{out}\n{err}") from None
-        jobs, _ = job_objects(testbed)
+            raise AssertionError(
+                f"{exc}: Jobs {[j['metadata']['name'] for j in jobs]}, pods {phases}\n{out}\n{err}"
+            ) from None
+        jobs, _ = job_objects(testbed, f"hpa-exp/run={run_id}")
         lost_job = next(j["metadata"]["name"] for j in jobs if j["metadata"]["name"].startswith("lost-job-"))
         deleted_at = time.time()
         assert testbed.request("DELETE", f"{HPAS}/{HPA_NAME}").status_code == 200

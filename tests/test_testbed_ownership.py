@@ -57,9 +57,11 @@ def read_hpa(bed: Testbed) -> dict[str, Any] | None:
 
 
 def delete_hpas(bed: Testbed) -> None:
+    """No HPA and no hpa-exp Job or Job pod left from an earlier test."""
     for name in (HPA_NAME, "vllm-hpa-queue", "vllm-hpa-kvcache"):
         bed.request("DELETE", f"{HPAS}/{name}")
     wait_for("no HPA left", lambda: not bed.request("GET", HPAS).json().get("items"), 30)
+    wait_for("no Job or Job pod left", lambda: job_objects(bed) == ([], []), 60)
 
 
 def existing_hpa(bed: Testbed, **spec_changes: Any) -> dict[str, Any]:
@@ -89,13 +91,28 @@ def start_run(bed: Testbed, config: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_job_pod(bed: Testbed, proc: subprocess.Popen[str]) -> None:
+def run_id_of(proc: subprocess.Popen[str], base: Path) -> str:
+    """The id of the run that `proc` writes under `base`/runs, once its run.json exists."""
+
+    def started() -> bool:
+        assert proc.poll() is None, f"the run ended early: {proc.communicate()[0][-3000:]}"
+        return any((base / "runs").glob("*/run.json"))
+
+    wait_for("the run's run.json", started, 120)
+    return str(json.loads(next((base / "runs").glob("*/run.json")).read_text())["id"])
+
+
+def wait_for_job_pods(bed: Testbed, proc: subprocess.Popen[str], base: Path, count: int = 1) -> str:
+    """Wait until `count` Job pods of the run are Running (not pods of an earlier test); its run id."""
+    run_id = run_id_of(proc, base)
+
     def running() -> bool:
         assert proc.poll() is None, f"the run ended early: {proc.communicate()[0][-3000:]}"
-        _, pods = job_objects(bed)
-        return any(p["status"].get("phase") == "Running" for p in pods)
+        _, pods = job_objects(bed, f"hpa-exp/run={run_id}")
+        return sum(p["status"].get("phase") == "Running" for p in pods) >= count
 
-    wait_for("a Job pod Running", running, 120)
+    wait_for(f"{count} Job pod(s) of run {run_id} Running", running, 120)
+    return run_id
 
 
 def cleanup(bed: Testbed, run_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -117,14 +134,13 @@ def test_sigkill_then_cleanup_removes_the_runs_hpa_and_jobs(testbed: Testbed, tm
     delete_hpas(testbed)
     proc = start_run(testbed, derive_config(SHIPPED, tmp_path, one_job(300)))
     try:
-        wait_for_job_pod(testbed, proc)
+        run_id = wait_for_job_pods(testbed, proc, tmp_path)
         proc.kill()
         proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     run_dir = only_run_dir(tmp_path)
-    run_id = json.loads((run_dir / "run.json").read_text())["id"]
     hpa = read_hpa(testbed)
     jobs, pods = job_objects(testbed, f"hpa-exp/run={run_id}")
     assert hpa is not None and jobs and pods, "SIGKILL should leave the HPA and the Job behind"
@@ -201,7 +217,7 @@ def test_take_over_puts_the_original_back(testbed: Testbed, tmp_path: Path, stop
         before = existing_hpa(testbed, maxReplicas=3)
         proc = start_run(testbed, derive_config(SHIPPED, tmp_path, one_job(300)), "--take-over")
         try:
-            wait_for_job_pod(testbed, proc)
+            wait_for_job_pods(testbed, proc, tmp_path)
             live = read_hpa(testbed) or {}
             assert live["spec"]["maxReplicas"] == 10 and live["metadata"]["labels"]["team"] == "inference"
             assert "hpa-exp/original" in live["metadata"]["annotations"]
