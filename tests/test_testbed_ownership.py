@@ -24,6 +24,7 @@ from tests.support.testbed import REPO, Testbed
 from tests.testbed_kit import (
     KIT,
     NAMESPACE,
+    delete_run_jobs,
     derive_config,
     hpa_exp,
     install_model_server,
@@ -57,9 +58,10 @@ def read_hpa(bed: Testbed) -> dict[str, Any] | None:
 
 
 def delete_hpas(bed: Testbed) -> None:
-    """No HPA and no hpa-exp Job or Job pod left from an earlier test."""
+    """No HPA and no hpa-exp Job or Job pod left from an earlier test (one that failed midway)."""
     for name in (HPA_NAME, "vllm-hpa-queue", "vllm-hpa-kvcache"):
         bed.request("DELETE", f"{HPAS}/{name}")
+    delete_run_jobs(bed)
     wait_for("no HPA left", lambda: not bed.request("GET", HPAS).json().get("items"), 30)
     wait_for("no Job or Job pod left", lambda: job_objects(bed) == ([], []), 60)
 
