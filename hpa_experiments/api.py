@@ -195,9 +195,11 @@ class Experiment:
         observer: RunObserver | None = None,
         handle_signals: bool = True,
         preflight_output: TextIO | None = None,
+        take_over: bool = False,
     ) -> PreparedRun:
         """Everything `run()` does before the run starts: overrides, plan, the output folder check and
-        the backend (on Kubernetes: connect and preflight, notes to `preflight_output`, default stderr)."""
+        the backend (on Kubernetes: connect and preflight, notes to `preflight_output`, default stderr).
+        `take_over`: see `run()`."""
         from hpa_experiments.backends.factory import BackendOptions, make_backend
         from hpa_experiments.runner import Runner
         from hpa_experiments.workloads import new_run_id
@@ -209,7 +211,11 @@ class Experiment:
         check_output_folder(base)
         run_id = new_run_id(time.time())
         options = BackendOptions(
-            kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url, output=preflight_output
+            kubeconfig=kubeconfig,
+            context=context,
+            prometheus_url=prometheus_url,
+            output=preflight_output,
+            take_over=take_over,
         )
         backend_impl, metric_names = make_backend(config.backend, config, plan, run_id, options)
         runner = Runner(
@@ -238,11 +244,16 @@ class Experiment:
         keep_jobs: bool = False,
         observer: RunObserver | None = None,
         handle_signals: bool = True,
+        take_over: bool = False,
     ) -> ExperimentResult:
         """Run the experiment (default backend and output folder: the config's) and analyse it.
 
         With `handle_signals` (on the main thread) SIGINT/SIGTERM stop the run with full cleanup;
-        to stop it from another thread, use `prepare(...)` and its `request_stop()`."""
+        to stop it from another thread, use `prepare(...)` and its `request_stop()`.
+
+        Kubernetes: an HPA or ScaledObject of the manifest's name that exists already and differs
+        from the manifest makes the preflight fail (PreflightError, with the diff); with `take_over`
+        the run replaces its spec and restores the original at the end (also when interrupted)."""
         prepared = self.prepare(
             backend,
             output_dir,
@@ -254,6 +265,7 @@ class Experiment:
             keep_jobs=keep_jobs,
             observer=observer,
             handle_signals=handle_signals,
+            take_over=take_over,
         )
         return prepared.run()
 

@@ -1,9 +1,11 @@
-"""`hpa-exp cleanup`: delete the load Jobs a run left behind and make its run.json tell the truth.
+"""`hpa-exp cleanup`: delete what a run left behind and make its run.json tell the truth.
 
 A run that is killed (SIGKILL, a lost node, a closed laptop) cannot clean up after itself:
-its Jobs keep sending load and run.json still says "running".  Jobs are found by label, so
+its Jobs keep sending load, its HPA (or ScaledObject) stays, an object it took over keeps the
+run's spec, and run.json still says "running".  Everything is found by label (ownership.py), so
 nothing but the run directory (for the run id) is needed: `hpa-exp/run=<id>` for one run, or
-every Job `app.kubernetes.io/managed-by=hpa-exp` in the namespace with `--all`.
+everything labelled `app.kubernetes.io/managed-by=hpa-exp` in the namespace with `--all`.
+Objects the run created are deleted; objects it took over get their original spec back.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from hpa_experiments.backends.kube import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     RUN_LABEL,
+    KubeBackend,
     KubeSettings,
     connect,
 )
+from hpa_experiments.backends.kube_claim import Released, release_by_label
 from hpa_experiments.config import K8S_NAME
-from hpa_experiments.errors import UsageError
+from hpa_experiments.errors import BackendError, UsageError
 from hpa_experiments.retry import call_with_retry
 from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
 from hpa_experiments.signals import process_alive
@@ -50,6 +54,7 @@ class CleanupResult:
     remaining: list[str] = field(default_factory=list)
     status_change: tuple[str, str] | None = None  # (before, after) in run.json
     notes: list[str] = field(default_factory=list)
+    released: Released = field(default_factory=Released)  # HPAs and ScaledObjects deleted or restored
 
     def lines(self) -> list[str]:
         out = list(self.notes)
@@ -61,6 +66,10 @@ class CleanupResult:
                 out.append(f"no Jobs found ({where})")
             if self.remaining:
                 out.append("still present (terminating): " + ", ".join(self.remaining))
+            out += [f"deleted {name} (created by the run)" for name in self.released.deleted]
+            out += [f"restored {name} (taken over by the run): original spec back" for name in self.released.restored]
+            if not self.released.deleted and not self.released.restored:
+                out.append(f"no HPA or ScaledObject found ({where})")
         if self.status_change:
             before, after = self.status_change
             out.append(f"run.json: status {before} -> {after}")
@@ -200,6 +209,26 @@ def delete_jobs(
         api_client.close()
 
 
+def release_autoscalers(
+    settings: KubeSettings, namespace: str, selector: str, notes: list[str], on_warning: Callable[[str], None]
+) -> Released:
+    """Delete the HPAs and ScaledObjects with the label `selector` that a run created; restore the ones it
+    took over.  ScaledObjects first: deleting one deletes the HPA KEDA made for it."""
+    backend = KubeBackend(
+        settings, None, namespace=namespace, deployment="", hpa_name="", run_id="cleanup", on_warning=on_warning
+    )
+    try:
+        try:
+            done = release_by_label([backend.scaled_object_kind], selector)
+        except BackendError as exc:
+            done = Released()
+            notes.append(f"ScaledObjects not checked: {exc}")
+        hpas = release_by_label([backend.hpa_kind], selector)
+        return Released(done.deleted + hpas.deleted, done.restored + hpas.restored)
+    finally:
+        backend.close()
+
+
 def cleanup(
     run_path: Path | None,
     *,
@@ -209,8 +238,9 @@ def cleanup(
     force: bool = False,
     on_warning: Callable[[str], None] = lambda _: None,
 ) -> CleanupResult:
-    """Delete the Jobs of the run at `run_path` (or, with `all_jobs`, every hpa-exp Job in the
-    namespace) and mark the run's run.json.  A simulated run has no Jobs: it is only marked."""
+    """Delete the Jobs, HPA and ScaledObject of the run at `run_path` (or, with `all_jobs`, every
+    hpa-exp object in the namespace), restore what it took over, and mark the run's run.json.  A
+    simulated run has no cluster objects: it is only marked."""
     if namespace is not None and (not K8S_NAME.match(namespace) or len(namespace) > 63):
         raise UsageError(f"--namespace {namespace!r}: must be a Kubernetes name: lower-case letters, digits and '-'")
     if run_path is None and not all_jobs:
@@ -228,6 +258,7 @@ def cleanup(
     if result.selector is not None:
         result.namespace = namespace or (run.namespace if run is not None else DEFAULT_NAMESPACE)
         result.deleted, result.remaining = delete_jobs(settings, result.namespace, result.selector, on_warning)
+        result.released = release_autoscalers(settings, result.namespace, result.selector, result.notes, on_warning)
     if run is not None:
         result.status_change = mark_run(run, len(result.deleted))
         if result.status_change is None:

@@ -44,6 +44,7 @@ from hpa_experiments.manifests import (
     render_template,
     template_placeholders,
 )
+from hpa_experiments.ownership import job_template_problems
 from hpa_experiments.redact import redact_config
 from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object, scaled_object_problems
 from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
@@ -617,7 +618,8 @@ def job_manifest_problems(config: ExperimentConfig, job: JobConfig, origin: str 
     except ManifestError as exc:
         return [str(exc)]
     mismatch = namespace_mismatch(doc, config.namespace, origin)
-    return [f"{job.manifest}: {mismatch}"] if mismatch else []
+    outside = job_template_problems(doc, config.namespace)  # what would reach outside the run (ownership.py)
+    return [f"{job.manifest}: {problem}" for problem in ([mismatch] if mismatch else []) + outside]
 
 
 def hpa_namespace_problems(config: ExperimentConfig, origin: str = NAMESPACE_KEY) -> list[str]:

@@ -61,7 +61,7 @@ class PlainConsole:
         self._line(row["elapsed_s"], f"{row.get('phase')}: {row_summary(row)}")
 
     def on_event(self, elapsed: float, kind: str, detail: str) -> None:
-        if not self.quiet or kind in ("error", "job_failed", "data_missing", "hpa_blocked"):
+        if not self.quiet or kind in ("error", "job_failed", "data_missing", "hpa_blocked", "object_lost"):
             self._line(elapsed, f"{kind}: {detail}")
 
     def on_finish(self, result: RunResult) -> None:

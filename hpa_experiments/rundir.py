@@ -97,6 +97,9 @@ EVENT_KINDS = (
     "data_back",
     "hpa_blocked",  # watchdog.py: AbleToScale/ScalingActive turned False; hpa_unblocked when True again
     "hpa_unblocked",
+    "restored",  # an object the run took over (--take-over) put back as it was (ownership.py)
+    "object_lost",  # lost_objects.py: the HPA, the Deployment or a Job of the run disappeared
+    "object_back",
 )
 
 PHASE_COLUMNS = [

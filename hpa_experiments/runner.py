@@ -30,6 +30,7 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.keda_status import condition_changes
 from hpa_experiments.latency_windows import write_latency_windows
+from hpa_experiments.lost_objects import LostSight
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.promql import MetricNames, run_queries
@@ -114,6 +115,9 @@ class Runner:
         self._why: WhyRecorder | None = None
         self._keda_conditions: dict[str, dict[str, str]] = {}  # ScaledObject condition type -> last seen
         self._watchdog: Watchdog | None = None
+        scaled_object = (config.scaled_object or {}).get("metadata", {}).get("name")
+        hpa_name = config.hpa_name if config.hpa.enabled else None
+        self._lost = LostSight(config.namespace, config.deployment, hpa_name, scaled_object)
         self.client_results: ClientResults | None = None  # with output.include_pod_logs
 
     # -- control from outside (signals, the menu) ------------------------------------
@@ -318,6 +322,7 @@ class Runner:
             actual_start_s=round(actual, 3),
             outcome="running",
         )
+        self._lost.job_started(job.resource, job.planned.name, actual)
         rate = f"{job.planned.rate:g} req/s" if job.planned.rate is not None else "rate unknown"
         self._event("job_started", f"{job.planned.name} as {job.resource} ({rate})")
 
@@ -367,12 +372,14 @@ class Runner:
     def _stop(self, job: _JobRun, outcome: str, why_no_results: str = "") -> None:
         if not job.started or job.stopped:
             return
+        self._lost.job_stopped(job.resource)
         if self.client_results is not None:
             self.client_results.collect(job.planned.name, job.resource, why_no_results)
         self.backend.stop_job(job.resource)
         job.stopped = True
         assert self.writer is not None
-        final = f"failed: {job.failed}" if job.failed else outcome
+        lost = self._lost.job_lost(job.resource)
+        final = f"failed: {job.failed}" if job.failed else f"lost: {lost}" if lost else outcome
         self.writer.phase(job.planned.name, actual_end_s=round(self.elapsed, 3), outcome=final)
         self._event("job_stopped", f"{job.planned.name} ({final})")
 
@@ -395,6 +402,9 @@ class Runner:
                 self._event("scaled_object", line, row)
         self._note_failures(result)
         for kind, detail in self._watchdog.check(row, result.snapshot) if self._watchdog else ():
+            self._event(kind, detail, row)
+        states = None if "jobs" in result.failures else result.job_states
+        for kind, detail in self._lost.check(float(row["elapsed_s"]), result.snapshot, states):
             self._event(kind, detail, row)
         for job in jobs:
             state = result.job_states.get(job.resource)
@@ -456,6 +466,9 @@ class Runner:
             with self._errors_as_events():
                 self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
                 self._event("hpa_removed", "deleted the HPA this run created")
+        with self._errors_as_events():
+            for line in self.backend.restore_taken_over():
+                self._event("restored", line)
         if self.keep_jobs:
             return []
         leftover: list[str] = []
@@ -528,6 +541,7 @@ class Runner:
 
     def _finish(self, leftover: list[str]) -> RunResult:
         assert self.writer is not None
+        self._failure = self._failure or self._lost.reason()  # an object gone mid-run: failed (lost_objects.py)
         if self._stop_reason:
             status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
         elif self._failure or leftover or self._failed_jobs:

@@ -8,11 +8,10 @@ from typing import Any
 
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.manifests import load_manifest, render_template, template_placeholders
+from hpa_experiments.ownership import JOB_LABEL, RUN_LABEL, run_annotations, run_labels
 from hpa_experiments.plan import PlannedJob
 
-MANAGED_BY = ("app.kubernetes.io/managed-by", "hpa-exp")
-RUN_LABEL = "hpa-exp/run"
-JOB_LABEL = "hpa-exp/job"
+__all__ = ["JOB_LABEL", "RUN_LABEL", "job_resource_name", "new_run_id", "render_job"]
 
 
 def new_run_id(started_at: float) -> str:
@@ -26,16 +25,18 @@ def job_resource_name(job_name: str, run_id: str) -> str:
 
 
 def render_job(config: ExperimentConfig, job: PlannedJob, run_id: str) -> dict[str, Any]:
-    """The batch/v1 Job for `job` in run `run_id`: template filled, name, namespace, labels set."""
+    """The batch/v1 Job for `job` in run `run_id`: template filled, name, namespace, the run's labels
+    (Job and pod template) and annotations (ownership.py) set."""
     doc = load_manifest(job.manifest)
     if template_placeholders(doc):
         doc = render_template(doc, config.job_template_values(config.jobs[job.index], job.rate))
-    labels = {MANAGED_BY[0]: MANAGED_BY[1], RUN_LABEL: run_id, JOB_LABEL: job.name}
+    labels = {**run_labels(run_id), JOB_LABEL: job.name}
     meta = doc.setdefault("metadata", {})
     meta["name"] = job_resource_name(job.name, run_id)
     meta["namespace"] = config.namespace
     meta.pop("generateName", None)
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **run_annotations(run_id)}
     pod_meta = doc.setdefault("spec", {}).setdefault("template", {}).setdefault("metadata", {})
     pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
     return doc

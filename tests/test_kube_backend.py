@@ -276,20 +276,46 @@ def test_a_run_without_an_hpa_reads_only_the_deployment(kube_cluster):
     ]
 
 
-def test_apply_hpa_creates_or_updates_and_delete_hpa_is_idempotent(kube_cluster, backend):
+def test_apply_hpa_never_changes_an_existing_hpa_for_good(kube_cluster):
+    """Emulator: the decisions (refuse, use as is, take over and restore) are the backend's; the
+    emulator's dry-run PUT returns the body undefaulted, so "identical" is literal here (the test
+    bed's tests/test_testbed_ownership.py checks it with a real API server's defaults)."""
+    warnings: list[str] = []
+    original = kube_cluster.get(HPAS, NS, "vllm-hpa")
     manifest = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "vllm-hpa"},
-        "spec": {**kube_cluster.get(HPAS, NS, "vllm-hpa")["spec"], "maxReplicas": 3},
+        "spec": {**original["spec"], "maxReplicas": 3},
     }
-    assert backend.apply_hpa(manifest) is False  # existed: updated, and not ours to delete
-    assert kube_cluster.get(HPAS, NS, "vllm-hpa")["spec"]["maxReplicas"] == 3
+    backend = make_backend(kube_cluster, warnings=warnings)
+    with pytest.raises(BackendError, match=r"(?s)already exists and differs.*-maxReplicas: 8\n.*\+maxReplicas: 3"):
+        backend.apply_hpa(manifest)
+    assert kube_cluster.get(HPAS, NS, "vllm-hpa")["spec"] == original["spec"]  # refused: unchanged
+    assert backend.apply_hpa({**manifest, "spec": original["spec"]}) is False  # identical: used as is
+    assert "identical to the manifest: used as is" in warnings[-1]
+    assert kube_cluster.get(HPAS, NS, "vllm-hpa")["metadata"].get("labels") == original["metadata"].get("labels")
+    backend.close()
+
+    taker = make_backend(kube_cluster, warnings=warnings, take_over=True)
+    assert taker.apply_hpa(manifest) is False  # taken over: not created, so not deleted
+    live = kube_cluster.get(HPAS, NS, "vllm-hpa")
+    assert live["spec"]["maxReplicas"] == 3
+    assert live["metadata"]["labels"][RUN_LABEL] == "r1" and live["metadata"]["annotations"]["hpa-exp/run-id"] == "r1"
+    assert taker.restore_taken_over() == ["HPA bench/vllm-hpa: original spec, labels and annotations restored"]
+    back = kube_cluster.get(HPAS, NS, "vllm-hpa")
+    assert (back["spec"], back["metadata"].get("labels"), back["metadata"].get("annotations")) == (
+        original["spec"],
+        original["metadata"].get("labels"),
+        original["metadata"].get("annotations"),
+    )
     kube_cluster.remove(HPAS, NS, "vllm-hpa")
-    assert backend.apply_hpa(manifest) is True
-    backend.delete_hpa("vllm-hpa")
-    backend.delete_hpa("vllm-hpa")
+    assert taker.apply_hpa(manifest) is True  # created, with the run's marks
+    assert kube_cluster.get(HPAS, NS, "vllm-hpa")["metadata"]["labels"][RUN_LABEL] == "r1"
+    taker.delete_hpa("vllm-hpa")
+    taker.delete_hpa("vllm-hpa")
     assert kube_cluster.get(HPAS, NS, "vllm-hpa") is None
+    taker.close()
 
 
 # --- retries over real HTTP ------------------------------------------------------------------------
@@ -459,7 +485,9 @@ def test_every_request_the_backend_makes_is_listed_for_rbac(kube_cluster, backen
     backend.job_states()
     backend.scaling_snapshot()
     hpa = kube_cluster.get(HPAS, NS, "vllm-hpa")
-    backend.apply_hpa({"metadata": {"name": "vllm-hpa"}, "spec": hpa["spec"]})
+    backend.claims.take_over = True  # a dry-run PUT to compare, a PUT to take over, one to restore
+    backend.apply_hpa({"metadata": {"name": "vllm-hpa"}, "spec": {**hpa["spec"], "maxReplicas": 2}})
+    backend.restore_taken_over()
     backend.delete_hpa("vllm-hpa")
     backend.stop_job("a-r1")
     backend.describe()
@@ -467,3 +495,4 @@ def test_every_request_the_backend_makes_is_listed_for_rbac(kube_cluster, backen
     declared = {(c.api_group, c.resource, c.verb) for c in API_CALLS}
     assert used - declared == set()
     assert ("batch", "jobs", "create") in used and ("", "pods", "list") in used
+    assert ("autoscaling", "horizontalpodautoscalers", "update") in used

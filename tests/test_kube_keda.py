@@ -23,6 +23,7 @@ import yaml
 
 from hpa_experiments.backends.kube import KubeBackend, KubeSettings
 from hpa_experiments.config import load_config
+from hpa_experiments.errors import BackendError
 from hpa_experiments.plan import build_plan
 from hpa_experiments.retry import RetryPolicy
 from hpa_experiments.runner import Runner
@@ -120,13 +121,16 @@ def test_apply_read_and_delete_the_scaled_object(kube_cluster: KubeEmulator) -> 
         assert backend.apply_scaled_object(SO) is True
         stored = kube_cluster.get(SCALED_OBJECTS, NS, NAME)
         assert stored is not None and stored["spec"]["triggers"] == SO["spec"]["triggers"]
+        assert kube_cluster.get(SCALED_OBJECTS, NS, NAME)["metadata"]["labels"]["hpa-exp/run"] == "r1"  # type: ignore[index]
         changed = copy.deepcopy(SO)
         changed["spec"]["cooldownPeriod"] = 60
-        assert backend.apply_scaled_object(changed) is False  # exists: patched, kept, not ours to delete
+        with pytest.raises(BackendError, match=r"already exists and differs from the manifest"):
+            backend.apply_scaled_object(changed)  # exists and differs: refused, unchanged
+        assert kube_cluster.get(SCALED_OBJECTS, NS, NAME)["spec"]["cooldownPeriod"] != 60  # type: ignore[index]
+        backend.claims.take_over = True
+        assert backend.apply_scaled_object(changed) is False  # taken over: not ours to delete
         assert kube_cluster.get(SCALED_OBJECTS, NS, NAME)["spec"]["cooldownPeriod"] == 60  # type: ignore[index]
-        assert warnings == [
-            f"ScaledObject {NS}/{NAME} already existed: its spec was updated to the manifest and it is kept"
-        ]
+        assert warnings[-1].startswith(f"took over ScaledObject {NS}/{NAME} (--take-over)")
 
         play_keda(kube_cluster, active=True, replicas=0)
         snap = backend.scaling_snapshot()

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import preflight
+from hpa_experiments.backends.kube_preflight import OwnedObjects, preflight
 from hpa_experiments.backends.prom import PromSettings
 from hpa_experiments.manifests import load_hpa_manifest
 from hpa_experiments.promql import standard_queries
@@ -70,9 +70,27 @@ def test_the_hpa_the_run_replaces_is_not_a_competitor(kube_cluster):
     kube_cluster.add_hpa(NS, "other-app-hpa", deployment="other")  # another Deployment: irrelevant
     backend = make_backend(kube_cluster, hpa="vllm-hpa-combined")
     report = preflight(backend, will_apply_hpa=True, hpa_manifest=COMBINED)
+    assert report.problems == [] and report.warnings == []
+
+
+def test_the_hpa_the_run_would_apply_existing_and_different_is_refused_with_the_diff(kube_cluster):
+    """Emulator: the preflight's decision only (the test bed checks it with a real server's defaults)."""
+    kube_cluster.remove(HPAS, NS, "vllm-hpa")
+    kube_cluster.add_hpa(NS, "vllm-hpa-combined", deployment="vllm")
+    backend = make_backend(kube_cluster, hpa="vllm-hpa-combined")
+    owned = OwnedObjects(hpa=COMBINED)
+    [problem] = preflight(backend, will_apply_hpa=True, hpa_manifest=COMBINED, owned=owned).problems
+    assert problem.startswith(
+        "HPA bench/vllm-hpa-combined already exists and differs from the manifest; a run changes no object it did "
+        "not create. Delete it, make the manifest equal to it, or pass --take-over"
+    )
+    assert "--- HPA bench/vllm-hpa-combined (live spec)\n    +++ manifest\n" in problem
+    taking = OwnedObjects(hpa=COMBINED, take_over=True)
+    report = preflight(backend, will_apply_hpa=True, hpa_manifest=COMBINED, owned=taking)
     assert report.problems == []
-    assert "HPA bench/vllm-hpa-combined exists: the run replaces its spec with hpa.manifest (and keeps the HPA)" in (
-        report.warnings
+    assert any(
+        w.startswith("HPA bench/vllm-hpa-combined exists and differs from the manifest: --take-over")
+        for w in report.warnings
     )
 
 

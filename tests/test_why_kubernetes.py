@@ -151,6 +151,8 @@ def play_the_controller(kube: KubeEmulator, out: Path, scale_at: list[float]) ->
 
 def test_kubernetes_run_records_the_why(kube_cluster: KubeEmulator, tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
+    # the scene's HPA, made equal to the manifest: the run uses it as is (a different one is refused)
+    kube_cluster.put(HPAS, NS, {**kube_cluster.get(HPAS, NS, "vllm-hpa"), "spec": config.hpa_manifest["spec"]})
     run_id = new_run_id(time.time())
     backend = KubeBackend(
         KubeSettings(kubeconfig=str(kube_cluster.kubeconfig)),

@@ -428,11 +428,12 @@ def compute_kpis(run: Run) -> dict[str, Any]:
     return summary
 
 
-ALERT_KINDS = ("data_missing", "hpa_blocked")  # events of hpa_experiments/watchdog.py
+ALERT_KINDS = ("data_missing", "hpa_blocked", "object_lost")  # events of watchdog.py and lost_objects.py
 
 
 def run_alerts(run: Run) -> list[str]:
-    """What the watchdog said during the run (empty columns, an HPA that could not act), one line each."""
+    """What the watchdog said during the run (empty columns, an HPA that could not act) and the objects
+    the run lost sight of (an HPA, Deployment or Job deleted mid-run), one line each."""
     events = run.events
     if events.empty or "kind" not in events:
         return []

@@ -81,6 +81,7 @@ class ScalingSnapshot:
     limited_by: str | None = None  # what held desired, when the backend knows it (the twin); see hpa_reasons
     pods: tuple[PodTimes, ...] | None = None  # the Deployment's pods now; None if the backend cannot list them
     scaled_object: ScaledObjectState | None = None  # KEDA runs: the ScaledObject behind the HPA
+    deployment_found: bool = True  # False when the backend read the Deployment and it was not there
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,10 @@ class Backend(ABC):
 
     def delete_scaled_object(self, name: str) -> None:  # noqa: B027 - only backends that apply them need it
         """Delete a ScaledObject this run created."""
+
+    def restore_taken_over(self) -> list[str]:
+        """Put back the objects this run took over (--take-over); one line each for the events."""
+        return []
 
     def job_logs(self, resource_name: str) -> list[PodLog]:
         """Logs of the Job's pods, oldest pod first, read before the Job is deleted.

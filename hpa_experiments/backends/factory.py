@@ -26,6 +26,7 @@ class BackendOptions:
     context: str | None = None
     prometheus_url: str | None = None
     output: TextIO | None = None  # where preflight notes go
+    take_over: bool = False  # an existing HPA/ScaledObject that differs: take it over (ownership.py), not refuse
 
 
 def make_backend(

@@ -37,18 +37,15 @@ from hpa_experiments.backends.base import (
     RangeSeries,
     ScalingSnapshot,
 )
+from hpa_experiments.backends.kube_claim import Claims, hpa_kind, scaled_object_kind
 from hpa_experiments.backends.kube_core import CoreReads
 from hpa_experiments.backends.kube_keda import ScaledObjects
 from hpa_experiments.backends.kube_pods import deployment_selector, pod_times
 from hpa_experiments.backends.prom import PromClient, PromSettings
 from hpa_experiments.errors import BackendError, PreflightError
+from hpa_experiments.ownership import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL  # noqa: F401 - re-exported for callers
 from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
 from hpa_experiments.scaledobject import parse_scaled_object
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "hpa-exp"
-RUN_LABEL = "hpa-exp/run"
-JOB_LABEL = "hpa-exp/job"
 
 # Bounded by time, not attempts: an API server that is away for a minute (an upgrade, a failover)
 # is waited for; the short max_delay means a Job due for deletion goes within ~4 s of its return.
@@ -75,11 +72,21 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("", "pods/log", "get", "save a Job's pod logs before deleting it (output.include_pod_logs)"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "get", "HPA targets and status"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "create", "apply the experiment's HPA manifest"),
-    ApiCall("autoscaling", "horizontalpodautoscalers", "patch", "update an existing HPA to the manifest"),
+    ApiCall(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "update",
+        "compare an existing HPA with the manifest (dry run); --take-over: replace its spec, restore it",
+    ),
     ApiCall("autoscaling", "horizontalpodautoscalers", "delete", "remove the HPA the run applied"),
     ApiCall("keda.sh", "scaledobjects", "get", "KEDA runs: the ScaledObject's conditions"),
     ApiCall("keda.sh", "scaledobjects", "create", "KEDA runs: apply the experiment's ScaledObject"),
-    ApiCall("keda.sh", "scaledobjects", "patch", "KEDA runs: update an existing ScaledObject to the manifest"),
+    ApiCall(
+        "keda.sh",
+        "scaledobjects",
+        "update",
+        "KEDA runs: compare an existing ScaledObject (dry run); --take-over: replace its spec, restore it",
+    ),
     ApiCall("keda.sh", "scaledobjects", "delete", "KEDA runs: remove the ScaledObject the run applied"),
     ApiCall("apps", "deployments", "get", "Deployment replicas and readiness"),
     ApiCall("autoscaling", "horizontalpodautoscalers", "list", "preflight: other HPAs on the Deployment"),
@@ -187,8 +194,11 @@ class KubeBackend(Backend):
         retry: RetryPolicy = DEFAULT_API_RETRY,
         on_warning: Callable[[str], None] | None = None,
         scaled_object: dict[str, Any] | None = None,
+        take_over: bool = False,
     ):
-        """`scaled_object`: the run's KEDA ScaledObject (KEDA runs); `hpa_name` is then KEDA's HPA."""
+        """`scaled_object`: the run's KEDA ScaledObject (KEDA runs); `hpa_name` is then KEDA's HPA.
+        `take_over`: an existing HPA/ScaledObject that differs from the manifest is taken over (and
+        restored at the end) instead of refused."""
         self.settings = settings
         self.namespace = namespace
         self.deployment = deployment
@@ -213,6 +223,10 @@ class KubeBackend(Backend):
             if scaled_object is None
             else ScaledObjects(self.api_client, self.call_json, parse_scaled_object(scaled_object), namespace)
         )
+        self.claims = Claims(run_id, take_over, self._warn)
+        self.hpa_kind = hpa_kind(self.call_json, self.autoscaling, namespace)
+        custom = client.CustomObjectsApi(self.api_client)
+        self.scaled_object_kind = scaled_object_kind(self.call_json, custom, namespace)
 
     def __repr__(self) -> str:
         return (
@@ -453,8 +467,10 @@ class KubeBackend(Backend):
     def scaling_snapshot(self) -> ScalingSnapshot:
         taken_at = self.clock.now()
         hpa = self.read_hpa()
-        deployment = self.read_deployment() or {}
+        found = self.read_deployment()
+        deployment = found or {}
         deployment_fields: dict[str, Any] = {
+            "deployment_found": found is not None,
             "deployment_replicas": deployment.get("spec", {}).get("replicas"),
             "ready_replicas": kube_objects.replica_count(deployment.get("status") or {}, "readyReplicas"),
             "pods": self._deployment_pods(deployment),
@@ -498,8 +514,8 @@ class KubeBackend(Backend):
         return self.read_hpa()
 
     def apply_hpa(self, manifest: dict[str, Any]) -> bool:
-        """Create the HPA; if one of that name exists, merge-patch its spec to the manifest's (like
-        `kubectl apply`) and return False so the run does not delete an HPA it did not create."""
+        """Create the HPA with the run's marks; an existing one is used as is when identical, else
+        refused or (take_over) taken over and restored at the end (kube_claim.py).  True: created."""
         name = manifest.get("metadata", {}).get("name") or self.hpa_name
         namespace = self.namespace  # the run's only namespace: it is where read_hpa looks
         if manifest.get("metadata", {}).get("namespace") not in (None, namespace):
@@ -507,23 +523,8 @@ class KubeBackend(Backend):
                 f"HPA manifest {name!r}: metadata.namespace {manifest['metadata']['namespace']!r} is not the "
                 f"run's namespace {namespace!r}"
             )
-        what = f"create HPA {namespace}/{name}"
-        api = self.autoscaling
-        created = self.call_json(
-            what, api.create_namespaced_horizontal_pod_autoscaler, namespace, manifest, tolerate=(409,)
-        )
         self._hpa_namespaces[name] = namespace
-        if created is not None:
-            return True
-        self.call_json(
-            f"patch HPA {namespace}/{name}",
-            api.patch_namespaced_horizontal_pod_autoscaler,
-            name,
-            namespace,
-            {"spec": manifest.get("spec", {})},
-        )
-        self._warn(f"HPA {namespace}/{name} already existed: its spec was updated to the manifest and it is kept")
-        return False
+        return self.claims.apply(self.hpa_kind, manifest)
 
     def delete_hpa(self, name: str) -> None:
         namespace = self._hpa_namespaces.get(name, self.namespace)
@@ -538,7 +539,10 @@ class KubeBackend(Backend):
     def apply_scaled_object(self, manifest: dict[str, Any]) -> bool:
         if self.keda is None:
             raise BackendError("this backend was not set up with a ScaledObject")
-        return self.keda.apply(manifest, self._warn)
+        return self.claims.apply(self.scaled_object_kind, manifest)
+
+    def restore_taken_over(self) -> list[str]:
+        return self.claims.restore()
 
     def delete_scaled_object(self, name: str) -> None:
         if self.keda is not None:

@@ -1,5 +1,5 @@
-"""A run's KEDA ScaledObject on a cluster: apply, delete, and its status, as raw JSON through
-the official client's CustomObjectsApi (keda.sh/v1alpha1 scaledobjects).
+"""A run's KEDA ScaledObject on a cluster: delete it and read its status, as raw JSON through the
+official client's CustomObjectsApi (keda.sh/v1alpha1 scaledobjects); kube_claim.py applies it.
 
 KEDA's operator then creates the HPA `status.hpaName` (keda-hpa-<name>), which the backend
 reads like any HPA; its External metrics s<i>-prometheus are reported under the triggers' names
@@ -30,38 +30,6 @@ class ScaledObjects:
         self.call_json = call_json
         self.spec = spec
         self.namespace = namespace
-
-    def apply(self, manifest: Mapping[str, Any], warn: Callable[[str], None]) -> bool:
-        """Create it; if one of that name exists, merge-patch its spec (like `kubectl apply`) and
-        return False, so the run does not delete a ScaledObject it did not create."""
-        name = self.spec.name
-        api = self.api
-        created = self.call_json(
-            f"create ScaledObject {self.namespace}/{name}",
-            api.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            PLURAL,
-            dict(manifest),
-            tolerate=(409,),
-        )
-        if created is not None:
-            return True
-        self.call_json(
-            f"patch ScaledObject {self.namespace}/{name}",
-            api.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            PLURAL,
-            name,
-            {"spec": manifest.get("spec", {})},
-        )
-        warn(
-            f"ScaledObject {self.namespace}/{name} already existed: its spec was updated to the manifest and it is kept"
-        )
-        return False
 
     def delete(self) -> None:
         self.call_json(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpa_experiments.backends import kube_claim as claim
 from hpa_experiments.backends import preflight_autoscalers as autoscalers
 from hpa_experiments.backends.base import QueryError
 from hpa_experiments.backends.kube import API_CALLS, RUN_LABEL, KubeBackend
@@ -106,7 +107,11 @@ def detect_metric_names(available: Collection[str]) -> MetricNames:
 
 
 def _check_kubernetes(
-    backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool, hpa_manifest: Mapping[str, Any] | None
+    backend: KubeBackend,
+    report: PreflightReport,
+    will_apply_hpa: bool,
+    hpa_manifest: Mapping[str, Any] | None,
+    owned: OwnedObjects,
 ) -> None:
     ns, deployment, hpa_name = backend.namespace, backend.deployment, backend.hpa_name
     try:
@@ -141,7 +146,8 @@ def _check_kubernetes(
                 hpa = None
             else:
                 report.problems += autoscalers.condition_problems(hpa, ns)
-    _check_autoscalers(backend, report, will_apply_hpa)
+    _check_autoscalers(backend, report)
+    _check_existing(backend, report, owned)
     spec = (hpa_manifest or {}).get("spec") if will_apply_hpa else (hpa or {}).get("spec")
     if spec and deployment_obj is not None:
         pods = label_selector((deployment_obj.get("spec") or {}).get("selector"))
@@ -162,6 +168,24 @@ def _check_kubernetes(
         )
     except BackendError as exc:
         report.problems.append(str(exc))
+
+
+@dataclass(frozen=True)
+class OwnedObjects:
+    """The objects the run will apply (None: it applies none of that kind) and --take-over."""
+
+    hpa: Mapping[str, Any] | None = None
+    scaled_object: Mapping[str, Any] | None = None
+    take_over: bool = False
+
+
+def _check_existing(backend: KubeBackend, report: PreflightReport, owned: OwnedObjects) -> None:
+    """An object the run would apply that exists already: refused unless identical or --take-over."""
+    for kind, manifest in ((backend.hpa_kind, owned.hpa), (backend.scaled_object_kind, owned.scaled_object)):
+        if manifest is not None:
+            problems, warnings = claim.preflight_findings(kind, manifest, owned.take_over)
+            report.problems += problems
+            report.warnings += warnings
 
 
 def _getter(backend: KubeBackend) -> Callable[[str, list[tuple[str, str]]], tuple[int, dict[str, Any]]]:
@@ -186,7 +210,7 @@ def _check_rbac(backend: KubeBackend, report: PreflightReport, will_apply_hpa: b
     report.warnings += warnings
 
 
-def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply_hpa: bool) -> None:
+def _check_autoscalers(backend: KubeBackend, report: PreflightReport) -> None:
     """Every HPA and KEDA ScaledObject of the Deployment; more than one acting on it is a problem."""
     ns = backend.namespace
     try:
@@ -218,9 +242,7 @@ def _check_autoscalers(backend: KubeBackend, report: PreflightReport, will_apply
         )
     scaled = keda.get("items") or [] if status == 200 else []  # 404: KEDA is not installed
     acting = autoscalers.acting_on((listing or {}).get("items") or [], scaled, backend.deployment)
-    problems, warnings = autoscalers.competing_problems(
-        acting, ns, backend.deployment, backend.hpa_name or None, will_apply_hpa
-    )
+    problems, warnings = autoscalers.competing_problems(acting, ns, backend.deployment, backend.hpa_name or None)
     report.problems += problems
     report.warnings += warnings
 
@@ -322,6 +344,7 @@ def preflight(
     energy: EnergyConfig | None = None,
     hpa_manifest: Mapping[str, Any] | None = None,
     optional_columns: Collection[str] = OPTIONAL_COLUMNS,
+    owned: OwnedObjects | None = None,
 ) -> PreflightReport:
     """Check everything a run relies on, before anything is applied; list every problem.  Never raises.
 
@@ -332,11 +355,12 @@ def preflight(
 
     `queries` maps a column to PromQL, or is a function of the detected metric names that returns
     that mapping (`lambda names: promql.run_queries(config, names)`).  With `will_apply_hpa` the HPA
-    need not exist yet and `hpa_manifest` is the one whose metrics are checked.  A backend without
+    need not exist yet and `hpa_manifest` is the one whose metrics are checked.  `owned`: the objects
+    the run will apply; one that exists already is a problem unless identical or taken over.  A backend without
     an HPA name (HPA disabled) skips the HPA checks.  Missing series of `optional_columns` and
     DCGM power series (with `energy`) are warnings, not problems.
     """
     report = PreflightReport()
-    _check_kubernetes(backend, report, will_apply_hpa, hpa_manifest)
+    _check_kubernetes(backend, report, will_apply_hpa, hpa_manifest, owned or OwnedObjects())
     _check_prometheus(backend, report, queries or {}, energy, optional_columns)
     return report

@@ -6,7 +6,7 @@ import sys
 
 from hpa_experiments.backends.factory import BackendOptions
 from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import preflight
+from hpa_experiments.backends.kube_preflight import OwnedObjects, preflight
 from hpa_experiments.backends.prom import PromSettings
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError
@@ -42,6 +42,7 @@ def connect_and_preflight(
         run_id=run_id,
         on_warning=lambda text: print(f"warning: {text}", file=out),
         scaled_object=config.scaled_object,
+        take_over=options.take_over,
     )
     auto = config.autoscaler
     # KEDA creates its HPA once the run has applied the ScaledObject: then the HPA need not exist yet
@@ -53,6 +54,11 @@ def connect_and_preflight(
         will_apply_hpa=applies_keda or applies_hpa,
         energy=config.energy,
         hpa_manifest=config.hpa_manifest if applies_hpa else None,
+        owned=OwnedObjects(
+            hpa=config.hpa_manifest if applies_hpa else None,
+            scaled_object=config.scaled_object if applies_keda else None,
+            take_over=options.take_over,
+        ),
     )
     for warning in report.warnings:
         print(f"preflight: {warning}", file=out)

@@ -72,9 +72,10 @@ def acting_on(
 
 
 def competing_problems(
-    acting: list[Autoscaler], namespace: str, deployment: str, under_test: str | None, replaces: bool
+    acting: list[Autoscaler], namespace: str, deployment: str, under_test: str | None
 ) -> tuple[list[str], list[str]]:
-    """(problems, warnings) about autoscalers other than the run's HPA `under_test` (None: no HPA)."""
+    """(problems, warnings) about autoscalers other than the run's HPA `under_test` (None: no HPA).
+    The run's own HPA existing already is kube_claim.preflight_findings' business."""
     problems: list[str] = []
     warnings: list[str] = []
     others = [a for a in acting if not (a.kind == "HPA" and a.name == under_test)]
@@ -85,10 +86,6 @@ def competing_problems(
             for a in others
         ]
         return problems, warnings
-    if replaces and any(a.kind == "HPA" and a.name == under_test for a in acting):
-        warnings.append(
-            f"HPA {namespace}/{under_test} exists: the run replaces its spec with hpa.manifest (and keeps the HPA)"
-        )
     for other in others:
         delete = f"kubectl -n {namespace} delete {'hpa' if other.kind == 'HPA' else 'scaledobject'} {other.name}"
         kit = other.name.startswith("vllm-hpa-")

@@ -16,7 +16,7 @@ from hpa_experiments.backends.kube import ApiCall
 Post = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 
 ROLE_FILE = "manifests/rbac/hpa-exp-runner.yaml"
-_HPA_WRITES = {"create", "patch", "delete"}
+_HPA_WRITES = {"create", "update", "delete"}
 
 
 def needed_calls(calls: Iterable[ApiCall], will_apply_hpa: bool) -> list[ApiCall]:

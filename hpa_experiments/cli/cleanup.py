@@ -1,4 +1,4 @@
-"""`hpa-exp cleanup`: delete Jobs a run left behind (found by label) and mark its run.json."""
+"""`hpa-exp cleanup`: delete what a run left behind (found by label), restore what it took over, mark its run.json."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ def cleanup(
         None, metavar="[RUN]", help="A run directory, or a run name under the data folder."
     ),
     all_jobs: bool = typer.Option(
-        False, "--all", help="Delete every Job labelled app.kubernetes.io/managed-by=hpa-exp in the namespace."
+        False,
+        "--all",
+        help="Every Job, HPA and ScaledObject labelled app.kubernetes.io/managed-by=hpa-exp in the namespace.",
     ),
     kubeconfig: str | None = typer.Option(None, help="kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config."),
     context: str | None = typer.Option(None, help="kubeconfig context. Default: the current context."),
@@ -24,10 +26,13 @@ def cleanup(
     data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help=DATA_DIR_HELP),
     force: bool = typer.Option(False, help="Clean up even if the run's process still seems to be running."),
 ) -> None:
-    """Delete the load Jobs left by a run that could not clean up (killed, crashed) and mark the run.
+    """Delete the load Jobs, HPA and ScaledObject left by a run that could not clean up (killed,
+    crashed), put back what it took over (--take-over), and mark the run.
 
-    Jobs are found by the label hpa-exp/run=<run id from run.json> and deleted with background
-    propagation (their pods go too).  A run.json still saying "running" becomes "interrupted"
+    Objects are found by the label hpa-exp/run=<run id from run.json>; Jobs are deleted with
+    background propagation (their pods go too); an object the run took over gets its original
+    spec, labels and annotations back (kept in its annotation hpa-exp/original).  A run.json still
+    saying "running" becomes "interrupted"
     (or "failed" if its last event was an error) with the reason.
 
     Examples:

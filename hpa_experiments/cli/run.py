@@ -35,6 +35,12 @@ def run(
         None, help="Prometheus (or thanos-querier) URL. Default: config, then $HPA_EXP_PROMETHEUS_URL."
     ),
     keep_jobs: bool = typer.Option(False, help="Leave the load Jobs in the cluster at the end (debugging)."),
+    take_over: bool = typer.Option(
+        False,
+        "--take-over",
+        help="An HPA/ScaledObject of the manifest's name that exists and differs: replace its spec for the run "
+        "and restore it at the end (default: refuse, exit 3, with the diff).",
+    ),
     dry_run: bool = typer.Option(False, help="Print the rendered Job manifests and the timeline; apply nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final line."),
     live: bool | None = typer.Option(
@@ -59,9 +65,13 @@ def run(
     events.csv and a copy of the config.  Nothing is applied before the whole config has been
     validated and (on Kubernetes) the preflight checks have passed.
 
-    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke), 2 invalid config or
-    arguments, 3 preflight failed, 4 completed but an SLO gate missed (only with
-    --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
+    Objects the run creates carry the labels app.kubernetes.io/managed-by=hpa-exp and
+    hpa-exp/run=<run id> and the annotation hpa-exp/run-id; an HPA or ScaledObject that exists
+    already is used as is when it equals the manifest, else refused (exit 3) unless --take-over.
+
+    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke, the HPA, Deployment or a
+    Job disappeared mid-run), 2 invalid config or arguments, 3 preflight failed, 4 completed but
+    an SLO gate missed (only with --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
 
     Examples:
 
@@ -90,6 +100,7 @@ def run(
         keep_jobs=keep_jobs,
         observer=observer,
         preflight_output=sys.stderr,
+        take_over=take_over,
     )
     for warning in prepared.plan.warnings:
         typer.echo(f"warning: {warning}", err=True)

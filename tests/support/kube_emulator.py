@@ -6,7 +6,7 @@ readiness, Job and Pod status) with the helpers of `KubeEmulator`.
 
 `HpaExpEmulator` fills the gaps of the stock emulator that hpa-exp depends on (see
 /work/shared/reference/test-infra.md §1.3-1.4): label selectors, PUT, delete-collection,
-server-side metadata, watch `timeoutSeconds`, `GET /api/v1/namespaces/<name>`, a bounded
+server-side metadata, dry-run PUT, watch `timeoutSeconds`, `GET /api/v1/namespaces/<name>`, a bounded
 request log (kmock's own log makes every request O(log size)), and fault injection.
 It relies on private names of kmock, hence the pin `kmock==0.8`.
 """
@@ -287,6 +287,8 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
             if key not in self._objects or self._objects[key].deleted:
                 return await self._render_error(kmock_k8s.KubernetesObjectNotFoundError())
             body = dict(request.data)
+            if request.params.get("dryRun"):  # what would be stored (no defaulting here), nothing changed
+                return aiohttp.web.json_response(body)
             body.setdefault("metadata", {})["resourceVersion"] = str(next(_resource_versions))
             self._objects[key].create(body)
             raw = self._objects[key].raw
