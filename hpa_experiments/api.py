@@ -38,10 +38,11 @@ from hpa_experiments.config import (
     load_config,
     namespace_problems,
 )
-from hpa_experiments.errors import ConfigError, UsageError
+from hpa_experiments.errors import EXIT_INTERRUPTED, ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
+from hpa_experiments.signals import Interrupted, raise_on_signals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -211,7 +212,10 @@ class Experiment:
         options = BackendOptions(
             kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url, output=preflight_output
         )
-        backend_impl, metric_names = make_backend(config.backend, config, plan, run_id, options)
+        kube = config.backend == "kubernetes"
+        during = "during the preflight; nothing was applied" if kube else "before the run started"
+        with raise_on_signals(lambda sig: f"interrupted by {sig} {during}", handle_signals):
+            backend_impl, metric_names = make_backend(config.backend, config, plan, run_id, options)
         runner = Runner(
             config,
             plan,
@@ -299,8 +303,28 @@ class PreparedRun:
         self.runner.backend.close()
 
     def run(self) -> ExperimentResult:
-        outcome = self.runner.run()
-        return finish_run(outcome, self.runner.config.metrics, self._given)
+        """The run, then its summary.  SIGINT/SIGTERM during the summary stop it: the run is already
+        complete and recorded, so the result says what is missing and exits 130."""
+        stage = "before the run started"
+        with raise_on_signals(lambda sig: f"interrupted by {sig} {stage}", self.runner.handle_signals):
+            outcome = self.runner.run()  # handles the signals itself while it runs
+            stage = "while computing the summary"
+            try:
+                return finish_run(outcome, self.runner.config.metrics, self._given)
+            except Interrupted as exc:
+                (outcome.run_dir / "summary.json.tmp").unlink(missing_ok=True)
+                note = (
+                    f"{exc}: the run itself ended ({outcome.status}, recorded in run.json) and its files are kept; "
+                    f"summary.json was not written; compute it with: hpa-exp report {outcome.run_dir}"
+                )
+                return ExperimentResult(
+                    outcome.run_dir,
+                    outcome.status,
+                    outcome.exit_code or EXIT_INTERRUPTED,  # a failed run stays 1
+                    outcome.reason,
+                    warnings=[note],
+                    leftover_jobs=list(outcome.leftover_jobs),
+                )
 
 
 def finish_run(outcome: RunResult, metrics: MetricsConfig, given: Any = None) -> ExperimentResult:

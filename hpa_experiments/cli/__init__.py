@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except HpaExpError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        interrupted = exc.exit_code == EXIT_INTERRUPTED  # signals.Interrupted: not an error
+        typer.echo(f"{'' if interrupted else 'error: '}{exc}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -59,9 +59,11 @@ def run(
     events.csv and a copy of the config.  Nothing is applied before the whole config has been
     validated and (on Kubernetes) the preflight checks have passed.
 
-    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke), 2 invalid config or
-    arguments, 3 preflight failed, 4 completed but an SLO gate missed (only with
-    --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
+    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke, the disk is full, or
+    Jobs were left behind, also after Ctrl-C), 2 invalid config or arguments, 3 preflight
+    failed, 4 completed but an SLO gate missed (only with --fail-on-slo), 130 interrupted
+    (cleanup finished, partial run kept).  Ctrl-C a second time stops waiting for the
+    cleanup: what is left is listed (hpa-exp cleanup deletes it).
 
     Examples:
 
@@ -96,6 +98,12 @@ def run(
     result = prepared.run()
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if result.leftover_jobs:
+        typer.echo(
+            f"error: Jobs left in the cluster: {', '.join(result.leftover_jobs)}; "
+            f"delete them with: hpa-exp cleanup {result.run_dir}",
+            err=True,
+        )
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
     return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
