@@ -66,6 +66,7 @@ class ExperimentResult:
     summary: dict[str, Any] | None = None  # None when the KPIs could not be computed (see warnings)
     warnings: list[str] = field(default_factory=list)  # problems after the run: KPIs, output copies
     leftover_jobs: list[str] = field(default_factory=list)
+    stopped_waiting: bool = False  # a second Ctrl-C cut the cleanup short; no summary computed
 
     @cached_property
     def run_data(self) -> Run:
@@ -309,6 +310,17 @@ class PreparedRun:
         with raise_on_signals(lambda sig: f"interrupted by {sig} {stage}", self.runner.handle_signals):
             outcome = self.runner.run()  # handles the signals itself while it runs
             stage = "while computing the summary"
+            if outcome.stopped_waiting:  # the user asked not to wait any longer: no summary either
+                note = f"summary.json not computed (stopped waiting); compute it with: hpa-exp report {outcome.run_dir}"
+                return ExperimentResult(
+                    outcome.run_dir,
+                    outcome.status,
+                    outcome.exit_code,
+                    outcome.reason,
+                    warnings=[note],
+                    leftover_jobs=list(outcome.leftover_jobs),
+                    stopped_waiting=True,
+                )
             try:
                 return finish_run(outcome, self.runner.config.metrics, self._given)
             except Interrupted as exc:

@@ -66,6 +66,7 @@ class RunResult:
     exit_code: int
     reason: str | None = None
     leftover_jobs: list[str] = field(default_factory=list)
+    stopped_waiting: bool = False  # a second signal cut the cleanup short (what is left: leftover_jobs)
 
 
 @dataclass
@@ -641,7 +642,7 @@ class Runner:
             status, code = "failed", EXIT_FAILED
             reason = f"{reason + '; ' if reason else ''}cannot write the run's files: {exc}"
             self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)
-        result = RunResult(self.writer.dir, status, code, reason, leftover)
+        result = RunResult(self.writer.dir, status, code, reason, leftover, stopped_waiting=bool(self._gave_up))
         if self.observer:
             self.observer.on_finish(result)
         return result

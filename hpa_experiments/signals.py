@@ -9,13 +9,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from hpa_experiments.errors import EXIT_INTERRUPTED, HpaExpError
 
-
-class Interrupted(HpaExpError):
-    """SIGINT/SIGTERM outside the run loop (preflight, summary): the message says what was left."""
-
-    exit_code = EXIT_INTERRUPTED
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM outside the run loop (preflight, summary); the message says what was left.
+    Not an Exception, so that no `except Exception` on the way swallows it (nor typer, which
+    turns a KeyboardInterrupt into a silent exit 130); `cli.main` prints it."""
 
 
 @contextlib.contextmanager

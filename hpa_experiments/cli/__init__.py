@@ -15,6 +15,7 @@ import typer
 
 from hpa_experiments import __version__
 from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
+from hpa_experiments.signals import Interrupted
 
 if TYPE_CHECKING:  # the typer mypy checks against vendors click
     from typer._click.exceptions import ClickException
@@ -69,13 +70,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except HpaExpError as exc:
-        interrupted = exc.exit_code == EXIT_INTERRUPTED  # signals.Interrupted: not an error
-        typer.echo(f"{'' if interrupted else 'error: '}{exc}", err=True)
+        typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Interrupted as exc:  # SIGINT/SIGTERM where stopping at once is safe; says where
+        typer.echo(str(exc), err=True)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

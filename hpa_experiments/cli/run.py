@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,10 @@ def run(
             f"delete them with: hpa-exp cleanup {result.run_dir}",
             err=True,
         )
+    if result.stopped_waiting:  # do not wait for calls still in flight either (files are complete)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result.exit_code)
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
     return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)
