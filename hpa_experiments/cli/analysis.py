@@ -101,7 +101,10 @@ def report(
         output_console().print(spread_table([ensemble]))
         output_console().print(f"plot:    {png}\nreport:  {page}")
         return
-    files = build_report(load_run(path))
+    loaded = load_run(path)
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    files = build_report(loaded)
     if as_json:
         typer.echo(json.dumps(files.summary, indent=2, default=str))
         return
@@ -140,6 +143,8 @@ def compare(
         output_console().print(f"plot:   {png}\nreport: {page}")
         return
     loaded = [load_run(p) for p in paths]
+    for warning in [w for run in loaded for w in run.warnings]:
+        typer.echo(f"warning: {warning}", err=True)
     files = write_comparison(loaded, output or default_output_dir(data_dir))
     console = output_console()
     console.print(comparison_table(files.comparison))
