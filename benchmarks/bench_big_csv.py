@@ -81,11 +81,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gigabytes", type=float, default=1.0)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp folder)")
+    parser.add_argument("--run", type=Path, default=None, help="measure this already inflated run instead")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-big-csv-"))
-    run = twin_run(workdir / "runs")
     started = time.perf_counter()
-    rows = inflate(run, int(args.gigabytes * 1024**3))
+    if args.run is None:
+        run = twin_run(workdir / "runs")
+        rows = inflate(run, int(args.gigabytes * 1024**3))
+    else:
+        run = args.run
+        with (run / "metrics.csv").open("rb") as fh:
+            rows = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) - 1
     built = time.perf_counter() - started
     size = (run / "metrics.csv").stat().st_size
     with (run / "metrics.csv").open(encoding="utf-8") as fh:

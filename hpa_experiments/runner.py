@@ -123,6 +123,7 @@ class Runner:
         self._hurry: str | None = None  # the signal that came again: cleanup stops waiting
         self._gave_up: list[str] = []  # cleanup steps not waited for after that signal
         self._cleanup_problems: list[str] = []  # cleanup steps that failed
+        self._write_failed = False  # a file of the run could not be written (disk full)
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -210,6 +211,7 @@ class Runner:
                 self._failure = self._failure or str(exc)
                 self._event("error", str(exc))
             except OSError as exc:  # a file of the run (disk full, I/O error): stop, clean up, say so
+                self._write_failed = True
                 self._failure = self._failure or f"cannot write the run's files: {exc}"
                 self._event("error", self._failure)
             finally:
@@ -393,7 +395,10 @@ class Runner:
             return
         if self.client_results is not None:
             collect = self.client_results.collect
-            self._patiently(f"logs of {job.resource}", collect, job.planned.name, job.resource, why_no_results)
+            try:
+                self._patiently(f"logs of {job.resource}", collect, job.planned.name, job.resource, why_no_results)
+            except OSError as exc:  # its files (disk full): the Job is deleted all the same
+                self._event("warning", f"{job.planned.name}: logs and results not saved: {exc}")
         self._patiently(f"deleting {job.resource}", self.backend.stop_job, job.resource)
         job.stopped = True
         assert self.writer is not None
@@ -476,7 +481,7 @@ class Runner:
                     self._stop(job, outcome, f"deleted before it finished: the run was {outcome}")
         with self._errors_as_events():
             self._drain_patiently(jobs)
-        disk_ok = self.writer is None or self.writer.write_error is None
+        disk_ok = not self._write_failed and (self.writer is None or self.writer.write_error is None)
         if self.monitor is not None:
             with self._errors_as_events():
                 self._patiently("the sampling threads", self.monitor.close)
@@ -634,14 +639,14 @@ class Runner:
             )
         else:
             status, code, reason = "completed", EXIT_OK, None
-        self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
-        self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)
         try:
             self.backend.close()
         except OSError as exc:  # the twin's requests.csv on a full disk
-            status, code = "failed", EXIT_FAILED
-            reason = f"{reason + '; ' if reason else ''}cannot write the run's files: {exc}"
-            self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)
+            if not self._write_failed:
+                status, code = "failed", EXIT_FAILED
+                reason = f"{reason + '; ' if reason else ''}cannot write the run's files: {exc}"
+        self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
+        self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)
         result = RunResult(self.writer.dir, status, code, reason, leftover, stopped_waiting=bool(self._gave_up))
         if self.observer:
             self.observer.on_finish(result)

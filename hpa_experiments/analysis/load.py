@@ -224,7 +224,7 @@ class _Head(io.RawIOBase):
         super().close()
 
 
-def _complete_lines(path: Path, warnings: list[str]) -> io.BufferedReader | Path:
+def complete_lines(path: Path, warnings: list[str]) -> io.BufferedReader | Path:
     """The file, or only its complete lines when the last one was cut (said in `warnings`)."""
     size, complete = path.stat().st_size, complete_size(path)
     if complete == size:
@@ -238,7 +238,7 @@ def _read_csv(
 ) -> pd.DataFrame:
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame({c: _empty_column(c, text_columns) for c in columns})
-    source = _complete_lines(path, warnings if warnings is not None else [])
+    source = complete_lines(path, warnings if warnings is not None else [])
     try:
         frame = pd.read_csv(
             source,
@@ -321,7 +321,7 @@ def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
     values64 = np.full((len(wide), rows), np.nan, dtype=np.float64)
     codes = np.full((len(texts), rows), -1, dtype=np.int16)  # widened if a column has more values
     categories: list[dict[str, int]] = [{} for _ in texts]
-    source = _complete_lines(path, warnings)
+    source = complete_lines(path, warnings)
     filled = 0
     try:
         reader = pd.read_csv(

@@ -102,9 +102,9 @@ def report(
         output_console().print(f"plot:    {png}\nreport:  {page}")
         return
     loaded = load_run(path)
-    for warning in loaded.warnings:
-        typer.echo(f"warning: {warning}", err=True)
     files = build_report(loaded)
+    for warning in dict.fromkeys(loaded.warnings):  # the files' problems, once each
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(files.summary, indent=2, default=str))
         return
@@ -143,9 +143,9 @@ def compare(
         output_console().print(f"plot:   {png}\nreport: {page}")
         return
     loaded = [load_run(p) for p in paths]
-    for warning in [w for run in loaded for w in run.warnings]:
-        typer.echo(f"warning: {warning}", err=True)
     files = write_comparison(loaded, output or default_output_dir(data_dir))
+    for warning in dict.fromkeys(w for run in loaded for w in run.warnings):
+        typer.echo(f"warning: {warning}", err=True)
     console = output_console()
     console.print(comparison_table(files.comparison))
     console.print(f"plot:   {files.png}\nreport: {files.html}\ndata:   {files.json}")
