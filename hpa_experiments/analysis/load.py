@@ -310,24 +310,24 @@ def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
     header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
     has_elapsed = "elapsed_s" in header
     columns = [c for c in header if not (has_elapsed and c == "timestamp")]
-    texts = [c for c in columns if c in TEXT_COLUMNS]
-    wide = [c for c in columns if c not in texts and c.endswith("_s")]
-    narrow = [c for c in columns if c not in texts and c not in wide]
     size, limit = path.stat().st_size, complete_size(path)
     with path.open("rb") as fh:  # an upper bound of the rows: the newlines
         lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) if limit else 0
     rows = max(lines - 1, 0)
-    values32 = np.full((len(narrow), rows), np.nan, dtype=np.float32)
-    values64 = np.full((len(wide), rows), np.nan, dtype=np.float64)
-    codes = np.full((len(texts), rows), -1, dtype=np.int16)  # widened if a column has more values
-    categories: list[dict[str, int]] = [{} for _ in texts]
+    values: dict[str, np.ndarray] = {}  # one array per column: the frame is built on them, not copied
+    categories: dict[str, dict[str, int]] = {}  # text column -> value -> code
+    for column in columns:
+        if column in TEXT_COLUMNS:
+            values[column], categories[column] = np.full(rows, -1, dtype=np.int16), {}
+        else:
+            values[column] = np.full(rows, np.nan, dtype=np.float64 if column.endswith("_s") else np.float32)
     source = complete_lines(path, warnings)
     filled = 0
     try:
         reader = pd.read_csv(
             source,
             usecols=columns,
-            dtype={c: "string" for c in texts},
+            dtype={c: "string" for c in categories},
             keep_default_na=False,
             na_values=[""],
             on_bad_lines="skip",
@@ -335,38 +335,31 @@ def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
         )
         for chunk in reader:
             end = filled + len(chunk)
-            for i, column in enumerate(narrow):
-                values32[i, filled:end] = pd.to_numeric(chunk[column], errors="coerce").to_numpy(
-                    np.float32, na_value=np.nan
-                )
-            for i, column in enumerate(wide):
-                values64[i, filled:end] = pd.to_numeric(chunk[column], errors="coerce").to_numpy(
-                    np.float64, na_value=np.nan
-                )
-            for i, column in enumerate(texts):
-                known = categories[i]
+            for column, target in values.items():
+                known = categories.get(column)
+                if known is None:
+                    target[filled:end] = _numbers(chunk[column], target.dtype.type)
+                    continue
                 for value in chunk[column].dropna().unique():
                     known.setdefault(str(value), len(known))
-                if len(known) > np.iinfo(codes.dtype).max:
-                    codes = codes.astype(np.int32)
-                codes[i, filled:end] = chunk[column].map(known).fillna(-1).to_numpy(codes.dtype)
+                if len(known) > np.iinfo(target.dtype).max:  # more distinct texts than int16 holds
+                    target = values[column] = target.astype(np.int32)
+                target[filled:end] = chunk[column].map(known).fillna(-1).to_numpy(target.dtype)
             filled = end
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
     finally:
         if not isinstance(source, Path):
             source.close()
-    parts = [
-        pd.DataFrame(values32[:, :filled].T, columns=narrow, copy=False),
-        pd.DataFrame(values64[:, :filled].T, columns=wide, copy=False),
-        *(
-            pd.DataFrame(
-                {c: pd.Categorical.from_codes(codes[i, :filled], dtype=pd.CategoricalDtype(list(categories[i])))}
-            )
-            for i, c in enumerate(texts)
-        ),
-    ]
-    frame = pd.concat(parts, axis=1)
+    data: dict[str, Any] = {}
+    for column, array in values.items():
+        known = categories.get(column)
+        data[column] = (
+            array[:filled]
+            if known is None
+            else pd.Categorical.from_codes(array[:filled], dtype=pd.CategoricalDtype(list(known)))
+        )
+    frame = pd.DataFrame(data, copy=False)  # not consolidated: no second copy of the columns
     warnings.append(
         f"{path}: {size / 1024**2:,.0f} MiB, read compactly: values as float32 (7 significant digits)"
         + (", timestamp not loaded (t0 + elapsed_s)" if has_elapsed and "timestamp" in header else "")
@@ -374,7 +367,7 @@ def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _numbers(values: pd.Series, dtype: type[np.floating]) -> np.ndarray:
+def _numbers(values: pd.Series, dtype: Any) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype, na_value=np.nan)
 
 
