@@ -42,7 +42,7 @@ from hpa_experiments.errors import EXIT_INTERRUPTED, ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
-from hpa_experiments.signals import Interrupted, raise_on_signals
+from hpa_experiments.signals import Interrupted, raise_on_signals, stop_on_signals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -310,6 +310,9 @@ class PreparedRun:
         with raise_on_signals(lambda sig: f"interrupted by {sig} {stage}", self.runner.handle_signals):
             outcome = self.runner.run()  # handles the signals itself while it runs
             stage = "while computing the summary"
+            heard: list[str] = []
+            with stop_on_signals(heard.append, self.runner.handle_signals):  # an import cut in half breaks
+                import hpa_experiments.analysis.kpis  # noqa: F401 - every later import of the module
             if outcome.stopped_waiting:  # the user asked not to wait any longer: no summary either
                 note = f"summary.json not computed (stopped waiting); compute it with: hpa-exp report {outcome.run_dir}"
                 return ExperimentResult(
@@ -322,6 +325,8 @@ class PreparedRun:
                     stopped_waiting=True,
                 )
             try:
+                if heard:
+                    raise Interrupted(f"{heard[0]} {stage}")
                 return finish_run(outcome, self.runner.config.metrics, self._given)
             except Interrupted as exc:
                 (outcome.run_dir / "summary.json.tmp").unlink(missing_ok=True)

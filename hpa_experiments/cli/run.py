@@ -76,6 +76,7 @@ def run(
     # Imported here, not at the top, so that every other command starts faster.
     from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
+    from hpa_experiments.errors import EXIT_INTERRUPTED
 
     experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace, parse_tags(tag))
     if dry_run:
@@ -105,6 +106,8 @@ def run(
             f"delete them with: hpa-exp cleanup {result.run_dir}",
             err=True,
         )
+    if result.summary is None and result.exit_code == EXIT_INTERRUPTED:  # the summary was interrupted
+        return result.exit_code
     if result.stopped_waiting:  # do not wait for calls still in flight either (files are complete)
         sys.stdout.flush()
         sys.stderr.flush()
