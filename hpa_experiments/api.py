@@ -38,10 +38,11 @@ from hpa_experiments.config import (
     load_config,
     namespace_problems,
 )
-from hpa_experiments.errors import ConfigError, UsageError
+from hpa_experiments.errors import EXIT_INTERRUPTED, ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.redact import redact_config
 from hpa_experiments.rundir import REQUESTS_FILE
+from hpa_experiments.signals import Interrupted, raise_on_signals, stop_on_signals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +66,7 @@ class ExperimentResult:
     summary: dict[str, Any] | None = None  # None when the KPIs could not be computed (see warnings)
     warnings: list[str] = field(default_factory=list)  # problems after the run: KPIs, output copies
     leftover_jobs: list[str] = field(default_factory=list)
+    stopped_waiting: bool = False  # a second Ctrl-C cut the cleanup short; no summary computed
 
     @cached_property
     def run_data(self) -> Run:
@@ -217,7 +219,10 @@ class Experiment:
             output=preflight_output,
             take_over=take_over,
         )
-        backend_impl, metric_names = make_backend(config.backend, config, plan, run_id, options)
+        kube = config.backend == "kubernetes"
+        during = "during the preflight; nothing was applied" if kube else "before the run started"
+        with raise_on_signals(lambda sig: f"interrupted by {sig} {during}", handle_signals):
+            backend_impl, metric_names = make_backend(config.backend, config, plan, run_id, options)
         runner = Runner(
             config,
             plan,
@@ -311,8 +316,44 @@ class PreparedRun:
         self.runner.backend.close()
 
     def run(self) -> ExperimentResult:
-        outcome = self.runner.run()
-        return finish_run(outcome, self.runner.config.metrics, self._given)
+        """The run, then its summary.  SIGINT/SIGTERM during the summary stop it: the run is already
+        complete and recorded, so the result says what is missing and exits 130."""
+        stage = "before the run started"
+        with raise_on_signals(lambda sig: f"interrupted by {sig} {stage}", self.runner.handle_signals):
+            outcome = self.runner.run()  # handles the signals itself while it runs
+            stage = "while computing the summary"
+            heard: list[str] = []
+            with stop_on_signals(heard.append, self.runner.handle_signals):  # an import cut in half breaks
+                import hpa_experiments.analysis.kpis  # noqa: F401 - every later import of the module
+            if outcome.stopped_waiting:  # the user asked not to wait any longer: no summary either
+                note = f"summary.json not computed (stopped waiting); compute it with: hpa-exp report {outcome.run_dir}"
+                return ExperimentResult(
+                    outcome.run_dir,
+                    outcome.status,
+                    outcome.exit_code,
+                    outcome.reason,
+                    warnings=[note],
+                    leftover_jobs=list(outcome.leftover_jobs),
+                    stopped_waiting=True,
+                )
+            try:
+                if heard:
+                    raise Interrupted(f"{heard[0]} {stage}")
+                return finish_run(outcome, self.runner.config.metrics, self._given)
+            except Interrupted as exc:
+                (outcome.run_dir / "summary.json.tmp").unlink(missing_ok=True)
+                note = (
+                    f"{exc}: the run itself ended ({outcome.status}, recorded in run.json) and its files are kept; "
+                    f"summary.json was not written; compute it with: hpa-exp report {outcome.run_dir}"
+                )
+                return ExperimentResult(
+                    outcome.run_dir,
+                    outcome.status,
+                    outcome.exit_code or EXIT_INTERRUPTED,  # a failed run stays 1
+                    outcome.reason,
+                    warnings=[note],
+                    leftover_jobs=list(outcome.leftover_jobs),
+                )
 
 
 def finish_run(outcome: RunResult, metrics: MetricsConfig, given: Any = None) -> ExperimentResult:

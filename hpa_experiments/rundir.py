@@ -213,10 +213,18 @@ def new_run_dir_path(base: Path, name: str, started_at: float) -> Path:
 
 
 class _CsvStream:
-    """A CSV file that is flushed and fsync'ed row by row."""
+    """A CSV file that is flushed and fsync'ed row by row.
+
+    A failed write (disk full, I/O error) is kept in `error` and not raised: the writer may be
+    called from anywhere (the monitor's threads, cleanup), and the runner checks `error` and
+    stops.  Later rows are counted in `dropped`, not written; the rows before stay complete
+    (a cut last line is skipped by the readers)."""
 
     def __init__(self, path: Path, columns: list[str]):
         self.columns = columns
+        self.name = path.name
+        self.error: OSError | None = None
+        self.dropped = 0
         self._fh = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._lock = threading.Lock()  # events may come from the monitor's threads
@@ -226,9 +234,15 @@ class _CsvStream:
         with self._lock:
             if self._fh.closed:
                 return
-            self._writer.writerow(cells)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self.error is not None:
+                self.dropped += 1
+                return
+            try:
+                self._writer.writerow(cells)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                self.error = exc
 
     def write(self, row: Mapping[str, Any]) -> None:
         self._write([format_cell(row.get(c)) for c in self.columns])
@@ -236,7 +250,10 @@ class _CsvStream:
     def close(self) -> None:
         with self._lock:
             if not self._fh.closed:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except OSError as exc:  # the rest of a row that did not fit: the line stays cut
+                    self.error = self.error or exc
 
 
 @dataclass
@@ -259,6 +276,7 @@ class RunInfo:
     pid: int | None = None
     # cells the live poll left empty because an answer was slow, and how many range queries filled
     sampling: dict[str, Any] | None = None
+    leftover_jobs: list[str] | None = None  # Jobs still in the cluster at the end (cleanup incomplete)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -274,6 +292,7 @@ class RunInfo:
             "reason": self.reason,
             "pid": self.pid,
             "sampling": self.sampling,
+            **({"leftover_jobs": self.leftover_jobs} if self.leftover_jobs else {}),
             "versions": self.versions,
             "backend_info": self.backend_info,
             "config": self.config,
@@ -281,7 +300,10 @@ class RunInfo:
 
 
 class RunWriter:
-    """Creates a run directory and streams its files; safe to stop at any point."""
+    """Creates a run directory and streams its files; safe to stop at any point.
+
+    A small reserve file is written at the start and deleted just before the final run.json,
+    so that a run whose disk filled up can still record how it ended."""
 
     def __init__(self, directory: Path, info: RunInfo, metrics_cols: list[str], config_source: Path | None):
         self.dir = directory
@@ -290,9 +312,20 @@ class RunWriter:
         if config_source is not None:
             write_config_copy(config_source, directory / "experiment-config.yaml")  # credentials as ***
         self.write_run_json()
+        self._reserve = directory / RESERVE_FILE
+        self._reserve.write_bytes(b"\0" * RESERVE_BYTES)
         self.metrics = _CsvStream(directory / "metrics.csv", metrics_cols)
         self.events = _CsvStream(directory / "events.csv", EVENT_COLUMNS)
         self._phases: dict[str, dict[str, Any]] = {}
+        self._phase_error: OSError | None = None
+
+    @property
+    def write_error(self) -> str | None:
+        """The first failed write of the streamed files, as "metrics.csv: [Errno 28] ...", or None."""
+        for stream in (self.metrics, self.events):
+            if stream.error is not None:
+                return f"{stream.name}: {stream.error}"
+        return f"phases.csv: {self._phase_error}" if self._phase_error is not None else None
 
     def write_run_json(self) -> None:
         atomic_write_json(self.dir / "run.json", self.info.to_json())
@@ -308,20 +341,38 @@ class RunWriter:
         self._phases.setdefault(job, {"job": job}).update(fields)
         lines = [PHASE_COLUMNS] + [[format_cell(r.get(c)) for c in PHASE_COLUMNS] for r in self._phases.values()]
         tmp = self.dir / "phases.csv.tmp"
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "phases.csv")
+        try:
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh, lineterminator="\n").writerows(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "phases.csv")
+        except OSError as exc:  # the previous phases.csv stays whole
+            self._phase_error = self._phase_error or exc
+            tmp.unlink(missing_ok=True)
 
-    def finish(self, status: str, ended_at: float, exit_code: int, reason: str | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        ended_at: float,
+        exit_code: int,
+        reason: str | None = None,
+        leftover_jobs: list[str] | None = None,
+    ) -> None:
+        """The final run.json (the reserve's space freed first), and the streams closed."""
         self.info.status = status
         self.info.ended_at = ended_at
         self.info.exit_code = exit_code
         self.info.reason = reason
-        self.write_run_json()
+        self.info.leftover_jobs = list(leftover_jobs) if leftover_jobs else None
         self.metrics.close()
         self.events.close()
+        self._reserve.unlink(missing_ok=True)
+        self.write_run_json()
+
+
+RESERVE_FILE = ".space-reserve"  # deleted when the run ends (kept by a killed process)
+RESERVE_BYTES = 256 * 1024
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

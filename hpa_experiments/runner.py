@@ -13,13 +13,14 @@ import csv
 import math
 import os
 import platform
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -47,6 +48,8 @@ from hpa_experiments.watchdog import Watchdog, watched_columns
 from hpa_experiments.why_recorder import WhyRecorder
 from hpa_experiments.workloads import job_resource_name, new_run_id, render_job
 
+T = TypeVar("T")
+
 
 class RunObserver(Protocol):
     """Receives progress; the console and the menu implement it."""
@@ -64,6 +67,7 @@ class RunResult:
     exit_code: int
     reason: str | None = None
     leftover_jobs: list[str] = field(default_factory=list)
+    stopped_waiting: bool = False  # a second signal cut the cleanup short (what is left: leftover_jobs)
 
 
 @dataclass
@@ -119,6 +123,11 @@ class Runner:
         hpa_name = config.hpa_name if config.hpa.enabled else None
         self._lost = LostSight(config.namespace, config.deployment, hpa_name, scaled_object)
         self.client_results: ClientResults | None = None  # with output.include_pod_logs
+        self._cleaning = False  # in _cleanup: its API calls are waited for patiently (see _patiently)
+        self._hurry: str | None = None  # the signal that came again: cleanup stops waiting
+        self._gave_up: list[str] = []  # cleanup steps not waited for after that signal
+        self._cleanup_problems: list[str] = []  # cleanup steps that failed
+        self._write_failed = False  # a file of the run could not be written (disk full)
 
     # -- control from outside (signals, the menu) ------------------------------------
 
@@ -127,6 +136,11 @@ class Runner:
         if self._stop_reason is None:
             self._stop_reason = reason
 
+    def stop_waiting(self, signal_name: str = "a second stop request") -> None:
+        """A second SIGINT/SIGTERM: cleanup gives up what it is waiting for and lists what is left.
+        Called from a signal handler, so it only sets a flag."""
+        self._hurry = self._hurry or signal_name
+
     @property
     def elapsed(self) -> float:
         return self.clock.now() - self.t0
@@ -134,7 +148,7 @@ class Runner:
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        with stop_on_signals(self.request_stop, self.handle_signals):
+        with stop_on_signals(self.request_stop, self.handle_signals, self.stop_waiting):
             # Run id, folder name and start/end in run.json are wall-clock; rows and events use
             # the backend's clock (virtual for the twin, so a seed gives byte-identical rows).
             started = time.time()
@@ -200,6 +214,10 @@ class Runner:
             except HpaExpError as exc:
                 self._failure = self._failure or str(exc)
                 self._event("error", str(exc))
+            except OSError as exc:  # a file of the run (disk full, I/O error): stop, clean up, say so
+                self._write_failed = True
+                self._failure = self._failure or f"cannot write the run's files: {exc}"
+                self._event("error", self._failure)
             finally:
                 leftover = self._cleanup(jobs, created_hpa)
             return self._finish(leftover)
@@ -296,12 +314,20 @@ class Runner:
             else:
                 pending.append(self.monitor.tick(payload))
             self._drain(pending, jobs, block=False)
-            if self._stop_reason or self._failure:
+            if self._stopping():
                 break
+
+    def _stopping(self) -> bool:
+        """A stop request, a failure, or a file of the run that could not be written (disk full)."""
+        error = self.writer.write_error if self.writer is not None else None
+        if error is not None and self._failure is None:
+            self._failure = f"cannot write the run's files: {error}; rows written before it are kept"
+            self._event("error", self._failure)
+        return bool(self._stop_reason or self._failure)
 
     def _wait_until(self, t: float) -> bool:
         """Sleep until t in short steps so a stop request is seen promptly; False if stopping."""
-        while not (self._stop_reason or self._failure):
+        while not self._stopping():
             now = self.clock.now()
             if now >= t:
                 return True
@@ -374,8 +400,12 @@ class Runner:
             return
         self._lost.job_stopped(job.resource)
         if self.client_results is not None:
-            self.client_results.collect(job.planned.name, job.resource, why_no_results)
-        self.backend.stop_job(job.resource)
+            collect = self.client_results.collect
+            try:
+                self._patiently(f"logs of {job.resource}", collect, job.planned.name, job.resource, why_no_results)
+            except OSError as exc:  # its files (disk full): the Job is deleted all the same
+                self._event("warning", f"{job.planned.name}: logs and results not saved: {exc}")
+        self._patiently(f"deleting {job.resource}", self.backend.stop_job, job.resource)
         job.stopped = True
         assert self.writer is not None
         lost = self._lost.job_lost(job.resource)
@@ -443,6 +473,14 @@ class Runner:
     def _cleanup(self, jobs: list[_JobRun], created_hpa: bool) -> list[str]:
         """Stop what this run started, whatever happened; returns Jobs still present."""
         outcome = "interrupted" if self._stop_reason else ("aborted" if self._failure else "completed")
+        self._cleaning = True
+        if self._stop_reason and self._stop_reason.startswith("interrupted by SIG") and not self.clock.virtual:
+            sig = self._stop_reason.rsplit(" ", 1)[-1]
+            self._event(
+                "warning",
+                f"{self._stop_reason}: cleaning up; {sig} again stops waiting"
+                " (what is not deleted yet is then listed and left)",
+            )
         for job in jobs:
             if job.started and not job.stopped:
                 if self.keep_jobs:
@@ -451,42 +489,116 @@ class Runner:
                     continue
                 with self._errors_as_events():
                     self._stop(job, outcome, f"deleted before it finished: the run was {outcome}")
-        self._drain(self._pending, jobs, block=True)
+        with self._errors_as_events():
+            self._drain_patiently(jobs)
+        disk_ok = not self._write_failed and (self.writer is None or self.writer.write_error is None)
         if self.monitor is not None:
-            self.monitor.close()
-            filled = self._fill_from_range_queries(self.monitor)
+            with self._errors_as_events():
+                self._patiently("the sampling threads", self.monitor.close)
+            filled = 0
+            if disk_ok:  # both write files; with a full disk they would only fail again
+                with self._errors_as_events():
+                    filled = self._patiently("range queries", self._fill_from_range_queries, self.monitor)
+                with self._errors_as_events():
+                    self._patiently("latency windows", self._measure_latency_windows)
             self._note_slow_answers(self.monitor, filled)
-            self._measure_latency_windows()
         auto = self.config.autoscaler
         if created_hpa and auto and auto.kind == "keda" and auto.remove_after and self.config.scaled_object:
             with self._errors_as_events():
-                self.backend.delete_scaled_object(self.config.scaled_object["metadata"]["name"])
+                self._patiently(
+                    "deleting the ScaledObject",
+                    self.backend.delete_scaled_object,
+                    self.config.scaled_object["metadata"]["name"],
+                )
                 self._event("scaled_object_removed", "deleted the ScaledObject this run created (KEDA deletes its HPA)")
         elif created_hpa and self.config.hpa.remove_after and self.config.hpa_manifest:
             with self._errors_as_events():
-                self.backend.delete_hpa(self.config.hpa_manifest["metadata"]["name"])
+                name = self.config.hpa_manifest["metadata"]["name"]
+                self._patiently("deleting the HPA", self.backend.delete_hpa, name)
                 self._event("hpa_removed", "deleted the HPA this run created")
         with self._errors_as_events():
-            for line in self.backend.restore_taken_over():
+            for line in self._patiently("restoring what the run took over", self.backend.restore_taken_over):
                 self._event("restored", line)
         if self.keep_jobs:
             return []
-        leftover: list[str] = []
+        # Until a listing confirms it, a Job this run started and did not see deleted may be there.
+        leftover = [job.resource for job in jobs if job.started and not job.stopped]
+        verified = False
         with self._errors_as_events():
-            leftover = self.backend.leftover_jobs()
-            for name in leftover:
-                self.backend.stop_job(name)
-            leftover = self.backend.leftover_jobs()
-        if leftover:
+            listed = self._patiently("listing the run's Jobs", self.backend.leftover_jobs)
+            leftover = sorted({*leftover, *listed})
+            for name in listed:
+                self._patiently(f"deleting {name}", self.backend.stop_job, name)
+            leftover = self._patiently("listing the run's Jobs", self.backend.leftover_jobs)
+            verified = True
+        if self._gave_up:
+            assert self._hurry is not None
+            left = ", ".join(leftover) if leftover else "no Jobs known"
+            self._event(
+                "error",
+                f"{self._hurry} again: stopped waiting for the cleanup ({'; '.join(self._gave_up)}); "
+                f"possibly left in the cluster: {left}; finish it with: hpa-exp cleanup {self._run_dir()}",
+            )
+        elif leftover:
             self._event("error", "Jobs still present after cleanup: " + ", ".join(leftover))
+        elif not verified:
+            self._event("error", "cleanup: could not check that no Job of the run is left")
         return leftover
+
+    def _patiently(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """During cleanup, `fn(*args)` in a helper thread that the main thread waits for in short
+        steps, so that a second SIGINT/SIGTERM (`stop_waiting`) stops the wait at once; raises
+        _GaveUp then (the call may still finish in the background).  Elsewhere just `fn(*args)`."""
+        if not self._cleaning or self.clock.virtual:
+            return fn(*args)
+        if self._hurry:
+            raise _GaveUp(what)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+
+        helper = threading.Thread(target=work, name="hpa-exp-cleanup", daemon=True)
+        helper.start()
+        while helper.is_alive():
+            helper.join(0.1)
+            if self._hurry and helper.is_alive():
+                raise _GaveUp(what)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _drain_patiently(self, jobs: list[_JobRun]) -> None:
+        """Write the samples still in flight, unless a second signal says stop waiting."""
+        pending = self._pending
+        while pending:
+            if not self._cleaning or self.clock.virtual:
+                self._record(pending.popleft().result(), jobs)
+                continue
+            if self._hurry:
+                raise _GaveUp(f"{len(pending)} sample(s) in flight, not written")
+            try:
+                result = pending[0].result(timeout=0.1)
+            except TimeoutError:
+                continue
+            pending.popleft()
+            self._record(result, jobs)
+
+    def _run_dir(self) -> str:
+        return str(self.writer.dir) if self.writer is not None else "<run directory>"
 
     @contextlib.contextmanager
     def _errors_as_events(self) -> Iterator[None]:
         try:
             yield
+        except _GaveUp as gave_up:
+            self._gave_up.append(str(gave_up))
         except Exception as exc:
             self._failure = self._failure or f"cleanup: {exc}"
+            self._cleanup_problems.append(str(exc))
             self._event("error", f"cleanup: {exc}")
 
     def _fill_from_range_queries(self, monitor: Monitor) -> int:
@@ -542,7 +654,10 @@ class Runner:
     def _finish(self, leftover: list[str]) -> RunResult:
         assert self.writer is not None
         self._failure = self._failure or self._lost.reason()  # an object gone mid-run: failed (lost_objects.py)
-        if self._stop_reason:
+        incomplete = self._cleanup_incomplete(leftover)
+        if self._stop_reason and incomplete:  # 130 only when the cleanup really finished
+            status, code, reason = "interrupted", EXIT_FAILED, f"{self._stop_reason}; {incomplete}"
+        elif self._stop_reason:
             status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
         elif self._failure or leftover or self._failed_jobs:
             status, code = "failed", EXIT_FAILED
@@ -553,13 +668,30 @@ class Runner:
             )
         else:
             status, code, reason = "completed", EXIT_OK, None
+        try:
+            self.backend.close()
+        except OSError as exc:  # the twin's requests.csv on a full disk
+            if not self._write_failed:
+                status, code = "failed", EXIT_FAILED
+                reason = f"{reason + '; ' if reason else ''}cannot write the run's files: {exc}"
         self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
-        self.writer.finish(status, time.time(), code, reason)
-        self.backend.close()
-        result = RunResult(self.writer.dir, status, code, reason, leftover)
+        self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)
+        result = RunResult(self.writer.dir, status, code, reason, leftover, stopped_waiting=bool(self._gave_up))
         if self.observer:
             self.observer.on_finish(result)
         return result
+
+    def _cleanup_incomplete(self, leftover: list[str]) -> str:
+        """Why the cleanup did not finish, in words ("" when it did)."""
+        parts = []
+        if leftover:
+            parts.append(f"Jobs left in the cluster: {', '.join(leftover)}")
+        if self._gave_up:
+            parts.append(f"stopped waiting ({self._hurry} again) for: {'; '.join(self._gave_up)}")
+        parts += [f"cleanup failed: {problem}" for problem in self._cleanup_problems]
+        if not parts:
+            return ""
+        return "cleanup incomplete: " + "; ".join(parts) + f" (finish it with: hpa-exp cleanup {self._run_dir()})"
 
     def _event(self, kind: str, detail: str, row: dict[str, Any] | None = None) -> None:
         if self.writer is None:
@@ -568,6 +700,10 @@ class Runner:
         self.writer.event(t, kind, detail)
         if self.observer:
             self.observer.on_event(t - self.t0, kind, detail)
+
+
+class _GaveUp(Exception):
+    """A cleanup step not waited for after a second SIGINT/SIGTERM; the text says which."""
 
 
 def _rewrite_metrics(path: Path, interval: float, filled: dict[tuple[int, str], float]) -> None:

@@ -7,13 +7,15 @@ distinguishable from 0 all the way to the KPIs and plots.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hpa_experiments.errors import UsageError
@@ -22,6 +24,9 @@ from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS, SUITE_ENTRY_FIL
 
 DEFAULT_DATA_DIR = Path("experiment-data")
 TEXT_COLUMNS = ("timestamp", "phase", *text_columns())
+# From this size on metrics.csv is read in chunks into compact columns (see _read_big_metrics).
+BIG_METRICS_BYTES = 256 * 1024 * 1024
+CHUNK_ROWS = 50_000
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Run:
     metrics: pd.DataFrame
     phases: pd.DataFrame
     events: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)  # e.g. a cut last line that was skipped
 
     @property
     def run_id(self) -> str:
@@ -179,19 +185,75 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _read_csv(path: Path, columns: list[str], text_columns: tuple[str, ...]) -> pd.DataFrame:
+def complete_size(path: Path) -> int:
+    """Bytes up to the file's last newline: a line after it was cut (a crash mid-write)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            block = fh.read(end - start)
+            found = block.rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+    return 0
+
+
+class _Head(io.RawIOBase):
+    """The first `limit` bytes of a file, as a binary stream (read without copying the file)."""
+
+    def __init__(self, path: Path, limit: int):
+        self._fh = path.open("rb")
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._left)
+        if count <= 0:
+            return 0
+        got = self._fh.readinto(memoryview(buffer)[:count]) or 0
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def complete_lines(path: Path, warnings: list[str]) -> io.BufferedReader | Path:
+    """The file, or only its complete lines when the last one was cut (said in `warnings`)."""
+    size, complete = path.stat().st_size, complete_size(path)
+    if complete == size:
+        return path
+    warnings.append(f"{path}: partial last line ignored ({size - complete} bytes without a newline, a write cut short)")
+    return io.BufferedReader(_Head(path, complete))
+
+
+def _read_csv(
+    path: Path, columns: list[str], text_columns: tuple[str, ...], warnings: list[str] | None = None
+) -> pd.DataFrame:
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame({c: _empty_column(c, text_columns) for c in columns})
+    source = complete_lines(path, warnings if warnings is not None else [])
     try:
         frame = pd.read_csv(
-            path,
+            source,
             dtype={c: "string" for c in text_columns},
             keep_default_na=False,
             na_values=[""],
             on_bad_lines="skip",
         )
+    except pd.errors.EmptyDataError:  # only a cut header
+        frame = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
+    finally:
+        if not isinstance(source, Path):
+            source.close()
     for column in columns:
         if column not in frame.columns:
             frame[column] = _empty_column(column, text_columns)
@@ -218,19 +280,95 @@ def load_run(path: Path | str) -> Run:
     metrics_path = directory / "metrics.csv"
     if not metrics_path.exists():
         raise UsageError(f"{metrics_path}: missing (the run recorded no samples)")
-    metrics = _numeric(_read_csv(metrics_path, ["timestamp", "elapsed_s"], TEXT_COLUMNS), TEXT_COLUMNS)
+    warnings: list[str] = []
+    if metrics_path.stat().st_size >= BIG_METRICS_BYTES:
+        metrics = _read_big_metrics(metrics_path, warnings)
+    else:
+        metrics = _numeric(_read_csv(metrics_path, ["timestamp", "elapsed_s"], TEXT_COLUMNS, warnings), TEXT_COLUMNS)
     if "elapsed_s" not in metrics.columns or metrics["elapsed_s"].isna().all():
         metrics["elapsed_s"] = _elapsed_from_timestamps(metrics["timestamp"], info)
-    metrics = metrics.dropna(subset=["elapsed_s"]).sort_values("elapsed_s", kind="stable")
-    metrics = metrics.reset_index(drop=True)
+    elapsed = metrics["elapsed_s"]
+    if elapsed.isna().any() or not elapsed.is_monotonic_increasing:  # (a copy of the whole frame)
+        metrics = metrics.dropna(subset=["elapsed_s"]).sort_values("elapsed_s", kind="stable")
+        metrics = metrics.reset_index(drop=True)
     phases = _numeric(
-        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome")),
+        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome"), warnings),
         ("job", "resource_name", "outcome"),
     )
     events = _numeric(
-        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail")), ("time", "kind", "detail")
+        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail"), warnings),
+        ("time", "kind", "detail"),
     )
-    return Run(path=directory, info=info, metrics=metrics, phases=phases, events=events)
+    return Run(path=directory, info=info, metrics=metrics, phases=phases, events=events, warnings=warnings)
+
+
+def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
+    """A large metrics.csv in chunks of CHUNK_ROWS into preallocated columns, so that memory stays
+    near the size of the result: text cells as categories, values as float32 (7 significant
+    digits; the file has at most 6 decimals) except the `*_s` times (float64), and no `timestamp`
+    when `elapsed_s` is there (it is t0 + elapsed_s).  Said in `warnings`."""
+    header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    has_elapsed = "elapsed_s" in header
+    columns = [c for c in header if not (has_elapsed and c == "timestamp")]
+    size, limit = path.stat().st_size, complete_size(path)
+    with path.open("rb") as fh:  # an upper bound of the rows: the newlines
+        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) if limit else 0
+    rows = max(lines - 1, 0)
+    values: dict[str, np.ndarray] = {}  # one array per column: the frame is built on them, not copied
+    categories: dict[str, dict[str, int]] = {}  # text column -> value -> code
+    for column in columns:
+        if column in TEXT_COLUMNS:
+            values[column], categories[column] = np.full(rows, -1, dtype=np.int16), {}
+        else:
+            values[column] = np.full(rows, np.nan, dtype=np.float64 if column.endswith("_s") else np.float32)
+    source = complete_lines(path, warnings)
+    filled = 0
+    try:
+        reader = pd.read_csv(
+            source,
+            usecols=columns,
+            dtype={c: "string" for c in categories},
+            keep_default_na=False,
+            na_values=[""],
+            on_bad_lines="skip",
+            chunksize=CHUNK_ROWS,
+        )
+        for chunk in reader:
+            end = filled + len(chunk)
+            for column, target in values.items():
+                known = categories.get(column)
+                if known is None:
+                    target[filled:end] = _numbers(chunk[column], target.dtype.type)
+                    continue
+                for value in chunk[column].dropna().unique():
+                    known.setdefault(str(value), len(known))
+                if len(known) > np.iinfo(target.dtype).max:  # more distinct texts than int16 holds
+                    target = values[column] = target.astype(np.int32)
+                target[filled:end] = chunk[column].map(known).fillna(-1).to_numpy(target.dtype)
+            filled = end
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
+    finally:
+        if not isinstance(source, Path):
+            source.close()
+    data: dict[str, Any] = {}
+    for column, array in values.items():
+        known = categories.get(column)
+        data[column] = (
+            array[:filled]
+            if known is None
+            else pd.Categorical.from_codes(array[:filled], dtype=pd.CategoricalDtype(list(known)))
+        )
+    frame = pd.DataFrame(data, copy=False)  # not consolidated: no second copy of the columns
+    warnings.append(
+        f"{path}: {size / 1024**2:,.0f} MiB, read compactly: values as float32 (7 significant digits)"
+        + (", timestamp not loaded (t0 + elapsed_s)" if has_elapsed and "timestamp" in header else "")
+    )
+    return frame
+
+
+def _numbers(values: pd.Series, dtype: Any) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype, na_value=np.nan)
 
 
 def _elapsed_from_timestamps(timestamps: pd.Series, info: dict[str, Any]) -> pd.Series:

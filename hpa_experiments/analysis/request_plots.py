@@ -99,5 +99,5 @@ def write_request_plots(run: Run) -> list[Path]:
     path = requests_path(run)
     if path is None:
         return []
-    figure = request_figure(run, scan_requests(path, run.warm_up_s))
+    figure = request_figure(run, scan_requests(path, run.warm_up_s, run.warnings))
     return [save_figure(figure, run.path / PLOTS_DIR / REQUESTS_PLOT_FILE)]

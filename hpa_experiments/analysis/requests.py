@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpa_experiments.analysis.load import Run
+from hpa_experiments.analysis.load import Run, complete_lines
 from hpa_experiments.errors import UsageError
 from hpa_experiments.rundir import REQUEST_OUTCOMES, REQUESTS_FILE, percentile_label
 
@@ -70,14 +70,15 @@ def requests_path(run: Run) -> Path | None:
     return path if path.is_file() else None
 
 
-def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
-    """Read requests.csv in chunks (see the module docstring)."""
+def scan_requests(path: Path, warm_up_s: float = 0.0, warnings: list[str] | None = None) -> RequestScan:
+    """Read requests.csv in chunks (see the module docstring); a cut last line is skipped (said in `warnings`)."""
     scan = RequestScan(warm_up_s)
+    source = complete_lines(path, warnings if warnings is not None else [])
     job_parts: list[np.ndarray] = []
     parts: dict[str, list[np.ndarray]] = {c: [] for c in LATENCIES}
     try:
         chunks = pd.read_csv(
-            path,
+            source,
             usecols=["job", "arrival_s", "outcome", "prompt_tokens", "output_tokens", *LATENCIES],
             dtype=_DTYPES,
             chunksize=CHUNK_ROWS,
@@ -97,6 +98,9 @@ def scan_requests(path: Path, warm_up_s: float = 0.0) -> RequestScan:
                 parts[column].append(done[column].to_numpy(dtype=np.float32, na_value=np.nan))
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
+    finally:
+        if not isinstance(source, Path):
+            source.close()
     if job_parts:
         scan.completed_job = np.concatenate(job_parts)
         for column in LATENCIES:  # one column at a time, freeing its chunks: peak memory ~ the data + one column
@@ -156,7 +160,7 @@ def request_kpis(run: Run) -> dict[str, Any] | None:
     path = requests_path(run)
     if path is None:
         return None
-    scan = scan_requests(path, run.warm_up_s)
+    scan = scan_requests(path, run.warm_up_s, run.warnings)
     quantiles = run_quantiles(run)
     return {
         "source": REQUESTS_FILE,

@@ -15,6 +15,7 @@ import typer
 
 from hpa_experiments import __version__
 from hpa_experiments.errors import EXIT_INTERRUPTED, EXIT_INVALID, HpaExpError
+from hpa_experiments.signals import Interrupted
 
 if TYPE_CHECKING:  # the typer mypy checks against vendors click
     from typer._click.exceptions import ClickException
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Interrupted as exc:  # SIGINT/SIGTERM where stopping at once is safe; says where
+        typer.echo(str(exc), err=True)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -101,7 +101,10 @@ def report(
         output_console().print(spread_table([ensemble]))
         output_console().print(f"plot:    {png}\nreport:  {page}")
         return
-    files = build_report(load_run(path))
+    loaded = load_run(path)
+    files = build_report(loaded)
+    for warning in dict.fromkeys(loaded.warnings):  # the files' problems, once each
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(files.summary, indent=2, default=str))
         return
@@ -141,6 +144,8 @@ def compare(
         return
     loaded = [load_run(p) for p in paths]
     files = write_comparison(loaded, output or default_output_dir(data_dir))
+    for warning in dict.fromkeys(w for run in loaded for w in run.warnings):
+        typer.echo(f"warning: {warning}", err=True)
     console = output_console()
     console.print(comparison_table(files.comparison))
     console.print(f"plot:   {files.png}\nreport: {files.html}\ndata:   {files.json}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,9 +70,11 @@ def run(
     hpa-exp/run=<run id> and the annotation hpa-exp/run-id; an HPA or ScaledObject that exists
     already is used as is when it equals the manifest, else refused (exit 3) unless --take-over.
 
-    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke, the HPA, Deployment or a
-    Job disappeared mid-run), 2 invalid config or arguments, 3 preflight failed, 4 completed but
-    an SLO gate missed (only with --fail-on-slo), 130 interrupted (Jobs cleaned up, partial run kept).
+    Exit codes: 0 completed, 1 failed (a Job failed, the backend broke, the disk is full, the
+    HPA, Deployment or a Job disappeared mid-run, or Jobs were left behind, also after Ctrl-C),
+    2 invalid config or arguments, 3 preflight failed, 4 completed but an SLO gate missed (only
+    with --fail-on-slo), 130 interrupted (cleanup finished, partial run kept).  Ctrl-C a second
+    time stops waiting for the cleanup: what is left is listed (hpa-exp cleanup deletes it).
 
     Examples:
 
@@ -83,6 +86,7 @@ def run(
     # Imported here, not at the top, so that every other command starts faster.
     from hpa_experiments.api import Experiment
     from hpa_experiments.console import LiveConsole, PlainConsole
+    from hpa_experiments.errors import EXIT_INTERRUPTED
 
     experiment = Experiment.from_file(config_path).with_overrides(backend, seed, namespace, parse_tags(tag))
     if dry_run:
@@ -107,6 +111,18 @@ def run(
     result = prepared.run()
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if result.leftover_jobs:
+        typer.echo(
+            f"error: Jobs left in the cluster: {', '.join(result.leftover_jobs)}; "
+            f"delete them with: hpa-exp cleanup {result.run_dir}",
+            err=True,
+        )
+    if result.summary is None and result.exit_code == EXIT_INTERRUPTED:  # the summary was interrupted
+        return result.exit_code
+    if result.stopped_waiting:  # do not wait for calls still in flight either (files are complete)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result.exit_code)
     if result.summary is not None and not quiet:
         _print_headline(result.summary, result.run_dir)
     return _slo_exit_code(result.exit_code, result.summary, fail_on_slo)

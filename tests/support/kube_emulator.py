@@ -124,13 +124,14 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
-    """Answer the next `remaining` matching requests with an error status or a dropped connection.
+    """Answer the next `remaining` matching requests with an error status, a dropped connection or late.
 
     `after_processing` (drops only): apply the request first, then drop the connection, so the
     client cannot know whether its change happened (the case that makes naive retries duplicate).
+    `delay` (kind "delay"): seconds to wait before serving the request normally.
     """
 
-    kind: Literal["status", "drop"]
+    kind: Literal["status", "drop", "delay"]
     remaining: int
     status: int = 500
     retry_after: float | None = None
@@ -140,6 +141,7 @@ class Fault:
     # a regular expression searched in the body's metadata.name: aims a create at one object, so a
     # fault armed before the run hits that request whatever the timing (not the next create)
     name: str | None = None
+    delay: float = 0.0
 
     def matches(self, method: str, path: str, data: Any = None) -> bool:
         if self.remaining <= 0:
@@ -188,6 +190,9 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
             fault.remaining -= 1
             if fault.kind == "status":
                 return self._fault_response(fault)
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.delay)
+                return await self._serve(request)
             if not fault.after_processing:
                 return self._drop(request)
             await self._serve(request)
@@ -540,6 +545,12 @@ class KubeEmulator:
     ) -> Fault:
         """Abort the connection of the next `count` matching requests (after applying them if asked)."""
         fault = Fault("drop", count, method=method, path=path, after_processing=after_processing, name=name)
+        self.call(lambda: self._handler.faults.append(fault))
+        return fault
+
+    def delay_next(self, count: int, seconds: float, *, method: str | None = None, path: str | None = None) -> Fault:
+        """Serve the next `count` matching requests `seconds` late (a slow API server)."""
+        fault = Fault("delay", count, method=method, path=path, delay=seconds)
         self.call(lambda: self._handler.faults.append(fault))
         return fault
 
