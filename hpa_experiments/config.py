@@ -29,10 +29,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
-from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.hpa_spec import validate_hpa_manifest
 from hpa_experiments.kit import kit_dir
 from hpa_experiments.manifests import (
     ManifestError,
@@ -46,6 +45,7 @@ from hpa_experiments.manifests import (
 )
 from hpa_experiments.redact import redact_config
 from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object, scaled_object_problems
+from hpa_experiments.twin_profiles import PROFILES, load_profile
 from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]

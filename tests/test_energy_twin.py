@@ -14,9 +14,9 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.power import GpuMeter
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.config import EnergyConfig
+from hpa_experiments.twin_profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
