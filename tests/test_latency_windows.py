@@ -252,8 +252,8 @@ def test_phase_windows_come_from_phases_csv(tmp_path):
 
 
 def test_the_store_keeps_only_the_named_series_longer():
-    from hpa_experiments.promql_engine import TimeSeriesDB
-    from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
+    from hpa_experiments.backends.sim.promql_engine import TimeSeriesDB
+    from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
 
     db = TimeSeriesDB(retention_seconds=900.0, keep_longer={"kept_total": 2500.0})
     for t in range(0, 3001, 15):

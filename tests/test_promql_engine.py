@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
 
 T0 = 1_700_000_000.0  # a whole second, so that 15 s grids are whole milliseconds
 

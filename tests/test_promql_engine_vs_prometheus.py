@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
 
 pytestmark = pytest.mark.prometheus
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from hpa_experiments.backends.base import QueryError
 from hpa_experiments.backends.sim.hpa import MetricsUnavailable
-from hpa_experiments.promql_engine import PromQLEngine
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine
 from hpa_experiments.scaledobject import PrometheusTrigger, ScaledObjectSpec
 
 CONDITION_TYPES = ("Ready", "Active", "Fallback", "Paused")

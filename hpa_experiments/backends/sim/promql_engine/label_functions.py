@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
+from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
+from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TEMPLATE_NAME = re.compile(r"\w+")

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import promql_parser as pp
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
-from hpa_experiments.promql_engine import aggregation, binary, functions
-from hpa_experiments.promql_engine.label_functions import LabelReplace, absent_labels
-from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.sim.promql_engine import aggregation, binary, functions
+from hpa_experiments.backends.sim.promql_engine.label_functions import LabelReplace, absent_labels
+from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     Matrix,

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from itertools import pairwise
 
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     RangeSample,

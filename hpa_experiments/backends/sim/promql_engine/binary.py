@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.functions import go_divide
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.sim.promql_engine.functions import go_divide
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     Vector,

@@ -25,7 +25,7 @@ stops being appended disappears after the lookback, as with remote-write) and no
 native histograms.
 """
 
-from hpa_experiments.promql_engine.evaluator import PromQLEngine
-from hpa_experiments.promql_engine.tsdb import TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine.evaluator import PromQLEngine
+from hpa_experiments.backends.sim.promql_engine.tsdb import TimeSeriesDB
 
 __all__ = ["PromQLEngine", "TimeSeriesDB"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.functions import quantile, variance
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
+from hpa_experiments.backends.sim.promql_engine.functions import quantile, variance
+from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
 
 SUPPORTED = frozenset(
     {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk", "count_values"}
