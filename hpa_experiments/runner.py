@@ -26,13 +26,13 @@ import yaml
 from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.client_results import ClientResults
+from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.keda_status import condition_changes
 from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
-from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import (
     SCALED_OBJECT_APPLIED_FILE,
     RunInfo,

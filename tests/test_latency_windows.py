@@ -22,9 +22,9 @@ from hpa_experiments.analysis.kpis import compute_kpis, headline
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.reference_points import headline_sentences
 from hpa_experiments.backends.sim.histogram import TTFT_BUCKETS
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.latency_windows import LatencyWindow, measure_windows, run_windows
 from hpa_experiments.legacy import import_legacy
-from hpa_experiments.promql import MetricNames
 from hpa_experiments.rundir import LATENCY_WINDOWS_FILE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from hpa_experiments.backends.base import Backend
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.config import BACKEND_ALIASES, ExperimentConfig
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames
 
 
 def normalize_backend(name: str) -> str:

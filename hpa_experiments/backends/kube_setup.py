@@ -8,10 +8,10 @@ from hpa_experiments.backends.factory import BackendOptions
 from hpa_experiments.backends.kube import KubeBackend, KubeSettings
 from hpa_experiments.backends.kube_preflight import preflight
 from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.redact import redact_url
 
 

@@ -12,7 +12,7 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.dashboard import PACES, DashboardObserver, Pace
 from hpa_experiments.errors import HpaExpError, PreflightError
 from hpa_experiments.menu.context import MenuContext, shown_path
-from hpa_experiments.menu.dashboard import Outcome, run_with_dashboard
+from hpa_experiments.menu.live_run import Outcome, run_with_dashboard
 from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import Plan, render_timeline

@@ -49,11 +49,11 @@ from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
 from hpa_experiments.backends.sim.promql_engine import PromQLEngine, PromQLError, TimeSeriesDB
 from hpa_experiments.backends.sim.request_log import RequestLog
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
 from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames
 from hpa_experiments.rundir import REQUESTS_FILE, utc_iso
 from hpa_experiments.scaledobject import parse_scaled_object
 from hpa_experiments.twin_profiles import Profile, load_profile
