@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from hpa_experiments import kind_kit
+from hpa_experiments.kind_kit.lifecycle import down, up
+from hpa_experiments.kind_kit.status import describe_current_metrics, hpa_metric_problems, status
+from hpa_experiments.kind_kit.steps import KEDA_VERSION, ClusterKitError, KitSpec, StepFailed, find_manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = ["kubectl", "--context", "kind-hpa-exp"]
@@ -152,8 +154,8 @@ class Lines:
         return "\n".join(self.lines)
 
 
-def spec(**kwargs: Any) -> kind_kit.KitSpec:
-    return kind_kit.KitSpec(manifests=Path("manifests"), **kwargs)
+def spec(**kwargs: Any) -> KitSpec:
+    return KitSpec(manifests=Path("manifests"), **kwargs)
 
 
 # --- through the command line (subprocess) -----------------------------------------------
@@ -190,9 +192,7 @@ def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tm
     commands = dry_run_commands(result.stdout)
     joined = [" ".join(c) for c in commands]
     assert not any("prometheus-adapter" in c or "custom.metrics" in c for c in joined)
-    url = (
-        f"https://github.com/kedacore/keda/releases/download/v{kind_kit.KEDA_VERSION}/keda-{kind_kit.KEDA_VERSION}.yaml"
-    )
+    url = f"https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml"
     assert ["kubectl", "--context", "kind-hpa-exp", "apply", "--server-side", "-f", url] in commands
     waits = [c for c in joined if "rollout status" in c and "-n keda" in c]
     assert [w.split("deployment/")[1].split()[0] for w in waits] == ["keda-operator", "keda-operator-metrics-apiserver"]
@@ -296,7 +296,7 @@ def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     out = Lines()
-    kind_kit.up(spec(), console=out)
+    up(spec(), console=out)
     ran = [c for c in calls() if c != ["kind", "get", "clusters"]]
     assert ran == EXPECTED_UP_EMULATOR
     assert calls()[1] == ["kind", "get", "clusters"]  # asked before creating
@@ -314,7 +314,7 @@ def test_up_reuses_an_existing_cluster(fake_tools):
         ]
     )
     out = Lines()
-    kind_kit.up(spec(), console=out)
+    up(spec(), console=out)
     assert not any(c[:3] == ["kind", "create", "cluster"] for c in calls())
     assert "  kind cluster hpa-exp already exists: skipped" in out.lines
 
@@ -322,8 +322,8 @@ def test_up_reuses_an_existing_cluster(fake_tools):
 def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     respond, calls = fake_tools
     respond([("rollout status deployment/vllm", {"rc": 1, "stderr": "error: timed out waiting"})])
-    with pytest.raises(kind_kit.StepFailed) as failure:
-        kind_kit.up(spec(), console=Lines())
+    with pytest.raises(StepFailed) as failure:
+        up(spec(), console=Lines())
     message = str(failure.value)
     assert "step 11/13 'Wait for deployment/vllm in hpa-exp' failed (exit code 1)" in message
     assert "describe pod -l app.kubernetes.io/name=vllm" in message
@@ -334,8 +334,8 @@ def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
 def test_up_explains_an_hpa_without_metric_values(fake_tools):
     respond, _ = fake_tools
     respond([("get hpa", {"stdout": json.dumps(HPA_WITHOUT_METRICS)})])
-    with pytest.raises(kind_kit.ClusterKitError) as failure:
-        kind_kit.up(spec(hpa="queue", hpa_timeout_s=0), console=Lines())
+    with pytest.raises(ClusterKitError) as failure:
+        up(spec(hpa="queue", hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
     assert "num_requests_waiting: no current value (kubectl shows <unknown>)" in message
@@ -359,8 +359,8 @@ def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
             ("get --raw", {"stdout": json.dumps(SERVED)}),
         ]
     )
-    with pytest.raises(kind_kit.ClusterKitError) as failure:
-        kind_kit.up(spec(hpa_timeout_s=0), console=Lines())
+    with pytest.raises(ClusterKitError) as failure:
+        up(spec(hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
     assert message.startswith(
@@ -374,7 +374,7 @@ def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
-    kind_kit.up(spec(hf_token=True), console=Lines())
+    up(spec(hf_token=True), console=Lines())
     recorded = calls()
     position = recorded.index([*CTX, "apply", "-f", "-"])
     secret = json.loads(recorded[position + 1]["stdin"])
@@ -388,7 +388,7 @@ def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
 def test_down_without_the_cluster_does_nothing(fake_tools):
     _, calls = fake_tools
     out = Lines()
-    kind_kit.down(spec(), console=out)
+    down(spec(), console=out)
     assert calls() == [["kind", "get", "clusters"]]
     assert out.lines == ["No kind cluster named hpa-exp: nothing to delete."]
 
@@ -421,7 +421,7 @@ def test_status_reports_nodes_pods_monitoring_and_hpa(fake_tools):
         ]
     )
     out = Lines()
-    kind_kit.status("hpa-exp", console=out)
+    status("hpa-exp", console=out)
     assert out.text == textwrap.dedent(
         """\
         context: kind-hpa-exp
@@ -446,25 +446,25 @@ def test_status_of_an_unreachable_cluster(fake_tools):
             ("get nodes", {"rc": 1, "stderr": "Unable to connect to the server: dial tcp 10.0.0.1:6443"}),
         ]
     )
-    with pytest.raises(kind_kit.ClusterKitError, match="Unable to connect to the server"):
-        kind_kit.status("hpa-exp", context="prod", console=Lines())
+    with pytest.raises(ClusterKitError, match="Unable to connect to the server"):
+        status("hpa-exp", context="prod", console=Lines())
 
 
 # --- the HPA check itself -----------------------------------------------------------------
 
 
 def test_hpa_metric_problems():
-    assert kind_kit.hpa_metric_problems(HPA_WITH_METRICS) == []
-    problems = kind_kit.hpa_metric_problems(HPA_WITHOUT_METRICS)
+    assert hpa_metric_problems(HPA_WITH_METRICS) == []
+    problems = hpa_metric_problems(HPA_WITHOUT_METRICS)
     assert problems[0] == "num_requests_waiting: no current value (kubectl shows <unknown>)"
     assert problems[1].startswith("ScalingActive: FailedGetPodsMetric: unable to get metric")
     assert len(problems) == 2  # conditions that are True are not problems
 
 
 def test_a_missing_manifests_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(kind_kit.ClusterKitError, match=r"no manifests folder found .*pass --manifests DIR"):
-        kind_kit.find_manifests(tmp_path / "nowhere")
-    assert kind_kit.find_manifests(ROOT / "manifests") == ROOT / "manifests"
+    with pytest.raises(ClusterKitError, match=r"no manifests folder found .*pass --manifests DIR"):
+        find_manifests(tmp_path / "nowhere")
+    assert find_manifests(ROOT / "manifests") == ROOT / "manifests"
 
 
 def test_an_unknown_variant_is_a_usage_error(tmp_path):
@@ -494,5 +494,5 @@ def test_current_metrics_of_every_metric_type_are_described():
             ]
         },
     }
-    assert kind_kit.describe_current_metrics(hpa) == ["kv_cache_usage_perc = 250m", "cpu = 40%"]
-    assert kind_kit.hpa_metric_problems(hpa) == []
+    assert describe_current_metrics(hpa) == ["kv_cache_usage_perc = 250m", "cpu = 40%"]
+    assert hpa_metric_problems(hpa) == []
