@@ -25,7 +25,7 @@ from hpa_experiments.config import MetricsConfig
 from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS
 from hpa_experiments.runner import RunResult
-from hpa_experiments.suite import load_suite
+from hpa_experiments.suite.config import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from hpa_experiments.cli import main
-from hpa_experiments.suite import PROGRESS_FILE, apply_override, parse_override_key
+from hpa_experiments.suite.config import apply_override, parse_override_key
+from hpa_experiments.suite.progress import PROGRESS_FILE
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, prom, write_config  # noqa: F401 - `prom` is a fixture
