@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hpa_experiments.cli import main
-from hpa_experiments.suite.config import apply_override, parse_override_key
+from hpa_experiments.suite.config import SuiteError, apply_override, load_suite, parse_override_key
 from hpa_experiments.suite.progress import PROGRESS_FILE
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
@@ -265,3 +265,18 @@ def test_kubernetes_runs_wait_for_the_hpa_minimum(
     info = json.loads((Path(record["run_dir"]) / "run.json").read_text())
     started = datetime.fromisoformat(info["start_utc"].replace("Z", "+00:00")).timestamp()
     assert started >= settled_at[0]
+
+
+def test_the_suite_file_is_described_by_the_same_formatter_as_configs(tmp_path: Path) -> None:
+    """One pydantic-error formatter for configs and suites: same wording, 'did you mean' per section."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "s", "settle": {"tiemout": 5}, "entries": [{"config": "a.yaml", "repeats": 0}]}),
+        encoding="utf-8",
+    )
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path)
+    assert caught.value.problems == [
+        "settle.tiemout: unknown key; did you mean 'timeout'?",
+        "entries[0].repeats: must be >= 1 (got 0)",
+    ]

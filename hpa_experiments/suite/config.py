@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import re
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import ErrorDetails
 
 from hpa_experiments.backends.factory import normalize_backend
 from hpa_experiments.config import (
@@ -28,6 +26,7 @@ from hpa_experiments.errors import (
     HpaExpError,
 )
 from hpa_experiments.plan import build_plan
+from hpa_experiments.validation_messages import describe_error
 
 
 class SuiteError(ConfigError):
@@ -172,7 +171,7 @@ def load_suite(path: Path, *, backend: str | None = None, output_dir: Path | Non
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
-        raise SuiteError([_describe(err) for err in exc.errors()], source) from None
+        raise SuiteError([describe_error(err, SuiteConfig) for err in exc.errors()], source) from None
     base = path.resolve().parent
     chosen_backend = normalize_backend(backend) if backend else suite.backend
     runs: list[SuiteRun] = []
@@ -229,15 +228,3 @@ def _fingerprint(config_path: Path, entry: SuiteEntry, backend: str) -> str:
     digest = hashlib.sha256(config_path.read_bytes())
     digest.update(json.dumps([entry.overrides, backend], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:12]
-
-
-def _describe(err: ErrorDetails) -> str:
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "(top level)"
-    if err["type"] == "extra_forbidden":
-        known = list(SuiteConfig.model_fields) + list(SuiteEntry.model_fields) + list(SettleConfig.model_fields)
-        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
-        return f"{where}: unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
-    if err["type"] == "missing":
-        return f"{where}: is required"
-    message = str((err.get("ctx") or {}).get("error") or err["msg"])
-    return f"{where}: {message} (got {err.get('input')!r})"
