@@ -32,7 +32,7 @@ from hpa_experiments.backends.kube import (
 from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import UsageError
 from hpa_experiments.retry import call_with_retry
-from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
+from hpa_experiments.rundir import RUN_STATUSES, RunStatus, atomic_write_json, utc_iso
 from hpa_experiments.signals import process_alive
 
 T = TypeVar("T")
@@ -113,7 +113,7 @@ def open_run(path: Path) -> RunToClean:
 def check_not_alive(run: RunToClean) -> None:
     """Refuse to clean up a run whose process is still running here (it cleans up itself)."""
     pid = run.info.get("pid")
-    if run.info.get("status") == "running" and isinstance(pid, int) and process_alive(pid):
+    if run.info.get("status") == RunStatus.RUNNING and isinstance(pid, int) and process_alive(pid):
         raise UsageError(
             f"{run.path}: the run is still in progress (pid {pid}); stop it with Ctrl-C or "
             f"`kill -TERM {pid}` (it then cleans up itself), or pass --force"
@@ -126,10 +126,10 @@ def mark_run(run: RunToClean, jobs_deleted: int, now: float | None = None) -> tu
     Runs in any other state are left as they are; returns (before, after) when changed.
     """
     status = str(run.info.get("status") or "unknown")
-    if status != "running":
+    if status != RunStatus.RUNNING:
         return None
     now = time.time() if now is None else now
-    new_status = "failed" if _last_event_kind(run.path) == "error" else "interrupted"
+    new_status = RunStatus.FAILED if _last_event_kind(run.path) == "error" else RunStatus.INTERRUPTED
     what = f"{jobs_deleted} Job(s) deleted" if jobs_deleted else "Jobs checked"
     info = dict(run.info)
     info.update(

@@ -36,6 +36,7 @@ from hpa_experiments.plan import Plan, PlannedJob
 from hpa_experiments.rundir import (
     SCALED_OBJECT_APPLIED_FILE,
     RunInfo,
+    RunStatus,
     RunWriter,
     format_cell,
     metrics_columns,
@@ -59,7 +60,7 @@ class RunObserver(Protocol):
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | interrupted | failed
+    status: RunStatus
     exit_code: int
     reason: str | None = None
     leftover_jobs: list[str] = field(default_factory=list)
@@ -157,7 +158,7 @@ class Runner:
                 id=run_id,
                 name=self.config.name,
                 backend=self.backend.name,
-                status="running",
+                status=RunStatus.RUNNING,
                 started_at=started,
                 t0=self.t0,
                 interval=self.config.metrics.interval,
@@ -515,16 +516,16 @@ class Runner:
     def _finish(self, leftover: list[str]) -> RunResult:
         assert self.writer is not None
         if self._stop_reason:
-            status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
+            status, code, reason = RunStatus.INTERRUPTED, EXIT_INTERRUPTED, self._stop_reason
         elif self._failure or leftover or self._failed_jobs:
-            status, code = "failed", EXIT_FAILED
+            status, code = RunStatus.FAILED, EXIT_FAILED
             reason = self._failure or (
                 f"Jobs left behind: {', '.join(leftover)}"
                 if leftover
                 else f"job(s) failed (on_job_failure: continue): {', '.join(self._failed_jobs)}"
             )
         else:
-            status, code, reason = "completed", EXIT_OK, None
+            status, code, reason = RunStatus.COMPLETED, EXIT_OK, None
         self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
         self.writer.finish(status, time.time(), code, reason)
         self.backend.close()

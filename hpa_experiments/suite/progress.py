@@ -12,7 +12,7 @@ from typing import Any
 from hpa_experiments.errors import (
     UsageError,
 )
-from hpa_experiments.rundir import atomic_write_json, utc_iso
+from hpa_experiments.rundir import RunStatus, atomic_write_json, utc_iso
 from hpa_experiments.suite.config import SuiteRun
 
 PROGRESS_FILE = "suite-progress.json"
@@ -41,9 +41,9 @@ class Progress:
         return progress
 
     def done(self, run: SuiteRun) -> bool:
-        return self.records.get(run.key, {}).get("status") == "completed"
+        return self.records.get(run.key, {}).get("status") == RunStatus.COMPLETED
 
-    def record(self, run: SuiteRun, run_dir: Path | None, status: str, attempts: int) -> None:
+    def record(self, run: SuiteRun, run_dir: Path | None, status: RunStatus, attempts: int) -> None:
         self.records[run.key] = {
             "key": run.key,
             "entry": run.entry,

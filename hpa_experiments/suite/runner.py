@@ -20,7 +20,7 @@ from hpa_experiments.errors import (
     HpaExpError,
     PreflightError,
 )
-from hpa_experiments.rundir import SUITE_ENTRY_FILE, atomic_write_json
+from hpa_experiments.rundir import SUITE_ENTRY_FILE, RunStatus, atomic_write_json
 from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.suite.config import Suite, SuiteRun
 from hpa_experiments.suite.progress import Progress, record_failure
@@ -55,7 +55,7 @@ class SuiteResult:
 
 @dataclass
 class _Attempt:
-    status: str  # completed | failed | interrupted
+    status: RunStatus
     run_dir: Path | None
     reason: str | None
 
@@ -92,9 +92,9 @@ class SuiteRunner:
                 if self._stop:
                     break
                 attempt = self._run_with_retries(run, n, total, progress)
-                if attempt.status == "interrupted":
+                if attempt.status == RunStatus.INTERRUPTED:
                     break
-                if attempt.status == "completed" and attempt.run_dir:
+                if attempt.status == RunStatus.COMPLETED and attempt.run_dir:
                     result.completed.append(attempt.run_dir)
                 else:
                     result.failed.append(run.label)
@@ -110,12 +110,12 @@ class SuiteRunner:
         for attempt_no in range(1, retries + 2):
             self.say(f"[{n}/{total}] {run.label}: starting" + (f" (attempt {attempt_no})" if attempt_no > 1 else ""))
             attempt = self._attempt(run)
-            if attempt.status == "interrupted":
+            if attempt.status == RunStatus.INTERRUPTED:
                 self._stop = self._stop or attempt.reason or "interrupted"
                 return attempt
-            if attempt.status == "completed":
+            if attempt.status == RunStatus.COMPLETED:
                 self.say(f"[{n}/{total}] {run.label}: completed -> {attempt.run_dir}")
-                progress.record(run, attempt.run_dir, "completed", attempt_no)
+                progress.record(run, attempt.run_dir, RunStatus.COMPLETED, attempt_no)
                 return attempt
             reason = attempt.reason or "failed"
             record_failure(self.suite.folder, run, attempt.run_dir, attempt_no, reason)
@@ -124,8 +124,8 @@ class SuiteRunner:
                 delay = min(MAX_BACKOFF_S, self.suite.config.retry_backoff * 2 ** (attempt_no - 1))
                 self.say(f"  retry {attempt_no}/{retries} in {delay:g} s")
                 if not self._wait(delay):
-                    return _Attempt("interrupted", attempt.run_dir, self._stop)
-        progress.record(run, attempt.run_dir, "failed", retries + 1)
+                    return _Attempt(RunStatus.INTERRUPTED, attempt.run_dir, self._stop)
+        progress.record(run, attempt.run_dir, RunStatus.FAILED, retries + 1)
         return attempt
 
     def _attempt(self, run: SuiteRun) -> _Attempt:
@@ -136,7 +136,7 @@ class SuiteRunner:
             if run.backend == "kubernetes":
                 self._settle(run.config)
             if self._stop:
-                return _Attempt("interrupted", None, self._stop)
+                return _Attempt(RunStatus.INTERRUPTED, None, self._stop)
             prepared = Experiment(run.config).prepare(
                 run.backend,
                 self.suite.folder,
@@ -148,10 +148,10 @@ class SuiteRunner:
             )
             if self._stop:
                 prepared.close()
-                return _Attempt("interrupted", None, self._stop)
+                return _Attempt(RunStatus.INTERRUPTED, None, self._stop)
             outcome = prepared.run()
         except (PreflightError, BackendError) as exc:
-            return _Attempt("failed", None, str(exc))
+            return _Attempt(RunStatus.FAILED, None, str(exc))
         for warning in outcome.warnings:
             self.say(f"  warning: {warning}")
         self._note_origin(run, outcome.run_dir)
