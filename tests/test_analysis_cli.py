@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hpa_experiments.analysis.synthetic import T0, write_run
 from hpa_experiments.cli import main
-from tests.analysis_runs import HIGH_LOAD, REFERENCE_RUNS, REPO
+from tests.support.analysis_runs import HIGH_LOAD, REFERENCE_RUNS, REPO
+from tests.support.synthetic_runs import T0, write_run
 
 
 def run_cli(*args: str) -> int:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from hpa_experiments.analysis import compute_kpis, load_run
 from hpa_experiments.analysis.kpis import latency_stats, load_increases
-from hpa_experiments.analysis.synthetic import write_run
 from hpa_experiments.errors import UsageError
+from tests.support.synthetic_runs import write_run
 
 
 def step_rows(n: int = 240, up_at: int = 90, down_at: int = 170, ttft: bool = True) -> list[dict]:

@@ -26,6 +26,7 @@ from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS
 from hpa_experiments.runner import RunResult
 from hpa_experiments.suite.config import load_suite
+from tests.support.cli import hpa_exp
 
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
@@ -45,12 +46,6 @@ ORIGINAL_COLUMNS = [
     "request_rate_per_min",
     "active_jobs",
 ]
-
-
-def hpa_exp(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def short_config(**changes: Any) -> dict[str, Any]:

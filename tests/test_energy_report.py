@@ -13,8 +13,8 @@ from hpa_experiments.analysis.energy_plots import cumulative_energy_kwh
 from hpa_experiments.analysis.kpis import compute_kpis, headline
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.report import NO_DATA, build_report, kpi_rows
-from hpa_experiments.analysis.synthetic import write_run
 from hpa_experiments.rundir import ENERGY_COLUMNS
+from tests.support.synthetic_runs import write_run
 
 
 def half_powered_run(directory: Path, price: float | None = 4.0) -> Path:

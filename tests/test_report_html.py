@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.cli import main
-from tests.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run, simulated_run
+from tests.support.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run, simulated_run
 
 pytestmark = pytest.mark.slow  # a simulated run, three reports, a comparison and Chromium
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -27,7 +27,7 @@ from hpa_experiments.hpa_reasons import (
     condition_columns,
     why_cells,
 )
-from tests.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
+from tests.support.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
 
 LIMIT_VALUES = {
     *LIMITING_REASONS.values(),
