@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3 import HTTPResponse
 
-from hpa_experiments.backends.kube import (
+from hpa_experiments.backends.kube.backend import (
     DEFAULT_API_RETRY,
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -29,9 +29,9 @@ from hpa_experiments.backends.kube import (
     KubeSettings,
     connect,
 )
+from hpa_experiments.backends.kube.retry import call_with_retry
 from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import UsageError
-from hpa_experiments.retry import call_with_retry
 from hpa_experiments.rundir import RUN_STATUSES, RunStatus, atomic_write_json, utc_iso
 from hpa_experiments.signals import process_alive
 

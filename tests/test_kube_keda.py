@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
-from hpa_experiments.retry import RetryPolicy
 from hpa_experiments.runner import Runner
 from tests.support import kube_emulator
 from tests.support.kube_emulator import HPAS, SCALED_OBJECTS, KubeEmulator

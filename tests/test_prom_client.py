@@ -1,4 +1,4 @@
-"""PromClient (hpa_experiments/backends/prom.py) against a real Prometheus, and against small
+"""PromClient (hpa_experiments/backends/kube/prom.py) against a real Prometheus, and against small
 loopback HTTP servers where a real Prometheus cannot show the behaviour (auth headers, TLS)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.prom import PromClient, PromSettings
-from hpa_experiments.retry import RetryPolicy
+from hpa_experiments.backends.kube.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from tests.support.tools import require_executable
 
 FAST = RetryPolicy(max_attempts=2, max_elapsed=3.0, base_delay=0.01, max_delay=0.05)

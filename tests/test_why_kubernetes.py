@@ -19,7 +19,7 @@ import yaml
 
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.why import scale_events
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.runner import Runner

@@ -36,7 +36,7 @@ def make_backend(
         from hpa_experiments.backends.sim.backend import SimBackend
 
         return SimBackend(config, plan), MetricNames()
-    from hpa_experiments.backends.kube_setup import connect_and_preflight
+    from hpa_experiments.backends.kube.connect import connect_and_preflight
 
     url = options.prometheus_url or config.prometheus.url or os.environ.get("HPA_EXP_PROMETHEUS_URL")
     return connect_and_preflight(config, plan, run_id, options, url)

@@ -176,7 +176,7 @@ class SuiteRunner:
 
     def _settle(self, config: ExperimentConfig) -> None:
         """Wait until the HPA's target is back at its minimum replicas (bounded by settle.timeout)."""
-        from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+        from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
 
         settle = self.suite.config.settle
         try:

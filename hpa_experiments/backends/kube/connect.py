@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from hpa_experiments.backends.factory import BackendOptions
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import preflight
-from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import preflight
+from hpa_experiments.backends.kube.prom import PromSettings
 from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError

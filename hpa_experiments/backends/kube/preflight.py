@@ -16,18 +16,18 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpa_experiments.backends import preflight_autoscalers as autoscalers
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.kube import API_CALLS, RUN_LABEL, KubeBackend
-from hpa_experiments.backends.preflight_metrics_api import MetricsApiCheck, label_selector
-from hpa_experiments.backends.preflight_rbac import check_permissions, needed_calls
-from hpa_experiments.backends.preflight_series import SeriesCheck
-from hpa_experiments.backends.prom import PromClient
+from hpa_experiments.backends.kube import preflight_autoscalers as autoscalers
+from hpa_experiments.backends.kube.backend import API_CALLS, RUN_LABEL, KubeBackend
+from hpa_experiments.backends.kube.preflight_metrics_api import MetricsApiCheck, label_selector
+from hpa_experiments.backends.kube.preflight_rbac import check_permissions, needed_calls
+from hpa_experiments.backends.kube.preflight_series import SeriesCheck
+from hpa_experiments.backends.kube.prom import PromClient
+from hpa_experiments.backends.kube.retry import PermanentFailure, RetryPolicy
 from hpa_experiments.column_queries import MetricNames as QueryNames
 from hpa_experiments.column_queries import deployment_pods_regex, gpu_selector
 from hpa_experiments.config import EnergyConfig
 from hpa_experiments.errors import BackendError
-from hpa_experiments.retry import PermanentFailure, RetryPolicy
 
 # metrics.csv columns built from a run's metric names (column_queries.run_queries), or fixed queries
 Queries = Mapping[str, str] | Callable[[QueryNames], Mapping[str, str]]

@@ -22,7 +22,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from hpa_experiments.backends import kube_objects
 from hpa_experiments.backends.base import (
     Backend,
     Clock,
@@ -35,12 +34,13 @@ from hpa_experiments.backends.base import (
     RangeSeries,
     ScalingSnapshot,
 )
-from hpa_experiments.backends.kube_core import CoreReads
-from hpa_experiments.backends.kube_keda import ScaledObjects
-from hpa_experiments.backends.kube_pods import deployment_selector, pod_times
-from hpa_experiments.backends.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube import objects as kube_objects
+from hpa_experiments.backends.kube.core import CoreReads
+from hpa_experiments.backends.kube.keda import ScaledObjects
+from hpa_experiments.backends.kube.pods import deployment_selector, pod_times
+from hpa_experiments.backends.kube.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.retry import PermanentFailure, RetryPolicy, call_with_retry
 from hpa_experiments.errors import BackendError, PreflightError
-from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
 from hpa_experiments.scaledobject import parse_scaled_object
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
