@@ -39,4 +39,6 @@ def make_backend(
     from hpa_experiments.backends.kube.connect import connect_and_preflight
 
     url = options.prometheus_url or config.prometheus.url or os.environ.get("HPA_EXP_PROMETHEUS_URL")
-    return connect_and_preflight(config, plan, run_id, options, url)
+    return connect_and_preflight(
+        config, plan, run_id, url, kubeconfig=options.kubeconfig, context=options.context, output=options.output
+    )

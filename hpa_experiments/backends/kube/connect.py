@@ -1,10 +1,12 @@
-"""Connecting the Kubernetes backend for a run: settings from config and flags, then preflight."""
+"""Connecting the Kubernetes backend for a run: settings from config and flags, then preflight.
+
+The factory (backends/factory.py) calls this; nothing here imports the factory."""
 
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
-from hpa_experiments.backends.factory import BackendOptions
 from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
 from hpa_experiments.backends.kube.preflight import preflight
 from hpa_experiments.backends.kube.prom import PromSettings
@@ -16,17 +18,24 @@ from hpa_experiments.redact import redact_url
 
 
 def connect_and_preflight(
-    config: ExperimentConfig, plan: Plan, run_id: str, options: BackendOptions, prometheus_url: str | None
+    config: ExperimentConfig,
+    plan: Plan,
+    run_id: str,
+    prometheus_url: str | None,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    output: TextIO | None = None,
 ) -> tuple[KubeBackend, MetricNames]:
     """A KubeBackend that passed every preflight check; raises PreflightError listing all problems."""
-    out = options.output or sys.stderr
+    out = output or sys.stderr
     if not prometheus_url:
         raise PreflightError(
             ["no Prometheus URL: set prometheus.url in the config, --prometheus-url, or HPA_EXP_PROMETHEUS_URL"]
         )
     prom = config.prometheus
     backend = KubeBackend(
-        KubeSettings(kubeconfig=options.kubeconfig, context=options.context),
+        KubeSettings(kubeconfig=kubeconfig, context=context),
         PromSettings(
             url=prometheus_url,
             token_env=prom.token_env,
