@@ -45,6 +45,7 @@ def run(tmp_path):
     return load_run(tmp_path / "run-a")
 
 
+@pytest.mark.slow
 def test_title_phases_and_missing_panels(run):
     fig = standard_figure(run)
     assert fig.get_suptitle().startswith("plot-test · backend: sim")

@@ -86,6 +86,7 @@ def round_trip(tmp_path_factory: pytest.TempPathFactory) -> RoundTrip:
     return RoundTrip(from_yaml, from_json, yaml_result, json_result)
 
 
+@pytest.mark.slow
 def test_yaml_and_json_files_give_the_same_plan(round_trip: RoundTrip) -> None:
     yaml_plan, json_plan = round_trip.from_yaml.plan(), round_trip.from_json.plan()
     assert json_plan.to_json() == yaml_plan.to_json()
@@ -240,6 +241,7 @@ def test_after_a_run_missing_files_and_failed_kpis_become_warnings(round_trip: R
     assert "has no summary.json" in broken.warnings[1] and not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_the_api_until_used() -> None:
     code = (
         "import sys, hpa_experiments; assert 'hpa_experiments.api' not in sys.modules; "
@@ -254,6 +256,7 @@ def test_importing_the_package_does_not_import_the_api_until_used() -> None:
         hpa_experiments.Experimnt  # noqa: B018
 
 
+@pytest.mark.slow
 def test_cli_reports_a_json_syntax_error_with_line_and_column(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "name": "x",\n  "jobs": [{"name": "a" "rate": 1}]\n}\n')
@@ -266,6 +269,7 @@ def test_cli_reports_a_json_syntax_error_with_line_and_column(tmp_path: Path) ->
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_validates_plans_and_runs_a_json_config(tmp_path: Path) -> None:
     config = tmp_path / "short.json"
     config.write_text(json.dumps(short_config()))
@@ -302,6 +306,7 @@ def test_a_suite_takes_a_json_config_with_overrides(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_suite_file_may_itself_be_json(tmp_path: Path) -> None:
     (tmp_path / "short.json").write_text(json.dumps(short_config()))
     suite_file = tmp_path / "suite.json"

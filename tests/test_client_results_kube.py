@@ -28,6 +28,8 @@ from tests.support import kube_emulator
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.test_kube_backend import launch
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 kube_cluster = kube_emulator.kube_cluster  # the shared fixture
 
 NS = "bench"

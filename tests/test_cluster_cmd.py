@@ -161,6 +161,7 @@ def spec(**kwargs: Any) -> KitSpec:
 # --- through the command line (subprocess) -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -172,6 +173,7 @@ def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     assert not any(touches_an_hpa(c) for c in dry_run_commands(result.stdout))  # issue 13: no HPA by default
 
 
+@pytest.mark.slow
 def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", "--hpa", "queue", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -186,6 +188,7 @@ def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_pa
     ) in result.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", "--autoscaler", "keda", "--hpa", "kvcache", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -218,6 +221,7 @@ def test_dry_run_for_vllm_without_hpa_waits_longer_and_applies_no_hpa(tmp_path):
     assert all(c[:3] == ["kubectl", "--context", "kind-gpu"] for c in commands[2:])
 
 
+@pytest.mark.slow
 def test_hf_token_goes_to_a_secret_through_stdin_never_the_command_line(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", path=str(tmp_path), env={"HF_TOKEN": "hf_secret_value"})
     assert result.returncode == 0, result.stderr
@@ -292,6 +296,7 @@ def test_status_without_kubectl_names_it(tmp_path):
 # --- the library, with stand-in tools -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])
@@ -305,6 +310,7 @@ def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     assert out.lines[-2] == "Cluster hpa-exp is ready (kubectl context kind-hpa-exp)."
 
 
+@pytest.mark.slow
 def test_up_reuses_an_existing_cluster(fake_tools):
     respond, calls = fake_tools
     respond(
@@ -319,6 +325,7 @@ def test_up_reuses_an_existing_cluster(fake_tools):
     assert "  kind cluster hpa-exp already exists: skipped" in out.lines
 
 
+@pytest.mark.slow
 def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     respond, calls = fake_tools
     respond([("rollout status deployment/vllm", {"rc": 1, "stderr": "error: timed out waiting"})])
@@ -331,6 +338,7 @@ def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     assert not any(touches_an_hpa(c) for c in calls())  # stopped there
 
 
+@pytest.mark.slow
 def test_up_explains_an_hpa_without_metric_values(fake_tools):
     respond, _ = fake_tools
     respond([("get hpa", {"stdout": json.dumps(HPA_WITHOUT_METRICS)})])
@@ -343,6 +351,7 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
     assert '/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/num_requests_waiting"' in message
 
 
+@pytest.mark.slow
 def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
     """Issue 13, defect 3 as `cluster up` sees it: the adapter has no kv_cache_usage_perc for the pods."""
     respond, _ = fake_tools
@@ -370,6 +379,7 @@ def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
     assert "query vllm:kv_cache_usage_perc" in message and "describe hpa" not in message
 
 
+@pytest.mark.slow
 def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])

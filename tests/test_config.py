@@ -330,6 +330,7 @@ def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
     assert config.output.include_pod_logs is True
 
 
+@pytest.mark.slow
 def test_validate_command_exit_codes(workspace: Path) -> None:
     good = write(workspace, base_config(), "good.yaml")
     bad_doc = base_config()
@@ -350,6 +351,7 @@ def test_validate_command_exit_codes(workspace: Path) -> None:
     assert "Traceback" not in both.stderr
 
 
+@pytest.mark.slow
 def test_shipped_configs_validate() -> None:
     configs = sorted((REPO / "experiment-configs").glob("*.yaml"))
     assert len(configs) >= 3

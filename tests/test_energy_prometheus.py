@@ -88,6 +88,7 @@ def write_config(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_energy_from_a_constant_power_series_is_power_times_time(
     kube_cluster: KubeEmulator, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:

@@ -105,6 +105,7 @@ def test_compare_takes_ensembles_but_not_a_mix(ensemble, tmp_path: Path) -> None
     assert "compare runs with runs, or ensembles with ensembles" in mixed.stderr
 
 
+@pytest.mark.slow
 def test_an_ensemble_on_a_cluster_is_refused_before_anything_runs(tmp_path: Path) -> None:
     done = hpa_exp(
         "run", str(small_config(tmp_path)), "--seeds", "3", "--backend", "kubernetes", "-o", str(tmp_path / "runs")

@@ -78,6 +78,7 @@ def test_backend_pod_and_namespace_reads_go_through_core_reads(kube_cluster: Kub
         backend.close()
 
 
+@pytest.mark.slow
 def test_the_kubernetes_backend_does_not_load_core_v1_api(kube_cluster: KubeEmulator) -> None:
     """Loading CoreV1Api costs ~90 MB at peak; the run has no use for it."""
     probe = (

@@ -150,6 +150,7 @@ def test_apply_read_and_delete_the_scaled_object(kube_cluster: KubeEmulator) -> 
         backend.close()
 
 
+@pytest.mark.slow
 def test_a_run_applies_records_and_removes_the_scaled_object(kube_cluster: KubeEmulator, tmp_path: Path) -> None:
     (tmp_path / "so.yaml").write_text(yaml.safe_dump(SO))
     doc = {

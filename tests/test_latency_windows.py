@@ -64,6 +64,7 @@ def twin_run(tmp_path_factory) -> Path:
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_histogram_percentiles_over_the_run_match_the_requests_where_the_sample_ones_do_not(twin_run):
     summary = json.loads((twin_run / "summary.json").read_text())
     run = summary["latency_over_window"]["run"]
@@ -129,6 +130,7 @@ def test_headline_names_its_reference_points(twin_run):
     ]
 
 
+@pytest.mark.slow
 def test_warm_up_moves_every_window_start(tmp_path):
     config = Experiment.from_yaml_file(HIGH_LOAD).config.model_copy(deep=True)
     config.metrics.warm_up_duration_s = 150.0
@@ -282,6 +284,7 @@ def test_slo_gates_take_the_histogram_over_the_run_before_the_sample_percentile(
     assert evaluate_gates(summary, {"itl_p90_ms": 50})[0].source == "percentile of ITL samples"
 
 
+@pytest.mark.slow
 def test_headline_of_a_run_that_never_scaled(tmp_path):
     result = Experiment.from_yaml_file(REPO / "experiment-configs" / "baseline-hpa.yaml").run(
         backend="sim", output_dir=tmp_path, handle_signals=False

@@ -127,6 +127,7 @@ def test_end_of_run_messages(tmp_path: Path) -> None:
     assert "could not start: boom" in outcome_text(Outcome(None, "boom", 0)).plain
 
 
+@pytest.mark.slow
 def test_not_a_terminal_exits_2_with_a_pointer_to_run() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "menu"],

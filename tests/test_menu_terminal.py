@@ -21,7 +21,7 @@ from hpa_experiments.config import load_config
 from tests.support.terminal import TmuxTerminal
 from tests.support.tools import require_executable
 
-pytestmark = pytest.mark.tmux  # drives the menu in a tmux pane
+pytestmark = [pytest.mark.tmux, pytest.mark.slow]  # drives the menu in a tmux pane
 
 REPO = Path(__file__).resolve().parents[1]
 MENU = [sys.executable, "-m", "hpa_experiments", "menu"]

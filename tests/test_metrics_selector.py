@@ -147,6 +147,7 @@ def test_the_preflight_checks_the_series_with_the_selector(kube_cluster, prometh
     )
 
 
+@pytest.mark.slow
 def test_a_twin_run_with_a_selector_matching_every_pod_records_the_same_values(tmp_path):
     """The twin's pods are vllm-<n>: scoped to pod=~"vllm-.*" the columns equal the unscoped run's."""
 

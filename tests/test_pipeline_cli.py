@@ -85,6 +85,7 @@ def test_report_json_prints_the_summary(tagged_runs: Path) -> None:
     assert summary == json.loads((run / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_malformed_tag_is_a_usage_error(tmp_path: Path) -> None:
     done = hpa_exp("run", str(small_config(tmp_path)), "-o", str(tmp_path / "runs"), "--tag", "novalue")
     assert done.returncode == 2

@@ -36,6 +36,8 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout

@@ -215,6 +215,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return hpa_exp(*args, cwd=cwd, timeout=60, preexec_fn=limited_memory)
 
 
+@pytest.mark.slow
 def test_special_and_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     """A FIFO without writer used to block forever, /dev/zero to fill memory; all are refused at once."""
     fifo = tmp_path / "fifo.yaml"
@@ -407,6 +408,7 @@ documents = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(doc=documents, flow=st.booleans())
 def test_the_strict_loader_reads_valid_documents_as_pyyaml_does(doc: object, flow: bool) -> None:

@@ -25,6 +25,8 @@ from tests.support.kube_emulator import KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.support.vllm_exporter import scraped_prometheus
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "workloads" / "vllm-bench-serve.yaml"
 NS = "bench"

@@ -104,6 +104,7 @@ def test_every_config_is_validated_before_any_run(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+@pytest.mark.slow
 def test_sim_suite_runs_repeats_with_seeds_resumes_and_compares(tmp_path: Path, capsys) -> None:
     config = sim_config(tmp_path)
     suite = write_suite(
@@ -170,6 +171,7 @@ def test_failed_runs_are_retried_with_backoff_and_logged(kube_cluster: KubeEmula
     assert "retry 1/2 in 0.2 s" in out and "retry 2/2 in 0.4 s" in out
 
 
+@pytest.mark.slow
 def test_interrupted_suite_resumes_with_only_the_third_run(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture
@@ -224,6 +226,7 @@ def test_interrupted_suite_resumes_with_only_the_third_run(
     assert (folder / "comparison" / "compare.json").exists()
 
 
+@pytest.mark.slow
 def test_kubernetes_runs_wait_for_the_hpa_minimum(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture

@@ -252,6 +252,7 @@ class _Engine:
     pod = "vllm-0"
 
 
+@pytest.mark.slow
 def test_the_log_keeps_no_rows_in_memory(tmp_path: Path) -> None:
     """200,000 rows through the writer: Python memory grows by less than the write buffer."""
     log = RequestLog(tmp_path / REQUESTS_FILE, 0.0)
