@@ -21,8 +21,8 @@ import resource
 import time
 from pathlib import Path
 
-from hpa_experiments.promql import MetricNames, standard_queries
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.column_queries import MetricNames, standard_queries
 
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
                 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0]  # fmt: skip

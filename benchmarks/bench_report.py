@@ -25,7 +25,11 @@ from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.plots import write_standard_plots
 from hpa_experiments.analysis.report import build_report
-from hpa_experiments.analysis.synthetic import day_run
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.synthetic_runs import day_run  # noqa: E402
 
 
 def timed(action) -> float:

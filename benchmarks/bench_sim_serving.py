@@ -24,7 +24,7 @@ import yaml
 
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import Profile, load_profile
+from hpa_experiments.twin_profiles import Profile, load_profile
 
 
 def current_rss_mb() -> float:

@@ -11,7 +11,7 @@ on both:
 
 (MAE = mean absolute difference at the real samples' times; KV as the HPA saw it, 0..1).  One
 parameter at a time moves to the best value of its grid, for `--rounds` passes.  The search starts
-from the current profile (profiles.py) updated with `--start`, so a plain re-run after updating the
+from the current profile (twin_profiles.py) updated with `--start`, so a plain re-run after updating the
 defaults checks that they are still the optimum on the grid.  See docs/twin-calibration.md.
 """
 
@@ -104,7 +104,7 @@ def coordinate_descent(evaluate: Evaluator, start: dict[str, Any], rounds: int) 
 
 
 def current_defaults() -> dict[str, Any]:
-    from hpa_experiments.backends.sim.profiles import PROFILES
+    from hpa_experiments.twin_profiles import PROFILES
 
     profile = PROFILES["llama-3.1-8b-h100"]
     values = {name: getattr(profile, name) for name in GRID if name != "scrape_interval"}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency_points import Point, all_points, write_csv
 
 from hpa_experiments.backends.sim.latency_probe import ProbeResult, probe
-from hpa_experiments.backends.sim.profiles import Profile, load_profile
+from hpa_experiments.twin_profiles import Profile, load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -41,7 +41,7 @@ from hpa_experiments.config import (
 from hpa_experiments.errors import EXIT_INTERRUPTED, ConfigError, UsageError
 from hpa_experiments.plan import Plan, build_plan
 from hpa_experiments.redact import redact_config
-from hpa_experiments.rundir import REQUESTS_FILE
+from hpa_experiments.rundir import REQUESTS_FILE, RunStatus
 from hpa_experiments.signals import Interrupted, raise_on_signals, stop_on_signals
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class ExperimentResult:
     """What a run left: its folder and status, summary.json's content, and its files as frames."""
 
     run_dir: Path
-    status: str  # completed | interrupted | failed
+    status: RunStatus
     exit_code: int  # what `hpa-exp run` exits with: 0, 1 or 130
     reason: str | None = None
     summary: dict[str, Any] | None = None  # None when the KPIs could not be computed (see warnings)

@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3 import HTTPResponse
 
-from hpa_experiments.backends.kube import (
+from hpa_experiments.backends.kube import jobs
+from hpa_experiments.backends.kube.backend import (
     DEFAULT_API_RETRY,
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -32,11 +31,10 @@ from hpa_experiments.backends.kube import (
     KubeSettings,
     connect,
 )
-from hpa_experiments.backends.kube_claim import Released, release_by_label
+from hpa_experiments.backends.kube.claim import Released, release_by_label
 from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import BackendError, UsageError
-from hpa_experiments.retry import call_with_retry
-from hpa_experiments.rundir import RUN_STATUSES, atomic_write_json, utc_iso
+from hpa_experiments.rundir import RUN_STATUSES, RunStatus, atomic_write_json, utc_iso
 from hpa_experiments.signals import process_alive
 
 T = TypeVar("T")
@@ -122,7 +120,7 @@ def open_run(path: Path) -> RunToClean:
 def check_not_alive(run: RunToClean) -> None:
     """Refuse to clean up a run whose process is still running here (it cleans up itself)."""
     pid = run.info.get("pid")
-    if run.info.get("status") == "running" and isinstance(pid, int) and process_alive(pid):
+    if run.info.get("status") == RunStatus.RUNNING and isinstance(pid, int) and process_alive(pid):
         raise UsageError(
             f"{run.path}: the run is still in progress (pid {pid}); stop it with Ctrl-C or "
             f"`kill -TERM {pid}` (it then cleans up itself), or pass --force"
@@ -135,10 +133,10 @@ def mark_run(run: RunToClean, jobs_deleted: int, now: float | None = None) -> tu
     Runs in any other state are left as they are; returns (before, after) when changed.
     """
     status = str(run.info.get("status") or "unknown")
-    if status != "running":
+    if status != RunStatus.RUNNING:
         return None
     now = time.time() if now is None else now
-    new_status = "failed" if _last_event_kind(run.path) == "error" else "interrupted"
+    new_status = RunStatus.FAILED if _last_event_kind(run.path) == "error" else RunStatus.INTERRUPTED
     what = f"{jobs_deleted} Job(s) deleted" if jobs_deleted else "Jobs checked"
     info = dict(run.info)
     info.update(
@@ -174,36 +172,18 @@ def delete_jobs(
     too); returns (deleted, still present afterwards).  API calls are retried like a run's."""
     api_client, _ = connect(settings)
     batch = client.BatchV1Api(api_client)
-
-    def retried(what: str, fn: Callable[[], T]) -> T:
-        return call_with_retry(fn, what=what, policy=DEFAULT_API_RETRY, on_retry=on_warning)
+    call = functools.partial(
+        jobs.call_json, timeout=settings.request_timeout, policy=DEFAULT_API_RETRY, on_retry=on_warning
+    )
 
     def names() -> list[str]:
-        def read() -> list[str]:
-            listed = batch.list_namespaced_job(
-                namespace, label_selector=selector, _preload_content=False, _request_timeout=settings.request_timeout
-            )
-            response = cast(HTTPResponse, listed)  # raw with _preload_content=False, not the annotated V1JobList
-            try:  # plain JSON: the typed models reject Jobs they consider incomplete
-                return sorted(item["metadata"]["name"] for item in json.loads(response.data)["items"])
-            finally:
-                response.release_conn()
-
-        return retried(f"list Jobs ({selector}) in {namespace}", read)
-
-    def delete(name: str) -> None:
-        try:
-            batch.delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _request_timeout=settings.request_timeout
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # already gone: fine
-                raise
+        listed = jobs.list_jobs(call, batch, namespace, selector, f"list Jobs ({selector}) in {namespace}")
+        return sorted(job["metadata"]["name"] for job in listed)
 
     try:
         found = names()
         for name in found:
-            retried(f"delete Job {namespace}/{name}", functools.partial(delete, name))
+            jobs.delete_job(call, batch, namespace, name)
         return found, names()
     finally:
         api_client.close()

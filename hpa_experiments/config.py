@@ -8,7 +8,6 @@ file's folder.  Every problem names the file, the key path and what is wrong.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -27,12 +26,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
-from hpa_experiments.backends.sim.hpa_spec import validate_hpa_manifest
-from hpa_experiments.backends.sim.profiles import PROFILES, load_profile
 from hpa_experiments.durations import is_prometheus_duration, parse_duration
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.hpa_spec import validate_hpa_manifest
 from hpa_experiments.kit import kit_dir
 from hpa_experiments.manifests import (
     ManifestError,
@@ -47,6 +44,8 @@ from hpa_experiments.manifests import (
 from hpa_experiments.ownership import job_template_problems
 from hpa_experiments.redact import redact_config
 from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object, scaled_object_problems
+from hpa_experiments.twin_profiles import PROFILES, load_profile
+from hpa_experiments.validation_messages import describe_error, show_value
 from hpa_experiments.yaml_io import InputFileError, load_json, load_yaml, read_input_text
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -58,7 +57,7 @@ MAX_LATENCY_MS = 86_400_000.0  # a day: a latency bound above it is a typo (e.g.
 
 def _interval(value: float) -> float:
     if 0 < value < MIN_INTERVAL_S:
-        raise ValueError(f"must be at least {MIN_INTERVAL_S:g} s (got {_show(value)})")
+        raise ValueError(f"must be at least {MIN_INTERVAL_S:g} s (got {show_value(value)})")
     return value
 
 
@@ -178,7 +177,7 @@ class MetricsConfig(_Section):
         bad = [q for q in v if not (0 < q < 1 or 1 <= q < 100)]
         if bad:
             raise ValueError(
-                f"each percentile must be a fraction in (0, 1) or a percent in [1, 100) (got {_show(bad[0])})"
+                f"each percentile must be a fraction in (0, 1) or a percent in [1, 100) (got {show_value(bad[0])})"
             )
         if any(q < 1 for q in v) and any(q >= 1 for q in v):
             raise ValueError("write all percentiles as fractions (0.9) or all as percents (90), not a mix")
@@ -464,7 +463,7 @@ def config_from_data(raw: Any, path: Path, source: str | None = None) -> Experim
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()], source) from None
+        raise ConfigError([describe_error(err, ExperimentConfig) for err in exc.errors()], source) from None
     _resolve_paths(config, path.resolve().parent)
     problems = _check_files(config)
     if problems:
@@ -642,78 +641,3 @@ def namespace_problems(config: ExperimentConfig, origin: str) -> list[str]:
     for i, job in enumerate(config.jobs):
         problems += [f"jobs[{i}].manifest: {p}" for p in job_manifest_problems(config, job, origin)]
     return problems
-
-
-# --- messages --------------------------------------------------------------------------
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Known keys of the section a location points into (for 'did you mean')."""
-    model: Any = ExperimentConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return []
-    return [n for n, f in model.model_fields.items() if not f.exclude]
-
-
-def _show(value: Any) -> str:
-    """Numbers as written (5, not 5.0); anything else as its repr."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-def _describe(err: ErrorDetails) -> str:
-    loc, kind, given = tuple(err["loc"]), err["type"], err.get("input")
-    where = _path(loc)
-    ctx = err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"{where}: unknown key{hint}"
-    if kind == "missing":
-        return f"{where}: is required"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()))
-        return f"{where}: must be {op} {_show(bound)} (got {_show(given)})"
-    if kind == "finite_number":
-        return f"{where}: must be a finite number (got {given!r})"
-    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
-        return f"{where}: must be a number (got {given!r})"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"{where}: must be true or false (got {given!r})"
-    if kind in ("string_type",):
-        return f"{where}: must be a text string (got {given!r})"
-    if kind in ("list_type",):
-        return f"{where}: must be a list (got {type(given).__name__})"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"{where}: must be a mapping of keys (got {type(given).__name__})"
-    if kind == "too_short":
-        return f"{where}: must not be empty"
-    if kind == "literal_error":
-        return f"{where}: must be one of {ctx.get('expected')} (got {given!r})"
-    if kind == "value_error":
-        return f"{where}: {ctx.get('error', err['msg'])!s}"
-    if kind == "path_type":
-        return f"{where}: must be a file path (got {given!r})"
-    return f"{where}: {err['msg']}"

@@ -25,7 +25,7 @@ from typing import Any
 
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_OK, UsageError
-from hpa_experiments.rundir import atomic_write_json
+from hpa_experiments.rundir import RunStatus, atomic_write_json
 
 ENSEMBLES_DIR = "ensembles"
 ENSEMBLE_FILE = "ensemble.json"
@@ -47,7 +47,7 @@ ENSEMBLE_KPIS = (
 class SeedRun:
     seed: int
     run_dir: Path | None
-    status: str
+    status: RunStatus
     exit_code: int
     reason: str | None
 
@@ -78,7 +78,7 @@ def run_seed(config: ExperimentConfig, seed: int, output_dir: str, tags: dict[st
     try:
         result = experiment.run(output_dir=output_dir, handle_signals=False)
     except Exception as exc:  # reported per seed; the other seeds go on
-        return SeedRun(seed, None, "failed", EXIT_FAILED, str(exc))
+        return SeedRun(seed, None, RunStatus.FAILED, EXIT_FAILED, str(exc))
     return SeedRun(seed, result.run_dir, result.status, result.exit_code, result.reason)
 
 
@@ -146,7 +146,7 @@ def summarize(ensemble_id: str, config: ExperimentConfig, runs: Sequence[SeedRun
 
     headlines: list[dict[str, Any]] = []
     for run in runs:
-        if run.run_dir is None or run.status != "completed":
+        if run.run_dir is None or run.status != RunStatus.COMPLETED:
             continue
         written = run.run_dir / SUMMARY_FILE  # finish_run wrote it; recompute only if it is missing
         summary = json.loads(written.read_text()) if written.exists() else compute_kpis(load_run(run.run_dir))

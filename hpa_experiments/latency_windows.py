@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpa_experiments import promql
+from hpa_experiments import column_queries
 from hpa_experiments.backends.base import Backend, QueryError
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.config import ExperimentConfig
-from hpa_experiments.promql import MetricNames
 from hpa_experiments.rundir import LATENCY_WINDOWS_FILE, atomic_write_json, percentile_label
 
 STANDARD_QUANTILES = (0.5, 0.9, 0.99)
@@ -194,7 +194,7 @@ def _latency_block(key: str, values: dict[str, float | None], quantiles: list[fl
 
 def window_selector(config: ExperimentConfig) -> str:
     """The label matchers of the standard metrics.csv queries, so both measure the same series."""
-    return promql.selector(config.model_name, config.namespace, config.metrics.selector)
+    return column_queries.selector(config.model_name, config.namespace, config.metrics.selector)
 
 
 def write_latency_windows(

@@ -41,6 +41,7 @@ from hpa_experiments.rundir import (
     EVENT_COLUMNS,
     LEGACY_COLUMNS,
     PHASE_COLUMNS,
+    RunStatus,
     atomic_write_json,
     format_cell,
     utc_iso,
@@ -300,7 +301,7 @@ def import_legacy(source: Path, output_dir: Path, tz: str | None = None) -> Impo
         {
             "id": source.name,
             "name": name,
-            "status": "completed",
+            "status": RunStatus.COMPLETED,
             "backend": BACKEND_NAME,
             "start_utc": utc_iso(start_unix) if start_unix is not None else None,
             "end_utc": utc_iso(end_unix) if end_unix is not None else None,

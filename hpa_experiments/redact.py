@@ -70,13 +70,6 @@ def redact_config(data: Any) -> Any:
     return result
 
 
-def redact_text(text: str, secrets: list[str]) -> str:
-    """`text` with every occurrence of each secret replaced by *** (longest first)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 CONFIG_COPY_NOTE = (
     "# Copy of {source} with its credentials (Prometheus URL password, header values) replaced by ***;\n"
     "# comments and formatting of the original are not kept.\n"

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,23 @@ ENERGY_COLUMNS = [
 # A KEDA ScaledObject's conditions (keda_status.py): 1 True, 0 False, empty Unknown.
 KEDA_COLUMNS = ["keda_ready", "keda_active", "keda_fallback", "keda_paused"]
 
-RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+
+class RunStatus(str, Enum):
+    """run.json's `status`.  A str Enum, so run.json holds the same plain strings as before."""
+
+    RUNNING = "running"  # written at the start; still there if the process was killed
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"  # SIGINT/SIGTERM or a stop from the menu; cleanup done
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+RUN_STATUSES = tuple(RunStatus)
 
 EVENT_KINDS = (
     "run_started",
@@ -263,7 +280,7 @@ class RunInfo:
     id: str
     name: str
     backend: str
-    status: str
+    status: RunStatus
     started_at: float
     t0: float
     interval: float
@@ -353,7 +370,7 @@ class RunWriter:
 
     def finish(
         self,
-        status: str,
+        status: RunStatus,
         ended_at: float,
         exit_code: int,
         reason: str | None = None,

@@ -27,6 +27,7 @@ import yaml
 from hpa_experiments import __version__
 from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
 from hpa_experiments.client_results import ClientResults
+from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
 from hpa_experiments.keda_status import condition_changes
@@ -34,10 +35,10 @@ from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.lost_objects import LostSight
 from hpa_experiments.monitor import Monitor, TickResult, extra_hpa_metrics
 from hpa_experiments.plan import Plan, PlannedJob
-from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.rundir import (
     SCALED_OBJECT_APPLIED_FILE,
     RunInfo,
+    RunStatus,
     RunWriter,
     format_cell,
     metrics_columns,
@@ -63,7 +64,7 @@ class RunObserver(Protocol):
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | interrupted | failed
+    status: RunStatus
     exit_code: int
     reason: str | None = None
     leftover_jobs: list[str] = field(default_factory=list)
@@ -175,7 +176,7 @@ class Runner:
                 id=run_id,
                 name=self.config.name,
                 backend=self.backend.name,
-                status="running",
+                status=RunStatus.RUNNING,
                 started_at=started,
                 t0=self.t0,
                 interval=self.config.metrics.interval,
@@ -656,23 +657,23 @@ class Runner:
         self._failure = self._failure or self._lost.reason()  # an object gone mid-run: failed (lost_objects.py)
         incomplete = self._cleanup_incomplete(leftover)
         if self._stop_reason and incomplete:  # 130 only when the cleanup really finished
-            status, code, reason = "interrupted", EXIT_FAILED, f"{self._stop_reason}; {incomplete}"
+            status, code, reason = RunStatus.INTERRUPTED, EXIT_FAILED, f"{self._stop_reason}; {incomplete}"
         elif self._stop_reason:
-            status, code, reason = "interrupted", EXIT_INTERRUPTED, self._stop_reason
+            status, code, reason = RunStatus.INTERRUPTED, EXIT_INTERRUPTED, self._stop_reason
         elif self._failure or leftover or self._failed_jobs:
-            status, code = "failed", EXIT_FAILED
+            status, code = RunStatus.FAILED, EXIT_FAILED
             reason = self._failure or (
                 f"Jobs left behind: {', '.join(leftover)}"
                 if leftover
                 else f"job(s) failed (on_job_failure: continue): {', '.join(self._failed_jobs)}"
             )
         else:
-            status, code, reason = "completed", EXIT_OK, None
+            status, code, reason = RunStatus.COMPLETED, EXIT_OK, None
         try:
             self.backend.close()
         except OSError as exc:  # the twin's requests.csv on a full disk
             if not self._write_failed:
-                status, code = "failed", EXIT_FAILED
+                status, code = RunStatus.FAILED, EXIT_FAILED
                 reason = f"{reason + '; ' if reason else ''}cannot write the run's files: {exc}"
         self._event("run_finished", f"{status}" + (f": {reason}" if reason else ""))
         self.writer.finish(status, time.time(), code, reason, leftover_jobs=leftover)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from hpa_experiments.backends.sim.hpa_spec import rules_problems
+from hpa_experiments.hpa_spec import rules_problems
 
 API_VERSION = "keda.sh/v1alpha1"
 KIND = "ScaledObject"

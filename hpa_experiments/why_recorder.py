@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from hpa_experiments.backends.base import Backend, PodTimes, ScalingSnapshot
-from hpa_experiments.backends.kube_objects import hpa_metric_readings
+from hpa_experiments.backends.kube.objects import hpa_metric_readings
 from hpa_experiments.errors import HpaExpError
 from hpa_experiments.hpa_reasons import (
     LAST_SCALE_COLUMN,

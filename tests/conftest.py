@@ -1,12 +1,45 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.kube_emulator import kube_cluster  # noqa: F401 - fixture for all tests
 from tests.support.prometheus import PrometheusServer
 from tests.support.testbed import Testbed, TestbedMissing
+
+# Hypothesis: in CI the same examples every run (derandomized, no example database), no deadline
+# (a loaded 2-core runner is slow), and a fixed number of examples where a test does not set its own.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=100,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+# What a test needs, from the fixtures it uses (item.fixturenames holds every fixture it pulls in).
+NEEDS = {
+    "prometheus": {"prometheus", "prometheus_factory", "prom", "kit_prometheus"},
+    "testbed": {"testbed"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from fixtures (so `-m "not prometheus"` works), and the test bed's tests are slow."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+        if item.get_closest_marker("testbed") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -145,6 +145,7 @@ def _client_escapes_names() -> bool:
     return (int(major), int(minor)) >= (0, 23)
 
 
+@pytest.mark.slow
 def test_relabel_rule_turns_escaped_names_back_into_vllm_colon_names(prometheus_scraping_pods):
     server = prometheus_scraping_pods
     escapes = _client_escapes_names()
@@ -212,6 +213,7 @@ def prometheus_scraping_an_old_server(tmp_path_factory) -> Iterator[PrometheusSe
         http_server.shutdown()
 
 
+@pytest.mark.slow
 def test_the_old_kv_cache_name_is_served_as_kv_cache_usage_perc(prometheus_scraping_an_old_server):
     """Issue 13, defect 3: the KV and combined HPAs ask for kv_cache_usage_perc; a server exporting only
     vllm:gpu_cache_usage_perc must still give them a value per pod."""

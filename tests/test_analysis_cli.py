@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hpa_experiments.analysis.synthetic import T0, write_run
 from hpa_experiments.cli import main
-from tests.analysis_runs import HIGH_LOAD, REFERENCE_RUNS, REPO
+from tests.support.analysis_runs import HIGH_LOAD, REFERENCE_RUNS, REPO
+from tests.support.synthetic_runs import T0, write_run
 
 
 def run_cli(*args: str) -> int:
@@ -85,6 +85,7 @@ def test_running_run_with_stale_metrics_is_incomplete(data_dir):
     assert effective_status(directory, info, now=time.time() + 3600) == "incomplete"
 
 
+@pytest.mark.slow
 def test_report_by_name_writes_all_files(data_dir, capsys):
     assert run_cli("report", "old-completed", "--data-dir", str(data_dir)) == 0
     out = capsys.readouterr().out
@@ -103,6 +104,7 @@ def test_report_errors_are_messages_with_exit_code_2(data_dir, capsys):
     assert "at least two runs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_deltas_vs_first_run(data_dir, tmp_path, capsys):
     output = tmp_path / "cmp"
     assert (

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from hpa_experiments.analysis import compute_kpis, load_run
 from hpa_experiments.analysis.kpis import latency_stats, load_increases
-from hpa_experiments.analysis.synthetic import write_run
 from hpa_experiments.errors import UsageError
+from tests.support.synthetic_runs import write_run
 
 
 def step_rows(n: int = 240, up_at: int = 90, down_at: int = 170, ttft: bool = True) -> list[dict]:
@@ -210,6 +210,7 @@ def test_load_run_rejects_a_folder_without_run_json(tmp_path):
         load_run(tmp_path)
 
 
+@pytest.mark.slow
 def test_empty_and_truncated_runs_still_report(tmp_path):
     from hpa_experiments.analysis.report import NO_DATA, build_report, kpi_rows
 
@@ -229,6 +230,7 @@ def test_empty_and_truncated_runs_still_report(tmp_path):
     assert compute_kpis(run)["kpis"]["replicas"]["replica_seconds"] == 20
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     replicas=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=60),

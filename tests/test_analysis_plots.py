@@ -7,7 +7,7 @@ import pytest
 
 from hpa_experiments.analysis import load_run
 from hpa_experiments.analysis.plots import compare_figure, standard_figure, thin_envelope, thin_steps
-from hpa_experiments.analysis.synthetic import write_run
+from tests.support.synthetic_runs import write_run
 
 
 def texts(fig) -> list[str]:
@@ -45,6 +45,7 @@ def run(tmp_path):
     return load_run(tmp_path / "run-a")
 
 
+@pytest.mark.slow
 def test_title_phases_and_missing_panels(run):
     fig = standard_figure(run)
     assert fig.get_suptitle().startswith("plot-test · backend: sim")

@@ -25,7 +25,8 @@ from hpa_experiments.config import MetricsConfig
 from hpa_experiments.errors import ConfigError, UsageError
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS
 from hpa_experiments.runner import RunResult
-from hpa_experiments.suite import load_suite
+from hpa_experiments.suite.config import load_suite
+from tests.support.cli import hpa_exp
 
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
@@ -45,12 +46,6 @@ ORIGINAL_COLUMNS = [
     "request_rate_per_min",
     "active_jobs",
 ]
-
-
-def hpa_exp(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def short_config(**changes: Any) -> dict[str, Any]:
@@ -91,6 +86,7 @@ def round_trip(tmp_path_factory: pytest.TempPathFactory) -> RoundTrip:
     return RoundTrip(from_yaml, from_json, yaml_result, json_result)
 
 
+@pytest.mark.slow
 def test_yaml_and_json_files_give_the_same_plan(round_trip: RoundTrip) -> None:
     yaml_plan, json_plan = round_trip.from_yaml.plan(), round_trip.from_json.plan()
     assert json_plan.to_json() == yaml_plan.to_json()
@@ -245,6 +241,7 @@ def test_after_a_run_missing_files_and_failed_kpis_become_warnings(round_trip: R
     assert "has no summary.json" in broken.warnings[1] and not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_the_api_until_used() -> None:
     code = (
         "import sys, hpa_experiments; assert 'hpa_experiments.api' not in sys.modules; "
@@ -259,6 +256,7 @@ def test_importing_the_package_does_not_import_the_api_until_used() -> None:
         hpa_experiments.Experimnt  # noqa: B018
 
 
+@pytest.mark.slow
 def test_cli_reports_a_json_syntax_error_with_line_and_column(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "name": "x",\n  "jobs": [{"name": "a" "rate": 1}]\n}\n')
@@ -271,6 +269,7 @@ def test_cli_reports_a_json_syntax_error_with_line_and_column(tmp_path: Path) ->
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_validates_plans_and_runs_a_json_config(tmp_path: Path) -> None:
     config = tmp_path / "short.json"
     config.write_text(json.dumps(short_config()))
@@ -307,6 +306,7 @@ def test_a_suite_takes_a_json_config_with_overrides(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_suite_file_may_itself_be_json(tmp_path: Path) -> None:
     (tmp_path / "short.json").write_text(json.dumps(short_config()))
     suite_file = tmp_path / "suite.json"

@@ -72,6 +72,7 @@ def _numbers(text: str) -> list[float]:
     return [float(x.replace(",", "")) for x in re.findall(r"\d[\d,]*(?:\.\d+)?", text)]
 
 
+@pytest.mark.slow
 def test_report_shows_client_beside_server_per_job(run_dir: Path) -> None:
     files = build_report(run_dir)
     summary = files.summary

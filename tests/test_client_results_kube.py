@@ -18,15 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from hpa_experiments.bench_log import JOB_RESULTS_FILE, NO_BLOCK, OK, parse_bench_log
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
-from hpa_experiments.retry import RetryPolicy
 from hpa_experiments.runner import Runner
 from tests.support import kube_emulator
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.test_kube_backend import launch
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 kube_cluster = kube_emulator.kube_cluster  # the shared fixture
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from hpa_experiments import cluster
+from hpa_experiments.kind_kit.lifecycle import down, up
+from hpa_experiments.kind_kit.status import describe_current_metrics, hpa_metric_problems, status
+from hpa_experiments.kind_kit.steps import KEDA_VERSION, ClusterKitError, KitSpec, StepFailed, find_manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = ["kubectl", "--context", "kind-hpa-exp"]
@@ -152,13 +154,14 @@ class Lines:
         return "\n".join(self.lines)
 
 
-def spec(**kwargs: Any) -> cluster.KitSpec:
-    return cluster.KitSpec(manifests=Path("manifests"), **kwargs)
+def spec(**kwargs: Any) -> KitSpec:
+    return KitSpec(manifests=Path("manifests"), **kwargs)
 
 
 # --- through the command line (subprocess) -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -170,6 +173,7 @@ def test_dry_run_prints_every_command_in_order_and_needs_no_tools(tmp_path):
     assert not any(touches_an_hpa(c) for c in dry_run_commands(result.stdout))  # issue 13: no HPA by default
 
 
+@pytest.mark.slow
 def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", "--hpa", "queue", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -184,13 +188,14 @@ def test_an_hpa_is_applied_only_on_request_with_a_note_about_a_second_one(tmp_pa
     ) in result.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_with_keda_installs_the_pinned_release_instead_of_the_adapter(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", "--autoscaler", "keda", "--hpa", "kvcache", path=str(tmp_path))
     assert result.returncode == 0, result.stderr
     commands = dry_run_commands(result.stdout)
     joined = [" ".join(c) for c in commands]
     assert not any("prometheus-adapter" in c or "custom.metrics" in c for c in joined)
-    url = f"https://github.com/kedacore/keda/releases/download/v{cluster.KEDA_VERSION}/keda-{cluster.KEDA_VERSION}.yaml"
+    url = f"https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml"
     assert ["kubectl", "--context", "kind-hpa-exp", "apply", "--server-side", "-f", url] in commands
     waits = [c for c in joined if "rollout status" in c and "-n keda" in c]
     assert [w.split("deployment/")[1].split()[0] for w in waits] == ["keda-operator", "keda-operator-metrics-apiserver"]
@@ -216,6 +221,7 @@ def test_dry_run_for_vllm_without_hpa_waits_longer_and_applies_no_hpa(tmp_path):
     assert all(c[:3] == ["kubectl", "--context", "kind-gpu"] for c in commands[2:])
 
 
+@pytest.mark.slow
 def test_hf_token_goes_to_a_secret_through_stdin_never_the_command_line(tmp_path):
     result = run_cli("cluster", "up", "--dry-run", path=str(tmp_path), env={"HF_TOKEN": "hf_secret_value"})
     assert result.returncode == 0, result.stderr
@@ -290,11 +296,12 @@ def test_status_without_kubectl_names_it(tmp_path):
 # --- the library, with stand-in tools -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     out = Lines()
-    cluster.up(spec(), console=out)
+    up(spec(), console=out)
     ran = [c for c in calls() if c != ["kind", "get", "clusters"]]
     assert ran == EXPECTED_UP_EMULATOR
     assert calls()[1] == ["kind", "get", "clusters"]  # asked before creating
@@ -303,6 +310,7 @@ def test_up_runs_exactly_the_dry_run_commands(fake_tools):
     assert out.lines[-2] == "Cluster hpa-exp is ready (kubectl context kind-hpa-exp)."
 
 
+@pytest.mark.slow
 def test_up_reuses_an_existing_cluster(fake_tools):
     respond, calls = fake_tools
     respond(
@@ -312,16 +320,17 @@ def test_up_reuses_an_existing_cluster(fake_tools):
         ]
     )
     out = Lines()
-    cluster.up(spec(), console=out)
+    up(spec(), console=out)
     assert not any(c[:3] == ["kind", "create", "cluster"] for c in calls())
     assert "  kind cluster hpa-exp already exists: skipped" in out.lines
 
 
+@pytest.mark.slow
 def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     respond, calls = fake_tools
     respond([("rollout status deployment/vllm", {"rc": 1, "stderr": "error: timed out waiting"})])
-    with pytest.raises(cluster.StepFailed) as failure:
-        cluster.up(spec(), console=Lines())
+    with pytest.raises(StepFailed) as failure:
+        up(spec(), console=Lines())
     message = str(failure.value)
     assert "step 11/13 'Wait for deployment/vllm in hpa-exp' failed (exit code 1)" in message
     assert "describe pod -l app.kubernetes.io/name=vllm" in message
@@ -329,11 +338,12 @@ def test_up_stops_at_a_failed_step_and_says_what_to_try(fake_tools):
     assert not any(touches_an_hpa(c) for c in calls())  # stopped there
 
 
+@pytest.mark.slow
 def test_up_explains_an_hpa_without_metric_values(fake_tools):
     respond, _ = fake_tools
     respond([("get hpa", {"stdout": json.dumps(HPA_WITHOUT_METRICS)})])
-    with pytest.raises(cluster.ClusterKitError) as failure:
-        cluster.up(spec(hpa="queue", hpa_timeout_s=0), console=Lines())
+    with pytest.raises(ClusterKitError) as failure:
+        up(spec(hpa="queue", hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
     assert "num_requests_waiting: no current value (kubectl shows <unknown>)" in message
@@ -341,6 +351,7 @@ def test_up_explains_an_hpa_without_metric_values(fake_tools):
     assert '/apis/custom.metrics.k8s.io/v1beta1/namespaces/hpa-exp/pods/*/num_requests_waiting"' in message
 
 
+@pytest.mark.slow
 def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
     """Issue 13, defect 3 as `cluster up` sees it: the adapter has no kv_cache_usage_perc for the pods."""
     respond, _ = fake_tools
@@ -357,8 +368,8 @@ def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
             ("get --raw", {"stdout": json.dumps(SERVED)}),
         ]
     )
-    with pytest.raises(cluster.ClusterKitError) as failure:
-        cluster.up(spec(hpa_timeout_s=0), console=Lines())
+    with pytest.raises(ClusterKitError) as failure:
+        up(spec(hpa_timeout_s=0), console=Lines())
     message = str(failure.value)
     assert failure.value.exit_code == 3
     assert message.startswith(
@@ -368,11 +379,12 @@ def test_up_explains_a_metric_the_adapter_does_not_serve(fake_tools):
     assert "query vllm:kv_cache_usage_perc" in message and "describe hpa" not in message
 
 
+@pytest.mark.slow
 def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
     respond, calls = fake_tools
     respond([("get --raw", {"stdout": json.dumps(SERVED)})])
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
-    cluster.up(spec(hf_token=True), console=Lines())
+    up(spec(hf_token=True), console=Lines())
     recorded = calls()
     position = recorded.index([*CTX, "apply", "-f", "-"])
     secret = json.loads(recorded[position + 1]["stdin"])
@@ -386,7 +398,7 @@ def test_up_stores_the_hf_token_secret_from_stdin(fake_tools, monkeypatch):
 def test_down_without_the_cluster_does_nothing(fake_tools):
     _, calls = fake_tools
     out = Lines()
-    cluster.down(spec(), console=out)
+    down(spec(), console=out)
     assert calls() == [["kind", "get", "clusters"]]
     assert out.lines == ["No kind cluster named hpa-exp: nothing to delete."]
 
@@ -419,7 +431,7 @@ def test_status_reports_nodes_pods_monitoring_and_hpa(fake_tools):
         ]
     )
     out = Lines()
-    cluster.status("hpa-exp", console=out)
+    status("hpa-exp", console=out)
     assert out.text == textwrap.dedent(
         """\
         context: kind-hpa-exp
@@ -444,25 +456,25 @@ def test_status_of_an_unreachable_cluster(fake_tools):
             ("get nodes", {"rc": 1, "stderr": "Unable to connect to the server: dial tcp 10.0.0.1:6443"}),
         ]
     )
-    with pytest.raises(cluster.ClusterKitError, match="Unable to connect to the server"):
-        cluster.status("hpa-exp", context="prod", console=Lines())
+    with pytest.raises(ClusterKitError, match="Unable to connect to the server"):
+        status("hpa-exp", context="prod", console=Lines())
 
 
 # --- the HPA check itself -----------------------------------------------------------------
 
 
 def test_hpa_metric_problems():
-    assert cluster.hpa_metric_problems(HPA_WITH_METRICS) == []
-    problems = cluster.hpa_metric_problems(HPA_WITHOUT_METRICS)
+    assert hpa_metric_problems(HPA_WITH_METRICS) == []
+    problems = hpa_metric_problems(HPA_WITHOUT_METRICS)
     assert problems[0] == "num_requests_waiting: no current value (kubectl shows <unknown>)"
     assert problems[1].startswith("ScalingActive: FailedGetPodsMetric: unable to get metric")
     assert len(problems) == 2  # conditions that are True are not problems
 
 
 def test_a_missing_manifests_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(cluster.ClusterKitError, match=r"no manifests folder found .*pass --manifests DIR"):
-        cluster.find_manifests(tmp_path / "nowhere")
-    assert cluster.find_manifests(ROOT / "manifests") == ROOT / "manifests"
+    with pytest.raises(ClusterKitError, match=r"no manifests folder found .*pass --manifests DIR"):
+        find_manifests(tmp_path / "nowhere")
+    assert find_manifests(ROOT / "manifests") == ROOT / "manifests"
 
 
 def test_an_unknown_variant_is_a_usage_error(tmp_path):
@@ -492,5 +504,5 @@ def test_current_metrics_of_every_metric_type_are_described():
             ]
         },
     }
-    assert cluster.describe_current_metrics(hpa) == ["kv_cache_usage_perc = 250m", "cpu = 40%"]
-    assert cluster.hpa_metric_problems(hpa) == []
+    assert describe_current_metrics(hpa) == ["kv_cache_usage_perc = 250m", "cpu = 40%"]
+    assert hpa_metric_problems(hpa) == []

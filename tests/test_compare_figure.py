@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.plots import compare_figure
-from tests.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run
+from tests.support.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run
 
 
 def test_the_legend_names_each_run_with_its_tags_and_fits_in_the_figure(tmp_path: Path) -> None:

@@ -295,7 +295,6 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{tmp_path / 'none.yaml'}: invalid experiment config: file not found"
 
 
-@pytest.mark.skipif(not REFERENCE_RUNS.exists(), reason="shared reference runs not present")
 @pytest.mark.parametrize("run", ["high-load-hpa-20251124-155733", "moderate-load-hpa-extended-20251210-132157"])
 def test_original_configs_load_unchanged_and_name_each_missing_file(run: str) -> None:
     path = REFERENCE_RUNS / run / "experiment-config.yaml"
@@ -309,7 +308,6 @@ def test_original_configs_load_unchanged_and_name_each_missing_file(run: str) ->
     assert any(p.startswith("hpa.manifest: file not found") for p in found)
 
 
-@pytest.mark.skipif(not REFERENCE_RUNS.exists(), reason="shared reference runs not present")
 def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
     """Lay out the original repository's folders around an original config: it loads as is."""
     new_experiments = tmp_path / "config" / "samples" / "not_wva" / "new-experiments"
@@ -332,6 +330,7 @@ def test_original_config_loads_when_its_files_exist(tmp_path: Path) -> None:
     assert config.output.include_pod_logs is True
 
 
+@pytest.mark.slow
 def test_validate_command_exit_codes(workspace: Path) -> None:
     good = write(workspace, base_config(), "good.yaml")
     bad_doc = base_config()
@@ -352,6 +351,7 @@ def test_validate_command_exit_codes(workspace: Path) -> None:
     assert "Traceback" not in both.stderr
 
 
+@pytest.mark.slow
 def test_shipped_configs_validate() -> None:
     configs = sorted((REPO / "experiment-configs").glob("*.yaml"))
     assert len(configs) >= 3

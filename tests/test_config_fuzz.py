@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpa_experiments.config import load_config
 from hpa_experiments.errors import ConfigError
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 KEYS = [
     "name",

@@ -20,11 +20,11 @@ import yaml
 
 from hpa_experiments.analysis.energy import JOULES_PER_KWH, energy_kpis
 from hpa_experiments.analysis.load import load_run
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import preflight
-from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import preflight
+from hpa_experiments.backends.kube.prom import PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from hpa_experiments.config import EnergyConfig
-from hpa_experiments.retry import RetryPolicy
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.prometheus import PrometheusServer
 
@@ -88,6 +88,7 @@ def write_config(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_energy_from_a_constant_power_series_is_power_times_time(
     kube_cluster: KubeEmulator, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:

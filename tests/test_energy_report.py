@@ -13,8 +13,8 @@ from hpa_experiments.analysis.energy_plots import cumulative_energy_kwh
 from hpa_experiments.analysis.kpis import compute_kpis, headline
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.report import NO_DATA, build_report, kpi_rows
-from hpa_experiments.analysis.synthetic import write_run
 from hpa_experiments.rundir import ENERGY_COLUMNS
+from tests.support.synthetic_runs import write_run
 
 
 def half_powered_run(directory: Path, price: float | None = 4.0) -> Path:
@@ -80,6 +80,7 @@ def test_without_power_data_every_energy_figure_is_none(tmp_path: Path, drop_col
     assert "no GPU power data" in energy["notes"][0]
 
 
+@pytest.mark.slow
 def test_summary_headline_and_report_show_energy_and_cost(tmp_path: Path) -> None:
     files = build_report(half_powered_run(tmp_path / "run"))
     assert files.summary["energy"]["run"]["energy_kwh"] == 5 * 1000.0 / JOULES_PER_KWH
@@ -95,6 +96,7 @@ def test_summary_headline_and_report_show_energy_and_cost(tmp_path: Path) -> Non
     assert "Energy per phase" in page and 'alt="energy"' in page
 
 
+@pytest.mark.slow
 def test_report_says_no_data_without_power_and_no_cost_without_a_price(tmp_path: Path) -> None:
     files = build_report(unpowered_run(tmp_path / "run"))
     rows = kpi_rows(files.summary)

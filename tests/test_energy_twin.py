@@ -14,9 +14,9 @@ from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.power import GpuMeter
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.config import EnergyConfig
+from hpa_experiments.twin_profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
@@ -59,6 +59,7 @@ def measured(table: list[dict[str, str]], column: str) -> list[float]:
     return [float(r[column]) for r in table if r[column] != ""]
 
 
+@pytest.mark.slow
 def test_an_idle_fleet_draws_replicas_x_gpus_x_idle_watts(tmp_path: Path) -> None:
     """The Job's first request comes 70 s after it starts (job_start_delay_s): the 60 s run is idle
     (no results grace: the Job is deleted at its planned end, before it sends anything)."""
@@ -93,6 +94,7 @@ def loaded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     )
 
 
+@pytest.mark.slow
 def test_power_under_load_lies_between_idle_and_busy_and_follows_utilization(loaded_run: tuple[Path, str]) -> None:
     table = [r for r in rows(loaded_run[0]) if r["gpu_power_w"] != ""]
     per_gpu = []
@@ -158,6 +160,7 @@ def test_pending_pods_hold_no_gpus_and_loading_pods_idle() -> None:
     assert gone == [{"namespace": "ns", "exported_pod": "vllm-1", "job": "dcgm-exporter"}]
 
 
+@pytest.mark.slow
 def test_configured_metric_and_label_names_are_what_the_twin_exports(tmp_path: Path) -> None:
     run_dir, _ = run_twin(
         tmp_path,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,21 +12,11 @@ import yaml
 from hpa_experiments.analysis.kpis import headline
 from hpa_experiments.ensemble import ensemble_seeds, spread
 from hpa_experiments.errors import UsageError
+from tests.support.cli import hpa_exp
 
 REPO = Path(__file__).resolve().parents[1]
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
-
-
-def hpa_exp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_spread_interpolates_between_order_statistics() -> None:
@@ -117,6 +105,7 @@ def test_compare_takes_ensembles_but_not_a_mix(ensemble, tmp_path: Path) -> None
     assert "compare runs with runs, or ensembles with ensembles" in mixed.stderr
 
 
+@pytest.mark.slow
 def test_an_ensemble_on_a_cluster_is_refused_before_anything_runs(tmp_path: Path) -> None:
     done = hpa_exp(
         "run", str(small_config(tmp_path)), "--seeds", "3", "--backend", "kubernetes", "-o", str(tmp_path / "runs")

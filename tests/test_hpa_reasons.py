@@ -8,6 +8,7 @@ controller says, whenever the pods without metrics are started-but-not-serving p
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,6 +225,7 @@ def test_why_cells_of_one_row():
     )  # the twin's own answer wins
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(

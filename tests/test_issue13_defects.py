@@ -22,6 +22,8 @@ from tests.support.kube_emulator import KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.support.vllm_exporter import VllmExporter, scrape_config
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 REPO = Path(__file__).resolve().parents[1]
 NS = "hpa-exp"
 MODEL = "meta-llama/Llama-3.1-8B"

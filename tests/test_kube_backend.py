@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from hpa_experiments.backends.base import JobLaunch, QueryError
-from hpa_experiments.backends.kube import (
+from hpa_experiments.backends.kube.backend import (
     API_CALLS,
     JOB_LABEL,
     MANAGED_BY,
@@ -24,8 +24,8 @@ from hpa_experiments.backends.kube import (
     WallClock,
     connect,
 )
+from hpa_experiments.backends.kube.retry import PermanentFailure, RetriesExhausted, RetryPolicy
 from hpa_experiments.errors import EXIT_PREFLIGHT, BackendError, PreflightError
-from hpa_experiments.retry import PermanentFailure, RetriesExhausted, RetryPolicy
 from tests.support import kube_emulator
 from tests.support.kube_emulator import DEPLOYMENTS, HPAS, JOBS, KubeEmulator
 
@@ -261,7 +261,7 @@ def test_a_missing_hpa_is_reported_not_invented(kube_cluster, backend):
 
 
 def test_a_run_without_an_hpa_reads_only_the_deployment(kube_cluster):
-    from hpa_experiments.backends.kube_preflight import preflight
+    from hpa_experiments.backends.kube.preflight import preflight
 
     backend = make_backend(kube_cluster, hpa_name="")
     snap = backend.scaling_snapshot()
@@ -477,7 +477,7 @@ def _rbac_triple(method: str, path: str, params: dict[str, str]) -> tuple[str, s
 
 
 def test_every_request_the_backend_makes_is_listed_for_rbac(kube_cluster, backend):
-    from hpa_experiments.backends.kube_preflight import preflight
+    from hpa_experiments.backends.kube.preflight import preflight
 
     preflight(backend)
     backend.start_job(launch("a"))

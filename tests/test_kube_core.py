@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings, connect
-from hpa_experiments.backends.kube_core import CoreReads
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings, connect
+from hpa_experiments.backends.kube.core import CoreReads
 from tests.support.kube_emulator import KubeEmulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,11 +78,12 @@ def test_backend_pod_and_namespace_reads_go_through_core_reads(kube_cluster: Kub
         backend.close()
 
 
+@pytest.mark.slow
 def test_the_kubernetes_backend_does_not_load_core_v1_api(kube_cluster: KubeEmulator) -> None:
     """Loading CoreV1Api costs ~90 MB at peak; the run has no use for it."""
     probe = (
         "import sys\n"
-        "from hpa_experiments.backends.kube import KubeBackend, KubeSettings\n"
+        "from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings\n"
         f"b = KubeBackend(KubeSettings(kubeconfig={str(kube_cluster.kubeconfig)!r}), None, namespace='bench',"
         " deployment='vllm', hpa_name='vllm-hpa', run_id='r1')\n"
         "b.scaling_snapshot(); b.job_states()\n"

@@ -83,6 +83,7 @@ def test_watch_ends_after_its_timeout_and_filters_by_label(kube_cluster, batch):
     assert events == [("ADDED", "mine")]
 
 
+@pytest.mark.slow
 def test_namespace_reads_and_server_version(kube_cluster):
     api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
     assert client.CoreV1Api(api).read_namespace(NS).metadata.name == NS

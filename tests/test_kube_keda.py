@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from hpa_experiments.config import load_config
 from hpa_experiments.errors import BackendError
 from hpa_experiments.plan import build_plan
-from hpa_experiments.retry import RetryPolicy
 from hpa_experiments.runner import Runner
 from tests.support import kube_emulator
 from tests.support.kube_emulator import HPAS, SCALED_OBJECTS, KubeEmulator
@@ -156,6 +156,7 @@ def test_apply_read_and_delete_the_scaled_object(kube_cluster: KubeEmulator) -> 
         backend.close()
 
 
+@pytest.mark.slow
 def test_a_run_applies_records_and_removes_the_scaled_object(kube_cluster: KubeEmulator, tmp_path: Path) -> None:
     (tmp_path / "so.yaml").write_text(yaml.safe_dump(SO))
     doc = {

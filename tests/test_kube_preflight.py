@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import VLLM_METRICS, detect_metric_names, preflight
-from hpa_experiments.backends.prom import PromSettings
-from hpa_experiments.retry import RetryPolicy
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import VLLM_METRICS, detect_metric_names, preflight
+from hpa_experiments.backends.kube.prom import PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
 from tests.support import kube_emulator
 from tests.support.kube_emulator import DEPLOYMENTS, HPAS, NAMESPACES, KubeEmulator
 from tests.support.prometheus import free_port

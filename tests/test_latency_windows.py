@@ -22,9 +22,9 @@ from hpa_experiments.analysis.kpis import compute_kpis, headline
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.reference_points import headline_sentences
 from hpa_experiments.backends.sim.histogram import TTFT_BUCKETS
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.latency_windows import LatencyWindow, measure_windows, run_windows
 from hpa_experiments.legacy import import_legacy
-from hpa_experiments.promql import MetricNames
 from hpa_experiments.rundir import LATENCY_WINDOWS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,7 @@ def twin_run(tmp_path_factory) -> Path:
     return result.run_dir
 
 
+@pytest.mark.slow
 def test_histogram_percentiles_over_the_run_match_the_requests_where_the_sample_ones_do_not(twin_run):
     summary = json.loads((twin_run / "summary.json").read_text())
     run = summary["latency_over_window"]["run"]
@@ -131,6 +132,7 @@ def test_headline_names_its_reference_points(twin_run):
     ]
 
 
+@pytest.mark.slow
 def test_warm_up_moves_every_window_start(tmp_path):
     config = Experiment.from_yaml_file(HIGH_LOAD).config.model_copy(deep=True)
     config.metrics.warm_up_duration_s = 150.0
@@ -254,8 +256,8 @@ def test_phase_windows_come_from_phases_csv(tmp_path):
 
 
 def test_the_store_keeps_only_the_named_series_longer():
-    from hpa_experiments.promql_engine import TimeSeriesDB
-    from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
+    from hpa_experiments.backends.sim.promql_engine import TimeSeriesDB
+    from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
 
     db = TimeSeriesDB(retention_seconds=900.0, keep_longer={"kept_total": 2500.0})
     for t in range(0, 3001, 15):
@@ -284,6 +286,7 @@ def test_slo_gates_take_the_histogram_over_the_run_before_the_sample_percentile(
     assert evaluate_gates(summary, {"itl_p90_ms": 50})[0].source == "percentile of ITL samples"
 
 
+@pytest.mark.slow
 def test_headline_of_a_run_that_never_scaled(tmp_path):
     result = Experiment.from_yaml_file(REPO / "experiment-configs" / "baseline-hpa.yaml").run(
         backend="sim", output_dir=tmp_path, handle_signals=False

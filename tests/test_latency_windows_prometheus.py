@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from hpa_experiments.backends.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.latency_windows import LatencyWindow, measure_windows, window_queries
-from hpa_experiments.promql import MetricNames
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
-from hpa_experiments.retry import RetryPolicy
 from tests.support.vllm_exporter import ITL_BUCKETS, TTFT_BUCKETS
 
 pytestmark = pytest.mark.prometheus

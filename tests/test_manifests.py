@@ -300,7 +300,7 @@ def _runner_permissions() -> tuple[set[tuple[str, str, str]], set[tuple[str, str
 def test_role_covers_backend_api_calls():
     """Every request the Kubernetes backend makes is granted, so the in-cluster Job cannot
     fail for lack of a permission (GET /version is open to every authenticated user)."""
-    from hpa_experiments.backends.kube import API_CALLS
+    from hpa_experiments.backends.kube.backend import API_CALLS
 
     namespaced, cluster_wide = _runner_permissions()
     missing = [
@@ -313,7 +313,7 @@ def test_role_covers_backend_api_calls():
 
 
 def test_role_grants_nothing_the_backend_does_not_use():
-    from hpa_experiments.backends.kube import API_CALLS
+    from hpa_experiments.backends.kube.backend import API_CALLS
 
     namespaced, cluster_wide = _runner_permissions()
     used = {(call.api_group, call.resource, call.verb) for call in API_CALLS}

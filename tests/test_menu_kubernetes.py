@@ -16,13 +16,14 @@ import yaml
 
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
-from tests.support.terminal import TmuxTerminal, tmux_available
+from tests.support.terminal import TmuxTerminal
+from tests.support.tools import require_executable
 from tests.support.vllm_exporter import scraped_prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.slow]  # real Prometheus and the emulator
+pytestmark = [pytest.mark.prometheus, pytest.mark.tmux, pytest.mark.slow]  # real Prometheus, the emulator, tmux
 
 
 @pytest.fixture
@@ -34,8 +35,7 @@ def prom(tmp_path_factory) -> Iterator[PrometheusServer]:
 def test_kubernetes_run_from_the_menu_stops_with_cleanup(
     kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path
 ) -> None:
-    if not tmux_available():
-        pytest.skip("tmux is not installed")
+    require_executable("tmux", "apt-get install tmux")
     workspace = tmp_path / "work"
     (workspace / "experiment-configs").mkdir(parents=True)
     config = {

@@ -13,9 +13,9 @@ import yaml
 
 from hpa_experiments.config import load_config
 from hpa_experiments.dashboard import DashboardObserver, Pace, bar, sparkline
-from hpa_experiments.menu.cluster import NO_CLUSTER, current_context, describe
 from hpa_experiments.menu.config_writer import Answers, JobAnswer, render_config
-from hpa_experiments.menu.dashboard import Outcome
+from hpa_experiments.menu.kube_context import NO_CLUSTER, current_context, describe
+from hpa_experiments.menu.live_run import Outcome
 from hpa_experiments.menu.run_screen import outcome_text
 from hpa_experiments.plan import build_plan
 from hpa_experiments.runner import RunResult
@@ -127,6 +127,7 @@ def test_end_of_run_messages(tmp_path: Path) -> None:
     assert "could not start: boom" in outcome_text(Outcome(None, "boom", 0)).plain
 
 
+@pytest.mark.slow
 def test_not_a_terminal_exits_2_with_a_pointer_to_run() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hpa_experiments", "menu"],

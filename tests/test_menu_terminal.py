@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import sys
@@ -19,7 +18,10 @@ import pytest
 import yaml
 
 from hpa_experiments.config import load_config
-from tests.support.terminal import TmuxTerminal, tmux_available
+from tests.support.terminal import TmuxTerminal
+from tests.support.tools import require_executable
+
+pytestmark = [pytest.mark.tmux, pytest.mark.slow]  # drives the menu in a tmux pane
 
 REPO = Path(__file__).resolve().parents[1]
 MENU = [sys.executable, "-m", "hpa_experiments", "menu"]
@@ -41,8 +43,7 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_terminal(tmp_path: Path, workspace: Path) -> Iterator:
-    if not tmux_available():  # as for Prometheus: a missing tool fails in CI, skips elsewhere
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("tmux is not installed")
+    require_executable("tmux", "apt-get install tmux")
     terminals: list[TmuxTerminal] = []
 
     def start(width: int = 80, height: int = 24, **env: str) -> TmuxTerminal:

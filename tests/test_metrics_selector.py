@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import preflight
-from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import preflight
+from hpa_experiments.backends.kube.prom import PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
+from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import config_from_data
 from hpa_experiments.errors import ConfigError
-from hpa_experiments.promql import MetricNames, run_queries
-from hpa_experiments.retry import RetryPolicy
 from tests.support import kube_emulator
 from tests.test_sim_run import run_sim, small_config
 
@@ -147,6 +147,7 @@ def test_the_preflight_checks_the_series_with_the_selector(kube_cluster, prometh
     )
 
 
+@pytest.mark.slow
 def test_a_twin_run_with_a_selector_matching_every_pod_records_the_same_values(tmp_path):
     """The twin's pods are vllm-<n>: scoped to pod=~"vllm-.*" the columns equal the unscoped run's."""
 

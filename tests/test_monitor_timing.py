@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from hpa_experiments.backends.base import (
@@ -149,6 +150,7 @@ class SlowToPrepare(SlowQueries):
         return []  # the standard queries, answered at once
 
 
+@pytest.mark.slow
 def test_run_starts_its_clock_after_preparing_so_tick_0_and_first_job_are_on_time(tmp_path: Path) -> None:
     doc = {
         "name": "timing",

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
+from tests.support.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
 
 NOTEBOOKS = REPO / "notebooks"
 pytestmark = pytest.mark.slow  # starts Jupyter kernels

@@ -6,27 +6,16 @@ Everything runs through the real command line in a subprocess on the digital twi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.cli import hpa_exp
+
 REPO = Path(__file__).resolve().parents[1]
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
-
-
-def hpa_exp(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def small_config(folder: Path, name: str = "small", **extra: object) -> Path:
@@ -96,6 +85,7 @@ def test_report_json_prints_the_summary(tagged_runs: Path) -> None:
     assert summary == json.loads((run / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_malformed_tag_is_a_usage_error(tmp_path: Path) -> None:
     done = hpa_exp("run", str(small_config(tmp_path)), "-o", str(tmp_path / "runs"), "--tag", "novalue")
     assert done.returncode == 2

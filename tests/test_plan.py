@@ -113,6 +113,7 @@ def test_rate_read_from_a_fixed_manifest(workspace: Path) -> None:  # noqa: F811
     assert plan.jobs[0].rate == 14
 
 
+@pytest.mark.slow
 def test_timeline_text_and_json() -> None:
     plan = build_plan(load_config(REPO / "experiment-configs" / "high-load-hpa.yaml"))
     text = render_timeline(plan)
@@ -163,6 +164,7 @@ def test_rendered_jobs_are_unique_labelled_and_computed() -> None:
     assert other["metadata"]["name"] != names[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["baseline-hpa", "moderate-load-hpa", "high-load-hpa"])
 def test_dry_run_applies_nothing_and_prints_manifests(name: str) -> None:
     out = subprocess.run(

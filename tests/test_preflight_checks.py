@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import OwnedObjects, preflight
-from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import OwnedObjects, preflight
+from hpa_experiments.backends.kube.prom import PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
+from hpa_experiments.column_queries import standard_queries
 from hpa_experiments.manifests import load_hpa_manifest
-from hpa_experiments.promql import standard_queries
-from hpa_experiments.retry import RetryPolicy
 from tests.support import kube_emulator
 from tests.support.kube_emulator import HPAS, KubeEmulator
 from tests.test_manifests import MANIFESTS

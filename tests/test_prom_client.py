@@ -1,11 +1,10 @@
-"""PromClient (hpa_experiments/backends/prom.py) against a real Prometheus, and against small
+"""PromClient (hpa_experiments/backends/kube/prom.py) against a real Prometheus, and against small
 loopback HTTP servers where a real Prometheus cannot show the behaviour (auth headers, TLS)."""
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import ssl
 import subprocess
 import threading
@@ -17,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.prom import PromClient, PromSettings
-from hpa_experiments.retry import RetryPolicy
+from hpa_experiments.backends.kube.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy
+from tests.support.tools import require_executable
 
 FAST = RetryPolicy(max_attempts=2, max_elapsed=3.0, base_delay=0.01, max_delay=0.05)
 TOKEN = "tok-5ecret-value-123"
@@ -217,8 +217,7 @@ def test_unauthorized_is_not_retried(scripted):
 @pytest.fixture
 def tls_server(tmp_path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate (made with the openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+    require_executable("openssl", "apt-get install openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, PromQLError, TimeSeriesDB
 
 T0 = 1_700_000_000.0  # a whole second, so that 15 s grids are whole milliseconds
 
@@ -228,7 +227,7 @@ def test_vector_matching_on_ignoring_and_errors():
         frozenset({("pod", "a")}): 4.0,
         frozenset({("pod", "b")}): 8.0,
     }
-    with pytest.raises(QueryError, match="many-to-many"):
+    with pytest.raises(PromQLError, match="many-to-many"):
         engine.instant("num / on() den", T0 + 1)
     # group_left: many num per one sum(den)
     grouped = values(engine, "num / on() group_left sum(den)", 1)
@@ -263,7 +262,7 @@ def test_arithmetic_drops_the_name_and_follows_ieee_division():
 
 def test_functions_producing_the_same_labelset_are_refused():
     engine = engine_with(({"__name__": "x", "pod": "a"}, [(0, 1.0)]), ({"__name__": "y", "pod": "a"}, [(0, 2.0)]))
-    with pytest.raises(QueryError, match="same labelset"):
+    with pytest.raises(PromQLError, match="same labelset"):
         engine.instant('abs({__name__=~"x|y"})', T0 + 1)
 
 
@@ -379,7 +378,7 @@ def test_append_many_and_out_of_order_samples():
 )
 def test_unsupported_or_invalid_queries_raise_query_error(query, message):
     engine = engine_with(({"__name__": "x"}, [(0, 1.0)]))
-    with pytest.raises(QueryError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(PromQLError, match=message.replace("(", r"\(").replace("[", r"\[")):
         engine.instant(query, T0)
 
 
@@ -399,3 +398,24 @@ def test_staleness_markers_end_a_series_at_once() -> None:
     assert engine.instant("sum(vllm:num_requests_running)", 200)[0].value == 4.0  # not back within lookback
     # rate over a window ending after the marker still uses the samples before it
     assert engine.instant("rate(vllm:request_success_total[1m])", 70)[0].value == pytest.approx(2.0)
+
+
+def test_the_twin_reports_an_engine_error_as_the_backend_interface_query_error() -> None:
+    """The engine keeps its own error; SimBackend.query/query_range turn it into the Backend's QueryError."""
+    from pathlib import Path
+
+    from hpa_experiments.backends.base import QueryError
+    from hpa_experiments.backends.sim.backend import SimBackend
+    from hpa_experiments.config import load_config
+    from hpa_experiments.plan import build_plan
+
+    config = load_config(Path(__file__).resolve().parents[1] / "experiment-configs" / "baseline-hpa.yaml")
+    backend = SimBackend(config, build_plan(config))
+    try:
+        with pytest.raises(QueryError, match="cannot parse PromQL") as caught:
+            backend.query("rate(")
+        assert isinstance(caught.value.__cause__, PromQLError)
+        with pytest.raises(QueryError, match="cannot parse PromQL"):
+            backend.query_range("rate(", 0.0, 30.0, 15.0)
+    finally:
+        backend.close()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
 
 pytestmark = pytest.mark.prometheus
 
@@ -217,6 +217,7 @@ def loaded(prometheus, t0):
 OFFSETS = [75.0, 300.0, 599.9, 615.25, 900.0, 905.0, 965.0, 999.5, 999.501, 1010.0, 1190.0]
 
 
+@pytest.mark.slow
 def test_instant_queries_match_prometheus(loaded, t0):
     server, engine = loaded
     instants = [round(t0 + offset, 3) for offset in OFFSETS]

@@ -13,10 +13,10 @@ import random
 import numpy as np
 import pytest
 
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
-from hpa_experiments.promql_engine.functions import RANGE_FUNCTIONS, extrapolate
-from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
-from hpa_experiments.promql_engine.values import RangeSample, drop_metric_name
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine.functions import RANGE_FUNCTIONS, extrapolate
+from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
+from hpa_experiments.backends.sim.promql_engine.values import RangeSample, drop_metric_name
 
 
 def _random_db(seed: int) -> TimeSeriesDB:

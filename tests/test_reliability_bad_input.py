@@ -233,6 +233,7 @@ def assert_clean_rejection(code: int | None, err: str, what: str, expected: int 
     assert "\n\n" not in message, f"{what}: more than one paragraph: {message}"
 
 
+@pytest.mark.slow
 @settings(max_examples=1800, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data(), command=st.sampled_from(["validate", "run"]))
 def test_mutated_configs_exit_2_with_one_paragraph(
@@ -259,6 +260,7 @@ def test_mutated_configs_exit_2_with_one_paragraph(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     text=st.one_of(st.text(max_size=200), random_documents.map(yaml.safe_dump)),
@@ -284,6 +286,7 @@ def test_the_unmutated_base_config_is_valid(tmp_path: Path, capsys: pytest.Captu
     assert exit_info.value.code == 0, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_other_commands_reject_bad_input_without_traceback(tmp_path: Path) -> None:
     """As a user runs them: separate processes, several at once."""
     good = tmp_path / "good.yaml"

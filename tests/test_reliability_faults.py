@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hpa_experiments.promql import MetricNames, standard_queries
+from hpa_experiments.column_queries import MetricNames, standard_queries
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.support.vllm_exporter import VllmExporter, scrape_config
@@ -34,6 +34,8 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
     wait_for_run_start,
     write_config,
 )
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 
 def test_api_faults_every_job_created_once_and_deleted_once(

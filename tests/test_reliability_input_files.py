@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 from hpa_experiments.cli import main
 from hpa_experiments.yaml_io import load_yaml
+from tests.support.cli import hpa_exp
 
 REPO = Path(__file__).resolve().parents[1]
 HPA = REPO / "manifests" / "hpa-vllm-combined.yaml"
@@ -212,16 +212,10 @@ def limited_memory() -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=limited_memory,
-    )
+    return hpa_exp(*args, cwd=cwd, timeout=60, preexec_fn=limited_memory)
 
 
+@pytest.mark.slow
 def test_special_and_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     """A FIFO without writer used to block forever, /dev/zero to fill memory; all are refused at once."""
     fifo = tmp_path / "fifo.yaml"
@@ -414,6 +408,7 @@ documents = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(doc=documents, flow=st.booleans())
 def test_the_strict_loader_reads_valid_documents_as_pyyaml_does(doc: object, flow: bool) -> None:

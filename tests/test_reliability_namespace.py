@@ -96,6 +96,7 @@ def test_a_namespace_template_value_counts_as_the_manifests_namespace(
     assert info.value.code == 2 and "metadata.namespace is 'x' but the run's namespace is 'hpa-exp'" in err
 
 
+@pytest.mark.slow
 def test_namespace_flag_that_disagrees_with_the_manifest_fails_before_any_request(
     kube_cluster: KubeEmulator, tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]
         yield server
 
 
+@pytest.mark.slow
 def test_an_hpa_manifest_without_namespace_is_created_where_the_run_looks(
     kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path
 ) -> None:

@@ -125,7 +125,7 @@ def test_cleanup_deletes_what_a_run_created_restores_what_it_took_over_and_leave
 ) -> None:
     """Emulator: the choices cleanup makes among labelled objects (the test bed's
     tests/test_testbed_ownership.py shows the same for an HPA on a real API server after SIGKILL)."""
-    from hpa_experiments.backends.kube import KubeSettings
+    from hpa_experiments.backends.kube.backend import KubeSettings
     from hpa_experiments.cleanup import release_autoscalers
     from hpa_experiments.ownership import stamp, taken_over
 

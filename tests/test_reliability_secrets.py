@@ -14,16 +14,18 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.cli import hpa_exp
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.support.vllm_exporter import scraped_prometheus
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "workloads" / "vllm-bench-serve.yaml"
@@ -51,14 +53,7 @@ class Planted:
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+    return hpa_exp(*args, cwd=cwd, timeout=120, env={**os.environ, **(env or {})})
 
 
 def assert_nothing_leaked(planted: Planted, streams: list[str], folders: list[Path]) -> None:

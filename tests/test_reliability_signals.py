@@ -26,6 +26,8 @@ from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, hpa_exp, prom, write_config  # noqa: F401 - `prom` is a fixture
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 # text, not numbers: metrics.csv's own (the reader's list) and those of events.csv and phases.csv
 TEXT_COLUMNS = {*METRICS_TEXT_COLUMNS, "time", "kind", "detail", "job", "resource_name", "outcome"}
 SIGTERM_DELAYS = [round(i * 2.9 / 19, 2) for i in range(20)]  # 0 .. 2.9 s after the run directory appears

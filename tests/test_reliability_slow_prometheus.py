@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from hpa_experiments.promql import MetricNames, standard_queries
+from hpa_experiments.column_queries import MetricNames, standard_queries
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from hpa_experiments.cli import main
-from hpa_experiments.suite import PROGRESS_FILE, apply_override, parse_override_key
+from hpa_experiments.suite.config import SuiteError, apply_override, load_suite, parse_override_key
+from hpa_experiments.suite.progress import PROGRESS_FILE
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, prom, write_config  # noqa: F401 - `prom` is a fixture
@@ -103,6 +104,7 @@ def test_every_config_is_validated_before_any_run(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+@pytest.mark.slow
 def test_sim_suite_runs_repeats_with_seeds_resumes_and_compares(tmp_path: Path, capsys) -> None:
     config = sim_config(tmp_path)
     suite = write_suite(
@@ -169,6 +171,7 @@ def test_failed_runs_are_retried_with_backoff_and_logged(kube_cluster: KubeEmula
     assert "retry 1/2 in 0.2 s" in out and "retry 2/2 in 0.4 s" in out
 
 
+@pytest.mark.slow
 def test_interrupted_suite_resumes_with_only_the_third_run(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture
@@ -223,6 +226,7 @@ def test_interrupted_suite_resumes_with_only_the_third_run(
     assert (folder / "comparison" / "compare.json").exists()
 
 
+@pytest.mark.slow
 def test_kubernetes_runs_wait_for_the_hpa_minimum(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture
@@ -264,3 +268,18 @@ def test_kubernetes_runs_wait_for_the_hpa_minimum(
     info = json.loads((Path(record["run_dir"]) / "run.json").read_text())
     started = datetime.fromisoformat(info["start_utc"].replace("Z", "+00:00")).timestamp()
     assert started >= settled_at[0]
+
+
+def test_the_suite_file_is_described_by_the_same_formatter_as_configs(tmp_path: Path) -> None:
+    """One pydantic-error formatter for configs and suites: same wording, 'did you mean' per section."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "s", "settle": {"tiemout": 5}, "entries": [{"config": "a.yaml", "repeats": 0}]}),
+        encoding="utf-8",
+    )
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path)
+    assert caught.value.problems == [
+        "settle.tiemout: unknown key; did you mean 'timeout'?",
+        "entries[0].repeats: must be >= 1 (got 0)",
+    ]

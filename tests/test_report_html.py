@@ -4,7 +4,6 @@ are rendered in headless Chromium (Debian package `chromium`) and every figure m
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.cli import main
-from tests.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run, simulated_run
+from tests.support.analysis_runs import HIGH_LOAD, MODERATE, imported_reference_run, simulated_run
+from tests.support.tools import missing
 
 pytestmark = pytest.mark.slow  # a simulated run, three reports, a comparison and Chromium
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -47,9 +47,7 @@ def reports(tmp_path_factory) -> dict[str, Path]:
 
 def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (apt-get install -y chromium)")
-        pytest.skip("chromium is not installed")
+        missing("chromium is not installed (apt-get install -y chromium)")
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -111,6 +109,7 @@ def test_compare_files(reports):
     assert html.count("Δ vs") == 2
 
 
+@pytest.mark.chromium
 @pytest.mark.parametrize("kind", ["high", "moderate", "sim"])
 def test_report_html_renders_with_all_figures(reports, kind, tmp_path):
     require_chromium()
@@ -119,11 +118,13 @@ def test_report_html_renders_with_all_figures(reports, kind, tmp_path):
     assert images_loaded(reports[kind] / "report.html", tmp_path) == (figures, figures)
 
 
+@pytest.mark.chromium
 def test_compare_html_renders_with_all_figures(reports, tmp_path):
     require_chromium()
     assert images_loaded(reports["compare"] / "compare.html", tmp_path) == (1, 1)
 
 
+@pytest.mark.chromium
 def test_report_screenshot_is_not_blank(reports, tmp_path):
     require_chromium()
     from matplotlib.image import imread

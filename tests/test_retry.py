@@ -1,4 +1,4 @@
-"""Retry policy and error classification (hpa_experiments/retry.py), with the real exception types."""
+"""Retry policy and error classification (hpa_experiments/backends/kube/retry.py), with the real exception types."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import requests
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from hpa_experiments.backends.prom import PromHttpError
-from hpa_experiments.errors import EXIT_FAILED, BackendError
-from hpa_experiments.retry import (
+from hpa_experiments.backends.kube.prom import PromHttpError
+from hpa_experiments.backends.kube.retry import (
     PermanentFailure,
     RetriesExhausted,
     RetryPolicy,
@@ -21,6 +20,7 @@ from hpa_experiments.retry import (
     classify,
     parse_retry_after,
 )
+from hpa_experiments.errors import EXIT_FAILED, BackendError
 
 
 class FakeResponse:

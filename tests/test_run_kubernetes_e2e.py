@@ -93,6 +93,7 @@ def job_posts(kube: KubeEmulator) -> list:
     return [r for r in kube.requests if r.method == "POST" and r.path.endswith("/jobs")]
 
 
+@pytest.mark.slow
 def test_parallel_run_records_everything(kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path) -> None:
     config = write_config(
         tmp_path,
@@ -191,6 +192,7 @@ def test_parallel_run_records_everything(kube_cluster: KubeEmulator, prom: Prome
     assert any(e["kind"] == "scale_up" and e["detail"].startswith("1 -> 3") for e in events)
 
 
+@pytest.mark.slow
 def test_sequential_run_starts_jobs_after_gaps(
     kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path
 ) -> None:
@@ -213,6 +215,7 @@ def test_sequential_run_starts_jobs_after_gaps(
     assert kube_cluster.names(JOBS, NS) == []
 
 
+@pytest.mark.slow
 def test_same_manifest_twice_at_once_gets_two_jobs(
     kube_cluster: KubeEmulator, prom: PrometheusServer, tmp_path: Path
 ) -> None:
@@ -253,6 +256,7 @@ def test_invalid_config_exits_2_and_applies_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_failed_preflight_exits_3_listing_every_problem(kube_cluster: KubeEmulator, tmp_path: Path) -> None:
     config = write_config(tmp_path, [{"name": "a", "rate": 1, "duration": 1}])
     done = subprocess.run(
@@ -268,6 +272,7 @@ def test_failed_preflight_exits_3_listing_every_problem(kube_cluster: KubeEmulat
     assert job_posts(kube_cluster) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("delay", "sig"),
     [

@@ -13,9 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, hpa_exp, prom, read_csv, run_dir, write_config  # noqa: F401
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 
 def fail_first_job_when_created(kube: KubeEmulator, how: str) -> threading.Thread:

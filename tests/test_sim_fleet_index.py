@@ -16,8 +16,8 @@ import pytest
 
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.request_log import RequestLog
+from hpa_experiments.twin_profiles import Profile, load_profile
 from tests.support.scan_fleet import ScanFleet
 
 FAST_START = {

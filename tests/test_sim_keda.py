@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from hpa_experiments.backends.base import InstantSample, QueryError
+from hpa_experiments.backends.base import InstantSample
 from hpa_experiments.backends.sim.hpa import HpaController, MetricsUnavailable, PodView
 from hpa_experiments.backends.sim.keda import KedaOperator, TriggerError, evaluate_trigger
+from hpa_experiments.backends.sim.promql_engine import PromQLError
 from hpa_experiments.scaledobject import keda_hpa_manifest, parse_scaled_object
 
 Value = Callable[[float], "float | list[float] | Exception"]
@@ -149,7 +150,7 @@ def test_prometheus_scaler_null_values_and_several_series() -> None:
     with pytest.raises(TriggerError, match="multiple elements"):
         evaluate_trigger(FakeEngine({"q": lambda t: [1.0, 2.0]}), trigger, 0)  # type: ignore[arg-type]
     with pytest.raises(TriggerError, match="query failed"):
-        evaluate_trigger(FakeEngine({"q": lambda t: QueryError("down")}), trigger, 0)  # type: ignore[arg-type]
+        evaluate_trigger(FakeEngine({"q": lambda t: PromQLError("down")}), trigger, 0)  # type: ignore[arg-type]
     strict = parse_scaled_object(
         scaled_object(
             triggers=[
@@ -166,18 +167,18 @@ def test_prometheus_scaler_null_values_and_several_series() -> None:
 
 def test_errors_never_scale_to_zero() -> None:
     # A failing query without fallback: Ready False, no scaling even long after any cooldown.
-    op, _ = operator(lambda t: QueryError("prometheus down"), cooldownPeriod=0)
+    op, _ = operator(lambda t: PromQLError("prometheus down"), cooldownPeriod=0)
     assert run_polls(op, 400, replicas=2) == []
     assert op.conditions["Ready"].status == "False"
     # With a fallback (replicas 3): no scale to zero either (the HPA is sent to 3 instead).
-    op, _ = operator(lambda t: QueryError("down"), cooldownPeriod=0, fallback={"failureThreshold": 2, "replicas": 3})
+    op, _ = operator(lambda t: PromQLError("down"), cooldownPeriod=0, fallback={"failureThreshold": 2, "replicas": 3})
     assert run_polls(op, 400, replicas=2) == []
 
 
 def test_fallback_after_more_than_failure_threshold_failures() -> None:
     failing = {"on": True}
     op, _ = operator(
-        lambda t: QueryError("down") if failing["on"] else 7.0, fallback={"failureThreshold": 2, "replicas": 3}
+        lambda t: PromQLError("down") if failing["on"] else 7.0, fallback={"failureThreshold": 2, "replicas": 3}
     )
     # failures 1 and 2 are passed on to the HPA; the 3rd (> 2) answers 3 x threshold 5 = 15
     for t in (15.0, 30.0):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.twin_profiles import load_profile
 
 
 def sent(profile_overrides: dict, n: int = 4000, output_len: int | None = -1) -> list:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from hpa_experiments.backends.factory import BackendOptions, make_backend
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.serving import Replica
 from hpa_experiments.config import load_config
 from hpa_experiments.errors import ConfigError
 from hpa_experiments.plan import build_plan
+from hpa_experiments.twin_profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"

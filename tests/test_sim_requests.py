@@ -17,13 +17,13 @@ from hpa_experiments.backends.factory import BackendOptions, make_backend
 from hpa_experiments.backends.sim.backend import SimBackend
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import load_profile
 from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES, REQUESTS_FILE
 from hpa_experiments.runner import Runner
+from hpa_experiments.twin_profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
@@ -252,6 +252,7 @@ class _Engine:
     pod = "vllm-0"
 
 
+@pytest.mark.slow
 def test_the_log_keeps_no_rows_in_memory(tmp_path: Path) -> None:
     """200,000 rows through the writer: Python memory grows by less than the write buffer."""
     log = RequestLog(tmp_path / REQUESTS_FILE, 0.0)

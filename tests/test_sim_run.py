@@ -5,29 +5,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.twin_profiles import Profile
+from tests.support.cli import hpa_exp
 
 REPO = Path(__file__).resolve().parents[1]
 HIGH_LOAD = REPO / "experiment-configs" / "high-load-hpa.yaml"
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"
-
-
-def hpa_exp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpa_experiments", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
 
 
 def run_sim(config: Path, out: Path, *extra: str) -> Path:
@@ -72,6 +61,7 @@ def high_load_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_sim(HIGH_LOAD, tmp_path_factory.mktemp("high-load"))
 
 
+@pytest.mark.slow
 def test_high_load_run_scales_out_under_the_peak_and_back_in_during_cooldown(high_load_run: Path) -> None:
     table = rows(high_load_run)
     t = column(table, "elapsed_s")
@@ -126,6 +116,7 @@ def test_high_load_run_records_the_backend_and_every_model_parameter(high_load_r
     assert all(recorded[k] is not None for k in expected - optional)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_byte_identical_metrics(high_load_run: Path, tmp_path: Path) -> None:
     again = run_sim(HIGH_LOAD, tmp_path / "again")
     first = (high_load_run / "metrics.csv").read_bytes()
@@ -133,12 +124,14 @@ def test_same_config_and_seed_give_byte_identical_metrics(high_load_run: Path, t
     assert len(first.splitlines()) > 100
 
 
+@pytest.mark.slow
 def test_seed_option_changes_the_metrics(high_load_run: Path, tmp_path: Path) -> None:
     other = run_sim(HIGH_LOAD, tmp_path / "other", "--seed", "7")
     assert (other / "metrics.csv").read_bytes() != (high_load_run / "metrics.csv").read_bytes()
     assert json.loads((other / "run.json").read_text())["backend_info"]["seed"] == 7
 
 
+@pytest.mark.slow
 def test_profile_override_is_applied_and_recorded(tmp_path: Path) -> None:
     base = run_sim(small_config(tmp_path, name="base"), tmp_path / "base")
     slow = run_sim(
@@ -169,6 +162,7 @@ def test_unknown_override_key_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_job_start_delay_holds_back_the_first_request(tmp_path: Path) -> None:
     """The Job's pod starts (image, dataset download) before its first request reaches vLLM."""
     run_dir = run_sim(small_config(tmp_path, {"job_start_delay_s": 60.0}, name="late"), tmp_path / "late")

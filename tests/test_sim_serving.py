@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hpa_experiments.backends.sim.histogram import ITL_BUCKETS, TTFT_BUCKETS
-from hpa_experiments.backends.sim.profiles import Profile, load_profile
 from hpa_experiments.backends.sim.serving import DECODE, Replica, Request
 from hpa_experiments.errors import ConfigError
+from hpa_experiments.twin_profiles import Profile, load_profile
 
 # Behaviour is tested on fixed numbers (the BLIS blackbox fit, section 4.2 of the reference), not on
 # the default profile, whose numbers are calibrated against the reference runs and may change.

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import KIT, NAMESPACE, derive_config, hpa_exp, install_model_server, run_args, wait_for
+from tests.support.testbed_kit import KIT, NAMESPACE, derive_config, hpa_exp, install_model_server, run_args, wait_for
 
 pytestmark = pytest.mark.testbed
 

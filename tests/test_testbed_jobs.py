@@ -16,7 +16,7 @@ from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.workloads import new_run_id, render_job
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import NAMESPACE, derive_config, install_model_server, wait_for
+from tests.support.testbed_kit import NAMESPACE, derive_config, install_model_server, wait_for
 
 pytestmark = pytest.mark.testbed
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import (
+from tests.support.testbed_kit import (
     NAMESPACE,
     derive_config,
     hpa_exp,

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.testbed import REPO, Testbed
-from tests.test_testbed_ownership import HPA_NAME, HPAS, delete_hpas, read_hpa, wait_for_job_pods
-from tests.testbed_kit import (
+from tests.support.testbed_kit import (
     NAMESPACE,
     derive_config,
     install_model_server,
@@ -30,6 +29,7 @@ from tests.testbed_kit import (
     run_args,
     wait_for,
 )
+from tests.test_testbed_ownership import HPA_NAME, HPAS, delete_hpas, read_hpa, wait_for_job_pods
 
 pytestmark = pytest.mark.testbed
 

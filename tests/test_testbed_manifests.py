@@ -19,7 +19,7 @@ from hpa_experiments.config import MAX_JOB_NAME, load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.workloads import new_run_id, render_job
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import NAMESPACE, derive_config
+from tests.support.testbed_kit import NAMESPACE, derive_config
 
 pytestmark = pytest.mark.testbed
 

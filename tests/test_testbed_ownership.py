@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import (
+from tests.support.testbed_kit import (
     KIT,
     NAMESPACE,
     delete_run_jobs,

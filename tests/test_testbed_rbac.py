@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import NAMESPACE, delete_run_jobs, derive_config, hpa_exp, install_model_server, run_args
+from tests.support.testbed_kit import NAMESPACE, delete_run_jobs, derive_config, hpa_exp, install_model_server, run_args
 
 pytestmark = pytest.mark.testbed
 

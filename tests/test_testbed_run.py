@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import (
+from tests.support.testbed_kit import (
     derive_config,
     hpa_exp,
     install_model_server,

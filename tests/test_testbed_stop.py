@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.testbed import REPO, Testbed
-from tests.testbed_kit import derive_config, install_model_server, job_objects, only_run_dir, run_args, wait_for
+from tests.support.testbed_kit import derive_config, install_model_server, job_objects, only_run_dir, run_args, wait_for
 
 pytestmark = pytest.mark.testbed
 

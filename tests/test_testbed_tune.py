@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.testbed import Testbed
+from tests.support.testbed_kit import KIT, NAMESPACE, hpa_exp, wait_for
 from tests.test_tune_run import small_config, space_file
-from tests.testbed_kit import KIT, NAMESPACE, hpa_exp, wait_for
 
 pytestmark = pytest.mark.testbed
 

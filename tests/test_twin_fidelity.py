@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpa_experiments.backends.sim.latency_probe import probe
-from hpa_experiments.backends.sim.profiles import load_profile
+from hpa_experiments.twin_profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = ROOT / "tests" / "data" / "latency-points.csv"

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+import pytest
 import yaml
 
 from hpa_experiments.backends.base import ScalingSnapshot
@@ -112,6 +113,7 @@ def test_a_new_hpa_without_metrics_yet_is_said_only_after_a_minute():
     ]
 
 
+@pytest.mark.slow
 def test_a_twin_run_with_an_empty_column_warns_and_notes_it_in_the_summary(tmp_path):
     path = small_config(tmp_path)
     raw = yaml.safe_load(path.read_text())
@@ -148,6 +150,7 @@ def test_a_twin_run_with_an_empty_column_warns_and_notes_it_in_the_summary(tmp_p
     assert f"warning: at 60 s: {expected}" in done.stderr  # the headline repeats it
 
 
+@pytest.mark.slow
 def test_an_hpa_condition_turning_false_mid_run_is_an_event_and_a_note(
     kube_cluster: KubeEmulator,
     prom,  # noqa: F811 - the imported fixture

@@ -15,16 +15,19 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.why import scale_events
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
 from hpa_experiments.config import load_config
 from hpa_experiments.plan import build_plan
 from hpa_experiments.runner import Runner
 from hpa_experiments.workloads import new_run_id
 from tests.support.kube_emulator import HPAS, PODS, KubeEmulator
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"

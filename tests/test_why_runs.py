@@ -27,7 +27,7 @@ from hpa_experiments.hpa_reasons import (
     condition_columns,
     why_cells,
 )
-from tests.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
+from tests.support.analysis_runs import HIGH_LOAD, REPO, imported_reference_run, simulated_run
 
 LIMIT_VALUES = {
     *LIMITING_REASONS.values(),
@@ -51,6 +51,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_twin_run_records_conditions_ratios_and_limits(runs):
     run = runs["simulated"]
     rows = read_csv(run / "metrics.csv")
@@ -177,6 +178,7 @@ def test_hand_check_of_an_imported_real_event(runs):
     assert why_data(run).recomputed
 
 
+@pytest.mark.slow
 def test_report_shows_the_why_on_both_runs(runs):
     for kind in ("simulated", "imported"):
         files = build_report(runs[kind])

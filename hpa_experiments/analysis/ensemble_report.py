@@ -18,6 +18,7 @@ from hpa_experiments.analysis.plots import COLORS, save_figure
 from hpa_experiments.analysis.report import NO_DATA, fmt, html_page, html_table, png_data_uri
 from hpa_experiments.ensemble import ENSEMBLE_FILE
 from hpa_experiments.errors import UsageError
+from hpa_experiments.rundir import RunStatus
 
 BAND_FILE = "replicas-band.png"
 ENSEMBLE_HTML = "ensemble.html"
@@ -33,7 +34,7 @@ class Ensemble:
         return f"{self.summary['ensemble']} ({self.summary['completed']} seeds)"
 
     def run_dirs(self) -> list[Path]:
-        return [Path(r["run_dir"]) for r in self.summary["runs"] if r["run_dir"] and r["status"] == "completed"]
+        return [Path(r["run_dir"]) for r in self.summary["runs"] if r["run_dir"] and r["status"] == RunStatus.COMPLETED]
 
 
 def is_ensemble(path: Path) -> bool:

@@ -39,7 +39,7 @@ from hpa_experiments.analysis.samples import SampleColumns
 from hpa_experiments.analysis.slo_gates import gates_summary
 from hpa_experiments.analysis.why import autoscaler_floor, scale_events
 from hpa_experiments.analysis.window_latency import latency_over_window, missing_note, run_window, window_value
-from hpa_experiments.rundir import atomic_write_json
+from hpa_experiments.rundir import RunStatus, atomic_write_json
 
 SUMMARY_FILE = "summary.json"
 
@@ -461,7 +461,7 @@ def data_notes(run: Run, coverage: dict[str, float | None]) -> list[str]:
         notes.append("phases are the config's planned windows; the original jobs' real start/end were not recorded")
     if run.warm_up_s:
         notes.append(f"sample statistics leave out the first {run.warm_up_s:g} s (metrics.warm_up_duration_s)")
-    if run.status != "completed":
+    if run.status != RunStatus.COMPLETED:
         notes.append(f"run status is {run.status!r}: the data may end early")
     return notes
 

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from hpa_experiments.analysis.kpis import phase_windows
 from hpa_experiments.analysis.load import Run
+from hpa_experiments.rundir import RunStatus
 
 MAX_POINTS = 4000
 GAP_FACTOR = 3.0
@@ -446,7 +447,7 @@ def standard_figure(run: Run) -> Figure:
         ax.grid(True, alpha=0.3)
     itl.set_xlabel(axis.label)
     itl.set_xlim(axis.scale(start), axis.scale(max(end, start + 1.0)))
-    status = "" if run.status == "completed" else f" [{run.status}]"
+    status = "" if run.status == RunStatus.COMPLETED else f" [{run.status}]"
     fig.suptitle(f"{run.name} · backend: {run.backend}{status}\n{run.path.name}", fontsize=13)
     return fig
 

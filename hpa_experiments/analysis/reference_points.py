@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpa_experiments.rundir import RunStatus
+
 
 def _s(value: float) -> str:
     return f"{value:.0f} s"
@@ -69,7 +71,7 @@ def not_measured(summary: dict[str, Any]) -> list[str]:
 def headline_sentences(summary: dict[str, Any]) -> list[str]:
     """One line per fact; an unfinished run's first line says where it stopped and what is missing."""
     status = summary["run"]["status"]
-    interrupted = status != "completed"
+    interrupted = status != RunStatus.COMPLETED
     lines = []
     if interrupted:
         duration = summary["kpis"]["duration_s"]

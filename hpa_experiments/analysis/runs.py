@@ -15,8 +15,10 @@ from hpa_experiments.analysis.kpis import SUMMARY_FILE, compute_kpis, headline
 from hpa_experiments.analysis.load import load_run, read_run_json, run_directories, start_time_of
 from hpa_experiments.analysis.report import fmt, significant
 from hpa_experiments.errors import UsageError
+from hpa_experiments.rundir import RunStatus
 from hpa_experiments.signals import process_alive
 
+INCOMPLETE = "incomplete"  # shown, never written: a "running" run that nobody writes any more
 # A "running" run whose metrics.csv has not grown for this long (or 10 intervals) is incomplete.
 STALE_AFTER_S = 120.0
 
@@ -34,11 +36,11 @@ class RunListing:
 def effective_status(directory: Path, info: dict[str, Any], now: float | None = None) -> str:
     """run.json's status, except that a "running" run nobody is writing any more is "incomplete"."""
     status = str(info.get("status") or "unknown")
-    if status != "running":
+    if status != RunStatus.RUNNING:
         return status
     pid = info.get("pid")
     if isinstance(pid, int) and not process_alive(pid):
-        return "incomplete"
+        return INCOMPLETE
     metrics = directory / "metrics.csv"
     interval = info.get("interval_s")
     if not isinstance(interval, (int, float)):
@@ -46,8 +48,8 @@ def effective_status(directory: Path, info: dict[str, Any], now: float | None = 
     stale_after = max(STALE_AFTER_S, 10 * float(interval))
     last_write = metrics.stat().st_mtime if metrics.exists() else (directory / "run.json").stat().st_mtime
     if (now if now is not None else time.time()) - last_write > stale_after:
-        return "incomplete"
-    return "running"
+        return INCOMPLETE
+    return RunStatus.RUNNING
 
 
 def _cached_summary(directory: Path) -> dict[str, Any] | None:
@@ -109,11 +111,11 @@ def runs_json(listings: list[RunListing]) -> list[dict[str, Any]]:
 
 
 STATUS_STYLE = {
-    "completed": "green",
-    "running": "cyan",
-    "incomplete": "yellow",
-    "interrupted": "yellow",
-    "failed": "red",
+    RunStatus.COMPLETED: "green",
+    RunStatus.RUNNING: "cyan",
+    INCOMPLETE: "yellow",
+    RunStatus.INTERRUPTED: "yellow",
+    RunStatus.FAILED: "red",
     "unreadable": "red",
 }
 

@@ -405,10 +405,3 @@ def why_html(summary: dict[str, Any]) -> str:
         f'<h2>Why the HPA scaled</h2><p class="sub">What held the desired count: {basis}. '
         f"Ready lag: from the decision until the new pods were Ready.</p><ol>{items}</ol>"
     )
-
-
-def ratio_arrays(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(times, {metric column: ratio per sample}) for plotting."""
-    why = why_data(run)
-    t = why.frame["elapsed_s"].to_numpy(dtype=float)
-    return t, {m: why.frame[f"{m}_ratio"].to_numpy(dtype=float, na_value=np.nan) for m in why.metrics}

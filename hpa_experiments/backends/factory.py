@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from hpa_experiments.backends.base import Backend
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.config import BACKEND_ALIASES, ExperimentConfig
 from hpa_experiments.errors import UsageError
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames
 
 
 def normalize_backend(name: str) -> str:
@@ -37,7 +37,16 @@ def make_backend(
         from hpa_experiments.backends.sim.backend import SimBackend
 
         return SimBackend(config, plan), MetricNames()
-    from hpa_experiments.backends.kube_setup import connect_and_preflight
+    from hpa_experiments.backends.kube.connect import connect_and_preflight
 
     url = options.prometheus_url or config.prometheus.url or os.environ.get("HPA_EXP_PROMETHEUS_URL")
-    return connect_and_preflight(config, plan, run_id, options, url)
+    return connect_and_preflight(
+        config,
+        plan,
+        run_id,
+        url,
+        kubeconfig=options.kubeconfig,
+        context=options.context,
+        output=options.output,
+        take_over=options.take_over,
+    )

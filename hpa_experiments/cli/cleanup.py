@@ -42,7 +42,7 @@ def cleanup(
       hpa-exp cleanup --all -n hpa-exp
     """
     from hpa_experiments.analysis.load import resolve_run_path
-    from hpa_experiments.backends.kube import KubeSettings
+    from hpa_experiments.backends.kube.backend import KubeSettings
     from hpa_experiments.cleanup import cleanup as run_cleanup
 
     result = run_cleanup(

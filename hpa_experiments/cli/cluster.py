@@ -1,4 +1,4 @@
-"""`hpa-exp cluster up | down | status`: the local kind cluster kit (see hpa_experiments/cluster.py)."""
+"""`hpa-exp cluster up | down | status`: the local kind cluster kit (see hpa_experiments/kind_kit/)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from hpa_experiments import cluster
 from hpa_experiments.errors import UsageError
+from hpa_experiments.kind_kit import lifecycle, steps
+from hpa_experiments.kind_kit import status as kit_status
 
 cluster_app = typer.Typer(
     help="A local kind cluster with a model server, Prometheus and prometheus-adapter (an HPA on request).",
@@ -39,7 +40,7 @@ def up(
         None, "--manifests", help="Manifests folder (default: ./manifests, else the repository's)."
     ),
     hpa_timeout: float = typer.Option(
-        cluster.HPA_METRICS_TIMEOUT_S,
+        steps.HPA_METRICS_TIMEOUT_S,
         "--hpa-timeout",
         min=0,
         help="Seconds to wait for the metric values.",
@@ -55,8 +56,8 @@ def up(
     _check_choice("--variant", variant, ("emulator", "vllm"))
     _check_choice("--hpa", hpa, ("queue", "kvcache", "combined", "none"))
     _check_choice("--autoscaler", autoscaler, ("hpa", "keda"))
-    spec = cluster.KitSpec(
-        manifests=cluster.find_manifests(manifests),
+    spec = steps.KitSpec(
+        manifests=steps.find_manifests(manifests),
         name=name,
         variant=variant,  # type: ignore[arg-type]
         hpa=hpa,  # type: ignore[arg-type]
@@ -64,13 +65,13 @@ def up(
         hf_token=bool(os.environ.get("HF_TOKEN")),
         autoscaler=autoscaler,  # type: ignore[arg-type]
     )
-    cluster.up(spec, dry_run=dry_run)
+    lifecycle.up(spec, dry_run=dry_run)
 
 
 @cluster_app.command()
 def down(name: str = NAME_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Delete the kind cluster (and everything in it)."""
-    cluster.down(cluster.KitSpec(manifests=Path("manifests"), name=name), dry_run=dry_run)
+    lifecycle.down(steps.KitSpec(manifests=Path("manifests"), name=name), dry_run=dry_run)
 
 
 @cluster_app.command()
@@ -81,7 +82,7 @@ def status(
     ),
 ) -> None:
     """Show context, nodes, model-server pods, Prometheus/adapter readiness and HPAs."""
-    cluster.status(name, context=context)
+    kit_status.status(name, context=context)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -35,7 +35,8 @@ def suite(
 
     Example:  hpa-exp suite experiment-configs/suites/sim-peak-sweep.yaml
     """
-    from hpa_experiments.suite import SuiteOptions, SuiteRunner, load_suite
+    from hpa_experiments.suite.config import load_suite
+    from hpa_experiments.suite.runner import SuiteOptions, SuiteRunner
 
     loaded = load_suite(suite_path, backend=backend, output_dir=output_dir)
     typer.echo(f"suite {loaded.config.name}: {len(loaded.runs)} run(s) -> {loaded.folder}")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hpa_experiments.menu.cluster import current_context
 from hpa_experiments.menu.configs_screen import configs
 from hpa_experiments.menu.context import MenuContext
 from hpa_experiments.menu.help_screen import show_help
 from hpa_experiments.menu.home import home_screen
+from hpa_experiments.menu.kube_context import current_context
 from hpa_experiments.menu.run_screen import run_flow
 from hpa_experiments.menu.runs_screen import explore
 from hpa_experiments.menu.ui import BackToHome, QuitMenu, cbreak

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hpa_experiments.menu.cluster import KubeContext
+from hpa_experiments.menu.kube_context import KubeContext
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from hpa_experiments.config import read_config_data
 from hpa_experiments.errors import ConfigError
-from hpa_experiments.menu import cluster
+from hpa_experiments.menu import kube_context
 from hpa_experiments.menu.context import MenuContext, shown_path
 from hpa_experiments.menu.ui import keys_line, show_screen, stack
 
@@ -71,9 +71,9 @@ def backends_line(ctx: MenuContext) -> Text:
     if not ctx.loaded.is_set():
         line.append("reading the kubeconfig…", style="dim")
     elif ctx.cluster:
-        line.append(cluster.describe(ctx.cluster), style="cyan")
+        line.append(kube_context.describe(ctx.cluster), style="cyan")
     else:
-        line.append(cluster.NO_CLUSTER, style="yellow")
+        line.append(kube_context.NO_CLUSTER, style="yellow")
     return line
 
 

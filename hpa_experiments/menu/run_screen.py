@@ -12,10 +12,11 @@ from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.dashboard import PACES, DashboardObserver, Pace
 from hpa_experiments.errors import HpaExpError, PreflightError
 from hpa_experiments.menu.context import MenuContext, shown_path
-from hpa_experiments.menu.dashboard import Outcome, run_with_dashboard
+from hpa_experiments.menu.live_run import Outcome, run_with_dashboard
 from hpa_experiments.menu.runs_screen import open_run
 from hpa_experiments.menu.ui import ask_text, keys_line, notice, show_screen, stack
 from hpa_experiments.plan import Plan, render_timeline
+from hpa_experiments.rundir import RunStatus
 
 SIMULATION, KUBERNETES, ENSEMBLE = "simulation", "kubernetes", "ensemble"
 
@@ -188,9 +189,9 @@ def outcome_text(outcome: Outcome) -> Text:
     if result is None:
         return Text(f"the run could not start: {outcome.error}", style="bold red")
     where = shown_path(result.run_dir)
-    if result.status == "completed":
+    if result.status == RunStatus.COMPLETED:
         return Text(f"completed: run saved in {where}", style="bold green")
-    if result.status == "interrupted":
+    if result.status == RunStatus.INTERRUPTED:
         if result.leftover_jobs:
             return Text(
                 f"stopped, but Jobs are still present: {', '.join(result.leftover_jobs)}; partial run kept in {where}",

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hpa_experiments.backends.kube import KubeSettings, connect
+from hpa_experiments.backends.kube.backend import KubeSettings, connect
 from hpa_experiments.errors import BackendError
 from hpa_experiments.tune.plan import PlannedPoint, TunePlan
 from hpa_experiments.tune.search import KubeOptions

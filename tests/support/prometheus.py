@@ -6,8 +6,6 @@ exact samples).  In CI (`CI` set) a missing binary fails the test; elsewhere it 
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -16,9 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cramjam
-import pytest
 import requests
 import yaml
+
+from tests.support.tools import require_executable
 
 VLLM_RELABEL = {
     "source_labels": ["__name__"],
@@ -30,14 +29,7 @@ VLLM_RELABEL = {
 
 def prometheus_binary() -> str:
     """Path of the prometheus binary, or fail (CI) / skip (elsewhere) the calling test."""
-    path = shutil.which("prometheus")
-    if path:
-        return path
-    message = "the prometheus binary is missing (apt-get install prometheus)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    return require_executable("prometheus", "apt-get install prometheus")
 
 
 def free_port() -> int:

@@ -48,17 +48,17 @@ from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.keda import KedaOperator
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
-from hpa_experiments.backends.sim.profiles import Profile, load_profile
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, PromQLError, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine.tsdb import Series
 from hpa_experiments.backends.sim.request_log import RequestLog
+from hpa_experiments.column_queries import MetricNames
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.durations import parse_duration
 from hpa_experiments.latency_windows import histogram_series
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames
-from hpa_experiments.promql_engine import PromQLEngine, TimeSeriesDB
-from hpa_experiments.promql_engine.tsdb import Series
 from hpa_experiments.rundir import REQUESTS_FILE, utc_iso
 from hpa_experiments.scaledobject import parse_scaled_object
+from hpa_experiments.twin_profiles import Profile, load_profile
 
 VIRTUAL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated runs are timestamped from here
 
@@ -356,10 +356,16 @@ class SimBackend(Backend):
         return trigger.label if trigger is not None else metric_name
 
     def query(self, promql: str, at: float | None = None) -> list[InstantSample]:
-        return self.engine.instant(promql, self.clock.now() if at is None else at)
+        try:
+            return self.engine.instant(promql, self.clock.now() if at is None else at)
+        except PromQLError as exc:
+            raise QueryError(str(exc)) from exc
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
-        return self.engine.range(promql, start, end, step)
+        try:
+            return self.engine.range(promql, start, end, step)
+        except PromQLError as exc:
+            raise QueryError(str(exc)) from exc
 
     def attach_run_directory(self, path: Path, t0: float) -> None:
         """Requests are logged to <run>/requests.csv from here on (request_log.py)."""

@@ -46,7 +46,6 @@ from hpa_experiments.backends.sim.engine_index import EngineIndex
 from hpa_experiments.backends.sim.gateway import Gateway
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.pod_startup import startup_delays
-from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.request_log import (
     ABORTED_JOB_STOPPED,
     ABORTED_SCALE_DOWN,
@@ -55,6 +54,7 @@ from hpa_experiments.backends.sim.request_log import (
     RequestLog,
 )
 from hpa_experiments.backends.sim.serving import Replica, Request
+from hpa_experiments.twin_profiles import Profile
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
 _DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}

@@ -3,7 +3,7 @@
 A rendition of `reconcileAutoscaler` / `computeReplicasForMetrics` (horizontal.go) and the replica
 calculator (replica_calculator.go) of kubernetes pkg/controller/podautoscaler. The rules cited in
 docstrings are from /work/shared/reference/sim-model.md §1. Normalization (stabilization, rate
-limits) lives in hpa_behavior.py, manifest parsing and validation in hpa_spec.py.
+limits) lives in hpa_behavior.py, manifest parsing and validation in hpa_experiments/hpa_spec.py.
 
 Metric values are handled as the real pipeline does: prometheus-adapter turns a sample into
 `int64(value * 1000.0)` milli-units (§2.1), targets are read with `Quantity.MilliValue()` (rounded
@@ -37,13 +37,6 @@ from hpa_experiments.backends.sim.hpa_replicas import (
     plain_metric_replicas,
     usage_ratio_replica_count,
 )
-from hpa_experiments.backends.sim.hpa_spec import (
-    DEFAULT_DOWNSCALE_STABILIZATION,
-    MetricSpec,
-    parse_hpa_spec,
-    scale_down_stabilization_seconds,
-    validate_hpa_manifest,
-)
 from hpa_experiments.hpa_reasons import (
     LIMITING_REASONS,
     MAX_REPLICAS,
@@ -52,6 +45,13 @@ from hpa_experiments.hpa_reasons import (
     NOT_LIMITED,
     SCALING_DISABLED,
     STABILIZED_REASONS,
+)
+from hpa_experiments.hpa_spec import (
+    DEFAULT_DOWNSCALE_STABILIZATION,
+    MetricSpec,
+    parse_hpa_spec,
+    scale_down_stabilization_seconds,
+    validate_hpa_manifest,
 )
 
 __all__ = [

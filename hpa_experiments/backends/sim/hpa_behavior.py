@@ -22,8 +22,6 @@ from hpa_experiments.quantity import parse_quantity
 
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
-SELECT_POLICIES = ("Max", "Min", "Disabled")
-POLICY_TYPES = ("Pods", "Percent")
 _CLOCK_EPSILON = 1e-3  # seconds; absorbs float noise in epoch-sized virtual timestamps
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # the Go code's starting values when folding proposals
 

@@ -27,9 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hpa_experiments.backends.base import QueryError
 from hpa_experiments.backends.sim.hpa import MetricsUnavailable
-from hpa_experiments.promql_engine import PromQLEngine
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, PromQLError
 from hpa_experiments.scaledobject import PrometheusTrigger, ScaledObjectSpec
 
 CONDITION_TYPES = ("Ready", "Active", "Fallback", "Paused")
@@ -44,7 +43,7 @@ def evaluate_trigger(engine: PromQLEngine, trigger: PrometheusTrigger, t: float)
     """The Prometheus scaler's value of `trigger` at `t`."""
     try:
         samples = engine.instant(trigger.query, t)
-    except QueryError as exc:
+    except PromQLError as exc:
         raise TriggerError(f"prometheus query failed: {exc}") from exc
     if len(samples) > 1:
         raise TriggerError(f"prometheus query {trigger.query} returned multiple elements")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
-from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.twin_profiles import Profile
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from itertools import count
 
 import numpy as np
 
-from hpa_experiments.backends.sim.profiles import Profile
 from hpa_experiments.backends.sim.serving import Request
+from hpa_experiments.twin_profiles import Profile
 
 _DRAW_BLOCK = 2048
 

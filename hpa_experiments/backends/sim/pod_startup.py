@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.twin_profiles import Profile
 
 
 def startup_delays(profile: Profile, rng: np.random.Generator) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hpa_experiments.backends.sim.fleet import PENDING, Pod
-from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.twin_profiles import Profile
 
 if TYPE_CHECKING:
     from hpa_experiments.config import EnergyConfig

@@ -55,7 +55,7 @@ from hpa_experiments.backends.sim.histogram import (
     Histogram,
     format_le,
 )
-from hpa_experiments.backends.sim.profiles import Profile
+from hpa_experiments.twin_profiles import Profile
 
 WAITING, PREFILL, DECODE, FINISHED, ABORTED = range(5)
 _IDLE, _STEP, _DECODE_RUN = range(3)

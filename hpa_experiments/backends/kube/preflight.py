@@ -16,21 +16,21 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpa_experiments.backends import kube_claim as claim
-from hpa_experiments.backends import preflight_autoscalers as autoscalers
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.kube import API_CALLS, RUN_LABEL, KubeBackend
-from hpa_experiments.backends.preflight_metrics_api import MetricsApiCheck, label_selector
-from hpa_experiments.backends.preflight_rbac import check_permissions, needed_calls
-from hpa_experiments.backends.preflight_series import SeriesCheck
-from hpa_experiments.backends.prom import PromClient
+from hpa_experiments.backends.kube import claim
+from hpa_experiments.backends.kube import preflight_autoscalers as autoscalers
+from hpa_experiments.backends.kube.backend import API_CALLS, RUN_LABEL, KubeBackend
+from hpa_experiments.backends.kube.preflight_metrics_api import MetricsApiCheck, label_selector
+from hpa_experiments.backends.kube.preflight_rbac import check_permissions, needed_calls
+from hpa_experiments.backends.kube.preflight_series import SeriesCheck
+from hpa_experiments.backends.kube.prom import PromClient
+from hpa_experiments.backends.kube.retry import PermanentFailure, RetryPolicy
+from hpa_experiments.column_queries import MetricNames as QueryNames
+from hpa_experiments.column_queries import deployment_pods_regex, gpu_selector
 from hpa_experiments.config import EnergyConfig
 from hpa_experiments.errors import BackendError
-from hpa_experiments.promql import MetricNames as QueryNames
-from hpa_experiments.promql import deployment_pods_regex, gpu_selector
-from hpa_experiments.retry import PermanentFailure, RetryPolicy
 
-# metrics.csv columns built from a run's metric names (promql.run_queries), or fixed queries
+# metrics.csv columns built from a run's metric names (column_queries.run_queries), or fixed queries
 Queries = Mapping[str, str] | Callable[[QueryNames], Mapping[str, str]]
 
 PREFLIGHT_RETRY = RetryPolicy(max_attempts=2, max_elapsed=5.0, base_delay=0.3, max_delay=1.0)
@@ -354,7 +354,7 @@ def preflight(
     series each column reads present for the query's exact selector.
 
     `queries` maps a column to PromQL, or is a function of the detected metric names that returns
-    that mapping (`lambda names: promql.run_queries(config, names)`).  With `will_apply_hpa` the HPA
+    that mapping (`lambda names: column_queries.run_queries(config, names)`).  With `will_apply_hpa` the HPA
     need not exist yet and `hpa_manifest` is the one whose metrics are checked.  `owned`: the objects
     the run will apply; one that exists already is a problem unless identical or taken over.  A backend without
     an HPA name (HPA disabled) skips the HPA checks.  Missing series of `optional_columns` and

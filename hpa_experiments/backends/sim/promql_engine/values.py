@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hpa_experiments.backends.base import QueryError
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
@@ -58,7 +58,7 @@ def label_value(labels: Labels, name: str) -> str:
 def ensure_unique_labelsets(vector: Vector) -> Vector:
     """Prometheus refuses a vector in which two samples have the same label set."""
     if len(vector) > 1 and len({labels for labels, _ in vector}) < len(vector):
-        raise QueryError("vector cannot contain metrics with the same labelset")
+        raise PromQLError("vector cannot contain metrics with the same labelset")
     return vector
 
 

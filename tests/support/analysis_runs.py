@@ -9,8 +9,8 @@ from pathlib import Path
 
 from hpa_experiments.legacy import import_legacy
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_RUNS = Path(__file__).resolve().parent / "data" / "reference-runs"
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE_RUNS = REPO / "tests" / "data" / "reference-runs"
 HIGH_LOAD = "high-load-hpa-20251124-155733"
 MODERATE = "moderate-load-hpa-extended-20251210-132157"
 SIM_CONFIG = REPO / "experiment-configs" / "high-load-hpa.yaml"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import promql_parser
 
 from hpa_experiments.backends.base import QueryError
-from hpa_experiments.backends.prom import PromClient
+from hpa_experiments.backends.kube.prom import PromClient
 
 SHOWN_LABELS = ("model_name", "namespace", "pod")
 MAX_VALUES = 8

@@ -24,7 +24,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from hpa_experiments.backends import kube_objects
 from hpa_experiments.backends.base import (
     Backend,
     Clock,
@@ -37,14 +36,16 @@ from hpa_experiments.backends.base import (
     RangeSeries,
     ScalingSnapshot,
 )
-from hpa_experiments.backends.kube_claim import Claims, hpa_kind, scaled_object_kind
-from hpa_experiments.backends.kube_core import CoreReads
-from hpa_experiments.backends.kube_keda import ScaledObjects
-from hpa_experiments.backends.kube_pods import deployment_selector, pod_times
-from hpa_experiments.backends.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube import jobs
+from hpa_experiments.backends.kube import objects as kube_objects
+from hpa_experiments.backends.kube.claim import Claims, hpa_kind, scaled_object_kind
+from hpa_experiments.backends.kube.core import CoreReads
+from hpa_experiments.backends.kube.keda import ScaledObjects
+from hpa_experiments.backends.kube.pods import deployment_selector, pod_times
+from hpa_experiments.backends.kube.prom import PromClient, PromSettings
+from hpa_experiments.backends.kube.retry import RetryPolicy, call_with_retry
 from hpa_experiments.errors import BackendError, PreflightError
 from hpa_experiments.ownership import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL  # noqa: F401 - re-exported for callers
-from hpa_experiments.retry import PermanentFailure, RetryPolicy, call_with_retry
 from hpa_experiments.scaledobject import parse_scaled_object
 
 # Bounded by time, not attempts: an API server that is away for a minute (an upgrade, a failover)
@@ -264,23 +265,10 @@ class KubeBackend(Backend):
         Returns None when the answer's status is one of `tolerate` (e.g. 404 on a delete).
         """
 
-        def attempt() -> dict[str, Any] | None:
-            try:
-                response = method(
-                    *args, _preload_content=False, _request_timeout=self.settings.request_timeout, **kwargs
-                )
-            except ApiException as exc:
-                if exc.status in tolerate:
-                    return None
-                raise
-            try:
-                return json.loads(response.data or b"{}")
-            except ValueError:
-                raise PermanentFailure(f"{what}: the answer is not JSON (is this a Kubernetes API server?)") from None
-            finally:
-                response.release_conn()
-
-        return call_with_retry(attempt, what=what, policy=self._policy(retry), on_retry=self._warn)
+        timeout, policy = self.settings.request_timeout, self._policy(retry)
+        return jobs.call_json(
+            what, method, *args, timeout=timeout, policy=policy, on_retry=self._warn, tolerate=tolerate, **kwargs
+        )
 
     def request_json(
         self,
@@ -352,14 +340,7 @@ class KubeBackend(Backend):
 
     def stop_job(self, resource_name: str) -> None:
         namespace = self._job_namespaces.get(resource_name, self.namespace)
-        self.call_json(
-            f"delete Job {namespace}/{resource_name}",
-            self.batch.delete_namespaced_job,
-            resource_name,
-            namespace,
-            propagation_policy="Background",
-            tolerate=(404,),
-        )
+        jobs.delete_job(self.call_json, self.batch, namespace, resource_name)
 
     def job_logs(self, resource_name: str) -> list[PodLog]:
         namespace = self._job_namespaces.get(resource_name, self.namespace)
@@ -403,16 +384,11 @@ class KubeBackend(Backend):
         states: dict[str, JobState] = {}
         selector = f"{RUN_LABEL}={self.run_id}"
         for namespace in self._namespaces():
-            listing = self.call_json(
-                f"list Jobs of run {self.run_id} in {namespace}",
-                self.batch.list_namespaced_job,
-                namespace,
-                label_selector=selector,
-            )
-            jobs = (listing or {}).get("items") or []
-            unfinished = [j["metadata"]["name"] for j in jobs if not kube_objects.job_finished(j)]
+            what = f"list Jobs of run {self.run_id} in {namespace}"
+            listed = jobs.list_jobs(self.call_json, self.batch, namespace, selector, what)
+            unfinished = [j["metadata"]["name"] for j in listed if not kube_objects.job_finished(j)]
             pods = self._pods_of(namespace, unfinished)
-            for job in jobs:
+            for job in listed:
                 job_name = job["metadata"]["name"]
                 states[job_name] = kube_objects.job_state(job, pods.get(job_name, []))
         for name in list(self._job_namespaces):  # start_job may add to it from the runner's thread
@@ -515,7 +491,7 @@ class KubeBackend(Backend):
 
     def apply_hpa(self, manifest: dict[str, Any]) -> bool:
         """Create the HPA with the run's marks; an existing one is used as is when identical, else
-        refused or (take_over) taken over and restored at the end (kube_claim.py).  True: created."""
+        refused or (take_over) taken over and restored at the end (kube/claim.py).  True: created."""
         name = manifest.get("metadata", {}).get("name") or self.hpa_name
         namespace = self.namespace  # the run's only namespace: it is where read_hpa looks
         if manifest.get("metadata", {}).get("namespace") not in (None, namespace):

@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 import numpy as np
 import promql_parser as pp
 
-from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
-from hpa_experiments.promql_engine import aggregation, binary, functions
-from hpa_experiments.promql_engine.label_functions import LabelReplace, absent_labels
-from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.base import InstantSample, RangeSeries
+from hpa_experiments.backends.sim.promql_engine import aggregation, binary, functions
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
+from hpa_experiments.backends.sim.promql_engine.label_functions import LabelReplace, absent_labels
+from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     Matrix,
@@ -135,12 +136,12 @@ class Selection:
 
     def __init__(self, node: pp.VectorSelector):
         if node.matchers.or_matchers:
-            raise QueryError("unsupported PromQL: 'or' inside a label selector")
+            raise PromQLError("unsupported PromQL: 'or' inside a label selector")
         matchers = [_compile_matcher(m) for m in node.matchers.matchers]
         if node.name:
             matchers.insert(0, LabelMatcher(METRIC_NAME, MatchType.EQUAL, node.name))
         if all(m.matches("") for m in matchers):
-            raise QueryError("vector selector must contain at least one non-empty matcher")
+            raise PromQLError("vector selector must contain at least one non-empty matcher")
         self.matchers = matchers
         self.one_name = any(m.name == METRIC_NAME and m.type is MatchType.EQUAL for m in matchers)
         self.shift = TimeShift(node.offset, node.at)
@@ -207,7 +208,7 @@ class SubqueryNode(Node):
     def __init__(self, node: pp.SubqueryExpr, default_step_ms: int):
         self.inner = _compile(node.expr, default_step_ms)
         if self.inner.kind not in ("vector", "scalar"):
-            raise QueryError("subquery is only allowed on instant vector or scalar expressions")
+            raise PromQLError("subquery is only allowed on instant vector or scalar expressions")
         self.shift = TimeShift(node.offset, node.at)
         assert node.range is not None  # the parser rejects `[:step]`; its stub still says Optional
         self.range_ms = _duration_ms(node.range)
@@ -245,7 +246,7 @@ class BinaryNode(Node):
     def __init__(self, node: pp.BinaryExpr, default_step_ms: int):
         self.op = str(node.op)
         if self.op not in binary.ARITHMETIC.keys() | binary.COMPARISON.keys() | binary.SET_OPERATORS:
-            raise QueryError(f"unsupported PromQL binary operator {self.op!r}")
+            raise PromQLError(f"unsupported PromQL binary operator {self.op!r}")
         self.lhs = _compile(node.lhs, default_step_ms)
         self.rhs = _compile(node.rhs, default_step_ms)
         modifier = node.modifier
@@ -273,7 +274,7 @@ class AggregateNode(Node):
     def __init__(self, node: pp.AggregateExpr, default_step_ms: int):
         self.op = str(node.op)
         if self.op not in aggregation.SUPPORTED:
-            raise QueryError(f"unsupported PromQL aggregation {self.op!r}")
+            raise PromQLError(f"unsupported PromQL aggregation {self.op!r}")
         self.expr = _compile(node.expr, default_step_ms)
         self.param = _compile(node.param, default_step_ms) if node.param is not None else None
         self._generation: int | None = None
@@ -397,7 +398,7 @@ class LabelReplaceNode(Node):
         self.vector = args[0]
         strings = [arg.value for arg in args[1:] if isinstance(arg, Constant) and isinstance(arg.value, str)]
         if len(strings) != 4:
-            raise QueryError("label_replace() needs four string literal arguments")
+            raise PromQLError("label_replace() needs four string literal arguments")
         self.replace = LabelReplace(*strings)
 
     def evaluate(self, ctx: Context) -> Vector:
@@ -478,7 +479,7 @@ def _compile_call(node: pp.Call, default_step_ms: int) -> Node:
         return AbsentNode(node.args[0], args[0])
     if name == "timestamp":
         return TimestampNode(args[0])
-    raise QueryError(f"unsupported PromQL function {name!r}")
+    raise PromQLError(f"unsupported PromQL function {name!r}")
 
 
 # --- compilation ----------------------------------------------------------------------
@@ -499,7 +500,7 @@ def _compile(node: Any, default_step_ms: int) -> Node:
     }
     compiler = compilers.get(type(node))
     if compiler is None:
-        raise QueryError(f"unsupported PromQL expression {type(node).__name__}")
+        raise PromQLError(f"unsupported PromQL expression {type(node).__name__}")
     return compiler(node)
 
 
@@ -516,7 +517,7 @@ def _compile_matcher(matcher: pp.Matcher) -> LabelMatcher:
     try:
         return LabelMatcher(matcher.name, match_type, matcher.value)
     except Exception as exc:  # re.error and friends
-        raise QueryError(f"invalid label matcher {matcher}: {exc}") from exc
+        raise PromQLError(f"invalid label matcher {matcher}: {exc}") from exc
 
 
 def _matching(modifier: Any, op: str) -> binary.Matching:
@@ -545,7 +546,7 @@ def _translate(value: Any, table: tuple[tuple[Any, T], ...]) -> T:
     for member, result in table:
         if value == member:
             return result
-    raise QueryError(f"unsupported PromQL construct {value}")
+    raise PromQLError(f"unsupported PromQL construct {value}")
 
 
 def _duration_ms(delta: timedelta) -> int:
@@ -580,7 +581,7 @@ class PromQLEngine:
         try:
             ast = pp.parse(query)
         except ValueError as exc:
-            raise QueryError(f"cannot parse PromQL {query!r}: {exc}") from exc
+            raise PromQLError(f"cannot parse PromQL {query!r}: {exc}") from exc
         plan = _compile(ast, self.default_step_ms)
         self._plans[query] = plan
         if len(self._plans) > self._PLAN_CACHE_SIZE:
@@ -601,9 +602,9 @@ class PromQLEngine:
         plan = self.compile(query)
         start_ms, end_ms, step_ms = seconds_to_ms(start), seconds_to_ms(end), seconds_to_ms(step)
         if step_ms <= 0:
-            raise QueryError("zero or negative query resolution step widths are not accepted")
+            raise PromQLError("zero or negative query resolution step widths are not accepted")
         if end_ms < start_ms:
-            raise QueryError("end timestamp must not be before start time")
+            raise PromQLError("end timestamp must not be before start time")
         points: dict[Labels, list[tuple[float, float]]] = {}
         ctx = Context(self.db, start_ms, start_ms, end_ms, self.lookback_ms)
         for t_ms in range(start_ms, end_ms + 1, step_ms):
@@ -615,7 +616,7 @@ class PromQLEngine:
     @staticmethod
     def _evaluate(plan: Node, ctx: Context) -> Vector:
         if plan.kind == "matrix":
-            raise QueryError("a range vector cannot be the result of a query here; apply a function to it")
+            raise PromQLError("a range vector cannot be the result of a query here; apply a function to it")
         if plan.kind == "string":
-            raise QueryError("string results are not supported")
+            raise PromQLError("string results are not supported")
         return _as_vector(plan.evaluate(ctx))

@@ -75,7 +75,7 @@ def competing_problems(
     acting: list[Autoscaler], namespace: str, deployment: str, under_test: str | None
 ) -> tuple[list[str], list[str]]:
     """(problems, warnings) about autoscalers other than the run's HPA `under_test` (None: no HPA).
-    The run's own HPA existing already is kube_claim.preflight_findings' business."""
+    The run's own HPA existing already is claim.preflight_findings' business."""
     problems: list[str] = []
     warnings: list[str] = []
     others = [a for a in acting if not (a.kind == "HPA" and a.name == under_test)]

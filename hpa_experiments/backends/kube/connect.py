@@ -1,32 +1,42 @@
-"""Connecting the Kubernetes backend for a run: settings from config and flags, then preflight."""
+"""Connecting the Kubernetes backend for a run: settings from config and flags, then preflight.
+
+The factory (backends/factory.py) calls this; nothing here imports the factory."""
 
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
-from hpa_experiments.backends.factory import BackendOptions
-from hpa_experiments.backends.kube import KubeBackend, KubeSettings
-from hpa_experiments.backends.kube_preflight import OwnedObjects, preflight
-from hpa_experiments.backends.prom import PromSettings
+from hpa_experiments.backends.kube.backend import KubeBackend, KubeSettings
+from hpa_experiments.backends.kube.preflight import OwnedObjects, preflight
+from hpa_experiments.backends.kube.prom import PromSettings
+from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import PreflightError
 from hpa_experiments.plan import Plan
-from hpa_experiments.promql import MetricNames, run_queries
 from hpa_experiments.redact import redact_url
 
 
 def connect_and_preflight(
-    config: ExperimentConfig, plan: Plan, run_id: str, options: BackendOptions, prometheus_url: str | None
+    config: ExperimentConfig,
+    plan: Plan,
+    run_id: str,
+    prometheus_url: str | None,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    output: TextIO | None = None,
+    take_over: bool = False,
 ) -> tuple[KubeBackend, MetricNames]:
     """A KubeBackend that passed every preflight check; raises PreflightError listing all problems."""
-    out = options.output or sys.stderr
+    out = output or sys.stderr
     if not prometheus_url:
         raise PreflightError(
             ["no Prometheus URL: set prometheus.url in the config, --prometheus-url, or HPA_EXP_PROMETHEUS_URL"]
         )
     prom = config.prometheus
     backend = KubeBackend(
-        KubeSettings(kubeconfig=options.kubeconfig, context=options.context),
+        KubeSettings(kubeconfig=kubeconfig, context=context),
         PromSettings(
             url=prometheus_url,
             token_env=prom.token_env,
@@ -42,7 +52,7 @@ def connect_and_preflight(
         run_id=run_id,
         on_warning=lambda text: print(f"warning: {text}", file=out),
         scaled_object=config.scaled_object,
-        take_over=options.take_over,
+        take_over=take_over,
     )
     auto = config.autoscaler
     # KEDA creates its HPA once the run has applied the ScaledObject: then the HPA need not exist yet
@@ -57,7 +67,7 @@ def connect_and_preflight(
         owned=OwnedObjects(
             hpa=config.hpa_manifest if applies_hpa else None,
             scaled_object=config.scaled_object if applies_keda else None,
-            take_over=options.take_over,
+            take_over=take_over,
         ),
     )
     for warning in report.warnings:

@@ -11,9 +11,9 @@ from decimal import Decimal
 from functools import reduce
 from operator import add
 
-from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.functions import quantile, variance
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
+from hpa_experiments.backends.sim.promql_engine.functions import quantile, variance
+from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
 
 SUPPORTED = frozenset(
     {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "topk", "bottomk", "count_values"}
@@ -110,7 +110,7 @@ def _mean(values: list[float]) -> float:
 def _count_values(vector: Vector, grouping: Grouping, label: str) -> Vector:
     """count_values("label", v): how many samples have each value, the value as a label."""
     if not _LABEL_NAME.fullmatch(label):
-        raise QueryError(f"invalid label name {label!r}")
+        raise PromQLError(f"invalid label name {label!r}")
     if not grouping.without:
         grouping = Grouping(False, grouping.labels | {label})
     counts: dict[Labels, float] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hpa_experiments.backends.kube import ApiCall
+from hpa_experiments.backends.kube.backend import ApiCall
 
 # (status, JSON body) of a POST to an API path; 403/404 are answers, other failures raise
 Post = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]

@@ -24,9 +24,9 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from hpa_experiments.backends.base import InstantSample, QueryError, RangeSeries
+from hpa_experiments.backends.kube.retry import RetryPolicy, call_with_retry
 from hpa_experiments.errors import BackendError
 from hpa_experiments.redact import REDACTED, redact_url, url_secrets
-from hpa_experiments.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
 

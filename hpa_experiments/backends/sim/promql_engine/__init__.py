@@ -20,12 +20,13 @@ tests/test_promql_engine_vs_prometheus.py):
 - binary operators + - * / % ^ atan2, comparisons (filtering or `bool`), and, or,
   unless, with on/ignoring and group_left/group_right.
 
-Anything else raises QueryError naming it.  No staleness markers (a series that
+Anything else raises PromQLError naming it.  No staleness markers (a series that
 stops being appended disappears after the lookback, as with remote-write) and no
 native histograms.
 """
 
-from hpa_experiments.promql_engine.evaluator import PromQLEngine
-from hpa_experiments.promql_engine.tsdb import TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
+from hpa_experiments.backends.sim.promql_engine.evaluator import PromQLEngine
+from hpa_experiments.backends.sim.promql_engine.tsdb import TimeSeriesDB
 
-__all__ = ["PromQLEngine", "TimeSeriesDB"]
+__all__ = ["PromQLEngine", "PromQLError", "TimeSeriesDB"]

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from hpa_experiments.backends.sim.hpa_behavior import POLICY_TYPES, SELECT_POLICIES
 from hpa_experiments.quantity import parse_quantity_decimal, to_milli
+
+SELECT_POLICIES = ("Max", "Min", "Disabled")
+POLICY_TYPES = ("Pods", "Percent")
 
 DEFAULT_DOWNSCALE_STABILIZATION = 300.0
 SOURCE_KEYS = {

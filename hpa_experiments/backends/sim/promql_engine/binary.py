@@ -8,9 +8,9 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.functions import go_divide
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
+from hpa_experiments.backends.sim.promql_engine.functions import go_divide
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     Vector,
@@ -130,7 +130,7 @@ def vector_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching, return_b
         sig = signature(labels)
         if sig in right:
             side = "left" if swapped else "right"
-            raise QueryError(
+            raise PromQLError(
                 f"found duplicate series for the match group {format_labels(sig)} on the {side} hand-side "
                 f"of the operation: [{format_labels(labels)}, {format_labels(right[sig][0])}]; "
                 "many-to-many matching not allowed: matching labels must be unique on one side"
@@ -160,7 +160,7 @@ def vector_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching, return_b
             metric = drop_metric_name(metric)
         if matching.cardinality == "one-to-one":
             if sig in matched:
-                raise QueryError(
+                raise PromQLError(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                 )
             matched[sig] = None
@@ -168,7 +168,7 @@ def vector_binop(op: str, lhs: Vector, rhs: Vector, matching: Matching, return_b
             inserted = matched.setdefault(sig, set())
             assert inserted is not None
             if metric in inserted:
-                raise QueryError("multiple matches for labels: grouping labels must ensure unique label set")
+                raise PromQLError("multiple matches for labels: grouping labels must ensure unique label set")
             inserted.add(metric)
         out.append((metric, float(result)))
     return ensure_unique_labelsets(out)

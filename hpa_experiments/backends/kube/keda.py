@@ -1,5 +1,5 @@
 """A run's KEDA ScaledObject on a cluster: delete it and read its status, as raw JSON through the
-official client's CustomObjectsApi (keda.sh/v1alpha1 scaledobjects); kube_claim.py applies it.
+official client's CustomObjectsApi (keda.sh/v1alpha1 scaledobjects); claim.py applies it.
 
 KEDA's operator then creates the HPA `status.hpaName` (keda-hpa-<name>), which the backend
 reads like any HPA; its External metrics s<i>-prometheus are reported under the triggers' names

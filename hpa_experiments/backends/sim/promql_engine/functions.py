@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from hpa_experiments.promql_engine.values import (
+from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
     Labels,
     RangeSample,

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpa_experiments.rundir import RunInfo, RunWriter, format_cell, metrics_columns, utc_iso
+from hpa_experiments.rundir import RunInfo, RunStatus, RunWriter, format_cell, metrics_columns, utc_iso
 
 T0 = 1_780_000_000.0  # a fixed t0 (2026-05-28) so that hand-built runs are reproducible
 
@@ -27,7 +27,7 @@ def write_run(
     name: str = "hand-built",
     backend: str = "sim",
     interval: float = 1.0,
-    status: str = "completed",
+    status: RunStatus | str = RunStatus.COMPLETED,
     started_at: float = T0,
     pid: int | None = None,
 ) -> Path:
@@ -36,7 +36,7 @@ def write_run(
         id=directory.name,
         name=name,
         backend=backend,
-        status="running",
+        status=RunStatus.RUNNING,
         started_at=started_at,
         t0=started_at,
         interval=interval,
@@ -62,10 +62,10 @@ def write_run(
         writer.phase(phase["job"], **{k: v for k, v in phase.items() if k != "job"})
     for elapsed, kind, detail in events:
         writer.event(started_at + elapsed, kind, detail)
-    if status == "running":
+    if status == RunStatus.RUNNING:
         writer.events.close()
     else:
-        writer.finish(status, started_at + last, 0)
+        writer.finish(RunStatus(status), started_at + last, 0)
     return directory
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from hpa_experiments.backends.base import QueryError
-from hpa_experiments.promql_engine.tsdb import LabelMatcher, MatchType
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
+from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
+from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
+from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TEMPLATE_NAME = re.compile(r"\w+")
@@ -19,9 +19,9 @@ class LabelReplace:
         try:
             self.regex = re.compile(f"(?:{regex})")
         except re.error as exc:
-            raise QueryError(f"invalid regular expression in label_replace(): {regex}") from exc
+            raise PromQLError(f"invalid regular expression in label_replace(): {regex}") from exc
         if not _LABEL_NAME.fullmatch(dst):
-            raise QueryError(f"invalid destination label name in label_replace(): {dst}")
+            raise PromQLError(f"invalid destination label name in label_replace(): {dst}")
         self.dst, self.replacement, self.src = dst, replacement, src
 
     def apply(self, vector: Vector) -> Vector:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from hpa_experiments.promql_engine.values import METRIC_NAME, Labels, drop_metric_name, make_labels
+from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, drop_metric_name, make_labels
 
 
 class MatchType(Enum):

@@ -2,7 +2,7 @@
 
 A Prometheus 2.x server scraping a recent `prometheus_client` stores `vllm:foo` as
 `vllm_foo`; older vLLM versions call ITL `time_per_output_token_seconds`.  The Kubernetes
-preflight detects which names the server has (backends/kube_preflight.py) and the queries
+preflight detects which names the server has (backends/kube/preflight.py) and the queries
 are built from those.
 """
 
