@@ -50,7 +50,7 @@ class _FullDiskFile(io.FileIO):
 
 
 def test_a_full_disk_stops_the_run_cleanly_and_keeps_the_rows(tmp_path: Path, monkeypatch) -> None:
-    disk = _Disk(free=40_000)
+    disk = _Disk(free=30_000)
     real_open = Path.open
 
     def open_on_small_disk(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

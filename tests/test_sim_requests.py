@@ -7,6 +7,7 @@ import json
 import math
 import tracemalloc
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,11 @@ def run_twin(config_path: Path, out: Path, interrupt_at: float | None = None) ->
     scrapes: Scrapes = defaultdict(list)
     append_many = backend.tsdb.append_many
 
-    def recording(t: float, samples: list[tuple[dict[str, str], float]]) -> None:
+    def recording(t: float, samples: list[tuple[dict[str, str], float]], by_handle: Iterable[Any] = ()) -> None:
+        handled = [(handles, list(vs)) for handles, vs in by_handle]  # the pods' series, looked up once
+        named = [(series.label_map, v) for handles, vs in handled for series, v in zip(handles, vs, strict=True)]
         values: dict[str, dict[str, float]] = defaultdict(dict)
-        for labels, value in samples:
+        for labels, value in [*named, *samples]:
             name = labels["__name__"]
             if name == COUNTERS[0]:
                 values[labels["pod"]][labels["finished_reason"]] = value
@@ -77,7 +80,7 @@ def run_twin(config_path: Path, out: Path, interrupt_at: float | None = None) ->
                 values[labels["pod"]][name] = value
         for pod, counters in values.items():
             scrapes[pod].append((t, counters))
-        append_many(t, samples)
+        append_many(t, samples, handled)
 
     backend.tsdb.append_many = recording  # type: ignore[method-assign]
     observer = _InterruptAt(interrupt_at) if interrupt_at is not None else None

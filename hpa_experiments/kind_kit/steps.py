@@ -27,7 +27,7 @@ MONITORING_NAMESPACE = "monitoring"
 CUSTOM_METRICS_API = "apiservice/v1beta1.custom.metrics.k8s.io"
 EXTERNAL_METRICS_API = "apiservice/v1beta1.external.metrics.k8s.io"
 # KEDA's release manifest, pinned (KEDA's documented `kubectl apply --server-side` install).
-KEDA_VERSION = "2.16.1"
+KEDA_VERSION = "2.21.0"  # the release the test bed builds and runs (testbed/keda)
 KEDA_RELEASE_URL = f"https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml"
 KEDA_NAMESPACE = "keda"
 KEDA_DEPLOYMENTS = ("keda-operator", "keda-operator-metrics-apiserver")

@@ -95,15 +95,16 @@ def _timeline_width(ctx: MenuContext, plan: Plan) -> int:
 
 def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Plan) -> str | None:
     """The plan, then the backend choice: 's' simulation, 'k' Kubernetes when a context exists."""
+    # One choice per line: the three do not fit one 80-column line with a long context name.
     backends = Text("backend: ")
     backends.append("[s] simulation (digital twin)", style="bold")
-    backends.append("  ")
+    backends.append("\n         ")
     backends.append("[e] ensemble of seeds (twin)", style="bold")
+    backends.append("\n         ")
     if ctx.cluster:
-        backends.append("  ")
         backends.append(f"[k] kubernetes, context {ctx.cluster.name}", style="bold")
     else:
-        backends.append("  · kubernetes: no kubeconfig context", style="dim")
+        backends.append("· kubernetes: no kubeconfig context", style="dim")
     body = stack(
         Text(f"{config.name}: {config.description}".rstrip(": ")),
         Text(

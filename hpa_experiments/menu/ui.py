@@ -175,7 +175,8 @@ def show_screen(
     accept: Callable[[str], bool],
     redraw_when: threading.Event | None = None,
 ) -> str:
-    """Draw title, as much body as fits, and footer; scroll on arrows/space; return an accepted key.
+    """Draw title, as much body as fits, and footer; scroll on arrows/space (and j/k unless the
+    screen accepts them); return an accepted key.
 
     `body` may be a function, called on each draw: then `redraw_when` (set by another thread)
     redraws the screen once, e.g. when data that was loading is ready.
@@ -205,12 +206,12 @@ def show_screen(
             continue
         if key == "q":
             raise QuitMenu
+        if accept(key):  # a screen's own key wins over scrolling ('k' is Kubernetes on the plan screen)
+            return key
         if more and key in SCROLL_DOWN:
             offset += room - 1 if key in ("space", "pagedown") else 1
         elif more and key in SCROLL_UP:
             offset -= room - 1 if key == "pageup" else 1
-        elif accept(key):
-            return key
 
 
 def _print_lines(console: Console, lines: list[list[Segment]]) -> None:
