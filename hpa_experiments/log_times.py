@@ -38,7 +38,7 @@ def split_stamped(text: str) -> tuple[str, dict[str, float]]:
     plain: list[str] = []
     started: float | None = None
     done: float | None = None
-    for line in text.splitlines(keepends=True):
+    for line in text.split("\n"):  # the API server stamps at "\n" only (tqdm's "\r" stays inside a line)
         match = _STAMP.match(line)
         if match is None:
             plain.append(line)
@@ -53,4 +53,4 @@ def split_stamped(text: str) -> tuple[str, dict[str, float]]:
     marks: dict[str, float] = {}
     if started is not None and done is not None:
         marks = {INITIAL_START_COLUMN: round(started, 3), INITIAL_TEST_COLUMN: round(done - started, 3)}
-    return "".join(plain), marks
+    return "\n".join(plain), marks

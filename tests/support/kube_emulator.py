@@ -107,6 +107,11 @@ def _rfc3339_nano(t: float) -> str:
     return f"{whole}.{min(round((t - int(t)) * 1e9), 999_999_999):09d}Z"
 
 
+def _log_lines(text: str) -> list[str]:
+    """A log's lines as the API server stamps them: split at "\n" only, each keeping its "\n"."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
 def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",
@@ -300,9 +305,7 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(_status_body(400, "BadRequest", message), status=400)
         if timestamps:
             times = self.pod_log_times[(namespace, pod, container)]
-            text = "".join(
-                f"{_rfc3339_nano(t)} {line}" for t, line in zip(times, text.splitlines(keepends=True), strict=True)
-            )
+            text = "".join(f"{_rfc3339_nano(t)} {line}" for t, line in zip(times, _log_lines(text), strict=True))
         return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
@@ -807,7 +810,7 @@ class KubeEmulator:
     ) -> None:
         """What the pod's container has printed so far (served by GET .../pods/<pod>/log), and when
         (unix time per line; default: all lines now)."""
-        lines = len(text.splitlines())
+        lines = len(_log_lines(text))
         times = list(line_times) if line_times is not None else [time.time()] * lines
         if len(times) != lines:
             raise ValueError(f"{len(times)} line times for {lines} lines")
