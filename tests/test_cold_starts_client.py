@@ -61,6 +61,7 @@ def test_a_real_log_with_line_times_gives_the_plain_log_and_the_initial_test_spa
     assert split_stamped(cut)[1] == {}
 
 
+@pytest.mark.slow  # seconds: the emulator starts (benchmarks/README.md: the fast loop)
 def test_the_kube_backend_reads_job_logs_with_line_times(kube_cluster: KubeEmulator) -> None:
     text = "Starting initial single prompt test run...\nWaiting for endpoint\nInitial test run completed.\nrest\n"
     backend = _backend(kube_cluster)
