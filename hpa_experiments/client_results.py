@@ -67,4 +67,5 @@ class ClientResults:
         name = log.pod if not log.container else f"{log.pod}_{log.container}"
         (folder / f"{name}.log").write_text(log.text, encoding="utf-8")
         parsed = parse_bench_log(log.text)
-        return JobResult(job, resource, log.pod, log.source, parsed.status, parsed.note, parsed.fields)
+        fields = parsed.fields | log.line_times  # the initial test's times, when the log had line times
+        return JobResult(job, resource, log.pod, log.source, parsed.status, parsed.note, fields)

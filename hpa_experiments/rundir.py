@@ -11,7 +11,8 @@ hpa-applied.yaml       the HPA manifest as the run applied it (absent when the r
 hpa-live-start.yaml    the HPA as the cluster (or the twin) held it at the start, spec and status
 latency-windows.json   TTFT/ITL over the run and each phase from the histograms (latency_windows.py)
 job-logs/<pod>_<container>.log  each load Job's pod log, saved before deletion (output.include_pod_logs)
-job-results.csv        one row per load Job: its `vllm bench serve` result block (bench_log.py)
+job-results.csv        one row per load Job: its `vllm bench serve` result block (bench_log.py), and
+                       from a log with line times its initial test's start and span (log_times.py)
 summary.json           KPIs (written by analysis)
 experiment-config.yaml the config file exactly as given
 ```

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.load import load_run
 from tests.support.testbed import REPO, Testbed
 from tests.support.testbed_kit import (
     NAMESPACE,
@@ -124,6 +126,7 @@ def test_keda_scales_to_zero_and_back_on_the_test_bed(testbed_keda: Testbed, tmp
     # every request was served, those held at the gateway while no pod was Ready included
     assert [r["failed_requests"] for r in results] == ["0", "0"], results
     assert all(int(r["successful_requests"]) == 6 * BURST_S for r in results), results
+    client_cold_start_seen_by_both_sides(run_dir, series)
 
     # cleanup: the ScaledObject gone, KEDA's HPA with it (owner reference), no Job left
     path = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects/{so_name}"
@@ -133,3 +136,22 @@ def test_keda_scales_to_zero_and_back_on_the_test_bed(testbed_keda: Testbed, tmp
     jobs, pods = job_objects(bed)
     assert not jobs and not pods, f"left behind: {[j['metadata']['name'] for j in jobs]}"
     print("ready replicas (elapsed s, n):", series)
+
+
+def client_cold_start_seen_by_both_sides(run_dir: Path, series: list[tuple[float, int]]) -> None:
+    """The second burst began at 0 replicas (the gap's scale to zero): read with line times (kwok's
+    kubelet API), its client waited for its initial request at least from its start to the last
+    sample before a Ready pod (the pod became Ready after that sample); so did the first burst's
+    when it too began at 0 (KEDA may not have taken the idle Deployment to 0 yet)."""
+    client = compute_kpis(load_run(run_dir))["cold_starts"]["client"]
+    assert client["measured"], client
+    jobs = {job["job"]: job for job in client["jobs"]}
+    assert set(jobs) == {"burst-a", "burst-b"} and jobs["burst-b"]["from_zero"], jobs
+    cold = [job for job in jobs.values() if job["from_zero"]]
+    for job in cold:
+        ready_at = next(t for t, n in series if t > job["start_s"] and n >= 1)
+        not_ready_yet = max(t for t, _ in series if t < ready_at)  # the pod became Ready after this sample
+        assert job["initial_test_s"] >= not_ready_yet - job["start_s"], (job, series)
+        assert job["initial_test_s"] < BURST_S, job
+    assert client["cold_start_s"]["count"] == len(cold)
+    print("client-side cold starts:", [(job["job"], job["initial_test_s"]) for job in cold])

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_experiments.analysis.client import client_kpis, client_notes
-from hpa_experiments.analysis.cold_starts import cold_start_kpis
+from hpa_experiments.analysis.cold_starts_client import cold_starts_section
 from hpa_experiments.analysis.energy import energy_kpis
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.requests import request_kpis
@@ -413,7 +413,8 @@ def compute_kpis(run: Run) -> dict[str, Any]:
             "data_coverage": coverage,
             "requests": request_kpis(run),  # per-request statistics (requests.csv, twin runs); None without it
             "latency_over_window": over_window,  # from the histograms (window_latency.py); None without them
-            "cold_starts": cold_start_kpis(run),  # requests at zero Ready replicas (requests.csv); None without it
+            # requests at zero Ready replicas (requests.csv) and the load Jobs' initial request (job-results.csv)
+            "cold_starts": cold_starts_section(run),
             "client": (client := client_kpis(run.path)),  # the load Jobs' own results (job-results.csv)
             "notes": data_notes(run, coverage)
             + ([] if over_window else [missing_note(run)])

@@ -109,9 +109,13 @@ def kpi_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    """Requests at zero Ready replicas and the cold starts they waited for (twin runs); none without data."""
-    if not cold or not cold["episodes"]:
+    """Requests at zero Ready replicas and the cold starts they waited for (twin runs), then the load
+    Jobs' side (client_cold_start_rows); none without data."""
+    if not cold:
         return []
+    client = client_cold_start_rows(cold.get("client"), bool(cold.get("episodes")))
+    if not cold.get("episodes"):
+        return client
     stats = cold["cold_start_s"]
     times = (
         NO_DATA
@@ -127,7 +131,34 @@ def cold_start_rows(cold: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         ),
         ("cold starts", "first request's arrival to its first token mean / min / max", times),
         ("cold starts", "time at 0 replicas", fmt(cold["zero_replicas_s"], " s", 0)),
+        *client,
     ]
+
+
+def client_cold_start_rows(client: dict[str, Any] | None, server_saw_some: bool) -> list[tuple[str, str, str]]:
+    """Per load Job that started at zero replicas: its client's wait for the initial request.  That
+    none was measured, or none started at zero, is said when the server side saw cold starts."""
+    if not client:
+        return []
+    what = "client: initial request at 0 replicas, sent to completed"
+    if not client["measured"]:
+        return [("cold starts", what, f"not measured ({client['reason']})")] if server_saw_some else []
+    stats = client["cold_start_s"]
+    if not stats["count"]:
+        return [("cold starts", what, "no load Job started at 0 replicas")] if server_saw_some else []
+    rows = [
+        (
+            "cold starts",
+            f"{what} mean / min / max",
+            f"{fmt(stats['mean'], ' s', 1)} / {fmt(stats['min'], ' s', 1)} / {fmt(stats['max'], ' s', 1)}",
+        )
+    ]
+    for job in client["jobs"]:
+        if job["from_zero"]:
+            ttft = fmt(job["ttft_p99_ms"], " ms", 0)
+            detail = f"initial request {fmt(job['initial_test_s'], ' s', 1)}, then TTFT p99 {ttft}"
+            rows.append(("cold starts", f"client: job {job['job']}", detail))
+    return rows
 
 
 def energy_rows(energy: dict[str, Any] | None) -> list[tuple[str, str, str]]:

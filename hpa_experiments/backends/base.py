@@ -128,6 +128,7 @@ class PodLog:
     container: str
     text: str
     source: str = "vllm bench serve log"  # what printed it (the twin says so)
+    line_times: dict[str, float] = field(default_factory=dict)  # from timestamped logs (log_times.py)
 
 
 class QueryError(Exception):

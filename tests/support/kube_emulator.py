@@ -19,6 +19,7 @@ import datetime
 import itertools
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -100,6 +101,17 @@ def _object_key(resource: str, namespace: str | None, name: str) -> tuple[Any, s
     return (kmock.resource(resource), namespace, name)
 
 
+def _rfc3339_nano(t: float) -> str:
+    """A time as the API server stamps log lines: RFC3339 with nanoseconds, UTC."""
+    whole = datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{min(round((t - int(t)) * 1e9), 999_999_999):09d}Z"
+
+
+def _log_lines(text: str) -> list[str]:
+    """A log's lines as the API server stamps them: split at "\n" only, each keeping its "\n"."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
 def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",
@@ -178,6 +190,8 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list)
     # (namespace, pod, container) -> log text, served by GET .../pods/<pod>/log like a kubelet
     pod_logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict)
+    # the same key -> unix time of each line, prefixed to it with ?timestamps=true
+    pod_log_times: dict[tuple[str, str, str], list[float]] = attrs.field(factory=dict)
     log: deque[RecordedRequest] = attrs.field(factory=lambda: deque(maxlen=20_000))
     extra: ExtraApis | None = None  # access reviews and the metrics APIs (tests/support/kube_apis.py)
 
@@ -226,7 +240,9 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(self.server_version)
         log_match = _POD_LOG_PATH.match(request.url.path)
         if log_match and method == kmock.method.GET:
-            return await self._serve_pod_log(log_match[1], log_match[2], request.params.get("container"))
+            return await self._serve_pod_log(
+                log_match[1], log_match[2], request.params.get("container"), request.params.get("timestamps") == "true"
+            )
         namespace_match = _NAMESPACE_PATH.match(request.url.path)
         if namespace_match and method == kmock.method.GET and not request.params.get("watch"):
             return await self._serve_namespace(namespace_match[1])
@@ -266,9 +282,12 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
             return await self._render_error(kmock_k8s.KubernetesObjectNotFoundError())
         return aiohttp.web.json_response(raw)
 
-    async def _serve_pod_log(self, namespace: str, pod: str, container: str | None) -> aiohttp.web.StreamResponse:
+    async def _serve_pod_log(
+        self, namespace: str, pod: str, container: str | None, timestamps: bool
+    ) -> aiohttp.web.StreamResponse:
         """The pods/log subresource as the API server answers it: 404 without the pod, 400 when
-        the container is ambiguous or has no log yet, else the text."""
+        the container is ambiguous or has no log yet, else the text (with `timestamps`, each line
+        prefixed with its RFC3339 time and a space)."""
         key = _object_key(PODS, namespace, pod)
         async with self._lock:
             raw = self._objects[key].raw if key in self._objects and not self._objects[key].deleted else None
@@ -284,6 +303,9 @@ class HpaExpEmulator(kmock.KubernetesEmulator):
         if text is None:
             message = f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating'
             return aiohttp.web.json_response(_status_body(400, "BadRequest", message), status=400)
+        if timestamps:
+            times = self.pod_log_times[(namespace, pod, container)]
+            text = "".join(f"{_rfc3339_nano(t)} {line}" for t, line in zip(times, _log_lines(text), strict=True))
         return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
@@ -783,11 +805,19 @@ class KubeEmulator:
         self.add_pod(namespace, pod_name, labels=labels, waiting_reason=waiting_reason)
         return pod_name
 
-    def set_pod_log(self, namespace: str, pod: str, text: str, container: str = "main") -> None:
-        """What the pod's container has printed so far (served by GET .../pods/<pod>/log)."""
+    def set_pod_log(
+        self, namespace: str, pod: str, text: str, container: str = "main", line_times: list[float] | None = None
+    ) -> None:
+        """What the pod's container has printed so far (served by GET .../pods/<pod>/log), and when
+        (unix time per line; default: all lines now)."""
+        lines = len(_log_lines(text))
+        times = list(line_times) if line_times is not None else [time.time()] * lines
+        if len(times) != lines:
+            raise ValueError(f"{len(times)} line times for {lines} lines")
 
         def store() -> None:
             self._handler.pod_logs[(namespace, pod, container)] = text
+            self._handler.pod_log_times[(namespace, pod, container)] = times
 
         self.call(store)
 

@@ -45,6 +45,7 @@ from hpa_experiments.backends.kube.pods import deployment_selector, pod_times
 from hpa_experiments.backends.kube.prom import PromClient, PromSettings
 from hpa_experiments.backends.kube.retry import RetryPolicy, call_with_retry
 from hpa_experiments.errors import BackendError, PreflightError
+from hpa_experiments.log_times import split_stamped
 from hpa_experiments.ownership import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL  # noqa: F401 - re-exported for callers
 from hpa_experiments.scaledobject import parse_scaled_object
 
@@ -350,18 +351,25 @@ class KubeBackend(Backend):
         for pod in pods:
             name = pod["metadata"]["name"]
             for container in (pod.get("spec") or {}).get("containers") or [{}]:
-                text = self._pod_log(namespace, name, container.get("name"))
-                if text is not None:
-                    logs.append(PodLog(name, container.get("name") or "", text))
+                stamped = self._pod_log(namespace, name, container.get("name"))
+                if stamped is not None:
+                    text, line_times = split_stamped(stamped)
+                    logs.append(PodLog(name, container.get("name") or "", text, line_times=line_times))
         return logs
 
     def _pod_log(self, namespace: str, pod: str, container: str | None) -> str | None:
-        """The container's log; "" when its container has not started (400), None when the pod is gone."""
+        """The container's log, each line prefixed with its time; "" when its container has not started
+        (400), None when the pod is gone."""
 
         def attempt() -> str | None:
             try:
                 response = self.core.read_namespaced_pod_log(
-                    pod, namespace, container, _preload_content=False, _request_timeout=self.settings.request_timeout
+                    pod,
+                    namespace,
+                    container,
+                    timestamps=True,
+                    _preload_content=False,
+                    _request_timeout=self.settings.request_timeout,
                 )
             except ApiException as exc:
                 if exc.status == 400:  # "container ... is waiting to start": nothing printed yet

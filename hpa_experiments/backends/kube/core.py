@@ -32,10 +32,15 @@ class CoreReads:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self._get(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", query, **options)
 
-    def read_namespaced_pod_log(self, name: str, namespace: str, container: str | None = None, **options: Any) -> Any:
-        """The pods/log subresource: the container's log as text (the response body)."""
+    def read_namespaced_pod_log(
+        self, name: str, namespace: str, container: str | None = None, timestamps: bool = False, **options: Any
+    ) -> Any:
+        """The pods/log subresource: the container's log as text (the response body); with
+        `timestamps`, each line prefixed with its RFC3339 time."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
         query = [("container", container)] if container else []
+        if timestamps:
+            query.append(("timestamps", "true"))
         return self._get(path, query, accept="*/*", **options)
 
     def get(self, path: str, query: list[tuple[str, str]] | None = None, **options: Any) -> Any:
