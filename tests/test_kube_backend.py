@@ -385,6 +385,7 @@ def test_persistent_server_errors_give_up_within_the_policy(kube_cluster):
         backend.job_states()
 
 
+@pytest.mark.slow
 def test_a_tick_read_gives_up_within_its_budget_while_other_calls_keep_the_backend_policy(kube_cluster):
     """Emulator: the API answering 503 on every HPA read for as long as the test says."""
     backend = make_backend(kube_cluster, retry=RetryPolicy(max_attempts=None, max_elapsed=60.0, base_delay=0.01))

@@ -204,6 +204,7 @@ def test_a_run_applies_records_and_removes_the_scaled_object(kube_cluster: KubeE
     assert any(r["num_requests_waiting"] == "12.5" for r in rows)  # KEDA's s0-prometheus in the standard column
 
 
+@pytest.mark.slow
 def test_the_preflight_refuses_keda_when_the_scaled_object_crd_is_missing(
     kube_cluster: KubeEmulator, tmp_path: Path
 ) -> None:

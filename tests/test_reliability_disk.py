@@ -24,6 +24,8 @@ from hpa_experiments.api import Experiment
 from hpa_experiments.cli import main
 from hpa_experiments.rundir import RESERVE_FILE
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiment-configs" / "baseline-hpa.yaml"
 

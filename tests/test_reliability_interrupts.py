@@ -22,6 +22,8 @@ from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import NS, REPO, hpa_exp, prom, write_config  # noqa: F401 - `prom` is a fixture
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 LONG_JOB = [{"name": "a", "rate": 1, "duration": 120}]
 FAST_METRICS = {"interval": 0.5, "rate_window": "10s"}
 

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.kube_emulator import JOBS, KubeEmulator
 from tests.support.prometheus import PrometheusServer
 from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
@@ -21,6 +23,8 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
     run_dir,
     write_config,
 )
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
 
 OUTAGE_FROM, OUTAGE_S = 6.0, 30.0  # seconds after t0, and how long
 

@@ -71,6 +71,7 @@ def test_a_job_template_that_reaches_outside_the_run_is_an_error(
     assert f"jobs[0].manifest: {job}: {problem}" in err, err
 
 
+@pytest.mark.slow
 def test_a_deployment_deleted_mid_run_is_said_at_once_and_fails_the_run(
     kube_cluster: KubeEmulator,
     prom: PrometheusServer,  # noqa: F811 - the imported fixture

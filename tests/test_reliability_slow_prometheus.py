@@ -34,6 +34,8 @@ from tests.test_run_kubernetes_e2e import (  # noqa: F401 - `prom` is a fixture
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 SLOW_S = 15.0
 PLAN_S = 30
 SLOW_TICKS = range(5, 20)  # instant queries asked in these seconds after t0 take SLOW_S to answer

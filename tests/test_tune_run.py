@@ -16,6 +16,8 @@ from hpa_experiments.tune.report import analyse
 from hpa_experiments.tune.search import load_plan
 from hpa_experiments.tune.worker import make_bundle, parse_result, run_worker
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 REPO = Path(__file__).resolve().parents[1]
 HPA_MANIFEST = REPO / "manifests" / "hpa-vllm-combined.yaml"
 JOB_TEMPLATE = REPO / "workloads" / "vllm-bench-serve.yaml"

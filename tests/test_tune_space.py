@@ -134,6 +134,7 @@ def test_a_bad_space_file_names_the_key(tmp_path: Path, space: dict, message: st
         ({"behavior.scaleDown.stabilizationWindowSeconds": [-5]}, "stabilizationWindowSeconds"),
     ],
 )
+@pytest.mark.slow
 def test_a_point_the_hpa_refuses_stops_the_search_with_exit_2_before_any_run(
     tmp_path: Path, parameters: dict, message: str
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_point_the_hpa_refuses_stops_the_search_with_exit_2_before_any_run(
     assert not (tmp_path / "out" / "tunes" / "bad" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_config_without_slo_thresholds_is_refused(tmp_path: Path) -> None:
     doc = yaml.safe_load(CONFIG.read_text())
     doc["slo"] = {}
@@ -170,6 +172,7 @@ def test_a_config_without_slo_thresholds_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2 and "slo: set ttft_ms and/or itl_ms" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_the_shipped_keda_random_search_validates_every_point() -> None:
     """The example space over a ScaledObject: 8 points drawn, each checked as the experiment's manifest."""
     done = subprocess.run(

@@ -20,6 +20,8 @@ import pytest
 from hpa_experiments.backends.sim.latency_probe import probe
 from hpa_experiments.twin_profiles import load_profile
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (benchmarks/README.md: the fast loop)
+
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = ROOT / "tests" / "data" / "latency-points.csv"
 
