@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,18 @@ def install_model_server(bed: Testbed, sim_args: Mapping[str, str] | None = None
     # KEDA's HPA reads External metrics, served once the run has applied its ScaledObject.
     if bed.autoscaler != "keda":
         wait_for("the custom metrics API serves num_requests_waiting for the model server", lambda: served(bed), 90)
+    else:  # the preflight refuses a Prometheus without vLLM series: wait for the first scrape of the pod
+        wait_for("Prometheus has scraped the model server", lambda: scraped(bed), 90)
+
+
+def scraped(bed: Testbed, metric: str = "vllm:num_requests_waiting") -> bool:
+    """Prometheus has at least one `metric` series of the kit's namespace."""
+    query = urllib.parse.urlencode({"query": f'count({metric}{{namespace="{NAMESPACE}"}})'})
+    try:
+        with urllib.request.urlopen(f"{bed.prometheus_url}/api/v1/query?{query}", timeout=5) as answer:
+            return bool(json.load(answer)["data"]["result"])
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def served(bed: Testbed, metric: str = "num_requests_waiting") -> bool:
