@@ -21,13 +21,14 @@ class ConfigError(HpaExpError):
 
     exit_code = EXIT_INVALID
 
-    def __init__(self, problems: list[str] | str, source: str | None = None):
+    def __init__(self, problems: list[str] | str, source: str | None = None, kind: str = "experiment config"):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
+        self.kind = kind  # what the file is, for the message ("search space" for tune's)
         super().__init__(self.render())
 
     def render(self) -> str:
-        head = f"{self.source}: invalid experiment config" if self.source else "invalid input"
+        head = f"{self.source}: invalid {self.kind}" if self.source else "invalid input"
         if len(self.problems) == 1:
             return f"{head}: {self.problems[0]}"
         return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)

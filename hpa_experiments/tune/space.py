@@ -43,6 +43,7 @@ from hpa_experiments.errors import ConfigError
 from hpa_experiments.yaml_io import InputFileError, describe_yaml_error, load_yaml, read_input_text
 
 MAX_POINTS = 10_000
+SPACE = "search space"  # what ConfigError calls the file
 Number = int | float
 SEGMENT = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(?:\[([^\[\]]+)\])?")
 # fields written as Kubernetes quantities (strings), as the API server stores them
@@ -113,15 +114,15 @@ def load_space(path: Path) -> SearchSpace:
     try:
         raw = load_yaml(read_input_text(path))
     except InputFileError as exc:
-        raise ConfigError(str(exc), source) from None
+        raise ConfigError(str(exc), source, kind=SPACE) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {describe_yaml_error(exc)}", source) from None
+        raise ConfigError(f"not valid YAML: {describe_yaml_error(exc)}", source, kind=SPACE) from None
     if not isinstance(raw, dict):
-        raise ConfigError("the top level must be a mapping (name, search, parameters, ...)", source)
+        raise ConfigError("the top level must be a mapping (name, search, parameters, ...)", source, kind=SPACE)
     try:
         spec = SpaceFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()], source) from None
+        raise ConfigError([_describe(err) for err in exc.errors()], source, kind=SPACE) from None
     problems = []
     for key in spec.parameters:
         problem = path_problem(key)
@@ -138,12 +139,14 @@ def load_space(path: Path) -> SearchSpace:
             problems.append(f"parameters.{key}: {problem}")
         choices[key] = values
     if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError(problems, source, kind=SPACE)
     points = _points(spec, choices)
     if not points:
-        raise ConfigError("parameters: the space has no point", source)
+        raise ConfigError("parameters: the space has no point", source, kind=SPACE)
     if len(points) > MAX_POINTS:
-        raise ConfigError(f"parameters: {len(points)} points; at most {MAX_POINTS} (use search: random)", source)
+        raise ConfigError(
+            f"parameters: {len(points)} points; at most {MAX_POINTS} (use search: random)", source, kind=SPACE
+        )
     return SearchSpace(path.resolve(), spec, points)
 
 
