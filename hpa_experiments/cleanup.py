@@ -32,6 +32,7 @@ from hpa_experiments.backends.kube.backend import (
     connect,
 )
 from hpa_experiments.backends.kube.claim import Released, release_by_label
+from hpa_experiments.backends.kube.reach import check_reachable
 from hpa_experiments.config import K8S_NAME
 from hpa_experiments.errors import BackendError, UsageError
 from hpa_experiments.rundir import RUN_STATUSES, RunStatus, atomic_write_json, utc_iso
@@ -165,6 +166,15 @@ def _last_event_kind(directory: Path) -> str | None:
     return rows[-1]["kind"] if rows else None
 
 
+def first_contact(settings: KubeSettings, on_warning: Callable[[str], None]) -> None:
+    """Fail in seconds, naming the server, when no API server answers (not after the run's retry budget)."""
+    api_client, context = connect(settings)
+    try:
+        check_reachable(api_client, context, on_retry=on_warning)
+    finally:
+        api_client.close()
+
+
 def delete_jobs(
     settings: KubeSettings, namespace: str, selector: str, on_warning: Callable[[str], None]
 ) -> tuple[list[str], list[str]]:
@@ -237,6 +247,7 @@ def cleanup(
         result.notes.append(f"{run.path.name}: ran on the {run.backend} backend, no cluster objects to delete")
     if result.selector is not None:
         result.namespace = namespace or (run.namespace if run is not None else DEFAULT_NAMESPACE)
+        first_contact(settings, on_warning)
         result.deleted, result.remaining = delete_jobs(settings, result.namespace, result.selector, on_warning)
         result.released = release_autoscalers(settings, result.namespace, result.selector, result.notes, on_warning)
     if run is not None:

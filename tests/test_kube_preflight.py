@@ -115,7 +115,7 @@ def test_an_unreachable_cluster_is_one_problem_and_prometheus_is_still_checked(t
     cluster.stop()
     report = preflight(make_backend(cluster, prometheus.url), queries={"bad": "sum("})
     assert len(report.problems) == 3, report.problems
-    assert report.problems[0].startswith("Kubernetes API (emulator) is not reachable:")
+    assert report.problems[0].startswith(f"Kubernetes API {cluster.url} (context emulator) is not reachable:")
     assert report.problems[1].startswith("query bad is rejected by Prometheus")
 
 

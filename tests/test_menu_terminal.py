@@ -161,7 +161,8 @@ def test_interrupt_a_running_simulation_at_80x24_without_colour(open_terminal, w
     assert "[k] kubernetes, context kind-hpa-lab" in screen
     terminal.press("k")  # the context points at a closed port: the preflight lists the problems
     screen = terminal.wait_for(r"Preflight failed: nothing was applied", timeout=60)
-    assert "Kubernetes API (kind-hpa-lab) is not reachable" in screen
+    unreachable = r"Kubernetes API https://127\.0\.0\.1:1\s+\(context\s+kind-hpa-lab\)\s+is\s+not\s+reachable"
+    assert re.search(unreachable, screen), screen
     terminal.press("b")
     terminal.wait_for(r"Recent runs")
     assert not (workspace / "experiment-data").exists()

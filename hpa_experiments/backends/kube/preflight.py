@@ -24,6 +24,7 @@ from hpa_experiments.backends.kube.preflight_metrics_api import MetricsApiCheck,
 from hpa_experiments.backends.kube.preflight_rbac import check_permissions, needed_calls
 from hpa_experiments.backends.kube.preflight_series import SeriesCheck
 from hpa_experiments.backends.kube.prom import PromClient
+from hpa_experiments.backends.kube.reach import server_name
 from hpa_experiments.backends.kube.retry import PermanentFailure, RetryPolicy
 from hpa_experiments.column_queries import MetricNames as QueryNames
 from hpa_experiments.column_queries import deployment_pods_regex, gpu_selector
@@ -117,7 +118,7 @@ def _check_kubernetes(
     try:
         report.server_version = backend.server_version(retry=PREFLIGHT_RETRY)
     except BackendError as exc:
-        report.problems.append(f"Kubernetes API ({backend.context}) is not reachable: {exc}")
+        report.problems.append(f"{server_name(backend.api_client, backend.context)} is not reachable: {exc}")
         return
     _check_rbac(backend, report, will_apply_hpa)
     try:
