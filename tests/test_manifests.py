@@ -297,15 +297,22 @@ def _runner_permissions() -> tuple[set[tuple[str, str, str]], set[tuple[str, str
     return _granted(role["rules"]), _granted(cluster_role["rules"], namespace_name=NAMESPACE)
 
 
-def test_role_covers_backend_api_calls():
-    """Every request the Kubernetes backend makes is granted, so the in-cluster Job cannot
-    fail for lack of a permission (GET /version is open to every authenticated user)."""
+def _all_api_calls() -> tuple:
+    """The requests of `run --backend kubernetes` and of `tune --backend kubernetes`."""
     from hpa_experiments.backends.kube.backend import API_CALLS
+    from hpa_experiments.tune.kube_access import TUNE_API_CALLS
 
+    return API_CALLS + TUNE_API_CALLS
+
+
+def test_role_covers_backend_api_calls():
+    """Every request the Kubernetes backend (and tune's Indexed Job runner) makes is granted, so
+    the in-cluster Job cannot fail for lack of a permission (GET /version is open to every
+    authenticated user)."""
     namespaced, cluster_wide = _runner_permissions()
     missing = [
         f"{call.verb} {call.api_group or 'core'}/{call.resource} ({call.why})"
-        for call in API_CALLS
+        for call in _all_api_calls()
         if (call.api_group, call.resource, call.verb)
         not in (cluster_wide if call.resource == "namespaces" else namespaced)
     ]
@@ -313,10 +320,8 @@ def test_role_covers_backend_api_calls():
 
 
 def test_role_grants_nothing_the_backend_does_not_use():
-    from hpa_experiments.backends.kube.backend import API_CALLS
-
     namespaced, cluster_wide = _runner_permissions()
-    used = {(call.api_group, call.resource, call.verb) for call in API_CALLS}
+    used = {(call.api_group, call.resource, call.verb) for call in _all_api_calls()}
     assert (namespaced | cluster_wide) - used == set()
 
 

@@ -5,7 +5,8 @@ and each pod runs `hpa-exp tune --worker --index $(JOB_COMPLETION_INDEX)` with t
 Kubernetes schedules, retries (backoffLimit) and tracks the indexes; this runner only watches:
 each pod that Succeeded has its log read once (the worker's result line) and its point saved at
 once, so an interrupted search keeps what finished.  At the end, or on any error or Ctrl-C, the
-Job (with its pods) and the ConfigMap are deleted.
+Job (with its pods) and the ConfigMap are deleted.  Before anything is created, kube_access.py checks
+that the API answers and that every request below is permitted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hpa_experiments.backends.kube.backend import KubeSettings, connect
 from hpa_experiments.errors import BackendError
+from hpa_experiments.tune.kube_access import check_access
 from hpa_experiments.tune.plan import PlannedPoint, TunePlan
 from hpa_experiments.tune.search import KubeOptions
 from hpa_experiments.tune.worker import make_bundle, parse_result
@@ -92,6 +94,8 @@ def run_kube(
     api, context = connect(KubeSettings(kubeconfig=options.kubeconfig, context=options.context))
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     namespace = options.namespace or plan.base.config.namespace
+    for warning in check_access(api, context, namespace):  # raises (exit 3) before anything is created
+        say(f"warning: {warning}")
     name = f"hpa-exp-tune-{new_run_id(time.time())}"[:63].rstrip("-")
     bundle = make_bundle(plan, pending)
     by_key = {p.key: p for p in pending}
