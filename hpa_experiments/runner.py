@@ -18,18 +18,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import yaml
 
 from hpa_experiments import __version__
-from hpa_experiments.backends.base import Backend, JobLaunch, QueryError
+from hpa_experiments.backends.base import Backend, JobLaunch, QueryError, ScalingSnapshot
+from hpa_experiments.backends.kube.objects import hpa_metric_readings
 from hpa_experiments.client_results import ClientResults
 from hpa_experiments.column_queries import MetricNames, run_queries
 from hpa_experiments.config import ExperimentConfig
 from hpa_experiments.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, HpaExpError
+from hpa_experiments.keda_names import named_readings
 from hpa_experiments.keda_status import condition_changes
 from hpa_experiments.latency_windows import write_latency_windows
 from hpa_experiments.lost_objects import LostSight
@@ -148,6 +150,14 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------
 
+    def _expected_metrics(self, first: ScalingSnapshot) -> ScalingSnapshot:
+        """The first snapshot, with the metrics the run will see when the HPA does not exist yet (the
+        run applies it, or KEDA makes it): its manifest's, KEDA's under their triggers' names."""
+        manifest = self.config.hpa_manifest
+        if first.metrics or not manifest:
+            return first
+        return replace(first, metrics=named_readings(hpa_metric_readings(manifest), self.config.scaled_object))
+
     def run(self) -> RunResult:
         with stop_on_signals(self.request_stop, self.handle_signals, self.stop_waiting):
             # Run id, folder name and start/end in run.json are wall-clock; rows and events use
@@ -157,7 +167,8 @@ class Runner:
             self.run_id = run_id
             jobs = [_JobRun(j, job_resource_name(j.name, run_id)) for j in self.plan.jobs]
             launches = {j.resource: self._launch(j, run_id) for j in jobs}  # render all before applying
-            first = self.backend.scaling_snapshot()
+            seen = self.backend.scaling_snapshot()
+            first = self._expected_metrics(seen)
             queries = run_queries(self.config, self.metric_names)
             columns = metrics_columns(
                 self.config.metrics.percentiles,
@@ -202,7 +213,7 @@ class Runner:
                 self.plan.phase_at,
                 self.plan.offered_rps_at,
             )
-            self._watchdog = Watchdog(watched_columns(queries, first.metrics))
+            self._watchdog = Watchdog(watched_columns(queries, seen.metrics))
             self.backend.set_warning_handler(lambda text: self._event("warning", text))
             self._event("run_started", f"run {run_id} on {self.backend.name}; plan {self.plan.total:g} s")
             if self.observer:

@@ -44,6 +44,7 @@ from hpa_experiments.hpa_reasons import (
     target_column,
     tolerances_of,
 )
+from hpa_experiments.keda_names import display_name
 from hpa_experiments.rundir import HPA_APPLIED_FILE, HPA_LIVE_FILE, PODS_FILE, SCALED_OBJECT_APPLIED_FILE
 
 # Pod creation times have one-second resolution on Kubernetes, as has lastScaleTime; a decision seen
@@ -102,6 +103,12 @@ def autoscaler_floor(run: Run) -> int | None:
         return None
     value = (hpa.get("spec") or {}).get("minReplicas", 1)
     return int(value) if isinstance(value, int) else None
+
+
+def metric_labels(run: Run, columns: list[str]) -> dict[str, str]:
+    """What tables and legends call each metric column: KEDA's by their trigger (keda_names.py)."""
+    scaled_object = _yaml_mapping(run, SCALED_OBJECT_APPLIED_FILE)
+    return {c: display_name(c, scaled_object, SHORT_NAMES) for c in columns}
 
 
 def _yaml_mapping(run: Run, name: str) -> dict[str, Any] | None:
@@ -268,17 +275,18 @@ def scale_events(run: Run, why: WhyData | None = None) -> list[dict[str, Any]]:
     )
     taken: set[str] = set()
     events = []
+    labels = metric_labels(run, why.metrics)
     for n, (i, at_s, basis, was) in enumerate(decisions):
         row = frame.loc[i]
         assert isinstance(row, pd.Series)  # the samples' index is unique: one label, one row
         desired = int(row["desired_replicas"])
         replicas = _number(row.get("replicas"))
         metrics = []
-        for column in why.metrics:
+        for column in why.metrics:  # "metric": the metrics.csv column, "name": what the user knows it by
             metrics.append(
                 {
                     "metric": column,
-                    "name": SHORT_NAMES.get(column, column.removeprefix("hpa_")),
+                    "name": labels[column],
                     "value": _number(row.get(column)),
                     "target": _number(row.get(target_column(column))),
                     "ratio": _number(row.get(f"{column}_ratio")),

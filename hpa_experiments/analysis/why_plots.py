@@ -32,7 +32,7 @@ from hpa_experiments.analysis.plots import (
     _values,
     save_figure,
 )
-from hpa_experiments.analysis.why import SHORT_NAMES, hpa_spec, scale_events, why_data
+from hpa_experiments.analysis.why import hpa_spec, metric_labels, scale_events, why_data
 from hpa_experiments.hpa_reasons import LIMITED_BY_COLUMN, Tolerances, tolerances_of
 
 WHY_FILE = "why.png"
@@ -65,7 +65,7 @@ def _ratio_panel(ax: Any, axis: TimeAxis, t: np.ndarray, ratios: dict[str, np.nd
             step=True,
             color=COLORS[i % len(COLORS)],
             lw=1.5,
-            label=f"{SHORT_NAMES.get(column, column)} / target",
+            label=f"{column} / target",
         )
         drawn = True
     if not drawn:
@@ -109,7 +109,7 @@ def _replica_panel(
                 color=COLORS[i % len(COLORS)],
                 lw=0.9,
                 alpha=0.6,
-                label=f"{SHORT_NAMES.get(column, column)} proposes",
+                label=f"{column} proposes",
             )
     if not drawn:
         _no_data(ax, "replicas")
@@ -175,8 +175,9 @@ def why_figure(run: Run) -> Figure:
     spec = hpa_spec(run)
     tolerances = tolerances_of(spec) if spec else Tolerances()
     max_replicas = (spec.get("spec") or {}).get("maxReplicas") if spec else None
-    ratios = {m: column(f"{m}_ratio") for m in why.metrics}
-    proposals = {m: column(f"{m}_proposed") for m in why.metrics}
+    labels = metric_labels(run, why.metrics)  # the dicts below are keyed by what the legend says
+    ratios = {labels[m]: column(f"{m}_ratio") for m in why.metrics}
+    proposals = {labels[m]: column(f"{m}_proposed") for m in why.metrics}
     raw = frame[LIMITED_BY_COLUMN].tolist() if LIMITED_BY_COLUMN in frame.columns else [None] * len(frame)
     limits: list[str | None] = [v if isinstance(v, str) and v else None for v in raw]
     for position in sorted(gaps, reverse=True):
