@@ -20,6 +20,12 @@ def suite(
     prometheus_url: str | None = typer.Option(
         None, help="Prometheus URL. Default: each config's, then $HPA_EXP_PROMETHEUS_URL."
     ),
+    take_over: bool = typer.Option(
+        False,
+        "--take-over",
+        help="Kubernetes: an HPA or ScaledObject of a run's manifest name that exists and differs is taken "
+        "over and restored after that run, instead of refused (as `run --take-over`; suite file: take_over: true).",
+    ),
     check: bool = typer.Option(False, "--check", help="Only validate the suite and list its runs."),
 ) -> int:
     """Run several experiments one after another and compare them.
@@ -45,7 +51,8 @@ def suite(
             typer.echo(f"  {run.label} on {run.backend}")
         return 0
     result = SuiteRunner(
-        loaded, SuiteOptions(kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url)
+        loaded,
+        SuiteOptions(kubeconfig=kubeconfig, context=context, prometheus_url=prometheus_url, take_over=take_over),
     ).run()
     typer.echo(
         f"suite {loaded.config.name}: {len(result.completed)} completed, {len(result.failed)} failed, "

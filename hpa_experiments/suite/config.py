@@ -65,6 +65,9 @@ class SuiteConfig(_Section):
     settle: SettleConfig = Field(default_factory=SettleConfig)
     max_retries: int = Field(2, ge=0)
     retry_backoff: Seconds = Field(30.0, ge=0)
+    # Kubernetes: an existing HPA/ScaledObject that differs from a run's manifest is taken over
+    # (and restored after the run) instead of refused, as `hpa-exp run --take-over`
+    take_over: bool = False
     entries: list[SuiteEntry] = Field(min_length=1)
 
     @field_validator("name")

@@ -34,6 +34,7 @@ class SuiteOptions:
     kubeconfig: str | None = None
     context: str | None = None
     prometheus_url: str | None = None
+    take_over: bool = False  # --take-over; the suite file's `take_over: true` does the same
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -145,6 +146,7 @@ class SuiteRunner:
                 prometheus_url=self.options.prometheus_url,
                 observer=PlainConsole(self.options.out, quiet=True),
                 preflight_output=self.options.out,
+                take_over=self.options.take_over or self.suite.config.take_over,
             )
             if self._stop:
                 prepared.close()
