@@ -28,6 +28,9 @@ class MenuContext:
     # Set once `cluster` is known and the analysis modules (pandas, matplotlib) are imported:
     # the menu does both in the background so that the home screen shows at once.
     loaded: threading.Event = field(default_factory=_ready)
+    # Kubernetes, this run only (`run --take-over`): an existing HPA/ScaledObject that differs from
+    # the manifest is taken over and restored at the end instead of refused.  Off at each new run.
+    take_over: bool = False
 
     def config_files(self) -> list[Path]:
         """The experiment configs in the configs folder, by name."""

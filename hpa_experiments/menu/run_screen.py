@@ -33,6 +33,7 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
         notice(ctx.console, f"{path.name}: not valid", Text(str(exc)))
         return
     config = experiment.config
+    ctx.take_over = False  # never carried over from an earlier run
     kind = plan_screen(ctx, path, config, plan)
     if kind is None:
         return
@@ -46,7 +47,7 @@ def run_flow(ctx: MenuContext, path: Path | None = None) -> None:
     prepared = kubernetes_preflight(ctx, experiment, observer, notes) if kind == KUBERNETES else None
     if kind == KUBERNETES and prepared is None:
         return
-    pace = confirm_screen(ctx, config, plan, kind, notes.getvalue())
+    pace = confirm_screen(ctx, config, plan, kind, notes.getvalue(), take_over=ctx.take_over)
     if pace is None:
         if prepared:
             prepared.close()
@@ -94,7 +95,21 @@ def _timeline_width(ctx: MenuContext, plan: Plan) -> int:
 
 
 def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Plan) -> str | None:
-    """The plan, then the backend choice: 's' simulation, 'k' Kubernetes when a context exists."""
+    """The plan, then the backend choice: 's' simulation, 'k' Kubernetes when a context exists
+    ('t' toggles take-over for the Kubernetes run and shows the screen again)."""
+    while True:
+        key = _plan_key(ctx, path, config, plan)
+        if key == "t":
+            ctx.take_over = not ctx.take_over
+            continue
+        return {"s": SIMULATION, "k": KUBERNETES, "e": ENSEMBLE}.get(key)
+
+
+def take_over_text(on: bool) -> str:
+    return f"[t] take over an existing HPA/ScaledObject that differs (restored after): {'ON' if on else 'off'}"
+
+
+def _plan_key(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Plan) -> str:
     # One choice per line: the three do not fit one 80-column line with a long context name.
     backends = Text("backend: ")
     backends.append("[s] simulation (digital twin)", style="bold")
@@ -103,6 +118,8 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
     backends.append("\n         ")
     if ctx.cluster:
         backends.append(f"[k] kubernetes, context {ctx.cluster.name}", style="bold")
+        backends.append("\n         ")
+        backends.append(take_over_text(ctx.take_over), style="bold" if ctx.take_over else "")
     else:
         backends.append("· kubernetes: no kubeconfig context", style="dim")
     body = stack(
@@ -117,40 +134,68 @@ def plan_screen(ctx: MenuContext, path: Path, config: ExperimentConfig, plan: Pl
     )
     pairs = (
         [("s", "simulate"), ("e", "ensemble")]
-        + ([("k", "kubernetes")] if ctx.cluster else [])
+        + ([("k", "kubernetes"), ("t", "take over")] if ctx.cluster else [])
         + [("b", "back"), ("q", "quit")]
     )
     footer = stack(Text(""), backends, keys_line(pairs))
-    allowed = {"s", "e", "b", "escape"} | ({"k"} if ctx.cluster else set())
-    key = show_screen(ctx.console, f"Plan · {shown_path(path)}", body, footer, lambda k: k in allowed)
-    return {"s": SIMULATION, "k": KUBERNETES, "e": ENSEMBLE}.get(key)
+    allowed = {"s", "e", "b", "escape"} | ({"k", "t"} if ctx.cluster else set())
+    return show_screen(ctx.console, f"Plan · {shown_path(path)}", body, footer, lambda k: k in allowed)
 
 
 def kubernetes_preflight(
     ctx: MenuContext, experiment: Experiment, observer: DashboardObserver, notes: io.StringIO
 ) -> PreparedRun | None:
-    """Connect and run the preflight (its notes go to `notes`); on problems show them and return None."""
+    """Connect and run the preflight (its notes go to `notes`); on problems show them and return None.
+    When the only way forward is taking over an existing object, 't' turns take-over on and retries."""
     assert ctx.cluster is not None
-    ctx.console.clear()
-    try:
-        with ctx.console.status(f"preflight checks against {ctx.cluster.name}…"):
-            return experiment.prepare(
-                KUBERNETES,
-                kubeconfig=ctx.cluster.kubeconfig,
-                context=ctx.cluster.name,
-                observer=observer,
-                handle_signals=False,
-                preflight_output=notes,
-            )
-    except PreflightError as exc:
-        body = stack(Text("\n".join(f"✗ {p}" for p in exc.problems), style="red"), Text(notes.getvalue()))
+    while True:
+        ctx.console.clear()
+        notes.seek(0)
+        notes.truncate()
+        try:
+            with ctx.console.status(f"preflight checks against {ctx.cluster.name}…"):
+                return experiment.prepare(
+                    KUBERNETES,
+                    kubeconfig=ctx.cluster.kubeconfig,
+                    context=ctx.cluster.name,
+                    observer=observer,
+                    handle_signals=False,
+                    preflight_output=notes,
+                    take_over=ctx.take_over,
+                )
+        except PreflightError as exc:
+            if not _refused(ctx, exc, notes.getvalue()):
+                return None
+            ctx.take_over = True
+        except HpaExpError as exc:
+            notice(ctx.console, "Cannot use the cluster", stack(Text(str(exc)), Text(notes.getvalue())))
+            return None
+
+
+def _refused(ctx: MenuContext, exc: PreflightError, notes: str) -> bool:
+    """Show the problems; True when the person asks to take over the existing object and retry."""
+    from hpa_experiments.backends.kube.claim import REFUSED_EXISTING  # the kubernetes client: not at menu start
+
+    body = stack(Text("\n".join(f"✗ {p}" for p in exc.problems), style="red"), Text(notes))
+    if ctx.take_over or not any(REFUSED_EXISTING in p for p in exc.problems):
         notice(ctx.console, "Preflight failed: nothing was applied", body)
-    except HpaExpError as exc:
-        notice(ctx.console, "Cannot use the cluster", stack(Text(str(exc)), Text(notes.getvalue())))
-    return None
+        return False
+    hint = Text(
+        "In the menu, --take-over is the toggle [t] (also on the plan screen): the run replaces the "
+        "object's spec with the manifest and restores the original at the end, also when stopped.",
+        style="bold",
+    )
+    footer = stack(Text(""), keys_line([("t", "take over and retry"), ("b", "back"), ("q", "quit")]))
+    choices = {"t", "b", "enter", "escape"}
+    key = show_screen(
+        ctx.console, "Preflight failed: nothing was applied", stack(body, hint), footer, lambda k: k in choices
+    )
+    return key == "t"
 
 
-def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind: str, notes: str = "") -> Pace | None:
+def confirm_screen(
+    ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind: str, notes: str = "", take_over: bool = False
+) -> Pace | None:
     """Start, change the pace (simulation), or go back."""
     pace_index = 0
     while True:
@@ -163,6 +208,8 @@ def confirm_screen(ctx: MenuContext, config: ExperimentConfig, plan: Plan, kind:
             body.append(f"pace: {pace.describe(plan.total)}\n")
         else:
             body.append(f"this creates load Jobs in namespace {config.namespace}; Ctrl-C stops and deletes them\n")
+            if take_over:
+                body.append("take over: ON (an existing HPA/ScaledObject that differs is restored at the end)\n")
             body.append(notes, style="dim")
         pairs = (
             [("enter", "start")]

@@ -24,6 +24,9 @@ CallJson = Callable[..., "dict[str, Any] | None"]
 KEDA = ("keda.sh", "v1alpha1", "scaledobjects")
 CONFLICT_RETRIES = 5  # a PUT on a stale resourceVersion (the controller wrote its status): read again
 
+# in the preflight problem that refuses an existing, different object (the menu looks for it)
+REFUSED_EXISTING = "already exists and differs from the manifest"
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -169,7 +172,7 @@ def refusal(kind: Kind, name: str, existing: Existing) -> str:
         else ""
     )
     return (
-        f"{kind.label(name)} already exists and differs from the manifest; a run changes no object it did "
+        f"{kind.label(name)} {REFUSED_EXISTING}; a run changes no object it did "
         f"not create.{left} Delete it, make the manifest equal to it, or pass --take-over (the run then "
         "replaces its spec and restores the original at the end, also when interrupted). Diff:\n"
         + textwrap.indent(existing.diff, "    ")
