@@ -42,6 +42,7 @@ from hpa_experiments.backends.base import (
     ScaledObjectState,
     ScalingSnapshot,
 )
+from hpa_experiments.backends.sim import twin_core
 from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
@@ -400,6 +401,7 @@ class SimBackend(Backend):
             else "KEDA metrics server: each trigger's query at sync time",
             "keda": None if self.keda is None else self.keda.describe(),
             "gateway_at_zero": self.profile.gateway_at_zero,
+            "twin_core": twin_core.state(),  # compiled (mypyc) or pure Python, and why
         }
 
 
