@@ -77,7 +77,8 @@ CHILD = textwrap.dedent(
     plan = build_plan(config)
     run_id = "20260101-000000-core"  # fixed: Job resource names in phases.csv and events.csv carry it
     backend, names = make_backend("simulation", config, plan, run_id, BackendOptions())
-    result = Runner(config, plan, backend, base_dir=config_path.parent / "runs", metric_names=names, run_id=run_id).run()
+    runs = config_path.parent / "runs"
+    result = Runner(config, plan, backend, base_dir=runs, metric_names=names, run_id=run_id).run()
     print(json.dumps({"exit": result.exit_code, "run_dir": str(result.run_dir)}))
     """
 )
