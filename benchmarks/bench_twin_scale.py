@@ -13,7 +13,9 @@ the profile's natural stop lengths) for the given duration.  The client's `max_c
 is 512 per 10 replicas, so the client is not the bottleneck and the load scales with the fleet.
 Wall time is the Runner's run (imports and config loading excluded); "ms per simulated s" is
 that wall time over the plan's length; peak RSS is the child's ru_maxrss; CPU is the child's
-user + system time (less sensitive to a shared machine than wall time).
+user + system time (less sensitive to a shared machine than wall time); "process CPU" is the
+whole child's (imports and the end-of-run summary included).  Each point records which twin core
+ran (`twin_core`: compiled or python; backends/sim/twin_core.py).
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     fleet = backend.fleet  # type: ignore[attr-defined]
+    try:
+        from hpa_experiments.backends.sim import twin_core
+
+        core = twin_core.state()["core"]
+    except ImportError:  # code from before the compiled core
+        core = "python"
     sent = sum(job.sent for job in fleet.jobs.values())
     completed = sum(job.completed for job in fleet.jobs.values())
     return {
@@ -107,6 +115,7 @@ def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
         "requests_completed": completed,
         "us_per_request": 1e6 * wall / max(sent, 1),
         "requests_csv_bytes": (result.run_dir / "requests.csv").stat().st_size,
+        "twin_core": core,
     }
 
 
@@ -123,6 +132,7 @@ def measure(config_path: Path, profile_out: Path | None = None) -> dict[str, Any
         raise SystemExit(f"benchmark child failed for {config_path}")
     data = json.loads(output.strip().splitlines()[-1])
     data["peak_rss_mib"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    data["process_cpu_s"] = usage.ru_utime + usage.ru_stime  # the whole child: imports and summary too
     return data
 
 
@@ -196,7 +206,8 @@ def main() -> None:
                     f"{replicas:4d} replicas  {data['virtual_s']:7.0f} sim s  wall {data['wall_s']:7.1f} s  "
                     f"{data['ms_per_sim_s']:7.2f} ms/sim s  CPU {data['cpu_ms_per_sim_s']:7.2f} ms/sim s  "
                     f"{data['us_per_request']:5.1f} us/request  {data['requests_sent']:>9,} requests  "
-                    f"peak RSS {data['peak_rss_mib']:5.0f} MiB  load {load_before:.1f}",
+                    f"peak RSS {data['peak_rss_mib']:5.0f} MiB  process CPU {data['process_cpu_s']:6.1f} s  "
+                    f"core {data['twin_core']}  load {load_before:.1f}",
                     flush=True,
                 )
     results = {

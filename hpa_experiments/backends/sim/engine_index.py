@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections import deque
-from typing import Generic, Protocol, TypeVar
+from typing import Final
 
-_INF = float("inf")
+from hpa_experiments.backends.sim.serving import Replica
+
+_INF: Final = float("inf")
 Key = tuple[int, int]
-
-
-class Engine(Protocol):
-    next_event_t: float
-    used_blocks: int
-    running: dict
-    waiting: deque
-
-
-E = TypeVar("E", bound=Engine)  # the engine type the owner indexes (the twin's Replica)
+E = Replica  # the engines indexed (a concrete class: the compiled core accesses its fields directly)
 
 
 class _Entry:
@@ -53,7 +45,7 @@ class _Entry:
         self.key: Key | None = None  # its load group, while grouped
 
 
-class EngineIndex(Generic[E]):
+class EngineIndex:
     """The next event over all engines, and the least-loaded choice over the routable ones."""
 
     def __init__(self, least_loaded: bool) -> None:
