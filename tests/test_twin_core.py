@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpa_experiments.backends.sim import twin_core
+from hpa_experiments.backends.sim import twin_core, twin_core_build
 from hpa_experiments.backends.sim.twin_core_build import current_build
 from tests.support.tools import missing
 
@@ -61,6 +61,16 @@ def test_a_build_for_other_sources_is_not_used(tmp_path: Path, monkeypatch: pyte
     assert twin_core.install()["reason"].startswith("not built")
     monkeypatch.setenv(twin_core.ENV, "python")
     assert twin_core.install() == {"core": "python", "reason": "HPA_EXP_TWIN_CORE=python"}
+
+
+def test_the_build_says_what_is_missing_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no C compiler on PATH
+    assert twin_core_build.main(["--force"]) == 2
+    err = capsys.readouterr().err
+    assert "twin-core-build: missing a C compiler" in err
+    assert "the twin runs in pure Python" in err
 
 
 CHILD = textwrap.dedent(
