@@ -196,7 +196,7 @@ class Fleet:
                 break
             if t_engine == t_next:
                 assert engine is not None
-                if capped or engine in self._draining:
+                if capped or (self._draining and engine in self._draining):
                     engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
                     index.touch(engine)
                     if engine in self._draining and engine.idle:

@@ -152,6 +152,7 @@ class Replica:
         self._block = profile.block_size
         self.usable_blocks = profile.kv_blocks - 1
 
+        self.index_entry: Any = None  # the fleet's EngineIndex keeps its record here (engine_index._Entry)
         self.t = start_t  # the step boundary the state describes (or idle time)
         self._s = 0  # engine step counter
         self.waiting: deque[Request] = deque()
