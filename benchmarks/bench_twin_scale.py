@@ -13,7 +13,9 @@ the profile's natural stop lengths) for the given duration.  The client's `max_c
 is 512 per 10 replicas, so the client is not the bottleneck and the load scales with the fleet.
 Wall time is the Runner's run (imports and config loading excluded); "ms per simulated s" is
 that wall time over the plan's length; peak RSS is the child's ru_maxrss; CPU is the child's
-user + system time (less sensitive to a shared machine than wall time).
+user + system time (less sensitive to a shared machine than wall time); "process CPU" is the
+whole child's (imports and the end-of-run summary included).  Each point records which twin core
+ran (`twin_core`: compiled or python; backends/sim/twin_core.py).
 """
 
 from __future__ import annotations
@@ -64,7 +66,70 @@ def scale_config(folder: Path, replicas: int, minutes: float, seed: int) -> Path
     return path
 
 
-def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
+class Breakdown:
+    """Exclusive CPU time per part of the run, by wrapping the Python-level entry points of each part.
+
+    Works with the compiled core too (whose functions cProfile cannot see): the engines' time is
+    what the Fleet's calls take minus the Python code they call back (requests.csv rows)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._stack: list[list[Any]] = []
+
+    def wrap(self, owner: Any, name: str, part: str) -> None:
+        setattr(owner, name, self.timed(getattr(owner, name), part))
+
+    def timed(self, original: Any, part: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            frame = [part, time.process_time(), 0.0]  # part, start, time of the parts called inside
+            self._stack.append(frame)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                spent = time.process_time() - frame[1]
+                self.totals[part] = self.totals.get(part, 0.0) + spent - frame[2]
+                if self._stack:
+                    self._stack[-1][2] += spent
+
+        return timed
+
+
+class _TimedFleet:
+    """Forwards to the Fleet (a compiled class cannot be patched) and times its driving calls."""
+
+    def __init__(self, fleet: Any, breakdown: Breakdown) -> None:
+        object.__setattr__(self, "_fleet", fleet)
+        for name in ("advance_to", "scale_to", "stop_job"):
+            object.__setattr__(self, name, breakdown.timed(getattr(fleet, name), "engines, fleet, load generators"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fleet, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._fleet, name, value)
+
+
+def install_breakdown(backend: Any) -> Breakdown:
+    from hpa_experiments.backends.sim import backend as sim_backend
+    from hpa_experiments.backends.sim import request_log
+
+    breakdown = Breakdown()
+    backend.fleet = _TimedFleet(backend.fleet, breakdown)
+    for name, part in (
+        ("_scrape", "scrapes into the TSDB"),
+        ("_sync_hpa", "HPA syncs (adapter PromQL)"),
+        ("query", "monitor PromQL"),
+        ("query_range", "monitor PromQL"),
+        ("job_logs", "end-of-run job log (bench_client)"),
+    ):
+        breakdown.wrap(sim_backend.SimBackend, name, part)
+    for name in ("completed", "ended", "close"):
+        breakdown.wrap(request_log.RequestLog, name, "requests.csv rows")
+    return breakdown
+
+
+def child(config_path: Path, profile_out: Path | None, breakdown: bool = False) -> dict[str, Any]:
     """Run one config on the twin in this process; returns the measurements."""
     from hpa_experiments.backends.factory import BackendOptions, make_backend
     from hpa_experiments.config import load_config
@@ -85,6 +150,7 @@ def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
     if profiler is not None:
         profiler.enable()
     backend, names = make_backend("simulation", config, plan, run_id, BackendOptions())
+    parts = install_breakdown(backend) if breakdown else None
     result = Runner(
         config, plan, backend, base_dir=config_path.parent / "runs", metric_names=names, run_id=run_id
     ).run()
@@ -94,6 +160,12 @@ def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     fleet = backend.fleet  # type: ignore[attr-defined]
+    try:
+        from hpa_experiments.backends.sim import twin_core
+
+        core = twin_core.state()["core"]
+    except ImportError:  # code from before the compiled core
+        core = "python"
     sent = sum(job.sent for job in fleet.jobs.values())
     completed = sum(job.completed for job in fleet.jobs.values())
     return {
@@ -107,14 +179,17 @@ def child(config_path: Path, profile_out: Path | None) -> dict[str, Any]:
         "requests_completed": completed,
         "us_per_request": 1e6 * wall / max(sent, 1),
         "requests_csv_bytes": (result.run_dir / "requests.csv").stat().st_size,
-    }
+        "twin_core": core,
+    } | ({} if parts is None else {"breakdown_cpu_s": {**parts.totals, "rest": cpu - sum(parts.totals.values())}})
 
 
-def measure(config_path: Path, profile_out: Path | None = None) -> dict[str, Any]:
+def measure(config_path: Path, profile_out: Path | None = None, breakdown: bool = False) -> dict[str, Any]:
     """Run `child` in a fresh interpreter; add its peak RSS."""
     command = [sys.executable, __file__, "--child", str(config_path)]
     if profile_out is not None:
         command += ["--profile", str(profile_out)]
+    if breakdown:
+        command.append("--breakdown")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -123,6 +198,7 @@ def measure(config_path: Path, profile_out: Path | None = None) -> dict[str, Any
         raise SystemExit(f"benchmark child failed for {config_path}")
     data = json.loads(output.strip().splitlines()[-1])
     data["peak_rss_mib"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    data["process_cpu_s"] = usage.ru_utime + usage.ru_stime  # the whole child: imports and summary too
     return data
 
 
@@ -172,13 +248,16 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_twin_scale.json")
     parser.add_argument("--profile", type=Path, help="cProfile the run (one point) into this file")
     parser.add_argument("--plot", type=Path, help="draw the curves recorded in --output into this PNG and exit")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time each part of the run (engines, PromQL, scrapes, ...)"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plot:
         plot(args.output, args.plot)
         return
     if args.child:
-        print(json.dumps(child(args.child, args.profile)))
+        print(json.dumps(child(args.child, args.profile, args.breakdown)))
         return
     if args.profile and (len(args.replicas) != 1 or args.repeat != 1):
         raise SystemExit("--profile takes one --replicas value and --repeat 1")
@@ -189,16 +268,19 @@ def main() -> None:
             config = scale_config(folder, replicas, args.minutes, args.seed)
             for i in range(args.repeat):
                 load_before = os.getloadavg()[0]
-                data = measure(config, args.profile)
+                data = measure(config, args.profile, args.breakdown)
                 data.update(replicas=replicas, run=i + 1, load_avg_1m=[load_before, os.getloadavg()[0]])
                 points.append(data)
                 print(
                     f"{replicas:4d} replicas  {data['virtual_s']:7.0f} sim s  wall {data['wall_s']:7.1f} s  "
                     f"{data['ms_per_sim_s']:7.2f} ms/sim s  CPU {data['cpu_ms_per_sim_s']:7.2f} ms/sim s  "
                     f"{data['us_per_request']:5.1f} us/request  {data['requests_sent']:>9,} requests  "
-                    f"peak RSS {data['peak_rss_mib']:5.0f} MiB  load {load_before:.1f}",
+                    f"peak RSS {data['peak_rss_mib']:5.0f} MiB  process CPU {data['process_cpu_s']:6.1f} s  "
+                    f"core {data['twin_core']}  load {load_before:.1f}",
                     flush=True,
                 )
+                for part, seconds in sorted(data.get("breakdown_cpu_s", {}).items(), key=lambda kv: -kv[1]):
+                    print(f"      {part:40s} {seconds:7.2f} s CPU  {100 * seconds / data['cpu_s']:5.1f} %")
     results = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "label": args.label,

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Install hpa-exp into .venv and run the shipped high-load experiment on the digital twin.
+# The twin's compiled core is not built here: it needs mypy and a C compiler, takes over a minute
+# to build, and pays off only for long or large runs (this one takes about a second in pure
+# Python); scripts/twin-core-build.sh builds it when wanted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv

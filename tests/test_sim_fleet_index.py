@@ -18,7 +18,7 @@ from hpa_experiments.backends.sim.fleet import Fleet
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.request_log import RequestLog
 from hpa_experiments.twin_profiles import Profile, load_profile
-from tests.support.scan_fleet import ScanFleet
+from tests.support.scan_fleet import PureFleet, ScanFleet
 
 FAST_START = {
     "pod_pending_s": 2.0,
@@ -106,7 +106,7 @@ def test_indexed_fleet_matches_the_plain_scans(name: str, tmp_path: Path) -> Non
     assert new_seen == old_seen
 
 
-class Watched(Fleet):
+class Watched(PureFleet):  # an interpreted Fleet: see scan_fleet.py
     """Counts routing decisions that are ties, and notes the most requests a Job had in flight."""
 
     ties: ClassVar[int] = 0

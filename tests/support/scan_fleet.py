@@ -3,21 +3,44 @@
 Kept as the reference the indexed Fleet must match exactly (tests/test_sim_fleet_index.py): the
 two methods below are the old `advance_to` and `_route`, unchanged but for naming, and use the
 Fleet's engine lists (which the Fleet still maintains in Ready order).
+
+They subclass `PureFleet`: fleet.py loaded from its source under another name, because with the
+compiled twin core (twin_core.py) the Fleet class is compiled and Python cannot subclass it.  The
+comparison then also checks the compiled Fleet against the interpreted one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from operator import attrgetter
+from typing import Any
 
-from hpa_experiments.backends.sim.fleet import Fleet
+from hpa_experiments.backends.sim import twin_core
 from hpa_experiments.backends.sim.request_log import FAILED_NO_REPLICA
 from hpa_experiments.backends.sim.serving import Request
 
 _next_event_t = attrgetter("next_event_t")
 
 
-class ScanFleet(Fleet):
+def _load_pure_fleet() -> Any:
+    """fleet.py from source as module `tests.support.pure_fleet` (registered: dataclasses look it up)."""
+    name = "tests.support.pure_fleet"
+    if name not in sys.modules:
+        path = twin_core.module_path("hpa_experiments.backends.sim.fleet")
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+PureFleet = _load_pure_fleet().Fleet
+
+
+class ScanFleet(PureFleet):
     """O(replicas) per event and per request: the plain scans the indexes replaced."""
 
     def advance_to(self, t: float) -> None:

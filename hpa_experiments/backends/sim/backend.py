@@ -42,8 +42,10 @@ from hpa_experiments.backends.base import (
     ScaledObjectState,
     ScalingSnapshot,
 )
+from hpa_experiments.backends.sim import twin_core
 from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
+from hpa_experiments.backends.sim.gc_pacing import GcPacing
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
 from hpa_experiments.backends.sim.keda import KedaOperator
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
@@ -116,6 +118,7 @@ class SimBackend(Backend):
 
     def __init__(self, config: ExperimentConfig, plan: Plan):
         sim = config.simulation
+        self._gc = GcPacing()  # fewer collector passes during the run; restored at close()
         self.config = config
         self.seed = sim.seed
         profile = load_profile(sim.profile, sim.parameters)
@@ -373,6 +376,7 @@ class SimBackend(Backend):
 
     def close(self) -> None:
         """Requests still in flight go to requests.csv as running_at_end; the file is closed."""
+        self._gc.restore()
         log = self.fleet.request_log
         if log is not None:
             now = self.clock.now()
@@ -400,6 +404,7 @@ class SimBackend(Backend):
             else "KEDA metrics server: each trigger's query at sync time",
             "keda": None if self.keda is None else self.keda.describe(),
             "gateway_at_zero": self.profile.gateway_at_zero,
+            "twin_core": twin_core.state(),  # compiled (mypyc) or pure Python, and why
         }
 
 

@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections import deque
-from typing import Generic, Protocol, TypeVar
+from typing import Final
 
-_INF = float("inf")
+from hpa_experiments.backends.sim.serving import Replica
+
+_INF: Final = float("inf")
 Key = tuple[int, int]
-
-
-class Engine(Protocol):
-    next_event_t: float
-    used_blocks: int
-    running: dict
-    waiting: deque
-
-
-E = TypeVar("E", bound=Engine)  # the engine type the owner indexes (the twin's Replica)
+E = Replica  # the engines indexed (a concrete class: the compiled core accesses its fields directly)
 
 
 class _Entry:
@@ -53,7 +45,7 @@ class _Entry:
         self.key: Key | None = None  # its load group, while grouped
 
 
-class EngineIndex(Generic[E]):
+class EngineIndex:
     """The next event over all engines, and the least-loaded choice over the routable ones."""
 
     def __init__(self, least_loaded: bool) -> None:
@@ -68,7 +60,9 @@ class EngineIndex(Generic[E]):
     # ------------------------------------------------------------------ membership
     def add(self, engine: E, order: int) -> None:
         """A new engine, routable (Ready)."""
-        self._entries[engine] = _Entry(order, self._least_loaded)
+        entry = _Entry(order, self._least_loaded)
+        self._entries[engine] = entry
+        engine.index_entry = entry  # touch() finds it without hashing the engine
         self._by_order[order] = engine
         self.touch(engine)
 
@@ -83,12 +77,13 @@ class EngineIndex(Generic[E]):
     def remove(self, engine: E) -> None:
         self.stop_routing(engine)
         entry = self._entries.pop(engine)  # its event entries become stale
+        engine.index_entry = None
         del self._by_order[entry.order]
 
     # ------------------------------------------------------------------ updates
     def touch(self, engine: E) -> None:
         """`engine` may have changed: re-queue its next event, move it to its load group."""
-        entry = self._entries[engine]
+        entry: _Entry = engine.index_entry
         t = engine.next_event_t
         if entry.queued_t != t:
             if t == _INF:
@@ -136,10 +131,10 @@ class EngineIndex(Generic[E]):
     # ------------------------------------------------------------------ queries
     def next_event(self) -> tuple[float, E | None]:
         """The earliest event (time, engine); (inf, None) when no engine has one."""
-        events, entries = self._events, self._entries
+        events = self._events
         while events:
             t, _, engine = events[0]
-            entry = entries.get(engine)
+            entry: _Entry | None = engine.index_entry  # None: removed from the index
             if entry is not None and entry.queued_t == t:
                 return t, engine
             heapq.heappop(events)
@@ -149,13 +144,13 @@ class EngineIndex(Generic[E]):
         """The routable engines whose next event is at or before `horizon`, by order.
 
         They leave the event queue: the caller advances them and touches them."""
-        events, entries = self._events, self._entries
+        events = self._events
         due: list[tuple[int, E]] = []
         kept: list[tuple[float, int, E]] = []
         while events and events[0][0] <= horizon:
             item = heapq.heappop(events)
             t, order, engine = item
-            entry = entries.get(engine)
+            entry: _Entry | None = engine.index_entry
             if entry is None or entry.queued_t != t:
                 continue  # stale
             if entry.routable:
@@ -179,7 +174,7 @@ class EngineIndex(Generic[E]):
             heapq.heappop(keys)
         if len(group) == 1:
             return self._by_order[group[0]]
-        i = bisect_left(group, self._entries[start].order)
+        i = bisect_left(group, start.index_entry.order)
         return self._by_order[group[i] if i < len(group) else group[0]]
 
 

@@ -105,7 +105,7 @@ class Fleet:
         self._ready: list[Pod] = []  # routable pods in creation order
         self._ready_engines: list[Replica] = []  # their engines, same order
         self._serving_engines: list[Replica] = []  # every engine (Ready or draining pods)
-        self._engine_index: EngineIndex[Replica] = EngineIndex(least_loaded=profile.routing == "least_loaded")
+        self._engine_index: EngineIndex = EngineIndex(least_loaded=profile.routing == "least_loaded")
         self._engines_added = 0  # orders the engines as the lists above do
         self._draining: dict[Replica, Pod] = {}
         self._round_robin = profile.routing == "round_robin"
@@ -176,15 +176,19 @@ class Fleet:
         for serving in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
             index.touch(serving)
         t_send, sender = math.inf, None
+        capped = False  # a client at its concurrency limit: a completion may let it send
         self._sends_changed = True
         while True:
             if self._sends_changed:  # a send or a completion happened: the clients' next sends moved
                 self._sends_changed = False
                 t_send, sender = math.inf, None
+                capped = False
                 for job in jobs:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
+                    if len(job.in_flight) >= job.max_concurrency:
+                        capped = True
             t_engine, engine = index.next_event()
             t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
             t_next = min(t_send, t_engine, t_life)
@@ -192,7 +196,7 @@ class Fleet:
                 break
             if t_engine == t_next:
                 assert engine is not None
-                if engine in self._draining or any(len(j.in_flight) >= j.max_concurrency for j in jobs):
+                if capped or (self._draining and engine in self._draining):
                     engine.advance_to(t_next)  # a completion may release a blocked client: one event at a time
                     index.touch(engine)
                     if engine in self._draining and engine.idle:

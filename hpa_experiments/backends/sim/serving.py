@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from itertools import accumulate, repeat
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from hpa_experiments.backends.sim.histogram import (
     ITL_BUCKETS,
@@ -57,9 +57,16 @@ from hpa_experiments.backends.sim.histogram import (
 )
 from hpa_experiments.twin_profiles import Profile
 
-WAITING, PREFILL, DECODE, FINISHED, ABORTED = range(5)
-_IDLE, _STEP, _DECODE_RUN = range(3)
-_INF = float("inf")
+# request states and engine plans (Final: the compiled core inlines them)
+WAITING: Final = 0
+PREFILL: Final = 1
+DECODE: Final = 2
+FINISHED: Final = 3
+ABORTED: Final = 4
+_IDLE: Final = 0
+_STEP: Final = 1
+_DECODE_RUN: Final = 2
+_INF: Final = float("inf")
 
 FinishCallback = Callable[["Request", float, bool], None]
 
@@ -145,6 +152,7 @@ class Replica:
         self._block = profile.block_size
         self.usable_blocks = profile.kv_blocks - 1
 
+        self.index_entry: Any = None  # the fleet's EngineIndex keeps its record here (engine_index._Entry)
         self.t = start_t  # the step boundary the state describes (or idle time)
         self._s = 0  # engine step counter
         self.waiting: deque[Request] = deque()
