@@ -77,7 +77,7 @@ class DistinctCounts:
         n = self.size()
         ends = np.cumsum(self.counts)  # order statistic k (0-based) is values[searchsorted(ends, k, "right")]
         q = np.true_divide(np.asarray(percents, dtype=float), 100)
-        virtual = n * q + (1 + q * (1 - 1 - 1)) - 1  # numpy's _compute_virtual_index, alpha = beta = 1
+        virtual = (n - 1) * q  # numpy's "linear" method
         below = np.floor(virtual)
         gamma = virtual - below
         lower = np.clip(below.astype(np.int64), 0, n - 1)

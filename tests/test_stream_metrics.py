@@ -1,0 +1,156 @@
+"""The streaming pass over a big metrics.csv (analysis/stream.py) gives the in-memory path's summary.
+
+The streaming path is forced on small runs (`load.BIG_METRICS_BYTES = 0`, a few rows per chunk), so
+that both paths can be compared on the same data: integers, texts, None, times and percentiles
+exactly; sums and the means and shares made of them within a relative 1e-12 (they are added chunk by
+chunk instead of in one numpy sum).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hpa_experiments.analysis import load as load_module
+from hpa_experiments.analysis.kpis import compute_kpis
+from hpa_experiments.analysis.load import load_run
+from hpa_experiments.analysis.stream import PLOT_BUCKETS, DistinctCounts
+from hpa_experiments.api import Experiment
+from hpa_experiments.cli import main
+from tests.support.synthetic_runs import write_run
+
+REPO = Path(__file__).resolve().parents[1]
+SUM_TOLERANCE = 1e-12
+
+
+def flat(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{path}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flat(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
+def streamed(monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> None:
+    monkeypatch.setattr(load_module, "BIG_METRICS_BYTES", 0)  # every metrics.csv counts as big
+    monkeypatch.setattr(load_module, "CHUNK_ROWS", chunk_rows)
+
+
+def assert_same_summary(run: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> set[str]:
+    """Compare both paths; returns the keys that differed within the sum tolerance."""
+    expected = flat(compute_kpis(load_run(run)))
+    with monkeypatch.context() as patch:
+        streamed(patch, chunk_rows)
+        loaded = load_run(run)
+        assert loaded.digest is not None
+        got = flat(compute_kpis(loaded))
+    assert expected.keys() == got.keys()
+    near = set()
+    for key, want in expected.items():
+        if got[key] == want:
+            continue
+        assert isinstance(want, float) and isinstance(got[key], float), (key, want, got[key])
+        assert math.isclose(want, got[key], rel_tol=SUM_TOLERANCE), (key, want, got[key])
+        near.add(key)
+    return near
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 101, 5000])
+def test_percentiles_from_distinct_counts_are_numpys(size: int) -> None:
+    rng = np.random.default_rng(size)
+    values = np.round(rng.lognormal(3, 1, size), 2)  # rounded: many ties, as in a CSV
+    counts = DistinctCounts()
+    for part in np.array_split(values, 7):
+        counts.add(part)
+    percents = (0, 1, 33, 50, 90, 99, 100)
+    assert counts.percentiles(percents) == [float(v) for v in np.percentile(values, percents)]
+    assert counts.size() == size
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 50_000])
+def test_a_twin_run_streamed_has_the_in_memory_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    config = REPO / "experiment-configs" / "high-load-hpa.yaml"
+    run = Experiment.from_yaml_file(config).run(backend="sim", output_dir=tmp_path, handle_signals=False).run_dir
+    near = assert_same_summary(run, monkeypatch, chunk_rows)
+    # only float sums (means, std, shares, areas) may differ in their last bits
+    assert all(key.rsplit(".", 1)[-1] not in {"samples", "peak", "p50", "p90", "p99", "at_s"} for key in near)
+
+
+def hand_built(directory: Path) -> Path:
+    """Warm-up, SLOs, a sampling pause, empty cells, scale to zero with GPU power, no declared phases
+    (load increases from offered_rps), a spike, and ties in the latencies."""
+
+    def row(k: int) -> dict[str, Any]:
+        t = k * 2.0 + (400.0 if k >= 150 else 0.0)  # a 400 s pause after sample 150
+        replicas = 0 if 60 <= k < 80 else 1 + (k // 40) % 4
+        return {
+            "elapsed_s": t,
+            "phase": "busy" if k < 200 else "cooldown",
+            "offered_rps": 5.0 * (1 + (k // 50) % 3),
+            "replicas": replicas,
+            "desired_replicas": replicas if k % 37 else replicas + 1,
+            "ready_replicas": replicas,
+            "num_requests_waiting": None if k % 11 == 0 else float(k % 5),
+            "ttft_ms": None if k % 13 == 0 else (9000.0 if k == 123 else float(100 + k % 7)),
+            "itl_ms": 12.5 + (k % 3),
+            "gpu_power_w": None if replicas == 0 else 250.0 * replicas + k % 4,
+            "gpu_utilization_pct": 50.0 + k % 9,
+            "generation_tokens_per_s": None if replicas == 0 else 100.0 + k,
+        }
+
+    config = {"name": "hand-built", "slo": {"ttft_ms": 104, "itl_ms": 13}, "metrics": {"warm_up_duration_s": 31}}
+    return write_run(directory, (row(k) for k in range(260)), config=config, interval=2.0)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 1000])
+def test_a_hand_built_run_streamed_has_the_in_memory_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    run = hand_built(tmp_path / "run")
+    summary = compute_kpis(load_run(run))
+    assert summary["load_increases"] and summary["energy"]["measured"]  # the run exercises both
+    assert summary["kpis"]["ttft_ms"]["p99"] is not None and summary["kpis"]["ttft_over_slo_share"]
+    assert_same_summary(run, monkeypatch, chunk_rows)
+
+
+def test_a_streamed_report_reads_a_cut_last_line_and_draws_spikes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = hand_built(tmp_path / "run")
+    metrics = run / "metrics.csv"
+    first_row = metrics.read_text().splitlines()[1]
+    with metrics.open("a") as fh:
+        fh.write(first_row[: len(first_row) // 2])
+    streamed(monkeypatch, 7)
+    monkeypatch.setattr("hpa_experiments.analysis.stream.PLOT_BUCKETS", 20)  # fewer buckets than samples
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(run)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code in (0, None), err
+    assert f"warning: {metrics}: partial last line ignored" in err
+    assert "read in one pass" in err
+    assert (run / "plots" / "overview.png").stat().st_size > 10_000
+    assert (run / "report.html").exists()
+    loaded = load_run(run)
+    envelope = loaded.digest.envelope if loaded.digest else None
+    assert envelope is not None and len(envelope) <= 3 * 20 + 3
+    assert envelope["ttft_ms"].max() == 9000.0  # the one-sample spike survives the downsampling
+    assert loaded.digest is not None and loaded.digest.rows == 260
+
+
+def test_the_envelope_stays_bounded_when_the_span_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = hand_built(tmp_path / "run")
+    streamed(monkeypatch, 5)
+    monkeypatch.setattr("hpa_experiments.analysis.stream.PLOT_BUCKETS", 10)
+    monkeypatch.setattr(load_module, "_span", lambda path, header: 0.0)  # every sample its own bucket at first
+    loaded = load_run(run)
+    assert loaded.digest is not None
+    assert len(loaded.digest.envelope) <= 3 * 4 * 10
+    assert loaded.digest.envelope["ttft_ms"].max() == 9000.0
+    assert PLOT_BUCKETS >= 1000  # the real figure keeps enough buckets to look like the data
