@@ -295,20 +295,24 @@ def load_run(path: Path | str) -> Run:
     metrics_path = directory / "metrics.csv"
     if not metrics_path.exists():
         raise UsageError(f"{metrics_path}: missing (the run recorded no samples)")
-    warnings: list[str] = []
+    later: list[str] = []  # phases.csv's and events.csv's warnings, said after metrics.csv's
     phases = _numeric(
-        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome"), warnings),
+        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome"), later),
         ("job", "resource_name", "outcome"),
     )
     events = _numeric(
-        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail"), warnings),
+        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail"), later),
         ("time", "kind", "detail"),
     )
-    run = Run(path=directory, info=info, metrics=pd.DataFrame(), phases=phases, events=events, warnings=warnings)
+    run = Run(path=directory, info=info, metrics=pd.DataFrame(), phases=phases, events=events)
+    warnings = run.warnings
     if metrics_path.stat().st_size >= BIG_METRICS_BYTES:
         try:
-            return _streamed(run, metrics_path)
+            _streamed(run, metrics_path)
+            warnings.extend(later)
+            return run
         except NotStreamable as exc:
+            del warnings[:]  # the cut line is said again by the compact read
             warnings.append(f"{metrics_path}: read whole, compactly, not streamed ({exc})")
             metrics = _read_big_metrics(metrics_path, warnings)
     else:
@@ -320,10 +324,11 @@ def load_run(path: Path | str) -> Run:
         metrics = metrics.dropna(subset=["elapsed_s"]).sort_values("elapsed_s", kind="stable")
         metrics = metrics.reset_index(drop=True)
     run.metrics = metrics
+    warnings.extend(later)
     return run
 
 
-def _streamed(run: Run, path: Path) -> Run:
+def _streamed(run: Run, path: Path) -> None:
     """`run` with its metrics.csv digested in one pass (stream.py): the windows the KPIs need are
     known before it, from phases.csv and the warm-up."""
     from hpa_experiments.analysis.kpis import phase_windows  # kpis imports this module
@@ -357,7 +362,6 @@ def _streamed(run: Run, path: Path) -> Run:
         f"{path}: {path.stat().st_size / 1024**2:,.0f} MiB, read in one pass: statistics from all "
         f"{run.digest.rows:,} samples, scale events from {len(run.metrics):,} key rows, figures from an envelope"
     )
-    return run
 
 
 def _span(path: Path, header: list[str]) -> float:

@@ -243,6 +243,7 @@ class _Pass:
         self.windows = {(s, e): WindowStats(max(s, warm_up_s), e) for s, e in windows}
         self.slo, self.interval_s, self.bucket_s = slo, interval_s, bucket_s
         self.rows = 0
+        self.read_rows = 0  # with the rows without elapsed_s
         self.previous: pd.DataFrame | None = None  # the last row fed, not yet processed (its duration unknown)
         self.before_keys: np.ndarray | None = None  # key values and time of the last processed row
         self.before_t: float | None = None
@@ -257,6 +258,7 @@ class _Pass:
         self.origin: float | None = None
 
     def feed(self, chunk: pd.DataFrame) -> None:
+        self.read_rows += len(chunk)
         chunk = chunk[chunk["elapsed_s"].notna()]
         if chunk.empty:
             return
@@ -368,6 +370,8 @@ class _Pass:
         return median if median > 0 else None
 
     def finish(self) -> MetricsDigest:
+        if self.previous is None and self.read_rows:
+            raise NotStreamable("elapsed_s is empty: the times come from the timestamps")
         if self.previous is not None:
             block, t = self.previous, self.previous["elapsed_s"].to_numpy(dtype=float)
             if self.interval_s is None:
