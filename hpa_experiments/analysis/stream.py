@@ -3,12 +3,12 @@
 A metrics.csv above `load.stream_threshold()` bytes is never held whole.  The pass keeps three things:
 
 - **key rows**: the rows where a column that the event analyses read changes (replicas, desired and
-  ready replicas, offered load, active jobs, the HPA's lastScaleTime), the first and last row around
-  each window boundary (phases, warm-up) and the first after it, the first row with a value in each column, the file's first
-  and last row, and the row before each of them.  Scale-up and scale-down times, replica statistics,
-  scale events and cold-start time read exactly these rows: every dropped row repeats the kept row
-  before it in those columns, and a kept row's duration (up to the next kept row) is the sum of the
-  dropped rows' durations.  Their number grows with the scale events, not with the samples.
+  ready replicas, offered load, active jobs, the HPA's lastScaleTime), the first row at and the first
+  after each window boundary (phases, warm-up), the first row with a value in each column, the file's
+  first and last row, and the row before each of them.  Scale-up and scale-down times, replica
+  statistics, scale events and cold-start time read exactly these rows: every dropped row repeats the
+  kept row before it in those columns, and a kept row's duration (up to the next kept row) is the sum
+  of the dropped rows' durations.  Their number grows with the scale events, not with the samples.
 - **window statistics**: what kpis.window_kpis, the data coverage and energy.energy_kpis compute over
   all samples (counts, duration-weighted sums, maxima, and one count per distinct latency value, so
   the percentiles are numpy's exactly).  Sums are added chunk by chunk, so they can differ from the
