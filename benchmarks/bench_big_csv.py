@@ -3,9 +3,10 @@
 The run is a real twin run (high-load-hpa, every column the twin writes) whose metric rows are
 repeated, shifted in time, until the file reaches the size asked for; its last line is then cut
 in the middle, as a crash mid-write leaves it.  With --vary the repeated rows' measured values
-(latencies, KV cache, power, tokens, ratios) change on every row, so that no two samples are
-alike (the worst case for the exact percentiles, which keep one count per distinct value).  With
---requests-mb its requests.csv is inflated too (the run's requests repeated, later each time).
+(latencies, KV cache, power, tokens, ratios) are filled and change on every row (0.5 to 1.5 times
+the column's median in the run): no two samples are alike, the worst case for the exact
+percentiles, which keep one count per distinct value.  With --requests-mb its requests.csv is
+inflated too (the run's requests repeated, later each time).
 Each command runs in a fresh process; its peak RSS is the child's `ru_maxrss`.  Target (issue
 16): under 1 GB for a 1 GB file.
 
@@ -58,6 +59,12 @@ VARIED = (
 )
 
 
+def _typical(rows: list[list[str]], index: int) -> float:
+    """The median of a column's non-zero values in the run (1 without any): the centre of its noise."""
+    values = sorted(float(row[index]) for row in rows if row[index] and float(row[index]) != 0)
+    return values[len(values) // 2] if values else 1.0
+
+
 def inflate(run: Path, target_bytes: int, vary: bool = False) -> int:
     """Repeat the run's last metric row (every column filled; elapsed_s and timestamp moved on by
     the interval each time) until the file has `target_bytes`: a long steady stretch, so that the
@@ -70,7 +77,7 @@ def inflate(run: Path, target_bytes: int, vary: bool = False) -> int:
     info = json.loads((run / "run.json").read_text())
     t0, interval, last = float(info["t0_unix"]), float(info["interval_s"]), rows[-1]
     written, count, elapsed = path.stat().st_size, len(rows), float(last[e_index])
-    varied = [(header.index(c), float(last[header.index(c)])) for c in VARIED if c in header and last[header.index(c)]]
+    varied = [(header.index(c), _typical(rows, header.index(c))) for c in VARIED if c in header]
     noise = random.Random(16)
     with path.open("a", encoding="utf-8", newline="") as out:
         while written < target_bytes:
