@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from hpa_experiments.analysis import load as load_module
+from hpa_experiments.analysis.energy_plots import cumulative_energy_kwh
 from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import load_run
 from hpa_experiments.analysis.stream import PLOT_BUCKETS, DistinctCounts
@@ -154,3 +155,17 @@ def test_the_envelope_stays_bounded_when_the_span_is_unknown(tmp_path: Path, mon
     assert len(loaded.digest.envelope) <= 3 * 4 * 10
     assert loaded.digest.envelope["ttft_ms"].max() == 9000.0
     assert PLOT_BUCKETS >= 1000  # the real figure keeps enough buckets to look like the data
+
+
+def test_the_energy_figure_of_a_streamed_run_ends_at_the_runs_energy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = hand_built(tmp_path / "run")
+    _, whole = cumulative_energy_kwh(load_run(run))
+    streamed(monkeypatch, 6)
+    monkeypatch.setattr("hpa_experiments.analysis.stream.PLOT_BUCKETS", 15)
+    loaded = load_run(run)
+    times, drawn = cumulative_energy_kwh(loaded.plot_view())
+    assert len(drawn) < len(whole) / 4  # drawn from the envelope
+    assert math.isclose(drawn[-1], whole[-1], rel_tol=SUM_TOLERANCE)
+    assert (np.diff(drawn) >= 0).all() and (np.diff(times) >= 0).all()

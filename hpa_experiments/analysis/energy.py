@@ -28,9 +28,8 @@ import numpy as np
 
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.samples import SampleColumns
-from hpa_experiments.analysis.stream import EnergyStats, MetricsDigest, _Sums
+from hpa_experiments.analysis.stream import JOULES_PER_KWH, EnergyStats, MetricsDigest, Sums
 
-JOULES_PER_KWH = 3.6e6
 POWER_COLUMN = "gpu_power_w"
 MEASURED_GPU_HOURS = "measured (gpu_count)"  # gpu_hours_basis when the GPUs were counted
 
@@ -184,8 +183,8 @@ def _digest_energy(
 def _energy_from_sums(stats: EnergyStats, has_data: set[str], gpus: int | None, price: float | None) -> dict[str, Any]:
     """window_energy from sums: a column without any value in the run counts as empty (no 0 W filled in)."""
 
-    def sums(name: str) -> _Sums:
-        return stats.sums.get(name, _Sums()) if name in has_data else _Sums()
+    def sums(name: str) -> Sums:
+        return stats.sums.get(name, Sums()) if name in has_data else Sums()
 
     def area(name: str) -> tuple[float | None, float]:
         found = sums(name)

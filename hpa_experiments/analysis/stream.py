@@ -35,6 +35,9 @@ LATENCY_COLUMNS = ("ttft_ms", "itl_ms")
 WAITING_COLUMNS = ("num_requests_waiting", "prom_requests_waiting")
 ENERGY_COLUMNS = ("gpu_power_w", "gpu_utilization_pct", "gpu_count", "generation_tokens_per_s")
 PLOT_BUCKETS = 2000
+# An envelope column of its own: kWh used up to the end of each sample (energy_plots.cumulative_energy_kwh).
+CUMULATIVE_KWH = "cumulative_energy_kwh"
+JOULES_PER_KWH = 3.6e6
 _MERGE_EVERY = 2_000_000  # distinct latency values held unmerged before they are folded together
 
 
@@ -90,7 +93,7 @@ class DistinctCounts:
 
 
 @dataclass
-class _Sums:
+class Sums:
     """sum(value x duration) and sum(duration) over the samples with a value; their count and maximum."""
 
     area: float = 0.0
@@ -135,7 +138,7 @@ class WindowStats:
     latency: dict[str, DistinctCounts] = field(default_factory=dict)
     latency_sum: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, _Share] = field(default_factory=dict)
-    replicas: _Sums = field(default_factory=_Sums)
+    replicas: Sums = field(default_factory=Sums)
     slo: dict[str, _Share] = field(default_factory=dict)
 
     def add(self, block: dict[str, np.ndarray], t: np.ndarray, w: np.ndarray, slo: dict[str, float]) -> None:
@@ -185,9 +188,9 @@ class EnergyStats:
     duration: float = 0.0
     start_s: float | None = None
     end_s: float | None = None
-    sums: dict[str, _Sums] = field(default_factory=dict)  # power, utilization, tokens, gpu_count, replicas
-    joules_both: _Sums = field(default_factory=_Sums)  # power where power and tokens are known
-    tokens_both: _Sums = field(default_factory=_Sums)  # tokens where power and tokens are known
+    sums: dict[str, Sums] = field(default_factory=dict)  # power, utilization, tokens, gpu_count, replicas
+    joules_both: Sums = field(default_factory=Sums)  # power where power and tokens are known
+    tokens_both: Sums = field(default_factory=Sums)  # tokens where power and tokens are known
 
     def add(self, cols: dict[str, np.ndarray], t: np.ndarray, w: np.ndarray, mask: np.ndarray) -> None:
         if not mask.any():
@@ -198,7 +201,7 @@ class EnergyStats:
         self.end_s = float(t[rows[-1]] + w[rows[-1]])
         self.duration += float(w[mask].sum())
         for name, values in cols.items():
-            self.sums.setdefault(name, _Sums()).add(values, w, mask)
+            self.sums.setdefault(name, Sums()).add(values, w, mask)
         both = mask & ~np.isnan(cols["gpu_power_w"]) & ~np.isnan(cols["generation_tokens_per_s"])
         self.joules_both.add(cols["gpu_power_w"], w, both)
         self.tokens_both.add(cols["generation_tokens_per_s"], w, both)
@@ -256,6 +259,7 @@ class _Pass:
         self.energy_run = EnergyStats()
         self.energy_phases: dict[str, EnergyStats] = {}
         self.origin: float | None = None
+        self.joules = 0.0  # GPU energy up to the last processed sample (missing power as 0, as the figure has it)
 
     def feed(self, chunk: pd.DataFrame) -> None:
         self.read_rows += len(chunk)
@@ -297,6 +301,9 @@ class _Pass:
         for stats in self.windows.values():
             stats.add(cols, t, w, self.slo)
         self._energy(rows, cols, t, w)
+        joules = self.joules + np.cumsum(np.nan_to_num(cols["gpu_power_w"]) * w)
+        self.joules = float(joules[-1])
+        numbers[CUMULATIVE_KWH] = joules / JOULES_PER_KWH
         self.envelope_parts.append(self._envelope(rows, numbers, t))
         self.envelope_buckets += len(self.envelope_parts[-1]["bucket"])
         if self.envelope_buckets > 4 * PLOT_BUCKETS:  # the span was underestimated: wider buckets
@@ -421,10 +428,10 @@ class _Pass:
         t_first, t_last = parts["t_first"], parts["t_last"]
         times = np.column_stack((t_first, (t_first + t_last) / 2, t_last)).ravel()
         frame: dict[str, Any] = {}
-        for column in self.columns:
+        for column in [*self.columns, CUMULATIVE_KWH]:
             if column == "elapsed_s":
                 frame[column] = times
-            elif column in self.numeric:
+            elif column in self.numeric or column == CUMULATIVE_KWH:
                 low, high, last = parts[f"{column}\tmin"], parts[f"{column}\tmax"], parts[f"{column}\tlast"]
                 frame[column] = np.column_stack((low, high, last)).ravel()
             elif f"{column}\tlast" in parts:
