@@ -19,7 +19,7 @@ from hpa_experiments.analysis import load as load_module
 from hpa_experiments.analysis.energy_plots import cumulative_energy_kwh
 from hpa_experiments.analysis.kpis import compute_kpis
 from hpa_experiments.analysis.load import load_run
-from hpa_experiments.analysis.stream import PLOT_BUCKETS, DistinctCounts
+from hpa_experiments.analysis.stream import PLOT_BUCKETS, DistinctCounts, ExactPercentiles, NotStreamable
 from hpa_experiments.api import Experiment
 from hpa_experiments.cli import main
 from tests.support.synthetic_runs import write_run
@@ -169,3 +169,32 @@ def test_the_energy_figure_of_a_streamed_run_ends_at_the_runs_energy(
     assert len(drawn) < len(whole) / 4  # drawn from the envelope
     assert math.isclose(drawn[-1], whole[-1], rel_tol=SUM_TOLERANCE)
     assert (np.diff(drawn) >= 0).all() and (np.diff(times) >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.full(1000, 7.25),  # one value: one bin holds everything
+        np.array([-3.5, -0.0, 0.0, 1e-300, 2.0, np.float64(2.0) + 1e-15, 1e300]),  # signs, zeros, extremes
+        np.round(np.random.default_rng(1).normal(100, 0.001, 20_000), 6),  # many values in few bins
+        np.array([42.0]),
+    ],
+)
+def test_two_pass_percentiles_are_numpys(values: np.ndarray) -> None:
+    percentiles = ExactPercentiles()
+    for part in np.array_split(values, 5):
+        percentiles.first(part)
+    percentiles.plan((0, 50, 90, 99, 100))
+    for part in np.array_split(values, 3):
+        percentiles.second(part)
+    assert percentiles.percentiles() == [float(v) for v in np.percentile(values, (0, 50, 90, 99, 100))]
+    assert sum(len(kept) for kept in percentiles.kept) <= len(values)
+
+
+def test_two_pass_percentiles_notice_a_changed_stream() -> None:
+    percentiles = ExactPercentiles()
+    percentiles.first(np.arange(100.0))
+    percentiles.plan((50,))
+    percentiles.second(np.delete(np.arange(100.0), 49))  # a value of the median's bin went missing
+    with pytest.raises(NotStreamable):
+        percentiles.percentiles()

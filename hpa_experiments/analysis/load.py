@@ -239,12 +239,16 @@ class _Head(io.RawIOBase):
         super().close()
 
 
+def _cut_line(path: Path, size: int, complete: int) -> str:
+    return f"{path}: partial last line ignored ({size - complete} bytes without a newline, a write cut short)"
+
+
 def complete_lines(path: Path, warnings: list[str]) -> io.BufferedReader | Path:
     """The file, or only its complete lines when the last one was cut (said in `warnings`)."""
     size, complete = path.stat().st_size, complete_size(path)
     if complete == size:
         return path
-    warnings.append(f"{path}: partial last line ignored ({size - complete} bytes without a newline, a write cut short)")
+    warnings.append(_cut_line(path, size, complete))
     return io.BufferedReader(_Head(path, complete))
 
 
@@ -331,17 +335,19 @@ def load_run(path: Path | str) -> Run:
 def _streamed(run: Run, path: Path) -> None:
     """`run` with its metrics.csv digested in one pass (stream.py): the windows the KPIs need are
     known before it, from phases.csv and the warm-up."""
-    from hpa_experiments.analysis.kpis import phase_windows  # kpis imports this module
+    from hpa_experiments.analysis.kpis import PERCENTILES, phase_windows  # kpis imports this module
 
     header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
     windows = [(w.start_s, w.end_s) for w in phase_windows(run)]
     load_end = max((end for _, end in windows), default=None)
     phase_times = run.phases[["planned_start_s", "planned_end_s", "actual_start_s", "actual_end_s"]].to_numpy(float)
     boundaries = [float(v) for v in phase_times.ravel() if not math.isnan(v)] + [run.warm_up_s]
-    source = complete_lines(path, run.warnings)
+    size, complete = path.stat().st_size, complete_size(path)
+    if complete < size:
+        run.warnings.append(_cut_line(path, size, complete))
     try:
         run.digest = digest_metrics(
-            source,
+            lambda: io.BufferedReader(_Head(path, complete)),  # both passes read the same bytes
             columns=header,
             text_columns=TEXT_COLUMNS,
             boundaries=boundaries,
@@ -350,13 +356,11 @@ def _streamed(run: Run, path: Path) -> None:
             slo=run.slo,
             interval_s=declared if (declared := _as_float(run.info.get("interval_s"))) and declared > 0 else None,
             span_s=_span(path, header),
+            percents=PERCENTILES,
             chunk_rows=CHUNK_ROWS,
         )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
-    finally:
-        if not isinstance(source, Path):
-            source.close()
     run.metrics = run.digest.key_rows
     run.warnings.append(
         f"{path}: {path.stat().st_size / 1024**2:,.0f} MiB, read in one pass: statistics from all "

@@ -22,6 +22,7 @@ Files the pass cannot read in order (no `elapsed_s` column, or times going back)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,74 @@ class DistinctCounts:
         return [float(v) for v in np.where(gamma >= 0.5, b - diff * (1 - gamma), result)]
 
 
+BIN_SHIFT = 40  # a bin keeps the top 24 bits of the order-preserving key: sign, exponent, 12 mantissa bits
+
+
+def value_bins(values: np.ndarray) -> np.ndarray:
+    """Each float's narrow bin (as a float, for DistinctCounts), in the floats' order: a bin holds the
+    values that share their sign, exponent and first 12 mantissa bits (a 1/4096 relative width)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    key = np.where(bits >> np.uint64(63) == 1, ~bits, bits | np.uint64(1 << 63))
+    return (key >> np.uint64(BIN_SHIFT)).astype(np.float64)
+
+
+class ExactPercentiles:
+    """numpy.percentile of a stream that is read twice, in bounded memory: the first pass counts the
+    values per narrow bin, the second keeps only the values of the bins that hold the order
+    statistics asked for.  Both passes must see the same values (checked)."""
+
+    def __init__(self) -> None:
+        self.bins = DistinctCounts()
+        self.wanted = np.array([], dtype=float)  # bin ids the second pass keeps
+        self.kept: list[np.ndarray] = []
+        self.ranks: list[tuple[float, int]] = []  # per order statistic: its bin id and its rank within the bin
+
+    def first(self, values: np.ndarray) -> None:
+        self.bins.add(value_bins(values))
+
+    def size(self) -> int:
+        return self.bins.size()
+
+    def plan(self, percents: tuple[int, ...]) -> None:
+        """After the first pass: which bins the order statistics of `percents` fall in."""
+        n = self.size()
+        if n == 0:
+            return
+        self.virtual = (n - 1) * np.true_divide(np.asarray(percents, dtype=float), 100)  # numpy's "linear"
+        below = np.floor(self.virtual).astype(np.int64)
+        ranks = np.unique(np.clip(np.concatenate((below, below + 1)), 0, n - 1))
+        self.rank_index = {int(rank): i for i, rank in enumerate(ranks)}
+        ends = np.cumsum(self.bins.counts)
+        for rank in ranks:
+            index = int(np.searchsorted(ends, rank, side="right"))
+            before = int(ends[index - 1]) if index else 0
+            self.ranks.append((float(self.bins.values[index]), int(rank) - before))
+        self.wanted = np.unique([bin_id for bin_id, _ in self.ranks])
+
+    def second(self, values: np.ndarray) -> None:
+        if len(self.wanted) and len(values):
+            self.kept.append(values[np.isin(value_bins(values), self.wanted)])
+
+    def percentiles(self) -> list[float]:
+        """numpy.percentile(all values, percents) with its default linear method, term for term."""
+        kept = np.sort(np.concatenate(self.kept)) if self.kept else np.array([], dtype=float)
+        kept_bins = value_bins(kept)
+        found = np.searchsorted(kept_bins, self.wanted, side="right") - np.searchsorted(kept_bins, self.wanted)
+        if not np.array_equal(found, self.bins.counts[np.searchsorted(self.bins.values, self.wanted)]):
+            raise NotStreamable("metrics.csv changed between the two passes")
+        statistic = [float(kept[int(np.searchsorted(kept_bins, bin_id)) + offset]) for bin_id, offset in self.ranks]
+        n = self.size()
+        below = np.floor(self.virtual)
+        gamma = self.virtual - below
+        lower = np.clip(below.astype(np.int64), 0, n - 1)
+        upper = np.clip(below.astype(np.int64) + 1, 0, n - 1)
+        a = np.array([statistic[self.rank_index[int(rank)]] for rank in lower])
+        b = np.array([statistic[self.rank_index[int(rank)]] for rank in upper])
+        diff = b - a
+        result = a + diff * gamma  # numpy's _lerp
+        return [float(v) for v in np.where(gamma >= 0.5, b - diff * (1 - gamma), result)]
+
+
 @dataclass
 class Sums:
     """sum(value x duration) and sum(duration) over the samples with a value; their count and maximum."""
@@ -135,7 +204,7 @@ class WindowStats:
     start_s: float
     end_s: float
     samples: int = 0
-    latency: dict[str, DistinctCounts] = field(default_factory=dict)
+    latency: dict[str, ExactPercentiles] = field(default_factory=dict)
     latency_sum: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, _Share] = field(default_factory=dict)
     replicas: Sums = field(default_factory=Sums)
@@ -147,7 +216,7 @@ class WindowStats:
         for column in LATENCY_COLUMNS:
             values = block[column][mask]
             present = values[~np.isnan(values)]
-            self.latency.setdefault(column, DistinctCounts()).add(present)
+            self.latency.setdefault(column, ExactPercentiles()).first(present)
             self.latency_sum[column] = self.latency_sum.get(column, 0.0) + float(present.sum())
         for column in WAITING_COLUMNS:
             values = block[column]
@@ -157,11 +226,18 @@ class WindowStats:
             values = block[column]
             self.slo.setdefault(column, _Share()).add(values > threshold, mask & ~np.isnan(values), w)
 
+    def add_second(self, block: dict[str, np.ndarray], t: np.ndarray) -> None:
+        """The second pass: the same samples again, for the exact percentiles."""
+        mask = (t >= self.start_s) & (t < self.end_s)
+        for column, percentiles in self.latency.items():
+            values = block[column][mask]
+            percentiles.second(values[~np.isnan(values)])
+
     def result(self, waiting_column: str | None, slo: dict[str, float], percents: tuple[int, ...]) -> dict[str, Any]:
         """The dict kpis.window_kpis returns for the same samples."""
         out: dict[str, Any] = {"samples": self.samples}
         for column in LATENCY_COLUMNS:
-            counts = self.latency.get(column, DistinctCounts())
+            counts = self.latency.get(column, ExactPercentiles())
             n = counts.size()
             stats: dict[str, Any] = {"samples": n}
             if n == 0:
@@ -169,7 +245,7 @@ class WindowStats:
                 stats.update({f"p{q}": None for q in percents})
             else:
                 stats["mean"] = self.latency_sum[column] / n
-                stats.update({f"p{q}": v for q, v in zip(percents, counts.percentiles(percents), strict=True)})
+                stats.update({f"p{q}": v for q, v in zip(percents, counts.percentiles(), strict=True)})
             out[column] = stats
         out["waiting_column"] = waiting_column
         out["waiting_share"] = self.waiting[waiting_column].share() if waiting_column else None
@@ -441,7 +517,7 @@ class _Pass:
 
 
 def digest_metrics(
-    source: Any,
+    open_lines: Callable[[], Any],
     *,
     columns: list[str],
     text_columns: tuple[str, ...],
@@ -451,9 +527,11 @@ def digest_metrics(
     slo: dict[str, float],
     interval_s: float | None,
     span_s: float,
+    percents: tuple[int, ...],
     chunk_rows: int,
 ) -> MetricsDigest:
-    """Read `source` (metrics.csv's complete lines) once, in chunks of `chunk_rows`; see the module docstring."""
+    """Read metrics.csv's complete lines (`open_lines()` opens them) in chunks of `chunk_rows`: once
+    whole, and a second time only its times and latencies for the exact percentiles (module docstring)."""
     if "elapsed_s" not in columns:
         raise NotStreamable("no elapsed_s column")
     texts = set(text_columns) & set(columns)
@@ -467,18 +545,43 @@ def digest_metrics(
         interval_s,
         bucket_s=max(span_s / PLOT_BUCKETS, 1e-9),
     )
-    reader = pd.read_csv(
-        source,
-        usecols=columns,
-        dtype={c: "string" for c in texts},
-        keep_default_na=False,
-        na_values=[""],
-        on_bad_lines="skip",
-        chunksize=chunk_rows,
-    )
-    for chunk in reader:
-        for column in chunk.columns:
-            if column not in texts and not pd.api.types.is_numeric_dtype(chunk[column]):
-                chunk[column] = pd.to_numeric(chunk[column], errors="coerce")
+    for chunk in _chunks(open_lines, columns, texts, chunk_rows):
         state.feed(chunk)
-    return state.finish()
+    digest = state.finish()
+    for stats in digest.windows.values():
+        for percentiles in stats.latency.values():
+            percentiles.plan(percents)
+    if any(len(p.wanted) for stats in digest.windows.values() for p in stats.latency.values()):
+        latency = [c for c in LATENCY_COLUMNS if c in columns]
+        for chunk in _chunks(open_lines, ["elapsed_s", *latency], set(), chunk_rows):
+            chunk = chunk[chunk["elapsed_s"].notna()]
+            block = {c: chunk[c].to_numpy(dtype=float, na_value=np.nan) for c in latency}
+            t = chunk["elapsed_s"].to_numpy(dtype=float)
+            for stats in digest.windows.values():
+                stats.add_second(block, t)
+    return digest
+
+
+def _chunks(
+    open_lines: Callable[[], Any], columns: list[str], texts: set[str], chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The file's rows in chunks: text columns as strings, the others as numbers (NaN when empty or not one)."""
+    source = open_lines()
+    try:
+        reader = pd.read_csv(
+            source,
+            usecols=columns,
+            dtype={c: "string" for c in texts},
+            keep_default_na=False,
+            na_values=[""],
+            on_bad_lines="skip",
+            chunksize=chunk_rows,
+        )
+        for chunk in reader:
+            for column in chunk.columns:
+                if column not in texts and not pd.api.types.is_numeric_dtype(chunk[column]):
+                    chunk[column] = pd.to_numeric(chunk[column], errors="coerce")
+            yield chunk
+    finally:
+        if hasattr(source, "close"):
+            source.close()
