@@ -1,6 +1,6 @@
-"""One pass over a big metrics.csv, in chunks, keeping only bounded state (issue 16).
+"""A big metrics.csv read in chunks, keeping only bounded state (issue 16).
 
-A metrics.csv above `load.stream_threshold()` bytes is never held whole.  The pass keeps three things:
+A metrics.csv of `load.BIG_METRICS_BYTES` or more is never held whole.  The pass keeps three things:
 
 - **key rows**: the rows where a column that the event analyses read changes (replicas, desired and
   ready replicas, offered load, active jobs, the HPA's lastScaleTime), the first row at and the first
@@ -10,12 +10,16 @@ A metrics.csv above `load.stream_threshold()` bytes is never held whole.  The pa
   kept row before it in those columns, and a kept row's duration (up to the next kept row) is the sum
   of the dropped rows' durations.  Their number grows with the scale events, not with the samples.
 - **window statistics**: what kpis.window_kpis, the data coverage and energy.energy_kpis compute over
-  all samples (counts, duration-weighted sums, maxima, and one count per distinct latency value, so
-  the percentiles are numpy's exactly).  Sums are added chunk by chunk, so they can differ from the
-  in-memory path's in the last bits (relative 1e-12), never more.
+  all samples: counts, duration-weighted sums, maxima, and for the latency percentiles a count per
+  narrow value bin (1/4096 relative width); a second pass over only `elapsed_s` and the latency
+  columns then keeps the values of the few bins that hold the order statistics, so the percentiles
+  are numpy's exactly.  Sums are added chunk by chunk, so they can differ from the in-memory path's
+  in the last bits (relative 1e-12), never more.
 - **plot envelope**: per time bucket (about PLOT_BUCKETS over the run) each column's minimum, maximum
   and last value, as three rows, so that spikes survive in the figures.
 
+Memory grows with the scale events (key rows), the distinct value bins and phase labels, never with
+the samples as such; only a run.json without `interval_s` adds a count per distinct sample spacing.
 Files the pass cannot read in order (no `elapsed_s` column, or times going back) raise NotStreamable.
 """
 
