@@ -8,6 +8,7 @@ chunk instead of in one numpy sum).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,21 @@ def test_two_pass_percentiles_notice_a_changed_stream() -> None:
     percentiles.second(np.delete(np.arange(100.0), 49))  # a value of the median's bin went missing
     with pytest.raises(NotStreamable):
         percentiles.percentiles()
+
+
+def test_compare_and_runs_take_streamed_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    first, second = hand_built(data / "first"), hand_built(data / "second")
+    expected = compute_kpis(load_run(first))["kpis"]["ttft_ms"]
+    streamed(monkeypatch, 9)
+    for command in (["compare", str(first), str(second), "-o", str(tmp_path / "cmp")], ["runs", "-d", str(data)]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["kpis"]
+    compared = {row["kpi"]: row["values"] for row in rows}
+    assert compared["TTFT p90 of samples"] == [expected["p90"], expected["p90"]]  # as in memory
+    assert "first" in capsys.readouterr().out
