@@ -380,7 +380,8 @@ def _span(path: Path, header: list[str]) -> float:
         lines = fh.read(end - max(0, end - 65536)).rstrip(b"\n").split(b"\n")
     try:
         last = float(lines[-1].split(b",")[column])
-        return max(last - float(first.iloc[0]), 0.0) if len(first) else 0.0
+        span = last - float(first.iloc[0]) if len(first) else 0.0
+        return span if math.isfinite(span) and span > 0 else 0.0
     except (ValueError, IndexError):  # a quoted comma, a text cell: the buckets are only a guess then
         return 0.0
 

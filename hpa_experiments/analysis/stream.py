@@ -118,6 +118,7 @@ class ExactPercentiles:
         self.wanted = np.array([], dtype=float)  # bin ids the second pass keeps
         self.kept: list[np.ndarray] = []
         self.ranks: list[tuple[float, int]] = []  # per order statistic: its bin id and its rank within the bin
+        self.found: list[float] | None = None
 
     def first(self, values: np.ndarray) -> None:
         self.bins.add(value_bins(values))
@@ -146,7 +147,13 @@ class ExactPercentiles:
             self.kept.append(values[np.isin(value_bins(values), self.wanted)])
 
     def percentiles(self) -> list[float]:
-        """numpy.percentile(all values, percents) with its default linear method, term for term."""
+        """numpy.percentile(all values, percents) with its default linear method, term for term; raises
+        NotStreamable when the second pass did not see the first pass's values."""
+        if self.found is None:
+            self.found = self._order_statistics()
+        return self.found
+
+    def _order_statistics(self) -> list[float]:
         kept = np.sort(np.concatenate(self.kept)) if self.kept else np.array([], dtype=float)
         kept_bins = value_bins(kept)
         found = np.searchsorted(kept_bins, self.wanted, side="right") - np.searchsorted(kept_bins, self.wanted)
@@ -563,6 +570,10 @@ def digest_metrics(
             t = chunk["elapsed_s"].to_numpy(dtype=float)
             for stats in digest.windows.values():
                 stats.add_second(block, t)
+    for stats in digest.windows.values():  # here, so that a file changed meanwhile is said while loading
+        for percentiles in stats.latency.values():
+            if percentiles.size():
+                percentiles.percentiles()
     return digest
 
 
