@@ -217,3 +217,19 @@ def test_compare_and_runs_take_streamed_runs(
     compared = {row["kpi"]: row["values"] for row in rows}
     assert compared["TTFT p90 of samples"] == [expected["p90"], expected["p90"]]  # as in memory
     assert "first" in capsys.readouterr().out
+
+
+def test_rows_without_time_and_repeated_rows_count_as_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = hand_built(tmp_path / "run")
+    path = run / "metrics.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    column = lines[0].split(",").index("elapsed_s")
+    for n in (20, 21, 140):  # no elapsed_s: left out by both paths
+        cells = lines[n].split(",")
+        cells[column] = ""
+        lines[n] = ",".join(cells)
+    lines.insert(90, lines[90])  # the same sample twice
+    path.write_text("".join(lines))
+    assert_same_summary(run, monkeypatch, 4)
