@@ -73,7 +73,7 @@ def test_percentiles_from_distinct_counts_are_numpys(size: int) -> None:
     assert counts.size() == size
 
 
-@pytest.mark.parametrize("chunk_rows", [3, 50_000])
+@pytest.mark.parametrize("chunk_rows", [pytest.param(3, marks=pytest.mark.slow), 50_000])  # 3: two seconds
 def test_a_twin_run_streamed_has_the_in_memory_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
 ) -> None:
@@ -110,7 +110,7 @@ def hand_built(directory: Path) -> Path:
     return write_run(directory, (row(k) for k in range(260)), config=config, interval=2.0)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 4, 1000])
+@pytest.mark.parametrize("chunk_rows", [pytest.param(1, marks=pytest.mark.slow), 4, 1000])  # 1: two seconds
 def test_a_hand_built_run_streamed_has_the_in_memory_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
 ) -> None:
@@ -121,6 +121,7 @@ def test_a_hand_built_run_streamed_has_the_in_memory_summary(
     assert_same_summary(run, monkeypatch, chunk_rows)
 
 
+@pytest.mark.slow  # a whole report: two seconds
 def test_a_streamed_report_reads_a_cut_last_line_and_draws_spikes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
