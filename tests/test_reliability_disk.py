@@ -117,15 +117,21 @@ def test_a_cut_last_line_is_skipped_with_a_warning(tmp_path: Path, capsys: pytes
     assert f"warning: {events}: partial last line ignored" in err
 
 
-def test_a_big_metrics_file_reads_compactly_with_the_same_kpis(tmp_path: Path, monkeypatch) -> None:
+def test_a_big_metrics_file_out_of_order_reads_compactly_with_the_same_kpis(tmp_path: Path, monkeypatch) -> None:
+    """A big metrics.csv that cannot be streamed (two rows swapped: time goes back) is read whole, compactly
+    (the streaming path, for files in order, is tested in test_stream_metrics.py)."""
     run = small_run(tmp_path)
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    lines[5], lines[6] = lines[6], lines[5]
+    (run / "metrics.csv").write_text("".join(lines))
     whole = load_run(run)
     monkeypatch.setattr(load_module, "BIG_METRICS_BYTES", 0)  # every file counts as big
     monkeypatch.setattr(load_module, "CHUNK_ROWS", 7)  # and is read in many chunks
     compact = load_run(run)
 
-    assert len(compact.metrics) == len(whole.metrics)
+    assert compact.digest is None and len(compact.metrics) == len(whole.metrics)
     assert "timestamp" not in compact.metrics.columns
+    assert any("not streamed (elapsed_s goes back in time)" in w for w in compact.warnings)
     assert any("read compactly" in w for w in compact.warnings)
     assert compact.metrics.memory_usage(deep=True).sum() < whole.metrics.memory_usage(deep=True).sum() / 2
     for column in whole.metrics.columns.drop("timestamp"):

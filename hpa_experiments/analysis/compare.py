@@ -275,7 +275,7 @@ def write_comparison(runs: Sequence[Run], output_dir: Path) -> CompareFiles:
     """compare.png, compare.html and compare.json in `output_dir`."""
     comparison = compare(runs)
     output_dir.mkdir(parents=True, exist_ok=True)
-    png = save_figure(compare_figure(comparison.runs), output_dir / COMPARE_FILE)
+    png = save_figure(compare_figure([run.plot_view() for run in comparison.runs]), output_dir / COMPARE_FILE)
     html_path = output_dir / COMPARE_HTML
     html_path.write_text(comparison_html(comparison, png), encoding="utf-8")
     json_path = output_dir / COMPARE_JSON

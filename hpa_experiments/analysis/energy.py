@@ -28,8 +28,8 @@ import numpy as np
 
 from hpa_experiments.analysis.load import Run
 from hpa_experiments.analysis.samples import SampleColumns
+from hpa_experiments.analysis.stream import JOULES_PER_KWH, EnergyStats, MetricsDigest, Sums
 
-JOULES_PER_KWH = 3.6e6
 POWER_COLUMN = "gpu_power_w"
 MEASURED_GPU_HOURS = "measured (gpu_count)"  # gpu_hours_basis when the GPUs were counted
 
@@ -113,6 +113,10 @@ def _gpu_hours(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None) -> tupl
     if gpu_seconds is not None:
         return gpu_seconds / 3600.0, MEASURED_GPU_HOURS
     replica_seconds, _ = _area(cols.replicas, cols.weights, mask)
+    return _replica_gpu_hours(replica_seconds, gpus)
+
+
+def _replica_gpu_hours(replica_seconds: float | None, gpus: int | None) -> tuple[float | None, str | None]:
     if replica_seconds is None:
         return None, None
     if gpus is None:
@@ -122,9 +126,12 @@ def _gpu_hours(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None) -> tupl
 
 def energy_kpis(run: Run) -> dict[str, Any]:
     """Run-level and per-phase energy, GPU-hours and cost (JSON-ready; missing values are None)."""
-    cols = _EnergyColumns(run)
     gpus = gpus_per_replica(run)
     price, currency = price_per_gpu_hour(run)
+    if run.digest is not None:
+        run_level, phases = _digest_energy(run.digest, gpus, price)
+        return _energy_section(run_level, phases, gpus, price, currency)
+    cols = _EnergyColumns(run)
     everything = np.ones(len(cols.elapsed), dtype=bool)
     run_level = window_energy(cols, everything, gpus, price)
     phases = []
@@ -140,6 +147,12 @@ def energy_kpis(run: Run) -> dict[str, Any]:
                     **window_energy(cols, mask, gpus, price),
                 }
             )
+    return _energy_section(run_level, phases, gpus, price, currency)
+
+
+def _energy_section(
+    run_level: dict[str, Any], phases: list[dict[str, Any]], gpus: int | None, price: float | None, currency: str
+) -> dict[str, Any]:
     return {
         "measured": run_level["energy_kwh"] is not None,
         "run": run_level,
@@ -148,6 +161,65 @@ def energy_kpis(run: Run) -> dict[str, Any]:
         "price_per_gpu_hour": price,
         "currency": currency,
         "notes": _notes(run_level),
+    }
+
+
+def _digest_energy(
+    digest: MetricsDigest, gpus: int | None, price: float | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """energy_kpis' run level and phases from a streamed metrics.csv's sums (stream.EnergyStats)."""
+    phases = [
+        {
+            "phase": label or "(none)",
+            "start_s": stats.start_s,
+            "end_s": stats.end_s,
+            **_energy_from_sums(stats, digest.has_data, gpus, price),
+        }
+        for label, stats in digest.energy_phases.items()
+    ]
+    return _energy_from_sums(digest.energy_run, digest.has_data, gpus, price), phases
+
+
+def _energy_from_sums(stats: EnergyStats, has_data: set[str], gpus: int | None, price: float | None) -> dict[str, Any]:
+    """window_energy from sums: a column without any value in the run counts as empty (no 0 W filled in)."""
+
+    def sums(name: str) -> Sums:
+        return stats.sums.get(name, Sums()) if name in has_data else Sums()
+
+    def area(name: str) -> tuple[float | None, float]:
+        found = sums(name)
+        return (found.area, found.time) if found.count else (None, 0.0)
+
+    both_known = {POWER_COLUMN, "generation_tokens_per_s"} <= has_data
+    duration = stats.duration
+    joules, covered = area(POWER_COLUMN)
+    util, util_time = area("gpu_utilization_pct")
+    tokens, _ = area("generation_tokens_per_s")
+    joules_both = stats.joules_both.area if both_known and stats.joules_both.count else None
+    tokens_both = stats.tokens_both.area if both_known and stats.tokens_both.count else None
+    gpu_seconds, _ = area("gpu_count")
+    replica_seconds, _ = area("replicas")
+    gpu_hours: float | None
+    basis: str | None
+    if gpu_seconds is not None:
+        gpu_hours, basis = gpu_seconds / 3600.0, MEASURED_GPU_HOURS
+    else:
+        gpu_hours, basis = _replica_gpu_hours(replica_seconds, gpus)
+    power = sums(POWER_COLUMN)
+    return {
+        "duration_s": duration,
+        "energy_kwh": None if joules is None else joules / JOULES_PER_KWH,
+        "power_coverage": covered / duration if duration > 0 else None,
+        "mean_power_w": joules / covered if joules is not None and covered > 0 else None,
+        "peak_power_w": power.peak if power.count else None,
+        "mean_utilization_pct": util / util_time if util is not None and util_time > 0 else None,
+        "output_tokens": tokens,
+        "joules_per_token": joules_both / tokens_both
+        if joules_both is not None and tokens_both is not None and tokens_both > 0
+        else None,
+        "gpu_hours": gpu_hours,
+        "gpu_hours_basis": basis,
+        "cost": gpu_hours * price if gpu_hours is not None and price is not None else None,
     }
 
 

@@ -30,6 +30,7 @@ from hpa_experiments.analysis.plots import (
     save_figure,
 )
 from hpa_experiments.analysis.samples import sample_durations
+from hpa_experiments.analysis.stream import CUMULATIVE_KWH
 
 ENERGY_FILE = "energy.png"
 
@@ -39,6 +40,9 @@ def cumulative_energy_kwh(run: Run) -> tuple[np.ndarray, np.ndarray]:
     t = run.elapsed.to_numpy(dtype=float)
     if len(t) == 0:
         return t, t
+    if CUMULATIVE_KWH in run.metrics.columns:  # a streamed run's envelope: the sums of all its samples
+        kwh = run.metrics[CUMULATIVE_KWH].to_numpy(dtype=float)
+        return np.concatenate(([t[0]], t)), np.concatenate(([0.0], kwh))
     series = run.series(POWER_COLUMN)
     power = np.zeros(len(t)) if series is None else np.nan_to_num(series.to_numpy(dtype=float, na_value=np.nan))
     durations = sample_durations(t, run.interval_s)

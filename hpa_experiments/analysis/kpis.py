@@ -332,6 +332,15 @@ def compute_kpis(run: Run) -> dict[str, Any]:
     cols = SampleColumns(run)
     interval = run.interval_s
     t = cols.elapsed
+    digest = run.digest  # a big metrics.csv read in one pass: `cols` holds its key rows only
+    waiting_column = next((c for c in WAITING_COLUMNS if digest and c in digest.has_data), None)
+
+    def sample_stats(mask: np.ndarray, start_s: float, end_s: float) -> dict[str, Any]:
+        """window_kpis over the samples in [start_s, end_s) after the warm-up (selected by `mask`)."""
+        if digest is None:
+            return window_kpis(cols, mask, slo)
+        return digest.window(start_s, end_s).result(waiting_column, slo, PERCENTILES)
+
     data_end = float(t[-1] + (interval or 0.0)) if len(t) else 0.0
     slo = run.slo
 
@@ -364,7 +373,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
                 "start_s": window.start_s,
                 "end_s": window.end_s,
                 "basis": window.basis,
-                **window_kpis(cols, mask, slo),
+                **sample_stats(mask, window.start_s, window.end_s),
             }
         )
     if load_end is not None and (t >= load_end).any():
@@ -376,7 +385,7 @@ def compute_kpis(run: Run) -> dict[str, Any]:
                 "start_s": load_end,
                 "end_s": data_end,
                 "basis": "after last job",
-                **window_kpis(cols, mask, slo),
+                **sample_stats(mask, load_end, math.inf),
             }
         )
 
@@ -385,12 +394,16 @@ def compute_kpis(run: Run) -> dict[str, Any]:
         "interval_s": interval,
         "replicas": replica_kpis(cols),
         "scale_down": scale_down_completion(cols, load_end, autoscaler_floor(run)),
-        **window_kpis(cols, after_warm_up, slo),
-        "samples": len(t),
+        **(run_stats := sample_stats(after_warm_up, -math.inf, math.inf)),
+        "samples": len(t) if digest is None else digest.rows,
         "warm_up_s": warm_up,
-        "samples_in_statistics": int(after_warm_up.sum()),
+        "samples_in_statistics": int(after_warm_up.sum()) if digest is None else run_stats["samples"],
     }
-    coverage = {column: float((~np.isnan(cols.get(column))).mean()) if len(t) else None for column in COVERAGE_COLUMNS}
+    if digest is None:
+        coverage = {c: float((~np.isnan(cols.get(c))).mean()) if len(t) else None for c in COVERAGE_COLUMNS}
+    else:
+        rows = digest.rows
+        coverage = {c: digest.coverage_counts.get(c, 0) / rows if rows else None for c in COVERAGE_COLUMNS}
     over_window = latency_over_window(run)
     alerts = run_alerts(run)
     summary = _clean(

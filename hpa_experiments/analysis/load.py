@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpa_experiments.analysis.stream import MetricsDigest, NotStreamable, digest_metrics
 from hpa_experiments.errors import UsageError
 from hpa_experiments.hpa_reasons import text_columns
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS, SUITE_ENTRY_FILE
 
 DEFAULT_DATA_DIR = Path("experiment-data")
 TEXT_COLUMNS = ("timestamp", "phase", *text_columns())
-# From this size on metrics.csv is read in chunks into compact columns (see _read_big_metrics).
+# From this size on metrics.csv is read in one streaming pass (stream.py), never whole; a file that
+# pass cannot read in order is read in chunks into compact columns instead (_read_big_metrics).
 BIG_METRICS_BYTES = 256 * 1024 * 1024
 CHUNK_ROWS = 50_000
 
@@ -39,6 +41,9 @@ class Run:
     phases: pd.DataFrame
     events: pd.DataFrame
     warnings: list[str] = field(default_factory=list)  # e.g. a cut last line that was skipped
+    # A big metrics.csv read in one pass: `metrics` then holds only its key rows (stream.py), and the
+    # sample statistics, energy and plot envelope come from here.
+    digest: MetricsDigest | None = None
 
     @property
     def run_id(self) -> str:
@@ -115,6 +120,8 @@ class Run:
         declared = _as_float(self.info.get("interval_s"))
         if declared is not None and declared > 0:
             return declared
+        if self.digest is not None:
+            return self.digest.interval_s
         elapsed = self.metrics["elapsed_s"].dropna()
         if len(elapsed) < 2:
             return None
@@ -128,6 +135,14 @@ class Run:
     @property
     def elapsed(self) -> pd.Series:
         return self.metrics["elapsed_s"]
+
+    def plot_view(self) -> Run:
+        """The run as its figures draw it: a streamed run's envelope rows (min / max / last per time
+        bucket) stand for its samples, the bucket width for the interval; other runs as they are."""
+        if self.digest is None:
+            return self
+        info = {**self.info, "interval_s": self.digest.bucket_s}
+        return replace(self, info=info, metrics=self.digest.envelope, digest=None)
 
     def series(self, column: str) -> pd.Series | None:
         """A numeric column (NaN = no value), or None when the column is absent or entirely empty."""
@@ -224,12 +239,16 @@ class _Head(io.RawIOBase):
         super().close()
 
 
+def _cut_line(path: Path, size: int, complete: int) -> str:
+    return f"{path}: partial last line ignored ({size - complete} bytes without a newline, a write cut short)"
+
+
 def complete_lines(path: Path, warnings: list[str]) -> io.BufferedReader | Path:
     """The file, or only its complete lines when the last one was cut (said in `warnings`)."""
     size, complete = path.stat().st_size, complete_size(path)
     if complete == size:
         return path
-    warnings.append(f"{path}: partial last line ignored ({size - complete} bytes without a newline, a write cut short)")
+    warnings.append(_cut_line(path, size, complete))
     return io.BufferedReader(_Head(path, complete))
 
 
@@ -280,9 +299,26 @@ def load_run(path: Path | str) -> Run:
     metrics_path = directory / "metrics.csv"
     if not metrics_path.exists():
         raise UsageError(f"{metrics_path}: missing (the run recorded no samples)")
-    warnings: list[str] = []
+    later: list[str] = []  # phases.csv's and events.csv's warnings, said after metrics.csv's
+    phases = _numeric(
+        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome"), later),
+        ("job", "resource_name", "outcome"),
+    )
+    events = _numeric(
+        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail"), later),
+        ("time", "kind", "detail"),
+    )
+    run = Run(path=directory, info=info, metrics=pd.DataFrame(), phases=phases, events=events)
+    warnings = run.warnings
     if metrics_path.stat().st_size >= BIG_METRICS_BYTES:
-        metrics = _read_big_metrics(metrics_path, warnings)
+        try:
+            _streamed(run, metrics_path)
+            warnings.extend(later)
+            return run
+        except NotStreamable as exc:
+            del warnings[:]  # the cut line is said again by the compact read
+            warnings.append(f"{metrics_path}: read whole, compactly, not streamed ({exc})")
+            metrics = _read_big_metrics(metrics_path, warnings)
     else:
         metrics = _numeric(_read_csv(metrics_path, ["timestamp", "elapsed_s"], TEXT_COLUMNS, warnings), TEXT_COLUMNS)
     if "elapsed_s" not in metrics.columns or metrics["elapsed_s"].isna().all():
@@ -291,15 +327,63 @@ def load_run(path: Path | str) -> Run:
     if elapsed.isna().any() or not elapsed.is_monotonic_increasing:  # (a copy of the whole frame)
         metrics = metrics.dropna(subset=["elapsed_s"]).sort_values("elapsed_s", kind="stable")
         metrics = metrics.reset_index(drop=True)
-    phases = _numeric(
-        _read_csv(directory / "phases.csv", PHASE_COLUMNS, ("job", "resource_name", "outcome"), warnings),
-        ("job", "resource_name", "outcome"),
+    run.metrics = metrics
+    warnings.extend(later)
+    return run
+
+
+def _streamed(run: Run, path: Path) -> None:
+    """`run` with its metrics.csv digested in one pass (stream.py): the windows the KPIs need are
+    known before it, from phases.csv and the warm-up."""
+    from hpa_experiments.analysis.kpis import PERCENTILES, phase_windows  # kpis imports this module
+
+    header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    windows = [(w.start_s, w.end_s) for w in phase_windows(run)]
+    load_end = max((end for _, end in windows), default=None)
+    phase_times = run.phases[["planned_start_s", "planned_end_s", "actual_start_s", "actual_end_s"]].to_numpy(float)
+    boundaries = [float(v) for v in phase_times.ravel() if not math.isnan(v)] + [run.warm_up_s]
+    size, complete = path.stat().st_size, complete_size(path)
+    if complete < size:
+        run.warnings.append(_cut_line(path, size, complete))
+    try:
+        run.digest = digest_metrics(
+            lambda: io.BufferedReader(_Head(path, complete)),  # both passes read the same bytes
+            columns=header,
+            text_columns=TEXT_COLUMNS,
+            boundaries=boundaries,
+            windows=[(-math.inf, math.inf), *windows, *([(load_end, math.inf)] if load_end is not None else [])],
+            warm_up_s=run.warm_up_s,
+            slo=run.slo,
+            interval_s=declared if (declared := _as_float(run.info.get("interval_s"))) and declared > 0 else None,
+            span_s=_span(path, header),
+            percents=PERCENTILES,
+            chunk_rows=CHUNK_ROWS,
+        )
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot parse CSV: {exc}") from None
+    run.metrics = run.digest.key_rows
+    run.warnings.append(
+        f"{path}: {path.stat().st_size / 1024**2:,.0f} MiB, read in one pass: statistics from all "
+        f"{run.digest.rows:,} samples, scale events from {len(run.metrics):,} key rows, figures from an envelope"
     )
-    events = _numeric(
-        _read_csv(directory / "events.csv", EVENT_COLUMNS, ("time", "kind", "detail"), warnings),
-        ("time", "kind", "detail"),
-    )
-    return Run(path=directory, info=info, metrics=metrics, phases=phases, events=events, warnings=warnings)
+
+
+def _span(path: Path, header: list[str]) -> float:
+    """elapsed_s of the last complete line minus that of the first (the figures' time buckets)."""
+    if "elapsed_s" not in header:
+        return 0.0
+    column = header.index("elapsed_s")
+    first = pd.read_csv(path, nrows=1, usecols=["elapsed_s"])["elapsed_s"]
+    end = complete_size(path)
+    with path.open("rb") as fh:
+        fh.seek(max(0, end - 65536))
+        lines = fh.read(end - max(0, end - 65536)).rstrip(b"\n").split(b"\n")
+    try:
+        last = float(lines[-1].split(b",")[column])
+        span = last - float(first.iloc[0]) if len(first) else 0.0
+        return span if math.isfinite(span) and span > 0 else 0.0
+    except (ValueError, IndexError):  # a quoted comma, a text cell: the buckets are only a guess then
+        return 0.0
 
 
 def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:

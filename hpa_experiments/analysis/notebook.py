@@ -74,7 +74,7 @@ def describe(run: Run) -> pd.DataFrame:
         "status": run.status,
         "start": info.get("start_utc") or f"{info.get('start_local')} (local, zone {info.get('timezone')})",
         "interval (s)": run.interval_s,
-        "samples": len(run.metrics),
+        "samples": run.digest.rows if run.digest is not None else len(run.metrics),
         "path": str(run.path),
     }
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
@@ -151,7 +151,7 @@ def energy_plot(run: Run) -> Any:
 
     if run.series(POWER_COLUMN) is None:
         return _note("This run has no GPU power data (no DCGM exporter series on the cluster, or an imported run).")
-    return show(energy_figure(run))
+    return show(energy_figure(run.plot_view()))
 
 
 def scale_event_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -177,12 +177,13 @@ def scale_event_lines(summary: dict[str, Any]) -> Any:
 
 def why_plot(run: Run) -> Any:
     """Metric/target ratios, proposals and limits with the scale events, or a note without HPA metrics."""
-    from hpa_experiments.analysis.why import why_data
+    from hpa_experiments.analysis.why import scale_events, why_data
     from hpa_experiments.analysis.why_plots import why_figure
 
     if not why_data(run).metrics:
         return _note("This run recorded no HPA metric next to its target, so there is nothing to explain.")
-    return show(why_figure(run))
+    events = scale_events(run) if run.digest is not None else None  # a streamed run's figure has only its envelope
+    return show(why_figure(run.plot_view(), events))
 
 
 def request_frame(summary: dict[str, Any]) -> pd.DataFrame:

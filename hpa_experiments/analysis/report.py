@@ -525,7 +525,13 @@ def build_report(run_or_path: Run | Path) -> ReportFiles:
     """summary.json, plots/*.png and report.html in the run directory."""
     run = run_or_path if isinstance(run_or_path, Run) else load_run(run_or_path)
     summary, summary_path = write_summary(run)
-    plots = write_standard_plots(run) + write_why_plots(run) + write_request_plots(run) + write_energy_plots(run)
+    drawn = run.plot_view()  # a streamed run's figures come from its envelope; scale events from the summary
+    plots = (
+        write_standard_plots(drawn)
+        + write_why_plots(drawn, summary["scale_events"])
+        + write_request_plots(drawn)
+        + write_energy_plots(drawn)
+    )
     html_path = run.path / HTML_FILE
     html_path.write_text(html_report(summary, plots), encoding="utf-8")
     return ReportFiles(summary, summary_path, plots, html_path)

@@ -162,8 +162,9 @@ def _limit_panel(ax: Any, axis: TimeAxis, t: np.ndarray, limits: list[str | None
         ax.text(0.005, 0.5, note, transform=ax.transAxes, va="center", fontsize=8, color="0.35", style="italic")
 
 
-def why_figure(run: Run) -> Figure:
-    """Ratios, proposals and limits over time, scale events numbered, their lines below."""
+def why_figure(run: Run, events: list[dict[str, Any]] | None = None) -> Figure:
+    """Ratios, proposals and limits over time, scale events numbered, their lines below (`events`:
+    summary.json's scale_events, when `run` is a streamed run's envelope that cannot find them)."""
     why = why_data(run)
     frame = why.frame
     t = _plot_times(run)  # sample times plus one point per sampling gap, where lines break
@@ -182,7 +183,7 @@ def why_figure(run: Run) -> Figure:
     limits: list[str | None] = [v if isinstance(v, str) and v else None for v in raw]
     for position in sorted(gaps, reverse=True):
         limits.insert(int(position), None)
-    events = scale_events(run, why)
+    events = scale_events(run, why) if events is None else events
     lines = [f"{n}. {e['line']}" for n, e in enumerate(events, start=1)]
     shown = lines[:MAX_LINES] + (
         [f"... and {len(lines) - MAX_LINES} more (summary.json scale_events)"] if len(lines) > MAX_LINES else []
@@ -252,8 +253,8 @@ def why_figure(run: Run) -> Figure:
     return fig
 
 
-def write_why_plots(run: Run) -> list[Path]:
+def write_why_plots(run: Run, events: list[dict[str, Any]] | None = None) -> list[Path]:
     """<run>/plots/why.png when the run has HPA metrics against targets; returns the files written."""
     if not why_data(run).metrics:
         return []
-    return [save_figure(why_figure(run), run.path / PLOTS_DIR / WHY_FILE)]
+    return [save_figure(why_figure(run, events), run.path / PLOTS_DIR / WHY_FILE)]
