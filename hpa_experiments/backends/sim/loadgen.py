@@ -21,8 +21,6 @@ Behaviour (vllm/benchmarks/serve.py, /work/shared/reference/sim-model.md section
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from itertools import count
 
 import numpy as np
 
@@ -71,15 +69,21 @@ class LengthSampler:
             profile.output_len_min,
             profile.max_total_len - profile.prompt_len_min,
         )
-        self._pairs: Iterator[tuple[int, int]] = iter(())
+        # the current block of valid pairs as two lists and a read position (no iterator, no tuple per
+        # pair: the compiled core reads them natively)
+        self._prompts: list[int] = []
+        self._outputs: list[int] = []
+        self._i = 0
 
     def next(self) -> tuple[int, int]:
-        for pair in self._pairs:
-            return pair
-        self._pairs = self._draw_block()
-        return next(self._pairs)
+        i = self._i
+        while i >= len(self._prompts):  # block used up (a block with no valid pair: draw again)
+            self._draw_block()
+            i = 0
+        self._i = i + 1
+        return self._prompts[i], self._outputs[i]
 
-    def _draw_block(self) -> Iterator[tuple[int, int]]:
+    def _draw_block(self) -> None:
         p, rng = self._p, self._rng
         prompts = np.rint(rng.lognormal(self._prompt_mu, p.prompt_len_sigma, _DRAW_BLOCK)).astype(np.int64)
         valid = (prompts >= p.prompt_len_min) & (prompts <= p.prompt_len_max)
@@ -92,7 +96,9 @@ class LengthSampler:
             if p.natural_output_len_mean is not None:  # the model may emit EOS before max_tokens
                 natural = np.ceil(rng.exponential(p.natural_output_len_mean, _DRAW_BLOCK)).astype(np.int64)
                 outputs = np.minimum(outputs, np.maximum(natural, 1))
-        return zip(prompts[valid].tolist(), outputs[valid].tolist(), strict=True)
+        self._prompts = prompts[valid].tolist()
+        self._outputs = outputs[valid].tolist()
+        self._i = 0
 
 
 class LoadGenerator:
@@ -133,11 +139,12 @@ class LoadGenerator:
         arrival_seed, length_seed = np.random.SeedSequence(seed).spawn(2)
         self._arrival_rng = np.random.default_rng(arrival_seed)
         self._lengths = LengthSampler(profile, np.random.default_rng(length_seed), fixed)
-        self._gaps: Iterator[float] = iter(())
+        self._gaps: list[float] = []  # the current block of arrival gaps, read from `_gap_i`
+        self._gap_i = 0
         self._next_sched = start_t
         self._last_free_t = -math.inf
         self.in_flight: dict[Request, None] = {}  # an ordered set
-        self._ids = count(1)  # request numbers within this Job (informational)
+        self._next_id = 1  # request numbers within this Job (informational)
         self.stopped = False
         self.sent = self.completed = self.failed = self.aborted = 0
 
@@ -153,7 +160,9 @@ class LoadGenerator:
         """Emit the next request at `t` (= `next_send_time()`) and move the schedule on."""
         prompt_len, output_len = self._lengths.next()
         reason = "stop" if self._fixed_output is None or output_len < self._fixed_output else "length"
-        req = Request(next(self._ids), t, prompt_len, output_len, self, reason)
+        uid = self._next_id
+        self._next_id = uid + 1
+        req = Request(uid, t, prompt_len, output_len, self, reason)
         self.in_flight[req] = None
         self.sent += 1
         self._next_sched += self._next_gap()
@@ -184,14 +193,15 @@ class LoadGenerator:
 
     # ------------------------------------------------------------ internals
     def _next_gap(self) -> float:
-        for gap in self._gaps:
-            return gap
-        if math.isinf(self.rate):
-            self._gaps = iter([0.0] * _DRAW_BLOCK)
-        elif math.isinf(self._burstiness):
-            self._gaps = iter([1.0 / self.rate] * _DRAW_BLOCK)
-        else:
-            shape = self._burstiness
-            draws = self._arrival_rng.gamma(shape, 1.0 / (self.rate * shape), _DRAW_BLOCK)
-            self._gaps = iter(draws.tolist())
-        return next(self._gaps)
+        i = self._gap_i
+        if i >= len(self._gaps):
+            if math.isinf(self.rate):
+                self._gaps = [0.0] * _DRAW_BLOCK
+            elif math.isinf(self._burstiness):
+                self._gaps = [1.0 / self.rate] * _DRAW_BLOCK
+            else:
+                shape = self._burstiness
+                self._gaps = self._arrival_rng.gamma(shape, 1.0 / (self.rate * shape), _DRAW_BLOCK).tolist()
+            i = 0
+        self._gap_i = i + 1
+        return self._gaps[i]
