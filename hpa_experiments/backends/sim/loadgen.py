@@ -21,6 +21,7 @@ Behaviour (vllm/benchmarks/serve.py, /work/shared/reference/sim-model.md section
 from __future__ import annotations
 
 import math
+from typing import Final
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from hpa_experiments.backends.sim.serving import Request
 from hpa_experiments.twin_profiles import Profile
 
 _DRAW_BLOCK = 2048
+_INF: Final = float("inf")
 
 
 def fit_lognormal_mu(mean: float, sigma: float, low: float, high: float) -> float:
@@ -133,6 +135,9 @@ class LoadGenerator:
         self.stop_t = stop_t
         self.max_concurrency = max_concurrency if max_concurrency is not None else math.inf
         self.num_prompts = num_prompts if num_prompts is not None else math.inf
+        # the same two limits as floats, for the per-event comparisons (native when compiled)
+        self.concurrency_limit = float(self.max_concurrency)
+        self._prompt_limit = float(self.num_prompts)
         self._burstiness = burstiness
         fixed = profile.output_len if output_len == -1 else output_len
         self._fixed_output = fixed
@@ -151,10 +156,10 @@ class LoadGenerator:
     # ------------------------------------------------------------ driven by the fleet
     def next_send_time(self) -> float:
         """When the next request leaves the client (inf: none before some completion, or never)."""
-        if self.stopped or len(self.in_flight) >= self.max_concurrency or self.sent >= self.num_prompts:
-            return math.inf
-        t = max(self._next_sched, self._last_free_t)
-        return t if t < self.stop_t else math.inf
+        if self.stopped or len(self.in_flight) >= self.concurrency_limit or self.sent >= self._prompt_limit:
+            return _INF
+        t = self._next_sched if self._next_sched >= self._last_free_t else self._last_free_t
+        return t if t < self.stop_t else _INF
 
     def pop_send(self, t: float) -> Request:
         """Emit the next request at `t` (= `next_send_time()`) and move the schedule on."""
