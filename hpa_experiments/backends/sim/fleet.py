@@ -39,6 +39,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
@@ -58,6 +59,7 @@ from hpa_experiments.twin_profiles import Profile
 
 PENDING, LOADING, READY, TERMINATING = "Pending", "Loading", "Ready", "Terminating"
 _DELETE_ORDER = {PENDING: 0, LOADING: 1, READY: 2}
+_INF: Final = float("inf")  # a constant, not a lookup of math.inf, in the compiled event loop
 
 
 @dataclass
@@ -175,24 +177,26 @@ class Fleet:
         index = self._engine_index
         for serving in self._serving_engines:  # changed since the last call (scraped, aborted, driven)
             index.touch(serving)
-        t_send, sender = math.inf, None
+        t_send, sender = _INF, None
         capped = False  # a client at its concurrency limit: a completion may let it send
         self._sends_changed = True
         while True:
             if self._sends_changed:  # a send or a completion happened: the clients' next sends moved
                 self._sends_changed = False
-                t_send, sender = math.inf, None
+                t_send, sender = _INF, None
                 capped = False
                 for job in jobs:
                     ts = job.next_send_time()
                     if ts < t_send:
                         t_send, sender = ts, job
-                    if len(job.in_flight) >= job.max_concurrency:
+                    if len(job.in_flight) >= job.concurrency_limit:
                         capped = True
             t_engine, engine = index.next_event()
-            t_life = self._lifecycle[0][0] if self._lifecycle else math.inf
-            t_next = min(t_send, t_engine, t_life)
-            if t_next > t or t_next == math.inf:
+            t_life = self._lifecycle[0][0] if self._lifecycle else _INF
+            t_next = t_send if t_send <= t_engine else t_engine  # min() of three, as plain compares
+            if t_life < t_next:
+                t_next = t_life
+            if t_next > t or t_next == _INF:
                 break
             if t_engine == t_next:
                 assert engine is not None
@@ -202,7 +206,9 @@ class Fleet:
                     if engine in self._draining and engine.idle:
                         self._gone(self._draining[engine], t_next)
                 else:  # completions cannot trigger sends: each Ready engine runs on alone until the next send
-                    horizon = min(t_send, t_life, t)
+                    horizon = t_send if t_send <= t_life else t_life
+                    if t < horizon:
+                        horizon = t
                     for ready in index.pop_due(horizon):
                         ready.advance_to(horizon)
                         index.touch(ready)

@@ -21,8 +21,7 @@ Behaviour (vllm/benchmarks/serve.py, /work/shared/reference/sim-model.md section
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from itertools import count
+from typing import Final
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from hpa_experiments.backends.sim.serving import Request
 from hpa_experiments.twin_profiles import Profile
 
 _DRAW_BLOCK = 2048
+_INF: Final = float("inf")
 
 
 def fit_lognormal_mu(mean: float, sigma: float, low: float, high: float) -> float:
@@ -71,15 +71,21 @@ class LengthSampler:
             profile.output_len_min,
             profile.max_total_len - profile.prompt_len_min,
         )
-        self._pairs: Iterator[tuple[int, int]] = iter(())
+        # the current block of valid pairs as two lists and a read position (no iterator, no tuple per
+        # pair: the compiled core reads them natively)
+        self._prompts: list[int] = []
+        self._outputs: list[int] = []
+        self._i = 0
 
     def next(self) -> tuple[int, int]:
-        for pair in self._pairs:
-            return pair
-        self._pairs = self._draw_block()
-        return next(self._pairs)
+        i = self._i
+        while i >= len(self._prompts):  # block used up (a block with no valid pair: draw again)
+            self._draw_block()
+            i = 0
+        self._i = i + 1
+        return self._prompts[i], self._outputs[i]
 
-    def _draw_block(self) -> Iterator[tuple[int, int]]:
+    def _draw_block(self) -> None:
         p, rng = self._p, self._rng
         prompts = np.rint(rng.lognormal(self._prompt_mu, p.prompt_len_sigma, _DRAW_BLOCK)).astype(np.int64)
         valid = (prompts >= p.prompt_len_min) & (prompts <= p.prompt_len_max)
@@ -92,7 +98,9 @@ class LengthSampler:
             if p.natural_output_len_mean is not None:  # the model may emit EOS before max_tokens
                 natural = np.ceil(rng.exponential(p.natural_output_len_mean, _DRAW_BLOCK)).astype(np.int64)
                 outputs = np.minimum(outputs, np.maximum(natural, 1))
-        return zip(prompts[valid].tolist(), outputs[valid].tolist(), strict=True)
+        self._prompts = prompts[valid].tolist()
+        self._outputs = outputs[valid].tolist()
+        self._i = 0
 
 
 class LoadGenerator:
@@ -127,33 +135,39 @@ class LoadGenerator:
         self.stop_t = stop_t
         self.max_concurrency = max_concurrency if max_concurrency is not None else math.inf
         self.num_prompts = num_prompts if num_prompts is not None else math.inf
+        # the same two limits as floats, for the per-event comparisons (native when compiled)
+        self.concurrency_limit = float(self.max_concurrency)
+        self._prompt_limit = float(self.num_prompts)
         self._burstiness = burstiness
         fixed = profile.output_len if output_len == -1 else output_len
         self._fixed_output = fixed
         arrival_seed, length_seed = np.random.SeedSequence(seed).spawn(2)
         self._arrival_rng = np.random.default_rng(arrival_seed)
         self._lengths = LengthSampler(profile, np.random.default_rng(length_seed), fixed)
-        self._gaps: Iterator[float] = iter(())
+        self._gaps: list[float] = []  # the current block of arrival gaps, read from `_gap_i`
+        self._gap_i = 0
         self._next_sched = start_t
         self._last_free_t = -math.inf
         self.in_flight: dict[Request, None] = {}  # an ordered set
-        self._ids = count(1)  # request numbers within this Job (informational)
+        self._next_id = 1  # request numbers within this Job (informational)
         self.stopped = False
         self.sent = self.completed = self.failed = self.aborted = 0
 
     # ------------------------------------------------------------ driven by the fleet
     def next_send_time(self) -> float:
         """When the next request leaves the client (inf: none before some completion, or never)."""
-        if self.stopped or len(self.in_flight) >= self.max_concurrency or self.sent >= self.num_prompts:
-            return math.inf
-        t = max(self._next_sched, self._last_free_t)
-        return t if t < self.stop_t else math.inf
+        if self.stopped or len(self.in_flight) >= self.concurrency_limit or self.sent >= self._prompt_limit:
+            return _INF
+        t = self._next_sched if self._next_sched >= self._last_free_t else self._last_free_t
+        return t if t < self.stop_t else _INF
 
     def pop_send(self, t: float) -> Request:
         """Emit the next request at `t` (= `next_send_time()`) and move the schedule on."""
         prompt_len, output_len = self._lengths.next()
         reason = "stop" if self._fixed_output is None or output_len < self._fixed_output else "length"
-        req = Request(next(self._ids), t, prompt_len, output_len, self, reason)
+        uid = self._next_id
+        self._next_id = uid + 1
+        req = Request(uid, t, prompt_len, output_len, self, reason)
         self.in_flight[req] = None
         self.sent += 1
         self._next_sched += self._next_gap()
@@ -184,14 +198,15 @@ class LoadGenerator:
 
     # ------------------------------------------------------------ internals
     def _next_gap(self) -> float:
-        for gap in self._gaps:
-            return gap
-        if math.isinf(self.rate):
-            self._gaps = iter([0.0] * _DRAW_BLOCK)
-        elif math.isinf(self._burstiness):
-            self._gaps = iter([1.0 / self.rate] * _DRAW_BLOCK)
-        else:
-            shape = self._burstiness
-            draws = self._arrival_rng.gamma(shape, 1.0 / (self.rate * shape), _DRAW_BLOCK)
-            self._gaps = iter(draws.tolist())
-        return next(self._gaps)
+        i = self._gap_i
+        if i >= len(self._gaps):
+            if math.isinf(self.rate):
+                self._gaps = [0.0] * _DRAW_BLOCK
+            elif math.isinf(self._burstiness):
+                self._gaps = [1.0 / self.rate] * _DRAW_BLOCK
+            else:
+                shape = self._burstiness
+                self._gaps = self._arrival_rng.gamma(shape, 1.0 / (self.rate * shape), _DRAW_BLOCK).tolist()
+            i = 0
+        self._gap_i = i + 1
+        return self._gaps[i]

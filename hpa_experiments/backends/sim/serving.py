@@ -67,6 +67,10 @@ _IDLE: Final = 0
 _STEP: Final = 1
 _DECODE_RUN: Final = 2
 _INF: Final = float("inf")
+# a finish-heap entry is one int, (finish step << _SEQ_BITS) | entry seq: it orders as the pair
+# (finish step, seq) while seq < 2**_SEQ_BITS (entries per engine), and needs no tuple
+_SEQ_BITS: Final = 40
+_SEQ_MASK: Final = 0xFF_FFFF_FFFF  # (1 << _SEQ_BITS) - 1
 
 FinishCallback = Callable[["Request", float, bool], None]
 
@@ -160,7 +164,8 @@ class Replica:
         self._prefilling: list[Request] = []  # running requests still in (chunked) prefill
         self._n_decode = 0
         self._phase = [0] * self._block  # decoding sequences by offset % block
-        self._heap: list[tuple[int, int, Request]] = []  # (finish step, entry seq, request)
+        self._heap: list[int] = []  # finish-heap entries (see _SEQ_BITS)
+        self._heap_reqs: dict[int, Request] = {}  # entry seq -> request, for the entries in the heap
         self._heap_counter = 0
         self.used_blocks = 0
         self._abort_pending = False
@@ -172,7 +177,8 @@ class Replica:
         # the plan: what runs from self.t until next_event_t
         self._plan = _IDLE
         self.next_event_t = _INF
-        self._step_chunks: list[tuple[Request, int]] = []
+        self._step_reqs: list[Request] = []  # the step's prefill chunks: requests and chunk sizes
+        self._step_sizes: list[int] = []
         self._step_n_decode = 0
         self._step_dur = 0.0
         self._run_t0 = 0.0  # a decode run: k steps of dt from t0, the first `done` already applied
@@ -261,6 +267,7 @@ class Replica:
         self.waiting.clear()
         self._prefilling.clear()
         self._heap.clear()
+        self._heap_reqs.clear()
         self._phase = [0] * self._block
         self._n_decode = self.used_blocks = 0
         self._plan, self.next_event_t = _IDLE, _INF
@@ -374,14 +381,18 @@ class Replica:
             free = self.usable_blocks - self.used_blocks
             need = self._phase[-self._s % block] if self._n_decode else 0
             budget = self._max_tokens - self._n_decode
-            chunks: list[tuple[Request, int, int]] = []
+            reqs: list[Request] = []  # the step's chunks as parallel lists
+            sizes: list[int] = []
+            adds: list[int] = []
             for req in self._prefilling:
                 if budget <= 0:
                     break
                 chunk = min(req.prompt_len + req.generated - req.computed, budget)
                 budget -= chunk
                 new_blocks = -(-(req.computed + chunk) // block) - req.blocks
-                chunks.append((req, chunk, new_blocks))
+                reqs.append(req)
+                sizes.append(chunk)
+                adds.append(new_blocks)
                 need += new_blocks
             if need <= free:
                 break
@@ -402,15 +413,18 @@ class Replica:
                 req.state = PREFILL
                 req.computed = req.blocks = 0
                 self._prefilling.append(req)
-                chunks.append((req, chunk, new_blocks))
+                reqs.append(req)
+                sizes.append(chunk)
+                adds.append(new_blocks)
                 need += new_blocks
                 budget -= chunk
         self.used_blocks += need
         prefill_tokens = 0
-        for req, chunk, new_blocks in chunks:
-            req.blocks += new_blocks
-            prefill_tokens += chunk
-        self._step_chunks = [(req, chunk) for req, chunk, _ in chunks]
+        for i in range(len(reqs)):
+            reqs[i].blocks += adds[i]
+            prefill_tokens += sizes[i]
+        self._step_reqs = reqs
+        self._step_sizes = sizes
         self._step_n_decode = self._n_decode
         self._step_dur = max(self._floor, self._b0 + self._b1 * prefill_tokens + self._b2 * self._n_decode)
         self._plan = _STEP
@@ -418,11 +432,15 @@ class Replica:
 
     def _plan_decode_run(self, free: int) -> None:
         """Identical decode steps until the next finish or until the KV cache would overflow."""
-        heap = self._heap
-        while heap[0][2].heap_seq != heap[0][1]:
+        heap, heap_reqs = self._heap, self._heap_reqs
+        while True:
+            seq = heap[0] & _SEQ_MASK
+            if heap_reqs[seq].heap_seq == seq:
+                break
             heapq.heappop(heap)  # stale entry (preempted or aborted sequence)
+            del heap_reqs[seq]
         n = self._n_decode
-        k = heap[0][0] - self._s
+        k = (heap[0] >> _SEQ_BITS) - self._s
         if free < n * (k // self._block + 1):  # the cache may run out before the next finish
             k = min(k, self._steps_until_full(free))
         self._run_dt = max(self._floor, self._b0 + self._b2 * n)
@@ -468,7 +486,10 @@ class Replica:
         if n:
             self.itl.observe(self._step_dur, n)
             self.generation_tokens += n
-        for req, chunk in self._step_chunks:
+        reqs, sizes = self._step_reqs, self._step_sizes
+        for i in range(len(reqs)):
+            req = reqs[i]
+            chunk = sizes[i]
             if req.cancelled:
                 continue
             req.computed += chunk
@@ -495,15 +516,19 @@ class Replica:
             req.state = DECODE
             req.finish_step = s + req.output_len - req.generated
             self._heap_counter += 1
-            req.heap_seq = self._heap_counter
-            heapq.heappush(self._heap, (req.finish_step, self._heap_counter, req))
-        self._step_chunks = []
+            seq = self._heap_counter
+            req.heap_seq = seq
+            self._heap_reqs[seq] = req
+            heapq.heappush(self._heap, (req.finish_step << _SEQ_BITS) | seq)
+        self._step_reqs = []
+        self._step_sizes = []
         self._pop_finished()
 
     def _pop_finished(self) -> None:
-        heap, s = self._heap, self._s
-        while heap and heap[0][0] <= s:
-            _, seq, req = heapq.heappop(heap)
+        heap, heap_reqs, s = self._heap, self._heap_reqs, self._s
+        while heap and heap[0] >> _SEQ_BITS <= s:
+            seq = heapq.heappop(heap) & _SEQ_MASK
+            req = heap_reqs.pop(seq)
             if req.heap_seq != seq:
                 continue  # stale: the sequence was preempted or cancelled
             self._drop_decoding(req)
