@@ -1,7 +1,8 @@
-"""The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv.
+"""The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv's rows.
 
 The runner reads a Job's log before deleting it (Backend.job_logs) and parses the result block
-(bench_log.py); the twin prints that block from its own request log, so a simulated run
+(bench_log.py); the twin prints that block from its own request log (the rows' values are
+tallied per job as they are written, job_tally.py, not read back from the file), so a simulated run
 gets the same job-logs/ and job-results.csv as a cluster run.  Like the real client, the twin
 prints the block only once its Job has finished (every prompt sent and answered); a Job deleted
 before that has no block.
@@ -30,22 +31,20 @@ Definitions, as vllm/benchmarks/serve.py (`calculate_metrics`) computes them, ov
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hpa_experiments.backends.sim.job_tally import JobRows, JobTally
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.bench_log import render_result_block
 
-FAILED_OUTCOMES = ("rejected", "aborted_scale_down", "failed_no_replica")
-_COLUMNS = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
-_DTYPES: dict[str, str] = {"job": "str", "outcome": "str", **dict.fromkeys(_COLUMNS, "float64")}
 _CHUNK = 4096  # requests per step of the token-time expansion
 
 
-def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: dict[str, Any]) -> str:
-    """The simulated client's log: its start lines, and the result block once it has finished."""
+def job_log_text(generator: LoadGenerator, tally: JobTally | None, values: dict[str, Any]) -> str:
+    """The simulated client's log: its start lines, and the result block once it has finished
+    (`tally`: its job's requests as requests.csv has them; None when no requests.csv is written)."""
     concurrency = generator.max_concurrency
     lines = [
         f"hpa-exp digital twin: simulated `vllm bench serve` client of job {generator.job} (Job {generator.name})",
@@ -55,58 +54,29 @@ def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: di
         f"Maximum request concurrency: {concurrency if math.isfinite(concurrency) else None}",
     ]
     text = "\n".join(lines) + "\n"
-    if not generator.finished or requests_csv is None:
+    if not generator.finished or tally is None:
         return text
-    rows = read_job_requests(requests_csv, generator.job)
-    fields = bench_fields(rows, generator.rate, generator.max_concurrency, values)
+    fields = bench_fields(tally.rows(), generator.rate, generator.max_concurrency, values)
     return text + render_result_block(fields)
 
 
-def read_job_requests(path: Path, job: str) -> dict[str, np.ndarray]:
-    """The job's rows of requests.csv as arrays: arrival_s, end_s, ttft_ms, itl_mean_ms, e2e_ms,
-    prompt_tokens, output_tokens (NaN where empty) and `ok` (completed) / `failed` flags.
-
-    Read in chunks with only these columns (a 24 h run's file has millions of rows); pandas is
-    imported here, when a Job ends, not when the twin starts."""
-    import pandas as pd
-
-    parts: list[pd.DataFrame] = []
-    with pd.read_csv(path, usecols=["job", *_COLUMNS, "outcome"], chunksize=1 << 18, dtype=_DTYPES) as chunks:
-        for chunk in chunks:
-            mine = chunk[chunk["job"] == job]
-            if len(mine):
-                parts.append(mine.drop(columns="job"))
-    frame = pd.concat(parts) if parts else pd.DataFrame({c: pd.Series(dtype="float64") for c in (*_COLUMNS, "outcome")})
-    out = {c: frame[c].to_numpy(dtype=np.float64) for c in _COLUMNS}
-    outcome = frame["outcome"].astype(str)
-    out["ok"] = (outcome == "completed").to_numpy()
-    out["failed"] = outcome.isin(FAILED_OUTCOMES).to_numpy()
-    return out
-
-
-def bench_fields(
-    rows: dict[str, np.ndarray], rate: float, max_concurrency: float, values: dict[str, Any]
-) -> dict[str, Any]:
+def bench_fields(rows: JobRows, rate: float, max_concurrency: float, values: dict[str, Any]) -> dict[str, Any]:
     """The result block's fields, in vLLM's order (definitions in the module docstring)."""
-    ok = rows["ok"]
-    arrival, end = rows["arrival_s"], rows["end_s"]
-    ended = ~np.isnan(end)
-    duration = float(end[ended].max() - arrival.min()) if ended.any() else 0.0
-    prompt, output = rows["prompt_tokens"][ok], rows["output_tokens"][ok]
-    ttft, e2e = rows["ttft_ms"][ok], rows["e2e_ms"][ok]
+    first, last = rows.first_send_s, rows.last_end_s
+    duration = float(last - first) if first is not None and last is not None else 0.0
+    output, ttft, e2e, tpot = rows.output_tokens, rows.ttft_ms, rows.e2e_ms, rows.tpot_ms
     multi = output > 1
-    tpot = rows["itl_mean_ms"][ok][multi]
-    completed, total_in, total_out = int(ok.sum()), int(prompt.sum()), int(output.sum())
+    completed, total_in, total_out = len(output), rows.prompt_tokens, int(output.sum())
     fields: dict[str, Any] = {
         "successful_requests": completed,
-        "failed_requests": int(rows["failed"].sum()),
+        "failed_requests": rows.failed,
     }
     if math.isfinite(max_concurrency):
         fields["max_concurrency"] = int(max_concurrency)
     if math.isfinite(rate):
         fields["request_rate_configured_rps"] = float(rate)
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
-    peak_tokens, peak_concurrent = _peaks(arrival[ok], ttft, e2e, output)
+    peak_tokens, peak_concurrent = _peaks(rows.arrival_s, ttft, e2e, output)
     fields |= {
         "duration_s": duration,
         "total_input_tokens": total_in,
