@@ -4,7 +4,7 @@ rate/increase/delta over a plain selector are computed from the stored samples w
 objects, skipping the counter-reset scan for series that never dropped, and extrapolated for all
 series at once with numpy; scrapes may append by series handles.  Each is checked bit-for-bit
 against the general or scalar code on random data with counter resets, equal values and
-same-millisecond replacements."""
+same-millisecond replacements; `sum` folds each group as it goes."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import random
 import numpy as np
 import pytest
 
-from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB, aggregation
 from hpa_experiments.backends.sim.promql_engine.functions import RANGE_FUNCTIONS, extrapolate
 from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
-from hpa_experiments.backends.sim.promql_engine.values import RangeSample, drop_metric_name
+from hpa_experiments.backends.sim.promql_engine.values import RangeSample, drop_metric_name, make_labels
 
 
 def _random_db(seed: int) -> TimeSeriesDB:
@@ -146,3 +146,19 @@ def test_vectorized_extrapolation_is_bit_for_bit_the_scalar_one(is_counter: bool
     ).tolist()  # fmt: skip
     slow = [_scalar_extrapolate(*case, start_ms, end_ms, is_counter, is_rate) for case in cases]
     assert [repr(v) for v in fast] == [repr(v) for v in slow]
+
+
+def test_sum_folds_like_the_general_reduction() -> None:
+    """`sum by` folds each group as it goes: the same groups in the same order and the same values,
+    bit for bit, as collecting each group's values and reducing them left to right."""
+    rng = np.random.default_rng(11)
+    vector = [
+        (make_labels({"pod": f"p{rng.integers(0, 7)}", "le": str(i), "x": "y"}.items()), float(v))
+        for i, v in enumerate(rng.normal(0, 1e6, 3000) * rng.choice([1e-9, 1.0, 1e9], 3000))
+    ]
+    for grouping in (aggregation.Grouping(False, frozenset({"pod"})), aggregation.Grouping(True, frozenset({"le"}))):
+        groups: dict = {}
+        for labels, value in vector:
+            groups.setdefault(grouping.key(labels), []).append(value)
+        expected = [(key, aggregation._reduce("sum", values, None)) for key, values in groups.items()]
+        assert aggregation.aggregate("sum", vector, grouping, None) == expected

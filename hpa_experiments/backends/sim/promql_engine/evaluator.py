@@ -333,11 +333,20 @@ class RangeFunctionNode(Node):
         end_ms = selection.shift.reference_ms(ctx)
         start_ms = end_ms - matrix.range_ms
         add_resets = functions.add_resets
-        rows = []
+        labels: list[Labels] = []
+        results: list[float] = []
+        firsts: list[float] = []
+        first_ms: list[int] = []
+        last_ms: list[int] = []
+        counts: list[int] = []
         for series in selection.series(ctx.db):
             times = series.times
+            n = len(times)
+            if n < 2:
+                continue
             lo = bisect_left(times, start_ms)
-            hi = bisect_right(times, end_ms)
+            # usually every sample is at or before the end (evaluated at the newest scrape or after)
+            hi = n if times[-1] <= end_ms else bisect_right(times, end_ms)
             if hi - lo < 2:
                 continue
             values = series.values
@@ -345,10 +354,14 @@ class RangeFunctionNode(Node):
             result = values[hi - 1] - first
             if is_counter and not series.never_dropped:
                 result = add_resets(result, values, lo, hi)
-            rows.append((series.unnamed, result, first, times[lo], times[hi - 1], hi - lo))
-        if not rows:
+            labels.append(series.unnamed)
+            results.append(result)
+            firsts.append(first)
+            first_ms.append(times[lo])
+            last_ms.append(times[hi - 1])
+            counts.append(hi - lo)
+        if not labels:
             return []
-        labels, results, firsts, first_ms, last_ms, counts = zip(*rows, strict=True)
         extrapolated = functions.extrapolate(
             np.array(results, dtype=np.float64),
             np.array(firsts, dtype=np.float64),
