@@ -56,6 +56,18 @@ class _InterruptAt:
         pass
 
 
+class _Recording:
+    """The backend's TSDB with its scrapes seen on the way (a wrapper: a mypyc-compiled TimeSeriesDB's
+    methods cannot be replaced on the instance)."""
+
+    def __init__(self, tsdb: Any, append_many: Any) -> None:
+        self._tsdb = tsdb
+        self.append_many = append_many
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tsdb, name)
+
+
 def run_twin(config_path: Path, out: Path, interrupt_at: float | None = None) -> tuple[SimBackend, Path, Scrapes]:
     """Run a config on the twin in this process; also returns every scraped counter value per pod.
 
@@ -82,7 +94,7 @@ def run_twin(config_path: Path, out: Path, interrupt_at: float | None = None) ->
             scrapes[pod].append((t, counters))
         append_many(t, samples, handled)
 
-    backend.tsdb.append_many = recording  # type: ignore[method-assign]
+    backend.tsdb = _Recording(backend.tsdb, recording)  # type: ignore[assignment]
     observer = _InterruptAt(interrupt_at) if interrupt_at is not None else None
     result = Runner(
         config,

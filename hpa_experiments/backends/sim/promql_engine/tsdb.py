@@ -37,9 +37,8 @@ class LabelMatcher:
     value: str
     regex: re.Pattern[str] | None = field(init=False, default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
-            self.regex = re.compile(self.value)
+    def __post_init__(self) -> None:  # always assigned: compiled, the field's default is not set
+        self.regex = re.compile(self.value) if self.type in (MatchType.REGEX, MatchType.NOT_REGEX) else None
 
     def matches(self, label_value: str) -> bool:
         if self.regex is None:
@@ -152,7 +151,15 @@ class TimeSeriesDB:
         append_to = self._append_to
         for handles, values in by_handle:
             for series, value in zip(handles, values, strict=True):
-                append_to(series, t_ms, float(value))
+                times = series.times
+                if times and t_ms <= times[-1]:
+                    append_to(series, t_ms, float(value))  # a replacement, or out of order
+                    continue
+                column, value = series.values, float(value)  # _append_to's common case, inlined
+                if column and value < column[-1]:
+                    series.never_dropped = False
+                times.append(t_ms)
+                column.append(value)
         for labels, value in samples:
             append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
