@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hpa_experiments.backends.factory import BackendOptions, make_backend
-from hpa_experiments.backends.sim.bench_client import bench_fields, weighted_percentile
+from hpa_experiments.backends.sim.bench_client import bench_fields, weighted_percentiles
 from hpa_experiments.backends.sim.job_tally import JobRows, JobTally, decimal_round
 from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, NO_BLOCK, OK
 from hpa_experiments.config import load_config
@@ -85,11 +85,12 @@ def test_decimal_round_is_python_formatting_exactly() -> None:
         assert np.array_equal(decimal_round(x, digits), expected), (digits, scale)
 
 
-def test_weighted_percentile_equals_numpy_on_the_repeated_values() -> None:
+def test_weighted_percentiles_equal_numpy_on_the_repeated_values() -> None:
     rng = np.random.default_rng(1)
     values, weights = rng.normal(50, 10, 40), rng.integers(0, 30, 40)
-    for q in (0, 1, 50, 90, 99, 99.9, 100):
-        assert weighted_percentile(values, q, weights) == pytest.approx(np.percentile(np.repeat(values, weights), q))
+    qs = [0, 1, 50, 90, 99, 99.9, 100]
+    expected = [np.percentile(np.repeat(values, weights), q) for q in qs]
+    assert weighted_percentiles(values, qs, weights) == pytest.approx(expected)
 
 
 def _config(folder: Path, grace: str | None = None, rate: float = 4, duration: float = 40) -> Path:

@@ -93,29 +93,34 @@ def bench_fields(rows: JobRows, rate: float, max_concurrency: float, values: dic
     for metric, data, weights in (("ttft", ttft, None), ("tpot", tpot, None), ("itl", tpot, gaps), ("e2el", e2e, None)):
         mean = itl_mean if metric == "itl" else (float(data.mean()) if len(data) else 0.0)
         fields[f"{metric}_mean_ms"] = mean
-        fields[f"{metric}_median_ms"] = weighted_percentile(data, 50, weights)
-        for p in percentiles:
+        median, *tail = weighted_percentiles(data, [50.0, *percentiles], weights)
+        fields[f"{metric}_median_ms"] = median
+        for p, value in zip(percentiles, tail, strict=True):
             word = str(int(p)) if p.is_integer() else str(p).replace(".", "_")
-            fields[f"{metric}_p{word}_ms"] = weighted_percentile(data, p, weights)
+            fields[f"{metric}_p{word}_ms"] = value
     return fields
 
 
-def weighted_percentile(values: np.ndarray, q: float, weights: np.ndarray | None = None) -> float:
-    """`np.percentile(np.repeat(values, weights), q)` without building the repeated array (0 if empty)."""
+def weighted_percentiles(values: np.ndarray, qs: list[float], weights: np.ndarray | None = None) -> list[float]:
+    """`np.percentile(np.repeat(values, weights), q)` for each q without building the repeated array
+    (0 if empty); the values are sorted once for all q."""
     if weights is None:
-        return float(np.percentile(values, q)) if len(values) else 0.0
+        return [float(np.percentile(values, q)) if len(values) else 0.0 for q in qs]
     keep = weights > 0
     values, weights = values[keep], weights[keep].astype(np.int64)
     n = int(weights.sum())
     if n == 0:
-        return 0.0
+        return [0.0 for _ in qs]
     order = np.argsort(values, kind="stable")
     values, ends = values[order], np.cumsum(weights[order])
-    position = q / 100.0 * (n - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    v_lo = values[np.searchsorted(ends, lo, side="right")]
-    v_hi = values[np.searchsorted(ends, hi, side="right")]
-    return float(v_lo + (v_hi - v_lo) * (position - lo))
+    out = []
+    for q in qs:
+        position = q / 100.0 * (n - 1)
+        lo, hi = math.floor(position), math.ceil(position)
+        v_lo = values[np.searchsorted(ends, lo, side="right")]
+        v_hi = values[np.searchsorted(ends, hi, side="right")]
+        out.append(float(v_lo + (v_hi - v_lo) * (position - lo)))
+    return out
 
 
 def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output: np.ndarray) -> tuple[int, int]:
