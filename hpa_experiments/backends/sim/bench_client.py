@@ -107,12 +107,15 @@ def weighted_percentiles(values: np.ndarray, qs: list[float], weights: np.ndarra
     if weights is None:
         return [float(np.percentile(values, q)) if len(values) else 0.0 for q in qs]
     keep = weights > 0
-    values, weights = values[keep], weights[keep].astype(np.int64)
+    if not keep.all():
+        values, weights = values[keep], weights[keep]
     n = int(weights.sum())
     if n == 0:
         return [0.0 for _ in qs]
     order = np.argsort(values, kind="stable")
-    values, ends = values[order], np.cumsum(weights[order])
+    ends = np.cumsum(weights[order].astype(np.int64))
+    values = values[order]
+    del order
     out = []
     for q in qs:
         position = q / 100.0 * (n - 1)
@@ -125,21 +128,25 @@ def weighted_percentiles(values: np.ndarray, qs: list[float], weights: np.ndarra
 
 def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output: np.ndarray) -> tuple[int, int]:
     """vLLM's peak tokens in one second and peak requests active in one second (whole seconds since
-    the first send of a successful request)."""
+    the first send of a successful request).  Done in chunks of requests: every step is element by
+    element, and the counts per second are integers, so chunking changes no number."""
     if len(start_s) == 0:
         return 0, 0
     origin = start_s.min()
-    end_s = start_s + e2e_ms / 1000.0
-    seconds = math.ceil(end_s.max() - origin) + 1
+    steps = [slice(lo, lo + _CHUNK) for lo in range(0, len(start_s), _CHUNK)]
+    last_end = max(float((start_s[step] + e2e_ms[step] / 1000.0).max()) for step in steps)
+    seconds = math.ceil(last_end - origin) + 1
     concurrent = np.zeros(seconds + 1, dtype=np.int64)
-    np.add.at(concurrent, (start_s - origin).astype(np.int64), 1)
-    np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
-    first = start_s + ttft_ms / 1000.0 - origin
-    n = output.astype(np.int64)
-    gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
     tokens = np.zeros(seconds, dtype=np.int64)
-    for lo in range(0, len(n), _CHUNK):
-        tokens += _tokens_per_second(first[lo : lo + _CHUNK], gap[lo : lo + _CHUNK], n[lo : lo + _CHUNK], seconds)
+    for step in steps:
+        sent = start_s[step]
+        end_s = sent + e2e_ms[step] / 1000.0
+        np.add.at(concurrent, (sent - origin).astype(np.int64), 1)
+        np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
+        first = sent + ttft_ms[step] / 1000.0 - origin
+        n = output[step].astype(np.int64)
+        gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
+        tokens += _tokens_per_second(first, gap, n, seconds)
     return int(tokens.max()), int(np.cumsum(concurrent)[:seconds].max())
 
 

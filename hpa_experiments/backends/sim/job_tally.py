@@ -104,10 +104,20 @@ def decimal_round(x: np.ndarray, digits: int) -> np.ndarray:
     within its own rounding error of a half; those few elements are formatted in Python."""
     scale = 10.0**digits
     scaled = x * scale
-    whole = np.rint(scaled)
-    near_half = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) <= np.abs(scaled) * 2.0**-48 + 2.0**-60
-    out = whole / scale
-    for i in np.flatnonzero(near_half | ~np.isfinite(scaled)):
+    distance = np.trunc(scaled)  # becomes |fraction - 1/2|, in place (a few arrays of millions of requests)
+    np.subtract(scaled, distance, out=distance)
+    np.abs(distance, out=distance)
+    distance -= 0.5
+    np.abs(distance, out=distance)
+    tolerance = np.abs(scaled)
+    tolerance *= 2.0**-48
+    tolerance += 2.0**-60
+    near_half = distance <= tolerance
+    del distance, tolerance
+    near_half |= ~np.isfinite(scaled)
+    out = np.rint(scaled, out=scaled)
+    out /= scale
+    for i in np.flatnonzero(near_half):
         out[i] = _round_scalar(float(x[i]), digits)
     return out
 
