@@ -151,15 +151,7 @@ class TimeSeriesDB:
         append_to = self._append_to
         for handles, values in by_handle:
             for series, value in zip(handles, values, strict=True):
-                times = series.times
-                if times and t_ms <= times[-1]:
-                    append_to(series, t_ms, float(value))  # a replacement, or out of order
-                    continue
-                column, value = series.values, float(value)  # _append_to's common case, inlined
-                if column and value < column[-1]:
-                    series.never_dropped = False
-                times.append(t_ms)
-                column.append(value)
+                append_to(series, t_ms, float(value))
         for labels, value in samples:
             append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
