@@ -3,9 +3,10 @@
 The result block (bench_client.py) used to read requests.csv back at the Job's end: a 1 h run at
 200 replicas has 3.6 M rows and 350 MB, and reading it peaked at ~850 MiB.  Instead RequestLog
 hands every ended request to its job's tally: counts, token totals, first send and last end as
-scalars, and for each completed request its send, first-token and end times and output length
-(4 compact columns, 28 bytes per request).  Percentiles and vLLM's means need every value, so
-those columns are the least that gives the same numbers.
+scalars, and for each completed request the values of its requests.csv cells that the block
+uses: arrival, TTFT, E2E, TPOT and output length (36 bytes per request, rounded in chunks of
+16,384 requests).  Percentiles and vLLM's means need every value, so those columns are the
+least that gives the same numbers.
 
 The numbers are those of requests.csv, bit for bit: a cell is the value rounded to 3 or 6
 decimals and read back (Python and pandas read such a cell to the nearest double), and
@@ -41,7 +42,13 @@ class JobRows:
 
 
 class JobTally:
-    """One job's ended requests (times on the backend's clock; `t0` is the run's t0)."""
+    """One job's ended requests (times on the backend's clock; `t0` is the run's t0).
+
+    Completed requests are buffered raw and, every `_FOLD` of them, rounded into the columns the
+    result block uses (so the Job's end does not build them all at once); rows() returns views of
+    the columns, valid until the tally gets another request."""
+
+    _FOLD = 1 << 14
 
     def __init__(self, t0: float) -> None:
         self._t0 = t0
@@ -49,6 +56,12 @@ class JobTally:
         self._first = array("d")
         self._end = array("d")
         self._output = array("i")
+        # requests.csv's values of the folded requests
+        self._arrival_s = array("d")
+        self._ttft_ms = array("d")
+        self._e2e_ms = array("d")
+        self._tpot_ms = array("d")
+        self._output_tokens = array("i")
         self.prompt_tokens = 0
         self.failed = 0
         self._min_sent = math.inf
@@ -65,6 +78,8 @@ class JobTally:
             self._min_sent = sent
         if end > self._max_end:
             self._max_end = end
+        if len(self._sent) >= self._FOLD:
+            self._fold()
 
     def ended(self, sent: float, end: float | None, outcome: str) -> None:
         """A request ended without completing (`end` None: still running at the run's end)."""
@@ -75,27 +90,45 @@ class JobTally:
         if end is not None and end > self._max_end:
             self._max_end = end
 
-    def rows(self) -> JobRows:
-        """The job's requests so far, with requests.csv's values (see the module docstring)."""
+    def _fold(self) -> None:
+        """Round the buffered requests into the columns (element by element, so folding in chunks
+        changes no value), then empty the buffer."""
+        if not self._sent:
+            return
         t0 = self._t0
-        sent = np.frombuffer(self._sent, dtype=np.float64) if len(self._sent) else np.zeros(0)
-        first = np.frombuffer(self._first, dtype=np.float64) if len(self._first) else np.zeros(0)
-        end = np.frombuffer(self._end, dtype=np.float64) if len(self._end) else np.zeros(0)
-        output = np.asarray(self._output, dtype=np.int64)
+        sent, first, end = (np.frombuffer(a, dtype=np.float64) for a in (self._sent, self._first, self._end))
+        output = np.frombuffer(self._output, dtype=np.int32).astype(np.int64)
         multi = output > 1
         # the same IEEE operations as RequestLog.completed's f-string, then its rounding
         tpot = (end[multi] - first[multi]) * 1000.0 / (output[multi] - 1).astype(np.float64)
+        self._arrival_s.frombytes(decimal_round(sent - t0, 6).tobytes())
+        self._ttft_ms.frombytes(decimal_round((first - sent) * 1000.0, 3).tobytes())
+        self._e2e_ms.frombytes(decimal_round((end - sent) * 1000.0, 3).tobytes())
+        self._tpot_ms.frombytes(decimal_round(tpot, 3).tobytes())
+        self._output_tokens.extend(self._output)
+        del sent, first, end  # the views, before the arrays are emptied
+        for raw in (self._sent, self._first, self._end, self._output):
+            del raw[:]
+
+    def rows(self) -> JobRows:
+        """The job's requests so far, with requests.csv's values (see the module docstring)."""
+        self._fold()
+        t0 = self._t0
         return JobRows(
             first_send_s=_round_scalar(self._min_sent - t0, 6) if math.isfinite(self._min_sent) else None,
             last_end_s=_round_scalar(self._max_end - t0, 6) if math.isfinite(self._max_end) else None,
             failed=self.failed,
             prompt_tokens=self.prompt_tokens,
-            arrival_s=decimal_round(sent - t0, 6),
-            ttft_ms=decimal_round((first - sent) * 1000.0, 3),
-            e2e_ms=decimal_round((end - sent) * 1000.0, 3),
-            output_tokens=output.astype(np.float64),
-            tpot_ms=decimal_round(tpot, 3),
+            arrival_s=_view(self._arrival_s),
+            ttft_ms=_view(self._ttft_ms),
+            e2e_ms=_view(self._e2e_ms),
+            output_tokens=np.frombuffer(self._output_tokens, dtype=np.int32).astype(np.float64),
+            tpot_ms=_view(self._tpot_ms),
         )
+
+
+def _view(column: array) -> np.ndarray:
+    return np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0)
 
 
 def decimal_round(x: np.ndarray, digits: int) -> np.ndarray:
