@@ -6,10 +6,11 @@
 Runs the shipped experiment configs (three seeds each), the calibration configs, and variants
 that exercise the other code paths of the fleet (drain at scale-down, round-robin routing, a
 40-replica fleet pinned by the HPA), each as `hpa-exp run CONFIG --backend sim` does, and
-records the SHA-256 of metrics.csv, requests.csv, phases.csv and events.csv (with a fixed run id,
-which the Job resource names carry).  Run the old code with PYTHONPATH pointing at a checkout of
-it, e.g. `git archive main | tar -x -C /tmp/old` (the whole tree: its workloads/ folder is needed)
-and `PYTHONPATH=/tmp/old`.  `--compare` exits 1 and names the runs whose files differ.
+records the SHA-256 of metrics.csv, requests.csv, phases.csv, events.csv, job-results.csv and
+each file under job-logs/ (with a fixed run id, which the Job resource names carry).  Run the
+old code with PYTHONPATH pointing at a checkout of it, e.g. `git archive main | tar -x -C /tmp/old`
+(the whole tree: its workloads/ folder is needed) and `PYTHONPATH=/tmp/old`.  `--compare` exits 1
+and names the runs whose files differ.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ("metrics.csv", "requests.csv", "phases.csv", "events.csv")
+FILES = ("metrics.csv", "requests.csv", "phases.csv", "events.csv", "job-results.csv")
 
 
 def cases() -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -103,6 +104,9 @@ def run_once(config_path: Path) -> tuple[dict[str, str], float]:
     for name in FILES:
         path = result.run_dir / name
         hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+    logs = result.run_dir / "job-logs"
+    for path in sorted(logs.iterdir()) if logs.is_dir() else []:
+        hashes[f"job-logs/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return hashes, wall
 
 
@@ -136,7 +140,7 @@ def main() -> int:
     if differ:
         print(f"{len(differ)} of {len(results)} runs differ: {', '.join(differ)}", file=sys.stderr)
         return 1
-    print(f"all {len(results)} runs byte-identical (metrics, requests, phases, events)")
+    print(f"all {len(results)} runs byte-identical (metrics, requests, phases, events, job results and logs)")
     return 0
 
 

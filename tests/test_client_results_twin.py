@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from hpa_experiments.backends.factory import BackendOptions, make_backend
-from hpa_experiments.backends.sim.bench_client import bench_fields, read_job_requests, weighted_percentile
+from hpa_experiments.backends.sim.bench_client import bench_fields, weighted_percentiles
+from hpa_experiments.backends.sim.job_tally import JobRows, JobTally, decimal_round
 from hpa_experiments.bench_log import BASE_COLUMNS, JOB_RESULTS_FILE, NO_BLOCK, OK
 from hpa_experiments.config import load_config
 from hpa_experiments.errors import ConfigError
@@ -24,20 +25,27 @@ REPO = Path(__file__).resolve().parents[1]
 HEADER = ",".join(REQUEST_COLUMNS)
 
 
-def test_fields_by_hand(tmp_path: Path) -> None:
-    """Three completed requests, one rejected, one of another job; every number worked out below."""
-    path = tmp_path / "requests.csv"
-    path.write_text(
-        HEADER + "\n"
-        # id,job,replica,arrival,end,queue,ttft,itl_mean,e2e,prompt,output,outcome,gateway_wait
-        "1,j,p0,10.0,10.5,1,100,100,500,10,5,completed,0\n"  # tokens at 10.1 .. 10.5 every 0.1 s
-        "2,j,p0,10.7,11.3,1,200,200,600,20,3,completed,0\n"  # tokens at 10.9, 11.1, 11.3
-        "3,j,p1,11.0,11.3,1,300,,300,30,1,completed,0\n"  # one token at 11.3
-        "4,j,,11.5,11.5,,,,,40,0,rejected,0\n"
-        "1,other,p1,10.0,99.0,1,5,5,89000,10,5,completed,0\n",
-        encoding="utf-8",
+def _tally(completed: list[tuple[float, float, float, int, int]], ended: list[tuple[float, float, str]]) -> JobTally:
+    tally = JobTally(t0=0.0)
+    for sent, first, end, prompt, output in completed:
+        tally.completed(sent, first, end, prompt, output)
+    for sent, end, outcome in ended:
+        tally.ended(sent, end, outcome)
+    return tally
+
+
+def test_fields_by_hand() -> None:
+    """Three completed requests and one rejected; every number worked out below."""
+    tally = _tally(
+        # sent, first token, end, prompt, output
+        [
+            (10.0, 10.1, 10.5, 10, 5),  # tokens at 10.1 .. 10.5 every 0.1 s
+            (10.7, 10.9, 11.3, 20, 3),  # tokens at 10.9, 11.1, 11.3
+            (11.0, 11.3, 11.3, 30, 1),  # one token at 11.3
+        ],
+        [(11.5, 11.5, "rejected")],
     )
-    f = bench_fields(read_job_requests(path, "j"), 2.0, 512, {})
+    f = bench_fields(tally.rows(), 2.0, 512, {})
     assert f["successful_requests"] == 3 and f["failed_requests"] == 1
     assert f["max_concurrency"] == 512 and f["request_rate_configured_rps"] == 2.0
     assert f["duration_s"] == pytest.approx(1.5)  # first send 10.0 .. last response 11.5 (the rejection)
@@ -59,11 +67,30 @@ def test_fields_by_hand(tmp_path: Path) -> None:
     assert f["peak_concurrent_requests"] == 2
 
 
-def test_weighted_percentile_equals_numpy_on_the_repeated_values() -> None:
+def test_a_job_without_requests_prints_zeros() -> None:
+    f = bench_fields(JobTally(t0=0.0).rows(), 2.0, math.inf, {})
+    assert f["successful_requests"] == 0 and f["duration_s"] == 0.0 and f["ttft_p99_ms"] == 0.0
+
+
+def test_decimal_round_is_python_formatting_exactly() -> None:
+    """Random values, values one ulp around exact halves (0.0625 at 3 decimals is a tie) and the
+    magnitudes of run times (up to 10^4 s at 6 decimals): the same doubles as reading the text back."""
+    rng = np.random.default_rng(3)
+    for digits, scale in ((3, 1e3), (3, 1e6), (6, 1e4), (6, 1.0)):
+        x = rng.random(200_000) * scale
+        halves = (np.floor(x[:2000] * 10**digits) + 0.5) / 10**digits
+        ties = np.floor(x[:2000]) + 0.0625 * (digits == 3) + 2.0**-21 * (digits == 6)
+        x = np.concatenate([x, halves, np.nextafter(halves, 0), np.nextafter(halves, np.inf), ties, -x[:100]])
+        expected = np.array([float(f"{v:.{digits}f}") for v in x])
+        assert np.array_equal(decimal_round(x, digits), expected), (digits, scale)
+
+
+def test_weighted_percentiles_equal_numpy_on_the_repeated_values() -> None:
     rng = np.random.default_rng(1)
     values, weights = rng.normal(50, 10, 40), rng.integers(0, 30, 40)
-    for q in (0, 1, 50, 90, 99, 99.9, 100):
-        assert weighted_percentile(values, q, weights) == pytest.approx(np.percentile(np.repeat(values, weights), q))
+    qs = [0, 1, 50, 90, 99, 99.9, 100]
+    expected = [np.percentile(np.repeat(values, weights), q) for q in qs]
+    assert weighted_percentiles(values, qs, weights) == pytest.approx(expected)
 
 
 def _config(folder: Path, grace: str | None = None, rate: float = 4, duration: float = 40) -> Path:
@@ -171,6 +198,59 @@ def test_short_run_job_results_match_requests_csv(tmp_path: Path) -> None:
     assert 40 < float(phase["actual_end_s"]) < 40 + 120
     ended = max(float(r["end_s"]) for r in requests)
     assert float(phase["actual_end_s"]) - ended <= 5.0 + 1e-6  # noticed at the next 5 s check
+
+
+def _rows_from_csv(rows: list[dict[str, str]], job: str) -> JobRows:
+    """The job's rows of requests.csv read back, as the result block used to get them."""
+    mine = [r for r in rows if r["job"] == job]
+    ok = [r for r in mine if r["outcome"] == "completed"]
+    ends = [float(r["end_s"]) for r in mine if r["end_s"]]
+
+    def column(name: str, rows: list[dict[str, str]]) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows], dtype=np.float64)
+
+    return JobRows(
+        first_send_s=min(float(r["arrival_s"]) for r in mine) if mine else None,
+        last_end_s=max(ends) if ends else None,
+        failed=sum(r["outcome"] in ("rejected", "aborted_scale_down", "failed_no_replica") for r in mine),
+        prompt_tokens=sum(int(r["prompt_tokens"]) for r in ok),
+        arrival_s=column("arrival_s", ok),
+        ttft_ms=column("ttft_ms", ok),
+        e2e_ms=column("e2e_ms", ok),
+        output_tokens=column("output_tokens", ok),
+        tpot_ms=column("itl_mean_ms", [r for r in ok if int(r["output_tokens"]) > 1]),
+    )
+
+
+def test_the_tally_holds_exactly_the_values_of_requests_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs, one deleted at its planned end with requests in flight (aborted rows): each job's
+    tally, kept while the run goes (rounded in chunks of 100 requests here), equals its rows read
+    back from requests.csv, bit for bit."""
+    monkeypatch.setattr(JobTally, "_FOLD", 100)
+    path = _config(tmp_path, rate=30, duration=30)
+    doc = yaml.safe_load(path.read_text())
+    doc["jobs"].append({**doc["jobs"][0], "name": "b", "rate": 5, "results_grace": "0s"})
+    doc["values"]["max_concurrency"] = 64
+    path.write_text(yaml.safe_dump(doc))
+    config = load_config(path)
+    plan = build_plan(config)
+    backend, names = make_backend("simulation", config, plan, "r1", BackendOptions())
+    result = Runner(config, plan, backend, base_dir=tmp_path / "out", metric_names=names, run_id="r1").run()
+    requests = _read(result.run_dir / "requests.csv")
+    tallies = backend.fleet.request_log.tallies  # type: ignore[attr-defined]
+    assert set(tallies) == {"a", "b"}
+    assert {(r["job"], r["outcome"]) for r in requests} == {
+        ("a", "completed"),
+        ("b", "completed"),
+        ("b", "aborted_job_stopped"),
+    }
+    for job in ("a", "b"):
+        got, want = tallies[job].rows(), _rows_from_csv(requests, job)
+        assert len(want.ttft_ms) > 100
+        for name in JobRows.__dataclass_fields__:
+            a, b = getattr(got, name), getattr(want, name)
+            assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, (job, name)
+        assert bench_fields(got, 30, 64, {}) == bench_fields(want, 30, 64, {})
 
 
 def test_a_job_that_never_prints_is_said_so(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ rate/increase/delta over a plain selector are computed from the stored samples w
 objects, skipping the counter-reset scan for series that never dropped, and extrapolated for all
 series at once with numpy; scrapes may append by series handles.  Each is checked bit-for-bit
 against the general or scalar code on random data with counter resets, equal values and
-same-millisecond replacements."""
+same-millisecond replacements; `sum` folds each group as it goes."""
 
 from __future__ import annotations
 
@@ -13,34 +13,39 @@ import random
 import numpy as np
 import pytest
 
-from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB
+from hpa_experiments.backends.sim.promql_engine import PromQLEngine, TimeSeriesDB, aggregation, evaluator
 from hpa_experiments.backends.sim.promql_engine.functions import RANGE_FUNCTIONS, extrapolate
 from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType
-from hpa_experiments.backends.sim.promql_engine.values import RangeSample, drop_metric_name
+from hpa_experiments.backends.sim.promql_engine.values import RangeSample, drop_metric_name, make_labels
 
 
 def _random_db(seed: int) -> TimeSeriesDB:
     rng = random.Random(seed)
     db = TimeSeriesDB(retention_seconds=3600)
     for t in range(0, 600, 15):
-        for pod in range(6):
-            if pod == 5 and t < 300:
-                continue  # a series that starts late (fewer samples in some windows)
-            labels = {"__name__": "c_total", "pod": f"p{pod}"}
-            values = db.select([LabelMatcher("pod", MatchType.EQUAL, f"p{pod}")])
-            last = values[0].values[-1] if values else 0.0
-            if pod < 3:  # counters: increases, some zero steps; pods 1 and 2 reset now and then
-                value = last + rng.choice([0.0, 0.5, 1.0, 7.25, 1e6])
-                if pod > 0 and rng.random() < 0.15:
-                    value = rng.choice([0.0, 3.0])
-            else:  # gauges: anything, negative too
-                value = rng.uniform(-50, 50)
-            db.append(labels, t + rng.uniform(0, 2), value)
-            if rng.random() < 0.1:  # the same millisecond again: replaces the sample (may make a drop)
-                db.append(
-                    labels, db.select([LabelMatcher("pod", MatchType.EQUAL, f"p{pod}")])[0].times[-1] / 1000, value - 2
-                )
+        _scrape(db, rng, t)
     return db
+
+
+def _scrape(db: TimeSeriesDB, rng: random.Random, t: int) -> None:
+    """One scrape of six pods' c_total at about t (each pod at its own offset)."""
+    for pod in range(6):
+        if pod == 5 and t < 300:
+            continue  # a series that starts late (fewer samples in some windows)
+        labels = {"__name__": "c_total", "pod": f"p{pod}"}
+        values = db.select([LabelMatcher("pod", MatchType.EQUAL, f"p{pod}")])
+        last = values[0].values[-1] if values else 0.0
+        if pod < 3:  # counters: increases, some zero steps; pods 1 and 2 reset now and then
+            value = last + rng.choice([0.0, 0.5, 1.0, 7.25, 1e6])
+            if pod > 0 and rng.random() < 0.15:
+                value = rng.choice([0.0, 3.0])
+        else:  # gauges: anything, negative too
+            value = rng.uniform(-50, 50)
+        db.append(labels, t + rng.uniform(0, 2), value)
+        if rng.random() < 0.1:  # the same millisecond again: replaces the sample (may make a drop)
+            db.append(
+                labels, db.select([LabelMatcher("pod", MatchType.EQUAL, f"p{pod}")])[0].times[-1] / 1000, value - 2
+            )
 
 
 def _general(db: TimeSeriesDB, function: str, range_ms: int, t_ms: int) -> list[tuple[tuple, float]]:
@@ -73,6 +78,37 @@ def test_extrapolated_functions_match_the_general_path(seed: int, function: str)
             assert [(labels, repr(v)) for labels, v in fast] == [(labels, repr(v)) for labels, v in general]
             compared += len(fast)
     assert compared > 500
+
+
+@pytest.mark.parametrize("function", ["rate", "increase", "delta"])
+def test_windows_kept_between_evaluations_match_the_general_path(
+    function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The located windows are reused while the store is unchanged and no sample lies between the old
+    and new bounds: evaluated between scrapes at instants moving forward in small steps, back, and
+    jumping, the same plan gives what the general path gives at each instant."""
+    rng = random.Random(8)
+    db = TimeSeriesDB(retention_seconds=3600)
+    engine = PromQLEngine(db)
+    located = []
+    locate = evaluator._locate_windows
+    monkeypatch.setattr(evaluator, "_locate_windows", lambda *args: located.append(1) or locate(*args))
+    compared = evaluations = 0
+    for t in range(0, 600, 15):
+        _scrape(db, rng, t)
+        instants = sorted({t * 1000 + rng.randrange(0, 15_000) for _ in range(4)})
+        for at_ms in [*instants, t * 1000 - 30_000, t * 1000 + 1]:
+            for window, range_ms in (("20s", 20_000), ("1m", 60_000)):
+                fast = [
+                    (tuple(sorted(s.labels.items())), repr(s.value))
+                    for s in engine.instant(f"{function}(c_total[{window}])", at_ms / 1000)
+                ]
+                general = _general(db, function, range_ms, at_ms)
+                assert fast == [(labels, repr(v)) for labels, v in general], (t, at_ms, window)
+                compared += len(fast)
+                evaluations += 1
+    assert compared > 1000
+    assert evaluations / 2 < len(located) < evaluations  # windows both kept and located again
 
 
 def test_appending_by_handle_stores_what_append_many_stores() -> None:
@@ -146,3 +182,19 @@ def test_vectorized_extrapolation_is_bit_for_bit_the_scalar_one(is_counter: bool
     ).tolist()  # fmt: skip
     slow = [_scalar_extrapolate(*case, start_ms, end_ms, is_counter, is_rate) for case in cases]
     assert [repr(v) for v in fast] == [repr(v) for v in slow]
+
+
+def test_sum_folds_like_the_general_reduction() -> None:
+    """`sum by` folds each group as it goes: the same groups in the same order and the same values,
+    bit for bit, as collecting each group's values and reducing them left to right."""
+    rng = np.random.default_rng(11)
+    vector = [
+        (make_labels({"pod": f"p{rng.integers(0, 7)}", "le": str(i), "x": "y"}.items()), float(v))
+        for i, v in enumerate(rng.normal(0, 1e6, 3000) * rng.choice([1e-9, 1.0, 1e9], 3000))
+    ]
+    for grouping in (aggregation.Grouping(False, frozenset({"pod"})), aggregation.Grouping(True, frozenset({"le"}))):
+        groups: dict = {}
+        for labels, value in vector:
+            groups.setdefault(grouping.key(labels), []).append(value)
+        expected = [(key, aggregation._reduce("sum", values, None)) for key, values in groups.items()]
+        assert aggregation.aggregate("sum", vector, grouping, None) == expected

@@ -47,6 +47,7 @@ from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.gc_pacing import GcPacing
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
+from hpa_experiments.backends.sim.job_tally import JobTally
 from hpa_experiments.backends.sim.keda import KedaOperator
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
@@ -266,15 +267,14 @@ class SimBackend(Backend):
             self.fleet.stop_job(resource_name, self.clock.now())
 
     def job_logs(self, resource_name: str) -> list[PodLog]:
-        """The simulated client's log, its result block computed from requests.csv (bench_client.py)."""
+        """The simulated client's log, its result block computed from requests.csv's rows (bench_client.py)."""
         job = self.jobs.get(resource_name)
         if job is None:
             return []
         self.fleet.advance_to(self.clock.now())
         log = self.fleet.request_log
-        if log is not None:
-            log.flush()
-        text = job_log_text(job, log.path if log is not None else None, self.job_values[resource_name])
+        tally = None if log is None else log.tallies.get(job.job) or JobTally(log.t0)
+        text = job_log_text(job, tally, self.job_values[resource_name])
         return [PodLog(f"{resource_name}-twin", "bench", text, source="twin requests.csv")]
 
     def job_states(self) -> dict[str, JobState]:

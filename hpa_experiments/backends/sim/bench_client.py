@@ -1,7 +1,8 @@
-"""The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv.
+"""The twin's load-Job log: what `vllm bench serve` would print, computed from requests.csv's rows.
 
 The runner reads a Job's log before deleting it (Backend.job_logs) and parses the result block
-(bench_log.py); the twin prints that block from its own request log, so a simulated run
+(bench_log.py); the twin prints that block from its own request log (the rows' values are
+tallied per job as they are written, job_tally.py, not read back from the file), so a simulated run
 gets the same job-logs/ and job-results.csv as a cluster run.  Like the real client, the twin
 prints the block only once its Job has finished (every prompt sent and answered); a Job deleted
 before that has no block.
@@ -30,22 +31,20 @@ Definitions, as vllm/benchmarks/serve.py (`calculate_metrics`) computes them, ov
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hpa_experiments.backends.sim.job_tally import JobRows, JobTally
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.bench_log import render_result_block
 
-FAILED_OUTCOMES = ("rejected", "aborted_scale_down", "failed_no_replica")
-_COLUMNS = ("arrival_s", "end_s", "ttft_ms", "itl_mean_ms", "e2e_ms", "prompt_tokens", "output_tokens")
-_DTYPES: dict[str, str] = {"job": "str", "outcome": "str", **dict.fromkeys(_COLUMNS, "float64")}
 _CHUNK = 4096  # requests per step of the token-time expansion
 
 
-def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: dict[str, Any]) -> str:
-    """The simulated client's log: its start lines, and the result block once it has finished."""
+def job_log_text(generator: LoadGenerator, tally: JobTally | None, values: dict[str, Any]) -> str:
+    """The simulated client's log: its start lines, and the result block once it has finished
+    (`tally`: its job's requests as requests.csv has them; None when no requests.csv is written)."""
     concurrency = generator.max_concurrency
     lines = [
         f"hpa-exp digital twin: simulated `vllm bench serve` client of job {generator.job} (Job {generator.name})",
@@ -55,58 +54,29 @@ def job_log_text(generator: LoadGenerator, requests_csv: Path | None, values: di
         f"Maximum request concurrency: {concurrency if math.isfinite(concurrency) else None}",
     ]
     text = "\n".join(lines) + "\n"
-    if not generator.finished or requests_csv is None:
+    if not generator.finished or tally is None:
         return text
-    rows = read_job_requests(requests_csv, generator.job)
-    fields = bench_fields(rows, generator.rate, generator.max_concurrency, values)
+    fields = bench_fields(tally.rows(), generator.rate, generator.max_concurrency, values)
     return text + render_result_block(fields)
 
 
-def read_job_requests(path: Path, job: str) -> dict[str, np.ndarray]:
-    """The job's rows of requests.csv as arrays: arrival_s, end_s, ttft_ms, itl_mean_ms, e2e_ms,
-    prompt_tokens, output_tokens (NaN where empty) and `ok` (completed) / `failed` flags.
-
-    Read in chunks with only these columns (a 24 h run's file has millions of rows); pandas is
-    imported here, when a Job ends, not when the twin starts."""
-    import pandas as pd
-
-    parts: list[pd.DataFrame] = []
-    with pd.read_csv(path, usecols=["job", *_COLUMNS, "outcome"], chunksize=1 << 18, dtype=_DTYPES) as chunks:
-        for chunk in chunks:
-            mine = chunk[chunk["job"] == job]
-            if len(mine):
-                parts.append(mine.drop(columns="job"))
-    frame = pd.concat(parts) if parts else pd.DataFrame({c: pd.Series(dtype="float64") for c in (*_COLUMNS, "outcome")})
-    out = {c: frame[c].to_numpy(dtype=np.float64) for c in _COLUMNS}
-    outcome = frame["outcome"].astype(str)
-    out["ok"] = (outcome == "completed").to_numpy()
-    out["failed"] = outcome.isin(FAILED_OUTCOMES).to_numpy()
-    return out
-
-
-def bench_fields(
-    rows: dict[str, np.ndarray], rate: float, max_concurrency: float, values: dict[str, Any]
-) -> dict[str, Any]:
+def bench_fields(rows: JobRows, rate: float, max_concurrency: float, values: dict[str, Any]) -> dict[str, Any]:
     """The result block's fields, in vLLM's order (definitions in the module docstring)."""
-    ok = rows["ok"]
-    arrival, end = rows["arrival_s"], rows["end_s"]
-    ended = ~np.isnan(end)
-    duration = float(end[ended].max() - arrival.min()) if ended.any() else 0.0
-    prompt, output = rows["prompt_tokens"][ok], rows["output_tokens"][ok]
-    ttft, e2e = rows["ttft_ms"][ok], rows["e2e_ms"][ok]
+    first, last = rows.first_send_s, rows.last_end_s
+    duration = float(last - first) if first is not None and last is not None else 0.0
+    output, ttft, e2e, tpot = rows.output_tokens, rows.ttft_ms, rows.e2e_ms, rows.tpot_ms
     multi = output > 1
-    tpot = rows["itl_mean_ms"][ok][multi]
-    completed, total_in, total_out = int(ok.sum()), int(prompt.sum()), int(output.sum())
+    completed, total_in, total_out = len(output), rows.prompt_tokens, int(output.sum())
     fields: dict[str, Any] = {
         "successful_requests": completed,
-        "failed_requests": int(rows["failed"].sum()),
+        "failed_requests": rows.failed,
     }
     if math.isfinite(max_concurrency):
         fields["max_concurrency"] = int(max_concurrency)
     if math.isfinite(rate):
         fields["request_rate_configured_rps"] = float(rate)
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
-    peak_tokens, peak_concurrent = _peaks(arrival[ok], ttft, e2e, output)
+    peak_tokens, peak_concurrent = _peaks(rows.arrival_s, ttft, e2e, output)
     fields |= {
         "duration_s": duration,
         "total_input_tokens": total_in,
@@ -123,48 +93,60 @@ def bench_fields(
     for metric, data, weights in (("ttft", ttft, None), ("tpot", tpot, None), ("itl", tpot, gaps), ("e2el", e2e, None)):
         mean = itl_mean if metric == "itl" else (float(data.mean()) if len(data) else 0.0)
         fields[f"{metric}_mean_ms"] = mean
-        fields[f"{metric}_median_ms"] = weighted_percentile(data, 50, weights)
-        for p in percentiles:
+        median, *tail = weighted_percentiles(data, [50.0, *percentiles], weights)
+        fields[f"{metric}_median_ms"] = median
+        for p, value in zip(percentiles, tail, strict=True):
             word = str(int(p)) if p.is_integer() else str(p).replace(".", "_")
-            fields[f"{metric}_p{word}_ms"] = weighted_percentile(data, p, weights)
+            fields[f"{metric}_p{word}_ms"] = value
     return fields
 
 
-def weighted_percentile(values: np.ndarray, q: float, weights: np.ndarray | None = None) -> float:
-    """`np.percentile(np.repeat(values, weights), q)` without building the repeated array (0 if empty)."""
+def weighted_percentiles(values: np.ndarray, qs: list[float], weights: np.ndarray | None = None) -> list[float]:
+    """`np.percentile(np.repeat(values, weights), q)` for each q without building the repeated array
+    (0 if empty); the values are sorted once for all q."""
     if weights is None:
-        return float(np.percentile(values, q)) if len(values) else 0.0
+        return [float(np.percentile(values, q)) if len(values) else 0.0 for q in qs]
     keep = weights > 0
-    values, weights = values[keep], weights[keep].astype(np.int64)
+    if not keep.all():
+        values, weights = values[keep], weights[keep]
     n = int(weights.sum())
     if n == 0:
-        return 0.0
+        return [0.0 for _ in qs]
     order = np.argsort(values, kind="stable")
-    values, ends = values[order], np.cumsum(weights[order])
-    position = q / 100.0 * (n - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    v_lo = values[np.searchsorted(ends, lo, side="right")]
-    v_hi = values[np.searchsorted(ends, hi, side="right")]
-    return float(v_lo + (v_hi - v_lo) * (position - lo))
+    ends = np.cumsum(weights[order].astype(np.int64))
+    values = values[order]
+    del order
+    out = []
+    for q in qs:
+        position = q / 100.0 * (n - 1)
+        lo, hi = math.floor(position), math.ceil(position)
+        v_lo = values[np.searchsorted(ends, lo, side="right")]
+        v_hi = values[np.searchsorted(ends, hi, side="right")]
+        out.append(float(v_lo + (v_hi - v_lo) * (position - lo)))
+    return out
 
 
 def _peaks(start_s: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output: np.ndarray) -> tuple[int, int]:
     """vLLM's peak tokens in one second and peak requests active in one second (whole seconds since
-    the first send of a successful request)."""
+    the first send of a successful request).  Done in chunks of requests: every step is element by
+    element, and the counts per second are integers, so chunking changes no number."""
     if len(start_s) == 0:
         return 0, 0
     origin = start_s.min()
-    end_s = start_s + e2e_ms / 1000.0
-    seconds = math.ceil(end_s.max() - origin) + 1
+    steps = [slice(lo, lo + _CHUNK) for lo in range(0, len(start_s), _CHUNK)]
+    last_end = max(float((start_s[step] + e2e_ms[step] / 1000.0).max()) for step in steps)
+    seconds = math.ceil(last_end - origin) + 1
     concurrent = np.zeros(seconds + 1, dtype=np.int64)
-    np.add.at(concurrent, (start_s - origin).astype(np.int64), 1)
-    np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
-    first = start_s + ttft_ms / 1000.0 - origin
-    n = output.astype(np.int64)
-    gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
     tokens = np.zeros(seconds, dtype=np.int64)
-    for lo in range(0, len(n), _CHUNK):
-        tokens += _tokens_per_second(first[lo : lo + _CHUNK], gap[lo : lo + _CHUNK], n[lo : lo + _CHUNK], seconds)
+    for step in steps:
+        sent = start_s[step]
+        end_s = sent + e2e_ms[step] / 1000.0
+        np.add.at(concurrent, (sent - origin).astype(np.int64), 1)
+        np.add.at(concurrent, (end_s - origin).astype(np.int64) + 1, -1)
+        first = sent + ttft_ms[step] / 1000.0 - origin
+        n = output[step].astype(np.int64)
+        gap = np.where(n > 1, (end_s - origin - first) / np.maximum(n - 1, 1), 0.0)
+        tokens += _tokens_per_second(first, gap, n, seconds)
     return int(tokens.max()), int(np.cumsum(concurrent)[:seconds].max())
 
 

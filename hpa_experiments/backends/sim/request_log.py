@@ -41,6 +41,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
+from hpa_experiments.backends.sim.job_tally import JobTally
 from hpa_experiments.backends.sim.serving import Request
 from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES
 
@@ -49,11 +50,13 @@ BUFFER_BYTES = 1 << 20
 
 
 class RequestLog:
-    """Streams requests.csv; `t0` is the run's t0 on the backend's clock."""
+    """Streams requests.csv; `t0` is the run's t0 on the backend's clock.  Each row also goes to its
+    job's tally (job_tally.py), from which the simulated client prints its result block."""
 
     def __init__(self, path: Path, t0: float) -> None:
         self.path = path
-        self._t0 = t0
+        self.t0 = t0
+        self.tallies: dict[str, JobTally] = {}
         self._fh = path.open("w", newline="", encoding="utf-8", buffering=BUFFER_BYTES)
         self._write = csv.writer(self._fh, lineterminator="\n").writerow
         self._write(REQUEST_COLUMNS)
@@ -61,26 +64,32 @@ class RequestLog:
     def completed(self, req: Request, t: float) -> None:
         """`req` produced its last token at `t` (the hot path: one formatted line, no csv quoting needed
         because job and pod names are Kubernetes names, validated by the config)."""
-        sent, first, t0 = req.sent_t, req.first_token_t, self._t0
+        sent, first, t0 = req.sent_t, req.first_token_t, self.t0
         assert first is not None and req.scheduled_t is not None and req.replica is not None
         output = req.output_len
+        job = req.client.job
         itl = f"{(t - first) * 1000.0 / (output - 1):.3f}" if output > 1 else ""
         self._fh.write(
-            f"{req.uid},{req.client.job},{req.replica.pod},{sent - t0:.6f},{t - t0:.6f},"
+            f"{req.uid},{job},{req.replica.pod},{sent - t0:.6f},{t - t0:.6f},"
             f"{(req.scheduled_t - sent) * 1000.0:.3f},{(first - sent) * 1000.0:.3f},{itl},"
             f"{(t - sent) * 1000.0:.3f},{req.prompt_len},{output},completed,{(req.arrival_t - sent) * 1000.0:.3f}\n"
         )
+        tally = self.tallies.get(job)
+        if tally is None:
+            tally = self.tallies[job] = JobTally(t0)
+        tally.completed(sent, first, t, req.prompt_len, output)
 
     def ended(self, req: Request, t: float | None, outcome: str, output_tokens: int) -> None:
         """`req` ended at `t` without completing (None: still running when the run ended)."""
         sent, first, scheduled = req.sent_t, req.first_token_t, req.scheduled_t
+        job = _job(req)
         self._write(
             (
                 req.uid,
-                _job(req),
+                job,
                 _replica(req),
-                f"{sent - self._t0:.6f}",
-                "" if t is None else f"{t - self._t0:.6f}",
+                f"{sent - self.t0:.6f}",
+                "" if t is None else f"{t - self.t0:.6f}",
                 "" if scheduled is None else f"{(scheduled - sent) * 1000.0:.3f}",
                 "" if first is None else f"{(first - sent) * 1000.0:.3f}",
                 "",
@@ -91,11 +100,10 @@ class RequestLog:
                 _gateway_wait(req, t),
             )
         )
-
-    def flush(self) -> None:
-        """Write the buffered rows, so that the file can be read while the run goes on."""
-        if not self._fh.closed:
-            self._fh.flush()
+        tally = self.tallies.get(job)
+        if tally is None:
+            tally = self.tallies[job] = JobTally(self.t0)
+        tally.ended(sent, t, outcome)
 
     def close(self, in_flight: Iterable[Request], t: float) -> None:
         """Write the requests still in flight at the run's end `t` as `running_at_end`, then close."""

@@ -312,6 +312,7 @@ class RangeFunctionNode(Node):
         # rate/increase/delta straight over a selector (the monitor's and the adapter's queries,
         # over every pod's series at every tick) are computed from the stored samples in place.
         self.extrapolated = _EXTRAPOLATED.get(name) if isinstance(self.matrix, MatrixSelectorNode) else None
+        self._windows: _Windows | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
         if self.extrapolated is not None:
@@ -326,43 +327,114 @@ class RangeFunctionNode(Node):
 
     def _extrapolated(self, ctx: Context, is_counter: bool, is_rate: bool) -> Vector:
         """What evaluate() gives for these functions: each series' window located in place (no
-        window objects), then the extrapolation of all of them at once."""
+        window objects), then the extrapolation of all of them at once.  The located windows are
+        kept for the next evaluation: while the store is unchanged and no sample lies between the
+        old and the new window bounds, every series' window is the same (_Windows.holds), so only
+        the extrapolation, which depends on the bounds, is done again (the monitor's ticks every
+        5 s between scrapes every 15 s)."""
         matrix = self.matrix
         assert isinstance(matrix, MatrixSelectorNode)
         selection = matrix.selection
         end_ms = selection.shift.reference_ms(ctx)
         start_ms = end_ms - matrix.range_ms
-        add_resets = functions.add_resets
-        rows = []
-        for series in selection.series(ctx.db):
-            times = series.times
-            lo = bisect_left(times, start_ms)
-            hi = bisect_right(times, end_ms)
-            if hi - lo < 2:
-                continue
-            values = series.values
-            first = values[lo]
-            result = values[hi - 1] - first
-            if is_counter and not series.never_dropped:
-                result = add_resets(result, values, lo, hi)
-            rows.append((series.unnamed, result, first, times[lo], times[hi - 1], hi - lo))
-        if not rows:
+        db = ctx.db
+        windows = self._windows
+        if windows is None or not windows.holds(db, start_ms, end_ms):
+            windows = self._windows = _locate_windows(db, selection.series(db), start_ms, end_ms, is_counter)
+        if not windows.labels:
             return []
-        labels, results, firsts, first_ms, last_ms, counts = zip(*rows, strict=True)
         extrapolated = functions.extrapolate(
-            np.array(results, dtype=np.float64),
-            np.array(firsts, dtype=np.float64),
-            np.array(first_ms, dtype=np.int64),
-            np.array(last_ms, dtype=np.int64),
-            np.array(counts, dtype=np.int64),
+            windows.results,
+            windows.firsts,
+            windows.first_ms,
+            windows.last_ms,
+            windows.counts,
             start_ms,
             end_ms,
             is_counter,
             is_rate,
         )
-        out = list(zip(labels, extrapolated.tolist(), strict=True))
+        out = list(zip(windows.labels, extrapolated.tolist(), strict=True))
         # one metric name: dropping it cannot make two label sets equal
         return out if selection.one_name else ensure_unique_labelsets(out)
+
+
+class _Windows:
+    """Each selected series' window [start_ms, end_ms] as extrapolate() takes it (series with fewer
+    than 2 samples in it left out), and how far the bounds may move with every window unchanged:
+    the start within (start_after, start_until], the end within [end_from, end_before)."""
+
+    def __init__(self, db: TimeSeriesDB) -> None:
+        self.db = db
+        self.version = db.version
+        self.labels: list[Labels] = []
+        self.results = self.firsts = np.zeros(0)
+        self.first_ms = self.last_ms = self.counts = np.zeros(0, dtype=np.int64)
+        self.start_after: float = -math.inf  # the newest sample before the start, over all series
+        self.start_until: float = math.inf  # the oldest sample at or after the start
+        self.end_from: float = -math.inf  # the newest sample at or before the end
+        self.end_before: float = math.inf  # the oldest sample after the end
+
+    def holds(self, db: TimeSeriesDB, start_ms: int, end_ms: int) -> bool:
+        """These are the windows of [start_ms, end_ms] in `db` as it is now."""
+        return (
+            db is self.db
+            and db.version == self.version
+            and self.start_after < start_ms <= self.start_until
+            and self.end_from <= end_ms < self.end_before
+        )
+
+
+def _locate_windows(db: TimeSeriesDB, selected: list[Series], start_ms: int, end_ms: int, is_counter: bool) -> _Windows:
+    """The windows of `selected` in place (see _Windows), counter resets added for counters."""
+    add_resets = functions.add_resets
+    windows = _Windows(db)
+    labels = windows.labels
+    results: list[float] = []
+    firsts: list[float] = []
+    first_ms: list[int] = []
+    last_ms: list[int] = []
+    counts: list[int] = []
+    start_after, start_until = windows.start_after, windows.start_until
+    end_from, end_before = windows.end_from, windows.end_before
+    for series in selected:
+        times = series.times
+        n = len(times)
+        if not n:
+            continue
+        lo = bisect_left(times, start_ms)
+        # usually every sample is at or before the end (evaluated at the newest scrape or after)
+        hi = n if times[-1] <= end_ms else bisect_right(times, end_ms)
+        if lo and times[lo - 1] > start_after:
+            start_after = times[lo - 1]
+        if lo < n and times[lo] < start_until:
+            start_until = times[lo]
+        if hi and times[hi - 1] > end_from:
+            end_from = times[hi - 1]
+        if hi < n and times[hi] < end_before:
+            end_before = times[hi]
+        if hi - lo < 2:
+            continue
+        values = series.values
+        first = values[lo]
+        result = values[hi - 1] - first
+        if is_counter and not series.never_dropped:
+            result = add_resets(result, values, lo, hi)
+        labels.append(series.unnamed)
+        results.append(result)
+        firsts.append(first)
+        first_ms.append(times[lo])
+        last_ms.append(times[hi - 1])
+        counts.append(hi - lo)
+    windows.start_after, windows.start_until = start_after, start_until
+    windows.end_from, windows.end_before = end_from, end_before
+    if labels:
+        windows.results = np.array(results, dtype=np.float64)
+        windows.firsts = np.array(firsts, dtype=np.float64)
+        windows.first_ms = np.array(first_ms, dtype=np.int64)
+        windows.last_ms = np.array(last_ms, dtype=np.int64)
+        windows.counts = np.array(counts, dtype=np.int64)
+    return windows
 
 
 # function -> (is_counter, is_rate) of extrapolatedRate

@@ -26,18 +26,19 @@ class MatchType(Enum):
     NOT_REGEX = "!~"
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class LabelMatcher:
-    """One label matcher; regexes are anchored at both ends as in Prometheus."""
+    """One label matcher; regexes are anchored at both ends as in Prometheus.  Treated as immutable
+    (hashed by name, type and value); not a frozen dataclass, whose `object.__setattr__` in
+    __post_init__ a mypyc-compiled class does not support."""
 
     name: str
     type: MatchType
     value: str
     regex: re.Pattern[str] | None = field(init=False, default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
-            object.__setattr__(self, "regex", re.compile(self.value))  # frozen: set once here
+    def __post_init__(self) -> None:  # always assigned: compiled, the field's default is not set
+        self.regex = re.compile(self.value) if self.type in (MatchType.REGEX, MatchType.NOT_REGEX) else None
 
     def matches(self, label_value: str) -> bool:
         if self.regex is None:
