@@ -80,10 +80,12 @@ def test_a_30_s_api_outage_is_survived_and_jobs_are_deleted_once_the_api_is_back
     a_end, b_start = float(phases["a"]["actual_end_s"]), float(phases["b"]["actual_start_s"])
     assert back <= a_end <= back + 5.0, (a_end, back)
     assert back <= b_start <= back + 5.0, (b_start, back)
-    # the plan went on: what was due after the outage happened on time
-    assert abs(float(phases["b"]["actual_end_s"]) - 37.0) < 2.0
-    assert abs(float(phases["c"]["actual_start_s"]) - 40.0) < 2.0
-    assert abs(float(phases["c"]["actual_end_s"]) - 44.0) < 2.0
+    # the plan went on: what was due after the outage happened on its plan, never early (measured
+    # 0.1-0.7 s late; up to 4.5 s late allowed: a retry sleeping its 4 s cap on a loaded machine)
+    due_after = (("b", "actual_end_s", 37.0), ("c", "actual_start_s", 40.0), ("c", "actual_end_s", 44.0))
+    for job, field, planned in due_after:
+        actual = float(phases[job][field])
+        assert planned - 0.5 <= actual <= planned + 4.5, (job, field, actual)
     # the outage shows as warnings: retries, and the HPA state missed then obtained again
     events = read_csv(run / "events.csv")
     warnings = [e["detail"] for e in events if e["kind"] == "warning"]
