@@ -91,12 +91,41 @@ def window_energy(cols: _EnergyColumns, mask: np.ndarray, gpus: int | None, pric
     joules_both, _ = _area(cols.power, w, powered & ~np.isnan(cols.tokens_per_s))
     tokens_both, _ = _area(cols.tokens_per_s, w, powered)
     gpu_hours, basis = _gpu_hours(cols, mask, gpus)
+    peak = float(cols.power[powered].max()) if powered.any() else None
+    return _energy_summary(
+        duration,
+        (joules, covered),
+        peak,
+        (util, util_time),
+        tokens,
+        (joules_both, tokens_both),
+        (gpu_hours, basis),
+        price,
+    )
+
+
+def _energy_summary(
+    duration: float,
+    energy: tuple[float | None, float],
+    peak: float | None,
+    utilization: tuple[float | None, float],
+    tokens: float | None,
+    both: tuple[float | None, float | None],
+    gpu_hours_basis: tuple[float | None, str | None],
+    price: float | None,
+) -> dict[str, Any]:
+    """The window's energy figures from its areas: (joules, seconds covered), (utilization area, its
+    seconds), output tokens, (joules, tokens) where both were known, (GPU-hours, their basis)."""
+    joules, covered = energy
+    util, util_time = utilization
+    joules_both, tokens_both = both
+    gpu_hours, basis = gpu_hours_basis
     return {
         "duration_s": duration,
         "energy_kwh": None if joules is None else joules / JOULES_PER_KWH,
         "power_coverage": covered / duration if duration > 0 else None,
         "mean_power_w": joules / covered if joules is not None and covered > 0 else None,
-        "peak_power_w": float(cols.power[powered].max()) if powered.any() else None,
+        "peak_power_w": peak,
         "mean_utilization_pct": util / util_time if util is not None and util_time > 0 else None,
         "output_tokens": tokens,
         "joules_per_token": joules_both / tokens_both
@@ -206,21 +235,17 @@ def _energy_from_sums(stats: EnergyStats, has_data: set[str], gpus: int | None, 
     else:
         gpu_hours, basis = _replica_gpu_hours(replica_seconds, gpus)
     power = sums(POWER_COLUMN)
-    return {
-        "duration_s": duration,
-        "energy_kwh": None if joules is None else joules / JOULES_PER_KWH,
-        "power_coverage": covered / duration if duration > 0 else None,
-        "mean_power_w": joules / covered if joules is not None and covered > 0 else None,
-        "peak_power_w": power.peak if power.count else None,
-        "mean_utilization_pct": util / util_time if util is not None and util_time > 0 else None,
-        "output_tokens": tokens,
-        "joules_per_token": joules_both / tokens_both
-        if joules_both is not None and tokens_both is not None and tokens_both > 0
-        else None,
-        "gpu_hours": gpu_hours,
-        "gpu_hours_basis": basis,
-        "cost": gpu_hours * price if gpu_hours is not None and price is not None else None,
-    }
+    peak = power.peak if power.count else None
+    return _energy_summary(
+        duration,
+        (joules, covered),
+        peak,
+        (util, util_time),
+        tokens,
+        (joules_both, tokens_both),
+        (gpu_hours, basis),
+        price,
+    )
 
 
 def _notes(run_level: dict[str, Any]) -> list[str]:
