@@ -47,6 +47,8 @@ from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES
 
 COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END, FAILED_NO_REPLICA = REQUEST_OUTCOMES
 BUFFER_BYTES = 1 << 20
+# a completed request's row (REQUEST_COLUMNS): times to 6 decimals, durations to 3, as every row
+_COMPLETED_ROW = "%d,%s,%s,%.6f,%.6f,%.3f,%.3f,%s,%.3f,%d,%d,completed,%.3f\n"
 
 
 class RequestLog:
@@ -62,17 +64,30 @@ class RequestLog:
         self._write(REQUEST_COLUMNS)
 
     def completed(self, req: Request, t: float) -> None:
-        """`req` produced its last token at `t` (the hot path: one formatted line, no csv quoting needed
-        because job and pod names are Kubernetes names, validated by the config)."""
+        """`req` produced its last token at `t` (the hot path: one %-format of the whole line, a third
+        cheaper than an f-string's per-field formats; no csv quoting needed because job and pod names
+        are Kubernetes names, validated by the config)."""
         sent, first, t0 = req.sent_t, req.first_token_t, self.t0
         assert first is not None and req.scheduled_t is not None and req.replica is not None
         output = req.output_len
         job = req.client.job
-        itl = f"{(t - first) * 1000.0 / (output - 1):.3f}" if output > 1 else ""
+        itl = "%.3f" % ((t - first) * 1000.0 / (output - 1)) if output > 1 else ""
         self._fh.write(
-            f"{req.uid},{job},{req.replica.pod},{sent - t0:.6f},{t - t0:.6f},"
-            f"{(req.scheduled_t - sent) * 1000.0:.3f},{(first - sent) * 1000.0:.3f},{itl},"
-            f"{(t - sent) * 1000.0:.3f},{req.prompt_len},{output},completed,{(req.arrival_t - sent) * 1000.0:.3f}\n"
+            _COMPLETED_ROW
+            % (
+                req.uid,
+                job,
+                req.replica.pod,
+                sent - t0,
+                t - t0,
+                (req.scheduled_t - sent) * 1000.0,
+                (first - sent) * 1000.0,
+                itl,
+                (t - sent) * 1000.0,
+                req.prompt_len,
+                output,
+                (req.arrival_t - sent) * 1000.0,
+            )
         )
         tally = self.tallies.get(job)
         if tally is None:
