@@ -1,7 +1,9 @@
 """The live dashboard of a run: what the runner reports, drawn as one rich Panel.
 
 Phase bars, elapsed/remaining, a replicas chart (current/desired/ready), queue and KV cache
-against their HPA targets, latest TTFT/ITL and recent events.  Used by `hpa-exp run` on a
+against their HPA targets (and, on a line of their own, any other metric the autoscaler scales on:
+a custom HPA metric or a KEDA trigger, `hpa_<name>` against `hpa_<name>_target`), latest TTFT/ITL
+and recent events.  Used by `hpa-exp run` on a
 terminal and by the menu.  On a simulated run the observer can pace rows like a replay at
 N x speed, so people can watch.
 """
@@ -19,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from hpa_experiments.hpa_reasons import target_column
 from hpa_experiments.plan import Plan
 from hpa_experiments.runner import Runner, RunResult
 
@@ -151,10 +154,28 @@ def _replica_chart(rows: list[dict[str, Any]], width: int) -> Group:
     return Group(title, chart)
 
 
+def other_metrics(row: dict[str, Any]) -> list[str]:
+    """The row's `hpa_<name>` columns that have a target column: the autoscaler's metrics besides
+    queue and KV cache (condition, ratio and last-scale columns have no target and are not listed)."""
+    return [c for c in row if c.startswith("hpa_") and not c.endswith("_target") and target_column(c) in row]
+
+
 def _gauges(row: dict[str, Any]) -> Group:
     gauges = _against_target("queue", row.get("num_requests_waiting"), row.get("num_requests_waiting_target"), 1)
     gauges.append("   ")
     gauges.append_text(_against_target("KV", row.get("kv_cache_usage_perc"), row.get("kv_cache_usage_target"), 2))
+    lines = [gauges]
+    others = other_metrics(row)
+    if others:
+        line = Text()
+        for column in others:
+            if line:
+                line.append("   ")
+            name = column.removeprefix("hpa_")
+            line.append_text(_against_target(name, row.get(column), row[target_column(column)], 2))
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        lines.append(line)
     latency = Text(
         f"TTFT {_num(row.get('ttft_ms'), 0, ' ms')} · ITL {_num(row.get('itl_ms'), 1, ' ms')} · "
         f"offered {_num(row.get('offered_rps'), 0, ' req/s')}"
@@ -163,7 +184,7 @@ def _gauges(row: dict[str, Any]) -> Group:
         states: dict[Any, str] = {1: "active", 0: "not active"}  # the value may be None, or a float
         state = states.get(row.get("keda_active"), "active: unknown")
         latency.append(f" · KEDA {state}" + (" · FALLBACK" if row.get("keda_fallback") == 1 else ""))
-    return Group(gauges, latency)
+    return Group(*lines, latency)
 
 
 def _recent_events(events: list[tuple[float, str, str]], room: int) -> Text:
@@ -185,7 +206,8 @@ def render(observer: DashboardObserver, console: Console, status: str) -> Panel:
         elapsed = max(elapsed, min(runner.elapsed, plan.total))
     speed = observer.pace.speed if observer.pace and runner.clock.virtual else None
     inner = console.width - 4
-    room = max(1, console.height - FIXED_LINES - len(plan.jobs) - (1 if plan.cooldown else 0))
+    lines_taken = FIXED_LINES + len(plan.jobs) + (1 if plan.cooldown else 0) + (1 if other_metrics(last) else 0)
+    room = max(1, console.height - lines_taken)
     body = Group(
         _header(elapsed, plan.total, speed, str(last.get("phase", "starting"))),
         Text(bar(elapsed / plan.total if plan.total else 1.0, inner)),

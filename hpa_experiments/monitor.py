@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpa_experiments.backends.base import Backend, HpaMetricReading, JobState, ScalingSnapshot
+from hpa_experiments.hpa_reasons import target_column
 from hpa_experiments.keda_status import condition_cells
 from hpa_experiments.rundir import utc_iso
 
@@ -41,10 +42,6 @@ def hpa_metric_column(metric_name: str) -> str:
     if metric_name.endswith(KV_SUFFIXES):
         return "kv_cache_usage_perc"
     return f"hpa_{metric_name}"
-
-
-def _target_column(column: str) -> str:
-    return "kv_cache_usage_target" if column == "kv_cache_usage_perc" else f"{column}_target"
 
 
 def extra_hpa_metrics(readings: Iterable[HpaMetricReading]) -> list[str]:
@@ -217,7 +214,7 @@ class Monitor:
         for reading in snap.metrics:
             column = hpa_metric_column(reading.name)
             row[column] = reading.current
-            row[_target_column(column)] = reading.target
+            row[target_column(column)] = reading.target
 
 
 def single_value(samples: list[Any]) -> float | None:

@@ -189,3 +189,28 @@ def test_dashboard_says_whether_keda_is_active() -> None:
     assert "KEDA not active" in text({"keda_active": 0, "keda_fallback": 0})
     assert "KEDA active · FALLBACK" in text({"keda_active": 1, "keda_fallback": 1})
     assert "KEDA" not in text({"num_requests_waiting": 3.0})  # an HPA run has no keda_* cells
+
+
+def test_dashboard_shows_every_metric_the_autoscaler_scales_on() -> None:
+    """A KEDA trigger or custom HPA metric (an hpa_<name> column with a target) gets a gauge of its own;
+    the other hpa_* columns (ratio, proposal, last scale) have no target and are not gauges."""
+    from rich.console import Console
+
+    from hpa_experiments.dashboard import _gauges, other_metrics
+
+    row = {
+        "num_requests_waiting": 3.0,
+        "num_requests_waiting_target": 20.0,
+        "hpa_running_total": 75.0,
+        "hpa_running_total_target": 60.0,
+        "hpa_running_total_ratio": 1.25,
+        "hpa_running_total_proposed": 5,
+        "hpa_last_scale_s": 30.0,
+    }
+    assert other_metrics(row) == ["hpa_running_total"]
+    console = Console(width=120, record=True)
+    console.print(_gauges(row))
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("queue 3.0 / target 20.0")
+    assert lines[1] == "running_total 75.00 / target 60.00 ▲ over"
+    assert other_metrics({"num_requests_waiting": 1.0, "hpa_last_scale_s": 3.0}) == []
