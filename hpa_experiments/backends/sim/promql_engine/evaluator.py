@@ -30,6 +30,7 @@ from hpa_experiments.backends.sim.promql_engine.values import (
     RangeSample,
     Vector,
     drop_metric_name,
+    ensure_unique_labels,
     ensure_unique_labelsets,
 )
 
@@ -285,11 +286,21 @@ class AggregateNode(Node):
             self.grouping = aggregation.Grouping(
                 modifier.type == pp.AggModifierType.Without, frozenset(modifier.labels)
             )
+        # sum of rate/increase/delta over a selector (the monitor's latency and request-rate queries):
+        # summed from the range function's columns, without a vector of (labels, value) in between.
+        inner = self.expr.node if isinstance(self.expr, Memoized) else self.expr
+        self._columns: RangeFunctionNode | None = None
+        if self.op == "sum" and isinstance(inner, RangeFunctionNode) and inner.extrapolated is not None:
+            self._columns = inner
+            self._column_sum = aggregation.ColumnSum(self.grouping)
 
     def evaluate(self, ctx: Context) -> Vector:
         if ctx.db.generation != self._generation:
             self.grouping.forget()
             self._generation = ctx.db.generation
+        if self._columns is not None:
+            labels, values = self._columns.columns(ctx)
+            return self._column_sum(labels, values) if labels else []
         vector = self.expr.evaluate(ctx)
         param = self.param.evaluate(ctx) if self.param is not None else None
         if not vector:
@@ -326,12 +337,20 @@ class RangeFunctionNode(Node):
         return ensure_unique_labelsets(out)
 
     def _extrapolated(self, ctx: Context, is_counter: bool, is_rate: bool) -> Vector:
-        """What evaluate() gives for these functions: each series' window located in place (no
-        window objects), then the extrapolation of all of them at once.  The located windows are
-        kept for the next evaluation: while the store is unchanged and no sample lies between the
-        old and the new window bounds, every series' window is the same (_Windows.holds), so only
-        the extrapolation, which depends on the bounds, is done again (the monitor's ticks every
-        5 s between scrapes every 15 s)."""
+        """What evaluate() gives for these functions, from columns()."""
+        labels, values = self.columns(ctx)
+        return list(zip(labels, values.tolist(), strict=True))
+
+    def columns(self, ctx: Context) -> tuple[list[Labels], np.ndarray]:
+        """For rate/increase/delta over a selector: evaluate()'s result as its label sets and a column
+        of values.  Each series' window is located in place (no window objects), then all of them
+        are extrapolated at once.  The located windows are kept for the next evaluation: while the
+        store is unchanged and no sample lies between the old and the new window bounds, every
+        series' window is the same (_Windows.holds), so only the extrapolation, which depends on the
+        bounds, is done again (the monitor's ticks every 5 s between scrapes every 15 s); the label
+        list is then the same object as before."""
+        assert self.extrapolated is not None
+        is_counter, is_rate = self.extrapolated
         matrix = self.matrix
         assert isinstance(matrix, MatrixSelectorNode)
         selection = matrix.selection
@@ -342,7 +361,11 @@ class RangeFunctionNode(Node):
         if windows is None or not windows.holds(db, start_ms, end_ms):
             windows = self._windows = _locate_windows(db, selection.series(db), start_ms, end_ms, is_counter)
         if not windows.labels:
-            return []
+            return windows.labels, windows.results
+        if not windows.unique:
+            if not selection.one_name:  # one metric name: dropping it cannot make two label sets equal
+                ensure_unique_labels(windows.labels)
+            windows.unique = True
         extrapolated = functions.extrapolate(
             windows.results,
             windows.firsts,
@@ -354,9 +377,7 @@ class RangeFunctionNode(Node):
             is_counter,
             is_rate,
         )
-        out = list(zip(windows.labels, extrapolated.tolist(), strict=True))
-        # one metric name: dropping it cannot make two label sets equal
-        return out if selection.one_name else ensure_unique_labelsets(out)
+        return windows.labels, extrapolated
 
 
 class _Windows:
@@ -368,6 +389,7 @@ class _Windows:
         self.db = db
         self.version = db.version
         self.labels: list[Labels] = []
+        self.unique = False  # the label sets were checked to be unique
         self.results = self.firsts = np.zeros(0)
         self.first_ms = self.last_ms = self.counts = np.zeros(0, dtype=np.int64)
         self.start_after: float = -math.inf  # the newest sample before the start, over all series
