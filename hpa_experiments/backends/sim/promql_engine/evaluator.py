@@ -13,6 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
+from operator import attrgetter, getitem
 from typing import Any, TypeVar
 
 import numpy as np
@@ -324,6 +325,7 @@ class RangeFunctionNode(Node):
         # over every pod's series at every tick) are computed from the stored samples in place.
         self.extrapolated = _EXTRAPOLATED.get(name) if isinstance(self.matrix, MatrixSelectorNode) else None
         self._windows: _Windows | None = None
+        self._selected: _Selected | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
         if self.extrapolated is not None:
@@ -359,7 +361,10 @@ class RangeFunctionNode(Node):
         db = ctx.db
         windows = self._windows
         if windows is None or not windows.holds(db, start_ms, end_ms):
-            windows = self._windows = _locate_windows(db, selection.series(db), start_ms, end_ms, is_counter)
+            series = selection.series(db)
+            if self._selected is None or self._selected.series is not series:
+                self._selected = _Selected(series)
+            windows = self._windows = _locate_windows(db, self._selected, start_ms, end_ms, is_counter)
         if not windows.labels:
             return windows.labels, windows.results
         if not windows.unique:
@@ -407,26 +412,54 @@ class _Windows:
         )
 
 
-def _locate_windows(db: TimeSeriesDB, selected: list[Series], start_ms: int, end_ms: int, is_counter: bool) -> _Windows:
-    """The windows of `selected` in place (see _Windows), counter resets added for counters."""
-    add_resets = functions.add_resets
+_TIMES = attrgetter("times")
+_VALUES = attrgetter("values")
+_UNNAMED = attrgetter("unnamed")
+_NEVER_DROPPED = attrgetter("never_dropped")
+
+
+class _Selected:
+    """What _locate_windows takes of each selected series and what stays the same while the selection
+    does (a Selection returns the same list until a series is created or removed): the series' value
+    lists (changed in place, never replaced) and their label sets without the name."""
+
+    def __init__(self, series: list[Series]) -> None:
+        self.series = series
+        self.values: list[list[float]] = list(map(_VALUES, series))
+        self.unnamed: list[Labels] = list(map(_UNNAMED, series))
+
+
+def _locate_windows(db: TimeSeriesDB, selected: _Selected, start_ms: int, end_ms: int, is_counter: bool) -> _Windows:
+    """The windows of the selected series in place (see _Windows), counter resets added for counters.
+
+    Series scraped together share their timestamp list (tsdb.Series), so a window is located once
+    per distinct list; each series then only gives its first and last value in it, gathered by
+    C-level map() calls.  `last - first` is subtracted by numpy (the same IEEE subtraction as on
+    Python floats), and the counter resets of the few series that ever dropped are added one by one
+    as before.  When every series is kept, the label list is the _Selected's own (the same object
+    at every scrape)."""
     windows = _Windows(db)
-    labels = windows.labels
-    results: list[float] = []
-    firsts: list[float] = []
-    first_ms: list[int] = []
-    last_ms: list[int] = []
-    counts: list[int] = []
+    series = selected.series
+    if not series:
+        return windows
+    lists = list(map(_TIMES, series))
+    if lists.count(lists[0]) == len(lists):  # one list, or equal ones (the same windows): the usual case
+        where = [0]
+        inverse = np.zeros(len(lists), dtype=np.intp)
+    else:
+        ids = np.fromiter(map(id, lists), dtype=np.uintp, count=len(lists))
+        _, first_of, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        where = first_of.tolist()
+    los, his = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
+    first_t, last_t = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
     start_after, start_until = windows.start_after, windows.start_until
     end_from, end_before = windows.end_from, windows.end_before
-    for series in selected:
-        times = series.times
+    for k, index in enumerate(where):
+        times = lists[index]
         n = len(times)
-        if not n:
-            continue
         lo = bisect_left(times, start_ms)
         # usually every sample is at or before the end (evaluated at the newest scrape or after)
-        hi = n if times[-1] <= end_ms else bisect_right(times, end_ms)
+        hi = n if n and times[-1] <= end_ms else bisect_right(times, end_ms)
         if lo and times[lo - 1] > start_after:
             start_after = times[lo - 1]
         if lo < n and times[lo] < start_until:
@@ -435,27 +468,38 @@ def _locate_windows(db: TimeSeriesDB, selected: list[Series], start_ms: int, end
             end_from = times[hi - 1]
         if hi < n and times[hi] < end_before:
             end_before = times[hi]
-        if hi - lo < 2:
-            continue
-        values = series.values
-        first = values[lo]
-        result = values[hi - 1] - first
-        if is_counter and not series.never_dropped:
-            result = add_resets(result, values, lo, hi)
-        labels.append(series.unnamed)
-        results.append(result)
-        firsts.append(first)
-        first_ms.append(times[lo])
-        last_ms.append(times[hi - 1])
-        counts.append(hi - lo)
+        los[k], his[k] = lo, hi
+        if hi - lo >= 2:
+            first_t[k], last_t[k] = times[lo], times[hi - 1]
     windows.start_after, windows.start_until = start_after, start_until
     windows.end_from, windows.end_before = end_from, end_before
-    if labels:
-        windows.results = np.array(results, dtype=np.float64)
-        windows.firsts = np.array(firsts, dtype=np.float64)
-        windows.first_ms = np.array(first_ms, dtype=np.int64)
-        windows.last_ms = np.array(last_ms, dtype=np.int64)
-        windows.counts = np.array(counts, dtype=np.int64)
+    counts = (his - los)[inverse]
+    kept = counts >= 2  # fewer samples: no rate
+    values, unnamed = selected.values, selected.unnamed
+    if not kept.all():
+        chosen = np.flatnonzero(kept)
+        if not len(chosen):
+            return windows
+        series = [series[i] for i in chosen.tolist()]
+        values = [values[i] for i in chosen.tolist()]
+        unnamed = [unnamed[i] for i in chosen.tolist()]
+        inverse, counts = inverse[chosen], counts[chosen]
+    lo_list, last_list = los[inverse].tolist(), (his[inverse] - 1).tolist()
+    firsts = np.array(list(map(getitem, values, lo_list)), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as on Python floats
+        results = np.array(list(map(getitem, values, last_list)), dtype=np.float64) - firsts
+    if is_counter:
+        never_dropped = np.fromiter(map(_NEVER_DROPPED, series), dtype=bool, count=len(series))
+        if not never_dropped.all():
+            add_resets = functions.add_resets
+            for i in np.flatnonzero(~never_dropped).tolist():
+                results[i] = add_resets(float(results[i]), values[i], lo_list[i], last_list[i] + 1)
+    windows.labels = unnamed
+    windows.results = results
+    windows.firsts = firsts
+    windows.first_ms = first_t[inverse]
+    windows.last_ms = last_t[inverse]
+    windows.counts = counts
     return windows
 
 
