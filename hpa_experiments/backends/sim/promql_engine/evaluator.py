@@ -23,6 +23,13 @@ from hpa_experiments.backends.base import InstantSample, RangeSeries
 from hpa_experiments.backends.sim.promql_engine import aggregation, binary, functions
 from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
 from hpa_experiments.backends.sim.promql_engine.label_functions import LabelReplace, absent_labels
+from hpa_experiments.backends.sim.promql_engine.series_columns import (
+    TIMES,
+    Latest,
+    SelectedSeries,
+    distinct_lists,
+    latest_samples,
+)
 from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
 from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
@@ -163,15 +170,22 @@ class VectorSelectorNode(Node):
 
     def __init__(self, node: pp.VectorSelector):
         self.selection = Selection(node)
+        self._selected: SelectedSeries | None = None
+        self._latest: Latest | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
+        """Each series' latest sample (Series.latest_at).  The result is kept, and given again (the same
+        list: vectors are never changed in place) while it holds: between scrapes, the monitor's
+        ticks select the same samples."""
         t_ms = self.selection.shift.reference_ms(ctx)
-        out: Vector = []
-        for series in self.selection.series(ctx.db):
-            value = series.latest_at(t_ms, ctx.lookback_ms)
-            if value is not None:
-                out.append((series.labels, value))
-        return out
+        db = ctx.db
+        latest = self._latest
+        if latest is None or not latest.holds(db, t_ms, ctx.lookback_ms):
+            series = self.selection.series(db)
+            if self._selected is None or self._selected.series is not series:
+                self._selected = SelectedSeries(series)
+            latest = self._latest = latest_samples(db, self._selected, t_ms, ctx.lookback_ms)
+        return latest.vector
 
     def sample_times(self, ctx: Context) -> Vector:
         """Like evaluate(), with each sample's own timestamp (seconds) as the value: timestamp()."""
@@ -294,6 +308,7 @@ class AggregateNode(Node):
         if self.op == "sum" and isinstance(inner, RangeFunctionNode) and inner.extrapolated is not None:
             self._columns = inner
             self._column_sum = aggregation.ColumnSum(self.grouping)
+        self._last: tuple[Vector | None, Vector] = (None, [])  # the last input without a parameter, its result
 
     def evaluate(self, ctx: Context) -> Vector:
         if ctx.db.generation != self._generation:
@@ -306,7 +321,12 @@ class AggregateNode(Node):
         param = self.param.evaluate(ctx) if self.param is not None else None
         if not vector:
             return []
-        return aggregation.aggregate(self.op, vector, self.grouping, param)
+        if param is None and vector is self._last[0]:  # a kept selector result (vectors are never changed)
+            return self._last[1]
+        result = aggregation.aggregate(self.op, vector, self.grouping, param)
+        if param is None:
+            self._last = (vector, result)  # holding the input keeps its identity unique
+        return result
 
 
 # --- function calls ---------------------------------------------------------------------
@@ -325,7 +345,7 @@ class RangeFunctionNode(Node):
         # over every pod's series at every tick) are computed from the stored samples in place.
         self.extrapolated = _EXTRAPOLATED.get(name) if isinstance(self.matrix, MatrixSelectorNode) else None
         self._windows: _Windows | None = None
-        self._selected: _Selected | None = None
+        self._selected: SelectedSeries | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
         if self.extrapolated is not None:
@@ -363,7 +383,7 @@ class RangeFunctionNode(Node):
         if windows is None or not windows.holds(db, start_ms, end_ms):
             series = selection.series(db)
             if self._selected is None or self._selected.series is not series:
-                self._selected = _Selected(series)
+                self._selected = SelectedSeries(series)
             windows = self._windows = _locate_windows(db, self._selected, start_ms, end_ms, is_counter)
         if not windows.labels:
             return windows.labels, windows.results
@@ -412,44 +432,23 @@ class _Windows:
         )
 
 
-_TIMES = attrgetter("times")
-_VALUES = attrgetter("values")
-_UNNAMED = attrgetter("unnamed")
-_NEVER_DROPPED = attrgetter("never_dropped")
-
-
-class _Selected:
-    """What _locate_windows takes of each selected series and what stays the same while the selection
-    does (a Selection returns the same list until a series is created or removed): the series' value
-    lists (changed in place, never replaced) and their label sets without the name."""
-
-    def __init__(self, series: list[Series]) -> None:
-        self.series = series
-        self.values: list[list[float]] = list(map(_VALUES, series))
-        self.unnamed: list[Labels] = list(map(_UNNAMED, series))
-
-
-def _locate_windows(db: TimeSeriesDB, selected: _Selected, start_ms: int, end_ms: int, is_counter: bool) -> _Windows:
+def _locate_windows(
+    db: TimeSeriesDB, selected: SelectedSeries, start_ms: int, end_ms: int, is_counter: bool
+) -> _Windows:
     """The windows of the selected series in place (see _Windows), counter resets added for counters.
 
     Series scraped together share their timestamp list (tsdb.Series), so a window is located once
     per distinct list; each series then only gives its first and last value in it, gathered by
     C-level map() calls.  `last - first` is subtracted by numpy (the same IEEE subtraction as on
     Python floats), and the counter resets of the few series that ever dropped are added one by one
-    as before.  When every series is kept, the label list is the _Selected's own (the same object
+    as before.  When every series is kept, the label list is the SelectedSeries's own (the same object
     at every scrape)."""
     windows = _Windows(db)
     series = selected.series
     if not series:
         return windows
-    lists = list(map(_TIMES, series))
-    if lists.count(lists[0]) == len(lists):  # one list, or equal ones (the same windows): the usual case
-        where = [0]
-        inverse = np.zeros(len(lists), dtype=np.intp)
-    else:
-        ids = np.fromiter(map(id, lists), dtype=np.uintp, count=len(lists))
-        _, first_of, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        where = first_of.tolist()
+    lists = list(map(TIMES, series))
+    where, inverse = distinct_lists(lists)
     los, his = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
     first_t, last_t = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
     start_after, start_until = windows.start_after, windows.start_until
@@ -485,11 +484,11 @@ def _locate_windows(db: TimeSeriesDB, selected: _Selected, start_ms: int, end_ms
         unnamed = [unnamed[i] for i in chosen.tolist()]
         inverse, counts = inverse[chosen], counts[chosen]
     lo_list, last_list = los[inverse].tolist(), (his[inverse] - 1).tolist()
-    firsts = np.array(list(map(getitem, values, lo_list)), dtype=np.float64)
+    firsts = np.fromiter(map(getitem, values, lo_list), dtype=np.float64, count=len(lo_list))
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as on Python floats
-        results = np.array(list(map(getitem, values, last_list)), dtype=np.float64) - firsts
+        results = np.fromiter(map(getitem, values, last_list), dtype=np.float64, count=len(lo_list)) - firsts
     if is_counter:
-        never_dropped = np.fromiter(map(_NEVER_DROPPED, series), dtype=bool, count=len(series))
+        never_dropped = np.fromiter(map(attrgetter("never_dropped"), series), dtype=bool, count=len(series))
         if not never_dropped.all():
             add_resets = functions.add_resets
             for i in np.flatnonzero(~never_dropped).tolist():
