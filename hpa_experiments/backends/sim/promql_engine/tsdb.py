@@ -172,18 +172,22 @@ class TimeSeriesDB:
         if t_ms != self._grown_ms:
             self._grown, self._grown_ms = {}, t_ms
         grown = self._grown
+        grown_from: list[int] | None = None  # the last list grown here (a target's series usually share it)
+        grown_to: list[int] = _NO_TIMES
         for handles, values in by_handle:
             for series, value in zip(handles, values, strict=True):
                 # _append_to inlined for the common case, a sample after the series' last one
                 value = float(value)
                 times = series.times
-                if times and t_ms <= times[-1]:
-                    append_to(series, t_ms, value)
-                    continue
-                entry = grown.get(id(times))
-                if entry is None:
-                    entry = grown[id(times)] = (times, [*times, t_ms])
-                series.times = entry[1]
+                if times is not grown_from:
+                    if times and t_ms <= times[-1]:
+                        append_to(series, t_ms, value)
+                        continue
+                    entry = grown.get(id(times))
+                    if entry is None:
+                        entry = grown[id(times)] = (times, [*times, t_ms])
+                    grown_from, grown_to = times, entry[1]
+                series.times = grown_to
                 stored = series.values
                 if stored and value < stored[-1]:
                     series.never_dropped = False
