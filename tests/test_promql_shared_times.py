@@ -117,3 +117,31 @@ def test_windows_over_shared_lists_match_the_general_path(seed: int, function: s
 
     _run(seed, check)
     assert sum(compared) > 10_000 and 0 in compared
+
+
+@pytest.mark.parametrize("how", ["by_handle", "by_labels", "same_millisecond"])
+def test_a_first_counter_reset_is_seen_after_none_for_long(how: str) -> None:
+    """rate() skips the reset scan while no selected series ever dropped, a check kept until the
+    store's `drops` changes: the first drop, however written, must bump it."""
+    db = TimeSeriesDB(retention_seconds=600)
+    engine = PromQLEngine(db)
+    label_sets = [{"__name__": "c_total", "pod": f"p{pod}"} for pod in range(4)]
+    handles = db.series(label_sets)
+    for step in range(12):
+        values = [float(10 * step + pod) for pod in range(4)]
+        if step == 9 and how != "same_millisecond":
+            values[2] = 1.0  # the first reset
+        t = 100.0 + 15 * step
+        if how == "by_labels":
+            db.append_many(t, list(zip(label_sets, values, strict=True)))
+        else:
+            db.append_many(t, [], [(handles, values)])
+        if step == 9 and how == "same_millisecond":
+            db.append(label_sets[2], t, 1.0)  # replaces the sample just written: a drop from the one before
+        for window, range_ms in (("1m", 60_000), ("2m", 120_000)):
+            got = [
+                (tuple(sorted(s.labels.items())), struct.pack("<d", s.value))
+                for s in engine.instant(f"rate(c_total[{window}])", t + 1)
+            ]
+            assert got == _general(db, "rate", "c_total", range_ms, round((t + 1) * 1000)), (step, window)
+    assert db.drops == 1

@@ -487,7 +487,7 @@ def _locate_windows(
     firsts = np.fromiter(map(getitem, values, lo_list), dtype=np.float64, count=len(lo_list))
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as on Python floats
         results = np.fromiter(map(getitem, values, last_list), dtype=np.float64, count=len(lo_list)) - firsts
-    if is_counter:
+    if is_counter and not selected.never_dropped(db):
         never_dropped = np.fromiter(map(attrgetter("never_dropped"), series), dtype=bool, count=len(series))
         if not never_dropped.all():
             add_resets = functions.add_resets

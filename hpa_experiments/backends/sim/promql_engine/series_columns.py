@@ -22,6 +22,7 @@ _VALUES = attrgetter("values")
 _LABELS = attrgetter("labels")
 _UNNAMED = attrgetter("unnamed")
 _STALE_TIMES = attrgetter("stale_times")
+_NEVER_DROPPED = attrgetter("never_dropped")
 
 
 class SelectedSeries:
@@ -33,6 +34,17 @@ class SelectedSeries:
         self.values: list[list[float]] = list(map(_VALUES, series))
         self.labels: list[Labels] = list(map(_LABELS, series))
         self.unnamed: list[Labels] = list(map(_UNNAMED, series))
+        self._never_dropped_in: tuple[TimeSeriesDB, int] | None = None  # (db, db.drops) when all were
+
+    def never_dropped(self, db: TimeSeriesDB) -> bool:
+        """No series of the selection ever had a sample below the one before (no counter reset)."""
+        checked = self._never_dropped_in
+        if checked is not None and checked[0] is db and checked[1] == db.drops:
+            return True
+        if all(map(_NEVER_DROPPED, self.series)):
+            self._never_dropped_in = (db, db.drops)
+            return True
+        return False
 
 
 def distinct_lists(lists: list[list[int]]) -> tuple[list[int], np.ndarray]:

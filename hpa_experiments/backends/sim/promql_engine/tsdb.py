@@ -146,6 +146,8 @@ class TimeSeriesDB:
         self.version = 0
         # Bumped when series are removed, so handles from series() can be kept while it stays the same.
         self.removals = 0
+        # Bumped when a series' never_dropped turns False, so a check that none did can be kept.
+        self.drops = 0
 
     # --- writing -------------------------------------------------------------------
 
@@ -189,8 +191,9 @@ class TimeSeriesDB:
                     grown_from, grown_to = times, entry[1]
                 series.times = grown_to
                 stored = series.values
-                if stored and value < stored[-1]:
+                if stored and value < stored[-1] and series.never_dropped:
                     series.never_dropped = False
+                    self.drops += 1
                 stored.append(value)
         for labels, value in samples:
             append_to(self._series_for(labels), t_ms, float(value))
@@ -240,14 +243,16 @@ class TimeSeriesDB:
         if times and t_ms <= times[-1]:
             if t_ms == times[-1]:
                 values[-1] = value
-                if len(values) > 1 and value < values[-2]:
+                if len(values) > 1 and value < values[-2] and series.never_dropped:
                     series.never_dropped = False
+                    self.drops += 1
                 return
             raise ValueError(
                 f"out-of-order sample for {dict(series.labels)}: t={t_ms / 1000} < last {times[-1] / 1000}"
             )
-        if values and value < values[-1]:
+        if values and value < values[-1] and series.never_dropped:
             series.never_dropped = False
+            self.drops += 1
         series.times = self._grown_times(times, t_ms)
         values.append(value)
 
