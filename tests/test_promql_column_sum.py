@@ -128,3 +128,15 @@ def test_column_sum_regroups_when_the_series_change() -> None:
     second = [make_labels({"pod": p, "le": "1"}.items()) for p in ("c", "a")]
     assert column_sum(second, np.array([5.0, 6.0])) == [((("pod", "c"),), 5.0), ((("pod", "a"),), 6.0)]
     assert column_sum(list(first), np.array([1.0, 1.0, 1.0, 1.0])) == [((("pod", "a"),), 2.0), ((("pod", "b"),), 2.0)]
+
+
+def test_column_sum_adds_in_input_order_on_large_groups() -> None:
+    """np.bincount adds one weight after the other; a pairwise sum (np.sum) would round differently."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(0, 1, 30_000) * 10.0 ** rng.integers(-8, 9, 30_000)
+    labels = [make_labels({"le": str(i % 3), "pod": f"p{i}"}.items()) for i in range(len(values))]
+    grouping = aggregation.Grouping(False, frozenset({"le"}))
+    expected = aggregation.aggregate("sum", list(zip(labels, values.tolist(), strict=True)), grouping, None)
+    got = aggregation.ColumnSum(grouping)(labels, values)
+    assert [(k, v.hex()) for k, v in got] == [(k, v.hex()) for k, v in expected]
+    assert float(np.sum(values[0::3])).hex() != expected[0][1].hex()  # the order does matter here
