@@ -11,6 +11,8 @@ from decimal import Decimal
 from functools import reduce
 from operator import add
 
+import numpy as np
+
 from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
 from hpa_experiments.backends.sim.promql_engine.functions import quantile, variance
 from hpa_experiments.backends.sim.promql_engine.values import METRIC_NAME, Labels, Vector, make_labels
@@ -74,6 +76,37 @@ def aggregate(op: str, vector: Vector, grouping: Grouping, param: float | str | 
         else:
             members.append(value)
     return [(key, _reduce(op, values, param)) for key, values in grouped.items()]
+
+
+class ColumnSum:
+    """`sum by/without` over values given as a column beside a list of label sets that comes back as
+    the same list object while its series stay the same (a located range function's windows, see
+    evaluator.RangeFunctionNode.columns): each series' group is found once per list, and the groups
+    are then summed with numpy.  np.bincount adds the weights in input order onto 0.0, i.e. the same
+    IEEE additions as aggregate()'s left-to-right fold, except that the fold starts from the first
+    value: the two differ only for -0.0 (0.0 + -0.0 is 0.0), and NaN payloads are left to the fold
+    too, so a column holding either is summed by aggregate() itself."""
+
+    def __init__(self, grouping: Grouping):
+        self.grouping = grouping
+        self._labels: list[Labels] | None = None  # held, so its identity cannot be reused
+        self._keys: list[Labels] = []
+        self._index = np.zeros(0, dtype=np.intp)
+
+    def __call__(self, labels: list[Labels], values: np.ndarray) -> Vector:
+        """What aggregate("sum", list(zip(labels, values)), grouping, None) returns."""
+        if labels is not self._labels:
+            if labels != self._labels:  # the same series again (a new list after each scrape) keep their groups
+                key_of = self.grouping.key
+                keys: dict[Labels, int] = {}
+                index = [keys.setdefault(key_of(series), len(keys)) for series in labels]
+                self._keys = list(keys)
+                self._index = np.array(index, dtype=np.intp)
+            self._labels = labels
+        if np.isnan(values).any() or ((values == 0) & np.signbit(values)).any():
+            return aggregate("sum", list(zip(labels, values.tolist(), strict=True)), self.grouping, None)
+        sums = np.bincount(self._index, weights=values, minlength=len(self._keys))
+        return list(zip(self._keys, sums.tolist(), strict=True))
 
 
 def _reduce(op: str, values: list[float], param: float | None) -> float:

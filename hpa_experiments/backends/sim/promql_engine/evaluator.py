@@ -13,6 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
+from operator import attrgetter, getitem
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,6 +23,13 @@ from hpa_experiments.backends.base import InstantSample, RangeSeries
 from hpa_experiments.backends.sim.promql_engine import aggregation, binary, functions
 from hpa_experiments.backends.sim.promql_engine.errors import PromQLError
 from hpa_experiments.backends.sim.promql_engine.label_functions import LabelReplace, absent_labels
+from hpa_experiments.backends.sim.promql_engine.series_columns import (
+    TIMES,
+    Latest,
+    SelectedSeries,
+    distinct_lists,
+    latest_samples,
+)
 from hpa_experiments.backends.sim.promql_engine.tsdb import LabelMatcher, MatchType, Series, TimeSeriesDB, seconds_to_ms
 from hpa_experiments.backends.sim.promql_engine.values import (
     METRIC_NAME,
@@ -30,6 +38,7 @@ from hpa_experiments.backends.sim.promql_engine.values import (
     RangeSample,
     Vector,
     drop_metric_name,
+    ensure_unique_labels,
     ensure_unique_labelsets,
 )
 
@@ -161,15 +170,22 @@ class VectorSelectorNode(Node):
 
     def __init__(self, node: pp.VectorSelector):
         self.selection = Selection(node)
+        self._selected: SelectedSeries | None = None
+        self._latest: Latest | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
+        """Each series' latest sample (Series.latest_at).  The result is kept, and given again (the same
+        list: vectors are never changed in place) while it holds: between scrapes, the monitor's
+        ticks select the same samples."""
         t_ms = self.selection.shift.reference_ms(ctx)
-        out: Vector = []
-        for series in self.selection.series(ctx.db):
-            value = series.latest_at(t_ms, ctx.lookback_ms)
-            if value is not None:
-                out.append((series.labels, value))
-        return out
+        db = ctx.db
+        latest = self._latest
+        if latest is None or not latest.holds(db, t_ms, ctx.lookback_ms):
+            series = self.selection.series(db)
+            if self._selected is None or self._selected.series is not series:
+                self._selected = SelectedSeries(series)
+            latest = self._latest = latest_samples(db, self._selected, t_ms, ctx.lookback_ms)
+        return latest.vector
 
     def sample_times(self, ctx: Context) -> Vector:
         """Like evaluate(), with each sample's own timestamp (seconds) as the value: timestamp()."""
@@ -285,16 +301,32 @@ class AggregateNode(Node):
             self.grouping = aggregation.Grouping(
                 modifier.type == pp.AggModifierType.Without, frozenset(modifier.labels)
             )
+        # sum of rate/increase/delta over a selector (the monitor's latency and request-rate queries):
+        # summed from the range function's columns, without a vector of (labels, value) in between.
+        inner = self.expr.node if isinstance(self.expr, Memoized) else self.expr
+        self._columns: RangeFunctionNode | None = None
+        if self.op == "sum" and isinstance(inner, RangeFunctionNode) and inner.extrapolated is not None:
+            self._columns = inner
+            self._column_sum = aggregation.ColumnSum(self.grouping)
+        self._last: tuple[Vector | None, Vector] = (None, [])  # the last input without a parameter, its result
 
     def evaluate(self, ctx: Context) -> Vector:
         if ctx.db.generation != self._generation:
             self.grouping.forget()
             self._generation = ctx.db.generation
+        if self._columns is not None:
+            labels, values = self._columns.columns(ctx)
+            return self._column_sum(labels, values) if labels else []
         vector = self.expr.evaluate(ctx)
         param = self.param.evaluate(ctx) if self.param is not None else None
         if not vector:
             return []
-        return aggregation.aggregate(self.op, vector, self.grouping, param)
+        if param is None and vector is self._last[0]:  # a kept selector result (vectors are never changed)
+            return self._last[1]
+        result = aggregation.aggregate(self.op, vector, self.grouping, param)
+        if param is None:
+            self._last = (vector, result)  # holding the input keeps its identity unique
+        return result
 
 
 # --- function calls ---------------------------------------------------------------------
@@ -313,6 +345,7 @@ class RangeFunctionNode(Node):
         # over every pod's series at every tick) are computed from the stored samples in place.
         self.extrapolated = _EXTRAPOLATED.get(name) if isinstance(self.matrix, MatrixSelectorNode) else None
         self._windows: _Windows | None = None
+        self._selected: SelectedSeries | None = None
 
     def evaluate(self, ctx: Context) -> Vector:
         if self.extrapolated is not None:
@@ -326,12 +359,20 @@ class RangeFunctionNode(Node):
         return ensure_unique_labelsets(out)
 
     def _extrapolated(self, ctx: Context, is_counter: bool, is_rate: bool) -> Vector:
-        """What evaluate() gives for these functions: each series' window located in place (no
-        window objects), then the extrapolation of all of them at once.  The located windows are
-        kept for the next evaluation: while the store is unchanged and no sample lies between the
-        old and the new window bounds, every series' window is the same (_Windows.holds), so only
-        the extrapolation, which depends on the bounds, is done again (the monitor's ticks every
-        5 s between scrapes every 15 s)."""
+        """What evaluate() gives for these functions, from columns()."""
+        labels, values = self.columns(ctx)
+        return list(zip(labels, values.tolist(), strict=True))
+
+    def columns(self, ctx: Context) -> tuple[list[Labels], np.ndarray]:
+        """For rate/increase/delta over a selector: evaluate()'s result as its label sets and a column
+        of values.  Each series' window is located in place (no window objects), then all of them
+        are extrapolated at once.  The located windows are kept for the next evaluation: while the
+        store is unchanged and no sample lies between the old and the new window bounds, every
+        series' window is the same (_Windows.holds), so only the extrapolation, which depends on the
+        bounds, is done again (the monitor's ticks every 5 s between scrapes every 15 s); the label
+        list is then the same object as before."""
+        assert self.extrapolated is not None
+        is_counter, is_rate = self.extrapolated
         matrix = self.matrix
         assert isinstance(matrix, MatrixSelectorNode)
         selection = matrix.selection
@@ -340,9 +381,16 @@ class RangeFunctionNode(Node):
         db = ctx.db
         windows = self._windows
         if windows is None or not windows.holds(db, start_ms, end_ms):
-            windows = self._windows = _locate_windows(db, selection.series(db), start_ms, end_ms, is_counter)
+            series = selection.series(db)
+            if self._selected is None or self._selected.series is not series:
+                self._selected = SelectedSeries(series)
+            windows = self._windows = _locate_windows(db, self._selected, start_ms, end_ms, is_counter)
         if not windows.labels:
-            return []
+            return windows.labels, windows.results
+        if not windows.unique:
+            if not selection.one_name:  # one metric name: dropping it cannot make two label sets equal
+                ensure_unique_labels(windows.labels)
+            windows.unique = True
         extrapolated = functions.extrapolate(
             windows.results,
             windows.firsts,
@@ -354,9 +402,7 @@ class RangeFunctionNode(Node):
             is_counter,
             is_rate,
         )
-        out = list(zip(windows.labels, extrapolated.tolist(), strict=True))
-        # one metric name: dropping it cannot make two label sets equal
-        return out if selection.one_name else ensure_unique_labelsets(out)
+        return windows.labels, extrapolated
 
 
 class _Windows:
@@ -368,6 +414,7 @@ class _Windows:
         self.db = db
         self.version = db.version
         self.labels: list[Labels] = []
+        self.unique = False  # the label sets were checked to be unique
         self.results = self.firsts = np.zeros(0)
         self.first_ms = self.last_ms = self.counts = np.zeros(0, dtype=np.int64)
         self.start_after: float = -math.inf  # the newest sample before the start, over all series
@@ -385,26 +432,33 @@ class _Windows:
         )
 
 
-def _locate_windows(db: TimeSeriesDB, selected: list[Series], start_ms: int, end_ms: int, is_counter: bool) -> _Windows:
-    """The windows of `selected` in place (see _Windows), counter resets added for counters."""
-    add_resets = functions.add_resets
+def _locate_windows(
+    db: TimeSeriesDB, selected: SelectedSeries, start_ms: int, end_ms: int, is_counter: bool
+) -> _Windows:
+    """The windows of the selected series in place (see _Windows), counter resets added for counters.
+
+    Series scraped together share their timestamp list (tsdb.Series), so a window is located once
+    per distinct list; each series then only gives its first and last value in it, gathered by
+    C-level map() calls.  `last - first` is subtracted by numpy (the same IEEE subtraction as on
+    Python floats), and the counter resets of the few series that ever dropped are added one by one
+    as before.  When every series is kept, the label list is the SelectedSeries's own (the same object
+    at every scrape)."""
     windows = _Windows(db)
-    labels = windows.labels
-    results: list[float] = []
-    firsts: list[float] = []
-    first_ms: list[int] = []
-    last_ms: list[int] = []
-    counts: list[int] = []
+    series = selected.series
+    if not series:
+        return windows
+    lists = list(map(TIMES, series))
+    where, inverse = distinct_lists(lists)
+    los, his = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
+    first_t, last_t = np.zeros(len(where), dtype=np.int64), np.zeros(len(where), dtype=np.int64)
     start_after, start_until = windows.start_after, windows.start_until
     end_from, end_before = windows.end_from, windows.end_before
-    for series in selected:
-        times = series.times
+    for k, index in enumerate(where):
+        times = lists[index]
         n = len(times)
-        if not n:
-            continue
         lo = bisect_left(times, start_ms)
         # usually every sample is at or before the end (evaluated at the newest scrape or after)
-        hi = n if times[-1] <= end_ms else bisect_right(times, end_ms)
+        hi = n if n and times[-1] <= end_ms else bisect_right(times, end_ms)
         if lo and times[lo - 1] > start_after:
             start_after = times[lo - 1]
         if lo < n and times[lo] < start_until:
@@ -413,27 +467,38 @@ def _locate_windows(db: TimeSeriesDB, selected: list[Series], start_ms: int, end
             end_from = times[hi - 1]
         if hi < n and times[hi] < end_before:
             end_before = times[hi]
-        if hi - lo < 2:
-            continue
-        values = series.values
-        first = values[lo]
-        result = values[hi - 1] - first
-        if is_counter and not series.never_dropped:
-            result = add_resets(result, values, lo, hi)
-        labels.append(series.unnamed)
-        results.append(result)
-        firsts.append(first)
-        first_ms.append(times[lo])
-        last_ms.append(times[hi - 1])
-        counts.append(hi - lo)
+        los[k], his[k] = lo, hi
+        if hi - lo >= 2:
+            first_t[k], last_t[k] = times[lo], times[hi - 1]
     windows.start_after, windows.start_until = start_after, start_until
     windows.end_from, windows.end_before = end_from, end_before
-    if labels:
-        windows.results = np.array(results, dtype=np.float64)
-        windows.firsts = np.array(firsts, dtype=np.float64)
-        windows.first_ms = np.array(first_ms, dtype=np.int64)
-        windows.last_ms = np.array(last_ms, dtype=np.int64)
-        windows.counts = np.array(counts, dtype=np.int64)
+    counts = (his - los)[inverse]
+    kept = counts >= 2  # fewer samples: no rate
+    values, unnamed = selected.values, selected.unnamed
+    if not kept.all():
+        chosen = np.flatnonzero(kept)
+        if not len(chosen):
+            return windows
+        series = [series[i] for i in chosen.tolist()]
+        values = [values[i] for i in chosen.tolist()]
+        unnamed = [unnamed[i] for i in chosen.tolist()]
+        inverse, counts = inverse[chosen], counts[chosen]
+    lo_list, last_list = los[inverse].tolist(), (his[inverse] - 1).tolist()
+    firsts = np.fromiter(map(getitem, values, lo_list), dtype=np.float64, count=len(lo_list))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as on Python floats
+        results = np.fromiter(map(getitem, values, last_list), dtype=np.float64, count=len(lo_list)) - firsts
+    if is_counter and not selected.never_dropped(db):
+        never_dropped = np.fromiter(map(attrgetter("never_dropped"), series), dtype=bool, count=len(series))
+        if not never_dropped.all():
+            add_resets = functions.add_resets
+            for i in np.flatnonzero(~never_dropped).tolist():
+                results[i] = add_resets(float(results[i]), values[i], lo_list[i], last_list[i] + 1)
+    windows.labels = unnamed
+    windows.results = results
+    windows.firsts = firsts
+    windows.first_ms = first_t[inverse]
+    windows.last_ms = last_t[inverse]
+    windows.counts = counts
     return windows
 
 

@@ -3,6 +3,9 @@
 Samples of one series live in two parallel Python lists (millisecond timestamps and
 float values): windows are small (a 15 s scrape keeps ~60 samples per series for a
 15 min retention), so bisect plus list slicing beats numpy's per-call overhead here.
+A timestamp list is never changed in place, only replaced by a new one, so that the
+series scraped together (the same timestamps) share one list: the evaluator then
+locates a window once per list instead of once per series.
 Memory is bounded: samples older than the newest appended time minus the retention
 are dropped, and series left without samples are removed.  Not synchronized: appends
 must not run concurrently with queries (the twin is single-threaded on its virtual clock).
@@ -47,8 +50,14 @@ class LabelMatcher:
         return found is (self.type is MatchType.REGEX)
 
 
+# The timestamps of every series without samples.  Like every timestamp list here it is shared and
+# never changed in place: appends and trims replace a series' list (TimeSeriesDB._grown_times, _sweep).
+_NO_TIMES: list[int] = []
+
+
 class Series:
-    """One series: its interned label set and its samples in time order."""
+    """One series: its interned label set and its samples in time order.  `times` may be the same list
+    object as other series' (then their timestamps are equal); it must not be changed in place."""
 
     __slots__ = ("label_map", "labels", "never_dropped", "stale_times", "times", "unnamed", "values")
 
@@ -59,7 +68,7 @@ class Series:
         # No stored sample is below the one before it (no counter reset anywhere in the series):
         # rate() then needs no reset scan.  Set False at the first drop, never back.
         self.never_dropped = True
-        self.times: list[int] = []
+        self.times: list[int] = _NO_TIMES
         self.values: list[float] = []
         # Staleness markers (a scrape target went away), kept apart from the samples: range
         # functions ignore them, as Prometheus drops them from range vectors.
@@ -91,10 +100,17 @@ class Series:
         hi = bisect_right(self.times, end_ms)
         return self.times[lo:hi], self.values[lo:hi]
 
-    def drop_before(self, cutoff_ms: int) -> None:
-        count = bisect_left(self.times, cutoff_ms)
+    def drop_before(self, cutoff_ms: int, trimmed: dict[tuple[int, int], tuple[list[int], list[int]]]) -> None:
+        """Drop the samples before cutoff_ms.  `trimmed`: (id of a timestamp list, samples dropped) ->
+        (that list, what is left of it), shared by the series trimmed in one sweep so that series
+        sharing their timestamps still share them (the entry holds the old list, so its id stays unique)."""
+        times = self.times
+        count = bisect_left(times, cutoff_ms)
         if count:
-            del self.times[:count]
+            entry = trimmed.get((id(times), count))
+            if entry is None:
+                entry = trimmed[(id(times), count)] = (times, times[count:])
+            self.times = entry[1]
             del self.values[:count]
         stale = bisect_left(self.stale_times, cutoff_ms)
         if stale:
@@ -120,12 +136,18 @@ class TimeSeriesDB:
         self._key_cache: dict[tuple[tuple[str, str], ...], Series] = {}
         self._newest_ms: int | None = None
         self._next_sweep_ms: int | None = None
+        # id of a timestamp list -> (that list, it plus _grown_ms): the lists grown at _grown_ms, so
+        # that the series appended together there share their new list (see _grown_times).
+        self._grown: dict[int, tuple[list[int], list[int]]] = {}
+        self._grown_ms: int | None = None
         # Bumped whenever a series is created or removed, so selectors can cache matches.
         self.generation = 0
         # Bumped on every write, so query results can be shared while it stays the same.
         self.version = 0
         # Bumped when series are removed, so handles from series() can be kept while it stays the same.
         self.removals = 0
+        # Bumped when a series' never_dropped turns False, so a check that none did can be kept.
+        self.drops = 0
 
     # --- writing -------------------------------------------------------------------
 
@@ -149,9 +171,30 @@ class TimeSeriesDB:
         series already looked up with series() (`removals` unchanged since), e.g. a scrape target's."""
         t_ms = seconds_to_ms(t)
         append_to = self._append_to
+        if t_ms != self._grown_ms:
+            self._grown, self._grown_ms = {}, t_ms
+        grown = self._grown
+        grown_from: list[int] | None = None  # the last list grown here (a target's series usually share it)
+        grown_to: list[int] = _NO_TIMES
         for handles, values in by_handle:
             for series, value in zip(handles, values, strict=True):
-                append_to(series, t_ms, float(value))
+                # _append_to inlined for the common case, a sample after the series' last one
+                value = float(value)
+                times = series.times
+                if times is not grown_from:
+                    if times and t_ms <= times[-1]:
+                        append_to(series, t_ms, value)
+                        continue
+                    entry = grown.get(id(times))
+                    if entry is None:
+                        entry = grown[id(times)] = (times, [*times, t_ms])
+                    grown_from, grown_to = times, entry[1]
+                series.times = grown_to
+                stored = series.values
+                if stored and value < stored[-1] and series.never_dropped:
+                    series.never_dropped = False
+                    self.drops += 1
+                stored.append(value)
         for labels, value in samples:
             append_to(self._series_for(labels), t_ms, float(value))
         self._advance(t_ms)
@@ -195,22 +238,32 @@ class TimeSeriesDB:
         self._key_cache[raw] = series
         return series
 
-    @staticmethod
-    def _append_to(series: Series, t_ms: int, value: float) -> None:
+    def _append_to(self, series: Series, t_ms: int, value: float) -> None:
         times, values = series.times, series.values
         if times and t_ms <= times[-1]:
             if t_ms == times[-1]:
                 values[-1] = value
-                if len(values) > 1 and value < values[-2]:
+                if len(values) > 1 and value < values[-2] and series.never_dropped:
                     series.never_dropped = False
+                    self.drops += 1
                 return
             raise ValueError(
                 f"out-of-order sample for {dict(series.labels)}: t={t_ms / 1000} < last {times[-1] / 1000}"
             )
-        if values and value < values[-1]:
+        if values and value < values[-1] and series.never_dropped:
             series.never_dropped = False
-        times.append(t_ms)
+            self.drops += 1
+        series.times = self._grown_times(times, t_ms)
         values.append(value)
+
+    def _grown_times(self, times: list[int], t_ms: int) -> list[int]:
+        """`times` plus t_ms, as one new list for every series whose timestamps were `times`."""
+        if t_ms != self._grown_ms:
+            self._grown, self._grown_ms = {}, t_ms
+        entry = self._grown.get(id(times))  # the entry holds `times`, so its id stays unique
+        if entry is None:
+            entry = self._grown[id(times)] = (times, [*times, t_ms])
+        return entry[1]
 
     def _advance(self, t_ms: int) -> None:
         self.version += 1
@@ -228,9 +281,10 @@ class TimeSeriesDB:
         cutoff = self._newest_ms - self.retention_ms
         longer = self._longer_ms
         emptied = []
+        trimmed: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         for key, series in self._series.items():
             keep = longer.get(series.label_map[METRIC_NAME]) if longer else None
-            series.drop_before(cutoff if keep is None else self._newest_ms - keep)
+            series.drop_before(cutoff if keep is None else self._newest_ms - keep, trimmed)
             if not series.times:
                 emptied.append(key)
         for key in emptied:

@@ -62,5 +62,11 @@ def ensure_unique_labelsets(vector: Vector) -> Vector:
     return vector
 
 
+def ensure_unique_labels(labels: list[Labels]) -> None:
+    """ensure_unique_labelsets() for a vector given by its label sets."""
+    if len(labels) > 1 and len(set(labels)) < len(labels):
+        raise PromQLError("vector cannot contain metrics with the same labelset")
+
+
 def format_labels(labels: Labels) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}"
