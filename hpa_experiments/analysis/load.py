@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpa_experiments.analysis.stream import MetricsDigest, NotStreamable, digest_metrics
+from hpa_experiments.analysis.stream import MetricsDigest, NotStreamable, csv_chunks, digest_metrics
 from hpa_experiments.errors import UsageError
 from hpa_experiments.hpa_reasons import text_columns
 from hpa_experiments.rundir import EVENT_COLUMNS, PHASE_COLUMNS, SUITE_ENTRY_FILE
@@ -408,16 +408,7 @@ def _read_big_metrics(path: Path, warnings: list[str]) -> pd.DataFrame:
     source = complete_lines(path, warnings)
     filled = 0
     try:
-        reader = pd.read_csv(
-            source,
-            usecols=columns,
-            dtype={c: "string" for c in categories},
-            keep_default_na=False,
-            na_values=[""],
-            on_bad_lines="skip",
-            chunksize=CHUNK_ROWS,
-        )
-        for chunk in reader:
+        for chunk in csv_chunks(source, columns, categories, CHUNK_ROWS):
             end = filled + len(chunk)
             for column, target in values.items():
                 known = categories.get(column)

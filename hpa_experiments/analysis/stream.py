@@ -26,7 +26,7 @@ Files the pass cannot read in order (no `elapsed_s` column, or times going back)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -577,22 +577,27 @@ def digest_metrics(
     return digest
 
 
+def csv_chunks(source: Any, columns: list[str], texts: Iterable[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A metrics.csv's rows in chunks as our readers take them: only `columns`, `texts` as strings,
+    an empty cell as NaN (never a text like "NA"), a malformed line skipped."""
+    return pd.read_csv(
+        source,
+        usecols=columns,
+        dtype={c: "string" for c in texts},
+        keep_default_na=False,
+        na_values=[""],
+        on_bad_lines="skip",
+        chunksize=chunk_rows,
+    )
+
+
 def _chunks(
     open_lines: Callable[[], Any], columns: list[str], texts: set[str], chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
     """The file's rows in chunks: text columns as strings, the others as numbers (NaN when empty or not one)."""
     source = open_lines()
     try:
-        reader = pd.read_csv(
-            source,
-            usecols=columns,
-            dtype={c: "string" for c in texts},
-            keep_default_na=False,
-            na_values=[""],
-            on_bad_lines="skip",
-            chunksize=chunk_rows,
-        )
-        for chunk in reader:
+        for chunk in csv_chunks(source, columns, texts, chunk_rows):
             for column in chunk.columns:
                 if column not in texts and not pd.api.types.is_numeric_dtype(chunk[column]):
                     chunk[column] = pd.to_numeric(chunk[column], errors="coerce")
