@@ -27,7 +27,8 @@ HEADER = ",".join(REQUEST_COLUMNS)
 
 def _tally(completed: list[tuple[float, float, float, int, int]], ended: list[tuple[float, float, str]]) -> JobTally:
     tally = JobTally(t0=0.0)
-    for sent, first, end, prompt, output in completed:
+    if completed:
+        sent, first, end, prompt, output = (np.array(column) for column in zip(*completed, strict=True))
         tally.completed(sent, first, end, prompt, output)
     for sent, end, outcome in ended:
         tally.ended(sent, end, outcome)

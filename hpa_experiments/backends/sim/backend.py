@@ -47,7 +47,6 @@ from hpa_experiments.backends.sim.bench_client import job_log_text
 from hpa_experiments.backends.sim.fleet import LOADING, PENDING, READY, TERMINATING, Fleet
 from hpa_experiments.backends.sim.gc_pacing import GcPacing
 from hpa_experiments.backends.sim.hpa import HpaController, HpaStatus, PodView
-from hpa_experiments.backends.sim.job_tally import JobTally
 from hpa_experiments.backends.sim.keda import KedaOperator
 from hpa_experiments.backends.sim.loadgen import LoadGenerator
 from hpa_experiments.backends.sim.power import GpuMeter
@@ -273,7 +272,7 @@ class SimBackend(Backend):
             return []
         self.fleet.advance_to(self.clock.now())
         log = self.fleet.request_log
-        tally = None if log is None else log.tallies.get(job.job) or JobTally(log.t0)
+        tally = None if log is None else log.tally(job.job)
         text = job_log_text(job, tally, self.job_values[resource_name])
         return [PodLog(f"{resource_name}-twin", "bench", text, source="twin requests.csv")]
 

@@ -67,8 +67,25 @@ class JobTally:
         self._min_sent = math.inf
         self._max_end = -math.inf
 
-    def completed(self, sent: float, first: float, end: float, prompt: int, output: int) -> None:
-        """A request completed at `end` (RequestLog.completed's row)."""
+    def completed(
+        self, sent: np.ndarray, first: np.ndarray, end: np.ndarray, prompt: np.ndarray, output: np.ndarray
+    ) -> None:
+        """Requests that completed (RequestLog's rows, in the file's order): when each was sent, got
+        its first token and its last (`end`), and its prompt and output lengths."""
+        if not len(sent):
+            return
+        self._sent.frombytes(np.ascontiguousarray(sent, dtype=np.float64).tobytes())
+        self._first.frombytes(np.ascontiguousarray(first, dtype=np.float64).tobytes())
+        self._end.frombytes(np.ascontiguousarray(end, dtype=np.float64).tobytes())
+        self._output.frombytes(np.ascontiguousarray(output, dtype=np.int32).tobytes())
+        self.prompt_tokens += int(np.sum(prompt, dtype=np.int64))
+        self._min_sent = min(self._min_sent, float(np.min(sent)))
+        self._max_end = max(self._max_end, float(np.max(end)))
+        if len(self._sent) >= self._FOLD:
+            self._fold()
+
+    def completed_one(self, sent: float, first: float, end: float, prompt: int, output: int) -> None:
+        """One completed request (`completed` for a single row)."""
         self._sent.append(sent)
         self._first.append(first)
         self._end.append(end)
@@ -99,7 +116,7 @@ class JobTally:
         sent, first, end = (np.frombuffer(a, dtype=np.float64) for a in (self._sent, self._first, self._end))
         output = np.frombuffer(self._output, dtype=np.int32).astype(np.int64)
         multi = output > 1
-        # the same IEEE operations as RequestLog.completed's f-string, then its rounding
+        # the same IEEE operations as RequestLog's rows, then their rounding
         tpot = (end[multi] - first[multi]) * 1000.0 / (output[multi] - 1).astype(np.float64)
         self._arrival_s.frombytes(decimal_round(sent - t0, 6).tobytes())
         self._ttft_ms.frombytes(decimal_round((first - sent) * 1000.0, 3).tobytes())
