@@ -12,8 +12,9 @@ It makes exactly the choices of a plain scan over the engines in the order they 
 Engines change behind the index's back (a step ends, a request arrives), so the owner calls
 `touch(engine)` after every call that may change one; the index is exact only at those points.
 
-Structures: the events are a heap of (t, order, engine) with lazy deletion (an entry is live
-while its time is the one recorded for the engine).  For routing, engines are grouped by
+Structures: the events are a heap of (t, order) with lazy deletion (an entry is live while its
+time is the one recorded for the engine); it is written out over two typed lists (_EventHeap) so
+that the compiled core compares native floats and ints, not tuples.  For routing, engines are grouped by
 (load, used blocks); each group is a sorted list of orders (the rotation is a bisect in it) and
 the group keys are in a heap, also lazy (a key whose group emptied is dropped when it reaches
 the top).  Either heap is rebuilt from the live entries when it holds more than twice as many.
@@ -28,21 +29,24 @@ from typing import Final
 from hpa_experiments.backends.sim.serving import Replica
 
 _INF: Final = float("inf")
-Key = tuple[int, int]
+_BLOCK_BITS: Final = 40  # a load group's key is (load << _BLOCK_BITS) | used blocks: it orders as the
+# pair (load, used blocks) while blocks < 2**_BLOCK_BITS, and is one int (no tuple to hash and compare)
+_NO_GROUP: Final = -1
 E = Replica  # the engines indexed (a concrete class: the compiled core accesses its fields directly)
 
 
 class _Entry:
     """What the index holds for one engine."""
 
-    __slots__ = ("grouped", "key", "order", "queued_t", "routable")
+    __slots__ = ("engine", "grouped", "key", "order", "queued_t", "routable")
 
-    def __init__(self, order: int, grouped: bool) -> None:
+    def __init__(self, engine: E, order: int, grouped: bool) -> None:
+        self.engine = engine
         self.order = order
-        self.queued_t: float | None = None  # time of its live event entry; None: not queued
+        self.queued_t = _INF  # time of its live event entry; inf: not queued
         self.routable = True
         self.grouped = grouped  # kept in a load group: routable, and routing is least-loaded
-        self.key: Key | None = None  # its load group, while grouped
+        self.key = _NO_GROUP  # its load group's key, while grouped
 
 
 class EngineIndex:
@@ -52,27 +56,27 @@ class EngineIndex:
         """With `least_loaded` False only events are indexed (round-robin routing needs no more)."""
         self._least_loaded = least_loaded
         self._entries: dict[E, _Entry] = {}
-        self._events: list[tuple[float, int, E]] = []
-        self._groups: dict[Key, list[int]] = {}
-        self._keys: list[Key] = []  # heap of group keys; some groups may be gone (lazy)
-        self._by_order: dict[int, E] = {}
+        self._events = _EventHeap()
+        self._groups: dict[int, list[int]] = {}
+        self._keys: list[int] = []  # heap of group keys; some groups may be gone (lazy)
+        self._by_order: dict[int, _Entry] = {}
 
     # ------------------------------------------------------------------ membership
     def add(self, engine: E, order: int) -> None:
         """A new engine, routable (Ready)."""
-        entry = _Entry(order, self._least_loaded)
+        entry = _Entry(engine, order, self._least_loaded)
         self._entries[engine] = entry
         engine.index_entry = entry  # touch() finds it without hashing the engine
-        self._by_order[order] = engine
+        self._by_order[order] = entry
         self.touch(engine)
 
     def stop_routing(self, engine: E) -> None:
         """The engine takes no new requests (its pod is being deleted); its events still count."""
         entry = self._entries[engine]
         entry.routable = entry.grouped = False
-        if entry.key is not None:
+        if entry.key != _NO_GROUP:
             self._leave_group(entry.key, entry.order)
-            entry.key = None
+            entry.key = _NO_GROUP
 
     def remove(self, engine: E) -> None:
         self.stop_routing(engine)
@@ -86,20 +90,18 @@ class EngineIndex:
         entry: _Entry = engine.index_entry
         t = engine.next_event_t
         if entry.queued_t != t:
-            if t == _INF:
-                entry.queued_t = None
-            else:
-                entry.queued_t = t
+            entry.queued_t = t
+            if t != _INF:
                 events = self._events
-                heapq.heappush(events, (t, entry.order, engine))
-                if len(events) > 2 * len(self._entries) + 64:
+                events.push(t, entry.order)
+                if len(events.times) > 2 * len(self._entries) + 64:
                     self._rebuild_events()
         if entry.grouped:
-            key = (len(engine.running) + len(engine.waiting), engine.used_blocks)
+            key = ((len(engine.running) + len(engine.waiting)) << _BLOCK_BITS) | engine.used_blocks
             old = entry.key
             if key != old:
                 groups = self._groups
-                if old is not None:  # leave the old group (inlined _leave_group: the hot path)
+                if old != _NO_GROUP:  # leave the old group (inlined _leave_group: the hot path)
                     group = groups[old]
                     if len(group) == 1:
                         del groups[old]
@@ -117,7 +119,7 @@ class EngineIndex:
                 else:
                     insort(joined, entry.order)
 
-    def _leave_group(self, key: Key, order: int) -> None:
+    def _leave_group(self, key: int, order: int) -> None:
         group = self._groups[key]
         if len(group) == 1:
             del self._groups[key]  # its key stays in the heap until it reaches the top
@@ -125,19 +127,27 @@ class EngineIndex:
             del group[bisect_left(group, order)]
 
     def _rebuild_events(self) -> None:
-        self._events = [(e.queued_t, e.order, eng) for eng, e in self._entries.items() if e.queued_t is not None]
-        heapq.heapify(self._events)
+        self._events = _EventHeap()
+        for entry in sorted(self._entries.values(), key=_queue_key):
+            if entry.queued_t != _INF:
+                self._events.push(entry.queued_t, entry.order)
+
+    def _live(self, t: float, order: int) -> _Entry | None:
+        """The entry an event (t, order) stands for, None if the event is stale."""
+        entry = self._by_order.get(order)  # None: removed from the index
+        return entry if entry is not None and entry.queued_t == t else None
 
     # ------------------------------------------------------------------ queries
     def next_event(self) -> tuple[float, E | None]:
         """The earliest event (time, engine); (inf, None) when no engine has one."""
         events = self._events
-        while events:
-            t, _, engine = events[0]
-            entry: _Entry | None = engine.index_entry  # None: removed from the index
-            if entry is not None and entry.queued_t == t:
-                return t, engine
-            heapq.heappop(events)
+        times, orders = events.times, events.orders
+        while times:
+            t = times[0]
+            entry = self._live(t, orders[0])
+            if entry is not None:
+                return t, entry.engine
+            events.pop()
         return _INF, None
 
     def pop_due(self, horizon: float) -> list[E]:
@@ -145,24 +155,25 @@ class EngineIndex:
 
         They leave the event queue: the caller advances them and touches them."""
         events = self._events
-        due: list[tuple[int, E]] = []
-        kept: list[tuple[float, int, E]] = []
-        while events and events[0][0] <= horizon:
-            item = heapq.heappop(events)
-            t, order, engine = item
-            entry: _Entry | None = engine.index_entry
-            if entry is None or entry.queued_t != t:
+        times, orders = events.times, events.orders
+        due: list[_Entry] = []
+        kept: list[_Entry] = []
+        while times and times[0] <= horizon:
+            t, order = times[0], orders[0]
+            events.pop()
+            entry = self._live(t, order)
+            if entry is None:
                 continue  # stale
             if entry.routable:
-                entry.queued_t = None
-                due.append((order, engine))
+                entry.queued_t = _INF
+                due.append(entry)
             else:
-                kept.append(item)
-        for item in kept:
-            heapq.heappush(events, item)
+                kept.append(entry)
+        for entry in kept:
+            events.push(entry.queued_t, entry.order)
         if len(due) > 1:
-            due.sort(key=_first)
-        return [engine for _, engine in due]
+            due.sort(key=_order)
+        return [entry.engine for entry in due]
 
     def least_loaded(self, start: E) -> E:
         """The least-loaded routable engine, ties broken by KV blocks, then rotating order from `start`."""
@@ -173,10 +184,64 @@ class EngineIndex:
                 break
             heapq.heappop(keys)
         if len(group) == 1:
-            return self._by_order[group[0]]
+            return self._by_order[group[0]].engine
         i = bisect_left(group, start.index_entry.order)
-        return self._by_order[group[i] if i < len(group) else group[0]]
+        return self._by_order[group[i] if i < len(group) else group[0]].engine
 
 
-def _first(pair: tuple[int, E]) -> int:
-    return pair[0]
+class _EventHeap:
+    """A binary min-heap of (time, order) pairs held in two parallel lists (heapq's invariant)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.orders: list[int] = []
+
+    def push(self, t: float, order: int) -> None:
+        times, orders = self.times, self.orders
+        times.append(t)
+        orders.append(order)
+        i = len(times) - 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            pt = times[parent]
+            if pt < t or (pt == t and orders[parent] < order):
+                break
+            times[i] = pt
+            orders[i] = orders[parent]
+            i = parent
+        times[i] = t
+        orders[i] = order
+
+    def pop(self) -> None:
+        """Remove the smallest pair (the heap is not empty)."""
+        times, orders = self.times, self.orders
+        t = times.pop()
+        order = orders.pop()
+        n = len(times)
+        if not n:
+            return
+        i = 0
+        child = 1
+        while child < n:
+            right = child + 1
+            if right < n and (
+                times[right] < times[child] or (times[right] == times[child] and orders[right] < orders[child])
+            ):
+                child = right
+            ct = times[child]
+            if t < ct or (t == ct and order < orders[child]):
+                break
+            times[i] = ct
+            orders[i] = orders[child]
+            i = child
+            child = 2 * i + 1
+        times[i] = t
+        orders[i] = order
+
+
+def _order(entry: _Entry) -> int:
+    return entry.order
+
+
+def _queue_key(entry: _Entry) -> tuple[float, int]:
+    return (entry.queued_t, entry.order)
