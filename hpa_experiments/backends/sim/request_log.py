@@ -41,12 +41,13 @@ import csv
 from collections.abc import Iterable
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hpa_experiments.backends.sim.csv_columns import Fixed, Integers, Labels, Text, format_rows
 from hpa_experiments.backends.sim.job_tally import JobTally
-from hpa_experiments.backends.sim.serving import Request
+from hpa_experiments.backends.sim.serving import Replica, Request
 from hpa_experiments.rundir import REQUEST_COLUMNS, REQUEST_OUTCOMES
 
 COMPLETED, ABORTED_SCALE_DOWN, ABORTED_JOB_STOPPED, REJECTED, RUNNING_AT_END, FAILED_NO_REPLICA = REQUEST_OUTCOMES
@@ -57,6 +58,7 @@ SMALL_CHUNK = 64  # fewer are formatted one by one (the arrays' fixed cost is ~1
 _COMPLETED_ROW = "%d,%s,%s,%.6f,%.6f,%.3f,%.3f,%s,%.3f,%d,%d,completed,%.3f\n"
 _TIMES = {name: attrgetter(name) for name in ("sent_t", "scheduled_t", "first_token_t", "arrival_t")}
 _COUNTS = {name: attrgetter(name) for name in ("uid", "prompt_len", "output_len")}
+_CLIENT, _REPLICA = attrgetter("client"), attrgetter("replica")
 
 
 class RequestLog:
@@ -115,18 +117,17 @@ class RequestLog:
         col = {name: np.fromiter(map(get, done), np.float64, n) for name, get in _TIMES.items()}
         uid, prompt, output = (np.fromiter(map(get, done), np.int64, n) for get in _COUNTS.values())
         end = np.array(times, dtype=np.float64)
-        jobs: dict[str, int] = {}
-        pods: dict[str, int] = {}
-        job_codes = np.fromiter((jobs.setdefault(_job(r), len(jobs)) for r in done), np.intp, n)
-        pod_codes = np.fromiter((pods.setdefault(_replica(r), len(pods)) for r in done), np.intp, n)
+        clients, job_codes = _distinct(list(map(_CLIENT, done)))
+        replicas, pod_codes = _distinct(list(map(_REPLICA, done)))
+        jobs = [_client_job(client) for client in clients]
         t0, sent, first = self.t0, col["sent_t"], col["first_token_t"]
         multi = output > 1
         itl = np.zeros(n)  # the same IEEE operations as the Python row (_COMPLETED_ROW)
         itl[multi] = (end[multi] - first[multi]) * 1000.0 / (output[multi] - 1).astype(np.float64)
         columns = (
             Integers(uid),
-            Labels(job_codes, list(jobs)),
-            Labels(pod_codes, list(pods)),
+            Labels(job_codes, jobs),
+            Labels(pod_codes, [_replica_pod(replica) for replica in replicas]),
             Fixed(sent - t0, 6),
             Fixed(end - t0, 6),
             Fixed((col["scheduled_t"] - sent) * 1000.0, 3),
@@ -139,7 +140,7 @@ class RequestLog:
             Fixed((col["arrival_t"] - sent) * 1000.0, 3),
         )
         self._fh.write(format_rows(columns, n, lambda i: self._completed_row(done[i], times[i])))
-        for job, code in jobs.items():
+        for code, job in enumerate(jobs):  # (two clients of one job: its rows in two slices, in order)
             rows = job_codes == code
             self._tally(job).completed(sent[rows], first[rows], end[rows], prompt[rows], output[rows])
 
@@ -213,9 +214,24 @@ def _gateway_wait(req: Request, t: float | None) -> str:
 
 
 def _job(req: Request) -> str:
-    client = req.client
+    return _client_job(req.client)
+
+
+def _client_job(client: object) -> str:
     return getattr(client, "job", "") if client is not None else ""
 
 
 def _replica(req: Request) -> str:
-    return req.replica.pod if req.replica is not None else ""
+    return _replica_pod(req.replica)
+
+
+def _replica_pod(replica: Replica | None) -> str:
+    return replica.pod if replica is not None else ""
+
+
+def _distinct(objects: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """The distinct objects (by identity) and, for each element, the index of its object among them:
+    a sort of their ids in numpy instead of a dict lookup per element."""
+    ids = np.fromiter(map(id, objects), np.intp, len(objects))
+    _, first, codes = np.unique(ids, return_index=True, return_inverse=True)
+    return [objects[i] for i in first.tolist()], codes
