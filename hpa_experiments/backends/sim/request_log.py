@@ -38,10 +38,9 @@ requests that waited at the gateway.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
-from operator import attrgetter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -56,9 +55,40 @@ CHUNK_ROWS = 1 << 14  # completed requests written together
 SMALL_CHUNK = 64  # fewer are formatted one by one (the arrays' fixed cost is ~100 us)
 # a completed request's row (REQUEST_COLUMNS): times to 6 decimals, durations to 3, as every row
 _COMPLETED_ROW = "%d,%s,%s,%.6f,%.6f,%.3f,%.3f,%s,%.3f,%d,%d,completed,%.3f\n"
-_TIMES = {name: attrgetter(name) for name in ("sent_t", "scheduled_t", "first_token_t", "arrival_t")}
-_COUNTS = {name: attrgetter(name) for name in ("uid", "prompt_len", "output_len")}
-_CLIENT, _REPLICA = attrgetter("client"), attrgetter("replica")
+T = TypeVar("T")
+
+
+class _Completed:
+    """Completed requests not yet written, as columns (appended while the request is fresh in the
+    cache; the compiled core appends native values, no attribute lookups by name)."""
+
+    def __init__(self) -> None:
+        self.uid: list[int] = []
+        self.client: list[object] = []
+        self.replica: list[Replica] = []
+        self.sent: list[float] = []
+        self.scheduled: list[float] = []
+        self.first: list[float] = []
+        self.arrival: list[float] = []
+        self.end: list[float] = []
+        self.prompt: list[int] = []
+        self.output: list[int] = []
+
+    def add(self, req: Request, t: float) -> int:
+        """Keep `req`, completed at `t`; returns how many are kept."""
+        first, scheduled, replica = req.first_token_t, req.scheduled_t, req.replica
+        assert first is not None and scheduled is not None and replica is not None  # it completed
+        self.uid.append(req.uid)
+        self.client.append(req.client)
+        self.replica.append(replica)
+        self.sent.append(req.sent_t)
+        self.scheduled.append(scheduled)
+        self.first.append(first)
+        self.arrival.append(req.arrival_t)
+        self.end.append(t)
+        self.prompt.append(req.prompt_len)
+        self.output.append(req.output_len)
+        return len(self.end)
 
 
 class RequestLog:
@@ -73,8 +103,7 @@ class RequestLog:
         self.path = path
         self.t0 = t0
         self._tallies: dict[str, JobTally] = {}
-        self._done: list[Request] = []  # completed, not yet written
-        self._done_t: list[float] = []  # their last token's time
+        self._done = _Completed()
         self._fh = path.open("w", newline="", encoding="utf-8", buffering=BUFFER_BYTES)
         self._write = csv.writer(self._fh, lineterminator="\n").writerow
         self._write(REQUEST_COLUMNS)
@@ -92,77 +121,76 @@ class RequestLog:
 
     def completed(self, req: Request, t: float) -> None:
         """`req` produced its last token at `t` (the hot path: kept for the next chunk)."""
-        self._done.append(req)
-        self._done_t.append(t)
-        if len(self._done) >= CHUNK_ROWS:
+        if self._done.add(req, t) >= CHUNK_ROWS:
             self.flush()
 
     def flush(self) -> None:
         """Write the completed requests kept so far, and hand them to their jobs' tallies."""
-        done, times = self._done, self._done_t
-        if not done:
+        done = self._done
+        n = len(done.end)
+        if not n:
             return
-        self._done, self._done_t = [], []
-        if len(done) >= SMALL_CHUNK:
-            self._write_chunk(done, times)
+        self._done = _Completed()
+        if n >= SMALL_CHUNK:
+            self._write_chunk(done)
             return
-        for req, t in zip(done, times, strict=True):  # a few rows, between rows of other outcomes
-            self._fh.write(self._completed_row(req, t))
-            assert req.first_token_t is not None  # completed
-            self._tally(_job(req)).completed_one(req.sent_t, req.first_token_t, t, req.prompt_len, req.output_len)
+        for i in range(n):  # a few rows, between rows of other outcomes
+            self._fh.write(self._completed_row(done, i))
+            tally = self._tally(_client_job(done.client[i]))
+            tally.completed_one(done.sent[i], done.first[i], done.end[i], done.prompt[i], done.output[i])
 
-    def _write_chunk(self, done: list[Request], times: list[float]) -> None:
+    def _write_chunk(self, done: _Completed) -> None:
         """Rows of many completed requests at once (csv_columns.py), and the tallies' share of them."""
-        n = len(done)
-        col = {name: np.fromiter(map(get, done), np.float64, n) for name, get in _TIMES.items()}
-        uid, prompt, output = (np.fromiter(map(get, done), np.int64, n) for get in _COUNTS.values())
-        end = np.array(times, dtype=np.float64)
-        clients, job_codes = _distinct(list(map(_CLIENT, done)))
-        replicas, pod_codes = _distinct(list(map(_REPLICA, done)))
-        jobs = [_client_job(client) for client in clients]
-        t0, sent, first = self.t0, col["sent_t"], col["first_token_t"]
+        n = len(done.end)
+        sent, first, end = np.array(done.sent), np.array(done.first), np.array(done.end)
+        prompt, output = np.array(done.prompt, dtype=np.int64), np.array(done.output, dtype=np.int64)
+        clients, client_codes = _distinct(done.client)
+        replicas, pod_codes = _distinct(done.replica)
+        job_index: dict[str, int] = {}  # clients may share a job name: one code per name
+        client_jobs = [job_index.setdefault(_client_job(client), len(job_index)) for client in clients]
+        job_codes = np.array(client_jobs, dtype=np.intp)[client_codes]
+        jobs = list(job_index)
+        t0 = self.t0
         multi = output > 1
         itl = np.zeros(n)  # the same IEEE operations as the Python row (_COMPLETED_ROW)
         itl[multi] = (end[multi] - first[multi]) * 1000.0 / (output[multi] - 1).astype(np.float64)
         columns = (
-            Integers(uid),
+            Integers(np.array(done.uid, dtype=np.int64)),
             Labels(job_codes, jobs),
-            Labels(pod_codes, [_replica_pod(replica) for replica in replicas]),
+            Labels(pod_codes, [replica.pod for replica in replicas]),
             Fixed(sent - t0, 6),
             Fixed(end - t0, 6),
-            Fixed((col["scheduled_t"] - sent) * 1000.0, 3),
+            Fixed((np.array(done.scheduled) - sent) * 1000.0, 3),
             Fixed((first - sent) * 1000.0, 3),
             Fixed(itl, 3, present=multi),
             Fixed((end - sent) * 1000.0, 3),
             Integers(prompt),
             Integers(output),
             Text(COMPLETED),
-            Fixed((col["arrival_t"] - sent) * 1000.0, 3),
+            Fixed((np.array(done.arrival) - sent) * 1000.0, 3),
         )
-        self._fh.write(format_rows(columns, n, lambda i: self._completed_row(done[i], times[i])))
-        for code, job in enumerate(jobs):  # (two clients of one job: its rows in two slices, in order)
+        self._fh.write(format_rows(columns, n, lambda i: self._completed_row(done, i)))
+        for code, job in enumerate(jobs):
             rows = job_codes == code
             self._tally(job).completed(sent[rows], first[rows], end[rows], prompt[rows], output[rows])
 
-    def _completed_row(self, req: Request, t: float) -> str:
-        """One completed request's row, formatted by Python (csv_columns.py's fallback)."""
-        sent, first, t0 = req.sent_t, req.first_token_t, self.t0
-        assert first is not None and req.scheduled_t is not None and req.replica is not None
-        output = req.output_len
+    def _completed_row(self, done: _Completed, i: int) -> str:
+        """Row `i` of `done`, formatted by Python (csv_columns.py's fallback)."""
+        sent, first, t, output, t0 = done.sent[i], done.first[i], done.end[i], done.output[i], self.t0
         itl = "%.3f" % ((t - first) * 1000.0 / (output - 1)) if output > 1 else ""
         return _COMPLETED_ROW % (
-            req.uid,
-            _job(req),
-            req.replica.pod,
+            done.uid[i],
+            _client_job(done.client[i]),
+            done.replica[i].pod,
             sent - t0,
             t - t0,
-            (req.scheduled_t - sent) * 1000.0,
+            (done.scheduled[i] - sent) * 1000.0,
             (first - sent) * 1000.0,
             itl,
             (t - sent) * 1000.0,
-            req.prompt_len,
+            done.prompt[i],
             output,
-            (req.arrival_t - sent) * 1000.0,
+            (done.arrival[i] - sent) * 1000.0,
         )
 
     def _tally(self, job: str) -> JobTally:
@@ -222,14 +250,10 @@ def _client_job(client: object) -> str:
 
 
 def _replica(req: Request) -> str:
-    return _replica_pod(req.replica)
+    return req.replica.pod if req.replica is not None else ""
 
 
-def _replica_pod(replica: Replica | None) -> str:
-    return replica.pod if replica is not None else ""
-
-
-def _distinct(objects: list[Any]) -> tuple[list[Any], np.ndarray]:
+def _distinct(objects: Sequence[T]) -> tuple[list[T], np.ndarray]:
     """The distinct objects (by identity) and, for each element, the index of its object among them:
     a sort of their ids in numpy instead of a dict lookup per element."""
     ids = np.fromiter(map(id, objects), np.intp, len(objects))

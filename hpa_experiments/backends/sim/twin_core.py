@@ -37,6 +37,7 @@ COMPILED: tuple[str, ...] = (
     "hpa_experiments.backends.sim.gateway",
     "hpa_experiments.backends.sim.loadgen",
     "hpa_experiments.backends.sim.fleet",
+    "hpa_experiments.backends.sim.request_log",
 )
 ENV = "HPA_EXP_TWIN_CORE"  # "python": never load the compiled core; unset or "auto": load it when current
 CACHE_ENV = "HPA_EXP_TWIN_CORE_CACHE"  # overrides the cache folder
