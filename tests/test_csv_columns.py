@@ -22,9 +22,10 @@ def reference_row(columns: Sequence[Column], i: int) -> str:
     for column in columns:
         if isinstance(column, Fixed):
             present = column.present is None or bool(column.present[i])
-            cells.append("%.*f" % (column.digits, float(column.values[i])) if present else "")
+            cell = "%.*f" % (column.digits, float(column.values[i]))  # noqa: UP031 (the format under test)
+            cells.append(cell if present else "")
         elif isinstance(column, Integers):
-            cells.append("%d" % int(column.values[i]))
+            cells.append("%d" % int(column.values[i]))  # noqa: UP031
         elif isinstance(column, Labels):
             cells.append(column.table[int(column.codes[i])])
         else:
@@ -94,7 +95,7 @@ def test_exact_ties_and_values_one_ulp_from_a_half_all_go_to_python(digits: int)
     hard = hard[hard > 0]
     # the arrays would round some of these wrongly: the fallback is what makes them right
     scaled = hard * 10.0**digits
-    python = np.array([float("%.*f" % (digits, v)) * 10.0**digits for v in hard.tolist()])
+    python = np.array([float(f"{v:.{digits}f}") * 10.0**digits for v in hard.tolist()])
     assert (np.rint(scaled) != np.rint(python)).any()
     asked = check([Fixed(hard, digits)], len(hard))
     assert asked == list(range(len(hard)))
