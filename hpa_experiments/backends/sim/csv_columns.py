@@ -121,7 +121,8 @@ def _cells(column: Column, n: int, fallback: np.ndarray) -> np.ndarray:
         width = max((len(cell) for cell in encoded), default=0)
         table = np.zeros((len(encoded), max(width, 1)), dtype=np.uint8)
         for i, cell in enumerate(encoded):
-            table[i, width - len(cell) :] = np.frombuffer(cell, dtype=np.uint8)
+            if cell:  # an empty cell stays padding (with only empty cells, `width - 0` is past the pad column)
+                table[i, width - len(cell) :] = np.frombuffer(cell, dtype=np.uint8)
         return table[column.codes]
     text = np.frombuffer(column.value.encode("ascii"), dtype=np.uint8)
     return np.broadcast_to(text, (n, len(text)))

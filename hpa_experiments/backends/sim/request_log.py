@@ -1,9 +1,12 @@
 """The twin's per-request log: `requests.csv` in the run directory, one row per request.
 
-A row is written when the request ends (or, for requests still in flight, when the run ends), so
-finished requests are never kept in memory: a 24-hour run streams millions of rows through a
-1 MiB write buffer, flushed when full and at `close()` (a killed process may lose the rows of
-the last buffer).  Rows are in the order requests end, not the order they were sent.
+A row is written when the request ends (completed ones in chunks of up to `CHUNK_ROWS`; requests
+still in flight when the run ends), so finished requests are not kept in memory beyond a chunk: a
+24-hour run streams millions of rows through a 1 MiB write buffer, flushed when full and at
+`close()` (a killed process may lose the rows of the last buffer).  Rows are in the order the
+fleet reports the ends, not the order requests were sent: each replica's rows in time order,
+across replicas only roughly (an engine runs on alone until the next send or pod event, so its
+rows may come before earlier ends on another replica).
 
 Columns (times in seconds since the run's t0, as `elapsed_s` in metrics.csv; durations in ms;
 an empty cell means the value does not exist for this request, never 0):
@@ -97,7 +100,7 @@ class RequestLog:
 
     Completed requests, the bulk of the rows, are kept (up to `CHUNK_ROWS` of them) and written
     together with numpy (csv_columns.py); any other row, a tally read and `close()` write them
-    first, so the file's rows stay in the order the requests ended."""
+    first, so the file's rows stay in the order the fleet reported the ends."""
 
     def __init__(self, path: Path, t0: float) -> None:
         self.path = path
