@@ -220,14 +220,20 @@ def run_dir_name(name: str, started_at: float) -> str:
     return f"{name}-{stamp}"
 
 
-def new_run_dir_path(base: Path, name: str, started_at: float) -> Path:
-    """<base>/<name>-<UTC stamp>, with -2, -3, ... when runs start within the same second."""
+def create_run_dir(base: Path, name: str, started_at: float) -> Path:
+    """Create and return <base>/<name>-<UTC stamp>, with -2, -3, ... when runs start within the same
+    second.  Each name is claimed by its mkdir, so runs started at once in other processes (an
+    ensemble's seeds) never get the same folder."""
     first = base / run_dir_name(name, started_at)
+    base.mkdir(parents=True, exist_ok=True)
     candidate, n = first, 1
-    while candidate.exists():
-        n += 1
-        candidate = first.with_name(f"{first.name}-{n}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = first.with_name(f"{first.name}-{n}")
 
 
 class _CsvStream:
@@ -326,7 +332,9 @@ class RunWriter:
     def __init__(self, directory: Path, info: RunInfo, metrics_cols: list[str], config_source: Path | None):
         self.dir = directory
         self.info = info
-        directory.mkdir(parents=True, exist_ok=False)
+        directory.mkdir(parents=True, exist_ok=True)  # created by create_run_dir, or a new folder
+        if any(directory.iterdir()):
+            raise FileExistsError(f"{directory}: not empty (a run directory is written once)")
         if config_source is not None:
             write_config_copy(config_source, directory / "experiment-config.yaml")  # credentials as ***
         self.write_run_json()

@@ -42,9 +42,9 @@ from hpa_experiments.rundir import (
     RunInfo,
     RunStatus,
     RunWriter,
+    create_run_dir,
     format_cell,
     metrics_columns,
-    new_run_dir_path,
 )
 from hpa_experiments.signals import stop_on_signals
 from hpa_experiments.watchdog import Watchdog, watched_columns
@@ -199,7 +199,7 @@ class Runner:
             info.config["plan"] = self.plan.to_json()
             info.config["metric_names"] = self.metric_names.__dict__
             self.writer = RunWriter(
-                new_run_dir_path(self.base_dir, self.config.name, started), info, columns, self.config.source
+                create_run_dir(self.base_dir, self.config.name, started), info, columns, self.config.source
             )
             self.backend.attach_run_directory(self.writer.dir, self.t0)
             self._why.attach(self.writer.dir, self.t0)
