@@ -205,9 +205,10 @@ def measure(config_path: Path, profile_out: Path | None = None, breakdown: bool 
     return data
 
 
-def plot(results_file: Path, out: Path) -> None:
-    """Against replicas, one line per recorded label (median of the repeats): CPU and wall ms per
-    simulated second, and CPU per request (flat when the cost per request does not grow)."""
+def plot(results_file: Path, out: Path, last: int) -> None:
+    """Against replicas, one line per recorded curve (median of the repeats; the `last` recorded
+    with two fleet sizes or more): CPU and wall ms per simulated second, and CPU per request (flat
+    when the cost per request does not grow)."""
     import statistics
 
     import matplotlib
@@ -215,8 +216,9 @@ def plot(results_file: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for record in json.loads(results_file.read_text()):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5))
+    curves = [r for r in json.loads(results_file.read_text()) if len({p["replicas"] for p in r["points"]}) > 1]
+    for record in curves[-last:]:
         by_n: dict[int, list[dict[str, Any]]] = {}
         for point in record["points"]:
             by_n.setdefault(point["replicas"], []).append(point)
@@ -235,8 +237,10 @@ def plot(results_file: Path, out: Path) -> None:
     for ax in (left, right):
         ax.set_xlabel("replicas (5 req/s each)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = right.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    left.set_title("solid: CPU, dotted: wall", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07 * ((len(labels) + 1) // 2), 1, 1))
     fig.savefig(out, dpi=110)
     print(f"written {out}")
 
@@ -251,13 +255,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_twin_scale.json")
     parser.add_argument("--profile", type=Path, help="cProfile the run (one point) into this file")
     parser.add_argument("--plot", type=Path, help="draw the curves recorded in --output into this PNG and exit")
+    parser.add_argument("--plot-last", type=int, default=4, help="how many of the latest curves --plot draws")
     parser.add_argument(
         "--breakdown", action="store_true", help="also time each part of the run (engines, PromQL, scrapes, ...)"
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plot:
-        plot(args.output, args.plot)
+        plot(args.output, args.plot, args.plot_last)
         return
     if args.child:
         print(json.dumps(child(args.child, args.profile, args.breakdown)))
