@@ -32,7 +32,7 @@ def rounded_scaled(x: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
     which also marks non-finite values)."""
     scale = 10.0**digits
     scaled = x * scale
-    distance = np.trunc(scaled)  # becomes |fraction - 1/2|, in place
+    distance = np.trunc(scaled)  # becomes |fraction - 1/2|, in place (arrays of millions of requests)
     np.subtract(scaled, distance, out=distance)
     np.abs(distance, out=distance)
     distance -= 0.5
@@ -41,6 +41,7 @@ def rounded_scaled(x: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
     tolerance *= 2.0**-48
     tolerance += 2.0**-60
     uncertain = distance <= tolerance
+    del distance, tolerance
     uncertain |= ~np.isfinite(scaled)
     return np.rint(scaled, out=scaled), uncertain
 

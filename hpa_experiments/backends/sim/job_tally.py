@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpa_experiments.backends.sim.csv_columns import rounded_scaled
+
 FAILED_OUTCOMES = ("rejected", "aborted_scale_down", "failed_no_replica")
 
 
@@ -151,22 +153,10 @@ def _view(column: array) -> np.ndarray:
 def decimal_round(x: np.ndarray, digits: int) -> np.ndarray:
     """`float(f"{v:.{digits}f}")` for every element, exactly (numpy's `round` is not: it scales, rounds
     and divides back).  The scaled value's integer part is right wherever the scaled double is not
-    within its own rounding error of a half; those few elements are formatted in Python."""
-    scale = 10.0**digits
-    scaled = x * scale
-    distance = np.trunc(scaled)  # becomes |fraction - 1/2|, in place (a few arrays of millions of requests)
-    np.subtract(scaled, distance, out=distance)
-    np.abs(distance, out=distance)
-    distance -= 0.5
-    np.abs(distance, out=distance)
-    tolerance = np.abs(scaled)
-    tolerance *= 2.0**-48
-    tolerance += 2.0**-60
-    near_half = distance <= tolerance
-    del distance, tolerance
-    near_half |= ~np.isfinite(scaled)
-    out = np.rint(scaled, out=scaled)
-    out /= scale
+    within its own rounding error of a half (csv_columns.rounded_scaled); those few elements are
+    formatted in Python."""
+    out, near_half = rounded_scaled(x, digits)  # rint(x * scale), and where it may be off
+    out /= 10.0**digits
     for i in np.flatnonzero(near_half):
         out[i] = _round_scalar(float(x[i]), digits)
     return out
